@@ -1,0 +1,361 @@
+//! `tenantctl`: the operator command. `migrate-schemas` brings public and every tenant schema to
+//! head; `tenant …` creates, lists, suspends, activates and drops tenants.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use deadpool_postgres::Pool;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+use tenantry_public::companies::{self, CompanyStatus};
+use tenantry_public::db::{self, PoolSettings};
+use tenantry_public::migrate::public_status;
+use tenantry_public::names::display_name;
+use tenantry_public::plans::PlanCode;
+use tenantry_public::{DomainName, Email, Password, Slug};
+use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, SchemaReport};
+use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, ProvisionError};
+
+#[derive(Parser)]
+#[command(
+    name = "tenantctl",
+    version,
+    about = "Operate Tenantry: migrations and tenants"
+)]
+struct Cli {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate the public schema, then every tenant schema, in parallel.
+    MigrateSchemas(MigrateArgs),
+    /// Create, list, suspend, activate or drop tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// Schemas migrated at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
+    /// Only this tenant (public is still migrated first).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Change nothing; exit non-zero naming every schema behind head or missing.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its schema, domain and owner.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        owner_email: String,
+        #[arg(long, env = "TENANTCTL_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: String,
+        #[arg(long, default_value = "")]
+        owner_full_name: String,
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// Base domain for the tenant's primary domain.
+        #[arg(long, env = "BASE_DOMAIN", default_value = "localhost")]
+        base_domain: String,
+        /// Succeed without changes when the slug already exists.
+        #[arg(long)]
+        exists_ok: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a tenant: its hosts answer 403.
+    Suspend { slug: String },
+    /// Re-activate a suspended tenant.
+    Activate { slug: String },
+    /// Drop a tenant's schema and every row of it. Irreversible.
+    Drop {
+        slug: String,
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tenantctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let jobs = match &cli.command {
+        Command::MigrateSchemas(a) => usize::from(a.jobs),
+        Command::Tenant(_) => 1,
+    };
+    let pool = db::pool(
+        &cli.database_url,
+        &PoolSettings {
+            max_size: jobs + 1,
+            wait_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+        },
+    )?;
+    match cli.command {
+        Command::MigrateSchemas(args) => migrate(&pool, args).await,
+        Command::Tenant(cmd) => {
+            require_public_at_head(&pool).await?;
+            tenant(&pool, cmd).await
+        }
+    }
+}
+
+async fn require_public_at_head(pool: &Pool) -> anyhow::Result<()> {
+    let client = pool.get().await.context("cannot connect to DATABASE_URL")?;
+    let status = public_status(&client).await?;
+    if !status.is_current() {
+        bail!("the public schema is behind head: run `tenantctl migrate-schemas` first");
+    }
+    Ok(())
+}
+
+async fn migrate(pool: &Pool, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let tenant = args
+        .tenant
+        .as_deref()
+        .map(|s| Slug::parse(s).map_err(|e| anyhow::anyhow!("--tenant {s:?} {e}")))
+        .transpose()?;
+    let options = MigrateOptions {
+        jobs: usize::from(args.jobs),
+        tenant,
+        check: args.check,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = ProgressBar::hidden();
+    if tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    let progress = |report: &SchemaReport, total: usize| {
+        bar.set_length(total as u64);
+        bar.inc(1);
+        let line = describe(report);
+        // On a TTY only problems get their own line; elsewhere every schema does.
+        let problem = matches!(
+            report.outcome,
+            Outcome::Failed { .. } | Outcome::Behind { .. } | Outcome::Missing
+        );
+        if !tty || problem {
+            bar.println(line);
+        } else {
+            bar.set_message(report.name.clone());
+        }
+    };
+    let summary = migrate_schemas(pool, &options, &progress)
+        .await
+        .context("migrate-schemas")?;
+    bar.finish_and_clear();
+    let verb = if args.check {
+        "behind or missing"
+    } else {
+        "failed"
+    };
+    println!(
+        "summary: {} tenants; migrated {}, up to date {}, {} {}; {:.3}s",
+        summary.tenants,
+        summary.migrated,
+        summary.up_to_date,
+        if args.check {
+            summary.behind
+        } else {
+            summary.failed
+        },
+        verb,
+        summary.duration.as_secs_f64()
+    );
+    if summary.ok() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let names: Vec<&str> = summary
+            .reports
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.outcome,
+                    Outcome::Failed { .. } | Outcome::Behind { .. } | Outcome::Missing
+                )
+            })
+            .map(|r| r.name.as_str())
+            .collect();
+        eprintln!("tenantctl: {verb}: {}", names.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn describe(r: &SchemaReport) -> String {
+    let ms = r.duration.as_secs_f64() * 1000.0;
+    match &r.outcome {
+        Outcome::Migrated { from, to, applied } => format!(
+            "{:<24} migrated {} -> {} (applied {:?}) in {ms:.1} ms",
+            r.name,
+            from.map_or("none".into(), |v| v.to_string()),
+            to,
+            applied
+        ),
+        Outcome::UpToDate => format!("{:<24} up to date", r.name),
+        Outcome::Behind { version } => format!(
+            "{:<24} BEHIND (at {})",
+            r.name,
+            version.map_or("none".into(), |v| v.to_string())
+        ),
+        Outcome::Missing => format!("{:<24} MISSING schema {}", r.name, r.schema),
+        Outcome::Failed { error } => format!("{:<24} FAILED: {error}", r.name),
+    }
+}
+
+#[derive(Serialize)]
+struct TenantRow {
+    slug: String,
+    name: String,
+    schema: String,
+    plan: String,
+    status: String,
+    schema_version: Option<i32>,
+    created_at: String,
+}
+
+async fn tenant(pool: &Pool, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TenantCommand::Create {
+            name,
+            slug,
+            owner_email,
+            owner_password,
+            owner_full_name,
+            plan,
+            base_domain,
+            exists_ok,
+        } => {
+            let new = NewTenant {
+                name: display_name(&name, 200).map_err(|e| anyhow::anyhow!("--name {e}"))?,
+                slug: Slug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug {slug:?} {e}"))?,
+                plan: PlanCode::parse(&plan).map_err(|e| anyhow::anyhow!("--plan {e}"))?,
+                owner_email: Email::parse(&owner_email)
+                    .map_err(|e| anyhow::anyhow!("--owner-email {e}"))?,
+                owner_password: Password::parse(&owner_password)
+                    .map_err(|e| anyhow::anyhow!("--owner-password {e}"))?,
+                owner_full_name: owner_full_name.trim().to_owned(),
+            };
+            let base = DomainName::parse(&base_domain)
+                .map_err(|e| anyhow::anyhow!("BASE_DOMAIN {base_domain:?} {e}"))?;
+            match provision(pool, &base, new).await {
+                Ok(done) => {
+                    println!(
+                        "created {} ({}) at {} with owner {}",
+                        done.company.slug, done.company.name, done.domain, done.owner.email
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ProvisionError::SlugTaken) if exists_ok => {
+                    println!("{slug} already exists; unchanged");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(anyhow::Error::new(e).context(format!("creating {slug}"))),
+            }
+        }
+        TenantCommand::List { json } => {
+            let client = pool.get().await?;
+            let rows: Vec<TenantRow> = companies::list(&**client)
+                .await?
+                .into_iter()
+                .map(|c| TenantRow {
+                    slug: c.slug.to_string(),
+                    name: c.name,
+                    schema: c.schema_name.to_string(),
+                    plan: c.plan,
+                    status: c.status.as_str().to_owned(),
+                    schema_version: c.schema_version,
+                    created_at: c.created_at.to_rfc3339(),
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<24} {:<14} {:<12} {:>7}  {:<28} NAME",
+                    "SLUG", "STATUS", "PLAN", "VERSION", "SCHEMA"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<24} {:<14} {:<12} {:>7}  {:<28} {}",
+                        r.slug,
+                        r.status,
+                        r.plan,
+                        r.schema_version.map_or("-".into(), |v| v.to_string()),
+                        r.schema,
+                        r.name
+                    );
+                }
+                println!("{} tenants", rows.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TenantCommand::Suspend { slug } => set_status(pool, &slug, CompanyStatus::Suspended).await,
+        TenantCommand::Activate { slug } => set_status(pool, &slug, CompanyStatus::Active).await,
+        TenantCommand::Drop { slug, yes } => {
+            let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
+            if !yes {
+                bail!("dropping {slug} deletes its schema and all its data: pass --yes to confirm");
+            }
+            if drop_tenant(pool, &slug).await? {
+                println!("dropped {slug}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                bail!("no tenant has the slug {slug}")
+            }
+        }
+    }
+}
+
+async fn set_status(pool: &Pool, slug: &str, status: CompanyStatus) -> anyhow::Result<ExitCode> {
+    let slug = Slug::parse(slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
+    let client = pool.get().await?;
+    if companies::set_status(&**client, &slug, status).await? {
+        println!("{slug} is now {}", status.as_str());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("no tenant has the slug {slug}")
+    }
+}

@@ -1,0 +1,182 @@
+//! Typed configuration, loaded once at start-up from the environment. A missing or invalid
+//! variable stops start-up with a message naming it; secrets never print.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+use tenantry_public::DomainName;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything the server needs, read from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    pub base_domain: DomainName,
+    pub bind_addr: String,
+    pub jwt_secret: SecretString,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub log_format: LogFormat,
+    pub db_pool_size: usize,
+    pub db_pool_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub http_workers: Option<usize>,
+    pub routing_cache_ttl: Duration,
+    /// Serves `/api/v1/_bench/*` routes used by `just bench`. Never enable in production.
+    pub bench_routes: bool,
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            get(var)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| err(var, "is required but not set"))
+        };
+        let parsed = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| err(var, format!("must be a whole number, got {v:?}"))),
+            }
+        };
+
+        let base_domain = get("BASE_DOMAIN").unwrap_or_else(|| "localhost".into());
+        let base_domain = DomainName::parse(&base_domain)
+            .map_err(|e| err("BASE_DOMAIN", format!("{base_domain:?} {e}")))?;
+        let jwt_secret = required("JWT_SECRET")?;
+        if jwt_secret.len() < 32 {
+            return Err(err("JWT_SECRET", "must be at least 32 bytes"));
+        }
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("") | Some("pretty") | Some("text") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(err(
+                    "LOG_FORMAT",
+                    format!("must be json or pretty, got {other:?}"),
+                ))
+            }
+        };
+        let db_pool_size = parsed("DB_POOL_SIZE", 16)?;
+        if db_pool_size == 0 {
+            return Err(err("DB_POOL_SIZE", "must be at least 1"));
+        }
+        let http_workers = match parsed("HTTP_WORKERS", 0)? {
+            0 => None,
+            n => Some(n as usize),
+        };
+        Ok(Self {
+            database_url: SecretString::from(required("DATABASE_URL")?),
+            redis_url: SecretString::from(required("REDIS_URL")?),
+            base_domain,
+            bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            jwt_secret: SecretString::from(jwt_secret),
+            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "tenantry".into()),
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "tenantry-api".into()),
+            log_format,
+            db_pool_size: db_pool_size as usize,
+            db_pool_timeout: Duration::from_millis(parsed("DB_POOL_TIMEOUT_MS", 1000)?),
+            max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)? as usize,
+            http_workers,
+            routing_cache_ttl: Duration::from_secs(parsed("ROUTING_CACHE_TTL_SECS", 30)?),
+            bench_routes: matches!(get("TENANTRY_BENCH_ROUTES").as_deref(), Some("1" | "true")),
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn missing_variables_are_named() {
+        let e = Settings::from_lookup(lookup(&[
+            ("REDIS_URL", "redis://x"),
+            ("JWT_SECRET", SECRET),
+        ]))
+        .expect_err("DATABASE_URL is missing");
+        assert_eq!(e.var, "DATABASE_URL");
+        let e = Settings::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "r"),
+        ]))
+        .expect_err("JWT_SECRET is missing");
+        assert_eq!(e.var, "JWT_SECRET");
+        let e = Settings::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "r"),
+            ("JWT_SECRET", SECRET),
+            ("DB_POOL_SIZE", "many"),
+        ]))
+        .expect_err("bad number");
+        assert_eq!(e.var, "DB_POOL_SIZE");
+    }
+
+    #[test]
+    fn defaults_and_secrets() {
+        let s = Settings::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ("REDIS_URL", "redis://h"),
+            ("JWT_SECRET", SECRET),
+            ("BASE_DOMAIN", "Example.COM."),
+        ]))
+        .expect("valid");
+        assert_eq!(s.base_domain.as_str(), "example.com");
+        assert_eq!(s.bind_addr, "127.0.0.1:8080");
+        assert_eq!(s.max_body_bytes, 1024 * 1024);
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains(SECRET) && !printed.contains("pw@"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The Tenantry HTTP API: an actix-web application that resolves the tenant from the Host,
+//! binds a pooled connection to that tenant's schema for each request, and speaks JSON with
+//! `application/problem+json` errors. The only crate that knows the wire format.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tokens;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,51 @@
+//! The OpenAPI document, served at `/api/openapi.json` with Swagger UI at `/api/docs/`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tenantry API", description = "Schema-per-tenant SaaS backend. Tenant routes are \
+        served on `<slug>.BASE_DOMAIN` (the Host header picks the tenant); `register` on \
+        `BASE_DOMAIN` itself. Every error is `application/problem+json`."),
+    paths(
+        routes::ops::health,
+        routes::ops::ready,
+        routes::register::register,
+        routes::token::token,
+        routes::projects::list,
+        routes::projects::create,
+        routes::projects::get,
+        routes::projects::update,
+        routes::projects::delete,
+    ),
+    components(schemas(crate::error::ProblemDoc)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "Liveness and readiness"),
+        (name = "provisioning", description = "Company signup on the base host"),
+        (name = "auth", description = "Access tokens on tenant hosts"),
+        (name = "projects", description = "Projects of the Host's tenant"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        }
+    }
+}

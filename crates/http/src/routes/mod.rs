@@ -1,0 +1,51 @@
+//! The `/api/v1` routes, one module per resource.
+
+pub mod bench;
+pub mod ops;
+pub mod projects;
+pub mod register;
+pub mod token;
+
+use actix_web::{web, HttpResponse, ResponseError};
+
+use crate::error::ApiError;
+
+/// Registers every `/api/v1` route. Unlisted methods on a known path answer 405.
+pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
+    cfg.service(
+        web::resource("/register")
+            .route(web::post().to(register::register))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/token")
+            .route(web::post().to(token::token))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/projects")
+            .route(web::get().to(projects::list))
+            .route(web::post().to(projects::create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/projects/{id}")
+            .route(web::get().to(projects::get))
+            .route(web::patch().to(projects::update))
+            .route(web::delete().to(projects::delete))
+            .default_service(web::to(method_not_allowed)),
+    );
+    if bench_routes {
+        cfg.service(
+            web::resource("/_bench/unbound-projects").route(web::get().to(bench::unbound_projects)),
+        );
+    }
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
+}
+
+pub async fn not_found() -> HttpResponse {
+    ApiError::NotFound.error_response()
+}

@@ -1,0 +1,152 @@
+//! Building the application: pools, routing cache and its listener, the HTTP server. Production
+//! (`main.rs`) and the tests use the same [`Application::build`].
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::{bail, Context};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tenantry_public::db::{self, PoolSettings};
+use tenantry_public::migrate::public_status;
+use tenantry_public::routing::{listen_for_changes, Router, RouterSettings};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::error::{json_error, path_error, query_error};
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use crate::tokens::JwtKeys;
+use crate::{host, routes, telemetry};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    listener_task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Connects, checks the public schema is at head, binds the listener. Fails with a message
+    /// saying what to do when the database is missing or behind.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::pool(
+            settings.database_url(),
+            &PoolSettings {
+                max_size: settings.db_pool_size,
+                wait_timeout: settings.db_pool_timeout,
+                connect_timeout: Duration::from_secs(5),
+            },
+        )?;
+        {
+            let client = pool
+                .get()
+                .await
+                .context("cannot connect to PostgreSQL at DATABASE_URL")?;
+            let status = public_status(&client).await?;
+            if !status.is_current() {
+                bail!(
+                    "the public schema is at version {} but this server needs version {}: run \
+                     `just migrate-schemas` (or `tenantctl migrate-schemas`) first",
+                    status.applied.map_or("none".to_owned(), |v| v.to_string()),
+                    status.head
+                );
+            }
+        }
+
+        let router = Arc::new(Router::new(
+            settings.base_domain.clone(),
+            pool.clone(),
+            &RouterSettings {
+                ttl: settings.routing_cache_ttl,
+                ..RouterSettings::default()
+            },
+        ));
+        let listener_task = tokio::spawn(listen_for_changes(
+            settings.database_url().to_owned(),
+            router.clone(),
+        ));
+        let redis = redis::Client::open(settings.redis_url())
+            .context("REDIS_URL is not a valid Redis URL")?;
+        let jwt = JwtKeys::new(
+            &settings.jwt_secret,
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+        );
+
+        let listener = TcpListener::bind(&settings.bind_addr)
+            .with_context(|| format!("cannot listen on BIND_ADDR {}", settings.bind_addr))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.http_workers;
+        let state = web::Data::new(AppState {
+            pool,
+            router,
+            redis,
+            jwt,
+            settings,
+        });
+        let mut server = HttpServer::new(move || build_app(state.clone()));
+        if let Some(n) = workers {
+            server = server.workers(n);
+        }
+        let server = server.shutdown_timeout(10).listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            listener_task,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), draining in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.listener_task.abort();
+        result
+    }
+}
+
+fn build_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let max_body = state.settings.max_body_bytes;
+    let bench_routes = state.settings.bench_routes;
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(max_body)
+                .error_handler(|e, _| json_error(e).into()),
+        )
+        .app_data(web::PayloadConfig::default().limit(max_body))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+        .wrap(from_fn(telemetry::request_span))
+        .route("/health", web::get().to(routes::ops::health))
+        .route("/ready", web::get().to(routes::ops::ready))
+        .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", ApiDoc::openapi()))
+        .service(
+            web::scope("/api/v1")
+                .wrap(from_fn(host::resolve_host))
+                .configure(|cfg| routes::configure(cfg, bench_routes))
+                .default_service(web::to(routes::not_found)),
+        )
+        .default_service(web::to(routes::not_found))
+}

@@ -1,0 +1,227 @@
+//! Tenant isolation through the whole stack: pooled connections never carry one tenant's
+//! search_path into another's request, and no id, token or Host reaches another tenant's rows.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn names(app: &TestApp, t: &TestTenant) -> Vec<String> {
+    let r = app
+        .get(&t.host, "/api/v1/projects?limit=100", Some(&t.token))
+        .await;
+    assert_eq!(r.status(), 200, "{}", t.slug);
+    let page: Value = r.json().await.unwrap();
+    page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_pooled_connection_alternating_50_tenants_and_public_routes() {
+    let app = spawn_app_with(&[("DB_POOL_SIZE", "1")]).await;
+    let mut tenants = Vec::new();
+    for i in 0..50 {
+        let t = app.tenant(&format!("t{i:02}")).await;
+        let r = app
+            .post_json(
+                &t.host,
+                "/api/v1/projects",
+                &json!({"name": format!("marker-{}", t.slug)}),
+                Some(&t.token),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        tenants.push(t);
+    }
+    for round in 0..2 {
+        for t in &tenants {
+            assert_eq!(
+                names(&app, t).await,
+                vec![format!("marker-{}", t.slug)],
+                "round {round}"
+            );
+            // Error paths on the same connection: a query that finds nothing, a check violation
+            // raised by the database, and public routes in between.
+            let missing = format!("/api/v1/projects/{}", uuid::Uuid::now_v7());
+            problem(app.get(&t.host, &missing, Some(&t.token)).await, 404).await;
+            problem(
+                app.post_json(BASE, "/api/v1/register", &json!({"slug": "x"}), None)
+                    .await,
+                422,
+            )
+            .await;
+            assert_eq!(app.get(BASE, "/ready", None).await.status(), 200);
+        }
+    }
+    // Every tenant still has exactly its own marker in the database.
+    for t in &tenants {
+        let n: i64 = app
+            .sql_one(&format!(
+                "select count(*) from tenant_{}.projects where name = 'marker-{}'",
+                t.slug, t.slug
+            ))
+            .await;
+        let all: i64 = app
+            .sql_one(&format!("select count(*) from tenant_{}.projects", t.slug))
+            .await;
+        assert_eq!((n, all), (1, 1), "{}", t.slug);
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
+    let app = spawn_app_with(&[("DB_POOL_SIZE", "8")]).await;
+    let a = app.tenant("alpha").await;
+    let b = app.tenant("bravo").await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (t, prefix) = if i % 2 == 0 {
+            (&a, "alpha")
+        } else {
+            (&b, "bravo")
+        };
+        let http = app.http.clone();
+        let base = app.address.clone();
+        let host = t.host.clone();
+        let token = t.token.clone();
+        tasks.push(tokio::spawn(async move {
+            let marker = format!("{prefix}-{i}");
+            let r = http
+                .post(format!("{base}/api/v1/projects"))
+                .header("Host", &host)
+                .bearer_auth(&token)
+                .json(&json!({"name": marker}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            let r = http
+                .get(format!("{base}/api/v1/projects?limit=100"))
+                .header("Host", &host)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let page: Value = r.json().await.unwrap();
+            for p in page["results"].as_array().unwrap() {
+                let name = p["name"].as_str().unwrap();
+                assert!(
+                    name.starts_with(&format!("{prefix}-")),
+                    "{name} read through {host}"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (schema, prefix) in [("tenant_alpha", "alpha"), ("tenant_bravo", "bravo")] {
+        let own: i64 = app
+            .sql_one(&format!(
+                "select count(*) from {schema}.projects where name like '{prefix}-%'"
+            ))
+            .await;
+        let total: i64 = app
+            .sql_one(&format!("select count(*) from {schema}.projects"))
+            .await;
+        assert_eq!((own, total), (100, 100), "{schema}");
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_ids_are_404_and_untouched() {
+    let app = spawn_app().await;
+    let a = app.tenant("acme").await;
+    let b = app.tenant("globex").await;
+    let r = app
+        .post_json(
+            &a.host,
+            "/api/v1/projects",
+            &json!({"name": "secret"}),
+            Some(&a.token),
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/projects/{id}");
+    problem(app.get(&b.host, &path, Some(&b.token)).await, 404).await;
+    problem(
+        app.send_json(
+            Method::PATCH,
+            &b.host,
+            &path,
+            &json!({"name": "owned"}),
+            Some(&b.token),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let r = app
+        .request(Method::DELETE, &b.host, &path)
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404).await;
+    assert!(names(&app, &b).await.is_empty());
+    assert_eq!(names(&app, &a).await, vec!["secret".to_owned()]);
+}
+
+#[tokio::test]
+async fn database_unavailable_is_503_with_retry_after_and_recovers() {
+    let app = spawn_app_with(&[("DB_POOL_SIZE", "2"), ("DB_POOL_TIMEOUT_MS", "300")]).await;
+    let t = app.tenant("acme").await;
+    assert_eq!(
+        app.get(&t.host, "/api/v1/projects", Some(&t.token))
+            .await
+            .status(),
+        200
+    );
+
+    let database = app.db_url.rsplit('/').next().unwrap().to_owned();
+    let (admin, conn) =
+        tokio_postgres::connect(&tenantry_testkit::admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!(
+            "alter database \"{database}\" allow_connections false; \
+             select pg_terminate_backend(pid) from pg_stat_activity where datname = '{database}';"
+        ))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answers quickly, never hangs"
+    );
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let p = problem(r, 503).await;
+    assert!(!p.to_string().contains(&database));
+
+    admin
+        .batch_execute(&format!(
+            "alter database \"{database}\" allow_connections true"
+        ))
+        .await
+        .unwrap();
+    eventually("recovers", || async {
+        app.get(&t.host, "/api/v1/projects", Some(&t.token))
+            .await
+            .status()
+            == 200
+    })
+    .await;
+}

@@ -1,0 +1,83 @@
+//! Health, readiness, OpenAPI, start-up refusal.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_ready() {
+    let app = spawn_app().await;
+    let r = app.get("anything.invalid", "/health", None).await;
+    assert_eq!(r.status(), 200);
+    let r = app.get(BASE, "/ready", None).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["redis"], "ok");
+    assert_eq!(body["checks"]["public_schema"], "ok");
+    assert!(r_has_request_id(&app).await);
+}
+
+async fn r_has_request_id(app: &TestApp) -> bool {
+    let r = app
+        .request(reqwest::Method::GET, BASE, "/health")
+        .header("X-Request-Id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    r.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        == Some("abc-123")
+}
+
+#[tokio::test]
+async fn ready_is_503_when_redis_is_down() {
+    let app = build_and_spawn(&[("REDIS_URL", "redis://127.0.0.1:1/")]).await;
+    let r = app.get(BASE, "/ready", None).await;
+    assert!(r.headers().get("retry-after").is_some());
+    let body = problem(r, 503).await;
+    assert_eq!(body["checks"]["redis"], "unavailable");
+    assert_eq!(body["checks"]["database"], "ok");
+}
+
+async fn build_and_spawn(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(overrides).await
+}
+
+#[tokio::test]
+async fn refuses_to_start_when_public_schema_is_behind() {
+    let database = tenantry_testkit::fresh_database().await;
+    let err = build(&database.url, &[])
+        .await
+        .err()
+        .expect("must refuse to start");
+    let message = format!("{err:#}");
+    assert!(message.contains("migrate-schemas"), "{message}");
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route_and_docs_are_served() {
+    let app = spawn_app().await;
+    let r = app.get(BASE, "/api/openapi.json", None).await;
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/health", &["get"][..]),
+        ("/ready", &["get"]),
+        ("/api/v1/register", &["post"]),
+        ("/api/v1/auth/token", &["post"]),
+        ("/api/v1/projects", &["get", "post"]),
+        ("/api/v1/projects/{id}", &["get", "patch", "delete"]),
+    ] {
+        for m in methods {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*m)).is_some(),
+                "{m} {path} undocumented"
+            );
+        }
+    }
+    let r = app.get(BASE, "/api/docs/", None).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("swagger"), "Swagger UI page");
+}

@@ -1,0 +1,327 @@
+//! `/api/v1/projects`: CRUD, validation, keyset pages, roles.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+#[tokio::test]
+async fn crud_round_trip() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/projects",
+            &json!({"name": "  Launch  ", "description": "d", "status": "active",
+                    "start_date": "2026-01-01", "end_date": "2026-02-01"}),
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let location = r
+        .headers()
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["name"], "Launch");
+    assert_eq!(p["status"], "active");
+    assert_eq!(p["owner_id"], t.owner_id.as_str());
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/v1/projects/{id}"));
+
+    let r = app.get(&t.host, &location, Some(&t.token)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), p);
+
+    let r = app
+        .send_json(
+            Method::PATCH,
+            &t.host,
+            &location,
+            &json!({"status": "completed", "end_date": null}),
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let patched: Value = r.json().await.unwrap();
+    assert_eq!(patched["status"], "completed");
+    assert_eq!(patched["end_date"], Value::Null);
+    assert_eq!(patched["start_date"], "2026-01-01", "absent fields stay");
+    assert_eq!(patched["name"], "Launch");
+    assert_eq!(
+        app.sql_one::<String>(&format!(
+            "select status from tenant_acme.projects where id = '{id}'"
+        ))
+        .await,
+        "completed"
+    );
+
+    let r = app
+        .request(Method::DELETE, &t.host, &location)
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    problem(app.get(&t.host, &location, Some(&t.token)).await, 404).await;
+    let r = app
+        .request(Method::DELETE, &t.host, &location)
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404).await;
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn invalid_values_are_422_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let cases = [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "x".repeat(201)}), "name"),
+        (json!({"name": "ok", "status": "done"}), "status"),
+        (
+            json!({"name": "ok", "start_date": "2026-13-01"}),
+            "start_date",
+        ),
+        (
+            json!({"name": "ok", "start_date": "2026-02-01", "end_date": "2026-01-01"}),
+            "end_date",
+        ),
+        (
+            json!({"name": "ok", "description": "d".repeat(10_001)}),
+            "description",
+        ),
+    ];
+    for (body, field) in cases {
+        let p = problem(
+            app.post_json(&t.host, "/api/v1/projects", &body, Some(&t.token))
+                .await,
+            422,
+        )
+        .await;
+        assert!(p["errors"][field].is_array(), "{field}: {p}");
+    }
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
+            .await,
+        0
+    );
+
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/projects",
+            &json!({"name": "p", "start_date": "2026-01-10"}),
+            Some(&t.token),
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/projects/{id}");
+    // The database's date check is reported on the field, not as a 500.
+    let p = problem(
+        app.send_json(
+            Method::PATCH,
+            &t.host,
+            &path,
+            &json!({"end_date": "2026-01-01"}),
+            Some(&t.token),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(p["errors"]["end_date"].is_array());
+    let p = problem(
+        app.send_json(
+            Method::PATCH,
+            &t.host,
+            &path,
+            &json!({"name": " "}),
+            Some(&t.token),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(p["errors"]["name"].is_array());
+    assert_eq!(
+        app.sql_one::<Option<chrono::NaiveDate>>(&format!(
+            "select end_date from tenant_acme.projects where id = '{id}'"
+        ))
+        .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_every_project_once() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    for i in 0..25 {
+        let r = app
+            .post_json(
+                &t.host,
+                "/api/v1/projects",
+                &json!({"name": format!("p{i}")}),
+                Some(&t.token),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut seen = Vec::new();
+    let mut url = format!("{}/api/v1/projects?limit=10", app.address);
+    let mut pages = 0;
+    loop {
+        let r = app
+            .http
+            .get(&url)
+            .header("Host", &t.host)
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        pages += 1;
+        let results = page["results"].as_array().unwrap();
+        assert!(results.len() <= 10);
+        seen.extend(
+            results
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with(&format!("http://{}/api/v1/projects?", t.host)),
+                    "{next}"
+                );
+                // Follow the link against the test server's address, keeping its path and query.
+                let path = next.split_once(&t.host).unwrap().1;
+                url = format!("{}{}", app.address, path);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25);
+    assert_eq!(seen[0], "p24", "newest first");
+    assert_eq!(seen[24], "p0");
+
+    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(
+        page["results"].as_array().unwrap().len(),
+        20,
+        "default limit"
+    );
+    let r = app
+        .get(&t.host, "/api/v1/projects?limit=1000", Some(&t.token))
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        25,
+        "capped at 100"
+    );
+    for bad in [
+        "limit=0",
+        "limit=-1",
+        "limit=abc",
+        "cursor=!!!",
+        "cursor=AAAA",
+    ] {
+        problem(
+            app.get(&t.host, &format!("/api/v1/projects?{bad}"), Some(&t.token))
+                .await,
+            400,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn viewers_read_only_members_write() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let viewer = app.member(&t, "viewer@acme.test", "viewer").await;
+    let member = app.member(&t, "member@acme.test", "member").await;
+
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/projects",
+            &json!({"name": "by member"}),
+            Some(&member),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/projects/{id}");
+
+    assert_eq!(
+        app.get(&t.host, "/api/v1/projects", Some(&viewer))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.get(&t.host, &path, Some(&viewer)).await.status(), 200);
+    problem(
+        app.post_json(
+            &t.host,
+            "/api/v1/projects",
+            &json!({"name": "v"}),
+            Some(&viewer),
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        app.send_json(
+            Method::PATCH,
+            &t.host,
+            &path,
+            &json!({"name": "v"}),
+            Some(&viewer),
+        )
+        .await,
+        403,
+    )
+    .await;
+    let r = app
+        .request(Method::DELETE, &t.host, &path)
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403).await;
+    assert_eq!(
+        app.sql_one::<String>(&format!(
+            "select name from tenant_acme.projects where id = '{id}'"
+        ))
+        .await,
+        "by member"
+    );
+}

@@ -1,0 +1,252 @@
+//! `POST /api/v1/register`: provisioning over HTTP.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+fn body(slug: &str) -> Value {
+    json!({
+        "name": "Acme Inc",
+        "slug": slug,
+        "owner_email": "Owner@Acme.test",
+        "owner_password": "correct horse battery",
+        "plan": "professional",
+    })
+}
+
+#[tokio::test]
+async fn register_creates_a_ready_tenant() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json(BASE, "/api/v1/register", &body("acme"), None)
+        .await;
+    assert_eq!(r.status(), 201);
+    let company: Value = r.json().await.unwrap();
+    assert_eq!(company["slug"], "acme");
+    assert_eq!(company["name"], "Acme Inc");
+    assert_eq!(company["domain"], "acme.example.test");
+    assert_eq!(company["plan"], "professional");
+    assert_eq!(company["status"], "active");
+    assert!(company["created_at"].is_string());
+    assert_eq!(company["owner"]["email"], "Owner@Acme.test");
+
+    assert_eq!(
+        app.sql_one::<String>("select status from public.companies where slug = 'acme'")
+            .await,
+        "active"
+    );
+    assert_eq!(
+        app.sql_one::<i64>(
+            "select count(*) from public.domains where domain = 'acme.example.test' and is_primary"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.sql_one::<String>(
+            "select m.role from public.memberships m join public.companies c on c.id = m.company_id where c.slug = 'acme'"
+        )
+        .await,
+        "owner"
+    );
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.sql_one::<i32>("select schema_version from public.companies where slug = 'acme'")
+            .await,
+        tenantry_tenant::tenant_head()
+    );
+
+    // Usable at once: the owner can log in on the new host (email case does not matter).
+    let r = app
+        .login(
+            "acme.example.test",
+            "owner@acme.TEST",
+            "correct horse battery",
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn register_validates_every_field() {
+    let app = spawn_app().await;
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/register",
+            &json!({"name": " ", "slug": "Bad--Slug", "owner_email": "nope", "owner_password": "short", "plan": "gold"}),
+            None,
+        )
+        .await;
+    let p = problem(r, 422).await;
+    for field in ["name", "slug", "owner_email", "owner_password", "plan"] {
+        assert!(p["errors"][field].is_array(), "{field} missing in {p}");
+    }
+    let r = app
+        .post_json(BASE, "/api/v1/register", &json!({}), None)
+        .await;
+    let p = problem(r, 422).await;
+    assert_eq!(p["errors"]["slug"][0], "is required");
+
+    // 129 characters is refused, never truncated; 128 is accepted.
+    let mut b = body("longpw");
+    b["owner_password"] = json!("x".repeat(129));
+    let p = problem(app.post_json(BASE, "/api/v1/register", &b, None).await, 422).await;
+    assert!(p["errors"]["owner_password"].is_array());
+    b["owner_password"] = json!("x".repeat(128));
+    b["owner_email"] = json!("other@acme.test");
+    assert_eq!(
+        app.post_json(BASE, "/api/v1/register", &b, None)
+            .await
+            .status(),
+        201
+    );
+    let r = app
+        .login("longpw.example.test", "other@acme.test", &"x".repeat(127))
+        .await;
+    assert_eq!(r.status(), 401, "a prefix of the password must not work");
+
+    for slug in ["www", "api", "admin", "public", "ab", "-ab", "ab-", "a_b"] {
+        let p = problem(
+            app.post_json(BASE, "/api/v1/register", &body(slug), None)
+                .await,
+            422,
+        )
+        .await;
+        assert!(p["errors"]["slug"].is_array(), "{slug}");
+    }
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.companies")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn duplicate_slug_is_409_and_creates_nothing() {
+    let app = spawn_app().await;
+    assert_eq!(app.register("acme").await.status(), 201);
+    let mut b = body("acme");
+    b["owner_email"] = json!("someone@else.test");
+    let p = problem(app.post_json(BASE, "/api/v1/register", &b, None).await, 409).await;
+    assert!(p["errors"]["slug"].is_array());
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.users")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn concurrent_signups_of_one_slug_yield_one_201() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let http = app.http.clone();
+        let url = format!("{}/api/v1/register", app.address);
+        let mut b = body("race");
+        b["owner_email"] = json!(format!("owner{i}@race.test"));
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("Host", BASE)
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.companies")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.users")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from pg_namespace where nspname like 'tenant_%'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn failed_signup_leaves_no_half_tenant() {
+    let app = spawn_app().await;
+    assert_eq!(app.register("first").await.status(), 201);
+    // Same owner email as "first" with another password: refused after the schema and its
+    // migrations were created inside the transaction.
+    let p = problem(
+        app.post_json(
+            BASE,
+            "/api/v1/register",
+            &json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
+                    "owner_password": "not-the-password"}),
+            None,
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(p["errors"]["owner_email"].is_array());
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.companies where slug = 'second'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.domains where domain like 'second.%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from pg_namespace where nspname = 'tenant_second'")
+            .await,
+        0
+    );
+
+    // With the account's own password, the same person may own a second company.
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/register",
+            &json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
+                    "owner_password": "password-of-first"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.users")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn register_only_on_the_base_host() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let r = app
+        .post_json(&t.host, "/api/v1/register", &body("other"), None)
+        .await;
+    problem(r, 404).await;
+    assert_eq!(
+        app.sql_one::<i64>("select count(*) from public.companies")
+            .await,
+        1
+    );
+}

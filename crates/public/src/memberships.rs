@@ -1,0 +1,110 @@
+//! Memberships: which account holds which role in which company.
+
+use std::fmt;
+use tokio_postgres::GenericClient;
+
+use crate::db::DbError;
+use crate::ids::{CompanyId, MembershipId, UserId};
+use crate::names::NameError;
+
+/// A role inside one company, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        match input {
+            "owner" => Ok(Self::Owner),
+            "admin" => Ok(Self::Admin),
+            "member" => Ok(Self::Member),
+            "viewer" => Ok(Self::Viewer),
+            _ => Err(NameError("must be one of owner, admin, member, viewer")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 3,
+            Self::Admin => 2,
+            Self::Member => 1,
+            Self::Viewer => 0,
+        }
+    }
+
+    /// True when this role is at least as powerful as `other`.
+    pub fn at_least(self, other: Role) -> bool {
+        self.rank() >= other.rank()
+    }
+
+    /// Whether this role may create, change or delete tenant content.
+    pub fn can_write(self) -> bool {
+        self.at_least(Role::Member)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub id: MembershipId,
+    pub user_id: UserId,
+    pub company_id: CompanyId,
+    pub role: Role,
+    pub is_active: bool,
+}
+
+pub async fn insert(
+    db: &impl GenericClient,
+    user_id: UserId,
+    company_id: CompanyId,
+    role: Role,
+) -> Result<MembershipId, DbError> {
+    let id = MembershipId::new();
+    db.execute(
+        "insert into public.memberships (id, user_id, company_id, role) values ($1, $2, $3, $4)",
+        &[&id.0, &user_id.0, &company_id.0, &role.as_str()],
+    )
+    .await?;
+    Ok(id)
+}
+
+pub async fn find(
+    db: &impl GenericClient,
+    user_id: UserId,
+    company_id: CompanyId,
+) -> Result<Option<Membership>, DbError> {
+    let row = db
+        .query_opt(
+            "select id, role, is_active from public.memberships \
+             where user_id = $1 and company_id = $2",
+            &[&user_id.0, &company_id.0],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let role: String = row.try_get("role")?;
+    Ok(Some(Membership {
+        id: MembershipId(row.try_get("id")?),
+        user_id,
+        company_id,
+        role: Role::parse(&role).map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+        is_active: row.try_get("is_active")?,
+    }))
+}

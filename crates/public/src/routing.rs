@@ -1,0 +1,207 @@
+//! Host → tenant routing with an in-process cache.
+//!
+//! The cache is bounded and entries live for a short TTL; on top of that every change to
+//! `public.companies` or `public.domains` fires a `tenantry_routing` notification (a trigger in the
+//! public migrations) and [`listen_for_changes`] empties the cache when one arrives. In the steady
+//! state a request is routed without a database round trip.
+
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use moka::future::Cache;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::AsyncMessage;
+
+use crate::companies::CompanyStatus;
+use crate::db::DbError;
+use crate::ids::CompanyId;
+use crate::names::{DomainName, SchemaName, Slug};
+
+/// What a Host names.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// `BASE_DOMAIN` itself: the public API.
+    Public,
+    /// A tenant, in whatever state it is in; the caller decides whether it may be served.
+    Tenant(Arc<TenantRoute>),
+    /// Nothing: answer 404 and never fall back to another tenant.
+    Unknown,
+}
+
+/// Everything needed to serve a tenant request, as read from the public schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRoute {
+    pub company_id: CompanyId,
+    pub slug: Slug,
+    pub schema: SchemaName,
+    pub plan: String,
+    pub status: CompanyStatus,
+    pub schema_version: Option<i32>,
+    pub schema_exists: bool,
+}
+
+/// Routing cache settings.
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    pub max_entries: u64,
+    pub ttl: Duration,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Resolves Hosts against the public schema, caching the answers.
+pub struct Router {
+    base: DomainName,
+    pool: Pool,
+    cache: Cache<DomainName, Resolution>,
+}
+
+const RESOLVE_SQL: &str = "\
+    select c.id, c.slug, c.schema_name, c.plan, c.status, c.schema_version, \
+           exists (select 1 from pg_catalog.pg_namespace n where n.nspname = c.schema_name) \
+             as schema_exists, \
+           0 as priority \
+      from public.domains d join public.companies c on c.id = d.company_id \
+     where d.domain = $1 \
+    union all \
+    select c.id, c.slug, c.schema_name, c.plan, c.status, c.schema_version, \
+           exists (select 1 from pg_catalog.pg_namespace n where n.nspname = c.schema_name), \
+           1 \
+      from public.companies c \
+     where c.slug = $2 \
+    order by priority \
+    limit 1";
+
+impl Router {
+    pub fn new(base: DomainName, pool: Pool, settings: &RouterSettings) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(settings.max_entries)
+            .time_to_live(settings.ttl)
+            .build();
+        Self { base, pool, cache }
+    }
+
+    pub fn base_domain(&self) -> &DomainName {
+        &self.base
+    }
+
+    /// Resolves a normalised host. Concurrent misses for one host share a single query.
+    pub async fn resolve(&self, host: &DomainName) -> Result<Resolution, DbError> {
+        if *host == self.base {
+            return Ok(Resolution::Public);
+        }
+        self.cache
+            .try_get_with_by_ref(host, self.load(host))
+            .await
+            .map_err(|e: Arc<DbError>| match &*e {
+                DbError::Query(_) => DbError::Unavailable(e.to_string()),
+                DbError::Unavailable(m) => DbError::Unavailable(m.clone()),
+                DbError::Config(m) => DbError::Config(m.clone()),
+            })
+    }
+
+    async fn load(&self, host: &DomainName) -> Result<Resolution, DbError> {
+        // A slug is only looked up for `<label>.BASE_DOMAIN`, and only if the label is a valid
+        // slug; anything else can match an explicit `domains` row only.
+        let slug = host
+            .subdomain_of(&self.base)
+            .and_then(|label| Slug::parse(label).ok());
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(RESOLVE_SQL).await?;
+        let row = client
+            .query_opt(&stmt, &[&host.as_str(), &slug.as_ref().map(Slug::as_str)])
+            .await?;
+        let Some(row) = row else {
+            return Ok(Resolution::Unknown);
+        };
+        let slug: String = row.try_get("slug")?;
+        let schema: String = row.try_get("schema_name")?;
+        let status: String = row.try_get("status")?;
+        let status = match status.as_str() {
+            "active" => CompanyStatus::Active,
+            "suspended" => CompanyStatus::Suspended,
+            _ => CompanyStatus::Provisioning,
+        };
+        let (Ok(slug), Ok(schema)) = (Slug::parse(&slug), SchemaName::parse(&schema)) else {
+            // A row that no longer passes validation is never served.
+            tracing::error!(%slug, "company row has an invalid slug or schema name");
+            return Ok(Resolution::Unknown);
+        };
+        Ok(Resolution::Tenant(Arc::new(TenantRoute {
+            company_id: CompanyId(row.try_get("id")?),
+            slug,
+            schema,
+            plan: row.try_get("plan")?,
+            status,
+            schema_version: row.try_get("schema_version")?,
+            schema_exists: row.try_get("schema_exists")?,
+        })))
+    }
+
+    /// Drops every cached answer.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+/// The channel the public-schema triggers notify on.
+pub const ROUTING_CHANNEL: &str = "tenantry_routing";
+
+/// Listens for routing changes on a dedicated connection and empties the router's cache on each,
+/// reconnecting with back-off. Runs until the task is dropped.
+pub async fn listen_for_changes(database_url: String, router: Arc<Router>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match listen_once(&database_url, &router).await {
+            Ok(()) => tracing::warn!("routing listener connection closed; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "routing listener failed; reconnecting"),
+        }
+        // While disconnected, changes may be missed: forget everything and rely on the TTL
+        // only for the seconds until the listener is back.
+        router.invalidate_all();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn listen_once(database_url: &str, router: &Router) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) =
+        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client
+        .batch_execute(&format!("listen {ROUTING_CHANNEL}"))
+        .await?;
+    // Anything that changed before LISTEN took effect is unknown to us.
+    router.invalidate_all();
+    tracing::debug!("routing listener ready");
+    while rx.recv().await.is_some() {
+        router.invalidate_all();
+    }
+    drop(client);
+    match driver.await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,83 @@
+//! Global accounts in `public.users`: one per email, whatever its case.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row};
+
+use crate::db::DbError;
+use crate::ids::UserId;
+use crate::names::Email;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub password_hash: String,
+    pub full_name: String,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, email, password_hash, full_name, email_verified_at, is_active, created_at, updated_at";
+
+impl TryFrom<&Row> for User {
+    type Error = DbError;
+
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: UserId(row.try_get("id")?),
+            email: row.try_get("email")?,
+            password_hash: row.try_get("password_hash")?,
+            full_name: row.try_get("full_name")?,
+            email_verified_at: row.try_get("email_verified_at")?,
+            is_active: row.try_get("is_active")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+pub async fn find_by_email(db: &impl GenericClient, email: &str) -> Result<Option<User>, DbError> {
+    let sql = format!("select {COLUMNS} from public.users where lower(email) = lower($1)");
+    db.query_opt(&sql, &[&email])
+        .await?
+        .as_ref()
+        .map(User::try_from)
+        .transpose()
+}
+
+pub async fn find_by_id(db: &impl GenericClient, id: UserId) -> Result<Option<User>, DbError> {
+    let sql = format!("select {COLUMNS} from public.users where id = $1");
+    db.query_opt(&sql, &[&id.0])
+        .await?
+        .as_ref()
+        .map(User::try_from)
+        .transpose()
+}
+
+/// Inserts a new account. A taken email surfaces as a unique violation on `users_email_key`.
+pub async fn insert(
+    db: &impl GenericClient,
+    email: &Email,
+    password_hash: &str,
+    full_name: &str,
+) -> Result<User, DbError> {
+    let sql = format!(
+        "insert into public.users (id, email, password_hash, full_name) values ($1, $2, $3, $4) \
+         returning {COLUMNS}"
+    );
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &UserId::new().0,
+                &email.as_str(),
+                &password_hash,
+                &full_name,
+            ],
+        )
+        .await?;
+    User::try_from(&row)
+}

@@ -1,0 +1,12 @@
+//! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
+//! migrations and `migrate-schemas`, provisioning of new tenants, and tenant resources
+//! (projects). Nothing here knows about HTTP.
+
+pub mod binding;
+pub mod migrate;
+pub mod projects;
+pub mod provision;
+
+pub use binding::{ActiveTenant, TenantConn, TenantDb, TenantTx, TenantUnavailable};
+pub use migrate::{tenant_head, tenant_runner};
+pub use projects::ProjectId;

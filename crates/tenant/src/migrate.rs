@@ -1,0 +1,324 @@
+//! Tenant migrations and `migrate-schemas`: public first, then every tenant schema in parallel
+//! with bounded concurrency.
+//!
+//! Each schema migrates in one transaction that takes an advisory lock on that schema, applies
+//! refinery's pending migrations with `search_path` set to the schema (so its history table
+//! lives inside it), and records the result in `public.companies.schema_version`. Two concurrent
+//! runs therefore queue per schema and never apply a migration twice, a failure leaves that
+//! schema exactly as it was, and a no-op run needs one query to know nothing is pending.
+
+use deadpool_postgres::Pool;
+use futures_util::stream::{self, StreamExt};
+use refinery::{Migration, Runner};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tenantry_public::db::DbError;
+use tenantry_public::ids::CompanyId;
+use tenantry_public::migrate::{
+    migrate_public, public_status, run_in_transaction, MigrateError, MIGRATION_LOCK_NAMESPACE,
+};
+use tenantry_public::{SchemaName, Slug};
+use tokio_postgres::Transaction;
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations-tenant");
+}
+
+/// The tenant migrations compiled into this binary.
+pub fn tenant_runner() -> Runner {
+    embedded::migrations::runner()
+}
+
+/// The highest tenant migration compiled into this binary.
+pub fn tenant_head() -> i32 {
+    static HEAD: OnceLock<i32> = OnceLock::new();
+    *HEAD.get_or_init(|| tenantry_public::migrate::head_of(&tenant_runner()))
+}
+
+/// Creates `schema` if needed and brings it to head inside `tx`, under the schema's advisory
+/// lock. Returns the versions applied and the version the schema is now at. Commits nothing.
+pub async fn migrate_schema_in(
+    tx: &Transaction<'_>,
+    schema: &SchemaName,
+) -> Result<(Vec<i32>, i32), MigrateError> {
+    tx.execute(
+        "select pg_advisory_xact_lock($1, hashtext($2))",
+        &[&MIGRATION_LOCK_NAMESPACE, &schema.as_str()],
+    )
+    .await?;
+    tx.batch_execute(&format!("create schema if not exists {}", schema.quoted()))
+        .await?;
+    tx.execute(
+        "select pg_catalog.set_config('search_path', $1, true)",
+        &[&schema.quoted()],
+    )
+    .await?;
+    let report = run_in_transaction(tx, &tenant_runner()).await?;
+    let version: Option<i32> = tx
+        .query_one("select max(version) from refinery_schema_history", &[])
+        .await?
+        .try_get(0)?;
+    let applied = report
+        .applied_migrations()
+        .iter()
+        .map(Migration::version)
+        .collect();
+    Ok((applied, version.unwrap_or(0)))
+}
+
+/// What to migrate and how.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Schemas migrated at once.
+    pub jobs: usize,
+    /// Only this tenant (public is still brought to head first).
+    pub tenant: Option<Slug>,
+    /// Change nothing; report what is behind.
+    pub check: bool,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        Self {
+            jobs: 4,
+            tenant: None,
+            check: false,
+        }
+    }
+}
+
+/// What happened to one schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Migrations were applied; the schema is now at `to`.
+    Migrated {
+        from: Option<i32>,
+        to: i32,
+        applied: Vec<i32>,
+    },
+    /// Nothing was pending.
+    UpToDate,
+    /// `--check` only: the schema is behind head at this version.
+    Behind { version: Option<i32> },
+    /// `--check` only: the company's schema does not exist.
+    Missing,
+    /// Migrating failed; the schema is unchanged.
+    Failed { error: String },
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct SchemaReport {
+    /// `public` or the tenant's slug.
+    pub name: String,
+    pub schema: String,
+    pub outcome: Outcome,
+    pub duration: Duration,
+}
+
+/// The totals at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub migrated: usize,
+    pub up_to_date: usize,
+    pub behind: usize,
+    pub failed: usize,
+    pub tenants: usize,
+    pub duration: Duration,
+    pub reports: Vec<SchemaReport>,
+}
+
+impl Summary {
+    /// True when the run should exit zero.
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.behind == 0
+    }
+
+    fn add(&mut self, report: SchemaReport) {
+        match &report.outcome {
+            Outcome::Migrated { .. } => self.migrated += 1,
+            Outcome::UpToDate => self.up_to_date += 1,
+            Outcome::Behind { .. } | Outcome::Missing => self.behind += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+        }
+        self.reports.push(report);
+    }
+}
+
+/// Errors that stop a run before any tenant is looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("migrating the public schema failed: {0}")]
+    Public(MigrateError),
+    #[error("no tenant has the slug {0}")]
+    UnknownTenant(String),
+}
+
+struct Candidate {
+    id: CompanyId,
+    slug: String,
+    schema: SchemaName,
+    version: Option<i32>,
+    exists: bool,
+}
+
+/// Runs migrate-schemas. `progress` is called once per schema as it finishes, with the number of
+/// schemas that will be reported in total.
+pub async fn migrate_schemas(
+    pool: &Pool,
+    options: &MigrateOptions,
+    progress: &(dyn Fn(&SchemaReport, usize) + Sync),
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+
+    // Public first: tenant migrations may reference public tables.
+    let t = Instant::now();
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let status = public_status(&client).await?;
+    let public_outcome = if status.is_current() {
+        Outcome::UpToDate
+    } else if options.check {
+        Outcome::Behind {
+            version: status.applied,
+        }
+    } else {
+        match migrate_public(&mut client).await {
+            Ok(applied) => Outcome::Migrated {
+                from: status.applied,
+                to: status.head,
+                applied,
+            },
+            Err(e) => return Err(RunError::Public(e)),
+        }
+    };
+
+    let head = tenant_head();
+    let rows = client
+        .query(
+            "select c.id, c.slug, c.schema_name, c.schema_version, \
+                    exists (select 1 from pg_catalog.pg_namespace n where n.nspname = c.schema_name) \
+               from public.companies c \
+              where $1::text is null or c.slug = $1 \
+              order by c.slug",
+            &[&options.tenant.as_ref().map(Slug::as_str)],
+        )
+        .await
+        .map_err(DbError::from)?;
+    drop(client);
+    if let Some(slug) = &options.tenant {
+        if rows.is_empty() {
+            return Err(RunError::UnknownTenant(slug.to_string()));
+        }
+    }
+
+    let mut pending = Vec::new();
+    for row in &rows {
+        let schema: String = row.try_get(2).map_err(DbError::from)?;
+        let candidate = Candidate {
+            id: CompanyId(row.try_get(0).map_err(DbError::from)?),
+            slug: row.try_get(1).map_err(DbError::from)?,
+            schema: SchemaName::parse(&schema)
+                .map_err(|e| DbError::Config(format!("companies.schema_name {schema:?} {e}")))?,
+            version: row.try_get(3).map_err(DbError::from)?,
+            exists: row.try_get(4).map_err(DbError::from)?,
+        };
+        if candidate.exists && candidate.version == Some(head) {
+            summary.up_to_date += 1;
+        } else {
+            pending.push(candidate);
+        }
+    }
+    summary.tenants = rows.len();
+    let total = 1 + pending.len();
+
+    let public_report = SchemaReport {
+        name: "public".into(),
+        schema: "public".into(),
+        outcome: public_outcome,
+        duration: t.elapsed(),
+    };
+    progress(&public_report, total);
+    summary.add(public_report);
+
+    if options.check {
+        for c in pending {
+            let report = SchemaReport {
+                name: c.slug,
+                schema: c.schema.to_string(),
+                outcome: if c.exists {
+                    Outcome::Behind { version: c.version }
+                } else {
+                    Outcome::Missing
+                },
+                duration: Duration::ZERO,
+            };
+            progress(&report, total);
+            summary.add(report);
+        }
+    } else {
+        let mut results = stream::iter(pending)
+            .map(|c| migrate_one(pool, c))
+            .buffer_unordered(options.jobs.max(1));
+        while let Some(report) = results.next().await {
+            progress(&report, total);
+            summary.add(report);
+        }
+    }
+    summary.duration = started.elapsed();
+    Ok(summary)
+}
+
+#[tracing::instrument(skip_all, fields(tenant = %c.slug))]
+async fn migrate_one(pool: &Pool, c: Candidate) -> SchemaReport {
+    let started = Instant::now();
+    let outcome = match try_migrate_one(pool, &c).await {
+        Ok((applied, version)) if applied.is_empty() => {
+            // Another run got here first, or schema_version was stale: nothing to apply.
+            let _ = version;
+            Outcome::UpToDate
+        }
+        Ok((applied, version)) => Outcome::Migrated {
+            from: c.version,
+            to: version,
+            applied,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "tenant migration failed");
+            Outcome::Failed {
+                error: error_chain(&e),
+            }
+        }
+    };
+    SchemaReport {
+        name: c.slug,
+        schema: c.schema.to_string(),
+        outcome,
+        duration: started.elapsed(),
+    }
+}
+
+async fn try_migrate_one(pool: &Pool, c: &Candidate) -> Result<(Vec<i32>, i32), MigrateError> {
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
+    let (applied, version) = migrate_schema_in(&tx, &c.schema).await?;
+    tenantry_public::companies::set_schema_version(&*tx, c.id, version).await?;
+    tx.commit().await?;
+    Ok((applied, version))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,193 @@
+//! Provisioning: a new company, its domain, its schema at head, its owner account and membership,
+//! all in one transaction. A failure anywhere leaves nothing behind: no schema, no rows.
+
+use deadpool_postgres::Pool;
+use tenantry_public::companies::{self, Company};
+use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::ids::CompanyId;
+use tenantry_public::memberships::{self, Role};
+use tenantry_public::migrate::MigrateError;
+use tenantry_public::passwords::{self, PasswordError};
+use tenantry_public::plans::PlanCode;
+use tenantry_public::users::{self, User};
+use tenantry_public::{DomainName, Email, Password, Slug};
+
+use crate::migrate::migrate_schema_in;
+
+/// A validated signup.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// Already validated with [`tenantry_public::names::display_name`].
+    pub name: String,
+    pub slug: Slug,
+    pub plan: PlanCode,
+    pub owner_email: Email,
+    pub owner_password: Password,
+    pub owner_full_name: String,
+}
+
+/// A tenant ready to serve.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub company: Company,
+    pub domain: String,
+    pub owner: User,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("the slug is already taken")]
+    SlugTaken,
+    #[error("the domain is already taken")]
+    DomainTaken,
+    /// The email belongs to an existing account and the password given is not its password.
+    #[error("an account with this email exists and the password does not match it")]
+    OwnerCredentials,
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Migrate(MigrateError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+impl From<tokio_postgres::Error> for ProvisionError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::from_db(e.into())
+    }
+}
+
+impl From<MigrateError> for ProvisionError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::Db(db) => Self::from_db(db),
+            other => Self::Migrate(other),
+        }
+    }
+}
+
+impl ProvisionError {
+    fn from_db(e: DbError) -> Self {
+        match (e.code(), e.constraint()) {
+            (Some(sqlstate::UNIQUE_VIOLATION), Some("companies_slug_key"))
+            | (Some(sqlstate::UNIQUE_VIOLATION), Some("companies_schema_name_key")) => {
+                Self::SlugTaken
+            }
+            (Some(sqlstate::UNIQUE_VIOLATION), Some("domains_pkey")) => Self::DomainTaken,
+            // A concurrent signup created the same owner account first.
+            (Some(sqlstate::UNIQUE_VIOLATION), Some("users_email_key")) => Self::OwnerCredentials,
+            // A schema of that name exists without a company: treat the name as taken.
+            (Some("42P06"), _) => Self::SlugTaken,
+            _ => Self::Db(e),
+        }
+    }
+}
+
+/// Creates a tenant. `base` is `BASE_DOMAIN`; the tenant's primary domain is `<slug>.<base>`.
+#[tracing::instrument(skip_all, fields(tenant = %new.slug))]
+pub async fn provision(
+    pool: &Pool,
+    base: &DomainName,
+    new: NewTenant,
+) -> Result<Provisioned, ProvisionError> {
+    // Hash before the transaction opens, so row locks are held for milliseconds only.
+    let password_hash = passwords::hash(&new.owner_password).await?;
+    let domain = format!("{}.{}", new.slug, base);
+    let schema = new.slug.schema_name();
+    let company_id = CompanyId::new();
+
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
+
+    // The slug's unique index serialises concurrent signups of one slug: the second waits here
+    // for the first to commit, then fails with a unique violation.
+    tx.execute(
+        "insert into public.companies (id, name, slug, schema_name, plan, status) \
+         values ($1, $2, $3, $4, $5, 'provisioning')",
+        &[
+            &company_id.0,
+            &new.name,
+            &new.slug.as_str(),
+            &schema.as_str(),
+            &new.plan.as_str(),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "insert into public.domains (domain, company_id, is_primary) values ($1, $2, true)",
+        &[&domain, &company_id.0],
+    )
+    .await?;
+
+    tx.batch_execute(&format!("create schema {}", schema.quoted()))
+        .await?;
+    let (_, version) = migrate_schema_in(&tx, &schema).await?;
+
+    let owner = match users::find_by_email(&*tx, new.owner_email.as_str()).await? {
+        Some(existing) => {
+            // One global account per email: an existing account may own another company too,
+            // but only with its own password.
+            if !passwords::verify(
+                new.owner_password.expose(),
+                Some(existing.password_hash.clone()),
+            )
+            .await?
+            {
+                return Err(ProvisionError::OwnerCredentials);
+            }
+            existing
+        }
+        None => users::insert(&*tx, &new.owner_email, &password_hash, &new.owner_full_name)
+            .await
+            .map_err(ProvisionError::from_db)?,
+    };
+    memberships::insert(&*tx, owner.id, company_id, Role::Owner)
+        .await
+        .map_err(ProvisionError::from_db)?;
+
+    tx.execute(
+        "update public.companies set status = 'active', schema_version = $2, updated_at = now() \
+         where id = $1",
+        &[&company_id.0, &version],
+    )
+    .await?;
+    let company = companies::find_by_slug(&*tx, &new.slug)
+        .await?
+        .ok_or_else(|| DbError::Config("company vanished inside its own transaction".into()))?;
+    tx.commit().await?;
+    Ok(Provisioned {
+        company,
+        domain,
+        owner,
+    })
+}
+
+/// Drops a tenant: its schema and every public row that belongs to it, in one transaction.
+/// Returns false when no company has that slug.
+pub async fn drop_tenant(pool: &Pool, slug: &Slug) -> Result<bool, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(company) = companies::find_by_slug(&*tx, slug).await? else {
+        return Ok(false);
+    };
+    tx.execute(
+        "select pg_advisory_xact_lock($1, hashtext($2))",
+        &[
+            &tenantry_public::migrate::MIGRATION_LOCK_NAMESPACE,
+            &company.schema_name.as_str(),
+        ],
+    )
+    .await?;
+    tx.batch_execute(&format!(
+        "drop schema if exists {} cascade",
+        company.schema_name.quoted()
+    ))
+    .await?;
+    tx.execute(
+        "delete from public.companies where id = $1",
+        &[&company.id.0],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,254 @@
+//! Integration tests for tenantry-worker against a real Redis (`REDIS_URL` must be set).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use tenantry_worker::{
+    config::{ENV_HEARTBEAT_CRON, ENV_LOG_FORMAT, ENV_QUEUE_PREFIX, ENV_REDIS_URL, ENV_RUST_LOG},
+    Config, ConfigError, LogFormat, Ping,
+};
+
+fn redis_url() -> String {
+    match std::env::var(ENV_REDIS_URL) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "REDIS_URL is not set: these tests need a real Redis server \
+             (e.g. `redis-server --port 6390 --daemonize yes --save ''` and \
+             `REDIS_URL=redis://127.0.0.1:6390/ cargo test -p tenantry-worker`)"
+        ),
+    }
+}
+
+/// A key prefix no other test (or test run) uses.
+fn unique_prefix() -> String {
+    format!("test-worker-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn redis() -> ConnectionManager {
+    tenantry_worker::connect(&redis_url())
+        .await
+        .expect("connect to REDIS_URL")
+}
+
+/// Global apalis-redis registry of queues (written outside any prefix).
+const APALIS_QUEUES_LIST: &str = "core:apalis:queues:list";
+
+/// Deletes every key under `prefix`, and the queue's entry in apalis' global registry.
+async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
+    let keys: Vec<String> = conn
+        .keys(format!("{prefix}:*"))
+        .await
+        .expect("list test keys");
+    if !keys.is_empty() {
+        conn.del::<_, ()>(keys).await.expect("delete test keys");
+    }
+    let workers_set = format!("{}:workers", tenantry_worker::noop_queue(prefix));
+    conn.zrem::<_, _, ()>(APALIS_QUEUES_LIST, workers_set)
+        .await
+        .expect("deregister test queue");
+}
+
+fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |key| map.get(key).cloned()
+}
+
+#[tokio::test]
+async fn heartbeat_writes_rfc3339_timestamp_with_ttl() {
+    let mut conn = redis().await;
+    let prefix = unique_prefix();
+    let now = Utc::now();
+
+    tenantry_worker::heartbeat(&mut conn, &prefix, now)
+        .await
+        .expect("heartbeat job");
+
+    let key = tenantry_worker::heartbeat_key(&prefix);
+    assert_eq!(key, format!("{prefix}:worker:heartbeat"));
+    let value: Option<String> = conn.get(&key).await.expect("GET heartbeat");
+    let value = value.expect("heartbeat key is set");
+    let parsed = DateTime::parse_from_rfc3339(&value).expect("heartbeat value is RFC 3339");
+    assert_eq!(parsed.timestamp_millis(), now.timestamp_millis());
+    let ttl: i64 = conn.ttl(&key).await.expect("TTL heartbeat");
+    assert!(
+        ttl > 0 && ttl <= 300,
+        "heartbeat key should expire within 5 minutes, TTL is {ttl}"
+    );
+
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// Polls `key` every 50 ms for up to 10 s until it equals `expected`; returns the last value.
+async fn wait_for_value(
+    conn: &mut ConnectionManager,
+    key: &str,
+    expected: &str,
+    worker: &tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value: Option<String> = conn.get(key).await.expect("GET");
+        if value.as_deref() == Some(expected)
+            || tokio::time::Instant::now() >= deadline
+            || worker.is_finished()
+        {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_processes_enqueued_pings_and_stops_on_shutdown() {
+    let mut conn = redis().await;
+    let prefix = unique_prefix();
+    let config = Config::from_lookup(lookup(&[
+        (ENV_REDIS_URL, &redis_url()),
+        (ENV_QUEUE_PREFIX, &prefix),
+    ]))
+    .expect("config");
+    let key = tenantry_worker::last_ping_key(&prefix);
+
+    // Enqueued before the worker starts: picked up by the first fetch.
+    let first = format!("before start {prefix}");
+    tenantry_worker::enqueue_ping(
+        &conn,
+        &prefix,
+        Ping {
+            message: first.clone(),
+        },
+    )
+    .await
+    .expect("enqueue first ping");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(tenantry_worker::run(config, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let seen_first = wait_for_value(&mut conn, &key, &first, &worker).await;
+    // Enqueued while the worker idles: only found because the queue is polled.
+    let second = format!("while running {prefix}");
+    let seen_second = if seen_first.as_deref() == Some(first.as_str()) {
+        tenantry_worker::enqueue_ping(
+            &conn,
+            &prefix,
+            Ping {
+                message: second.clone(),
+            },
+        )
+        .await
+        .expect("enqueue second ping");
+        wait_for_value(&mut conn, &key, &second, &worker).await
+    } else {
+        None
+    };
+
+    stop_tx.send(()).ok();
+    let result = tokio::time::timeout(Duration::from_secs(15), worker)
+        .await
+        .expect("run() returns promptly after shutdown")
+        .expect("run() task did not panic");
+    let registered_workers: u64 = conn
+        .zcard(format!("{}:workers", tenantry_worker::noop_queue(&prefix)))
+        .await
+        .expect("ZCARD workers");
+    cleanup(&mut conn, &prefix).await;
+
+    assert_eq!(
+        seen_first.as_deref(),
+        Some(first.as_str()),
+        "the ping enqueued before start was not processed within 10 s (run() result: {result:?})"
+    );
+    assert_eq!(
+        seen_second.as_deref(),
+        Some(second.as_str()),
+        "the ping enqueued while running was not processed within 10 s (run() result: {result:?})"
+    );
+    result.expect("run() returns Ok after a graceful shutdown");
+    assert_eq!(
+        registered_workers, 0,
+        "a cleanly stopped worker deregisters itself from the queue"
+    );
+}
+
+#[tokio::test]
+async fn run_fails_clearly_when_redis_is_unreachable() {
+    // Port 1 on localhost: nothing listens there.
+    let config = Config::new("redis://127.0.0.1:1/").expect("config");
+    let err = tenantry_worker::run(config, std::future::pending())
+        .await
+        .expect_err("run() must fail without Redis");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("cannot connect to Redis"),
+        "unexpected error: {msg}"
+    );
+}
+
+#[test]
+fn config_missing_redis_url_names_the_variable() {
+    let err = Config::from_lookup(lookup(&[(ENV_LOG_FORMAT, "json")]))
+        .expect_err("REDIS_URL is required");
+    assert_eq!(err, ConfigError::Missing { var: "REDIS_URL" });
+    assert!(err.to_string().contains("REDIS_URL"), "message: {err}");
+
+    // An empty value counts as missing.
+    let err = Config::from_lookup(lookup(&[(ENV_REDIS_URL, "  ")])).expect_err("empty REDIS_URL");
+    assert!(err.to_string().contains("REDIS_URL"), "message: {err}");
+}
+
+#[test]
+fn config_defaults_and_overrides() {
+    let config = Config::from_lookup(lookup(&[(ENV_REDIS_URL, "redis://localhost:6379/")]))
+        .expect("defaults");
+    assert_eq!(config.redis_url, "redis://localhost:6379/");
+    assert_eq!(config.log_format, LogFormat::Pretty);
+    assert_eq!(config.log_filter, "info");
+    assert_eq!(config.heartbeat_schedule.source(), "0 * * * * *");
+    assert_eq!(config.queue_prefix, "tenantry");
+
+    let config = Config::from_lookup(lookup(&[
+        (ENV_REDIS_URL, "redis://:secret@localhost:6379/1"),
+        (ENV_LOG_FORMAT, "JSON"),
+        (ENV_RUST_LOG, "debug,apalis=warn"),
+        (ENV_HEARTBEAT_CRON, "*/5 * * * * *"),
+        (ENV_QUEUE_PREFIX, "t1"),
+    ]))
+    .expect("overrides");
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.log_filter, "debug,apalis=warn");
+    assert_eq!(config.heartbeat_schedule.source(), "*/5 * * * * *");
+    assert_eq!(config.queue_prefix, "t1");
+    assert!(
+        !format!("{config:?}").contains("secret"),
+        "Debug output must not leak the Redis password"
+    );
+}
+
+#[test]
+fn config_invalid_values_name_the_variable() {
+    let cases = [
+        (ENV_REDIS_URL, "not a url"),
+        (ENV_LOG_FORMAT, "xml"),
+        (ENV_HEARTBEAT_CRON, "every minute"),
+        (ENV_QUEUE_PREFIX, "bad prefix"),
+        (ENV_QUEUE_PREFIX, "ends:"),
+    ];
+    for (var, value) in cases {
+        let mut vars = vec![(var, value)];
+        if var != ENV_REDIS_URL {
+            vars.push((ENV_REDIS_URL, "redis://localhost/"));
+        }
+        match Config::from_lookup(lookup(&vars)) {
+            Err(ConfigError::Invalid { var: named, .. }) => assert_eq!(named, var),
+            other => panic!("{var}={value:?}: expected Invalid, got {other:?}"),
+        }
+    }
+}
