@@ -279,6 +279,23 @@ impl fmt::Debug for Password {
     }
 }
 
+/// A human-readable name (company, project): trimmed, 1 to `max` characters, no control
+/// characters.
+pub fn display_name(input: &str, max: usize) -> Result<String, NameError> {
+    let trimmed = input.trim();
+    let n = trimmed.chars().count();
+    if n == 0 {
+        return Err(NameError("must not be blank"));
+    }
+    if n > max {
+        return Err(NameError("is too long"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(NameError("must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,21 +412,4 @@ mod tests {
             "Password(***)"
         );
     }
-}
-
-/// A human-readable name (company, project): trimmed, 1 to `max` characters, no control
-/// characters.
-pub fn display_name(input: &str, max: usize) -> Result<String, NameError> {
-    let trimmed = input.trim();
-    let n = trimmed.chars().count();
-    if n == 0 {
-        return Err(NameError("must not be blank"));
-    }
-    if n > max {
-        return Err(NameError("is too long"));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(NameError("must not contain control characters"));
-    }
-    Ok(trimmed.to_owned())
 }
