@@ -3,14 +3,13 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use deadpool_postgres::Pool;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 use tenantry_public::companies::{self, CompanyStatus};
-use tenantry_public::db::{self, PoolSettings};
+use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
@@ -120,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MigrateSchemas(a) => usize::from(a.jobs),
         Command::Tenant(_) => 1,
     };
-    let pool = db::pool(
+    let db = Db::connect(
         &cli.database_url,
         &PoolSettings {
             max_size: jobs + 1,
@@ -129,16 +128,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     )?;
     match cli.command {
-        Command::MigrateSchemas(args) => migrate(&pool, args).await,
+        Command::MigrateSchemas(args) => migrate(&db, args).await,
         Command::Tenant(cmd) => {
-            require_public_at_head(&pool).await?;
-            tenant(&pool, cmd).await
+            require_public_at_head(&db).await?;
+            tenant(&db, cmd).await
         }
     }
 }
 
-async fn require_public_at_head(pool: &Pool) -> anyhow::Result<()> {
-    let client = pool.get().await.context("cannot connect to DATABASE_URL")?;
+async fn require_public_at_head(db: &Db) -> anyhow::Result<()> {
+    let client = db
+        .public()
+        .await
+        .context("cannot connect to DATABASE_URL")?;
     let status = public_status(&client).await?;
     if !status.is_current() {
         bail!("the public schema is behind head: run `tenantctl migrate-schemas` first");
@@ -146,7 +148,7 @@ async fn require_public_at_head(pool: &Pool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(pool: &Pool, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+async fn migrate(db: &Db, args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let tenant = args
         .tenant
         .as_deref()
@@ -183,7 +185,7 @@ async fn migrate(pool: &Pool, args: MigrateArgs) -> anyhow::Result<ExitCode> {
             bar.set_message(report.name.clone());
         }
     };
-    let summary = migrate_schemas(pool, &options, &progress)
+    let summary = migrate_schemas(db, &options, &progress)
         .await
         .context("migrate-schemas")?;
     bar.finish_and_clear();
@@ -193,7 +195,8 @@ async fn migrate(pool: &Pool, args: MigrateArgs) -> anyhow::Result<ExitCode> {
         "failed"
     };
     println!(
-        "summary: {} tenants; migrated {}, up to date {}, {} {}; {:.3}s",
+        "summary: {} schemas (public + {} tenants): migrated {}, up to date {}, {} {}; {:.3}s",
+        summary.tenants + 1,
         summary.tenants,
         summary.migrated,
         summary.up_to_date,
@@ -256,7 +259,7 @@ struct TenantRow {
     created_at: String,
 }
 
-async fn tenant(pool: &Pool, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
+async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TenantCommand::Create {
             name,
@@ -280,7 +283,7 @@ async fn tenant(pool: &Pool, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             };
             let base = DomainName::parse(&base_domain)
                 .map_err(|e| anyhow::anyhow!("BASE_DOMAIN {base_domain:?} {e}"))?;
-            match provision(pool, &base, new).await {
+            match provision(db, &base, new).await {
                 Ok(done) => {
                     println!(
                         "created {} ({}) at {} with owner {}",
@@ -296,8 +299,8 @@ async fn tenant(pool: &Pool, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TenantCommand::List { json } => {
-            let client = pool.get().await?;
-            let rows: Vec<TenantRow> = companies::list(&**client)
+            let client = db.public().await?;
+            let rows: Vec<TenantRow> = companies::list(&***client)
                 .await?
                 .into_iter()
                 .map(|c| TenantRow {
@@ -332,14 +335,14 @@ async fn tenant(pool: &Pool, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        TenantCommand::Suspend { slug } => set_status(pool, &slug, CompanyStatus::Suspended).await,
-        TenantCommand::Activate { slug } => set_status(pool, &slug, CompanyStatus::Active).await,
+        TenantCommand::Suspend { slug } => set_status(db, &slug, CompanyStatus::Suspended).await,
+        TenantCommand::Activate { slug } => set_status(db, &slug, CompanyStatus::Active).await,
         TenantCommand::Drop { slug, yes } => {
             let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
             if !yes {
                 bail!("dropping {slug} deletes its schema and all its data: pass --yes to confirm");
             }
-            if drop_tenant(pool, &slug).await? {
+            if drop_tenant(db, &slug).await? {
                 println!("dropped {slug}");
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -349,10 +352,10 @@ async fn tenant(pool: &Pool, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn set_status(pool: &Pool, slug: &str, status: CompanyStatus) -> anyhow::Result<ExitCode> {
+async fn set_status(db: &Db, slug: &str, status: CompanyStatus) -> anyhow::Result<ExitCode> {
     let slug = Slug::parse(slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
-    let client = pool.get().await?;
-    if companies::set_status(&**client, &slug, status).await? {
+    let client = db.public().await?;
+    if companies::set_status(&***client, &slug, status).await? {
         println!("{slug} is now {}", status.as_str());
         Ok(ExitCode::SUCCESS)
     } else {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use tenantry_public::db::{self, PoolSettings};
+use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
 use tenantry_public::routing::{listen_for_changes, Router, RouterSettings};
 use utoipa::OpenApi;
@@ -31,7 +31,7 @@ impl Application {
     /// Connects, checks the public schema is at head, binds the listener. Fails with a message
     /// saying what to do when the database is missing or behind.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::pool(
+        let db = Db::connect(
             settings.database_url(),
             &PoolSettings {
                 max_size: settings.db_pool_size,
@@ -40,8 +40,8 @@ impl Application {
             },
         )?;
         {
-            let client = pool
-                .get()
+            let client = db
+                .public()
                 .await
                 .context("cannot connect to PostgreSQL at DATABASE_URL")?;
             let status = public_status(&client).await?;
@@ -57,7 +57,7 @@ impl Application {
 
         let router = Arc::new(Router::new(
             settings.base_domain.clone(),
-            pool.clone(),
+            db.clone(),
             &RouterSettings {
                 ttl: settings.routing_cache_ttl,
                 ..RouterSettings::default()
@@ -80,7 +80,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = settings.http_workers;
         let state = web::Data::new(AppState {
-            pool,
+            db,
             router,
             redis,
             jwt,

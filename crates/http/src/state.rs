@@ -1,15 +1,15 @@
 //! Shared application state handed to every handler.
 
-use deadpool_postgres::Pool;
 use std::sync::Arc;
+use tenantry_public::db::Db;
 use tenantry_public::routing::Router;
 
 use crate::config::Settings;
 use crate::tokens::JwtKeys;
 
 pub struct AppState {
-    /// One pool for public and tenant work; tenant work binds connections with `TenantConn`.
-    pub pool: Pool,
+    /// Public work takes `db.public()`; tenant work binds connections with `TenantConn`.
+    pub db: Db,
     pub router: Arc<Router>,
     pub redis: redis::Client,
     pub jwt: JwtKeys,

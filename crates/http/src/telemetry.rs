@@ -13,7 +13,10 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber. Only binaries call this.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // refinery logs every migration at info and PostgreSQL NOTICEs arrive as tokio_postgres info
+    // events; neither belongs in a server's default log.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
         LogFormat::Json => builder

@@ -1,9 +1,11 @@
 //! Connection pools and the split between "the database is unavailable" and "the query failed".
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 /// How a pool is sized and how long a caller may wait for a connection.
@@ -25,12 +27,104 @@ impl Default for PoolSettings {
     }
 }
 
-/// The statement run on every connection handed back out of the pool. It both verifies that the
-/// connection is alive and puts `search_path` back to the server default, so no connection can
-/// carry a tenant's schema to its next user even if a handle was dropped mid-request.
-pub const RECYCLE_SQL: &str = "reset search_path";
+/// What every public-schema checkout runs first: it verifies the connection and puts
+/// `search_path` back to the server default, so no connection carries a tenant's schema to its
+/// next user, whatever happened to the previous handle.
+pub const RESET_SQL: &str = "reset search_path";
 
-/// Builds a pool. No connection is opened until first use.
+/// The database: a pool whose connections can only be taken through a statement that both
+/// verifies the connection and sets its `search_path` — [`Db::public`] resets it, tenant handles
+/// (in `tenantry-tenant`) set it to one tenant schema. There is no way to take a connection that
+/// skips that first statement, so each checkout costs exactly one statement of overhead.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    pub fn connect(database_url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
+        Ok(Self {
+            pool: pool(database_url, settings)?,
+        })
+    }
+
+    /// A connection for public-schema work, with `search_path` at the server default.
+    pub async fn public(&self) -> Result<PublicConn, DbError> {
+        self.checkout_simple(RESET_SQL).await.map(PublicConn)
+    }
+
+    /// Takes a pooled connection and runs `first` (a prepared statement with `params`) on it.
+    /// `first` must verify the connection and set its `search_path`. A connection that fails it
+    /// at the connection level is discarded and one fresh connection is tried.
+    pub async fn checkout(
+        &self,
+        first: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Object, DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.pool.get().await?;
+            let result = match client.prepare_cached(first).await {
+                Ok(stmt) => client.execute(&stmt, params).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(client),
+                Err(e) if is_connection_error(&e) && attempt == 1 => {
+                    tracing::debug!(error = %e, "discarding a dead pooled connection");
+                    drop(Object::take(client));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn checkout_simple(&self, first: &str) -> Result<Object, DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.pool.get().await?;
+            match client.batch_execute(first).await {
+                Ok(()) => return Ok(client),
+                Err(e) if is_connection_error(&e) && attempt == 1 => {
+                    tracing::debug!(error = %e, "discarding a dead pooled connection");
+                    drop(Object::take(client));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Pool statistics, for logs and tests.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+}
+
+/// A pooled connection for public-schema work. Public tables are always written `public.x`.
+pub struct PublicConn(Object);
+
+impl Deref for PublicConn {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        &self.0
+    }
+}
+
+impl DerefMut for PublicConn {
+    fn deref_mut(&mut self) -> &mut Object {
+        &mut self.0
+    }
+}
+
+fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    e.code().is_none() && e.as_db_error().is_none()
+}
+
+/// Builds a raw pool. Application code uses [`Db`]; tests use this for direct assertions.
+/// Recycling only checks that the client is not closed: the real verification is the first
+/// statement of every [`Db`] checkout, which also sets `search_path`.
 pub fn pool(database_url: &str, settings: &PoolSettings) -> Result<Pool, DbError> {
     let pg_config: tokio_postgres::Config = database_url
         .parse()
@@ -39,7 +133,7 @@ pub fn pool(database_url: &str, settings: &PoolSettings) -> Result<Pool, DbError
         pg_config,
         NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Custom(RECYCLE_SQL.to_owned()),
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)

@@ -5,7 +5,6 @@
 //! public migrations) and [`listen_for_changes`] empties the cache when one arrives. In the steady
 //! state a request is routed without a database round trip.
 
-use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use moka::future::Cache;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use tokio_postgres::AsyncMessage;
 
 use crate::companies::CompanyStatus;
-use crate::db::DbError;
+use crate::db::{Db, DbError};
 use crate::ids::CompanyId;
 use crate::names::{DomainName, SchemaName, Slug};
 
@@ -59,7 +58,7 @@ impl Default for RouterSettings {
 /// Resolves Hosts against the public schema, caching the answers.
 pub struct Router {
     base: DomainName,
-    pool: Pool,
+    db: Db,
     cache: Cache<DomainName, Resolution>,
 }
 
@@ -80,12 +79,12 @@ const RESOLVE_SQL: &str = "\
     limit 1";
 
 impl Router {
-    pub fn new(base: DomainName, pool: Pool, settings: &RouterSettings) -> Self {
+    pub fn new(base: DomainName, db: Db, settings: &RouterSettings) -> Self {
         let cache = Cache::builder()
             .max_capacity(settings.max_entries)
             .time_to_live(settings.ttl)
             .build();
-        Self { base, pool, cache }
+        Self { base, db, cache }
     }
 
     pub fn base_domain(&self) -> &DomainName {
@@ -113,7 +112,7 @@ impl Router {
         let slug = host
             .subdomain_of(&self.base)
             .and_then(|label| Slug::parse(label).ok());
-        let client = self.pool.get().await?;
+        let client = self.db.public().await?;
         let stmt = client.prepare_cached(RESOLVE_SQL).await?;
         let row = client
             .query_opt(&stmt, &[&host.as_str(), &slug.as_ref().map(Slug::as_str)])

@@ -6,15 +6,16 @@
 //! functions take `&impl TenantDb`, which only [`TenantConn`] and [`TenantTx`] implement.
 //!
 //! Architecture invariant: the next user of a pooled connection never inherits a tenant's
-//! `search_path`. Two things hold it up, and either alone would be enough: every binding sets the
-//! path before the first tenant query, and the pool runs `reset search_path` on every connection
-//! it hands out (see [`tenantry_public::db::RECYCLE_SQL`]), whatever happened to the previous
-//! handle (success, error, panic, a cancelled future, a rolled-back transaction).
+//! `search_path`. Connections only leave the pool through [`Db::checkout`], whose first statement
+//! sets the path: a tenant handle sets it to its schema, [`Db::public`] resets it to the server
+//! default. So whatever happened to the previous handle (success, error, panic, a cancelled
+//! future, a rolled-back transaction), nothing runs on the connection before the path is set
+//! for the new user. That first statement is also the connection's liveness check.
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Object;
 use std::sync::Arc;
 use tenantry_public::companies::CompanyStatus;
-use tenantry_public::db::DbError;
+use tenantry_public::db::{Db, DbError};
 use tenantry_public::routing::TenantRoute;
 use tenantry_public::SchemaName;
 
@@ -40,21 +41,14 @@ pub struct TenantConn {
 const BIND_SQL: &str = "select pg_catalog.set_config('search_path', $1, false)";
 
 impl TenantConn {
-    /// Binds a pooled connection to `schema`. The schema name travels as a bind parameter, already
-    /// quoted as an identifier.
-    pub async fn bind(client: Object, schema: &SchemaName) -> Result<Self, DbError> {
-        let stmt = client.prepare_cached(BIND_SQL).await?;
-        client.execute(&stmt, &[&schema.quoted()]).await?;
+    /// Takes a pooled connection whose first statement sets `search_path` to `schema` alone.
+    /// The schema name travels as a bind parameter, already quoted as an identifier.
+    pub async fn acquire(db: &Db, schema: &SchemaName) -> Result<Self, DbError> {
+        let client = db.checkout(BIND_SQL, &[&schema.quoted()]).await?;
         Ok(Self {
             client,
             schema: schema.clone(),
         })
-    }
-
-    /// Takes a connection from `pool` and binds it.
-    pub async fn acquire(pool: &Pool, schema: &SchemaName) -> Result<Self, DbError> {
-        let client = pool.get().await?;
-        Self::bind(client, schema).await
     }
 
     /// Starts a transaction on the bound connection. Dropping it without commit rolls back.
@@ -139,7 +133,7 @@ impl ActiveTenant {
     }
 
     /// Takes a pooled connection bound to this tenant's schema.
-    pub async fn connect(&self, pool: &Pool) -> Result<TenantConn, DbError> {
-        TenantConn::acquire(pool, &self.0.schema).await
+    pub async fn connect(&self, db: &Db) -> Result<TenantConn, DbError> {
+        TenantConn::acquire(db, &self.0.schema).await
     }
 }

@@ -7,12 +7,11 @@
 //! runs therefore queue per schema and never apply a migration twice, a failure leaves that
 //! schema exactly as it was, and a no-op run needs one query to know nothing is pending.
 
-use deadpool_postgres::Pool;
 use futures_util::stream::{self, StreamExt};
 use refinery::{Migration, Runner};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tenantry_public::db::DbError;
+use tenantry_public::db::{Db, DbError};
 use tenantry_public::ids::CompanyId;
 use tenantry_public::migrate::{
     migrate_public, public_status, run_in_transaction, MigrateError, MIGRATION_LOCK_NAMESPACE,
@@ -167,7 +166,7 @@ struct Candidate {
 /// Runs migrate-schemas. `progress` is called once per schema as it finishes, with the number of
 /// schemas that will be reported in total.
 pub async fn migrate_schemas(
-    pool: &Pool,
+    db: &Db,
     options: &MigrateOptions,
     progress: &(dyn Fn(&SchemaReport, usize) + Sync),
 ) -> Result<Summary, RunError> {
@@ -176,7 +175,7 @@ pub async fn migrate_schemas(
 
     // Public first: tenant migrations may reference public tables.
     let t = Instant::now();
-    let mut client = pool.get().await.map_err(DbError::from)?;
+    let mut client = db.public().await?;
     let status = public_status(&client).await?;
     let public_outcome = if status.is_current() {
         Outcome::UpToDate
@@ -260,7 +259,7 @@ pub async fn migrate_schemas(
         }
     } else {
         let mut results = stream::iter(pending)
-            .map(|c| migrate_one(pool, c))
+            .map(|c| migrate_one(db, c))
             .buffer_unordered(options.jobs.max(1));
         while let Some(report) = results.next().await {
             progress(&report, total);
@@ -272,9 +271,9 @@ pub async fn migrate_schemas(
 }
 
 #[tracing::instrument(skip_all, fields(tenant = %c.slug))]
-async fn migrate_one(pool: &Pool, c: Candidate) -> SchemaReport {
+async fn migrate_one(db: &Db, c: Candidate) -> SchemaReport {
     let started = Instant::now();
-    let outcome = match try_migrate_one(pool, &c).await {
+    let outcome = match try_migrate_one(db, &c).await {
         Ok((applied, version)) if applied.is_empty() => {
             // Another run got here first, or schema_version was stale: nothing to apply.
             let _ = version;
@@ -300,8 +299,8 @@ async fn migrate_one(pool: &Pool, c: Candidate) -> SchemaReport {
     }
 }
 
-async fn try_migrate_one(pool: &Pool, c: &Candidate) -> Result<(Vec<i32>, i32), MigrateError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
+async fn try_migrate_one(db: &Db, c: &Candidate) -> Result<(Vec<i32>, i32), MigrateError> {
+    let mut client = db.public().await?;
     let tx = client.transaction().await?;
     let (applied, version) = migrate_schema_in(&tx, &c.schema).await?;
     tenantry_public::companies::set_schema_version(&*tx, c.id, version).await?;

@@ -1,9 +1,8 @@
 //! Provisioning: a new company, its domain, its schema at head, its owner account and membership,
 //! all in one transaction. A failure anywhere leaves nothing behind: no schema, no rows.
 
-use deadpool_postgres::Pool;
 use tenantry_public::companies::{self, Company};
-use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::db::{sqlstate, Db, DbError};
 use tenantry_public::ids::CompanyId;
 use tenantry_public::memberships::{self, Role};
 use tenantry_public::migrate::MigrateError;
@@ -86,7 +85,7 @@ impl ProvisionError {
 /// Creates a tenant. `base` is `BASE_DOMAIN`; the tenant's primary domain is `<slug>.<base>`.
 #[tracing::instrument(skip_all, fields(tenant = %new.slug))]
 pub async fn provision(
-    pool: &Pool,
+    db: &Db,
     base: &DomainName,
     new: NewTenant,
 ) -> Result<Provisioned, ProvisionError> {
@@ -96,7 +95,7 @@ pub async fn provision(
     let schema = new.slug.schema_name();
     let company_id = CompanyId::new();
 
-    let mut client = pool.get().await.map_err(DbError::from)?;
+    let mut client = db.public().await?;
     let tx = client.transaction().await?;
 
     // The slug's unique index serialises concurrent signups of one slug: the second waits here
@@ -164,8 +163,8 @@ pub async fn provision(
 
 /// Drops a tenant: its schema and every public row that belongs to it, in one transaction.
 /// Returns false when no company has that slug.
-pub async fn drop_tenant(pool: &Pool, slug: &Slug) -> Result<bool, DbError> {
-    let mut client = pool.get().await?;
+pub async fn drop_tenant(db: &Db, slug: &Slug) -> Result<bool, DbError> {
+    let mut client = db.public().await?;
     let tx = client.transaction().await?;
     let Some(company) = companies::find_by_slug(&*tx, slug).await? else {
         return Ok(false);

@@ -1,7 +1,8 @@
 //! Bench-only route (served only with `TENANTRY_BENCH_ROUTES=1`): the project list without
-//! tenant binding, to measure what binding costs. It addresses the tenant's table by a
-//! schema-qualified name on an unbound connection instead; everything else (routing, auth,
-//! serialisation) is the same as `GET /api/v1/projects`.
+//! tenant binding, to measure what binding costs. It takes a public connection (whose first
+//! statement resets `search_path`, as every checkout's first statement sets it) and addresses the
+//! tenant's table by a schema-qualified name; everything else (routing, auth, serialisation) is
+//! the same as `GET /api/v1/projects`.
 
 use actix_web::{web, HttpResponse};
 use tenantry_public::db::DbError;
@@ -15,7 +16,7 @@ pub async fn unbound_projects(
     user: TenantUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = state.pool.get().await.map_err(DbError::from)?;
+    let client = state.db.public().await?;
     let sql = format!(
         "select id, name, description, status, start_date, end_date, owner_id, created_at, updated_at \
          from {}.projects order by id desc limit $1",

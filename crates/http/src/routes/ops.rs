@@ -20,7 +20,7 @@ pub async fn health() -> HttpResponse {
     responses((status = 200, description = "Ready"),
               (status = 503, description = "A dependency is down or the public schema is behind")))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let (database, public_schema) = match state.pool.get().await {
+    let (database, public_schema) = match state.db.public().await {
         Ok(client) => match public_status(&client).await {
             Ok(s) if s.is_current() => ("ok", "ok"),
             Ok(_) => ("ok", "behind"),

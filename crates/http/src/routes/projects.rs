@@ -152,7 +152,7 @@ pub async fn list(
         },
     };
     let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let conn = user.tenant.connect(&state.pool).await?;
+    let conn = user.tenant.connect(&state.db).await?;
     let page = projects::list(&conn, limit, before).await?;
     let next = match (page.has_more, page.projects.last()) {
         (true, Some(last)) => Some(format!(
@@ -224,7 +224,7 @@ pub async fn create(
         end_date: end_date.flatten(),
         owner_id: user.user_id,
     };
-    let conn = user.tenant.connect(&state.pool).await?;
+    let conn = user.tenant.connect(&state.db).await?;
     let project = projects::create(&conn, &new).await.map_err(not_found_or)?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/projects/{}", project.id)))
@@ -241,7 +241,7 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = user.tenant.connect(&state.pool).await?;
+    let conn = user.tenant.connect(&state.db).await?;
     let project = projects::get(&conn, ProjectId(*id))
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -293,7 +293,7 @@ pub async fn update(
         start_date,
         end_date,
     };
-    let conn = user.tenant.connect(&state.pool).await?;
+    let conn = user.tenant.connect(&state.db).await?;
     let project = projects::update(&conn, ProjectId(*id), &patch)
         .await
         .map_err(not_found_or)?
@@ -313,7 +313,7 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     user.require_write()?;
-    let conn = user.tenant.connect(&state.pool).await?;
+    let conn = user.tenant.connect(&state.db).await?;
     if projects::delete(&conn, ProjectId(*id)).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {

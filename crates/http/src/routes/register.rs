@@ -111,7 +111,7 @@ pub async fn register(
         owner_password,
         owner_full_name,
     };
-    let done = provision(&state.pool, &state.settings.base_domain, new)
+    let done = provision(&state.db, &state.settings.base_domain, new)
         .await
         .map_err(|e| match e {
             ProvisionError::SlugTaken => ApiError::conflict_on("slug", "is already taken"),

@@ -49,12 +49,8 @@ pub async fn token(
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
     };
 
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(tenantry_public::db::DbError::from)?;
-    let user = users::find_by_email(&**client, &email).await?;
+    let client = state.db.public().await?;
+    let user = users::find_by_email(&***client, &email).await?;
     // Unknown emails are checked against a fixed hash, so both failures take as long.
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = passwords::verify(&password, stored)
@@ -64,7 +60,7 @@ pub async fn token(
         Some(user) if ok && user.is_active => user,
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
     };
-    let membership = memberships::find(&**client, user.id, tenant.route().company_id).await?;
+    let membership = memberships::find(&***client, user.id, tenant.route().company_id).await?;
     let Some(membership) = membership.filter(|m| m.is_active) else {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
     };

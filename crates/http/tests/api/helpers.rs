@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 use tenantry_http::tokens::JwtKeys;
 use tenantry_http::{Application, Settings};
-use tenantry_public::db::{self, PoolSettings};
+use tenantry_public::db::{self, Db, PoolSettings};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions};
 
 pub const BASE: &str = "example.test";
@@ -40,7 +40,8 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let database = tenantry_testkit::fresh_database().await;
     let db = db::pool(&database.url, &PoolSettings::default()).expect("pool");
-    migrate_schemas(&db, &MigrateOptions::default(), &|_, _| {})
+    let migrator = Db::connect(&database.url, &PoolSettings::default()).expect("db");
+    migrate_schemas(&migrator, &MigrateOptions::default(), &|_, _| {})
         .await
         .expect("migrate public");
     let app = build(&database.url, overrides)
