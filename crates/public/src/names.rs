@@ -392,6 +392,18 @@ mod tests {
     }
 
     #[test]
+    fn display_names() {
+        assert_eq!(display_name("  Acme Inc ", 200), Ok("Acme Inc".to_owned()));
+        assert_eq!(
+            display_name(&"é".repeat(200), 200).map(|n| n.chars().count()),
+            Ok(200)
+        );
+        assert!(display_name(&"é".repeat(201), 200).is_err());
+        assert!(display_name("   ", 200).is_err());
+        assert!(display_name("a\u{0}b", 200).is_err());
+    }
+
+    #[test]
     fn emails_and_passwords() {
         assert!(Email::parse("a@b.co").is_ok());
         assert_eq!(

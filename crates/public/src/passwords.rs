@@ -3,6 +3,7 @@
 use argon2::{Algorithm, Argon2, Params, Version};
 use argon2::{PasswordHash, PasswordHasher, PasswordVerifier};
 use std::sync::OnceLock;
+use tokio::sync::Semaphore;
 
 use crate::names::Password;
 
@@ -21,10 +22,29 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// At most one argon2 computation per core at a time. Each takes 19 MiB and tens of
+/// milliseconds of CPU; without a bound, a burst of logins would queue hundreds of them on the
+/// blocking pool, starve everything else of CPU and grow memory with every thread involved.
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    })
+}
+
+async fn run_limited<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordError> {
+    // The semaphore is never closed, so acquiring cannot fail; hold the permit while the blocking
+    // task runs.
+    let _permit = permits().acquire().await.ok();
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
 /// Hashes a new password into a PHC string.
 pub async fn hash(password: &Password) -> Result<String, PasswordError> {
     let password = password.expose().to_owned();
-    tokio::task::spawn_blocking(move || hash_blocking(&password)).await?
+    run_limited(move || hash_blocking(&password)).await?
 }
 
 fn hash_blocking(password: &str) -> Result<String, PasswordError> {
@@ -37,7 +57,7 @@ fn hash_blocking(password: &str) -> Result<String, PasswordError> {
 /// still spends one full verification against a fixed hash, so both failures take the same time.
 pub async fn verify(password: &str, stored: Option<String>) -> Result<bool, PasswordError> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
+    run_limited(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let Ok(parsed) = PasswordHash::new(&stored) else {
