@@ -1,0 +1,105 @@
+//! Architecture invariants over `cargo metadata`: dependencies point one way and domain crates
+//! know nothing about HTTP or Redis.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+fn metadata() -> Value {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+            "--manifest-path",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Normal (non-dev, non-build) dependency names of a workspace package.
+fn deps(meta: &Value, package: &str) -> BTreeSet<String> {
+    let p = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == package)
+        .unwrap_or_else(|| panic!("package {package} not in the workspace"));
+    p["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"].is_null())
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let meta = metadata();
+    let public = deps(&meta, "tenantry-public");
+    let tenant = deps(&meta, "tenantry-tenant");
+    let http = deps(&meta, "tenantry-http");
+    let worker = deps(&meta, "tenantry-worker");
+    let ctl = deps(&meta, "tenantry-ctl");
+
+    for forbidden in [
+        "tenantry-tenant",
+        "tenantry-http",
+        "tenantry-worker",
+        "tenantry-ctl",
+        "actix-web",
+        "redis",
+    ] {
+        assert!(
+            !public.contains(forbidden),
+            "tenantry-public depends on {forbidden}"
+        );
+    }
+    assert!(tenant.contains("tenantry-public"));
+    for forbidden in [
+        "tenantry-http",
+        "tenantry-worker",
+        "tenantry-ctl",
+        "actix-web",
+        "redis",
+        "tracing-subscriber",
+    ] {
+        assert!(
+            !tenant.contains(forbidden),
+            "tenantry-tenant depends on {forbidden}"
+        );
+    }
+    assert!(!public.contains("tracing-subscriber"));
+    assert!(!http.contains("tenantry-worker"), "http imports worker");
+    assert!(!worker.contains("tenantry-http"), "worker imports http");
+    assert!(!worker.contains("actix-web"), "worker imports actix");
+    assert!(
+        !ctl.contains("actix-web") && !ctl.contains("tenantry-http"),
+        "ctl imports the web layer"
+    );
+}
+
+#[test]
+fn no_package_is_named_plain_http() {
+    let meta = metadata();
+    for p in meta["packages"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("tenantry-"),
+            "{name} lacks the tenantry- prefix"
+        );
+    }
+}
