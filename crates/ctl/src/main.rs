@@ -300,7 +300,7 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
         }
         TenantCommand::List { json } => {
             let client = db.public().await?;
-            let rows: Vec<TenantRow> = companies::list(&***client)
+            let rows: Vec<TenantRow> = companies::list(client.client())
                 .await?
                 .into_iter()
                 .map(|c| TenantRow {
@@ -355,7 +355,7 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
 async fn set_status(db: &Db, slug: &str, status: CompanyStatus) -> anyhow::Result<ExitCode> {
     let slug = Slug::parse(slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
     let client = db.public().await?;
-    if companies::set_status(&***client, &slug, status).await? {
+    if companies::set_status(client.client(), &slug, status).await? {
         println!("{slug} is now {}", status.as_str());
         Ok(ExitCode::SUCCESS)
     } else {

@@ -105,6 +105,13 @@ impl Db {
 /// A pooled connection for public-schema work. Public tables are always written `public.x`.
 pub struct PublicConn(Object);
 
+impl PublicConn {
+    /// The underlying client, for repository functions that take a `GenericClient`.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.0
+    }
+}
+
 impl Deref for PublicConn {
     type Target = Object;
     fn deref(&self) -> &Object {

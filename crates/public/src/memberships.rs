@@ -108,3 +108,43 @@ pub async fn find(
         is_active: row.try_get("is_active")?,
     }))
 }
+
+/// What a tenant login needs to know about an email, read in one query so no connection is held
+/// while the password is checked.
+#[derive(Debug, Clone)]
+pub struct LoginCandidate {
+    pub user_id: UserId,
+    pub password_hash: String,
+    pub user_active: bool,
+    /// The role in the company asked about, if the account is an active member of it.
+    pub role: Option<Role>,
+}
+
+pub async fn find_login(
+    db: &impl GenericClient,
+    email: &str,
+    company_id: CompanyId,
+) -> Result<Option<LoginCandidate>, DbError> {
+    let row = db
+        .query_opt(
+            "select u.id, u.password_hash, u.is_active, m.role, coalesce(m.is_active, false) \
+               from public.users u \
+               left join public.memberships m on m.user_id = u.id and m.company_id = $2 \
+              where lower(u.email) = lower($1)",
+            &[&email, &company_id.0],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let role: Option<String> = row.try_get(3)?;
+    let member_active: bool = row.try_get(4)?;
+    Ok(Some(LoginCandidate {
+        user_id: UserId(row.try_get(0)?),
+        password_hash: row.try_get(1)?,
+        user_active: row.try_get(2)?,
+        role: role
+            .filter(|_| member_active)
+            .map(|r| Role::parse(&r))
+            .transpose()
+            .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+    }))
+}

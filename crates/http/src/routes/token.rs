@@ -2,7 +2,8 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use tenantry_public::{memberships, passwords, users};
+use tenantry_public::memberships::{self, LoginCandidate};
+use tenantry_public::passwords;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Validator};
@@ -49,28 +50,28 @@ pub async fn token(
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
     };
 
-    let client = state.db.public().await?;
-    let user = users::find_by_email(&***client, &email).await?;
-    // Unknown emails are checked against a fixed hash, so both failures take as long.
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let candidate = {
+        let client = state.db.public().await?;
+        memberships::find_login(client.client(), &email, tenant.route().company_id).await?
+    };
+    // The connection is back in the pool before the slow part. Unknown emails are checked against
+    // a fixed hash, so every failure takes as long as a wrong password.
+    let stored = candidate.as_ref().map(|c| c.password_hash.clone());
     let ok = passwords::verify(&password, stored)
         .await
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    let user = match user {
-        Some(user) if ok && user.is_active => user,
+    let (user_id, role) = match candidate {
+        Some(LoginCandidate {
+            user_id,
+            user_active: true,
+            role: Some(role),
+            ..
+        }) if ok => (user_id, role),
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
-    };
-    let membership = memberships::find(&***client, user.id, tenant.route().company_id).await?;
-    let Some(membership) = membership.filter(|m| m.is_active) else {
-        return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
     };
     let (access_token, expires_in) = state
         .jwt
-        .issue(
-            user.id.0,
-            tenant.route().company_id.0,
-            membership.role.as_str(),
-        )
+        .issue(user_id.0, tenant.route().company_id.0, role.as_str())
         .map_err(|e| ApiError::Unexpected(e.into()))?;
     Ok(HttpResponse::Ok().json(TokenResponse {
         access_token,

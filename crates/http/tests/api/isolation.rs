@@ -73,7 +73,9 @@ async fn one_pooled_connection_alternating_50_tenants_and_public_routes() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
-    let app = spawn_app_with(&[("DB_POOL_SIZE", "8")]).await;
+    // This test is about isolation, not capacity: let requests queue for a connection rather
+    // than be turned away with 503 when the machine is busy.
+    let app = spawn_app_with(&[("DB_POOL_SIZE", "8"), ("DB_POOL_TIMEOUT_MS", "30000")]).await;
     let a = app.tenant("alpha").await;
     let b = app.tenant("bravo").await;
     let mut tasks = Vec::new();
