@@ -1,83 +1,126 @@
-# Tenantry tasks. `just dev` runs everything locally; `just test` runs every test.
+# Tenantry developer tasks: `just` lists them. `just dev` runs everything locally; `just test`
+# runs every test against throwaway PostgreSQL + Redis.
 set shell := ["bash", "-euo", "pipefail", "-c"]
-set dotenv-load := false
+# Recipe arguments reach the shell as "$@", so quoted arguments keep their spaces.
+set positional-arguments := true
+# Variables from .env are loaded; variables already in the environment win.
+set dotenv-load := true
 
-# Without DATABASE_URL/REDIS_URL, use (and start if needed) the throwaway services in .dev/.
-services := 'if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then if [ -f .env ]; then set -a; . ./.env; set +a; fi; fi; if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then scripts/services.sh start .dev >&2; . .dev/services.env; fi'
+# DATABASE_URL and REDIS_URL from the environment (or .env) when both are set; otherwise the
+# throwaway services in .dev/, started if needed (they keep running between runs).
+dev_services := 'if [ -z "${DATABASE_URL:-}" ] || [ -z "${REDIS_URL:-}" ]; then scripts/services.sh start .dev >&2; . .dev/services.env; fi'
+# The same, quietly, for commands that only need PostgreSQL.
+db_services := 'if [ -z "${DATABASE_URL:-}" ]; then scripts/services.sh start .dev >/dev/null; . .dev/services.env; fi'
 
+# List the recipes.
 default:
-    @just --list
+    @just --justfile "{{justfile()}}" --list
 
-# Start PostgreSQL + Redis (under .dev/ unless DATABASE_URL and REDIS_URL are set), migrate, create demo tenants, run server + worker.
-dev:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    {{services}}
-    export BASE_DOMAIN="${BASE_DOMAIN:-localhost}" BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
-    export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
-    cargo build --bins
-    target/debug/tenantctl migrate-schemas
-    target/debug/tenantctl tenant create --name "Acme Inc" --slug acme --owner-email owner@acme.test \
-      --owner-password demo-password-acme --plan professional --exists-ok
-    target/debug/tenantctl tenant create --name "Globex Corporation" --slug globex --owner-email owner@globex.test \
-      --owner-password demo-password-globex --plan starter --exists-ok
-    url="http://${BIND_ADDR}"
-    cat <<BANNER
-
-    ======================================================================
-     Tenantry dev server: $url   (API docs: $url/api/docs/)
-     Demo tenants (Host header picks the tenant):
-       acme.${BASE_DOMAIN}    owner@acme.test    / demo-password-acme
-       globex.${BASE_DOMAIN}  owner@globex.test  / demo-password-globex
-
-     TOKEN=\$(curl -s -H 'Host: acme.${BASE_DOMAIN}' -H 'Content-Type: application/json' \\
-       -d '{"email":"owner@acme.test","password":"demo-password-acme"}' \\
-       $url/api/v1/auth/token | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
-     curl -s -H 'Host: acme.${BASE_DOMAIN}' -H "Authorization: Bearer \$TOKEN" $url/api/v1/projects
-     curl -s -H 'Host: acme.${BASE_DOMAIN}' -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
-       -d '{"name":"Website relaunch","status":"active"}' $url/api/v1/projects
-     curl -s -H 'Host: ${BASE_DOMAIN}' -H 'Content-Type: application/json' \\
-       -d '{"name":"Initech","slug":"initech","owner_email":"owner@initech.test","owner_password":"initech-password","plan":"free"}' \\
-       $url/api/v1/register
-    ======================================================================
-
-    BANNER
-    target/debug/tenantry-worker &
-    worker=$!
-    trap 'kill $worker 2>/dev/null || true; wait $worker 2>/dev/null || true' EXIT
-    target/debug/tenantry-server
-
-# Stop the services under .dev/ (data is kept).
-dev-stop:
-    scripts/services.sh stop .dev
-
-# Stop the services under .dev/ and delete their data.
-dev-reset: dev-stop
-    rm -rf .dev
-
-# Run every test in the workspace against a throwaway PostgreSQL + Redis.
+# Every test in the workspace, against a throwaway PostgreSQL + Redis (extra args go to the test runner).
 test *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     if cargo nextest --version >/dev/null 2>&1; then
-      scripts/with-services.sh cargo nextest run --workspace --no-fail-fast {{ARGS}}
+      exec scripts/with-services.sh cargo nextest run --workspace --no-fail-fast "$@"
     else
-      scripts/with-services.sh cargo test --workspace --no-fail-fast {{ARGS}}
+      exec scripts/with-services.sh cargo test --workspace --no-fail-fast "$@"
     fi
 
-# Migrate the public schema, then every tenant schema (--jobs N, --tenant SLUG, --check).
+# Local stack: services, migrations, demo tenants acme + globex, then worker (background) and server (foreground; Ctrl-C stops both).
+dev:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{dev_services}}
+    export BASE_DOMAIN="${BASE_DOMAIN:-localhost}"
+    export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
+    export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
+    bin="${CARGO_TARGET_DIR:-target}/debug"
+
+    cargo build --bins
+    "$bin/tenantctl" migrate-schemas
+    "$bin/tenantctl" tenant create --name "Acme Inc" --slug acme --owner-email owner@acme.test \
+      --owner-password 'demo-password-acme' --plan professional --exists-ok
+    "$bin/tenantctl" tenant create --name "Globex Corporation" --slug globex --owner-email owner@globex.test \
+      --owner-password 'demo-password-globex' --plan starter --exists-ok
+
+    # A URL curl can reach, also when the server binds every interface.
+    port="${BIND_ADDR##*:}"
+    host="${BIND_ADDR%:*}"
+    case "$host" in 0.0.0.0 | "") host=127.0.0.1 ;; "[::]") host="[::1]" ;; esac
+    url="http://$host:$port"
+    base="$BASE_DOMAIN"
+    shown_db=$(printf '%s' "${DATABASE_URL%%\?*}" | sed -E 's#://([^:/@]+):[^@]*@#://\1:***@#')
+    shown_redis=$(printf '%s' "$REDIS_URL" | sed -E 's#://([^:/@]*):[^@]*@#://\1:***@#')
+    tenants=$(printf '  %-8s %-24s %-20s %-22s %s\n' \
+      "tenant" "Host header" "owner" "password" "plan" \
+      "acme" "acme.$base" "owner@acme.test" "demo-password-acme" "professional" \
+      "globex" "globex.$base" "owner@globex.test" "demo-password-globex" "starter")
+    cat <<BANNER
+
+    ==========================================================================================
+      Tenantry dev stack   API: $url   docs: $url/api/docs/
+      Database: $shown_db
+      Redis:    $shown_redis
+      The Host header picks the tenant: <slug>.$base for tenant APIs, $base for sign-up.
+
+      Demo tenants:
+    $tenants
+
+      # Log in (token response):
+      curl -s -H 'Host: acme.$base' -H 'Content-Type: application/json' -d '{"email":"owner@acme.test","password":"demo-password-acme"}' $url/api/v1/auth/token
+
+      # Keep the token in TOKEN:
+      TOKEN=\$(curl -s -H 'Host: acme.$base' -H 'Content-Type: application/json' -d '{"email":"owner@acme.test","password":"demo-password-acme"}' $url/api/v1/auth/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+
+      # List and create projects of acme:
+      curl -s -H 'Host: acme.$base' -H "Authorization: Bearer \$TOKEN" $url/api/v1/projects
+      curl -s -H 'Host: acme.$base' -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"name":"Website relaunch","description":"New marketing site","status":"active"}' $url/api/v1/projects
+
+      # The same token on another tenant's host is refused (403):
+      curl -s -H 'Host: globex.$base' -H "Authorization: Bearer \$TOKEN" $url/api/v1/projects
+
+      # Sign a new company up on the base host:
+      curl -s -H 'Host: $base' -H 'Content-Type: application/json' -d '{"name":"Initech","slug":"initech","owner_email":"owner@initech.test","owner_password":"demo-password-initech","plan":"starter"}' $url/api/v1/register
+
+      Ctrl-C stops server and worker; PostgreSQL + Redis in .dev/ keep running (just dev-stop).
+    ==========================================================================================
+
+    BANNER
+
+    "$bin/tenantry-worker" &
+    worker=$!
+    stop_worker() {
+      if kill -0 "$worker" 2>/dev/null; then
+        kill -TERM "$worker" 2>/dev/null || true
+        wait "$worker" 2>/dev/null || true
+      fi
+    }
+    trap stop_worker EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    "$bin/tenantry-server"
+
+# Stop the services in .dev/ (their data is kept for the next `just dev`).
+dev-stop:
+    scripts/services.sh stop .dev
+
+# Stop the services in .dev/ and delete their data.
+dev-reset:
+    scripts/services.sh stop .dev
+    rm -rf .dev
+
+# Migrate the public schema, then every tenant schema (e.g. --jobs 8, --tenant acme, --check).
 migrate-schemas *ARGS:
-    {{services}}; cargo run -q --bin tenantctl -- migrate-schemas {{ARGS}}
+    @{{db_services}}; cargo run -q --bin tenantctl -- migrate-schemas "$@"
 
-# Run any tenantctl command, e.g. `just tenantctl tenant list`.
+# Any tenantctl command, e.g. `just tenantctl tenant list`.
 tenantctl *ARGS:
-    {{services}}; cargo run -q --bin tenantctl -- {{ARGS}}
+    @{{db_services}}; cargo run -q --bin tenantctl -- "$@"
 
-# Formatting and lints, as CI expects them.
+# Formatting and clippy, as CI expects them.
 lint:
-    cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo fmt --all -- --check && cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks against a release build; results in bench/results/.
+# Benchmarks (bench/run.sh); results land in bench/results/.
 bench *ARGS:
-    bash bench/run.sh {{ARGS}}
+    bash bench/run.sh "$@"

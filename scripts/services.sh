@@ -1,114 +1,301 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL + Redis under one directory, on free loopback ports.
-#   scripts/services.sh start DIR   start (or reuse) them; writes DIR/services.env
-#   scripts/services.sh stop DIR    stop them
-# PostgreSQL's initdb refuses root, so as root the server runs as the `postgres` user.
+# Throwaway PostgreSQL + Redis whose data lives under one directory, on free loopback ports.
+#
+#   scripts/services.sh start DIR   start them (or reuse a cluster already in DIR/pg), then write
+#                                   DIR/services.env (DATABASE_URL, REDIS_URL, PG_BIN, PGPORT_TENANTRY)
+#   scripts/services.sh stop DIR    stop them; fine if they are not running
+#
+# `just dev` keeps its services in .dev/ (reused across runs); `just test` uses a temporary
+# directory through scripts/with-services.sh. The data is disposable: fsync is off.
+# PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
 
-die() { echo "services: $*" >&2; exit 1; }
+# Connection settings from the caller's environment must not leak into our own psql/pg_ctl calls.
+unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS PGSSLMODE PGDATA
 
-pg_bindir() {
-  local d
-  if command -v pg_config >/dev/null 2>&1; then
-    d=$(pg_config --bindir 2>/dev/null || true)
-    [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && { echo "$d"; return; }
-  fi
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  [ -n "$d" ] && [ -x "$d/initdb" ] && { echo "$d"; return; }
-  die "no PostgreSQL server binaries found (apt-get install postgresql)"
-}
+die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+note() { printf 'services: %s\n' "$*"; }
+usage() { die "usage: $0 start|stop DIR"; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+is_root() { [ "$(id -u)" -eq 0 ]; }
 
-# Runs a command as the postgres user when we are root, else as ourselves.
+# Runs a command as the postgres user when we are root, else as ourselves. Runs from / so that a
+# working directory postgres cannot read does not produce warnings.
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+  if is_root; then
+    if command -v runuser >/dev/null 2>&1; then
+      (cd / && runuser -u postgres -- "$@")
+    else
+      (cd / && su postgres -s /bin/bash -c "$(printf '%q ' "$@")")
+    fi
   else
     "$@"
   fi
 }
 
+# The directory holding initdb/pg_ctl/postgres: $PG_BIN, then `pg_config --bindir`, then the
+# newest /usr/lib/postgresql/*/bin. Prints nothing (and fails) when there is none.
+find_pg_bin() {
+  local d
+  for d in "${PG_BIN:-}" "$(pg_config --bindir 2>/dev/null || true)"; do
+    if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ]; then
+      echo "$d"; return 0
+    fi
+  done
+  d=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ]; then
+    echo "$d"; return 0
+  fi
+  return 1
+}
+
+# A client tool: the one next to the server binaries, else the one on PATH.
+pg_tool() {
+  if [ -x "$PGBIN/$1" ]; then echo "$PGBIN/$1"
+  elif command -v "$1" >/dev/null 2>&1; then command -v "$1"
+  else die "$1 is missing (apt-get install postgresql-client)"
+  fi
+}
+
+# Whether something listens on 127.0.0.1:PORT. SO_REUSEADDR, as the servers themselves use, so
+# that connections lingering in TIME_WAIT after a stop do not count.
+port_busy() {
+  if command -v python3 >/dev/null 2>&1; then
+    if python3 - "$1" <<'PY' 2>/dev/null; then return 1; else return 0; fi
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+PY
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
+}
+
+# A free TCP port on 127.0.0.1, different from $1 (if given).
+free_port() {
+  local p i
+  for i in $(seq 1 50); do
+    if command -v python3 >/dev/null 2>&1; then
+      p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    else
+      p=$((20000 + RANDOM % 40000))
+      port_busy "$p" && continue
+    fi
+    [ "$p" != "${1:-}" ] && { echo "$p"; return 0; }
+  done
+  die "could not find a free TCP port on 127.0.0.1"
+}
+
+# Whether PID is alive and its command name starts with NAME (guards against reused pids).
+pid_alive() {
+  local pid=$1 name=$2 comm
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null || ps -p "$pid" -o comm= 2>/dev/null || true)
+  [ -z "$comm" ] || [[ "$comm" == "$name"* ]]
+}
+
+# The postmaster pid for DIR/pg if it is running, else nothing.
+pg_pid() {
+  local f=$1/pg/postmaster.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(sed -n 1p "$f")
+  pid_alive "$pid" postgres && echo "$pid"
+}
+
+redis_pid() {
+  local f=$1/redis.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  pid_alive "$pid" redis-server && echo "$pid"
+}
+
+# Makes DIR and its parents reachable by the postgres user (mktemp makes 0700 directories).
+open_up_for_postgres() {
+  local dir=$1 p
+  chmod 755 "$dir"
+  as_pg test -x "$dir" && return 0
+  p=$dir
+  while [ "$p" != / ]; do
+    p=$(dirname "$p")
+    if ! as_pg test -x "$p"; then
+      note "making $p traversable (o+x) for the postgres user"
+      chmod o+x "$p"
+    fi
+  done
+  as_pg test -x "$dir" || die "the postgres user cannot reach $dir"
+}
+
+# Serialises start/stop for one DIR (e.g. two `just dev` at once). The daemons are started with
+# fd 9 closed so that they do not inherit (and hold) the lock.
+lock() {
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$1/.services.lock"
+    flock -w 120 9 || die "another services.sh is busy with $1"
+  fi
+}
+
 start() {
   local dir=$1
-  mkdir -p "$dir"
-  dir=$(cd "$dir" && pwd)
-  local bin; bin=$(pg_bindir)
-  command -v redis-server >/dev/null || die "redis-server is missing (apt-get install redis-server)"
-  command -v redis-cli >/dev/null || die "redis-cli is missing (apt-get install redis-tools)"
+  mkdir -p "$dir" || die "cannot create $dir"
+  dir=$(cd "$dir" && pwd -P)
+  case $dir in *"'"* | *'"'* | *\\*) die "DIR must not contain quotes or backslashes: $dir" ;; esac
+  lock "$dir"
 
-  if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user for PostgreSQL"
-    # The postgres user must be able to reach the directory (mktemp makes it 0700).
-    chmod 755 "$dir"
-    local p=$dir
-    while [ "$p" != "/" ]; do chmod o+x "$p" 2>/dev/null || true; p=$(dirname "$p"); done
+  PGBIN=$(find_pg_bin) || die "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found via \$PG_BIN, pg_config or /usr/lib/postgresql/*/bin; install them with: apt-get install postgresql"
+  command -v redis-server >/dev/null 2>&1 || die "redis-server is missing; install it with: apt-get install redis-server"
+  command -v redis-cli >/dev/null 2>&1 || die "redis-cli is missing; install it with: apt-get install redis-tools"
+  local psql pg_isready
+  psql=$(pg_tool psql)
+  pg_isready=$(pg_tool pg_isready)
+  local major
+  major=$("$PGBIN/postgres" --version | awk '{print $3}' | cut -d. -f1)
+
+  if is_root; then
+    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' OS user to run PostgreSQL (useradd --system --create-home --home-dir /var/lib/postgresql postgres)"
+    open_up_for_postgres "$dir"
   fi
 
-  local pgport redisport
-  [ -f "$dir/pg.port" ] && pgport=$(cat "$dir/pg.port") || { pgport=$(free_port); echo "$pgport" > "$dir/pg.port"; }
-  [ -f "$dir/redis.port" ] && redisport=$(cat "$dir/redis.port") || { redisport=$(free_port); echo "$redisport" > "$dir/redis.port"; }
+  local pgport redisport rpid reused=()
 
-  if [ ! -f "$dir/pg/PG_VERSION" ]; then
-    mkdir -p "$dir/pg"
-    [ "$(id -u)" = 0 ] && chown postgres "$dir/pg"
-    as_pg "$bin/initdb" -D "$dir/pg" -U postgres --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
-      || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  # --- PostgreSQL ---------------------------------------------------------------------------
+  if pg_pid "$dir" >/dev/null; then
+    pgport=$(sed -n 4p "$dir/pg/postmaster.pid")
+    echo "$pgport" >"$dir/pg.port"
+    reused+=(PostgreSQL)
+  else
+    if [ -f "$dir/pg/PG_VERSION" ]; then
+      local have; have=$(cat "$dir/pg/PG_VERSION")
+      [ "$have" = "$major" ] || die "$dir/pg holds a PostgreSQL $have cluster but the binaries in $PGBIN are PostgreSQL $major; delete $dir (or set PG_BIN)"
+    else
+      if [ -e "$dir/pg" ]; then
+        note "removing $dir/pg left over by an unfinished initdb"
+        rm -rf "$dir/pg"
+      fi
+      mkdir -p "$dir/pg"
+      if is_root; then chown postgres: "$dir/pg"; fi
+      as_pg "$PGBIN/initdb" -D "$dir/pg" -U postgres --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log" >&2; die "initdb failed (log: $dir/initdb.log)"; }
+    fi
+    if is_root && [ "$(stat -c %U "$dir/pg")" != postgres ]; then chown -R postgres: "$dir/pg"; fi
+    rm -f "$dir/pg/postmaster.pid" # stale: no live postmaster owns it
+
+    pgport=$(cat "$dir/pg.port" 2>/dev/null || true)
+    if ! [[ "$pgport" =~ ^[0-9]+$ ]] || port_busy "$pgport"; then
+      pgport=$(free_port)
+    fi
+    echo "$pgport" >"$dir/pg.port"
+
+    mkdir -p "$dir/sock"
+    touch "$dir/pg.log"
+    if is_root; then chown postgres: "$dir/sock" "$dir/pg.log"; fi
+    # Unix socket paths are limited to 107 bytes; fall back to TCP only for very deep DIRs.
+    local sockopt="-c unix_socket_directories='$dir/sock'"
+    if [ ${#dir} -gt 80 ]; then
+      note "$dir is too long for a Unix socket path; PostgreSQL listens on TCP only"
+      sockopt="-c unix_socket_directories=''"
+    fi
+    as_pg "$PGBIN/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 60 -o "-p $pgport -c listen_addresses=127.0.0.1 $sockopt \
+-c max_connections=400 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      start >/dev/null 2>&1 9>&- || { tail -n 30 "$dir/pg.log" >&2; die "PostgreSQL did not start (log: $dir/pg.log)"; }
   fi
-  mkdir -p "$dir/sock"
-  [ "$(id -u)" = 0 ] && chown postgres "$dir/sock"
-  if ! as_pg "$bin/pg_ctl" -D "$dir/pg" status >/dev/null 2>&1; then
-    touch "$dir/pg.log"; [ "$(id -u)" = 0 ] && chown postgres "$dir/pg.log"
-    as_pg "$bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 60 \
-      -o "-p $pgport -c listen_addresses=127.0.0.1 -k $dir/sock -c max_connections=400 \
-          -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-      start >/dev/null || { tail -n 30 "$dir/pg.log" >&2; die "PostgreSQL did not start"; }
-  fi
-  for _ in $(seq 1 100); do
-    "$bin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break
+
+  local i
+  for i in $(seq 1 300); do
+    "$pg_isready" -q -h 127.0.0.1 -p "$pgport" -U postgres -d postgres && break
+    [ "$i" = 300 ] && { tail -n 30 "$dir/pg.log" >&2; die "PostgreSQL on 127.0.0.1:$pgport is not accepting connections (log: $dir/pg.log)"; }
     sleep 0.1
   done
-  "$bin/pg_isready" -q -h 127.0.0.1 -p "$pgport" || die "PostgreSQL is not accepting connections"
-  if ! psql -h 127.0.0.1 -p "$pgport" -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'tenantry'" | grep -q 1; then
-    psql -q -h 127.0.0.1 -p "$pgport" -U postgres -d postgres -c "create database tenantry" >/dev/null
+
+  local q=("$psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pgport" -U postgres -d postgres -tA)
+  if [ "$("${q[@]}" -c "select 1 from pg_database where datname = 'tenantry'")" != 1 ]; then
+    "${q[@]}" -c 'create database tenantry' >/dev/null 2>&1 \
+      || [ "$("${q[@]}" -c "select 1 from pg_database where datname = 'tenantry'")" = 1 ] \
+      || die "could not create database tenantry"
   fi
 
+  # --- Redis --------------------------------------------------------------------------------
   mkdir -p "$dir/redis"
-  if ! redis-cli -p "$redisport" ping >/dev/null 2>&1; then
+  if rpid=$(redis_pid "$dir") && redisport=$(cat "$dir/redis.port" 2>/dev/null) \
+      && [ "$(redis-cli -h 127.0.0.1 -p "$redisport" ping 2>/dev/null)" = PONG ]; then
+    reused+=(Redis)
+  else
+    if [ -n "${rpid:-}" ]; then kill "$rpid" 2>/dev/null || true; fi
+    rm -f "$dir/redis.pid"
+    redisport=$(cat "$dir/redis.port" 2>/dev/null || true)
+    if ! [[ "$redisport" =~ ^[0-9]+$ ]] || [ "$redisport" = "$pgport" ] || port_busy "$redisport"; then
+      redisport=$(free_port "$pgport")
+    fi
+    echo "$redisport" >"$dir/redis.port"
     redis-server --port "$redisport" --bind 127.0.0.1 --dir "$dir/redis" --daemonize yes \
-      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
-    for _ in $(seq 1 100); do
-      redis-cli -p "$redisport" ping >/dev/null 2>&1 && break
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null 9>&- \
+      || { tail -n 20 "$dir/redis.log" >&2 2>/dev/null || true; die "redis-server failed to start (log: $dir/redis.log)"; }
+    for i in $(seq 1 200); do
+      [ "$(redis-cli -h 127.0.0.1 -p "$redisport" ping 2>/dev/null)" = PONG ] && break
+      [ "$i" = 200 ] && { tail -n 20 "$dir/redis.log" >&2 || true; die "Redis on 127.0.0.1:$redisport did not answer PING (log: $dir/redis.log)"; }
       sleep 0.05
     done
-    redis-cli -p "$redisport" ping >/dev/null 2>&1 || { tail -n 20 "$dir/redis.log" >&2; die "Redis did not start"; }
   fi
 
-  cat > "$dir/services.env" <<ENV
+  cat >"$dir/services.env.tmp" <<ENV
 export DATABASE_URL=postgres://postgres@127.0.0.1:$pgport/tenantry
 export REDIS_URL=redis://127.0.0.1:$redisport/
-export PG_BIN=$bin
+export PG_BIN=$PGBIN
+export PGPORT_TENANTRY=$pgport
 ENV
-  echo "services: PostgreSQL on 127.0.0.1:$pgport, Redis on 127.0.0.1:$redisport (data in $dir)"
+  mv -f "$dir/services.env.tmp" "$dir/services.env"
+
+  local state=started
+  [ ${#reused[@]} -eq 2 ] && state="already running"
+  note "$state in $dir"
+  note "$(printf '  %-14s %-50s log: %s' "PostgreSQL $major" "postgres://postgres@127.0.0.1:$pgport/tenantry" "$dir/pg.log")"
+  note "$(printf '  %-14s %-50s log: %s' Redis "redis://127.0.0.1:$redisport/" "$dir/redis.log")"
+  note "  environment: . $dir/services.env    stop: $0 stop $dir"
 }
 
 stop() {
   local dir=$1
-  [ -d "$dir" ] || return 0
-  dir=$(cd "$dir" && pwd)
-  local bin; bin=$(pg_bindir)
-  if [ -f "$dir/pg/postmaster.pid" ]; then
-    as_pg "$bin/pg_ctl" -D "$dir/pg" -m fast -w stop >/dev/null 2>&1 || true
+  if [ ! -d "$dir" ]; then note "nothing to stop: $dir does not exist"; return 0; fi
+  dir=$(cd "$dir" && pwd -P)
+  lock "$dir"
+  local pid i stopped=()
+
+  if pid=$(pg_pid "$dir"); then
+    if [ -z "${PG_BIN:-}" ] && [ -f "$dir/services.env" ]; then
+      PG_BIN=$(sed -n 's/^export PG_BIN=//p' "$dir/services.env")
+    fi
+    if PGBIN=$(find_pg_bin); then
+      as_pg "$PGBIN/pg_ctl" -D "$dir/pg" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+    fi
+    if pid_alive "$pid" postgres; then kill -INT "$pid" 2>/dev/null || true; fi # fast shutdown
+    for i in $(seq 1 300); do pid_alive "$pid" postgres || break; sleep 0.1; done
+    pid_alive "$pid" postgres && die "PostgreSQL (pid $pid) did not stop"
+    stopped+=(PostgreSQL)
   fi
-  if [ -f "$dir/redis.port" ]; then
-    redis-cli -p "$(cat "$dir/redis.port")" shutdown nosave >/dev/null 2>&1 || true
+
+  if pid=$(redis_pid "$dir"); then
+    redis-cli -h 127.0.0.1 -p "$(cat "$dir/redis.port" 2>/dev/null || echo 0)" shutdown nosave >/dev/null 2>&1 || true
+    for i in $(seq 1 100); do pid_alive "$pid" redis-server || break; sleep 0.05; done
+    if pid_alive "$pid" redis-server; then
+      kill "$pid" 2>/dev/null || true
+      for i in $(seq 1 100); do pid_alive "$pid" redis-server || break; sleep 0.05; done
+    fi
+    pid_alive "$pid" redis-server && die "Redis (pid $pid) did not stop"
+    stopped+=(Redis)
+  fi
+  rm -f "$dir/redis.pid"
+
+  if [ ${#stopped[@]} -eq 0 ]; then
+    note "nothing running in $dir"
+  else
+    note "stopped ${stopped[*]} in $dir"
   fi
 }
 
-case "${1:-}" in
-  start) [ -n "${2:-}" ] || die "usage: $0 start DIR"; start "$2" ;;
-  stop) [ -n "${2:-}" ] || die "usage: $0 stop DIR"; stop "$2" ;;
-  *) die "usage: $0 start|stop DIR" ;;
+if [ $# -ne 2 ] || [ -z "$2" ]; then usage; fi
+case $1 in
+  start) start "$2" ;;
+  stop) stop "$2" ;;
+  *) usage ;;
 esac

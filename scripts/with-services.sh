@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
-# Runs a command with a throwaway PostgreSQL + Redis in a temporary directory, exported as
-# DATABASE_URL and REDIS_URL, and removes everything afterwards (KEEP_SERVICES=1 keeps it).
+# Runs CMD with a throwaway PostgreSQL + Redis in a fresh temporary directory, with DATABASE_URL,
+# REDIS_URL, PG_BIN and PGPORT_TENANTRY exported, then stops them and deletes the directory.
+# Exits with CMD's exit status.
+#
+#   scripts/with-services.sh CMD [ARGS...]
+#   KEEP_SERVICES=1 scripts/with-services.sh CMD ...   keep the directory (data and logs) afterwards
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d -t tenantry-services.XXXXXX)
+
+if [ $# -eq 0 ]; then
+  echo "usage: $0 CMD [ARGS...]" >&2
+  exit 2
+fi
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=$(mktemp -d "${TMPDIR:-/tmp}/tenantry-services.XXXXXX")
+
+# shellcheck disable=SC2317 # invoked through the trap
 cleanup() {
-  "$here/services.sh" stop "$dir" || true
-  if [ "${KEEP_SERVICES:-0}" = 1 ]; then echo "services: kept in $dir"; else rm -rf "$dir"; fi
+  local status=$?
+  trap - EXIT INT TERM HUP
+  "$here/services.sh" stop "$dir" >&2 || echo "with-services: could not stop the services in $dir" >&2
+  if [ "${KEEP_SERVICES:-0}" = 1 ]; then
+    echo "with-services: KEEP_SERVICES=1, kept $dir (logs: $dir/pg.log, $dir/redis.log)." >&2
+    echo "with-services: restart with: scripts/services.sh start $dir   remove with: rm -rf $dir" >&2
+  else
+    rm -rf -- "$dir"
+  fi
+  exit "$status"
 }
 trap cleanup EXIT
-"$here/services.sh" start "$dir"
-# shellcheck disable=SC1091
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Service chatter goes to stderr so CMD's stdout stays clean.
+"$here/services.sh" start "$dir" >&2
+# shellcheck source=/dev/null
 . "$dir/services.env"
-set +e
-"$@"
-status=$?
-set -e
-exit $status
+
+status=0
+"$@" || status=$?
+exit "$status"

@@ -245,6 +245,7 @@ fn describe(r: &SchemaReport) -> String {
         ),
         Outcome::Missing => format!("{:<24} MISSING schema {}", r.name, r.schema),
         Outcome::Failed { error } => format!("{:<24} FAILED: {error}", r.name),
+        Outcome::Dropped => format!("{:<24} dropped during the run; skipped", r.name),
     }
 }
 

@@ -4,21 +4,55 @@
 
 use std::process::{Command, Output};
 
-fn tenantctl(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tenantctl"))
-        .args(args)
-        .env("DATABASE_URL", url)
+/// `tenantctl` with only the environment the test gives it. It runs in the system temp directory
+/// so that no `.env` file of the workspace (dotenvy searches the working directory and its
+/// parents) can add DATABASE_URL, BASE_DOMAIN or anything else behind the test's back.
+fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+    c.args(args)
+        .current_dir(std::env::temp_dir())
+        .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .env_remove("BASE_DOMAIN")
+        .env_remove("TENANTCTL_OWNER_PASSWORD");
+    c
+}
+
+fn tenantctl(url: &str, args: &[&str]) -> Output {
+    command(args)
+        .env("DATABASE_URL", url)
         .output()
         .expect("run tenantctl")
 }
 
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+#[track_caller]
+fn assert_fails(o: &Output) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
 }
 
 async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(url: &str, sql: &str) -> T {
@@ -27,6 +61,14 @@ async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(url: &str, sql: &str
         .unwrap();
     tokio::spawn(conn);
     client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+async fn schema_exists(url: &str, schema: &str) -> bool {
+    one::<bool>(
+        url,
+        &format!("select exists (select 1 from pg_namespace where nspname = '{schema}')"),
+    )
+    .await
 }
 
 const CREATE: &[&str] = &[
@@ -44,135 +86,229 @@ const CREATE: &[&str] = &[
     "starter",
 ];
 
+fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+    let mut v = base.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
 #[tokio::test]
 async fn tenant_lifecycle_and_migrations() {
     let url = tenantry_testkit::fresh_database().await.url;
 
-    // Before the public schema exists, tenant commands say what to run.
-    let o = tenantctl(&url, CREATE);
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("migrate-schemas"), "{:?}", text(&o));
-
     let o = tenantctl(&url, &["migrate-schemas"]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("summary:"), "{}", stdout(&o));
     assert!(
-        text(&o)
-            .0
-            .contains("summary: 1 schemas (public + 0 tenants): migrated 1"),
-        "{:?}",
-        text(&o)
+        stdout(&o).contains("summary: 1 schemas (public + 0 tenants): migrated 1"),
+        "{}",
+        stdout(&o)
     );
+    assert!(one::<bool>(&url, "select to_regclass('public.companies') is not null").await);
 
+    // Create.
     let o = tenantctl(&url, CREATE);
-    assert!(o.status.success(), "{:?}", text(&o));
-    assert!(text(&o).0.contains("created acme"));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("created acme"), "{}", stdout(&o));
     assert_eq!(
         one::<String>(&url, "select domain from public.domains").await,
         "acme.localhost"
     );
+    assert_eq!(
+        one::<String>(
+            &url,
+            "select status || ' ' || plan || ' ' || schema_name from public.companies"
+        )
+        .await,
+        "active starter tenant_acme"
+    );
+    assert!(schema_exists(&url, "tenant_acme").await);
+    let id: String = one(&url, "select id::text from public.companies").await;
 
+    // Again: refused without --exists-ok, a no-op with it.
     let o = tenantctl(&url, CREATE);
-    assert!(!o.status.success(), "a second create of one slug fails");
-    let mut again = CREATE.to_vec();
-    again.push("--exists-ok");
-    assert!(tenantctl(&url, &again).status.success());
+    assert_fails(&o);
+    assert!(stderr(&o).contains("taken"), "{}", stderr(&o));
+    let o = tenantctl(&url, &with(CREATE, &["--exists-ok"]));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("already exists"), "{}", stdout(&o));
     assert_eq!(
         one::<i64>(&url, "select count(*) from public.companies").await,
         1
     );
+    assert_eq!(
+        one::<String>(&url, "select id::text from public.companies").await,
+        id,
+        "--exists-ok changed nothing"
+    );
 
+    // List.
     let o = tenantctl(&url, &["tenant", "list", "--json"]);
-    assert!(o.status.success());
-    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json list");
+    assert_ok(&o);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON list");
+    let list = list.as_array().expect("a JSON array");
+    assert_eq!(list.len(), 1);
     assert_eq!(list[0]["slug"], "acme");
     assert_eq!(list[0]["status"], "active");
     assert_eq!(list[0]["plan"], "starter");
-    assert_eq!(list.as_array().unwrap().len(), 1);
-
-    assert!(tenantctl(&url, &["tenant", "suspend", "acme"])
-        .status
-        .success());
+    assert_eq!(list[0]["schema"], "tenant_acme");
     assert_eq!(
-        one::<String>(&url, "select status from public.companies").await,
+        list[0]["schema_version"],
+        one::<i32>(&url, "select schema_version from public.companies").await
+    );
+
+    // Suspend and activate.
+    assert_ok(&tenantctl(&url, &["tenant", "suspend", "acme"]));
+    assert_eq!(
+        one::<String>(
+            &url,
+            "select status from public.companies where slug = 'acme'"
+        )
+        .await,
         "suspended"
     );
-    assert!(tenantctl(&url, &["tenant", "activate", "acme"])
-        .status
-        .success());
+    let o = tenantctl(&url, &["tenant", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["status"], "suspended");
+    assert_ok(&tenantctl(&url, &["tenant", "activate", "acme"]));
     assert_eq!(
-        one::<String>(&url, "select status from public.companies").await,
+        one::<String>(
+            &url,
+            "select status from public.companies where slug = 'acme'"
+        )
+        .await,
         "active"
     );
-    assert!(!tenantctl(&url, &["tenant", "suspend", "nobody"])
-        .status
-        .success());
+    assert_fails(&tenantctl(&url, &["tenant", "suspend", "nobody"]));
 
-    assert!(tenantctl(&url, &["migrate-schemas", "--check"])
-        .status
-        .success());
-    one::<i64>(&url, "with u as (update public.companies set schema_version = 0 returning 1) select count(*) from u").await;
+    // --check: clean, then behind.
     let o = tenantctl(&url, &["migrate-schemas", "--check"]);
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("acme"), "{:?}", text(&o));
-    let o = tenantctl(&url, &["migrate-schemas", "--jobs", "2"]);
-    assert!(o.status.success(), "{:?}", text(&o));
-    assert!(tenantctl(&url, &["migrate-schemas", "--check"])
-        .status
-        .success());
-
-    let o = tenantctl(&url, &["tenant", "drop", "acme"]);
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("--yes"));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("summary:"));
+    one::<i64>(
+        &url,
+        "with u as (update public.companies set schema_version = 0 returning 1) \
+         select count(*) from u",
+    )
+    .await;
+    let o = tenantctl(&url, &["migrate-schemas", "--check"]);
+    assert_fails(&o);
+    assert!(stderr(&o).contains("acme"), "{}", stderr(&o));
     assert_eq!(
-        one::<i64>(
-            &url,
-            "select count(*) from pg_namespace where nspname = 'tenant_acme'"
-        )
-        .await,
+        one::<i32>(&url, "select schema_version from public.companies").await,
+        0,
+        "--check changed nothing"
+    );
+    // A real run repairs it.
+    let o = tenantctl(&url, &["migrate-schemas", "--jobs", "2"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("summary:"));
+    assert_ok(&tenantctl(&url, &["migrate-schemas", "--check"]));
+
+    // Drop: refused without --yes, done with it.
+    let o = tenantctl(&url, &["tenant", "drop", "acme"]);
+    assert_fails(&o);
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert!(schema_exists(&url, "tenant_acme").await);
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.companies").await,
         1
     );
-    assert!(tenantctl(&url, &["tenant", "drop", "acme", "--yes"])
-        .status
-        .success());
-    assert_eq!(
-        one::<i64>(
-            &url,
-            "select count(*) from pg_namespace where nspname = 'tenant_acme'"
-        )
-        .await,
-        0
-    );
+    let o = tenantctl(&url, &["tenant", "drop", "acme", "--yes"]);
+    assert_ok(&o);
+    assert!(!schema_exists(&url, "tenant_acme").await);
     assert_eq!(
         one::<i64>(&url, "select count(*) from public.companies").await,
         0
+    );
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.domains").await,
+        0
+    );
+    // Dropping it again names the problem.
+    let o = tenantctl(&url, &["tenant", "drop", "acme", "--yes"]);
+    assert_fails(&o);
+    assert!(stderr(&o).contains("acme"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn tenant_commands_need_a_migrated_public_schema() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    for args in [CREATE, &["tenant", "list", "--json"][..]] {
+        let o = tenantctl(&url, args);
+        assert_fails(&o);
+        assert!(stderr(&o).contains("migrate-schemas"), "{}", stderr(&o));
+    }
+    // `--check` reports and changes nothing either.
+    let o = tenantctl(&url, &["migrate-schemas", "--check"]);
+    assert_fails(&o);
+    // Nothing was created: public was not migrated behind the operator's back.
+    assert!(
+        one::<bool>(
+            &url,
+            "select to_regclass('public.refinery_schema_history') is null \
+                and to_regclass('public.companies') is null"
+        )
+        .await
     );
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_with_the_flag_named() {
     let url = tenantry_testkit::fresh_database().await.url;
-    assert!(tenantctl(&url, &["migrate-schemas"]).status.success());
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+
     let mut bad = CREATE.to_vec();
     bad[5] = "Bad_Slug";
     let o = tenantctl(&url, &bad);
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("--slug"), "{:?}", text(&o));
+    assert_fails(&o);
+    assert!(stderr(&o).contains("--slug"), "{}", stderr(&o));
+
+    let mut bad = CREATE.to_vec();
+    bad[9] = "short";
+    let o = tenantctl(&url, &bad);
+    assert_fails(&o);
+    assert!(stderr(&o).contains("--owner-password"), "{}", stderr(&o));
+
     let o = tenantctl(&url, &["migrate-schemas", "--tenant", "nobody"]);
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("nobody"));
+    assert_fails(&o);
+    assert!(stderr(&o).contains("nobody"), "{}", stderr(&o));
     let o = tenantctl(&url, &["migrate-schemas", "--jobs", "0"]);
-    assert!(!o.status.success());
+    assert_fails(&o);
+    assert!(stderr(&o).contains("--jobs"), "{}", stderr(&o));
+
     assert_eq!(
         one::<i64>(&url, "select count(*) from public.companies").await,
         0
     );
+    assert!(!schema_exists(&url, "tenant_bad_slug").await);
+}
 
-    let o = Command::new(env!("CARGO_BIN_EXE_tenantctl"))
-        .args(["migrate-schemas"])
-        .env_remove("DATABASE_URL")
-        .current_dir(std::env::temp_dir())
+#[test]
+fn a_missing_database_url_is_refused() {
+    let o = command(&["migrate-schemas"])
         .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(text(&o).1.contains("DATABASE_URL"), "{:?}", text(&o));
+        .expect("run tenantctl");
+    assert_fails(&o);
+    assert!(stderr(&o).contains("DATABASE_URL"), "{}", stderr(&o));
+    let o = command(&["tenant", "list"])
+        .output()
+        .expect("run tenantctl");
+    assert_fails(&o);
+    assert!(stderr(&o).contains("DATABASE_URL"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unreachable_database_is_named_in_the_error() {
+    let url = tenantry_testkit::with_database(
+        &tenantry_testkit::admin_url(),
+        "no_such_database_for_tenantctl",
+    );
+    let o = tenantctl(&url, &["migrate-schemas"]);
+    assert_fails(&o);
+    assert!(
+        stderr(&o).contains("no_such_database_for_tenantctl"),
+        "{}",
+        stderr(&o)
+    );
 }

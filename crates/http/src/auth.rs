@@ -1,5 +1,6 @@
-//! The authenticated caller on a tenant host. Handlers that take [`TenantUser`] cannot forget
-//! authentication, and the token is only accepted on the host of the tenant it was issued for.
+//! The authenticated caller. Handlers that take [`Caller`] or [`TenantUser`] cannot forget
+//! authentication, and a token is only accepted on the host it was issued for: a tenant token on
+//! its company's hosts, an account token on the base host.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -8,11 +9,78 @@ use std::future::{ready, Ready};
 use tenantry_public::memberships::Role;
 use tenantry_public::UserId;
 use tenantry_tenant::ActiveTenant;
+use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::host::Tenant;
+use crate::host::HostKind;
 use crate::state::AppState;
+use crate::tokens::Claims;
 
+const INVALID: &str = "the access token is invalid or expired";
+
+/// Any authenticated caller on the host its token belongs to.
+pub struct Caller {
+    pub user_id: UserId,
+    /// The tenant and role for a tenant token; `None` for an account token on the base host.
+    pub tenant: Option<(ActiveTenant, Role)>,
+    pub session_id: Option<Uuid>,
+}
+
+impl Caller {
+    fn extract(req: &HttpRequest) -> Result<Self, ApiError> {
+        let host = HostKind::from_request_sync(req)?;
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| anyhow::anyhow!("application state missing"))?;
+        let claims: Claims = state
+            .jwt
+            .verify(bearer_token(req)?)
+            .map_err(|_| ApiError::Unauthorized(INVALID))?;
+        let tenant = match (host, claims.tenant) {
+            (HostKind::Tenant(tenant), Some(company)) if company == tenant.route().company_id.0 => {
+                let role = claims
+                    .role
+                    .as_deref()
+                    .and_then(|r| Role::parse(r).ok())
+                    .ok_or(ApiError::Unauthorized(INVALID))?;
+                Some((tenant, role))
+            }
+            (HostKind::Tenant(_), Some(_)) => {
+                return Err(ApiError::Forbidden(
+                    "this token was issued for another organization".into(),
+                ))
+            }
+            (HostKind::Tenant(_), None) => {
+                return Err(ApiError::Forbidden(
+                    "an account token is only accepted on the base host; switch to this organization first"
+                        .into(),
+                ))
+            }
+            (HostKind::Public, Some(_)) => {
+                return Err(ApiError::Forbidden(
+                    "this token was issued for an organization; use that organization's host".into(),
+                ))
+            }
+            (HostKind::Public, None) => None,
+        };
+        Ok(Self {
+            user_id: UserId(claims.sub),
+            tenant,
+            session_id: claims.sid,
+        })
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::extract(req))
+    }
+}
+
+/// A member of the Host's tenant, authenticated with a token for that tenant.
 pub struct TenantUser {
     pub tenant: ActiveTenant,
     pub user_id: UserId,
@@ -33,25 +101,17 @@ impl TenantUser {
     }
 
     fn extract(req: &HttpRequest) -> Result<Self, ApiError> {
-        let Tenant(tenant) = Tenant::from_request_sync(req)?;
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .ok_or_else(|| anyhow::anyhow!("application state missing"))?;
-        let token = bearer_token(req)?;
-        let claims = state
-            .jwt
-            .verify(token)
-            .map_err(|_| ApiError::Unauthorized("the access token is invalid or expired"))?;
-        if claims.tenant != tenant.route().company_id.0 {
-            return Err(ApiError::Forbidden(
-                "this token was issued for another organization".into(),
-            ));
+        // Tenant routes do not exist on the base host.
+        if let HostKind::Public = HostKind::from_request_sync(req)? {
+            return Err(ApiError::NotFound);
         }
-        let role = Role::parse(&claims.role)
-            .map_err(|_| ApiError::Unauthorized("the access token is invalid or expired"))?;
+        let caller = Caller::extract(req)?;
+        let Some((tenant, role)) = caller.tenant else {
+            return Err(ApiError::NotFound);
+        };
         Ok(Self {
             tenant,
-            user_id: UserId(claims.sub),
+            user_id: caller.user_id,
             role,
         })
     }

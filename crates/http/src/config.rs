@@ -20,6 +20,8 @@ pub struct Settings {
     pub base_domain: DomainName,
     pub bind_addr: String,
     pub jwt_secret: SecretString,
+    /// The key being rotated out: tokens it signed stay valid until they expire.
+    pub jwt_previous_secret: Option<SecretString>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub log_format: LogFormat,
@@ -77,6 +79,10 @@ impl Settings {
         if jwt_secret.len() < 32 {
             return Err(err("JWT_SECRET", "must be at least 32 bytes"));
         }
+        let jwt_previous_secret = get("JWT_PREVIOUS_SECRET").filter(|v| !v.trim().is_empty());
+        if jwt_previous_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(err("JWT_PREVIOUS_SECRET", "must be at least 32 bytes"));
+        }
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("") | Some("pretty") | Some("text") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -101,6 +107,7 @@ impl Settings {
             base_domain,
             bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
             jwt_secret: SecretString::from(jwt_secret),
+            jwt_previous_secret: jwt_previous_secret.map(SecretString::from),
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "tenantry".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "tenantry-api".into()),
             log_format,

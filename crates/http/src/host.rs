@@ -62,6 +62,41 @@ async fn resolve(req: &HttpRequest) -> Result<Resolution, ApiError> {
     }
 }
 
+/// Which kind of host a request was sent to, for routes served on both.
+pub enum HostKind {
+    Public,
+    Tenant(ActiveTenant),
+}
+
+impl HostKind {
+    pub fn from_request_sync(req: &HttpRequest) -> Result<Self, ApiError> {
+        match req.extensions().get::<Resolution>() {
+            Some(Resolution::Public) => Ok(HostKind::Public),
+            Some(Resolution::Tenant(route)) => {
+                Ok(HostKind::Tenant(ActiveTenant::check(route.clone())?))
+            }
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// The company of a tenant host.
+    pub fn company(&self) -> Option<tenantry_public::CompanyId> {
+        match self {
+            HostKind::Public => None,
+            HostKind::Tenant(t) => Some(t.route().company_id),
+        }
+    }
+}
+
+impl FromRequest for HostKind {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::from_request_sync(req))
+    }
+}
+
 /// The request was sent to `BASE_DOMAIN` itself.
 pub struct PublicHost;
 

@@ -15,6 +15,16 @@ use crate::routes;
         routes::ops::ready,
         routes::register::register,
         routes::token::token,
+        routes::sessions::refresh,
+        routes::sessions::verify,
+        routes::sessions::logout,
+        routes::sessions::list,
+        routes::sessions::delete,
+        routes::sessions::switch,
+        routes::me::organizations,
+        routes::me::get,
+        routes::me::update,
+        routes::me::change_password,
         routes::projects::list,
         routes::projects::create,
         routes::projects::get,
@@ -26,7 +36,8 @@ use crate::routes;
     tags(
         (name = "operations", description = "Liveness and readiness"),
         (name = "provisioning", description = "Company signup on the base host"),
-        (name = "auth", description = "Access tokens on tenant hosts"),
+        (name = "auth", description = "Access and refresh tokens, sessions, switching organizations"),
+        (name = "account", description = "The caller's own account"),
         (name = "projects", description = "Projects of the Host's tenant"),
     )
 )]

@@ -69,8 +69,9 @@ impl Application {
         ));
         let redis = redis::Client::open(settings.redis_url())
             .context("REDIS_URL is not a valid Redis URL")?;
-        let jwt = JwtKeys::new(
+        let jwt = JwtKeys::with_previous(
             &settings.jwt_secret,
+            settings.jwt_previous_secret.as_ref(),
             &settings.jwt_issuer,
             &settings.jwt_audience,
         );

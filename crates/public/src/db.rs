@@ -125,8 +125,27 @@ impl DerefMut for PublicConn {
     }
 }
 
+/// True when the connection itself is unusable: closed, broken, or left by its previous holder
+/// inside a failed transaction block (SQLSTATE 25P02), where every statement would fail until a
+/// rollback that this checkout cannot know is wanted.
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
-    e.code().is_none() && e.as_db_error().is_none()
+    (e.code().is_none() && e.as_db_error().is_none())
+        || e.code().map(|c| c.code()) == Some(sqlstate::IN_FAILED_TRANSACTION)
+}
+
+/// An error and all its causes, for messages that reach operators.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Builds a raw pool. Application code uses [`Db`]; tests use this for direct assertions.
@@ -191,7 +210,7 @@ impl From<tokio_postgres::Error> for DbError {
         // An error without a SQLSTATE never reached the server's executor: I/O, a closed
         // connection, a timeout. Those are availability problems, not query problems.
         if e.code().is_none() && e.as_db_error().is_none() {
-            Self::Unavailable(e.to_string())
+            Self::Unavailable(error_chain(&e))
         } else {
             Self::Query(e)
         }
@@ -203,7 +222,7 @@ impl From<PoolError> for DbError {
     /// to recycle. Even a connect refused with a SQLSTATE (too many clients, database not
     /// accepting connections) is an availability problem, never a query problem.
     fn from(e: PoolError) -> Self {
-        Self::Unavailable(e.to_string())
+        Self::Unavailable(error_chain(&e))
     }
 }
 
@@ -216,4 +235,5 @@ pub mod sqlstate {
     pub const INVALID_SCHEMA_NAME: &str = "3F000";
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const IN_FAILED_TRANSACTION: &str = "25P02";
 }

@@ -10,6 +10,7 @@ pub mod names;
 pub mod passwords;
 pub mod plans;
 pub mod routing;
+pub mod sessions;
 pub mod users;
 
 pub use ids::{CompanyId, MembershipId, UserId};

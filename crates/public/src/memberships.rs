@@ -148,3 +148,60 @@ pub async fn find_login(
             .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
     }))
 }
+
+/// One of an account's organizations, as listed on the base host.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub company_id: CompanyId,
+    pub name: String,
+    pub slug: String,
+    pub domain: Option<String>,
+    pub plan: String,
+    pub status: String,
+    pub role: Role,
+}
+
+/// The companies `user` is an active member of, by name.
+pub async fn organizations(
+    db: &impl GenericClient,
+    user: UserId,
+) -> Result<Vec<Organization>, DbError> {
+    let rows = db
+        .query(
+            "select c.id, c.name, c.slug, d.domain, c.plan, c.status, m.role \
+               from public.memberships m \
+               join public.companies c on c.id = m.company_id \
+               left join public.domains d on d.company_id = c.id and d.is_primary \
+              where m.user_id = $1 and m.is_active \
+              order by c.name, c.slug",
+            &[&user.0],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let role: String = r.try_get(6)?;
+            Ok(Organization {
+                company_id: CompanyId(r.try_get(0)?),
+                name: r.try_get(1)?,
+                slug: r.try_get(2)?,
+                domain: r.try_get(3)?,
+                plan: r.try_get(4)?,
+                status: r.try_get(5)?,
+                role: Role::parse(&role)
+                    .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+            })
+        })
+        .collect()
+}
+
+/// Like [`find_login`], by user id: used when an account switches into a company.
+pub async fn active_role(
+    db: &impl GenericClient,
+    user: UserId,
+    company: CompanyId,
+) -> Result<Option<Role>, DbError> {
+    Ok(find(db, user, company)
+        .await?
+        .filter(|m| m.is_active)
+        .map(|m| m.role))
+}

@@ -81,3 +81,31 @@ pub async fn insert(
         .await?;
     User::try_from(&row)
 }
+
+pub async fn set_full_name(
+    db: &impl GenericClient,
+    id: UserId,
+    full_name: &str,
+) -> Result<Option<User>, DbError> {
+    let sql = format!(
+        "update public.users set full_name = $2, updated_at = now() where id = $1 returning {COLUMNS}"
+    );
+    db.query_opt(&sql, &[&id.0, &full_name])
+        .await?
+        .as_ref()
+        .map(User::try_from)
+        .transpose()
+}
+
+pub async fn set_password_hash(
+    db: &impl GenericClient,
+    id: UserId,
+    password_hash: &str,
+) -> Result<(), DbError> {
+    db.execute(
+        "update public.users set password_hash = $2, updated_at = now() where id = $1",
+        &[&id.0, &password_hash],
+    )
+    .await?;
+    Ok(())
+}

@@ -34,17 +34,24 @@ pub fn tenant_head() -> i32 {
     *HEAD.get_or_init(|| tenantry_public::migrate::head_of(&tenant_runner()))
 }
 
-/// Creates `schema` if needed and brings it to head inside `tx`, under the schema's advisory
-/// lock. Returns the versions applied and the version the schema is now at. Commits nothing.
-pub async fn migrate_schema_in(
-    tx: &Transaction<'_>,
-    schema: &SchemaName,
-) -> Result<(Vec<i32>, i32), MigrateError> {
+/// Takes the schema's advisory lock for the rest of `tx`. Migrating and dropping a schema both
+/// take it first, so they never interleave.
+pub async fn lock_schema(tx: &Transaction<'_>, schema: &SchemaName) -> Result<(), MigrateError> {
     tx.execute(
         "select pg_advisory_xact_lock($1, hashtext($2))",
         &[&MIGRATION_LOCK_NAMESPACE, &schema.as_str()],
     )
     .await?;
+    Ok(())
+}
+
+/// Creates `schema` if needed and brings it to head inside `tx`. The caller holds the schema's
+/// lock ([`lock_schema`]). Returns the versions applied and the version the schema is now at.
+/// Commits nothing.
+pub async fn migrate_schema_in(
+    tx: &Transaction<'_>,
+    schema: &SchemaName,
+) -> Result<(Vec<i32>, i32), MigrateError> {
     tx.batch_execute(&format!("create schema if not exists {}", schema.quoted()))
         .await?;
     tx.execute(
@@ -103,6 +110,8 @@ pub enum Outcome {
     Missing,
     /// Migrating failed; the schema is unchanged.
     Failed { error: String },
+    /// The tenant was dropped while the run waited for its lock; nothing was done.
+    Dropped,
 }
 
 /// One line of the report.
@@ -122,6 +131,8 @@ pub struct Summary {
     pub up_to_date: usize,
     pub behind: usize,
     pub failed: usize,
+    /// Tenants dropped by someone else during the run.
+    pub dropped: usize,
     pub tenants: usize,
     pub duration: Duration,
     pub reports: Vec<SchemaReport>,
@@ -139,6 +150,7 @@ impl Summary {
             Outcome::UpToDate => self.up_to_date += 1,
             Outcome::Behind { .. } | Outcome::Missing => self.behind += 1,
             Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Dropped => self.dropped += 1,
         }
         self.reports.push(report);
     }
@@ -193,6 +205,20 @@ pub async fn migrate_schemas(
             Err(e) => return Err(RunError::Public(e)),
         }
     };
+
+    // Without a public schema there are no companies to look at; --check reports public alone.
+    if options.check && status.applied.is_none() {
+        let report = SchemaReport {
+            name: "public".into(),
+            schema: "public".into(),
+            outcome: public_outcome,
+            duration: t.elapsed(),
+        };
+        progress(&report, 1);
+        summary.add(report);
+        summary.duration = started.elapsed();
+        return Ok(summary);
+    }
 
     let head = tenant_head();
     let rows = client
@@ -274,12 +300,13 @@ pub async fn migrate_schemas(
 async fn migrate_one(db: &Db, c: Candidate) -> SchemaReport {
     let started = Instant::now();
     let outcome = match try_migrate_one(db, &c).await {
-        Ok((applied, version)) if applied.is_empty() => {
+        Ok(None) => Outcome::Dropped,
+        Ok(Some((applied, version))) if applied.is_empty() => {
             // Another run got here first, or schema_version was stale: nothing to apply.
             let _ = version;
             Outcome::UpToDate
         }
-        Ok((applied, version)) => Outcome::Migrated {
+        Ok(Some((applied, version))) => Outcome::Migrated {
             from: c.version,
             to: version,
             applied,
@@ -287,7 +314,7 @@ async fn migrate_one(db: &Db, c: Candidate) -> SchemaReport {
         Err(e) => {
             tracing::warn!(error = %e, "tenant migration failed");
             Outcome::Failed {
-                error: error_chain(&e),
+                error: tenantry_public::db::error_chain(&e),
             }
         }
     };
@@ -299,25 +326,24 @@ async fn migrate_one(db: &Db, c: Candidate) -> SchemaReport {
     }
 }
 
-async fn try_migrate_one(db: &Db, c: &Candidate) -> Result<(Vec<i32>, i32), MigrateError> {
+/// `Ok(None)` when the company was dropped while this run waited for the schema's lock.
+async fn try_migrate_one(db: &Db, c: &Candidate) -> Result<Option<(Vec<i32>, i32)>, MigrateError> {
     let mut client = db.public().await?;
     let tx = client.transaction().await?;
+    lock_schema(&tx, &c.schema).await?;
+    // Checked under the lock: a concurrent drop_tenant holds the same lock while it deletes.
+    let still_there = tx
+        .query_opt(
+            "select 1 from public.companies where id = $1 and schema_name = $2 for update",
+            &[&c.id.0, &c.schema.as_str()],
+        )
+        .await?
+        .is_some();
+    if !still_there {
+        return Ok(None);
+    }
     let (applied, version) = migrate_schema_in(&tx, &c.schema).await?;
     tenantry_public::companies::set_schema_version(&*tx, c.id, version).await?;
     tx.commit().await?;
-    Ok((applied, version))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    Ok(Some((applied, version)))
 }

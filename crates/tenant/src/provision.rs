@@ -11,7 +11,7 @@ use tenantry_public::plans::PlanCode;
 use tenantry_public::users::{self, User};
 use tenantry_public::{DomainName, Email, Password, Slug};
 
-use crate::migrate::migrate_schema_in;
+use crate::migrate::{lock_schema, migrate_schema_in};
 
 /// A validated signup.
 #[derive(Debug, Clone)]
@@ -89,8 +89,23 @@ pub async fn provision(
     base: &DomainName,
     new: NewTenant,
 ) -> Result<Provisioned, ProvisionError> {
-    // Hash before the transaction opens, so row locks are held for milliseconds only.
-    let password_hash = passwords::hash(&new.owner_password).await?;
+    // All password work happens before the transaction opens, so row locks are held for
+    // milliseconds only. One global account per email: an existing account may own another
+    // company too, but only with its own password.
+    let existing = {
+        let client = db.public().await?;
+        users::find_by_email(client.client(), new.owner_email.as_str()).await?
+    };
+    let password_hash = match &existing {
+        Some(user) => {
+            let stored = Some(user.password_hash.clone());
+            if !passwords::verify(new.owner_password.expose(), stored).await? {
+                return Err(ProvisionError::OwnerCredentials);
+            }
+            None
+        }
+        None => Some(passwords::hash(&new.owner_password).await?),
+    };
     let domain = format!("{}.{}", new.slug, base);
     let schema = new.slug.schema_name();
     let company_id = CompanyId::new();
@@ -120,25 +135,19 @@ pub async fn provision(
 
     tx.batch_execute(&format!("create schema {}", schema.quoted()))
         .await?;
+    lock_schema(&tx, &schema).await?;
     let (_, version) = migrate_schema_in(&tx, &schema).await?;
 
-    let owner = match users::find_by_email(&*tx, new.owner_email.as_str()).await? {
-        Some(existing) => {
-            // One global account per email: an existing account may own another company too,
-            // but only with its own password.
-            if !passwords::verify(
-                new.owner_password.expose(),
-                Some(existing.password_hash.clone()),
-            )
-            .await?
-            {
-                return Err(ProvisionError::OwnerCredentials);
-            }
-            existing
-        }
-        None => users::insert(&*tx, &new.owner_email, &password_hash, &new.owner_full_name)
+    let owner = match (existing, password_hash) {
+        (Some(existing), _) => existing,
+        // A concurrent signup may have created the account since the look-up: its unique
+        // violation maps to OwnerCredentials and everything here rolls back.
+        (None, Some(hash)) => users::insert(&*tx, &new.owner_email, &hash, &new.owner_full_name)
             .await
             .map_err(ProvisionError::from_db)?,
+        (None, None) => {
+            return Err(DbError::Config("no password hash for a new owner".into()).into())
+        }
     };
     memberships::insert(&*tx, owner.id, company_id, Role::Owner)
         .await
@@ -169,14 +178,12 @@ pub async fn drop_tenant(db: &Db, slug: &Slug) -> Result<bool, DbError> {
     let Some(company) = companies::find_by_slug(&*tx, slug).await? else {
         return Ok(false);
     };
-    tx.execute(
-        "select pg_advisory_xact_lock($1, hashtext($2))",
-        &[
-            &tenantry_public::migrate::MIGRATION_LOCK_NAMESPACE,
-            &company.schema_name.as_str(),
-        ],
-    )
-    .await?;
+    lock_schema(&tx, &company.schema_name)
+        .await
+        .map_err(|e| match e {
+            MigrateError::Db(db) => db,
+            other => DbError::Config(other.to_string()),
+        })?;
     tx.batch_execute(&format!(
         "drop schema if exists {} cascade",
         company.schema_name.quoted()

@@ -1,11 +1,15 @@
 //! Tenant crate against a real PostgreSQL: the binding invariant, pool exhaustion,
-//! migrate-schemas (no-op, check, failure isolation, concurrent runs) and provisioning.
+//! migrate-schemas (no-op, check, failure isolation, concurrent runs), provisioning and dropping.
+//!
+//! Every test gets a fresh database. The pool under test is a [`Db`]; assertions go through a
+//! separate raw pool (`Env::check`) so they never disturb the connection being tested.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use deadpool_postgres::Pool;
 use std::time::{Duration, Instant};
 use tenantry_public::db::{self, Db, DbError, PoolSettings};
+use tenantry_public::migrate::MIGRATION_LOCK_NAMESPACE;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::{DomainName, Email, Password, Slug};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, RunError, Summary};
@@ -13,19 +17,26 @@ use tenantry_tenant::projects::{self, NewProject, ProjectStatus};
 use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, ProvisionError, Provisioned};
 use tenantry_tenant::{tenant_head, TenantConn, TenantDb};
 
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
 struct Env {
+    /// The pool under test.
     db: Db,
-    /// A raw pool of the test's own for assertions; it is not the one under test.
+    /// A raw pool of the test's own, for assertions and setup SQL.
     check: Pool,
     url: String,
 }
 
+/// A fresh database, a `Db` with `settings`, and public brought to head by migrate-schemas.
 async fn env_with(settings: PoolSettings) -> Env {
     let database = tenantry_testkit::fresh_database().await;
     let db = Db::connect(&database.url, &settings).unwrap();
     let check = db::pool(&database.url, &PoolSettings::default()).unwrap();
     let summary = migrate(&db, MigrateOptions::default()).await;
-    assert!(summary.ok());
+    assert!(summary.ok(), "{summary:?}");
+    assert_eq!(summary.migrated, 1, "public was migrated: {summary:?}");
     Env {
         db,
         check,
@@ -37,17 +48,35 @@ async fn env() -> Env {
     env_with(PoolSettings::default()).await
 }
 
+fn pool_of_one() -> PoolSettings {
+    PoolSettings {
+        max_size: 1,
+        ..PoolSettings::default()
+    }
+}
+
 async fn migrate(db: &Db, options: MigrateOptions) -> Summary {
     migrate_schemas(db, &options, &|_, _| {}).await.unwrap()
 }
 
-fn new_tenant(slug: &str) -> NewTenant {
+fn check_only() -> MigrateOptions {
+    MigrateOptions {
+        check: true,
+        ..MigrateOptions::default()
+    }
+}
+
+fn slug(s: &str) -> Slug {
+    Slug::parse(s).unwrap()
+}
+
+fn new_tenant(s: &str) -> NewTenant {
     NewTenant {
-        name: format!("{slug} Inc"),
-        slug: Slug::parse(slug).unwrap(),
+        name: format!("{s} Inc"),
+        slug: slug(s),
         plan: PlanCode::Free,
-        owner_email: Email::parse(&format!("owner@{slug}.test")).unwrap(),
-        owner_password: Password::parse(&format!("password-of-{slug}")).unwrap(),
+        owner_email: Email::parse(&format!("owner@{s}.test")).unwrap(),
+        owner_password: Password::parse(&format!("password-of-{s}")).unwrap(),
         owner_full_name: String::new(),
     }
 }
@@ -56,10 +85,11 @@ fn base() -> DomainName {
     DomainName::parse("example.test").unwrap()
 }
 
-async fn tenant(env: &Env, slug: &str) -> Provisioned {
-    provision(&env.db, &base(), new_tenant(slug)).await.unwrap()
+async fn tenant(env: &Env, s: &str) -> Provisioned {
+    provision(&env.db, &base(), new_tenant(s)).await.unwrap()
 }
 
+/// The first column of the only row of `sql`, read through the assertion pool.
 async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(env: &Env, sql: &str) -> T {
     env.check
         .get()
@@ -81,45 +111,215 @@ async fn exec(env: &Env, sql: &str) {
         .expect(sql);
 }
 
-fn schema_slug(slug: &str) -> Slug {
-    Slug::parse(slug).unwrap()
+async fn schema_exists(env: &Env, schema: &str) -> bool {
+    one::<bool>(
+        env,
+        &format!("select exists (select 1 from pg_namespace where nspname = '{schema}')"),
+    )
+    .await
 }
 
+async fn schema_version(env: &Env, s: &str) -> Option<i32> {
+    one(
+        env,
+        &format!("select schema_version from public.companies where slug = '{s}'"),
+    )
+    .await
+}
+
+fn new_project(t: &Provisioned, name: &str) -> NewProject {
+    NewProject {
+        name: name.into(),
+        description: String::new(),
+        status: ProjectStatus::Planned,
+        start_date: None,
+        end_date: None,
+        owner_id: t.owner.id,
+    }
+}
+
+/// Creates one project named `name` in `t`'s schema.
 async fn marker(env: &Env, t: &Provisioned, name: &str) {
     let conn = TenantConn::acquire(&env.db, &t.company.schema_name)
         .await
         .unwrap();
-    projects::create(
-        &conn,
-        &NewProject {
-            name: name.into(),
-            description: String::new(),
-            status: ProjectStatus::Planned,
-            start_date: None,
-            end_date: None,
-            owner_id: t.owner.id,
-        },
-    )
-    .await
-    .unwrap();
-}
-
-/// The search_path the next public checkout of a pool of one sees.
-async fn next_path(env: &Env) -> String {
-    let conn = env.db.public().await.unwrap();
-    conn.query_one("show search_path", &[])
+    projects::create(&conn, &new_project(t, name))
         .await
-        .unwrap()
-        .get(0)
+        .unwrap();
 }
 
 const DEFAULT_PATH: &str = "\"$user\", public";
 
-fn pool_of_one() -> PoolSettings {
-    PoolSettings {
-        max_size: 1,
-        ..PoolSettings::default()
+/// The `search_path` and backend pid the next public checkout sees.
+async fn next_public(env: &Env) -> (String, i32) {
+    let conn = env.db.public().await.unwrap();
+    let row = conn
+        .query_one(
+            "select current_setting('search_path'), pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn bound_path(conn: &TenantConn) -> (String, i32) {
+    let row = conn
+        .client()
+        .query_one(
+            "select current_setting('search_path'), pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// The (name, outcome) of every tenant line of a report, sorted by name.
+fn tenant_outcomes(s: &Summary) -> Vec<(String, Outcome)> {
+    let mut v: Vec<_> = s
+        .reports
+        .iter()
+        .filter(|r| r.name != "public")
+        .map(|r| (r.name.clone(), r.outcome.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Migrated to head with every tenant migration applied. `from` is the version recorded in
+/// `companies` before the run, which is not necessarily what the schema held (see the report).
+fn migrated_to_head(from: Option<i32>) -> Outcome {
+    Outcome::Migrated {
+        from,
+        to: tenant_head(),
+        applied: (1..=tenant_head()).collect(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The binding invariant
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn no_way_of_ending_a_handle_leaks_its_search_path() {
+    let env = env_with(pool_of_one()).await;
+    let t = tenant(&env, "acme").await;
+    let s = t.company.schema_name.clone();
+
+    // A pool of one: every checkout below is the same server connection, so the resets are real.
+    let (path, pid) = next_public(&env).await;
+    assert_eq!(path, DEFAULT_PATH);
+    {
+        let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
+        assert_eq!(bound_path(&conn).await, ("\"tenant_acme\"".into(), pid));
+    }
+
+    // 1. A normal drop.
+    drop(TenantConn::acquire(&env.db, &s).await.unwrap());
+    assert_eq!(next_public(&env).await, (DEFAULT_PATH.into(), pid), "drop");
+
+    // 2. An error on the bound connection, then drop.
+    {
+        let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
+        let err = conn
+            .client()
+            .query("select * from no_such_table", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
+    }
+    assert_eq!(next_public(&env).await, (DEFAULT_PATH.into(), pid), "error");
+
+    // 3. A panic while holding the handle.
+    let db = env.db.clone();
+    let s2 = s.clone();
+    let joined = tokio::spawn(async move {
+        let conn = TenantConn::acquire(&db, &s2).await.unwrap();
+        let path: String = conn
+            .client()
+            .query_one("show search_path", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(path, "\"tenant_acme\"");
+        panic!("handler panicked while holding a tenant connection");
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(next_public(&env).await, (DEFAULT_PATH.into(), pid), "panic");
+
+    // 4. A query cancelled mid-flight: the future is dropped, then the handle.
+    {
+        let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
+        let sleep = conn.client().query("select pg_sleep(2)", &[]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), sleep)
+                .await
+                .is_err(),
+            "the query was still running at the timeout"
+        );
+    }
+    assert_eq!(
+        next_public(&env).await,
+        (DEFAULT_PATH.into(), pid),
+        "cancelled query"
+    );
+    {
+        // ... and the connection still serves a tenant afterwards.
+        let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
+        assert_eq!(bound_path(&conn).await, ("\"tenant_acme\"".into(), pid));
+        assert!(projects::list(&conn, 10, None)
+            .await
+            .unwrap()
+            .projects
+            .is_empty());
+    }
+
+    // 5. A transaction dropped without commit: rolled back, and the path is reset.
+    {
+        let mut conn = TenantConn::acquire(&env.db, &s).await.unwrap();
+        let tx = conn.transaction().await.unwrap();
+        let p = projects::create(&tx, &new_project(&t, "rolled back"))
+            .await
+            .unwrap();
+        assert_eq!(p.name, "rolled back");
+        assert_eq!(
+            projects::list(&tx, 10, None).await.unwrap().projects.len(),
+            1,
+            "visible inside the transaction"
+        );
+        drop(tx);
+    }
+    assert_eq!(
+        next_public(&env).await,
+        (DEFAULT_PATH.into(), pid),
+        "rollback"
+    );
+    assert_eq!(
+        one::<i64>(&env, "select count(*) from tenant_acme.projects").await,
+        0,
+        "the dropped transaction's insert was rolled back"
+    );
+
+    // A committed transaction, for contrast, persists.
+    {
+        let mut conn = TenantConn::acquire(&env.db, &s).await.unwrap();
+        let tx = conn.transaction().await.unwrap();
+        projects::create(&tx, &new_project(&t, "committed"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(
+        one::<String>(
+            &env,
+            "select string_agg(name, ',') from tenant_acme.projects"
+        )
+        .await,
+        "committed"
+    );
+    assert_eq!(next_public(&env).await, (DEFAULT_PATH.into(), pid));
 }
 
 #[tokio::test]
@@ -131,26 +331,33 @@ async fn a_bound_connection_sees_only_its_schema() {
         marker(&env, &t, &format!("marker-{i}")).await;
         tenants.push(t);
     }
-    // One connection, rebound 20 times in a row: each binding sees exactly its own marker.
+    let (_, pid) = next_public(&env).await;
+    // One connection, rebound to 20 schemas in turn, twice over: each binding sees exactly its
+    // own marker project, and the path names only that schema.
     for round in 0..2 {
         for (i, t) in tenants.iter().enumerate() {
             let conn = TenantConn::acquire(&env.db, &t.company.schema_name)
                 .await
                 .unwrap();
-            let page = projects::list(&conn, 100, None).await.unwrap();
-            let names: Vec<_> = page.projects.iter().map(|p| p.name.clone()).collect();
-            assert_eq!(names, vec![format!("marker-{i}")], "round {round}");
-            let path: String = conn
-                .client()
-                .query_one("show search_path", &[])
+            assert_eq!(conn.schema().as_str(), format!("tenant_t{i:02}"));
+            assert_eq!(
+                bound_path(&conn).await,
+                (format!("\"tenant_t{i:02}\""), pid),
+                "round {round}"
+            );
+            let names: Vec<String> = projects::list(&conn, 100, None)
                 .await
                 .unwrap()
-                .get(0);
-            assert_eq!(path, format!("\"t{i:02}\"").replace("\"t", "\"tenant_t"));
+                .projects
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            assert_eq!(names, vec![format!("marker-{i}")], "round {round}");
         }
     }
+
     // Public tables are not on a tenant's search_path: unqualified names fail, qualified work.
-    let conn = TenantConn::acquire(&env.db, &tenants[0].company.schema_name)
+    let conn = TenantConn::acquire(&env.db, &tenants[7].company.schema_name)
         .await
         .unwrap();
     let err = conn
@@ -158,7 +365,7 @@ async fn a_bound_connection_sees_only_its_schema() {
         .query_one("select count(*) from companies", &[])
         .await
         .unwrap_err();
-    assert_eq!(err.code().map(|c| c.code()), Some("42P01"));
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
     let n: i64 = conn
         .client()
         .query_one("select count(*) from public.companies", &[])
@@ -166,141 +373,96 @@ async fn a_bound_connection_sees_only_its_schema() {
         .unwrap()
         .get(0);
     assert_eq!(n, 20);
-}
-
-#[tokio::test]
-async fn no_way_of_ending_a_handle_leaks_its_search_path() {
-    let env = env_with(pool_of_one()).await;
-    let t = tenant(&env, "acme").await;
-    let s = t.company.schema_name.clone();
-    assert_eq!(next_path(&env).await, DEFAULT_PATH);
-
-    // A normal drop.
-    drop(TenantConn::acquire(&env.db, &s).await.unwrap());
-    assert_eq!(next_path(&env).await, DEFAULT_PATH, "after a drop");
-
-    // An error on the bound connection.
-    {
-        let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
-        assert!(conn
-            .client()
-            .query("select * from no_such_table", &[])
-            .await
-            .is_err());
-    }
-    assert_eq!(next_path(&env).await, DEFAULT_PATH, "after an error");
-
-    // A panic while holding the handle.
-    let db = env.db.clone();
-    let s2 = s.clone();
-    let panicked = tokio::spawn(async move {
-        let _conn = TenantConn::acquire(&db, &s2).await.unwrap();
-        panic!("handler panicked while holding a tenant connection");
-    })
-    .await;
-    assert!(panicked.is_err());
-    assert_eq!(next_path(&env).await, DEFAULT_PATH, "after a panic");
-
-    // A query cancelled mid-flight (the client went away): the connection is still usable.
-    {
-        let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
-        let sleep = conn.client().query("select pg_sleep(1)", &[]);
-        assert!(tokio::time::timeout(Duration::from_millis(100), sleep)
-            .await
-            .is_err());
-    }
-    assert_eq!(
-        next_path(&env).await,
-        DEFAULT_PATH,
-        "after a cancelled query"
-    );
-
-    // A transaction dropped without commit: rolled back, path reset.
-    {
-        let mut conn = TenantConn::acquire(&env.db, &s).await.unwrap();
-        let tx = conn.transaction().await.unwrap();
-        tx.client()
-            .execute(
-                "insert into projects (id, name, owner_id) values (gen_random_uuid(), 'rolled back', $1)",
-                &[&t.owner.id.0],
-            )
-            .await
-            .unwrap();
-        drop(tx);
-    }
-    assert_eq!(next_path(&env).await, DEFAULT_PATH, "after a rollback");
-    assert_eq!(
-        one::<i64>(&env, "select count(*) from tenant_acme.projects").await,
-        0
-    );
-
-    // The connection is the same one throughout (pool of one) and still serves the tenant.
-    let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
-    assert_eq!(
-        projects::list(&conn, 10, None)
-            .await
-            .unwrap()
-            .projects
-            .len(),
-        0
-    );
-}
-
-#[tokio::test]
-async fn an_exhausted_pool_answers_unavailable_quickly() {
-    let env = env_with(PoolSettings {
-        max_size: 1,
-        wait_timeout: Duration::from_millis(200),
-        ..PoolSettings::default()
-    })
-    .await;
-    let held = env.db.public().await.unwrap();
-    let started = Instant::now();
-    let err = env.db.public().await.err().expect("pool is exhausted");
-    assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    drop(held);
-    assert!(env.db.public().await.is_ok());
+    // Nor is any other tenant's table reachable unqualified: there is only one `projects`.
+    let n: i64 = conn
+        .client()
+        .query_one("select count(*) from projects", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]
 async fn a_dead_pooled_connection_is_replaced_at_checkout() {
     let env = env_with(pool_of_one()).await;
     let t = tenant(&env, "acme").await;
-    let pid: i32 = env
-        .db
-        .public()
-        .await
-        .unwrap()
-        .query_one("select pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (_, pid) = next_public(&env).await;
     exec(&env, &format!("select pg_terminate_backend({pid})")).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let conn = TenantConn::acquire(&env.db, &t.company.schema_name)
         .await
-        .expect("a fresh connection");
-    let new_pid: i32 = conn
-        .client()
-        .query_one("select pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+        .expect("a fresh connection replaces the dead one");
+    let (path, new_pid) = bound_path(&conn).await;
     assert_ne!(pid, new_pid);
+    assert_eq!(path, "\"tenant_acme\"");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. Pool exhaustion
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_unavailable_quickly() {
+    let settings = PoolSettings {
+        max_size: 1,
+        wait_timeout: Duration::from_millis(200),
+        ..PoolSettings::default()
+    };
+    let env = env_with(settings.clone()).await;
+    let t = tenant(&env, "acme").await;
+
+    // The raw pool: a wait timeout converts to Unavailable.
+    let raw = db::pool(&env.url, &settings).unwrap();
+    let held = raw.get().await.unwrap();
+    let started = Instant::now();
+    let err = DbError::from(raw.get().await.expect_err("the raw pool is exhausted"));
+    assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(held);
+    drop(raw.get().await.expect("free again"));
+
+    // The Db, public and tenant checkouts alike.
+    let held = env.db.public().await.unwrap();
+    let started = Instant::now();
+    let err = env.db.public().await.err().expect("the pool is exhausted");
+    assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
+    let err = TenantConn::acquire(&env.db, &t.company.schema_name)
+        .await
+        .err()
+        .expect("the pool is exhausted");
+    assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.code(), None);
+    drop(held);
+    assert_eq!(next_public(&env).await.0, DEFAULT_PATH);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3.-5. migrate-schemas
+// ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn migrate_schemas_noop_check_and_resume() {
     let env = env().await;
-    for slug in ["aa1", "bb2", "cc3", "dd4", "ee5"] {
-        tenant(&env, slug).await;
+    for s in ["aa1", "bb2", "cc3", "dd4", "ee5"] {
+        tenant(&env, s).await;
     }
+
+    // A second run: everything up to date, nothing migrated.
     let s = migrate(&env.db, MigrateOptions::default()).await;
     assert_eq!(
-        (s.tenants, s.migrated, s.up_to_date, s.failed),
-        (5, 0, 6, 0)
+        (s.tenants, s.migrated, s.up_to_date, s.behind, s.failed),
+        (5, 0, 6, 0, 0)
     );
+    assert!(s.ok());
+    assert!(tenant_outcomes(&s)
+        .iter()
+        .all(|(_, o)| *o == Outcome::UpToDate));
     assert_eq!(
         one::<i64>(
             &env,
@@ -313,44 +475,51 @@ async fn migrate_schemas_noop_check_and_resume() {
         5
     );
 
+    // --check: a tenant whose recorded version is behind.
     exec(
         &env,
         "update public.companies set schema_version = 0 where slug = 'bb2'",
     )
     .await;
-    exec(&env, "drop schema tenant_cc3 cascade").await;
-    let check = MigrateOptions {
-        check: true,
-        ..MigrateOptions::default()
-    };
-    let s = migrate(&env.db, check.clone()).await;
+    let s = migrate(&env.db, check_only()).await;
     assert!(!s.ok());
-    let mut flagged: Vec<(String, Outcome)> = s
-        .reports
-        .iter()
-        .filter(|r| r.name != "public")
-        .map(|r| (r.name.clone(), r.outcome.clone()))
-        .collect();
-    flagged.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!((s.behind, s.failed, s.migrated), (1, 0, 0));
     assert_eq!(
-        flagged,
+        tenant_outcomes(&s),
+        vec![("bb2".into(), Outcome::Behind { version: Some(0) })]
+    );
+
+    // --check: a tenant whose schema is gone.
+    exec(&env, "drop schema tenant_cc3 cascade").await;
+    let s = migrate(&env.db, check_only()).await;
+    assert!(!s.ok());
+    assert_eq!(s.behind, 2);
+    assert_eq!(
+        tenant_outcomes(&s),
         vec![
             ("bb2".into(), Outcome::Behind { version: Some(0) }),
             ("cc3".into(), Outcome::Missing)
         ]
     );
     // --check changed nothing.
-    assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from pg_namespace where nspname = 'tenant_cc3'"
-        )
-        .await,
-        0
-    );
+    assert!(!schema_exists(&env, "tenant_cc3").await);
+    assert_eq!(schema_version(&env, "bb2").await, Some(0));
 
+    // A normal run repairs both; a following check is clean.
     let s = migrate(&env.db, MigrateOptions::default()).await;
+    assert!(s.ok(), "{s:?}");
     assert_eq!(s.failed, 0);
+    let outcomes = tenant_outcomes(&s);
+    assert_eq!(outcomes.len(), 2);
+    // bb2's schema already had every migration: only the recorded version was stale.
+    assert_eq!(outcomes[0], ("bb2".into(), Outcome::UpToDate));
+    assert_eq!(outcomes[1].0, "cc3");
+    assert!(
+        matches!(&outcomes[1].1, Outcome::Migrated { to, applied, .. }
+            if *to == tenant_head() && applied.contains(&1)),
+        "{outcomes:?}"
+    );
+    assert!(schema_exists(&env, "tenant_cc3").await);
     assert_eq!(
         one::<i64>(
             &env,
@@ -363,80 +532,136 @@ async fn migrate_schemas_noop_check_and_resume() {
         one::<i64>(&env, "select count(*) from tenant_cc3.projects").await,
         0
     );
-    assert!(migrate(&env.db, check).await.ok());
+    assert_eq!(schema_version(&env, "cc3").await, Some(tenant_head()));
+    let s = migrate(&env.db, check_only()).await;
+    assert!(s.ok(), "{s:?}");
+    assert_eq!((s.behind, s.up_to_date), (0, 6));
 
-    // One tenant only; an unknown slug is an error.
+    // One tenant only: the others are not touched.
     exec(
         &env,
         "update public.companies set schema_version = null where slug in ('aa1', 'dd4')",
     )
     .await;
     let only = MigrateOptions {
-        tenant: Some(Slug::parse("aa1").unwrap()),
+        tenant: Some(slug("aa1")),
         ..MigrateOptions::default()
     };
     let s = migrate(&env.db, only).await;
     assert_eq!(s.tenants, 1);
     assert_eq!(
-        one::<Option<i32>>(
-            &env,
-            "select schema_version from public.companies where slug = 'dd4'"
-        )
-        .await,
-        None
+        tenant_outcomes(&s)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
+        vec!["aa1".to_owned()]
     );
-    assert_eq!(
-        one::<Option<i32>>(
-            &env,
-            "select schema_version from public.companies where slug = 'aa1'"
-        )
-        .await,
-        Some(tenant_head())
-    );
+    assert_eq!(schema_version(&env, "aa1").await, Some(tenant_head()));
+    assert_eq!(schema_version(&env, "dd4").await, None);
+
+    // An unknown slug is an error, and changes nothing.
     let unknown = MigrateOptions {
-        tenant: Some(Slug::parse("zzz").unwrap()),
+        tenant: Some(slug("zzz")),
         ..MigrateOptions::default()
     };
-    assert!(matches!(
-        migrate_schemas(&env.db, &unknown, &|_, _| {}).await,
-        Err(RunError::UnknownTenant(_))
-    ));
+    match migrate_schemas(&env.db, &unknown, &|_, _| {}).await {
+        Err(RunError::UnknownTenant(s)) => assert_eq!(s, "zzz"),
+        other => panic!("expected UnknownTenant, got {other:?}"),
+    }
+    assert_eq!(schema_version(&env, "dd4").await, None);
+}
+
+#[tokio::test]
+async fn progress_is_called_once_per_reported_schema() {
+    let env = env().await;
+    for s in ["pa1", "pb2", "pc3"] {
+        tenant(&env, s).await;
+    }
+    exec(
+        &env,
+        "update public.companies set schema_version = null where slug <> 'pa1'",
+    )
+    .await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let s = migrate_schemas(&env.db, &MigrateOptions::default(), &|r, total| {
+        seen.lock().unwrap().push((r.name.clone(), total));
+    })
+    .await
+    .unwrap();
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![("pb2".into(), 3), ("pc3".into(), 3), ("public".into(), 3)]
+    );
+    assert_eq!(s.reports.len(), 3);
 }
 
 #[tokio::test]
 async fn one_failing_schema_does_not_stop_the_others_and_a_rerun_resumes() {
     let env = env().await;
-    for slug in ["good1", "good2"] {
-        tenant(&env, slug).await;
+    for s in ["good1", "good2", "good3"] {
+        tenant(&env, s).await;
     }
+    // Two good tenants pending (schema gone), one up to date.
     exec(
         &env,
         "drop schema tenant_good1 cascade; drop schema tenant_good2 cascade",
     )
     .await;
     // A company whose schema already has a conflicting `projects` table: V1 cannot apply there.
+    // The exactly-one-owner trigger is deferred, so the owner is inserted in the same transaction.
     exec(
         &env,
         "begin;
          create schema tenant_broken;
          create table tenant_broken.projects (x int);
-         insert into public.companies (id, name, slug, schema_name, plan, status)
-           values ('00000000-0000-7000-8000-000000000001', 'Broken', 'broken', 'tenant_broken', 'free', 'active');
-         insert into public.users (id, email, password_hash) values ('00000000-0000-7000-8000-000000000002', 'o@broken.test', 'x');
+         insert into tenant_broken.projects values (42);
+         insert into public.users (id, email, password_hash)
+           values ('00000000-0000-7000-8000-000000000002', 'o@broken.test', 'x');
+         insert into public.companies (id, name, slug, schema_name, plan, status, schema_version)
+           values ('00000000-0000-7000-8000-000000000001', 'Broken', 'broken', 'tenant_broken',
+                   'free', 'active', null);
          insert into public.memberships (id, user_id, company_id, role)
-           values (gen_random_uuid(), '00000000-0000-7000-8000-000000000002', '00000000-0000-7000-8000-000000000001', 'owner');
+           values (gen_random_uuid(), '00000000-0000-7000-8000-000000000002',
+                   '00000000-0000-7000-8000-000000000001', 'owner');
          commit;",
     )
     .await;
+
     let s = migrate(&env.db, MigrateOptions::default()).await;
-    assert_eq!(s.failed, 1);
-    assert_eq!(s.migrated, 2, "the good ones were migrated");
-    let broken = s.reports.iter().find(|r| r.name == "broken").unwrap();
-    match &broken.outcome {
-        Outcome::Failed { error } => assert!(!error.is_empty()),
-        other => panic!("expected a failure, got {other:?}"),
+    assert!(!s.ok());
+    assert_eq!(
+        (s.tenants, s.failed, s.migrated, s.up_to_date),
+        (4, 1, 2, 2),
+        "{s:?}"
+    );
+    let outcomes = tenant_outcomes(&s);
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    match &outcomes[0] {
+        (name, Outcome::Failed { error }) if name == "broken" => {
+            assert!(!error.trim().is_empty());
+            assert!(error.contains("projects"), "{error}");
+        }
+        other => panic!("expected broken to fail, got {other:?}"),
     }
-    // Unchanged: no history table, version still null.
+    assert_eq!(
+        outcomes[1],
+        ("good1".into(), migrated_to_head(Some(tenant_head())))
+    );
+    assert_eq!(
+        outcomes[2],
+        ("good2".into(), migrated_to_head(Some(tenant_head())))
+    );
+    for good in ["good1", "good2", "good3"] {
+        assert_eq!(
+            schema_version(&env, good).await,
+            Some(tenant_head()),
+            "{good}"
+        );
+    }
+
+    // The broken schema is exactly as it was: no history, its own table untouched, no version.
     assert!(
         one::<bool>(
             &env,
@@ -445,24 +670,28 @@ async fn one_failing_schema_does_not_stop_the_others_and_a_rerun_resumes() {
         .await
     );
     assert_eq!(
-        one::<Option<i32>>(
-            &env,
-            "select schema_version from public.companies where slug = 'broken'"
-        )
-        .await,
-        None
+        one::<i32>(&env, "select x from tenant_broken.projects").await,
+        42
     );
+    assert_eq!(schema_version(&env, "broken").await, None);
 
+    // Fixed by hand, a re-run migrates it and nothing else.
     exec(&env, "drop table tenant_broken.projects").await;
     let s = migrate(&env.db, MigrateOptions::default()).await;
-    assert_eq!((s.failed, s.migrated), (0, 1));
+    assert!(s.ok(), "{s:?}");
+    assert_eq!((s.failed, s.migrated, s.up_to_date), (0, 1, 4));
     assert_eq!(
-        one::<Option<i32>>(
+        tenant_outcomes(&s),
+        vec![("broken".into(), migrated_to_head(None))]
+    );
+    assert_eq!(schema_version(&env, "broken").await, Some(tenant_head()));
+    assert_eq!(
+        one::<i64>(
             &env,
-            "select schema_version from public.companies where slug = 'broken'"
+            "select count(*) from tenant_broken.refinery_schema_history where version = 1"
         )
         .await,
-        Some(tenant_head())
+        1
     );
 }
 
@@ -470,39 +699,48 @@ async fn one_failing_schema_does_not_stop_the_others_and_a_rerun_resumes() {
 async fn concurrent_runs_never_apply_a_migration_twice() {
     let env = env().await;
     let slugs: Vec<String> = (0..10).map(|i| format!("c{i:02}")).collect();
-    for slug in &slugs {
-        tenant(&env, slug).await;
-        exec(&env, &format!("drop schema tenant_{slug} cascade")).await;
+    for s in &slugs {
+        tenant(&env, s).await;
+        exec(&env, &format!("drop schema tenant_{s} cascade")).await;
     }
+    let s = migrate(&env.db, check_only()).await;
+    assert_eq!(s.behind, 10, "all ten are pending");
+
     let other = Db::connect(&env.url, &PoolSettings::default()).unwrap();
     let opts = MigrateOptions {
         jobs: 4,
         ..MigrateOptions::default()
     };
     let (a, b) = tokio::join!(migrate(&env.db, opts.clone()), migrate(&other, opts));
-    assert_eq!((a.failed, b.failed), (0, 0));
-    assert_eq!(
-        a.migrated + b.migrated + a.up_to_date + b.up_to_date,
-        2 * 11
-    );
-    for slug in &slugs {
-        let rows: i64 = one(
-            &env,
-            &format!("select count(*) from tenant_{slug}.refinery_schema_history"),
-        )
-        .await;
-        let distinct: i64 = one(
-            &env,
-            &format!("select count(distinct version) from tenant_{slug}.refinery_schema_history"),
-        )
-        .await;
-        assert_eq!(
-            (rows, distinct),
-            (tenant_head() as i64, tenant_head() as i64),
-            "{slug}"
-        );
+    assert_eq!((a.failed, b.failed), (0, 0), "{a:?} {b:?}");
+    assert!(a.ok() && b.ok());
+    // Each schema was migrated by exactly one of the two runs.
+    assert_eq!(a.migrated + b.migrated, 10, "{a:?} {b:?}");
+    let head = i64::from(tenant_head());
+    for s in &slugs {
+        let (rows, distinct): (i64, i64) = {
+            let c = env.check.get().await.unwrap();
+            let row = c
+                .query_one(
+                    &format!(
+                        "select count(*), count(distinct version) \
+                           from tenant_{s}.refinery_schema_history"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        assert_eq!((rows, distinct), (head, head), "{s}");
+        assert_eq!(schema_version(&env, s).await, Some(tenant_head()), "{s}");
     }
+    assert!(migrate(&env.db, check_only()).await.ok());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. Provisioning
+// ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn provisioning_is_all_or_nothing() {
@@ -510,36 +748,56 @@ async fn provisioning_is_all_or_nothing() {
     let first = tenant(&env, "first").await;
     assert_eq!(first.domain, "first.example.test");
     assert_eq!(first.company.schema_version, Some(tenant_head()));
+    assert_eq!(first.company.schema_name.as_str(), "tenant_first");
+    assert!(schema_exists(&env, "tenant_first").await);
+    assert_eq!(
+        one::<String>(
+            &env,
+            "select status from public.companies where slug = 'first'"
+        )
+        .await,
+        "active"
+    );
 
     // The owner email belongs to an account with another password: refused after the schema and
-    // migrations were created in the transaction, and nothing remains.
+    // its migrations were created inside the transaction, and nothing remains.
     let mut bad = new_tenant("second");
-    bad.owner_email = Email::parse("owner@first.test").unwrap();
+    bad.owner_email = Email::parse("OWNER@first.test").unwrap();
     let err = provision(&env.db, &base(), bad).await.unwrap_err();
     assert!(matches!(err, ProvisionError::OwnerCredentials), "{err:?}");
+    for (what, sql) in [
+        (
+            "company",
+            "select count(*) from public.companies where slug = 'second'",
+        ),
+        (
+            "domain",
+            "select count(*) from public.domains where domain = 'second.example.test'",
+        ),
+        (
+            "schema",
+            "select count(*) from pg_namespace where nspname = 'tenant_second'",
+        ),
+        ("membership", "select count(*) from public.memberships"),
+        ("user", "select count(*) from public.users"),
+    ] {
+        let expected = if matches!(what, "membership" | "user") {
+            1
+        } else {
+            0
+        };
+        assert_eq!(one::<i64>(&env, sql).await, expected, "{what}");
+    }
+
+    // The same account with its own password may own a second company.
+    let mut good = new_tenant("second");
+    good.owner_email = Email::parse("owner@first.test").unwrap();
+    good.owner_password = Password::parse("password-of-first").unwrap();
+    let second = provision(&env.db, &base(), good).await.unwrap();
+    assert_eq!(second.owner.id, first.owner.id);
     assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from public.companies where slug = 'second'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from public.domains where domain = 'second.example.test'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from pg_namespace where nspname = 'tenant_second'"
-        )
-        .await,
-        0
+        one::<i64>(&env, "select count(*) from public.users").await,
+        1
     );
 
     // Eight concurrent signups of one slug: one wins, seven are told it is taken.
@@ -552,11 +810,13 @@ async fn provisioning_is_all_or_nothing() {
             async move { provision(&db, &base(), t).await },
         ));
     }
-    let mut ok = 0;
-    let mut taken = 0;
+    let (mut ok, mut taken) = (0, 0);
     for task in tasks {
         match task.await.unwrap() {
-            Ok(_) => ok += 1,
+            Ok(p) => {
+                assert_eq!(p.company.slug.as_str(), "race");
+                ok += 1;
+            }
             Err(ProvisionError::SlugTaken) => taken += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
@@ -573,10 +833,19 @@ async fn provisioning_is_all_or_nothing() {
     assert_eq!(
         one::<i64>(
             &env,
-            "select count(*) from public.users where email like '%@race.test'"
+            "select count(*) from public.domains where domain = 'race.example.test'"
         )
         .await,
         1
+    );
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from public.users where email like '%@race.test'"
+        )
+        .await,
+        1,
+        "the losers' owner accounts were rolled back"
     );
     assert_eq!(
         one::<i64>(
@@ -624,49 +893,252 @@ async fn the_database_holds_exactly_one_owner_per_company() {
         ))
         .await
         .unwrap();
+    assert_eq!(
+        one::<String>(
+            &env,
+            &format!("select user_id::text from public.memberships where company_id = '{company}' and role = 'owner'")
+        )
+        .await,
+        "00000000-0000-7000-8000-00000000000a"
+    );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. drop_tenant
+// ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn drop_tenant_removes_everything() {
     let env = env().await;
-    tenant(&env, "gone").await;
-    tenant(&env, "kept").await;
-    assert!(drop_tenant(&env.db, &schema_slug("gone")).await.unwrap());
+    let gone = tenant(&env, "gone").await;
+    let kept = tenant(&env, "kept").await;
+    marker(&env, &gone, "doomed").await;
+    let gone_id = gone.company.id.0;
+    let count = |sql: String| {
+        let env = &env;
+        async move { one::<i64>(env, &sql).await }
+    };
     assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from pg_namespace where nspname = 'tenant_gone'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from public.companies where slug = 'gone'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from public.domains where domain like 'gone.%'"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        one::<i64>(&env, "select count(*) from public.memberships").await,
-        1
-    );
-    assert_eq!(
-        one::<i64>(
-            &env,
-            "select count(*) from pg_namespace where nspname = 'tenant_kept'"
-        )
+        count(format!(
+            "select count(*) from public.memberships where company_id = '{gone_id}'"
+        ))
         .await,
         1
     );
-    assert!(!drop_tenant(&env.db, &schema_slug("gone")).await.unwrap());
+
+    assert!(drop_tenant(&env.db, &slug("gone")).await.unwrap());
+    assert!(!schema_exists(&env, "tenant_gone").await);
+    assert_eq!(
+        count(format!(
+            "select count(*) from public.companies where id = '{gone_id}' or slug = 'gone'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        count(format!(
+            "select count(*) from public.domains where company_id = '{gone_id}' or domain = 'gone.example.test'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        count(format!(
+            "select count(*) from public.memberships where company_id = '{gone_id}'"
+        ))
+        .await,
+        0
+    );
+    // The other tenant is untouched.
+    assert!(schema_exists(&env, "tenant_kept").await);
+    assert_eq!(
+        count(format!(
+            "select count(*) from public.memberships where company_id = '{}'",
+            kept.company.id.0
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        count("select count(*) from public.domains where domain = 'kept.example.test'".into())
+            .await,
+        1
+    );
+
+    // Unknown (and already dropped) slugs answer false.
+    assert!(!drop_tenant(&env.db, &slug("gone")).await.unwrap());
+    assert!(!drop_tenant(&env.db, &slug("never")).await.unwrap());
+
+    // The slug is free again.
+    let again = tenant(&env, "gone").await;
+    assert_ne!(again.company.id.0, gone_id);
+    let conn = TenantConn::acquire(&env.db, &again.company.schema_name)
+        .await
+        .unwrap();
+    assert!(projects::list(&conn, 10, None)
+        .await
+        .unwrap()
+        .projects
+        .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regression tests for library bugs found while writing this suite: a drop racing a migration,
+// a connection left in a failed transaction, --check on an unmigrated database.
+// ---------------------------------------------------------------------------------------------
+
+/// Waits until `n` advisory-lock requests in this database are waiting.
+async fn wait_for_lock_waiters(env: &Env, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = one(
+            env,
+            "select count(*) from pg_locks where locktype = 'advisory' and not granted \
+               and database = (select oid from pg_database where datname = current_database())",
+        )
+        .await;
+        if waiting >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {waiting} of {n} waiters");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_dropped_during_migrate_schemas_stays_dropped() {
+    let env = env().await;
+    tenant(&env, "doomed").await;
+    exec(
+        &env,
+        "update public.companies set schema_version = null where slug = 'doomed'",
+    )
+    .await;
+    // Hold the schema's migration lock so both operations queue behind it: drop first.
+    let locker = env.check.get().await.unwrap();
+    locker.batch_execute("begin").await.unwrap();
+    locker
+        .execute(
+            "select pg_advisory_xact_lock($1, hashtext('tenant_doomed'))",
+            &[&MIGRATION_LOCK_NAMESPACE],
+        )
+        .await
+        .unwrap();
+    let db = env.db.clone();
+    let dropping = tokio::spawn(async move { drop_tenant(&db, &slug("doomed")).await });
+    wait_for_lock_waiters(&env, 1).await;
+    let db = env.db.clone();
+    let migrating =
+        tokio::spawn(
+            async move { migrate_schemas(&db, &MigrateOptions::default(), &|_, _| {}).await },
+        );
+    wait_for_lock_waiters(&env, 2).await;
+    locker.batch_execute("commit").await.unwrap();
+
+    assert!(dropping.await.unwrap().unwrap());
+    let s = migrating.await.unwrap().unwrap();
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from public.companies where slug = 'doomed'"
+        )
+        .await,
+        0
+    );
+    assert!(
+        !schema_exists(&env, "tenant_doomed").await,
+        "migrate-schemas re-created the dropped tenant's schema as an orphan: {s:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_handle_left_in_a_failed_transaction_does_not_poison_the_pool() {
+    let env = env_with(pool_of_one()).await;
+    let t = tenant(&env, "acme").await;
+    {
+        let conn = TenantConn::acquire(&env.db, &t.company.schema_name)
+            .await
+            .unwrap();
+        // A multi-statement simple query with its own BEGIN that fails half way: the session is
+        // left in an aborted transaction block when the handle is dropped.
+        let err = conn
+            .client()
+            .batch_execute("begin; select 1/0; commit")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("22012"));
+    }
+    let next = env.db.public().await;
+    assert!(next.is_ok(), "next checkout: {:?}", next.as_ref().err());
+    drop(next);
+    let next = TenantConn::acquire(&env.db, &t.company.schema_name).await;
+    assert!(next.is_ok(), "next tenant checkout: {:?}", next.err());
+}
+
+#[tokio::test]
+async fn check_reports_an_unmigrated_public_schema_as_behind() {
+    let database = tenantry_testkit::fresh_database().await;
+    let db = Db::connect(&database.url, &PoolSettings::default()).unwrap();
+    let s = migrate_schemas(&db, &check_only(), &|_, _| {})
+        .await
+        .expect("--check reports instead of failing");
+    assert!(!s.ok());
+    assert_eq!((s.behind, s.tenants), (1, 0));
+    assert_eq!(s.reports[0].outcome, Outcome::Behind { version: None });
+}
+
+#[tokio::test]
+async fn a_failure_after_the_schema_exists_rolls_everything_back() {
+    let env = env().await;
+    // Fault injection in the real database: the owner membership of "second" is refused, which
+    // happens after its company, domain, schema, tenant migrations and owner account were created
+    // inside the provisioning transaction.
+    exec(
+        &env,
+        "create function public.refuse_second() returns trigger language plpgsql as $$
+         begin
+           if exists (select 1 from public.companies where id = new.company_id and slug = 'second') then
+             raise exception 'injected failure';
+           end if;
+           return new;
+         end $$;
+         create trigger refuse_second before insert on public.memberships
+           for each row execute function public.refuse_second();",
+    )
+    .await;
+    let err = provision(&env.db, &base(), new_tenant("second"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProvisionError::Db(_)), "{err:?}");
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from public.companies where slug = 'second'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from public.domains where domain like 'second.%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from public.users where email = 'owner@second.test'"
+        )
+        .await,
+        0
+    );
+    assert!(!schema_exists(&env, "tenant_second").await);
+    // The same signup succeeds once the fault is gone.
+    exec(&env, "drop trigger refuse_second on public.memberships").await;
+    provision(&env.db, &base(), new_tenant("second"))
+        .await
+        .unwrap();
+    assert!(schema_exists(&env, "tenant_second").await);
 }

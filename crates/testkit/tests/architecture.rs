@@ -93,13 +93,52 @@ fn dependencies_point_one_way() {
 }
 
 #[test]
+fn the_workspace_has_the_expected_members() {
+    let meta = metadata();
+    let names: BTreeSet<&str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "tenantry-public",
+        "tenantry-tenant",
+        "tenantry-http",
+        "tenantry-worker",
+        "tenantry-ctl",
+        "tenantry-testkit",
+    ] {
+        assert!(
+            names.contains(expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+/// A workspace crate named `http` would shadow the `http` crate actix-web is built on.
+#[test]
 fn no_package_is_named_plain_http() {
     let meta = metadata();
-    for p in meta["packages"].as_array().unwrap() {
+    let packages = meta["packages"].as_array().unwrap();
+    assert!(!packages.is_empty());
+    for p in packages {
         let name = p["name"].as_str().unwrap();
-        assert!(
-            name.starts_with("tenantry-"),
-            "{name} lacks the tenantry- prefix"
-        );
+        assert_ne!(name, "http", "a workspace package is named plain `http`");
+        for t in p["targets"].as_array().unwrap() {
+            let kinds = t["kind"].as_array().unwrap();
+            if kinds.iter().any(|k| k == "lib") {
+                assert_ne!(
+                    t["name"], "http",
+                    "{name} has a library target named `http`"
+                );
+            }
+        }
+        for d in p["dependencies"].as_array().unwrap() {
+            assert_ne!(
+                d["rename"], "http",
+                "{name} renames a dependency to plain `http`"
+            );
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! The `/api/v1` routes, one module per resource.
 
 pub mod bench;
+pub mod me;
 pub mod ops;
 pub mod projects;
 pub mod register;
+pub mod sessions;
 pub mod token;
 
 use actix_web::{web, HttpResponse, ResponseError};
@@ -20,6 +22,52 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     .service(
         web::resource("/auth/token")
             .route(web::post().to(token::token))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/token/refresh")
+            .route(web::post().to(sessions::refresh))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/token/verify")
+            .route(web::post().to(sessions::verify))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/logout")
+            .route(web::post().to(sessions::logout))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/sessions")
+            .route(web::get().to(sessions::list))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/sessions/{id}")
+            .route(web::delete().to(sessions::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/switch")
+            .route(web::post().to(sessions::switch))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/me/organizations")
+            .route(web::get().to(me::organizations))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/users/me")
+            .route(web::get().to(me::get))
+            .route(web::patch().to(me::update))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/users/me/password")
+            .route(web::post().to(me::change_password))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

@@ -1,13 +1,17 @@
-//! `POST /api/v1/auth/token` on a tenant host: email + password → access token.
+//! `POST /api/v1/auth/token`: email + password → access and refresh tokens. On a tenant host the
+//! tokens are for that organization; on the base host they are account tokens, which can only
+//! list organizations and switch into one.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use tenantry_public::memberships::{self, LoginCandidate};
-use tenantry_public::passwords;
+use tenantry_public::memberships::{self, LoginCandidate, Role};
+use tenantry_public::sessions::{self, Origin, RefreshSecret, Session};
+use tenantry_public::{passwords, CompanyId, UserId};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Validator};
-use crate::host::Tenant;
+use crate::host::HostKind;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -25,11 +29,52 @@ pub struct TokenResponse {
     /// Seconds until the access token expires.
     #[schema(example = 900)]
     pub expires_in: i64,
+    /// Opaque, single use: exchange it at `/api/v1/auth/token/refresh` for a new pair.
+    pub refresh_token: String,
 }
 
-const BAD_CREDENTIALS: &str = "the email or password is incorrect";
+pub(crate) const BAD_CREDENTIALS: &str = "the email or password is incorrect";
 
-/// Exchanges a member's email and password for an access token for this organization.
+/// Where a request came from, for the sessions list. The peer address only: forwarding headers
+/// are client-controlled.
+pub(crate) fn origin(req: &HttpRequest) -> Origin {
+    Origin {
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
+}
+
+/// Issues the access token for a session and wraps it with the refresh token.
+pub(crate) fn respond(
+    state: &AppState,
+    user: UserId,
+    tenant: Option<(CompanyId, Role)>,
+    session: &Session,
+    refresh: &RefreshSecret,
+) -> Result<HttpResponse, ApiError> {
+    let (access_token, expires_in) = state
+        .jwt
+        .issue(
+            user.0,
+            tenant.map(|(c, r)| (c.0, r.as_str())),
+            Some(session.id),
+        )
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: refresh.expose().to_owned(),
+        }))
+}
+
+/// Logs in. Tenant host: a member's token for that organization. Base host: an account token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
     request_body = TokenRequest,
     responses(
@@ -38,9 +83,10 @@ const BAD_CREDENTIALS: &str = "the email or password is incorrect";
         (status = 422, description = "Missing fields", content_type = "application/problem+json"),
     ))]
 pub async fn token(
-    Tenant(tenant): Tenant,
+    host: HostKind,
     state: web::Data<AppState>,
     body: web::Json<TokenRequest>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::new();
     let email = v.required("email", &body.email).map(str::to_owned);
@@ -50,9 +96,17 @@ pub async fn token(
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
     };
 
+    // On the base host any active account may log in; the membership lookup is for a company
+    // nobody belongs to, and its result is ignored.
+    let company = host.company();
     let candidate = {
         let client = state.db.public().await?;
-        memberships::find_login(client.client(), &email, tenant.route().company_id).await?
+        memberships::find_login(
+            client.client(),
+            &email,
+            company.unwrap_or(CompanyId(uuid::Uuid::nil())),
+        )
+        .await?
     };
     // The connection is back in the pool before the slow part. Unknown emails are checked against
     // a fixed hash, so every failure takes as long as a wrong password.
@@ -60,22 +114,29 @@ pub async fn token(
     let ok = passwords::verify(&password, stored)
         .await
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    let (user_id, role) = match candidate {
-        Some(LoginCandidate {
-            user_id,
-            user_active: true,
-            role: Some(role),
-            ..
-        }) if ok => (user_id, role),
+    let (user_id, tenant) = match (candidate, company) {
+        (
+            Some(LoginCandidate {
+                user_id,
+                user_active: true,
+                ..
+            }),
+            None,
+        ) if ok => (user_id, None),
+        (
+            Some(LoginCandidate {
+                user_id,
+                user_active: true,
+                role: Some(role),
+                ..
+            }),
+            Some(company),
+        ) if ok => (user_id, Some((company, role))),
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
     };
-    let (access_token, expires_in) = state
-        .jwt
-        .issue(user_id.0, tenant.route().company_id.0, role.as_str())
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    Ok(HttpResponse::Ok().json(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in,
-    }))
+    let (session, refresh) = {
+        let client = state.db.public().await?;
+        sessions::open(client.client(), user_id, company, &origin(&req)).await?
+    };
+    respond(&state, user_id, tenant, &session, &refresh)
 }

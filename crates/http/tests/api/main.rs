@@ -9,4 +9,5 @@ mod ops;
 mod projects;
 mod register;
 mod routing;
+mod sessions;
 mod tokens;

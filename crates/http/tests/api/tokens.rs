@@ -21,8 +21,15 @@ async fn login_issues_a_bearer_token() {
         .verify(body["access_token"].as_str().unwrap())
         .unwrap();
     assert_eq!(claims.sub.to_string(), t.owner_id);
-    assert_eq!(claims.tenant.to_string(), t.company_id);
-    assert_eq!(claims.role, "owner");
+    assert_eq!(
+        claims.tenant.map(|c| c.to_string()),
+        Some(t.company_id.clone())
+    );
+    assert_eq!(claims.role.as_deref(), Some("owner"));
+    assert!(claims.sid.is_some(), "tied to a session");
+    assert!(body["refresh_token"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("rt_") && r.len() >= 43));
     assert_eq!(claims.exp - claims.iat, 900);
 }
 
@@ -153,7 +160,7 @@ async fn forged_and_stale_tokens_are_refused() {
         (
             "unknown role",
             forged(Claims {
-                role: "superuser".into(),
+                role: Some("superuser".into()),
                 ..good.clone()
             }),
         ),
@@ -162,7 +169,10 @@ async fn forged_and_stale_tokens_are_refused() {
             "alg none",
             format!(
                 "{}.{}.",
-                b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+                b64.encode(format!(
+                    r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#,
+                    app.jwt.current_kid()
+                )),
                 payload
             ),
         ),
@@ -174,8 +184,10 @@ async fn forged_and_stale_tokens_are_refused() {
     // A correctly signed token with the iat claim missing is refused too.
     let mut claims = serde_json::to_value(&good).unwrap();
     claims.as_object_mut().unwrap().remove("iat");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(app.jwt.current_kid().to_owned());
     let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &header,
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
@@ -190,7 +202,7 @@ async fn forged_and_stale_tokens_are_refused() {
     // And the same claims with iat put back are accepted, so the refusal above is about iat.
     claims["iat"] = json!(now);
     let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &header,
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )

@@ -1,0 +1,228 @@
+//! Refresh, verify, logout, the caller's sessions, and switching from an account into an
+//! organization.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenantry_public::memberships;
+use tenantry_public::sessions::{self, RefreshError};
+use tenantry_public::{companies, Slug};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Validator};
+use crate::host::{HostKind, PublicHost};
+use crate::routes::token::{origin, respond, TokenResponse};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: Option<String>,
+}
+
+const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
+
+/// Exchanges a refresh token for a new access token and a new refresh token. The old refresh
+/// token is spent; presenting it again revokes the whole session.
+#[utoipa::path(post, path = "/api/v1/auth/token/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse),
+              (status = 401, description = "Invalid, spent or revoked", content_type = "application/problem+json")))]
+pub async fn refresh(
+    host: HostKind,
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validator::new();
+    let presented = v
+        .required("refresh_token", &body.refresh_token)
+        .map(str::to_owned);
+    v.finish()?;
+    let presented = presented.unwrap_or_default();
+    let mut client = state.db.public().await?;
+    let rotated = match sessions::rotate(&mut client, &presented, host.company()).await {
+        Ok(r) => r,
+        Err(RefreshError::Db(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::info!(reason = %e, "refresh refused");
+            return Err(ApiError::Unauthorized(INVALID_REFRESH));
+        }
+    };
+    drop(client);
+    let tenant = rotated.session.company_id.zip(rotated.role);
+    respond(
+        &state,
+        rotated.session.user_id,
+        tenant,
+        &rotated.session,
+        &rotated.secret,
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    pub active: bool,
+    pub sub: Uuid,
+    pub tenant: Option<Uuid>,
+    pub role: Option<String>,
+    pub exp: i64,
+}
+
+/// Checks an access token for this host: 200 with its claims when valid, 401 otherwise.
+#[utoipa::path(post, path = "/api/v1/auth/token/verify", tag = "auth", request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResponse),
+              (status = 401, description = "Invalid, expired, or for another host", content_type = "application/problem+json")))]
+pub async fn verify(
+    host: HostKind,
+    state: web::Data<AppState>,
+    body: web::Json<VerifyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let token = body.token.as_deref().unwrap_or_default();
+    let claims = state
+        .jwt
+        .verify(token)
+        .map_err(|_| ApiError::Unauthorized("the token is invalid or expired"))?;
+    if claims.tenant != host.company().map(|c| c.0) {
+        return Err(ApiError::Unauthorized(
+            "the token is not valid on this host",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(VerifyResponse {
+        active: true,
+        sub: claims.sub,
+        tenant: claims.tenant,
+        role: claims.role,
+        exp: claims.exp,
+    }))
+}
+
+/// Ends the session a refresh token belongs to. Always 204, whether or not the token was known.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "The session is over")))]
+pub async fn logout(
+    _host: HostKind,
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &body.refresh_token {
+        let client = state.db.public().await?;
+        sessions::revoke_by_token(client.client(), token).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    /// The organization it was opened for; null for an account session.
+    pub company_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// True for the session of the token making this request.
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub results: Vec<SessionView>,
+}
+
+/// The caller's active sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = SessionList)))]
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let client = state.db.public().await?;
+    let results = sessions::list_active(client.client(), caller.user_id)
+        .await?
+        .into_iter()
+        .map(|s| SessionView {
+            current: Some(s.id) == caller.session_id,
+            id: s.id,
+            company_id: s.company_id.map(|c| c.0),
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            expires_at: s.expires_at,
+            ip: s.ip,
+            user_agent: s.user_agent,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(SessionList { results }))
+}
+
+/// Ends one of the caller's sessions: its refresh token stops working at once.
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses((status = 204, description = "Revoked"),
+              (status = 404, description = "No such active session of the caller", content_type = "application/problem+json")))]
+pub async fn delete(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let client = state.db.public().await?;
+    if sessions::revoke(client.client(), caller.user_id, *id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SwitchRequest {
+    #[schema(example = "acme")]
+    pub slug: Option<String>,
+}
+
+/// Base host, account token: returns tokens for one of the caller's organizations.
+#[utoipa::path(post, path = "/api/v1/auth/switch", tag = "auth", request_body = SwitchRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = TokenResponse),
+              (status = 403, description = "Not an active member of that organization", content_type = "application/problem+json")))]
+pub async fn switch(
+    _: PublicHost,
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<SwitchRequest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut v = Validator::new();
+    let slug = v.required("slug", &body.slug).map(str::to_owned);
+    v.finish()?;
+    let refused =
+        || ApiError::Forbidden("you are not an active member of that organization".into());
+    let slug = Slug::parse(&slug.unwrap_or_default()).map_err(|_| refused())?;
+    let client = state.db.public().await?;
+    let company = companies::find_by_slug(client.client(), &slug)
+        .await?
+        .ok_or_else(refused)?;
+    let role = memberships::active_role(client.client(), caller.user_id, company.id)
+        .await?
+        .ok_or_else(refused)?;
+    if company.status != tenantry_public::companies::CompanyStatus::Active {
+        return Err(ApiError::Forbidden(
+            "that organization is not active".into(),
+        ));
+    }
+    let (session, refresh) = sessions::open(
+        client.client(),
+        caller.user_id,
+        Some(company.id),
+        &origin(&req),
+    )
+    .await?;
+    respond(
+        &state,
+        caller.user_id,
+        Some((company.id, role)),
+        &session,
+        &refresh,
+    )
+}

@@ -1,0 +1,321 @@
+//! Login sessions and rotating refresh tokens.
+//!
+//! A session is one login: a family of refresh tokens. Refresh tokens are opaque, carry 256
+//! random bits and are stored only as SHA-256 hashes. Every refresh rotates the token; presenting
+//! a token that was already rotated means it leaked, so the whole session is revoked.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, GenericClient, Row};
+use uuid::Uuid;
+
+use crate::db::DbError;
+use crate::ids::{CompanyId, UserId};
+use crate::memberships::Role;
+
+/// How long a session (and so every refresh token in it) lives at most.
+pub const SESSION_TTL_DAYS: i64 = 30;
+
+const TOKEN_PREFIX: &str = "rt_";
+
+/// A new refresh token's secret: shown once to the client, never stored.
+pub struct RefreshSecret(String);
+
+impl RefreshSecret {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RefreshSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshSecret(***)")
+    }
+}
+
+fn hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// Where a login came from, for the sessions list.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub company_id: Option<CompanyId>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, user_id, company_id, created_at, last_used_at, expires_at, ip, user_agent";
+
+impl TryFrom<&Row> for Session {
+    type Error = DbError;
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: UserId(row.try_get("user_id")?),
+            company_id: row.try_get::<_, Option<Uuid>>("company_id")?.map(CompanyId),
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            expires_at: row.try_get("expires_at")?,
+            ip: row.try_get("ip")?,
+            user_agent: row.try_get("user_agent")?,
+        })
+    }
+}
+
+/// Opens a session for `user` (in `company`, or an account session) with its first refresh token.
+pub async fn open(
+    db: &impl GenericClient,
+    user: UserId,
+    company: Option<CompanyId>,
+    origin: &Origin,
+) -> Result<(Session, RefreshSecret), DbError> {
+    let secret = RefreshSecret::generate();
+    let id = Uuid::now_v7();
+    let expires = Utc::now() + Duration::days(SESSION_TTL_DAYS);
+    let sql = format!(
+        "with s as (insert into public.sessions (id, user_id, company_id, expires_at, ip, user_agent) \
+                    values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}), \
+              t as (insert into public.refresh_tokens (token_hash, session_id) values ($7, $1)) \
+         select {COLUMNS} from s"
+    );
+    let row = db
+        .query_one(
+            &sql,
+            &[
+                &id,
+                &user.0,
+                &company.map(|c| c.0),
+                &expires,
+                &origin.ip,
+                &origin.user_agent,
+                &hash(secret.expose()),
+            ],
+        )
+        .await?;
+    Ok((Session::try_from(&row)?, secret))
+}
+
+/// Why a refresh was refused. Every variant is a 401 to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("unknown, expired or revoked refresh token")]
+    Invalid,
+    /// A rotated token was presented again: the session has been revoked.
+    #[error("refresh token reuse detected; the session was revoked")]
+    Reused,
+    /// The account or the membership is no longer active: the session has been revoked.
+    #[error("the account or membership is no longer active")]
+    NoLongerAllowed,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for RefreshError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// The result of a successful refresh.
+#[derive(Debug)]
+pub struct Rotated {
+    pub session: Session,
+    pub secret: RefreshSecret,
+    /// The caller's role now (not when the session opened), for tenant sessions.
+    pub role: Option<Role>,
+}
+
+/// Exchanges a refresh token for its successor, in one transaction.
+/// `company` is the tenant of the host the refresh arrived on (`None` on the base host); a token
+/// of another session kind is refused without being rotated.
+pub async fn rotate(
+    client: &mut Client,
+    presented: &str,
+    company: Option<CompanyId>,
+) -> Result<Rotated, RefreshError> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "select t.rotated_at, s.id, s.revoked_at, s.expires_at, s.company_id \
+               from public.refresh_tokens t join public.sessions s on s.id = t.session_id \
+              where t.token_hash = $1 \
+              for update of t, s",
+            &[&hash(presented)],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Err(RefreshError::Invalid);
+    };
+    let rotated_at: Option<DateTime<Utc>> = row.try_get(0)?;
+    let session_id: Uuid = row.try_get(1)?;
+    let revoked_at: Option<DateTime<Utc>> = row.try_get(2)?;
+    let expires_at: DateTime<Utc> = row.try_get(3)?;
+    let session_company: Option<Uuid> = row.try_get(4)?;
+    if session_company != company.map(|c| c.0) {
+        return Err(RefreshError::Invalid);
+    }
+    if revoked_at.is_some() || expires_at <= Utc::now() {
+        return Err(RefreshError::Invalid);
+    }
+    if rotated_at.is_some() {
+        revoke_in(&tx, session_id, "refresh token reuse").await?;
+        tx.commit().await?;
+        return Err(RefreshError::Reused);
+    }
+    // Deactivation, removal or a role change take effect at the next refresh.
+    let allowed = tx
+        .query_one(
+            "select u.is_active, s.company_id, m.role, coalesce(m.is_active, false) \
+               from public.sessions s join public.users u on u.id = s.user_id \
+               left join public.memberships m on m.user_id = s.user_id and m.company_id = s.company_id \
+              where s.id = $1",
+            &[&session_id],
+        )
+        .await?;
+    let user_active: bool = allowed.try_get(0)?;
+    let company: Option<Uuid> = allowed.try_get(1)?;
+    let role: Option<String> = allowed.try_get(2)?;
+    let member_active: bool = allowed.try_get(3)?;
+    let role = match (company, role) {
+        (None, _) => None,
+        (Some(_), Some(r)) if member_active => {
+            Some(Role::parse(&r).map_err(|e| DbError::Config(format!("memberships.role {e}")))?)
+        }
+        (Some(_), _) => {
+            revoke_in(&tx, session_id, "membership ended").await?;
+            tx.commit().await?;
+            return Err(RefreshError::NoLongerAllowed);
+        }
+    };
+    if !user_active {
+        revoke_in(&tx, session_id, "account deactivated").await?;
+        tx.commit().await?;
+        return Err(RefreshError::NoLongerAllowed);
+    }
+
+    let secret = RefreshSecret::generate();
+    tx.execute(
+        "update public.refresh_tokens set rotated_at = now() where token_hash = $1",
+        &[&hash(presented)],
+    )
+    .await?;
+    tx.execute(
+        "insert into public.refresh_tokens (token_hash, session_id) values ($1, $2)",
+        &[&hash(secret.expose()), &session_id],
+    )
+    .await?;
+    let sql = format!(
+        "update public.sessions set last_used_at = now() where id = $1 returning {COLUMNS}"
+    );
+    let session = Session::try_from(&tx.query_one(&sql, &[&session_id]).await?)?;
+    tx.commit().await?;
+    Ok(Rotated {
+        session,
+        secret,
+        role,
+    })
+}
+
+async fn revoke_in(db: &impl GenericClient, session: Uuid, reason: &str) -> Result<(), DbError> {
+    db.execute(
+        "update public.sessions set revoked_at = now(), revoked_reason = $2 \
+         where id = $1 and revoked_at is null",
+        &[&session, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Revokes the session a refresh token belongs to (logout). False if the token is unknown.
+pub async fn revoke_by_token(db: &impl GenericClient, presented: &str) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "update public.sessions set revoked_at = now(), revoked_reason = 'logout' \
+              where id = (select session_id from public.refresh_tokens where token_hash = $1) \
+                and revoked_at is null",
+            &[&hash(presented)],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Revokes one of `user`'s sessions. False if it is not theirs or already revoked.
+pub async fn revoke(db: &impl GenericClient, user: UserId, session: Uuid) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "update public.sessions set revoked_at = now(), revoked_reason = 'revoked by user' \
+              where id = $1 and user_id = $2 and revoked_at is null",
+            &[&session, &user.0],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Revokes every session of `user` except `keep`. Returns how many were revoked.
+pub async fn revoke_all(
+    db: &impl GenericClient,
+    user: UserId,
+    keep: Option<Uuid>,
+    reason: &str,
+) -> Result<u64, DbError> {
+    Ok(db
+        .execute(
+            "update public.sessions set revoked_at = now(), revoked_reason = $3 \
+              where user_id = $1 and revoked_at is null and ($2::uuid is null or id <> $2)",
+            &[&user.0, &keep, &reason],
+        )
+        .await?)
+}
+
+/// The user's sessions that can still be refreshed, newest first.
+pub async fn list_active(db: &impl GenericClient, user: UserId) -> Result<Vec<Session>, DbError> {
+    let sql = format!(
+        "select {COLUMNS} from public.sessions \
+          where user_id = $1 and revoked_at is null and expires_at > now() \
+          order by created_at desc"
+    );
+    db.query(&sql, &[&user.0])
+        .await?
+        .iter()
+        .map(Session::try_from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_random_and_hashed() {
+        let a = RefreshSecret::generate();
+        let b = RefreshSecret::generate();
+        assert_ne!(a.expose(), b.expose());
+        assert!(a.expose().starts_with("rt_"));
+        // 32 bytes of randomness, base64url without padding: 43 characters.
+        assert_eq!(a.expose().len(), 3 + 43);
+        assert_eq!(hash(a.expose()).len(), 32);
+        assert_eq!(format!("{a:?}"), "RefreshSecret(***)");
+    }
+}
