@@ -4,16 +4,19 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use std::future::{ready, Ready};
 use tenantry_public::memberships::Role;
 use tenantry_public::UserId;
+use tenantry_tenant::access::{self, Permission};
+use tenantry_tenant::audit::{Actor, Origin};
 use tenantry_tenant::ActiveTenant;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::host::HostKind;
 use crate::state::AppState;
+use crate::telemetry::RequestId;
 use crate::tokens::Claims;
 
 const INVALID: &str = "the access token is invalid or expired";
@@ -83,19 +86,26 @@ impl FromRequest for Caller {
 /// A member of the Host's tenant, authenticated with a token for that tenant.
 pub struct TenantUser {
     pub tenant: ActiveTenant,
+    /// The account responsible for what this caller does (for an API key: its creator).
     pub user_id: UserId,
     pub role: Role,
+    /// Who acts, as the audit trail records it (a user, or an API key).
+    pub actor: Actor,
+    /// The session of the access token (none for API keys).
+    pub session_id: Option<Uuid>,
 }
 
 impl TenantUser {
-    /// Refuses viewers (and anyone else below member) for writes.
-    pub fn require_write(&self) -> Result<(), ApiError> {
-        if self.role.can_write() {
+    /// Checks the permission matrix (`tenantry_tenant::access`): 403 when the role lacks it.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if access::allows(self.role, permission) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "the {} role may not change this organization's data",
-                self.role
+                "the {} role may not do this ({} requires {} or above)",
+                self.role,
+                permission.as_str(),
+                permission.minimum_role()
             )))
         }
     }
@@ -113,6 +123,8 @@ impl TenantUser {
             tenant,
             user_id: caller.user_id,
             role,
+            actor: Actor::User(caller.user_id),
+            session_id: caller.session_id,
         })
     }
 }
@@ -141,5 +153,32 @@ impl FromRequest for TenantUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Self::extract(req))
+    }
+}
+
+/// Where the request came from, for the audit trail: the peer address (the server does not trust
+/// forwarding headers), the user agent and the request id.
+pub struct RequestOrigin(pub Origin);
+
+impl RequestOrigin {
+    pub fn of(req: &HttpRequest) -> Origin {
+        Origin {
+            ip: req.peer_addr().map(|a| a.ip()),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        }
+    }
+}
+
+impl FromRequest for RequestOrigin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self(Self::of(req))))
     }
 }

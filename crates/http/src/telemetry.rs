@@ -4,6 +4,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use std::time::Instant;
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -28,6 +29,10 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// The id of the current request, stored in the request's extensions for handlers (audit).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps every request in a span carrying its id (from `X-Request-Id` when sane, else new), and
@@ -47,6 +52,7 @@ pub async fn request_span(
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,

@@ -7,6 +7,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::names::display_name;
+use tenantry_tenant::access::Permission;
 use tenantry_tenant::projects::{
     self, NewProject, Project, ProjectError, ProjectPatch, ProjectStatus,
 };
@@ -140,6 +141,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(Permission::ContentRead)?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<i64>() {
@@ -182,7 +184,7 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateProject>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require_write()?;
+    user.require(Permission::ContentWrite)?;
     let mut v = Validator::new();
     let name = v
         .required("name", &body.name)
@@ -241,6 +243,7 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    user.require(Permission::ContentRead)?;
     let conn = user.tenant.connect(&state.db).await?;
     let project = projects::get(&conn, ProjectId(*id))
         .await?
@@ -261,7 +264,7 @@ pub async fn update(
     id: web::Path<Uuid>,
     body: web::Json<UpdateProject>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require_write()?;
+    user.require(Permission::ContentWrite)?;
     let mut v = Validator::new();
     let name = body
         .name
@@ -312,7 +315,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require_write()?;
+    user.require(Permission::ContentWrite)?;
     let conn = user.tenant.connect(&state.db).await?;
     if projects::delete(&conn, ProjectId(*id)).await? {
         Ok(HttpResponse::NoContent().finish())
