@@ -30,6 +30,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub http_workers: Option<usize>,
     pub routing_cache_ttl: Duration,
+    /// Scheme of links in emails (`LINK_SCHEME`; `http` when `BASE_DOMAIN` is localhost, else `https`).
+    pub link_scheme: String,
+    /// Port of links in emails (`LINK_PORT`; none by default, i.e. the scheme's default port).
+    pub link_port: Option<u16>,
     /// Serves `/api/v1/_bench/*` routes used by `just bench`. Never enable in production.
     pub bench_routes: bool,
 }
@@ -101,7 +105,27 @@ impl Settings {
             0 => None,
             n => Some(n as usize),
         };
+        let link_scheme = match get("LINK_SCHEME").as_deref().map(str::trim) {
+            None | Some("") if base_domain.as_str() == "localhost" => "http".to_owned(),
+            None | Some("") => "https".to_owned(),
+            Some(s @ ("http" | "https")) => s.to_owned(),
+            Some(other) => {
+                return Err(err(
+                    "LINK_SCHEME",
+                    format!("must be http or https, got {other:?}"),
+                ))
+            }
+        };
+        let link_port =
+            match get("LINK_PORT").as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(v.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    err("LINK_PORT", format!("must be a port number, got {v:?}"))
+                })?),
+            };
         Ok(Self {
+            link_scheme,
+            link_port,
             database_url: SecretString::from(required("DATABASE_URL")?),
             redis_url: SecretString::from(required("REDIS_URL")?),
             base_domain,
@@ -118,6 +142,15 @@ impl Settings {
             routing_cache_ttl: Duration::from_secs(parsed("ROUTING_CACHE_TTL_SECS", 30)?),
             bench_routes: matches!(get("TENANTRY_BENCH_ROUTES").as_deref(), Some("1" | "true")),
         })
+    }
+
+    /// A link for an email: `{scheme}://{host}[:port]{path}?token={token}`, where `host` is one of
+    /// the Host names this server answers (the tenant's, or the base domain).
+    pub fn link(&self, host: &str, path: &str, token: &str) -> String {
+        match self.link_port {
+            Some(port) => format!("{}://{host}:{port}{path}?token={token}", self.link_scheme),
+            None => format!("{}://{host}{path}?token={token}", self.link_scheme),
+        }
     }
 
     pub fn database_url(&self) -> &str {

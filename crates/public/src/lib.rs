@@ -4,6 +4,7 @@
 pub mod companies;
 pub mod db;
 pub mod ids;
+pub mod mail;
 pub mod memberships;
 pub mod migrate;
 pub mod names;
