@@ -89,6 +89,9 @@ pub enum ApiError {
     /// 422: values that parse but are not acceptable.
     #[error("validation failed")]
     Validation(FieldErrors),
+    /// 429 with Retry-After.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     /// 503 with Retry-After.
     #[error("{detail}")]
     Unavailable { detail: String, retry_after: u32 },
@@ -124,6 +127,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Validation(_) => "validation-error",
+            Self::TooManyRequests { .. } => "too-many-requests",
             Self::Unavailable { .. } => "service-unavailable",
             Self::Unexpected(_) => "internal-error",
         }
@@ -153,6 +157,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -188,6 +193,9 @@ impl ResponseError for ApiError {
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             Self::Unavailable { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            Self::TooManyRequests { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}

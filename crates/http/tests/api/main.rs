@@ -5,6 +5,7 @@
 mod errors;
 mod helpers;
 mod isolation;
+mod login_security;
 mod ops;
 mod projects;
 mod register;
