@@ -299,13 +299,19 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
         .await
         .expect_err("append-only");
     let message = err.as_db_error().map(|e| e.message().to_owned());
-    assert!(message.is_some_and(|m| m.contains("append-only")), "{err:?}");
+    assert!(
+        message.is_some_and(|m| m.contains("append-only")),
+        "{err:?}"
+    );
     let err = client
         .execute("update tenant_acme.audit_log set action = 'x'", &[])
         .await
         .expect_err("append-only");
     let message = err.as_db_error().map(|e| e.message().to_owned());
-    assert!(message.is_some_and(|m| m.contains("append-only")), "{err:?}");
+    assert!(
+        message.is_some_and(|m| m.contains("append-only")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
