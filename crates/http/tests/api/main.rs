@@ -6,6 +6,7 @@ mod errors;
 mod helpers;
 mod isolation;
 mod login_security;
+mod matrix;
 mod ops;
 mod projects;
 mod register;
