@@ -109,3 +109,15 @@ pub async fn set_password_hash(
     .await?;
     Ok(())
 }
+
+/// Records that the account's owner proved control of its email address (an invitation link
+/// reached them). Keeps an earlier verification time.
+pub async fn mark_email_verified(db: &impl GenericClient, id: UserId) -> Result<(), DbError> {
+    db.execute(
+        "update public.users set email_verified_at = now(), updated_at = now() \
+          where id = $1 and email_verified_at is null",
+        &[&id.0],
+    )
+    .await?;
+    Ok(())
+}
