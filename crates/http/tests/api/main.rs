@@ -4,8 +4,11 @@
 
 mod errors;
 mod helpers;
+mod invitations;
 mod isolation;
+mod members;
 mod ops;
+mod ownership;
 mod projects;
 mod register;
 mod routing;
