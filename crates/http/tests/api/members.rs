@@ -786,13 +786,20 @@ async fn the_plan_limit_counts_members_under_concurrency() {
     let t = app.tenant("acme").await;
     app.sql("update public.companies set plan = 'free' where slug = 'acme'")
         .await;
-    // The free plan allows 5: the owner and three more, then one seat left for six contenders.
+    // The free plan allows 5: the owner and three more, then one seat left for twelve contenders.
     for i in 0..3 {
         app.member(&t, &format!("m{i}@acme.test"), "member").await;
     }
+    // Existing accounts, so no request spends time hashing: they all reach the database at once.
+    for i in 0..12 {
+        app.sql(&format!(
+            "insert into public.users (id, email, password_hash) values (gen_random_uuid(), 'c{i}@acme.test', 'x')"
+        ))
+        .await;
+    }
     let mut requests = Vec::new();
-    for i in 0..6 {
-        let body = json!({"email": format!("c{i}@acme.test"), "role": "viewer", "full_name": "Contender", "password": "contender-password"});
+    for i in 0..12 {
+        let body = json!({"email": format!("c{i}@acme.test"), "role": "viewer"});
         requests.push(call(
             &app,
             Method::POST,
@@ -828,11 +835,17 @@ async fn the_plan_limit_counts_members_under_concurrency() {
         ))
         .await;
     assert_eq!(members, 5);
-    // Accounts of refused additions were rolled back with them.
-    let contenders: i64 = app
-        .sql_one("select count(*) from public.users where email like 'c_@acme.test'")
+    // A refused new account is rolled back with its membership.
+    let p = problem(
+        call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "fresh@acme.test", "role": "viewer", "full_name": "Fresh", "password": "fresh-password"})), &t.token).await,
+        403,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("upgrade"), "{p}");
+    let fresh: i64 = app
+        .sql_one("select count(*) from public.users where email = 'fresh@acme.test'")
         .await;
-    assert_eq!(contenders, 1);
+    assert_eq!(fresh, 0);
     // A deactivated member still holds a seat; removing one frees it.
     let m0 = user_id(&app, "m0@acme.test").await;
     let r = call(
