@@ -80,6 +80,9 @@ pub enum ApiError {
     /// 409.
     #[error("{detail}")]
     Conflict { detail: String, errors: FieldErrors },
+    /// 410: something that existed and is gone for good (a used, revoked or expired token).
+    #[error("{0}")]
+    Gone(String),
     /// 413.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -124,6 +127,7 @@ impl ApiError {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
+            Self::Gone(_) => "gone",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Validation(_) => "validation-error",
@@ -154,6 +158,7 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,

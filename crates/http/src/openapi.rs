@@ -30,6 +30,18 @@ use crate::routes;
         routes::projects::get,
         routes::projects::update,
         routes::projects::delete,
+        routes::members::list,
+        routes::members::get,
+        routes::members::create,
+        routes::members::update,
+        routes::members::delete,
+        routes::members::deactivate,
+        routes::members::activate,
+        routes::invitations::create,
+        routes::invitations::list,
+        routes::invitations::delete,
+        routes::invitations::accept,
+        routes::organization::transfer_ownership,
     ),
     components(schemas(crate::error::ProblemDoc)),
     modifiers(&BearerAuth),
@@ -39,6 +51,9 @@ use crate::routes;
         (name = "auth", description = "Access and refresh tokens, sessions, switching organizations"),
         (name = "account", description = "The caller's own account"),
         (name = "projects", description = "Projects of the Host's tenant"),
+        (name = "members", description = "Members of the Host's tenant and their roles"),
+        (name = "invitations", description = "Invitations to join the Host's tenant"),
+        (name = "organization", description = "The Host's tenant as a whole: ownership"),
     )
 )]
 pub struct ApiDoc;

@@ -299,6 +299,23 @@ pub async fn revoke_all(
         .await?)
 }
 
+/// Revokes every session `user` opened in `company` (their membership ended). Account sessions
+/// and sessions in other companies are untouched. Returns how many were revoked.
+pub async fn revoke_for_company(
+    db: &impl GenericClient,
+    user: UserId,
+    company: CompanyId,
+    reason: &str,
+) -> Result<u64, DbError> {
+    Ok(db
+        .execute(
+            "update public.sessions set revoked_at = now(), revoked_reason = $3 \
+              where user_id = $1 and company_id = $2 and revoked_at is null",
+            &[&user.0, &company.0, &reason],
+        )
+        .await?)
+}
+
 /// The user's sessions that can still be refreshed, newest first.
 pub async fn list_active(db: &impl GenericClient, user: UserId) -> Result<Vec<Session>, DbError> {
     let sql = format!(

@@ -127,3 +127,15 @@ pub async fn set_active_by_email(
         .await?
         .map(|r| UserId(r.get(0))))
 }
+
+/// Records that the account's owner proved control of its email address (an invitation link
+/// reached them). Keeps an earlier verification time.
+pub async fn mark_email_verified(db: &impl GenericClient, id: UserId) -> Result<(), DbError> {
+    db.execute(
+        "update public.users set email_verified_at = now(), updated_at = now() \
+          where id = $1 and email_verified_at is null",
+        &[&id.0],
+    )
+    .await?;
+    Ok(())
+}
