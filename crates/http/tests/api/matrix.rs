@@ -32,6 +32,14 @@ struct Case {
 enum Target {
     None,
     Project,
+    /// A fresh viewer, added by the owner.
+    Member,
+    /// A fresh viewer whose membership the owner deactivated.
+    InactiveMember,
+    /// A fresh viewer with a verified email (a possible new owner).
+    VerifiedMember,
+    /// A fresh pending invitation.
+    Invitation,
 }
 
 struct Fixture {
@@ -45,6 +53,9 @@ impl Fixture {
     async fn new() -> Self {
         let app = spawn_app().await;
         let tenant = app.tenant("acme").await;
+        // Seats are not what this test is about: every request may add a member.
+        app.sql("update public.companies set plan = 'enterprise'")
+            .await;
         let mut tokens = vec![("owner".to_owned(), tenant.token.clone())];
         for role in &ROLES[1..] {
             let token = app
@@ -84,6 +95,55 @@ impl Fixture {
                 let b: Value = r.json().await.unwrap();
                 b["id"].as_str().unwrap().to_owned()
             }
+            Target::Member | Target::InactiveMember | Target::VerifiedMember => {
+                let r = self
+                    .app
+                    .post_json(
+                        &self.tenant.host,
+                        "/api/v1/users",
+                        &json!({"email": format!("target-{n}@acme.test"), "full_name": "Target",
+                                "role": "viewer", "password": "target-password-1"}),
+                        Some(&self.tenant.token),
+                    )
+                    .await;
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+                let b: Value = r.json().await.unwrap();
+                let id = b["id"].as_str().unwrap().to_owned();
+                if let Target::InactiveMember = kind {
+                    let r = self
+                        .app
+                        .post_json(
+                            &self.tenant.host,
+                            &format!("/api/v1/users/{id}/deactivate"),
+                            &json!({}),
+                            Some(&self.tenant.token),
+                        )
+                        .await;
+                    assert_eq!(r.status(), 200);
+                }
+                if let Target::VerifiedMember = kind {
+                    self.app
+                        .sql(&format!(
+                            "update public.users set email_verified_at = now() where id = '{id}'"
+                        ))
+                        .await;
+                }
+                id
+            }
+            Target::Invitation => {
+                let r = self
+                    .app
+                    .post_json(
+                        &self.tenant.host,
+                        "/api/v1/invitations",
+                        &json!({"email": format!("invited-{n}@acme.test"), "role": "viewer"}),
+                        Some(&self.tenant.token),
+                    )
+                    .await;
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+                let b: Value = r.json().await.unwrap();
+                b["id"].as_str().unwrap().to_owned()
+            }
         }
     }
 
@@ -93,12 +153,22 @@ impl Fixture {
             for (role, token) in &self.tokens {
                 let target = self.target(case.target).await;
                 let path = case.path.replace("{target}", &target);
+                // `{n}` makes bodies unique per request, `{target}` names the target.
+                let n = self.next().to_string();
+                let body: Value = serde_json::from_str(
+                    &case
+                        .body
+                        .to_string()
+                        .replace("{n}", &n)
+                        .replace("{target}", &target),
+                )
+                .unwrap();
                 let mut request = self
                     .app
                     .request(case.method.clone(), &self.tenant.host, &path)
                     .bearer_auth(token);
-                if !case.body.is_null() {
-                    request = request.json(&case.body);
+                if !body.is_null() {
+                    request = request.json(&body);
                 }
                 let r = request.send().await.unwrap();
                 let status = r.status().as_u16();
@@ -178,6 +248,94 @@ async fn every_tenant_route_with_every_role() {
             Value::Null,
             "member",
         ),
+        case(
+            Method::GET,
+            "/api/v1/users",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/users/{target}",
+            Target::Member,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/users",
+            Target::None,
+            json!({"email": "added-{n}@acme.test", "full_name": "Added", "role": "viewer",
+                   "password": "added-password-1"}),
+            "admin",
+        ),
+        case(
+            Method::PATCH,
+            "/api/v1/users/{target}",
+            Target::Member,
+            json!({"role": "member"}),
+            "admin",
+        ),
+        case(
+            Method::DELETE,
+            "/api/v1/users/{target}",
+            Target::Member,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/users/{target}/deactivate",
+            Target::Member,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/users/{target}/activate",
+            Target::InactiveMember,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/invitations",
+            Target::None,
+            json!({"email": "invitee-{n}@acme.test", "role": "viewer"}),
+            "admin",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/invitations",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::DELETE,
+            "/api/v1/invitations/{target}",
+            Target::Invitation,
+            Value::Null,
+            "admin",
+        ),
     ];
     f.check(&cases).await;
+    // Last: once the owner has transferred, the fixture has a different owner.
+    f.check(&[case(
+        Method::POST,
+        "/api/v1/organization/transfer-ownership",
+        Target::VerifiedMember,
+        json!({"user_id": "{target}", "password": "password-of-acme"}),
+        "owner",
+    )])
+    .await;
+    let owner: String = f
+        .app
+        .sql_one("select u.email from public.memberships m join public.users u on u.id = m.user_id where m.role = 'owner'")
+        .await;
+    assert!(
+        owner.starts_with("target-"),
+        "ownership moved to the target: {owner}"
+    );
 }
