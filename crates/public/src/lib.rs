@@ -11,6 +11,7 @@ pub mod names;
 pub mod passwords;
 pub mod plans;
 pub mod routing;
+pub mod secrets;
 pub mod sessions;
 pub mod users;
 

@@ -4,17 +4,14 @@
 //! random bits and are stored only as SHA-256 hashes. Every refresh rotates the token; presenting
 //! a token that was already rotated means it leaked, so the whole session is revoked.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, GenericClient, Row};
 use uuid::Uuid;
 
 use crate::db::DbError;
 use crate::ids::{CompanyId, UserId};
 use crate::memberships::Role;
+use crate::secrets::{hash, Secret};
 
 /// How long a session (and so every refresh token in it) lives at most.
 pub const SESSION_TTL_DAYS: i64 = 30;
@@ -22,29 +19,7 @@ pub const SESSION_TTL_DAYS: i64 = 30;
 const TOKEN_PREFIX: &str = "rt_";
 
 /// A new refresh token's secret: shown once to the client, never stored.
-pub struct RefreshSecret(String);
-
-impl RefreshSecret {
-    fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RefreshSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshSecret(***)")
-    }
-}
-
-fn hash(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
-}
+pub type RefreshSecret = Secret;
 
 /// Where a login came from, for the sessions list.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +66,7 @@ pub async fn open(
     company: Option<CompanyId>,
     origin: &Origin,
 ) -> Result<(Session, RefreshSecret), DbError> {
-    let secret = RefreshSecret::generate();
+    let secret = Secret::generate(TOKEN_PREFIX);
     let id = Uuid::now_v7();
     let expires = Utc::now() + Duration::days(SESSION_TTL_DAYS);
     let sql = format!(
@@ -219,7 +194,7 @@ pub async fn rotate(
         return Err(RefreshError::NoLongerAllowed);
     }
 
-    let secret = RefreshSecret::generate();
+    let secret = Secret::generate(TOKEN_PREFIX);
     tx.execute(
         "update public.refresh_tokens set rotated_at = now() where token_hash = $1",
         &[&hash(presented)],
@@ -328,21 +303,4 @@ pub async fn list_active(db: &impl GenericClient, user: UserId) -> Result<Vec<Se
         .iter()
         .map(Session::try_from)
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_long_random_and_hashed() {
-        let a = RefreshSecret::generate();
-        let b = RefreshSecret::generate();
-        assert_ne!(a.expose(), b.expose());
-        assert!(a.expose().starts_with("rt_"));
-        // 32 bytes of randomness, base64url without padding: 43 characters.
-        assert_eq!(a.expose().len(), 3 + 43);
-        assert_eq!(hash(a.expose()).len(), 32);
-        assert_eq!(format!("{a:?}"), "RefreshSecret(***)");
-    }
 }

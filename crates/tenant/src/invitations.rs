@@ -7,17 +7,14 @@
 //! the email it was sent to: accepting joins the account with that email (creating it if
 //! needed), and marks its address verified, since the link reached that inbox.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::fmt;
 use tenantry_public::db::{sqlstate, DbError};
 use tenantry_public::mail::{self, Email as Mail};
 use tenantry_public::memberships::{self, Member, Role};
 use tenantry_public::names::NameError;
+use tenantry_public::secrets::{hash, Secret};
 use tenantry_public::{users, CompanyId, Email, UserId};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -44,29 +41,7 @@ impl fmt::Display for InvitationId {
 }
 
 /// A new invitation's token: 32 random bytes, base64url. Shown once (in the email), never stored.
-pub struct InvitationToken(String);
-
-impl InvitationToken {
-    fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for InvitationToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InvitationToken(***)")
-    }
-}
-
-fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
+pub type InvitationToken = Secret;
 
 /// Where an invitation is in its life; derived from its timestamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -233,7 +208,7 @@ pub async fn create(
     if pending.is_some() {
         return Err(InvitationError::PendingExists);
     }
-    let token = InvitationToken::generate();
+    let token = Secret::generate(TOKEN_PREFIX);
     let expires = Utc::now() + Duration::days(TTL_DAYS);
     let row = tx
         .client()
@@ -530,18 +505,6 @@ pub async fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_long_random_and_hashed() {
-        let a = InvitationToken::generate();
-        let b = InvitationToken::generate();
-        assert_ne!(a.expose(), b.expose());
-        assert!(a.expose().starts_with("inv_"));
-        // 32 bytes of randomness, base64url without padding: 43 characters.
-        assert_eq!(a.expose().len(), 4 + 43);
-        assert_eq!(hash(a.expose()).len(), 32);
-        assert_eq!(format!("{a:?}"), "InvitationToken(***)");
-    }
 
     #[test]
     fn statuses_round_trip() {
