@@ -1,5 +1,6 @@
 //! `tenantctl`: the operator command. `migrate-schemas` brings public and every tenant schema to
-//! head; `tenant …` creates, lists, suspends, activates and drops tenants.
+//! head; `tenant …` creates, lists, suspends, activates and drops tenants; `user …` deactivates
+//! and re-activates accounts.
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +14,7 @@ use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
+use tenantry_public::{sessions, users};
 use tenantry_public::{DomainName, Email, Password, Slug};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, SchemaReport};
 use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, ProvisionError};
@@ -38,6 +40,18 @@ enum Command {
     /// Create, list, suspend, activate or drop tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Deactivate or re-activate an account (in every organization).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Deactivate an account: its sessions end, its refresh tokens and the API keys it created stop
+    /// working at once, and it cannot log in. Access tokens already issued expire within 15 min.
+    Deactivate { email: String },
+    /// Re-activate a deactivated account.
+    Activate { email: String },
 }
 
 #[derive(Args)]
@@ -117,7 +131,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let jobs = match &cli.command {
         Command::MigrateSchemas(a) => usize::from(a.jobs),
-        Command::Tenant(_) => 1,
+        Command::Tenant(_) | Command::User(_) => 1,
     };
     let db = Db::connect(
         &cli.database_url,
@@ -132,6 +146,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(cmd) => {
             require_public_at_head(&db).await?;
             tenant(&db, cmd).await
+        }
+        Command::User(cmd) => {
+            require_public_at_head(&db).await?;
+            user(&db, cmd).await
         }
     }
 }
@@ -362,4 +380,28 @@ async fn set_status(db: &Db, slug: &str, status: CompanyStatus) -> anyhow::Resul
     } else {
         bail!("no tenant has the slug {slug}")
     }
+}
+
+async fn user(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let (email, active) = match cmd {
+        UserCommand::Deactivate { email } => (email, false),
+        UserCommand::Activate { email } => (email, true),
+    };
+    let mut client = db.public().await?;
+    let tx = client.transaction().await?;
+    let Some(id) = users::set_active_by_email(&*tx, email.trim(), active).await? else {
+        bail!("no account has the email {email}");
+    };
+    let ended = if active {
+        0
+    } else {
+        sessions::revoke_all(&*tx, id, None, "account deactivated").await?
+    };
+    tx.commit().await?;
+    if active {
+        println!("{email} is active again");
+    } else {
+        println!("{email} is deactivated; {ended} session(s) ended");
+    }
+    Ok(ExitCode::SUCCESS)
 }

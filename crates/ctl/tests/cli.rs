@@ -312,3 +312,47 @@ fn an_unreachable_database_is_named_in_the_error() {
         stderr(&o)
     );
 }
+
+#[tokio::test]
+async fn user_deactivate_ends_sessions_and_activate_restores_the_account() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    assert_ok(&tenantctl(&url, CREATE));
+    // Two open sessions for the owner.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "insert into public.sessions (id, user_id, expires_at) \
+             select gen_random_uuid(), id, now() + interval '1 day' from public.users, generate_series(1, 2)",
+        )
+        .await
+        .unwrap();
+
+    let o = tenantctl(&url, &["user", "deactivate", "OWNER@acme.test"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("2 session(s) ended"), "{}", stdout(&o));
+    assert!(!one::<bool>(&url, "select is_active from public.users").await);
+    assert_eq!(
+        one::<i64>(
+            &url,
+            "select count(*) from public.sessions where revoked_at is null"
+        )
+        .await,
+        0
+    );
+
+    let o = tenantctl(&url, &["user", "activate", "owner@acme.test"]);
+    assert_ok(&o);
+    assert!(one::<bool>(&url, "select is_active from public.users").await);
+
+    let o = tenantctl(&url, &["user", "deactivate", "nobody@acme.test"]);
+    assert_fails(&o);
+    assert!(
+        stderr(&o).contains("no account has the email"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -73,14 +73,13 @@ impl Caller {
         let state = req
             .app_data::<web::Data<AppState>>()
             .ok_or_else(|| anyhow::anyhow!("application state missing"))?;
-        let token = match credential(req)? {
-            Credential::Bearer(token) => token,
-            Credential::ApiKey(_) => {
-                return Err(ApiError::Unauthorized(
+        let token =
+            match credential(req)? {
+                Credential::Bearer(token) => token,
+                Credential::ApiKey(_) => return Err(ApiError::Unauthorized(
                     "API keys are not accepted on account and session routes; use an access token",
-                ))
-            }
-        };
+                )),
+            };
         let claims: Claims = state
             .jwt
             .verify(token)
@@ -262,7 +261,8 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
 impl FromRequest for TenantUser {
     type Error = ApiError;
     /// Ready at once for a Bearer token (no database round-trip); a boxed lookup for an API key.
-    type Future = Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         match Self::start(req) {
@@ -276,7 +276,14 @@ impl FromRequest for TenantUser {
 }
 
 /// Query parameter names that would carry an API key.
-const KEY_PARAMS: [&str; 6] = ["api_key", "apikey", "api-key", "key", "x-api-key", "x_api_key"];
+const KEY_PARAMS: [&str; 6] = [
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "x-api-key",
+    "x_api_key",
+];
 
 /// Refuses (400) any `/api/v1` request that carries an API key in its URL: a parameter named like
 /// one (`api_key`, `apikey`, `key`, …) or any parameter whose value is a well-formed key. URLs end

@@ -5,6 +5,8 @@ use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use tenantry_public::DomainName;
 
+use crate::throttle::ThrottleSettings;
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -30,6 +32,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub http_workers: Option<usize>,
     pub routing_cache_ttl: Duration,
+    /// Prefix of every Redis key the server writes (`REDIS_PREFIX`, default `tenantry`).
+    pub redis_prefix: String,
+    /// Failed-login throttling (`LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_IP`,
+    /// `LOGIN_THROTTLE_WINDOW_SECS`).
+    pub login_throttle: ThrottleSettings,
     /// Scheme of links in emails (`LINK_SCHEME`; `http` when `BASE_DOMAIN` is localhost, else `https`).
     pub link_scheme: String,
     /// Port of links in emails (`LINK_PORT`; none by default, i.e. the scheme's default port).
@@ -123,7 +130,36 @@ impl Settings {
                     err("LINK_PORT", format!("must be a port number, got {v:?}"))
                 })?),
             };
+        let redis_prefix = get("REDIS_PREFIX")
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "tenantry".into());
+        if !redis_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+        {
+            return Err(err(
+                "REDIS_PREFIX",
+                "may only contain letters, digits, '-', '_', ':' and '.'",
+            ));
+        }
+        let at_least_one = |var: &'static str, default: u64| -> Result<u32, ConfigError> {
+            match parsed(var, default)? {
+                0 => Err(err(var, "must be at least 1")),
+                n => u32::try_from(n).map_err(|_| err(var, "is too large")),
+            }
+        };
+        let login_throttle = ThrottleSettings {
+            per_account: at_least_one("LOGIN_FAILURES_PER_ACCOUNT", 5)?,
+            per_ip: at_least_one("LOGIN_FAILURES_PER_IP", 50)?,
+            window: Duration::from_secs(u64::from(at_least_one(
+                "LOGIN_THROTTLE_WINDOW_SECS",
+                900,
+            )?)),
+        };
         Ok(Self {
+            redis_prefix,
+            login_throttle,
             link_scheme,
             link_port,
             database_url: SecretString::from(required("DATABASE_URL")?),

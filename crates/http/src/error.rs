@@ -80,6 +80,9 @@ pub enum ApiError {
     /// 409.
     #[error("{detail}")]
     Conflict { detail: String, errors: FieldErrors },
+    /// 410: something that existed and is gone for good (a used, revoked or expired token).
+    #[error("{0}")]
+    Gone(String),
     /// 413.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -89,6 +92,9 @@ pub enum ApiError {
     /// 422: values that parse but are not acceptable.
     #[error("validation failed")]
     Validation(FieldErrors),
+    /// 429 with Retry-After.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     /// 503 with Retry-After.
     #[error("{detail}")]
     Unavailable { detail: String, retry_after: u32 },
@@ -121,9 +127,11 @@ impl ApiError {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
+            Self::Gone(_) => "gone",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Validation(_) => "validation-error",
+            Self::TooManyRequests { .. } => "too-many-requests",
             Self::Unavailable { .. } => "service-unavailable",
             Self::Unexpected(_) => "internal-error",
         }
@@ -150,9 +158,11 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -188,6 +198,9 @@ impl ResponseError for ApiError {
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             Self::Unavailable { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            Self::TooManyRequests { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}

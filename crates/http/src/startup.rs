@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
+use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
 use crate::{auth, host, routes, telemetry};
 
@@ -80,11 +81,17 @@ impl Application {
             .with_context(|| format!("cannot listen on BIND_ADDR {}", settings.bind_addr))?;
         let port = listener.local_addr()?.port();
         let workers = settings.http_workers;
+        let login_throttle = LoginThrottle::new(
+            redis.clone(),
+            &settings.redis_prefix,
+            settings.login_throttle.clone(),
+        );
         let state = web::Data::new(AppState {
             db,
             router,
             redis,
             jwt,
+            login_throttle,
             settings,
         });
         let mut server = HttpServer::new(move || build_app(state.clone()));

@@ -5,6 +5,7 @@ use tenantry_public::db::Db;
 use tenantry_public::routing::Router;
 
 use crate::config::Settings;
+use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
 
 pub struct AppState {
@@ -13,5 +14,6 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub redis: redis::Client,
     pub jwt: JwtKeys,
+    pub login_throttle: LoginThrottle,
     pub settings: Settings,
 }

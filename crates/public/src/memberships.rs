@@ -1,7 +1,8 @@
 //! Memberships: which account holds which role in which company.
 
+use chrono::{DateTime, Utc};
 use std::fmt;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Row};
 
 use crate::db::DbError;
 use crate::ids::{CompanyId, MembershipId, UserId};
@@ -204,4 +205,270 @@ pub async fn active_role(
         .await?
         .filter(|m| m.is_active)
         .map(|m| m.role))
+}
+
+/// A member of one company as the members API shows it: the account joined with its membership.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub membership_id: MembershipId,
+    pub user_id: UserId,
+    pub email: String,
+    pub full_name: String,
+    pub role: Role,
+    /// The membership's activity (not the account's).
+    pub is_active: bool,
+    pub email_verified: bool,
+    /// When the membership was created.
+    pub joined_at: DateTime<Utc>,
+}
+
+const MEMBER_COLUMNS: &str = "m.id, m.user_id, u.email, u.full_name, m.role, m.is_active, \
+     u.email_verified_at is not null as email_verified, m.created_at";
+
+impl TryFrom<&Row> for Member {
+    type Error = DbError;
+
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        let role: String = row.try_get(4)?;
+        Ok(Self {
+            membership_id: MembershipId(row.try_get(0)?),
+            user_id: UserId(row.try_get(1)?),
+            email: row.try_get(2)?,
+            full_name: row.try_get(3)?,
+            role: Role::parse(&role)
+                .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+            is_active: row.try_get(5)?,
+            email_verified: row.try_get(6)?,
+            joined_at: row.try_get(7)?,
+        })
+    }
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Clone, Default)]
+pub struct MemberFilter {
+    pub role: Option<Role>,
+    /// Case-insensitive substring of the email or the full name.
+    pub search: Option<String>,
+}
+
+/// One page of members, in the order they joined, and whether more follow.
+#[derive(Debug, Clone)]
+pub struct MemberPage {
+    pub members: Vec<Member>,
+    pub has_more: bool,
+}
+
+/// Lists `company`'s members (active or not) in the order they joined (membership ids are
+/// time-ordered), after the keyset position `after`.
+pub async fn list(
+    db: &impl GenericClient,
+    company: CompanyId,
+    filter: &MemberFilter,
+    after: Option<MembershipId>,
+    limit: i64,
+) -> Result<MemberPage, DbError> {
+    let sql = format!(
+        "select {MEMBER_COLUMNS} \
+           from public.memberships m join public.users u on u.id = m.user_id \
+          where m.company_id = $1 \
+            and ($2::text is null or m.role = $2) \
+            and ($3::text is null or strpos(lower(u.email), lower($3)) > 0 \
+                 or strpos(lower(u.full_name), lower($3)) > 0) \
+            and ($4::uuid is null or m.id > $4) \
+          order by m.id \
+          limit $5"
+    );
+    let rows = db
+        .query(
+            &sql,
+            &[
+                &company.0,
+                &filter.role.map(Role::as_str),
+                &filter.search,
+                &after.map(|a| a.0),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    let members = rows
+        .iter()
+        .take(limit as usize)
+        .map(Member::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(MemberPage { members, has_more })
+}
+
+/// One member of `company`; `None` when `user` is not a member of it. With `lock`, the
+/// membership row is locked until the end of the transaction.
+pub async fn get_member(
+    db: &impl GenericClient,
+    company: CompanyId,
+    user: UserId,
+    lock: bool,
+) -> Result<Option<Member>, DbError> {
+    let sql = format!(
+        "select {MEMBER_COLUMNS} \
+           from public.memberships m join public.users u on u.id = m.user_id \
+          where m.company_id = $1 and m.user_id = $2{}",
+        if lock { " for update of m" } else { "" }
+    );
+    db.query_opt(&sql, &[&company.0, &user.0])
+        .await?
+        .as_ref()
+        .map(Member::try_from)
+        .transpose()
+}
+
+/// What the member-changing operations need to know about a company, read under a row lock.
+#[derive(Debug, Clone)]
+pub struct CompanySeats {
+    pub name: String,
+    pub plan: String,
+    /// The plan's member limit; `None` is unlimited.
+    pub max_members: Option<i32>,
+    /// Memberships, active or not: a deactivated member still holds a seat.
+    pub members: i64,
+}
+
+/// Locks `company`'s row (`for no key update`: it serialises every membership change of this
+/// company, while logins, which only take key-share locks through foreign keys, go on) and reads
+/// its plan limit and member count. Call it first in every transaction that changes memberships;
+/// `None` when the company does not exist.
+pub async fn lock_company(
+    db: &impl GenericClient,
+    company: CompanyId,
+) -> Result<Option<CompanySeats>, DbError> {
+    let Some(row) = db
+        .query_opt(
+            "select c.name, c.plan, p.max_members \
+               from public.companies c join public.plans p on p.code = c.plan \
+              where c.id = $1 \
+              for no key update of c",
+            &[&company.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    // Counted after the lock is held, so no concurrent addition can slip past the limit.
+    let members: i64 = db
+        .query_one(
+            "select count(*) from public.memberships where company_id = $1",
+            &[&company.0],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(Some(CompanySeats {
+        name: row.try_get(0)?,
+        plan: row.try_get(1)?,
+        max_members: row.try_get(2)?,
+        members,
+    }))
+}
+
+impl CompanySeats {
+    /// True when one more membership would exceed the plan.
+    pub fn full(&self) -> bool {
+        self.max_members
+            .is_some_and(|max| self.members >= i64::from(max))
+    }
+}
+
+/// Adds `user` to `company`. `Ok(None)` when the user already is a member.
+pub async fn add(
+    db: &impl GenericClient,
+    company: CompanyId,
+    user: UserId,
+    role: Role,
+) -> Result<Option<MembershipId>, DbError> {
+    let id = MembershipId::new();
+    let n = db
+        .execute(
+            "insert into public.memberships (id, user_id, company_id, role) values ($1, $2, $3, $4) \
+             on conflict (user_id, company_id) do nothing",
+            &[&id.0, &user.0, &company.0, &role.as_str()],
+        )
+        .await?;
+    Ok((n == 1).then_some(id))
+}
+
+/// Sets a member's role; false when `user` is not a member of `company`.
+pub async fn set_role(
+    db: &impl GenericClient,
+    company: CompanyId,
+    user: UserId,
+    role: Role,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "update public.memberships set role = $3, updated_at = now() \
+              where company_id = $1 and user_id = $2",
+            &[&company.0, &user.0, &role.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Activates or deactivates a membership; false when `user` is not a member of `company`.
+pub async fn set_active(
+    db: &impl GenericClient,
+    company: CompanyId,
+    user: UserId,
+    active: bool,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "update public.memberships set is_active = $3, updated_at = now() \
+              where company_id = $1 and user_id = $2",
+            &[&company.0, &user.0, &active],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Removes a membership; false when `user` is not a member of `company`.
+pub async fn remove(
+    db: &impl GenericClient,
+    company: CompanyId,
+    user: UserId,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "delete from public.memberships where company_id = $1 and user_id = $2",
+            &[&company.0, &user.0],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Hands `company`'s owner role from `from` to `to`: the owner becomes an admin, `to` the owner.
+/// Demotes first (the partial unique index allows one owner at any moment); the deferred
+/// trigger checks exactly one owner at commit. The caller has locked the company and checked
+/// both memberships; false when either row was not as expected.
+pub async fn transfer_ownership(
+    db: &impl GenericClient,
+    company: CompanyId,
+    from: UserId,
+    to: UserId,
+) -> Result<bool, DbError> {
+    let demoted = db
+        .execute(
+            "update public.memberships set role = 'admin', updated_at = now() \
+              where company_id = $1 and user_id = $2 and role = 'owner'",
+            &[&company.0, &from.0],
+        )
+        .await?;
+    if demoted != 1 {
+        return Ok(false);
+    }
+    let promoted = db
+        .execute(
+            "update public.memberships set role = 'owner', updated_at = now() \
+              where company_id = $1 and user_id = $2 and is_active",
+            &[&company.0, &to.0],
+        )
+        .await?;
+    Ok(promoted == 1)
 }

@@ -124,7 +124,7 @@ pub enum RefreshError {
     Invalid,
     /// A rotated token was presented again: the session has been revoked.
     #[error("refresh token reuse detected; the session was revoked")]
-    Reused,
+    Reused { session: Uuid, user: UserId },
     /// The account or the membership is no longer active: the session has been revoked.
     #[error("the account or membership is no longer active")]
     NoLongerAllowed,
@@ -158,7 +158,7 @@ pub async fn rotate(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "select t.rotated_at, s.id, s.revoked_at, s.expires_at, s.company_id \
+            "select t.rotated_at, s.id, s.revoked_at, s.expires_at, s.company_id, s.user_id \
                from public.refresh_tokens t join public.sessions s on s.id = t.session_id \
               where t.token_hash = $1 \
               for update of t, s",
@@ -173,6 +173,7 @@ pub async fn rotate(
     let revoked_at: Option<DateTime<Utc>> = row.try_get(2)?;
     let expires_at: DateTime<Utc> = row.try_get(3)?;
     let session_company: Option<Uuid> = row.try_get(4)?;
+    let session_user = UserId(row.try_get(5)?);
     if session_company != company.map(|c| c.0) {
         return Err(RefreshError::Invalid);
     }
@@ -182,7 +183,10 @@ pub async fn rotate(
     if rotated_at.is_some() {
         revoke_in(&tx, session_id, "refresh token reuse").await?;
         tx.commit().await?;
-        return Err(RefreshError::Reused);
+        return Err(RefreshError::Reused {
+            session: session_id,
+            user: session_user,
+        });
     }
     // Deactivation, removal or a role change take effect at the next refresh.
     let allowed = tx
@@ -248,17 +252,23 @@ async fn revoke_in(db: &impl GenericClient, session: Uuid, reason: &str) -> Resu
     Ok(())
 }
 
-/// Revokes the session a refresh token belongs to (logout). False if the token is unknown.
-pub async fn revoke_by_token(db: &impl GenericClient, presented: &str) -> Result<bool, DbError> {
-    let n = db
-        .execute(
+/// Revokes the session a refresh token belongs to (logout): the session's id and user, or `None`
+/// if the token is unknown or its session already ended.
+pub async fn revoke_by_token(
+    db: &impl GenericClient,
+    presented: &str,
+) -> Result<Option<(Uuid, UserId)>, DbError> {
+    let row = db
+        .query_opt(
             "update public.sessions set revoked_at = now(), revoked_reason = 'logout' \
               where id = (select session_id from public.refresh_tokens where token_hash = $1) \
-                and revoked_at is null",
+                and revoked_at is null \
+              returning id, user_id",
             &[&hash(presented)],
         )
         .await?;
-    Ok(n == 1)
+    row.map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
+        .transpose()
 }
 
 /// Revokes one of `user`'s sessions. False if it is not theirs or already revoked.
@@ -285,6 +295,23 @@ pub async fn revoke_all(
             "update public.sessions set revoked_at = now(), revoked_reason = $3 \
               where user_id = $1 and revoked_at is null and ($2::uuid is null or id <> $2)",
             &[&user.0, &keep, &reason],
+        )
+        .await?)
+}
+
+/// Revokes every session `user` opened in `company` (their membership ended). Account sessions
+/// and sessions in other companies are untouched. Returns how many were revoked.
+pub async fn revoke_for_company(
+    db: &impl GenericClient,
+    user: UserId,
+    company: CompanyId,
+    reason: &str,
+) -> Result<u64, DbError> {
+    Ok(db
+        .execute(
+            "update public.sessions set revoked_at = now(), revoked_reason = $3 \
+              where user_id = $1 and company_id = $2 and revoked_at is null",
+            &[&user.0, &company.0, &reason],
         )
         .await?)
 }

@@ -109,3 +109,33 @@ pub async fn set_password_hash(
     .await?;
     Ok(())
 }
+
+/// Activates or deactivates the account with `email` (any case). A deactivated account cannot log
+/// in, refresh, or act through its API keys; call [`crate::sessions::revoke_all`] in the same
+/// transaction to end its sessions at once. `None` if no account has that email.
+pub async fn set_active_by_email(
+    db: &impl GenericClient,
+    email: &str,
+    active: bool,
+) -> Result<Option<UserId>, DbError> {
+    Ok(db
+        .query_opt(
+            "update public.users set is_active = $2, updated_at = now() \
+              where lower(email) = lower($1) returning id",
+            &[&email, &active],
+        )
+        .await?
+        .map(|r| UserId(r.get(0))))
+}
+
+/// Records that the account's owner proved control of its email address (an invitation link
+/// reached them). Keeps an earlier verification time.
+pub async fn mark_email_verified(db: &impl GenericClient, id: UserId) -> Result<(), DbError> {
+    db.execute(
+        "update public.users set email_verified_at = now(), updated_at = now() \
+          where id = $1 and email_verified_at is null",
+        &[&id.0],
+    )
+    .await?;
+    Ok(())
+}

@@ -178,11 +178,7 @@ pub async fn list(db: &impl TenantDb) -> Result<Vec<ApiKey>, DbError> {
 }
 
 /// Revokes a live key; `None` when there is no such key or it was already revoked.
-pub async fn revoke(
-    db: &impl TenantDb,
-    id: Uuid,
-    by: UserId,
-) -> Result<Option<ApiKey>, DbError> {
+pub async fn revoke(db: &impl TenantDb, id: Uuid, by: UserId) -> Result<Option<ApiKey>, DbError> {
     db.client()
         .query_opt(
             &format!(

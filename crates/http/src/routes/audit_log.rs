@@ -108,9 +108,12 @@ fn parse_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
         found
     });
     let mut uuid = |field: &str, value: &Option<String>| {
-        value
-            .as_deref()
-            .and_then(|raw| v.check(field, Uuid::parse_str(raw.trim()).map_err(|_| "must be a UUID")))
+        value.as_deref().and_then(|raw| {
+            v.check(
+                field,
+                Uuid::parse_str(raw.trim()).map_err(|_| "must be a UUID"),
+            )
+        })
     };
     let actor_user_id = uuid("actor", &q.actor);
     let actor_api_key_id = uuid("actor_api_key", &q.actor_api_key);
@@ -155,10 +158,16 @@ fn next_query(filter: &Filter, limit: i64, cursor: &str) -> String {
     }
     // UTC with `Z`: nothing in it needs percent-encoding.
     if let Some(f) = filter.from {
-        parts.push(format!("from={}", f.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+        parts.push(format!(
+            "from={}",
+            f.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        ));
     }
     if let Some(t) = filter.to {
-        parts.push(format!("to={}", t.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+        parts.push(format!(
+            "to={}",
+            t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        ));
     }
     parts.push(format!("limit={limit}"));
     parts.push(format!("cursor={cursor}"));

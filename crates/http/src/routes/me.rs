@@ -3,12 +3,15 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tenantry_public::names::display_name;
 use tenantry_public::{memberships, passwords, sessions, users, Password};
+use tenantry_tenant::audit::{self, Action, Actor, Entry};
+use tenantry_tenant::TenantDb;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, RequestOrigin};
 use crate::error::{ApiError, Validator};
 use crate::host::PublicHost;
 use crate::state::AppState;
@@ -136,6 +139,7 @@ pub async fn change_password(
     caller: Caller,
     state: web::Data<AppState>,
     body: web::Json<ChangePassword>,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::new();
     let current = v
@@ -163,15 +167,38 @@ pub async fn change_password(
     let hash = passwords::hash(&new)
         .await
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    let mut client = state.db.public().await?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(tenantry_public::db::DbError::from)?;
-    users::set_password_hash(&*tx, caller.user_id, &hash).await?;
-    sessions::revoke_all(&*tx, caller.user_id, caller.session_id, "password changed").await?;
-    tx.commit()
-        .await
-        .map_err(tenantry_public::db::DbError::from)?;
+    match &caller.tenant {
+        Some((tenant, _)) => {
+            // On a tenant host the change and its audit entry commit together.
+            let mut conn = tenant.connect(&state.db).await?;
+            let tx = conn.transaction().await?;
+            users::set_password_hash(&**tx.client(), caller.user_id, &hash).await?;
+            let ended = sessions::revoke_all(
+                &**tx.client(),
+                caller.user_id,
+                caller.session_id,
+                "password changed",
+            )
+            .await?;
+            let entry = Entry::new(Action::PasswordChanged)
+                .target("user", caller.user_id)
+                .after(json!({ "other_sessions_ended": ended }));
+            audit::record(&tx, Actor::User(caller.user_id), &origin.0, entry).await?;
+            tx.commit().await?;
+        }
+        None => {
+            let mut client = state.db.public().await?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(tenantry_public::db::DbError::from)?;
+            users::set_password_hash(&*tx, caller.user_id, &hash).await?;
+            sessions::revoke_all(&*tx, caller.user_id, caller.session_id, "password changed")
+                .await?;
+            tx.commit()
+                .await
+                .map_err(tenantry_public::db::DbError::from)?;
+        }
+    }
     Ok(HttpResponse::NoContent().finish())
 }

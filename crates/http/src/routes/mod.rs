@@ -3,8 +3,11 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod bench;
+pub mod invitations;
 pub mod me;
+pub mod members;
 pub mod ops;
+pub mod organization;
 pub mod projects;
 pub mod register;
 pub mod sessions;
@@ -70,6 +73,52 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     .service(
         web::resource("/users/me/password")
             .route(web::post().to(me::change_password))
+            .default_service(web::to(method_not_allowed)),
+    )
+    // Members, invitations, ownership. `/users/me` (above) is registered first, so it is never
+    // taken for a member id; `/invitations/accept` comes before `/invitations/{id}`.
+    .service(
+        web::resource("/users")
+            .route(web::get().to(members::list))
+            .route(web::post().to(members::create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/users/{id}")
+            .route(web::get().to(members::get))
+            .route(web::patch().to(members::update))
+            .route(web::delete().to(members::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/users/{id}/deactivate")
+            .route(web::post().to(members::deactivate))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/users/{id}/activate")
+            .route(web::post().to(members::activate))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/invitations")
+            .route(web::get().to(invitations::list))
+            .route(web::post().to(invitations::create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/invitations/accept")
+            .route(web::post().to(invitations::accept))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/invitations/{id}")
+            .route(web::delete().to(invitations::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/organization/transfer-ownership")
+            .route(web::post().to(organization::transfer_ownership))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use tenantry_public::memberships;
 use tenantry_public::sessions::{self, RefreshError};
 use tenantry_public::{companies, Slug};
+use tenantry_tenant::audit::{self, Action, Actor, Entry};
+use tenantry_tenant::TenantDb;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, RequestOrigin};
 use crate::error::{ApiError, Validator};
 use crate::host::{HostKind, PublicHost};
 use crate::routes::token::{origin, respond, TokenResponse};
@@ -32,6 +34,7 @@ pub async fn refresh(
     host: HostKind,
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::new();
     let presented = v
@@ -43,6 +46,16 @@ pub async fn refresh(
     let rotated = match sessions::rotate(&mut client, &presented, host.company()).await {
         Ok(r) => r,
         Err(RefreshError::Db(e)) => return Err(e.into()),
+        Err(RefreshError::Reused { session, user }) => {
+            drop(client);
+            tracing::warn!(%session, "refresh token reuse; session revoked");
+            if let HostKind::Tenant(tenant) = &host {
+                let conn = tenant.connect(&state.db).await?;
+                let entry = Entry::new(Action::RefreshReused).target("session", session);
+                audit::record(&conn, Actor::User(user), &origin.0, entry).await?;
+            }
+            return Err(ApiError::Unauthorized(INVALID_REFRESH));
+        }
         Err(e) => {
             tracing::info!(reason = %e, "refresh refused");
             return Err(ApiError::Unauthorized(INVALID_REFRESH));
@@ -105,13 +118,29 @@ pub async fn verify(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "The session is over")))]
 pub async fn logout(
-    _host: HostKind,
+    host: HostKind,
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = &body.refresh_token {
-        let client = state.db.public().await?;
-        sessions::revoke_by_token(client.client(), token).await?;
+    let Some(token) = &body.refresh_token else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    match &host {
+        HostKind::Tenant(tenant) => {
+            // The revocation and its audit entry commit together.
+            let mut conn = tenant.connect(&state.db).await?;
+            let tx = conn.transaction().await?;
+            if let Some((session, user)) = sessions::revoke_by_token(&**tx.client(), token).await? {
+                let entry = Entry::new(Action::Logout).target("session", session);
+                audit::record(&tx, Actor::User(user), &origin.0, entry).await?;
+            }
+            tx.commit().await?;
+        }
+        HostKind::Public => {
+            let client = state.db.public().await?;
+            sessions::revoke_by_token(client.client(), token).await?;
+        }
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -166,9 +195,27 @@ pub async fn delete(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let client = state.db.public().await?;
-    if sessions::revoke(client.client(), caller.user_id, *id).await? {
+    let revoked = match &caller.tenant {
+        Some((tenant, _)) => {
+            // On a tenant host the revocation and its audit entry commit together.
+            let mut conn = tenant.connect(&state.db).await?;
+            let tx = conn.transaction().await?;
+            let revoked = sessions::revoke(&**tx.client(), caller.user_id, *id).await?;
+            if revoked {
+                let entry = Entry::new(Action::SessionRevoked).target("session", *id);
+                audit::record(&tx, Actor::User(caller.user_id), &origin.0, entry).await?;
+                tx.commit().await?;
+            }
+            revoked
+        }
+        None => {
+            let client = state.db.public().await?;
+            sessions::revoke(client.client(), caller.user_id, *id).await?
+        }
+    };
+    if revoked {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound)

@@ -5,14 +5,18 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tenantry_public::memberships::{self, LoginCandidate, Role};
 use tenantry_public::sessions::{self, Origin, RefreshSecret, Session};
 use tenantry_public::{passwords, CompanyId, UserId};
+use tenantry_tenant::audit::{self, Action, Actor, Entry};
 use utoipa::ToSchema;
 
+use crate::auth::RequestOrigin;
 use crate::error::{ApiError, Validator};
 use crate::host::HostKind;
 use crate::state::AppState;
+use crate::throttle::Verdict;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
@@ -80,6 +84,7 @@ pub(crate) fn respond(
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "Wrong credentials, or not a member here", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this account or from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 422, description = "Missing fields", content_type = "application/problem+json"),
     ))]
 pub async fn token(
@@ -95,6 +100,13 @@ pub async fn token(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
     };
+    let origin = RequestOrigin::of(&req);
+    if let Verdict::Limited { retry_after } = state.login_throttle.check(&email, origin.ip).await {
+        return Err(ApiError::TooManyRequests {
+            detail: "too many failed logins; try again later".into(),
+            retry_after,
+        });
+    }
 
     // On the base host any active account may log in; the membership lookup is for a company
     // nobody belongs to, and its result is ignored.
@@ -132,11 +144,26 @@ pub async fn token(
             }),
             Some(company),
         ) if ok => (user_id, Some((company, role))),
-        _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
+        (candidate, _) => {
+            state.login_throttle.failed(&email, origin.ip).await;
+            if let HostKind::Tenant(tenant) = &host {
+                let actor = candidate.map_or(Actor::Anonymous, |c| Actor::User(c.user_id));
+                let entry = Entry::new(Action::LoginFailed).after(json!({ "email": email }));
+                let conn = tenant.connect(&state.db).await?;
+                audit::record(&conn, actor, &origin, entry).await?;
+            }
+            return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
+        }
     };
+    state.login_throttle.succeeded(&email).await;
     let (session, refresh) = {
         let client = state.db.public().await?;
-        sessions::open(client.client(), user_id, company, &origin(&req)).await?
+        sessions::open(client.client(), user_id, company, &self::origin(&req)).await?
     };
+    if let HostKind::Tenant(tenant) = &host {
+        let entry = Entry::new(Action::LoginSucceeded).target("session", session.id);
+        let conn = tenant.connect(&state.db).await?;
+        audit::record(&conn, Actor::User(user_id), &origin, entry).await?;
+    }
     respond(&state, user_id, tenant, &session, &refresh)
 }

@@ -70,6 +70,11 @@ pub async fn build(database_url: &str, overrides: &[(&str, &str)]) -> anyhow::Re
         ("BASE_DOMAIN".into(), BASE.into()),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
         ("HTTP_WORKERS".into(), "2".into()),
+        // Tests share one Redis: every app gets its own key space.
+        (
+            "REDIS_PREFIX".into(),
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
     ];
     for (k, v) in overrides {
         vars.retain(|(key, _)| key != k);

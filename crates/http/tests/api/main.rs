@@ -4,8 +4,13 @@
 
 mod errors;
 mod helpers;
+mod invitations;
 mod isolation;
+mod login_security;
+mod matrix;
+mod members;
 mod ops;
+mod ownership;
 mod projects;
 mod register;
 mod routing;

@@ -1,0 +1,488 @@
+//! Invitations: create (with the email in the outbox), list, revoke, accept (new and existing
+//! accounts), and every way a token can fail.
+
+use crate::helpers::*;
+use crate::members::{audit_count, call, user_id, MEMBER_PASSWORD};
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+
+async fn invite(app: &TestApp, host: &str, token: &str, email: &str, role: &str) -> Response {
+    call(
+        app,
+        Method::POST,
+        host,
+        "/api/v1/invitations",
+        Some(json!({"email": email, "role": role})),
+        token,
+    )
+    .await
+}
+
+/// Invites and returns (invitation id, token read back from the outbox link).
+async fn invited(
+    app: &TestApp,
+    host: &str,
+    token: &str,
+    email: &str,
+    role: &str,
+) -> (String, String) {
+    let r = invite(app, host, token, email, role).await;
+    assert_eq!(r.status(), 201, "invite {email}");
+    let b: Value = r.json().await.unwrap();
+    let link: String = app
+        .sql_one(&format!(
+            "select payload->>'link' from public.outbox where payload->>'to' = '{email}' order by id desc limit 1"
+        ))
+        .await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    (b["id"].as_str().unwrap().to_owned(), token)
+}
+
+async fn accept(app: &TestApp, host: &str, body: Value) -> Response {
+    app.post_json(host, "/api/v1/invitations/accept", &body, None)
+        .await
+}
+
+async fn statuses(app: &TestApp, host: &str, token: &str, filter: &str) -> Vec<(String, String)> {
+    let r = app
+        .get(host, &format!("/api/v1/invitations{filter}"), Some(token))
+        .await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["email"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    app.sql("update public.users set full_name = 'Olive Owner' where email = 'owner@acme.test'")
+        .await;
+
+    let r = invite(&app, &t.host, &t.token, "nina@new.test", "member").await;
+    assert_eq!(r.status(), 201);
+    let b: Value = r.json().await.unwrap();
+    let id = b["id"].as_str().unwrap().to_owned();
+    assert_eq!(b["status"], "pending");
+    assert_eq!(b["role"], "member");
+    assert_eq!(b["invited_by"], t.owner_id.as_str());
+    assert!(b.get("token").is_none(), "the token is only in the email");
+
+    // The email is in the outbox, with a link on this tenant's host.
+    let payload: Value = app
+        .sql_one("select payload from public.outbox order by id desc limit 1")
+        .await;
+    assert_eq!(payload["kind"], "invitation");
+    assert_eq!(payload["to"], "nina@new.test");
+    assert_eq!(payload["organization"], "acme Inc");
+    assert_eq!(payload["invited_by"], "Olive Owner");
+    assert_eq!(payload["role"], "member");
+    let link = payload["link"].as_str().unwrap();
+    let prefix = "https://acme.example.test/accept-invitation?token=inv_";
+    assert!(link.starts_with(prefix), "{link}");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    assert_eq!(token.len(), 4 + 43, "256 random bits");
+    // Stored as its SHA-256 only.
+    let stored: i64 = app
+        .sql_one(&format!(
+            "select count(*) from tenant_acme.invitations where token_hash = sha256(convert_to('{token}', 'UTF8'))"
+        ))
+        .await;
+    assert_eq!(stored, 1);
+    let plain: i64 = app
+        .sql_one(&format!(
+            "select count(*) from tenant_acme.invitations where encode(token_hash, 'escape') like '%{}%'",
+            &token[4..20]
+        ))
+        .await;
+    assert_eq!(plain, 0);
+
+    // A new account needs a full name and a valid password.
+    let p = problem(accept(&app, &t.host, json!({"token": token})).await, 422).await;
+    assert!(
+        p["errors"]["full_name"].is_array() && p["errors"]["password"].is_array(),
+        "{p}"
+    );
+    let p = problem(
+        accept(
+            &app,
+            &t.host,
+            json!({"token": token, "full_name": "Nina", "password": "short"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(p["errors"]["password"].is_array(), "{p}");
+    problem(accept(&app, &t.host, json!({})).await, 422).await;
+
+    let r = accept(
+        &app,
+        &t.host,
+        json!({"token": token, "full_name": "Nina New", "password": "nina-password-1"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["account_created"], true);
+    assert_eq!(b["member"]["email"], "nina@new.test");
+    assert_eq!(b["member"]["role"], "member");
+    assert_eq!(b["member"]["email_verified"], true);
+    let verified: bool = app
+        .sql_one(
+            "select email_verified_at is not null from public.users where email = 'nina@new.test'",
+        )
+        .await;
+    assert!(verified, "the token proved the address");
+    let token_nina = app.token(&t.host, "nina@new.test", "nina-password-1").await;
+    assert_eq!(
+        app.jwt.verify(&token_nina).unwrap().role.as_deref(),
+        Some("member")
+    );
+
+    // Single use.
+    let p = problem(
+        accept(
+            &app,
+            &t.host,
+            json!({"token": token, "full_name": "Again", "password": "again-password"}),
+        )
+        .await,
+        410,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("accepted"), "{p}");
+    assert_eq!(
+        statuses(&app, &t.host, &t.token, "").await,
+        vec![("nina@new.test".into(), "accepted".into())]
+    );
+    let r = app
+        .get(
+            &t.host,
+            "/api/v1/invitations?status=accepted",
+            Some(&t.token),
+        )
+        .await;
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        b["results"][0]["accepted_by"],
+        user_id(&app, "nina@new.test").await.as_str()
+    );
+    // An accepted invitation cannot be revoked.
+    problem(
+        call(
+            &app,
+            Method::DELETE,
+            &t.host,
+            &format!("/api/v1/invitations/{id}"),
+            None,
+            &t.token,
+        )
+        .await,
+        409,
+    )
+    .await;
+
+    assert_eq!(
+        audit_count(&app, "tenant_acme", "invitation.created").await,
+        1
+    );
+    assert_eq!(
+        audit_count(&app, "tenant_acme", "invitation.accepted").await,
+        1
+    );
+    assert_eq!(audit_count(&app, "tenant_acme", "member.added").await, 1);
+    let after: Value = app
+        .sql_one("select after from tenant_acme.audit_log where action = 'invitation.accepted'")
+        .await;
+    assert_eq!(after["status"], "accepted");
+    assert_eq!(after["account_created"], true);
+    let created: Value = app
+        .sql_one("select after from tenant_acme.audit_log where action = 'invitation.created'")
+        .await;
+    assert!(
+        !created.to_string().contains(&token[4..]),
+        "no token in the audit trail"
+    );
+}
+
+#[tokio::test]
+async fn expired_revoked_unknown_and_foreign_tokens_fail() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let g = app.tenant("globex").await;
+    let new = |token: &str| json!({"token": token, "full_name": "Someone", "password": "someone-password"});
+
+    // Expired (moved into the past by SQL).
+    let (expired_id, expired) = invited(&app, &t.host, &t.token, "old@x.test", "viewer").await;
+    app.sql(&format!(
+        "update tenant_acme.invitations set expires_at = now() - interval '1 second' where id = '{expired_id}'"
+    ))
+    .await;
+    let p = problem(accept(&app, &t.host, new(&expired)).await, 410).await;
+    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+    assert_eq!(
+        statuses(&app, &t.host, &t.token, "?status=expired").await,
+        vec![("old@x.test".into(), "expired".into())]
+    );
+    // An expired invitation no longer blocks a new one for the same email.
+    let (_, renewed) = invited(&app, &t.host, &t.token, "old@x.test", "viewer").await;
+
+    // Revoked.
+    let (revoked_id, revoked) = invited(&app, &t.host, &t.token, "gone@x.test", "member").await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &t.host,
+        &format!("/api/v1/invitations/{revoked_id}"),
+        None,
+        &t.token,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let p = problem(accept(&app, &t.host, new(&revoked)).await, 410).await;
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+    let r = call(
+        &app,
+        Method::DELETE,
+        &t.host,
+        &format!("/api/v1/invitations/{revoked_id}"),
+        None,
+        &t.token,
+    )
+    .await;
+    assert_eq!(r.status(), 204, "revoking twice is a no-op");
+    assert_eq!(
+        audit_count(&app, "tenant_acme", "invitation.revoked").await,
+        1
+    );
+    assert_eq!(
+        statuses(&app, &t.host, &t.token, "?status=revoked").await,
+        vec![("gone@x.test".into(), "revoked".into())]
+    );
+
+    // Unknown, and another tenant's token on this host (and the reverse).
+    problem(accept(&app, &t.host, new("inv_nope")).await, 404).await;
+    let (_, globex_token) = invited(&app, &g.host, &g.token, "roamer@x.test", "member").await;
+    problem(accept(&app, &t.host, new(&globex_token)).await, 404).await;
+    problem(accept(&app, &g.host, new(&renewed)).await, 404).await;
+    // Not on the base host at all.
+    problem(accept(&app, BASE, new(&renewed)).await, 404).await;
+    // None of that created anything.
+    let accounts: i64 = app
+        .sql_one("select count(*) from public.users where email in ('old@x.test', 'gone@x.test', 'roamer@x.test')")
+        .await;
+    assert_eq!(accounts, 0);
+    // The right host still works for both.
+    assert_eq!(
+        accept(&app, &g.host, new(&globex_token)).await.status(),
+        200
+    );
+    assert_eq!(accept(&app, &t.host, new(&renewed)).await.status(), 200);
+
+    // Another tenant's invitation id is 404 on this host, and untouched.
+    let (gid, _) = invited(&app, &g.host, &g.token, "other@x.test", "member").await;
+    problem(
+        call(
+            &app,
+            Method::DELETE,
+            &t.host,
+            &format!("/api/v1/invitations/{gid}"),
+            None,
+            &t.token,
+        )
+        .await,
+        404,
+    )
+    .await;
+    problem(
+        call(
+            &app,
+            Method::DELETE,
+            &t.host,
+            "/api/v1/invitations/not-a-uuid",
+            None,
+            &t.token,
+        )
+        .await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        statuses(&app, &g.host, &g.token, "?status=pending").await,
+        vec![("other@x.test".into(), "pending".into())]
+    );
+    problem(
+        app.get(&t.host, "/api/v1/invitations?status=lost", Some(&t.token))
+            .await,
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let g = app.tenant("globex").await;
+    let admin = app.member(&t, "ann@acme.test", "admin").await;
+    let member = app.member(&t, "bob@acme.test", "member").await;
+    let viewer = app.member(&t, "vic@acme.test", "viewer").await;
+
+    // Who may invite, and which roles.
+    problem(
+        invite(&app, &t.host, &member, "x@x.test", "viewer").await,
+        403,
+    )
+    .await;
+    problem(
+        app.get(&t.host, "/api/v1/invitations", Some(&viewer)).await,
+        403,
+    )
+    .await;
+    let p = problem(
+        invite(&app, &t.host, &admin, "x@x.test", "owner").await,
+        403,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("ownership transfer"),
+        "{p}"
+    );
+    problem(
+        invite(&app, &t.host, &t.token, "x@x.test", "owner").await,
+        403,
+    )
+    .await;
+    assert_eq!(
+        invite(&app, &t.host, &admin, "x@x.test", "admin")
+            .await
+            .status(),
+        201
+    );
+    let p = problem(invite(&app, &t.host, &admin, "bad", "captain").await, 422).await;
+    assert!(
+        p["errors"]["email"].is_array() && p["errors"]["role"].is_array(),
+        "{p}"
+    );
+
+    // Conflicts: an existing member, a pending invitation (whatever the case).
+    let p = problem(
+        invite(&app, &t.host, &admin, "BOB@acme.test", "viewer").await,
+        409,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("already a member"),
+        "{p}"
+    );
+    let p = problem(
+        invite(&app, &t.host, &t.token, "X@x.test", "viewer").await,
+        409,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("pending"), "{p}");
+    let outbox: i64 = app.sql_one("select count(*) from public.outbox").await;
+    assert_eq!(outbox, 1, "refused invitations send nothing");
+
+    // An existing account (globex's owner) accepts with the token alone; a password sent along
+    // is ignored, not checked and never set.
+    let (_, token) = invited(&app, &t.host, &admin, &g.owner_email, "viewer").await;
+    let r = accept(
+        &app,
+        &t.host,
+        json!({"token": token, "password": "wrong-password-here"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["account_created"], false);
+    assert_eq!(b["member"]["id"], g.owner_id.as_str());
+    assert_eq!(b["member"]["role"], "viewer");
+    assert_eq!(b["member"]["email_verified"], true);
+    assert_eq!(
+        app.login(&t.host, &g.owner_email, "wrong-password-here")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.login(&t.host, &g.owner_email, "password-of-globex")
+            .await
+            .status(),
+        200
+    );
+
+    // Someone who became a member since being invited: 409, and the invitation stays pending.
+    let (_, token) = invited(&app, &t.host, &admin, "late@x.test", "member").await;
+    let r = call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "late@x.test", "role": "member", "full_name": "Late", "password": "late-password-1"})), &admin).await;
+    assert_eq!(r.status(), 201);
+    problem(accept(&app, &t.host, json!({"token": token})).await, 409).await;
+
+    // The plan counts accepted invitations: free allows 5 (acme has 6 now).
+    app.sql("update public.companies set plan = 'free' where slug = 'acme'")
+        .await;
+    let (id, token) = invited(&app, &t.host, &admin, "full@x.test", "member").await;
+    let p = problem(
+        accept(
+            &app,
+            &t.host,
+            json!({"token": token, "full_name": "Full", "password": "full-password-1"}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("free plan allows at most 5"),
+        "{p}"
+    );
+    let status: String = app
+        .sql_one(&format!(
+            "select case when accepted_at is null then 'open' else 'used' end from tenant_acme.invitations where id = '{id}'"
+        ))
+        .await;
+    assert_eq!(status, "open");
+    let accounts: i64 = app
+        .sql_one("select count(*) from public.users where email = 'full@x.test'")
+        .await;
+    assert_eq!(accounts, 0, "rolled back with the refusal");
+    let _ = MEMBER_PASSWORD;
+}
+
+#[tokio::test]
+async fn two_concurrent_accepts_of_one_token_make_one_member() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let (_, token) = invited(&app, &t.host, &t.token, "twice@x.test", "member").await;
+    let body = json!({"token": token, "full_name": "Twice", "password": "twice-password"});
+    let (a, b) = tokio::join!(
+        accept(&app, &t.host, body.clone()),
+        accept(&app, &t.host, body)
+    );
+    let mut s = [a.status().as_u16(), b.status().as_u16()];
+    s.sort();
+    // The loser sees the token used (410), or loses the race to create the account (409).
+    assert!(s == [200, 410] || s == [200, 409], "{s:?}");
+    let members: i64 = app
+        .sql_one("select count(*) from public.memberships m join public.users u on u.id = m.user_id where u.email = 'twice@x.test'")
+        .await;
+    assert_eq!(members, 1);
+    assert_eq!(
+        audit_count(&app, "tenant_acme", "invitation.accepted").await,
+        1
+    );
+}

@@ -1,0 +1,357 @@
+//! Failed-login throttling (per account and per IP, in Redis), the audit entries written by the
+//! session routes, and token misuse that the spine tests do not cover.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn audit_actions(app: &TestApp, slug: &str) -> Vec<String> {
+    let client = app.db.get().await.unwrap();
+    let sql = format!("select action from tenant_{slug}.audit_log order by id");
+    client
+        .query(&sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn retry_after(r: &reqwest::Response) -> u64 {
+    r.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds")
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_with_retry_after_and_the_window_ends() {
+    let app = spawn_app_with(&[
+        ("LOGIN_FAILURES_PER_ACCOUNT", "3"),
+        ("LOGIN_THROTTLE_WINDOW_SECS", "2"),
+    ])
+    .await;
+    let t = app.tenant("acme").await;
+    for _ in 0..3 {
+        problem(
+            app.login(&t.host, &t.owner_email, "wrong-password").await,
+            401,
+        )
+        .await;
+    }
+    // Now even the right password is refused until the window ends.
+    let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
+    let wait = retry_after(&r);
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let p = problem(r, 429).await;
+    assert!(p["detail"].as_str().unwrap().contains("too many"), "{p}");
+    // The same account is throttled on every host (the base host too), by email case-insensitively.
+    problem(
+        app.login(BASE, &t.owner_email.to_uppercase(), "password-of-acme")
+            .await,
+        429,
+    )
+    .await;
+    // Another account from the same address is not affected.
+    let other = app.tenant("globex").await;
+    assert_eq!(
+        app.login(&other.host, &other.owner_email, "password-of-globex")
+            .await
+            .status(),
+        200
+    );
+    // Never a permanent lockout: after the window the right password works again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        app.login(&t.host, &t.owner_email, "password-of-acme")
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn unknown_emails_are_throttled_exactly_like_known_ones() {
+    let app = spawn_app_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "2")]).await;
+    let t = app.tenant("acme").await;
+    let mut answers = Vec::new();
+    for email in [t.owner_email.as_str(), "nobody@nowhere.test"] {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(app.login(&t.host, email, "wrong-password").await.status());
+        }
+        answers.push(statuses);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "known and unknown emails look alike"
+    );
+    assert_eq!(answers[0], vec![401, 401, 429]);
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_ip_across_accounts() {
+    let app = spawn_app_with(&[
+        ("LOGIN_FAILURES_PER_ACCOUNT", "100"),
+        ("LOGIN_FAILURES_PER_IP", "4"),
+    ])
+    .await;
+    let t = app.tenant("acme").await;
+    for i in 0..4 {
+        let email = format!("guess-{i}@acme.test");
+        problem(app.login(&t.host, &email, "wrong-password").await, 401).await;
+    }
+    let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
+    assert!(retry_after(&r) >= 1);
+    problem(r, 429).await;
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_account_counter() {
+    let app = spawn_app_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")]).await;
+    let t = app.tenant("acme").await;
+    for _ in 0..2 {
+        problem(
+            app.login(&t.host, &t.owner_email, "wrong-password").await,
+            401,
+        )
+        .await;
+    }
+    assert_eq!(
+        app.login(&t.host, &t.owner_email, "password-of-acme")
+            .await
+            .status(),
+        200
+    );
+    // Two more failures: without the reset this would be the fourth, and the third would be 429.
+    for _ in 0..2 {
+        problem(
+            app.login(&t.host, &t.owner_email, "wrong-password").await,
+            401,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await; // one successful login
+    let before = audit_actions(&app, "acme").await;
+    assert_eq!(before, vec!["auth.login.succeeded"]);
+
+    problem(
+        app.login(&t.host, &t.owner_email, "wrong-password").await,
+        401,
+    )
+    .await;
+    problem(
+        app.login(&t.host, "ghost@acme.test", "wrong-password")
+            .await,
+        401,
+    )
+    .await;
+    let client = app.db.get().await.unwrap();
+    let failed = client
+        .query(
+            "select actor_user_id, after->>'email', ip::text, request_id from tenant_acme.audit_log \
+             where action = 'auth.login.failed' order by id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(
+        failed[0]
+            .get::<_, Option<uuid::Uuid>>(0)
+            .map(|u| u.to_string()),
+        Some(t.owner_id.clone())
+    );
+    assert_eq!(failed[1].get::<_, Option<uuid::Uuid>>(0), None);
+    assert_eq!(failed[1].get::<_, String>(1), "ghost@acme.test");
+    assert!(failed[0].get::<_, String>(2).starts_with("127.0.0.1"));
+    assert!(failed[0].get::<_, Option<String>>(3).is_some());
+
+    // Login with a refresh token, rotate it, then reuse the spent one.
+    let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
+    let b: Value = r.json().await.unwrap();
+    let r1 = b["refresh_token"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/auth/token/refresh",
+            &json!({"refresh_token": r1}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    problem(
+        app.post_json(
+            &t.host,
+            "/api/v1/auth/token/refresh",
+            &json!({"refresh_token": r1}),
+            None,
+        )
+        .await,
+        401,
+    )
+    .await;
+
+    // Logout of a fresh session.
+    let b: Value = app
+        .login(&t.host, &t.owner_email, "password-of-acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = b["access_token"].as_str().unwrap().to_owned();
+    let refresh = b["refresh_token"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/auth/logout",
+            &json!({"refresh_token": refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+
+    // Revoke another session by id.
+    let b: Value = app
+        .login(&t.host, &t.owner_email, "password-of-acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let victim_refresh = b["refresh_token"].as_str().unwrap().to_owned();
+    let sessions: Value = app
+        .get(&t.host, "/api/v1/auth/sessions", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let newest = sessions["results"][0]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .request(
+            Method::DELETE,
+            &t.host,
+            &format!("/api/v1/auth/sessions/{newest}"),
+        )
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    problem(
+        app.post_json(
+            &t.host,
+            "/api/v1/auth/token/refresh",
+            &json!({"refresh_token": victim_refresh}),
+            None,
+        )
+        .await,
+        401,
+    )
+    .await;
+
+    // Change the password.
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/users/me/password",
+            &json!({"current_password": "password-of-acme", "new_password": "a-brand-new-password"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+
+    let actions = audit_actions(&app, "acme").await;
+    for expected in [
+        "auth.login.failed",
+        "auth.refresh.reused",
+        "auth.logout",
+        "auth.session.revoked",
+        "user.password.changed",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "auth.login.succeeded")
+            .count(),
+        4
+    );
+    // Nothing of this reached another tenant's trail.
+    app.tenant("globex").await;
+    assert_eq!(
+        audit_actions(&app, "globex").await,
+        vec!["auth.login.succeeded"]
+    );
+    // The trail is append-only, even for the database owner.
+    let err = client
+        .execute("delete from tenant_acme.audit_log", &[])
+        .await
+        .expect_err("append-only");
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message.is_some_and(|m| m.contains("append-only")),
+        "{err:?}"
+    );
+    let err = client
+        .execute("update tenant_acme.audit_log set action = 'x'", &[])
+        .await
+        .expect_err("append-only");
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message.is_some_and(|m| m.contains("append-only")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_and_tokens_signed_with_an_unknown_kid_are_not_access_tokens() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    let b: Value = app
+        .login(&t.host, &t.owner_email, "password-of-acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refresh = b["refresh_token"].as_str().unwrap();
+    let p = problem(
+        app.get(&t.host, "/api/v1/projects", Some(refresh)).await,
+        401,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("invalid"), "{p}");
+
+    // Same secret, but the header names a key the server does not know.
+    let claims = app.jwt.verify(&t.token).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("0000000000000000".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    problem(
+        app.get(&t.host, "/api/v1/projects", Some(&token)).await,
+        401,
+    )
+    .await;
+    // The unchanged token still works, so the refusal is about the kid.
+    assert_eq!(
+        app.get(&t.host, "/api/v1/projects", Some(&t.token))
+            .await
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,558 @@
+//! Invitations to join the bound tenant, kept in the tenant's own `invitations` table.
+//!
+//! A token carries 256 random bits, is shown only in the emailed link, and is stored as its
+//! SHA-256. Because the table lives in the tenant schema, a token presented on another tenant's
+//! host is simply unknown there. A token is single-use (accepting marks the row accepted inside
+//! the accepting transaction, under a row lock), expires after [`TTL_DAYS`] days, and is bound to
+//! the email it was sent to: accepting joins the account with that email (creating it if
+//! needed), and marks its address verified, since the link reached that inbox.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::mail::{self, Email as Mail};
+use tenantry_public::memberships::{self, Member, Role};
+use tenantry_public::names::NameError;
+use tenantry_public::{users, CompanyId, Email, UserId};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::access::{self, Permission, RoleRuleError};
+use crate::audit::{self, Action, Actor, Entry, Origin};
+use crate::binding::{TenantConn, TenantDb};
+use crate::members::{self, Acting, NewAccount};
+use deadpool_postgres::GenericClient;
+
+/// How long an invitation can be accepted.
+pub const TTL_DAYS: i64 = 7;
+
+const TOKEN_PREFIX: &str = "inv_";
+
+/// A row of the tenant's `invitations` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InvitationId(pub Uuid);
+
+impl fmt::Display for InvitationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A new invitation's token: 32 random bytes, base64url. Shown once (in the email), never stored.
+pub struct InvitationToken(String);
+
+impl InvitationToken {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for InvitationToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InvitationToken(***)")
+    }
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Where an invitation is in its life; derived from its timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Expired,
+    Revoked,
+}
+
+impl InvitationStatus {
+    pub fn parse(input: &str) -> Result<Self, NameError> {
+        match input {
+            "pending" => Ok(Self::Pending),
+            "accepted" => Ok(Self::Accepted),
+            "expired" => Ok(Self::Expired),
+            "revoked" => Ok(Self::Revoked),
+            _ => Err(NameError(
+                "must be one of pending, accepted, expired, revoked",
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub email: String,
+    pub role: Role,
+    pub status: InvitationStatus,
+    pub invited_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub accepted_by: Option<UserId>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The status is computed by the database clock, like every other timestamp here.
+const COLUMNS: &str = "id, email, role, \
+     case when accepted_at is not null then 'accepted' \
+          when revoked_at is not null then 'revoked' \
+          when expires_at <= now() then 'expired' \
+          else 'pending' end as status, \
+     invited_by, created_at, expires_at, accepted_at, accepted_by, revoked_at";
+
+/// The same status expression, for filtering.
+const STATUS: &str = "case when accepted_at is not null then 'accepted' \
+          when revoked_at is not null then 'revoked' \
+          when expires_at <= now() then 'expired' \
+          else 'pending' end";
+
+impl TryFrom<&Row> for Invitation {
+    type Error = DbError;
+
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        let role: String = row.try_get("role")?;
+        let status: String = row.try_get("status")?;
+        Ok(Self {
+            id: InvitationId(row.try_get("id")?),
+            email: row.try_get("email")?,
+            role: Role::parse(&role)
+                .map_err(|e| DbError::Config(format!("invitations.role {e}")))?,
+            status: InvitationStatus::parse(&status)
+                .map_err(|e| DbError::Config(format!("invitations.status {e}")))?,
+            invited_by: row.try_get::<_, Option<Uuid>>("invited_by")?.map(UserId),
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            accepted_at: row.try_get("accepted_at")?,
+            accepted_by: row.try_get::<_, Option<Uuid>>("accepted_by")?.map(UserId),
+            revoked_at: row.try_get("revoked_at")?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvitationError {
+    /// No invitation with this id or token in this tenant.
+    #[error("no such invitation in this organization")]
+    NotFound,
+    /// The token was already used, revoked, or has expired.
+    #[error("this invitation has been {}", .0.as_str())]
+    Gone(InvitationStatus),
+    #[error("this invitation has already been accepted")]
+    AlreadyAccepted,
+    #[error("an invitation for this email is already pending; revoke it to send a new one")]
+    PendingExists,
+    #[error("this account is already a member of this organization")]
+    AlreadyMember,
+    #[error("the {plan} plan allows at most {max} members; remove a member or upgrade the plan")]
+    PlanLimit { plan: String, max: i32 },
+    #[error(transparent)]
+    Rule(#[from] RoleRuleError),
+    #[error("{0}")]
+    NotAllowed(String),
+    /// No account has the invited email and no full name and password were given.
+    #[error("no account has this email; a full name and password are needed to create one")]
+    AccountRequired,
+    #[error("an account with this email was created at the same moment; retry")]
+    AccountRace,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for InvitationError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+fn audit_json(i: &Invitation) -> serde_json::Value {
+    json!({
+        "id": i.id.0,
+        "email": i.email,
+        "role": i.role.as_str(),
+        "status": i.status.as_str(),
+        "expires_at": i.expires_at,
+    })
+}
+
+/// Invites `email` with `role`: checks the caller may grant the role, that the email is neither
+/// a member nor already invited (pending), stores the hashed token and writes the invitation
+/// email to the outbox, all in one transaction. `link` turns the token into the URL to email.
+pub async fn create(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    email: &Email,
+    role: Role,
+    link: impl FnOnce(&str) -> String,
+) -> Result<Invitation, InvitationError> {
+    let tx = conn.transaction().await?;
+    let seats = members::lock(&tx, acting.company).await?;
+    let actor_role = members::current_role(&tx, acting, Permission::InvitationsManage)
+        .await?
+        .map_err(InvitationError::NotAllowed)?;
+    access::may_grant(actor_role, role)?;
+    let pg = &**tx.client();
+    if let Some(user) = users::find_by_email(pg, email.as_str()).await? {
+        if memberships::find(pg, user.id, acting.company)
+            .await?
+            .is_some()
+        {
+            return Err(InvitationError::AlreadyMember);
+        }
+    }
+    let pending = tx
+        .client()
+        .query_opt(
+            &format!(
+                "select 1 from invitations where lower(email) = lower($1) and {STATUS} = 'pending'"
+            ),
+            &[&email.as_str()],
+        )
+        .await?;
+    if pending.is_some() {
+        return Err(InvitationError::PendingExists);
+    }
+    let token = InvitationToken::generate();
+    let expires = Utc::now() + Duration::days(TTL_DAYS);
+    let row = tx
+        .client()
+        .query_one(
+            &format!(
+                "insert into invitations (id, email, role, token_hash, invited_by, expires_at) \
+                 values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
+            ),
+            &[
+                &Uuid::now_v7(),
+                &email.as_str(),
+                &role.as_str(),
+                &hash(token.expose()),
+                &acting.user.0,
+                &expires,
+            ],
+        )
+        .await?;
+    let invitation = Invitation::try_from(&row)?;
+    let inviter = users::find_by_id(pg, acting.user)
+        .await?
+        .map(|u| {
+            if u.full_name.trim().is_empty() {
+                u.email
+            } else {
+                u.full_name
+            }
+        })
+        .unwrap_or_default();
+    mail::enqueue(
+        pg,
+        &Mail::Invitation {
+            to: invitation.email.clone(),
+            organization: seats.name.clone(),
+            invited_by: inviter,
+            role: role.as_str().to_owned(),
+            link: link(token.expose()),
+        },
+    )
+    .await?;
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(Action::InvitationCreated)
+            .target("invitation", invitation.id)
+            .after(audit_json(&invitation)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(invitation)
+}
+
+/// One page of invitations, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub invitations: Vec<Invitation>,
+    pub has_more: bool,
+}
+
+/// Lists invitations newest first (ids are time-ordered), optionally of one status, after the
+/// keyset position `before`.
+pub async fn list(
+    db: &impl TenantDb,
+    status: Option<InvitationStatus>,
+    before: Option<InvitationId>,
+    limit: i64,
+) -> Result<Page, DbError> {
+    let rows = db
+        .client()
+        .query(
+            &format!(
+                "select {COLUMNS} from invitations \
+                  where ($1::text is null or {STATUS} = $1) \
+                    and ($2::uuid is null or id < $2) \
+                  order by id desc limit $3"
+            ),
+            &[
+                &status.map(InvitationStatus::as_str),
+                &before.map(|b| b.0),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    let invitations = rows
+        .iter()
+        .take(limit as usize)
+        .map(Invitation::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        invitations,
+        has_more,
+    })
+}
+
+/// One invitation by id.
+pub async fn get(db: &impl TenantDb, id: InvitationId) -> Result<Option<Invitation>, DbError> {
+    db.client()
+        .query_opt(
+            &format!("select {COLUMNS} from invitations where id = $1"),
+            &[&id.0],
+        )
+        .await?
+        .as_ref()
+        .map(Invitation::try_from)
+        .transpose()
+}
+
+/// The invitation a token belongs to (any status), without locking it: for checks made before
+/// the accepting transaction (which looks again under a lock).
+pub async fn find_by_token(db: &impl TenantDb, token: &str) -> Result<Option<Invitation>, DbError> {
+    db.client()
+        .query_opt(
+            &format!("select {COLUMNS} from invitations where token_hash = $1"),
+            &[&hash(token)],
+        )
+        .await?
+        .as_ref()
+        .map(Invitation::try_from)
+        .transpose()
+}
+
+/// Revokes an invitation. Revoking one already revoked changes nothing; an accepted one cannot
+/// be revoked. An expired one can (it then shows as revoked).
+pub async fn revoke(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: InvitationId,
+) -> Result<Invitation, InvitationError> {
+    let tx = conn.transaction().await?;
+    members::lock(&tx, acting.company).await?;
+    members::current_role(&tx, acting, Permission::InvitationsManage)
+        .await?
+        .map_err(InvitationError::NotAllowed)?;
+    let before = tx
+        .client()
+        .query_opt(
+            &format!("select {COLUMNS} from invitations where id = $1 for update"),
+            &[&id.0],
+        )
+        .await?
+        .as_ref()
+        .map(Invitation::try_from)
+        .transpose()?
+        .ok_or(InvitationError::NotFound)?;
+    match before.status {
+        InvitationStatus::Accepted => return Err(InvitationError::AlreadyAccepted),
+        InvitationStatus::Revoked => return Ok(before),
+        InvitationStatus::Pending | InvitationStatus::Expired => {}
+    }
+    let row = tx
+        .client()
+        .query_one(
+            &format!(
+                "update invitations set revoked_at = now(), revoked_by = $2 where id = $1 \
+                 returning {COLUMNS}"
+            ),
+            &[&id.0, &acting.user.0],
+        )
+        .await?;
+    let after = Invitation::try_from(&row)?;
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(Action::InvitationRevoked)
+            .target("invitation", id)
+            .before(audit_json(&before))
+            .after(audit_json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The result of accepting an invitation.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub member: Member,
+    pub account_created: bool,
+}
+
+/// Accepts the invitation `token` belongs to: joins the account with the invited email
+/// (creating it from `new_account` when there is none) with the invited role, marks the
+/// address verified and the invitation accepted, in one transaction. Counts against the plan.
+pub async fn accept(
+    conn: &mut TenantConn,
+    company: CompanyId,
+    token: &str,
+    new_account: Option<NewAccount>,
+    origin: &Origin,
+) -> Result<Accepted, InvitationError> {
+    let tx = conn.transaction().await?;
+    let seats = members::lock(&tx, company).await?;
+    // Under the row lock: of two concurrent accepts of one token, the second sees it accepted.
+    let invitation = tx
+        .client()
+        .query_opt(
+            &format!("select {COLUMNS} from invitations where token_hash = $1 for update"),
+            &[&hash(token)],
+        )
+        .await?
+        .as_ref()
+        .map(Invitation::try_from)
+        .transpose()?
+        .ok_or(InvitationError::NotFound)?;
+    if invitation.status != InvitationStatus::Pending {
+        return Err(InvitationError::Gone(invitation.status));
+    }
+    let pg = &**tx.client();
+    let email = Email::parse(&invitation.email)
+        .map_err(|e| DbError::Config(format!("invitations.email {e}")))?;
+    let (user, created) = match users::find_by_email(pg, email.as_str()).await? {
+        Some(user) => (user, false),
+        None => {
+            let Some(account) = new_account else {
+                return Err(InvitationError::AccountRequired);
+            };
+            let user = users::insert(pg, &email, &account.password_hash, &account.full_name)
+                .await
+                .map_err(|e| {
+                    if e.code() == Some(sqlstate::UNIQUE_VIOLATION) {
+                        InvitationError::AccountRace
+                    } else {
+                        InvitationError::Db(e)
+                    }
+                })?;
+            (user, true)
+        }
+    };
+    if memberships::find(pg, user.id, company).await?.is_some() {
+        return Err(InvitationError::AlreadyMember);
+    }
+    if seats.full() {
+        return Err(InvitationError::PlanLimit {
+            plan: seats.plan.clone(),
+            max: seats.max_members.unwrap_or_default(),
+        });
+    }
+    // The token reached this address: that proves it.
+    users::mark_email_verified(pg, user.id).await?;
+    memberships::add(pg, company, user.id, invitation.role)
+        .await?
+        .ok_or(InvitationError::AlreadyMember)?;
+    let row = tx
+        .client()
+        .query_one(
+            &format!(
+                "update invitations set accepted_at = now(), accepted_by = $2 where id = $1 \
+                 returning {COLUMNS}"
+            ),
+            &[&invitation.id.0, &user.id.0],
+        )
+        .await?;
+    let after = Invitation::try_from(&row)?;
+    let member = memberships::get_member(pg, company, user.id, false)
+        .await?
+        .ok_or_else(|| DbError::Config("membership vanished inside its transaction".into()))?;
+    // Nobody authenticated with credentials: the token is the proof. The accepting account is
+    // named in the entries.
+    let mut accepted = audit_json(&after);
+    accepted["user_id"] = json!(user.id.0);
+    accepted["account_created"] = json!(created);
+    audit::record(
+        &tx,
+        Actor::Anonymous,
+        origin,
+        Entry::new(Action::InvitationAccepted)
+            .target("invitation", invitation.id)
+            .before(audit_json(&invitation))
+            .after(accepted),
+    )
+    .await?;
+    let mut added = members::audit_json(&member);
+    added["account_created"] = json!(created);
+    added["invitation_id"] = json!(invitation.id.0);
+    audit::record(
+        &tx,
+        Actor::Anonymous,
+        origin,
+        Entry::new(Action::MemberAdded)
+            .target("user", user.id)
+            .after(added),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Accepted {
+        member,
+        account_created: created,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_hashed() {
+        let a = InvitationToken::generate();
+        let b = InvitationToken::generate();
+        assert_ne!(a.expose(), b.expose());
+        assert!(a.expose().starts_with("inv_"));
+        // 32 bytes of randomness, base64url without padding: 43 characters.
+        assert_eq!(a.expose().len(), 4 + 43);
+        assert_eq!(hash(a.expose()).len(), 32);
+        assert_eq!(format!("{a:?}"), "InvitationToken(***)");
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            InvitationStatus::Pending,
+            InvitationStatus::Accepted,
+            InvitationStatus::Expired,
+            InvitationStatus::Revoked,
+        ] {
+            assert_eq!(InvitationStatus::parse(s.as_str()), Ok(s));
+        }
+        assert!(InvitationStatus::parse("open").is_err());
+    }
+}

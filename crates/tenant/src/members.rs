@@ -1,0 +1,375 @@
+//! Members of the bound tenant: add, change role, remove, (de)activate, and ownership transfer.
+//!
+//! Every operation runs in one transaction on a tenant-bound connection, so the change to
+//! `public.memberships` (always filtered by this tenant's company id) and its `audit_log` entry
+//! commit together. Each transaction first locks the company row ([`memberships::lock_company`]),
+//! which serialises all membership changes of one company: the member count checked against the
+//! plan cannot be raced, and two ownership transfers run one after the other. Inside the lock the
+//! caller's own membership is read again, so a caller demoted or removed since their access token
+//! was issued cannot act with the stale role.
+
+use serde_json::{json, Value};
+use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::memberships::{self, CompanySeats, Member, Role};
+use tenantry_public::{sessions, users, CompanyId, Email, UserId};
+
+use crate::access::{self, Permission, RoleRuleError};
+use crate::audit::{self, Action, Actor, Entry, Origin};
+use crate::binding::{TenantConn, TenantDb, TenantTx};
+
+/// Who is acting, in which company, from where.
+#[derive(Debug, Clone)]
+pub struct Acting<'a> {
+    pub company: CompanyId,
+    /// The account responsible (the caller, or an API key's creator).
+    pub user: UserId,
+    pub actor: Actor,
+    pub origin: &'a Origin,
+}
+
+/// A new account to create alongside a membership (its password already hashed).
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub password_hash: String,
+    pub full_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The target user is not a member of this company.
+    #[error("no such member in this organization")]
+    NotFound,
+    #[error("this account is already a member of this organization")]
+    AlreadyMember,
+    #[error("the {plan} plan allows at most {max} members; remove a member or upgrade the plan")]
+    PlanLimit { plan: String, max: i32 },
+    #[error(transparent)]
+    Rule(#[from] RoleRuleError),
+    /// The caller's membership, read again inside the transaction, no longer allows this.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// No account has this email and no password was given to create one.
+    #[error("no account has this email; a password and full name are needed to create one")]
+    AccountRequired,
+    /// An account with this email was created concurrently.
+    #[error("an account with this email was created at the same moment; retry")]
+    AccountRace,
+    #[error("the new owner must be another member")]
+    TransferToSelf,
+    #[error("the new owner's membership is deactivated")]
+    TargetInactive,
+    #[error("the new owner has not verified their email address")]
+    TargetUnverified,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<tokio_postgres::Error> for MemberError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+/// The membership as recorded in audit entries.
+pub fn audit_json(m: &Member) -> Value {
+    json!({
+        "user_id": m.user_id.0,
+        "email": m.email,
+        "role": m.role.as_str(),
+        "is_active": m.is_active,
+    })
+}
+
+/// Locks the company row and returns its seats. Call first in every membership transaction.
+pub(crate) async fn lock(tx: &TenantTx<'_>, company: CompanyId) -> Result<CompanySeats, DbError> {
+    memberships::lock_company(&**tx.client(), company)
+        .await?
+        .ok_or_else(|| DbError::Config("the bound tenant's company row is missing".into()))
+}
+
+/// The caller's role now, read inside the transaction: they must still be an active member
+/// whose role holds `permission`. The inner error is the reason to show when they may not.
+pub(crate) async fn current_role(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    permission: Permission,
+) -> Result<Result<Role, String>, DbError> {
+    let member =
+        memberships::get_member(&**tx.client(), acting.company, acting.user, false).await?;
+    Ok(match member {
+        Some(m) if m.is_active && access::allows(m.role, permission) => Ok(m.role),
+        Some(m) if m.is_active => Err(format!(
+            "the {} role may not do this ({} requires {} or above)",
+            m.role,
+            permission.as_str(),
+            permission.minimum_role()
+        )),
+        _ => Err("you are no longer an active member of this organization".to_owned()),
+    })
+}
+
+async fn actor_role(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    permission: Permission,
+) -> Result<Role, MemberError> {
+    current_role(tx, acting, permission)
+        .await?
+        .map_err(MemberError::NotAllowed)
+}
+
+/// Adds the account with `email` to the company with `role`, creating the account when none
+/// has this email (then `new_account` is required). Checks the role rules and the plan limit.
+pub async fn add(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    email: &Email,
+    role: Role,
+    new_account: Option<NewAccount>,
+) -> Result<Member, MemberError> {
+    let tx = conn.transaction().await?;
+    let seats = lock(&tx, acting.company).await?;
+    let actor_role = actor_role(&tx, acting, Permission::MembersManage).await?;
+    access::may_grant(actor_role, role)?;
+    let pg = &**tx.client();
+    let (user, created) = match users::find_by_email(pg, email.as_str()).await? {
+        Some(user) => (user, false),
+        None => {
+            let Some(account) = new_account else {
+                return Err(MemberError::AccountRequired);
+            };
+            let user = users::insert(pg, email, &account.password_hash, &account.full_name)
+                .await
+                .map_err(|e| {
+                    if e.code() == Some(sqlstate::UNIQUE_VIOLATION) {
+                        MemberError::AccountRace
+                    } else {
+                        MemberError::Db(e)
+                    }
+                })?;
+            (user, true)
+        }
+    };
+    if memberships::find(pg, user.id, acting.company)
+        .await?
+        .is_some()
+    {
+        return Err(MemberError::AlreadyMember);
+    }
+    if seats.full() {
+        return Err(plan_limit(&seats));
+    }
+    memberships::add(pg, acting.company, user.id, role)
+        .await?
+        .ok_or(MemberError::AlreadyMember)?;
+    let member = memberships::get_member(pg, acting.company, user.id, false)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    let mut after = audit_json(&member);
+    after["account_created"] = json!(created);
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(Action::MemberAdded)
+            .target("user", member.user_id)
+            .after(after),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(member)
+}
+
+pub(crate) fn plan_limit(seats: &CompanySeats) -> MemberError {
+    MemberError::PlanLimit {
+        plan: seats.plan.clone(),
+        max: seats.max_members.unwrap_or_default(),
+    }
+}
+
+/// Locks the target's membership and checks the caller may act on it (not themselves, not the
+/// owner, not a role above their own).
+async fn target(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    user: UserId,
+) -> Result<(Role, Member), MemberError> {
+    let actor_role = actor_role(tx, acting, Permission::MembersManage).await?;
+    let target = memberships::get_member(&**tx.client(), acting.company, user, true)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    if user == acting.user {
+        return Err(RoleRuleError::SelfAction.into());
+    }
+    access::may_act_on(actor_role, target.role)?;
+    Ok((actor_role, target))
+}
+
+/// Changes a member's role. Returns the member as it is now (unchanged, with no audit entry,
+/// when the role was already `role`).
+pub async fn change_role(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    user: UserId,
+    role: Role,
+) -> Result<Member, MemberError> {
+    let tx = conn.transaction().await?;
+    lock(&tx, acting.company).await?;
+    let (actor_role, before) = target(&tx, acting, user).await?;
+    access::may_grant(actor_role, role)?;
+    if before.role == role {
+        return Ok(before);
+    }
+    let pg = &**tx.client();
+    memberships::set_role(pg, acting.company, user, role).await?;
+    let after = memberships::get_member(pg, acting.company, user, false)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(Action::MemberRoleChanged)
+            .target("user", user)
+            .before(audit_json(&before))
+            .after(audit_json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Removes a member from the company and revokes their sessions in it at once.
+pub async fn remove(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    user: UserId,
+) -> Result<(), MemberError> {
+    let tx = conn.transaction().await?;
+    lock(&tx, acting.company).await?;
+    let (_, before) = target(&tx, acting, user).await?;
+    let pg = &**tx.client();
+    if !memberships::remove(pg, acting.company, user).await? {
+        return Err(MemberError::NotFound);
+    }
+    sessions::revoke_for_company(pg, user, acting.company, "membership removed").await?;
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(Action::MemberRemoved)
+            .target("user", user)
+            .before(audit_json(&before)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Activates or deactivates a membership. Deactivating revokes the member's sessions in this
+/// company, so a later re-activation needs a fresh login. Unchanged (no audit entry) when the
+/// membership already is in that state.
+pub async fn set_active(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    user: UserId,
+    active: bool,
+) -> Result<Member, MemberError> {
+    let tx = conn.transaction().await?;
+    lock(&tx, acting.company).await?;
+    let (_, before) = target(&tx, acting, user).await?;
+    if before.is_active == active {
+        return Ok(before);
+    }
+    let pg = &**tx.client();
+    memberships::set_active(pg, acting.company, user, active).await?;
+    if !active {
+        sessions::revoke_for_company(pg, user, acting.company, "membership deactivated").await?;
+    }
+    let after = memberships::get_member(pg, acting.company, user, false)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    let action = if active {
+        Action::MemberActivated
+    } else {
+        Action::MemberDeactivated
+    };
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(action)
+            .target("user", user)
+            .before(audit_json(&before))
+            .after(audit_json(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The two memberships after an ownership transfer.
+#[derive(Debug, Clone)]
+pub struct Transferred {
+    pub previous_owner: Member,
+    pub new_owner: Member,
+}
+
+/// Hands the owner role from the caller to `to`, who must be another active member with a
+/// verified email. The caller (whose password the HTTP layer has checked) must still be the
+/// active owner once the company row is locked, so of two concurrent transfers exactly one wins.
+pub async fn transfer_ownership(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    to: UserId,
+) -> Result<Transferred, MemberError> {
+    let tx = conn.transaction().await?;
+    lock(&tx, acting.company).await?;
+    let pg = &**tx.client();
+    let owner = memberships::get_member(pg, acting.company, acting.user, true).await?;
+    let owner = match owner {
+        Some(m) if m.is_active && m.role == Role::Owner => m,
+        _ => {
+            return Err(MemberError::NotAllowed(
+                "you are no longer the owner of this organization".into(),
+            ))
+        }
+    };
+    if to == acting.user {
+        return Err(MemberError::TransferToSelf);
+    }
+    let target = memberships::get_member(pg, acting.company, to, true)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    if !target.is_active {
+        return Err(MemberError::TargetInactive);
+    }
+    if !target.email_verified {
+        return Err(MemberError::TargetUnverified);
+    }
+    if !memberships::transfer_ownership(pg, acting.company, acting.user, to).await? {
+        return Err(DbError::Config("ownership transfer touched unexpected rows".into()).into());
+    }
+    let previous_owner = memberships::get_member(pg, acting.company, acting.user, false)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    let new_owner = memberships::get_member(pg, acting.company, to, false)
+        .await?
+        .ok_or(MemberError::NotFound)?;
+    audit::record(
+        &tx,
+        acting.actor,
+        acting.origin,
+        Entry::new(Action::OwnershipTransferred)
+            .target("user", to)
+            .before(json!({"owner": audit_json(&owner), "new_owner": audit_json(&target)}))
+            .after(json!({"previous_owner": audit_json(&previous_owner), "owner": audit_json(&new_owner)})),
+    )
+    .await?;
+    // The deferred trigger checks "exactly one owner" here.
+    tx.commit().await?;
+    Ok(Transferred {
+        previous_owner,
+        new_owner,
+    })
+}
