@@ -1,14 +1,24 @@
 //! The authenticated caller. Handlers that take [`Caller`] or [`TenantUser`] cannot forget
 //! authentication, and a token is only accepted on the host it was issued for: a tenant token on
 //! its company's hosts, an account token on the base host.
+//!
+//! [`TenantUser`] also accepts an API key in `X-API-Key` (never both credentials at once: 400).
+//! Keys live in the tenant schema, so a key is only known on its own tenant's hosts; it acts as
+//! its creator with the key's role capped by the creator's current membership. [`Caller`] (the
+//! account and session routes) never accepts a key. A key in the query string is refused before
+//! any route runs ([`refuse_keys_in_query`]).
 
-use actix_web::dev::Payload;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use futures_util::future::{Either, LocalBoxFuture};
 use std::future::{ready, Ready};
 use tenantry_public::memberships::Role;
 use tenantry_public::UserId;
 use tenantry_tenant::access::{self, Permission};
+use tenantry_tenant::api_keys;
 use tenantry_tenant::audit::{Actor, Origin};
 use tenantry_tenant::ActiveTenant;
 use uuid::Uuid;
@@ -20,6 +30,34 @@ use crate::telemetry::RequestId;
 use crate::tokens::Claims;
 
 const INVALID: &str = "the access token is invalid or expired";
+/// The one answer for every unusable key (malformed, unknown here, wrong secret, revoked,
+/// expired, creator no longer a member), so a caller cannot tell which part was wrong.
+const INVALID_KEY: &str = "the API key is invalid, expired or revoked";
+
+/// The header that carries an API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The credential a request presents.
+enum Credential<'a> {
+    Bearer(&'a str),
+    ApiKey(&'a str),
+}
+
+/// Reads the request's credential: a Bearer token or an API key, never both (400).
+fn credential(req: &HttpRequest) -> Result<Credential<'_>, ApiError> {
+    let key = req.headers().get(API_KEY_HEADER);
+    match (req.headers().contains_key(header::AUTHORIZATION), key) {
+        (true, Some(_)) => Err(ApiError::BadRequest(
+            "send either an Authorization: Bearer token or an X-API-Key, not both".into(),
+        )),
+        (false, Some(key)) => Ok(Credential::ApiKey(
+            key.to_str()
+                .map_err(|_| ApiError::Unauthorized(INVALID_KEY))?
+                .trim(),
+        )),
+        (_, None) => Ok(Credential::Bearer(bearer_token(req)?)),
+    }
+}
 
 /// Any authenticated caller on the host its token belongs to.
 pub struct Caller {
@@ -35,9 +73,16 @@ impl Caller {
         let state = req
             .app_data::<web::Data<AppState>>()
             .ok_or_else(|| anyhow::anyhow!("application state missing"))?;
+        let token =
+            match credential(req)? {
+                Credential::Bearer(token) => token,
+                Credential::ApiKey(_) => return Err(ApiError::Unauthorized(
+                    "API keys are not accepted on account and session routes; use an access token",
+                )),
+            };
         let claims: Claims = state
             .jwt
-            .verify(bearer_token(req)?)
+            .verify(token)
             .map_err(|_| ApiError::Unauthorized(INVALID))?;
         let tenant = match (host, claims.tenant) {
             (HostKind::Tenant(tenant), Some(company)) if company == tenant.route().company_id.0 => {
@@ -96,8 +141,17 @@ pub struct TenantUser {
 }
 
 impl TenantUser {
-    /// Checks the permission matrix (`tenantry_tenant::access`): 403 when the role lacks it.
+    /// Checks the permission matrix (`tenantry_tenant::access`): 403 when the role lacks it, and
+    /// for an API key also when keys may not use it at all.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if let Actor::ApiKey(_) = self.actor {
+            if !permission.allowed_for_api_keys() {
+                return Err(ApiError::Forbidden(format!(
+                    "API keys may not do this ({} needs a signed-in member)",
+                    permission.as_str()
+                )));
+            }
+        }
         if access::allows(self.role, permission) {
             Ok(())
         } else {
@@ -110,23 +164,80 @@ impl TenantUser {
         }
     }
 
-    fn extract(req: &HttpRequest) -> Result<Self, ApiError> {
-        // Tenant routes do not exist on the base host.
-        if let HostKind::Public = HostKind::from_request_sync(req)? {
-            return Err(ApiError::NotFound);
+    /// Everything that needs no database: the JWT path ends here; an API key still has to be
+    /// looked up in the tenant's schema.
+    fn start(req: &HttpRequest) -> Result<Start, ApiError> {
+        let host = HostKind::from_request_sync(req)?;
+        let tenant = match host {
+            HostKind::Tenant(tenant) => tenant,
+            // Tenant routes do not exist on the base host; a key names no tenant there.
+            HostKind::Public => {
+                return Err(match credential(req) {
+                    Ok(Credential::ApiKey(_)) => ApiError::Unauthorized(
+                        "API keys are only accepted on their organization's host",
+                    ),
+                    Err(e @ ApiError::BadRequest(_)) => e,
+                    _ => ApiError::NotFound,
+                })
+            }
+        };
+        if let Credential::ApiKey(key) = credential(req)? {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| anyhow::anyhow!("application state missing"))?
+                .clone();
+            return Ok(Start::ApiKey {
+                tenant,
+                state,
+                key: key.to_owned(),
+            });
         }
         let caller = Caller::extract(req)?;
         let Some((tenant, role)) = caller.tenant else {
             return Err(ApiError::NotFound);
         };
-        Ok(Self {
+        Ok(Start::Done(Self {
             tenant,
             user_id: caller.user_id,
             role,
             actor: Actor::User(caller.user_id),
             session_id: caller.session_id,
+        }))
+    }
+
+    /// Looks the key up in the Host's tenant: one connection, one query (plus a `last_used_at`
+    /// write at most once a minute per key).
+    async fn from_api_key(
+        tenant: ActiveTenant,
+        state: web::Data<AppState>,
+        key: String,
+    ) -> Result<Self, ApiError> {
+        let company = tenant.route().company_id;
+        let found = {
+            let conn = tenant.connect(&state.db).await?;
+            api_keys::authenticate(&conn, company, &key).await?
+        };
+        let Some(found) = found else {
+            tracing::info!("API key refused");
+            return Err(ApiError::Unauthorized(INVALID_KEY));
+        };
+        Ok(Self {
+            tenant,
+            user_id: found.created_by,
+            role: found.role,
+            actor: Actor::ApiKey(found.key_id),
+            session_id: None,
         })
     }
+}
+
+enum Start {
+    Done(TenantUser),
+    ApiKey {
+        tenant: ActiveTenant,
+        state: web::Data<AppState>,
+        key: String,
+    },
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
@@ -149,10 +260,82 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
 
 impl FromRequest for TenantUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    /// Ready at once for a Bearer token (no database round-trip); a boxed lookup for an API key.
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Self::extract(req))
+        match Self::start(req) {
+            Ok(Start::Done(user)) => Either::Left(ready(Ok(user))),
+            Ok(Start::ApiKey { tenant, state, key }) => {
+                Either::Right(Box::pin(Self::from_api_key(tenant, state, key)))
+            }
+            Err(e) => Either::Left(ready(Err(e))),
+        }
+    }
+}
+
+/// Query parameter names that would carry an API key.
+const KEY_PARAMS: [&str; 6] = [
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "x-api-key",
+    "x_api_key",
+];
+
+/// Refuses (400) any `/api/v1` request that carries an API key in its URL: a parameter named like
+/// one (`api_key`, `apikey`, `key`, …) or any parameter whose value is a well-formed key. URLs end
+/// up in access logs, proxies and browser history, so such a key must be treated as exposed.
+pub async fn refuse_keys_in_query(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if carries_key(req.query_string()) {
+        let response = ApiError::BadRequest(
+            "API keys must be sent in the X-API-Key header, never in the URL; a key that was \
+             sent in a URL should be treated as exposed and revoked"
+                .into(),
+        )
+        .error_response();
+        return Ok(req.into_response(response));
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+fn carries_key(query: &str) -> bool {
+    if query.is_empty() {
+        return false;
+    }
+    let Ok(pairs) = web::Query::<Vec<(String, String)>>::from_query(query) else {
+        // Undecodable: fall back to the raw text, so encoding tricks do not get a key through.
+        return query.contains(api_keys::KEY_PREFIX);
+    };
+    pairs.iter().any(|(name, value)| {
+        let named = KEY_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p));
+        (named && !value.trim().is_empty()) || api_keys::parse_prefix(value.trim()).is_some()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_key;
+
+    #[test]
+    fn keys_in_query_strings_are_spotted() {
+        let key = format!("tnt_abcdefghijkl_{}", "A".repeat(43));
+        assert!(carries_key(&format!("api_key={key}")));
+        assert!(carries_key(&format!("limit=5&APIKEY={key}")));
+        assert!(carries_key("key=anything"));
+        assert!(carries_key(&format!("cursor={key}")));
+        assert!(carries_key(&format!("x=%ZZ&y={key}")));
+        assert!(!carries_key(""));
+        assert!(!carries_key("limit=5&cursor=abc"));
+        assert!(!carries_key("key="));
+        assert!(!carries_key("name=tnt_widgets"));
     }
 }
 

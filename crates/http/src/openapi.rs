@@ -1,6 +1,6 @@
 //! The OpenAPI document, served at `/api/openapi.json` with Swagger UI at `/api/docs/`.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -42,6 +42,10 @@ use crate::routes;
         routes::invitations::delete,
         routes::invitations::accept,
         routes::organization::transfer_ownership,
+        routes::api_keys::create,
+        routes::api_keys::list,
+        routes::api_keys::delete,
+        routes::audit_log::list,
     ),
     components(schemas(crate::error::ProblemDoc)),
     modifiers(&BearerAuth),
@@ -54,6 +58,8 @@ use crate::routes;
         (name = "members", description = "Members of the Host's tenant and their roles"),
         (name = "invitations", description = "Invitations to join the Host's tenant"),
         (name = "organization", description = "The Host's tenant as a whole: ownership"),
+        (name = "api-keys", description = "API keys of the Host's tenant (sent as X-API-Key)"),
+        (name = "audit", description = "The Host's tenant's audit trail"),
     )
 )]
 pub struct ApiDoc;
@@ -71,6 +77,15 @@ impl Modify for BearerAuth {
                         .bearer_format("JWT")
                         .build(),
                 ),
+            );
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "X-API-Key",
+                    "An API key `tnt_<prefix>_<secret>`, only on its organization's host, only \
+                     in this header (a key in the URL is refused with 400), never together with \
+                     a Bearer token (400).",
+                ))),
             );
         }
     }

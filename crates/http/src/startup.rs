@@ -20,7 +20,7 @@ use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
-use crate::{host, routes, telemetry};
+use crate::{auth, host, routes, telemetry};
 
 pub struct Application {
     port: u16,
@@ -153,6 +153,8 @@ fn build_app(
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(host::resolve_host))
+                // Outermost, so a key in the URL is refused before anything looks at the Host.
+                .wrap(from_fn(auth::refuse_keys_in_query))
                 .configure(|cfg| routes::configure(cfg, bench_routes))
                 .default_service(web::to(routes::not_found)),
         )

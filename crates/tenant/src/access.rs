@@ -51,6 +51,21 @@ impl Permission {
         }
     }
 
+    /// Whether a request authenticated with an API key may use this permission at all (its role
+    /// still has to allow it). Keys automate work on content and can read members and the audit
+    /// trail; they never manage people, keys or ownership, so a leaked key cannot mint new keys,
+    /// invite accounts or lock people out, and revoking it ends the leak. (One exception lives in
+    /// the key route: a key may revoke itself.)
+    pub fn allowed_for_api_keys(self) -> bool {
+        match self {
+            Self::ContentRead | Self::ContentWrite | Self::MembersRead | Self::AuditRead => true,
+            Self::MembersManage
+            | Self::InvitationsManage
+            | Self::ApiKeysManage
+            | Self::OwnershipTransfer => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ContentRead => "content.read",
@@ -137,6 +152,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn api_keys_never_manage_people_keys_or_ownership() {
+        let allowed: Vec<_> = Permission::ALL
+            .into_iter()
+            .filter(|p| p.allowed_for_api_keys())
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                Permission::ContentRead,
+                Permission::ContentWrite,
+                Permission::MembersRead,
+                Permission::AuditRead
+            ]
+        );
     }
 
     #[test]

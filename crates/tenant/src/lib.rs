@@ -1,9 +1,10 @@
 //! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
 //! migrations and `migrate-schemas`, provisioning of new tenants, and tenant resources
-//! (projects, members, invitations), the permission matrix (`access`) and the audit trail (`audit`). Nothing here knows
+//! (projects, members, invitations, API keys), the permission matrix (`access`) and the audit trail (`audit`). Nothing here knows
 //! about HTTP.
 
 pub mod access;
+pub mod api_keys;
 pub mod audit;
 pub mod binding;
 pub mod invitations;

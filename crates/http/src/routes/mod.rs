@@ -1,5 +1,7 @@
 //! The `/api/v1` routes, one module per resource.
 
+pub mod api_keys;
+pub mod audit_log;
 pub mod bench;
 pub mod invitations;
 pub mod me;
@@ -130,6 +132,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
             .route(web::get().to(projects::get))
             .route(web::patch().to(projects::update))
             .route(web::delete().to(projects::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api-keys")
+            .route(web::get().to(api_keys::list))
+            .route(web::post().to(api_keys::create))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api-keys/{id}")
+            .route(web::delete().to(api_keys::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/audit-log")
+            .route(web::get().to(audit_log::list))
             .default_service(web::to(method_not_allowed)),
     );
     if bench_routes {

@@ -131,7 +131,7 @@ fn not_found_or(e: ProjectError) -> ApiError {
 
 /// Lists the tenant's projects, newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ListQuery),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectPage),
               (status = 400, description = "Bad cursor or query", content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
@@ -175,7 +175,7 @@ pub async fn list(
 
 /// Creates a project owned by the caller. Viewers may not.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = ProjectView),
               (status = 403, description = "Viewer", content_type = "application/problem+json"),
               (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
@@ -235,7 +235,7 @@ pub async fn create(
 
 /// One project of this tenant.
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects",
-    params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectView),
               (status = 404, description = "No such project in this organization", content_type = "application/problem+json")))]
 pub async fn get(
@@ -253,7 +253,7 @@ pub async fn get(
 
 /// Changes some fields of a project. Viewers may not.
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", request_body = UpdateProject,
-    params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectView),
               (status = 403, description = "Viewer", content_type = "application/problem+json"),
               (status = 404, description = "No such project in this organization", content_type = "application/problem+json"),
@@ -306,7 +306,7 @@ pub async fn update(
 
 /// Deletes a project. Viewers may not.
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
-    params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Deleted"),
               (status = 403, description = "Viewer", content_type = "application/problem+json"),
               (status = 404, description = "No such project in this organization", content_type = "application/problem+json")))]

@@ -1,0 +1,209 @@
+//! `/api/v1/api-keys`: create (the key is shown once), list, revoke, in the caller's tenant.
+//!
+//! Managing keys takes `api_keys.manage` (admin and above) and a signed-in member: a request made
+//! with an API key may not create or list keys, and may revoke only itself (so a key found leaked
+//! can be killed with nothing but the key).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tenantry_public::memberships::Role;
+use tenantry_public::names::display_name;
+use tenantry_tenant::access::{self, Permission};
+use tenantry_tenant::api_keys::{self, ApiKey, NewApiKey};
+use tenantry_tenant::audit::{self, Action, Actor, Entry};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{RequestOrigin, TenantUser};
+use crate::error::{ApiError, Validator};
+use crate::state::AppState;
+
+const MAX_NAME: usize = 100;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// The public part of the key (`tnt_<prefix>_…`), to tell keys apart.
+    pub prefix: String,
+    #[schema(example = "member")]
+    pub role: String,
+    /// The member the key acts as.
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKey> for ApiKeyView {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            role: k.role.as_str().to_owned(),
+            created_by: k.created_by.0,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
+        }
+    }
+}
+
+/// A new key: the only answer that ever contains the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub api_key: ApiKeyView,
+    /// The key, `tnt_<prefix>_<secret>`: shown this once, never retrievable again. Send it as
+    /// `X-API-Key` on this organization's host.
+    pub key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub results: Vec<ApiKeyView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateApiKey {
+    /// 1 to 100 characters (trimmed).
+    #[schema(example = "CI deploys")]
+    pub name: Option<String>,
+    /// admin, member or viewer; at most the creator's own role.
+    #[schema(example = "member")]
+    pub role: Option<String>,
+    /// RFC 3339, in the future; absent for a key that does not expire.
+    pub expires_at: Option<String>,
+}
+
+/// Creates an API key acting as the caller, with at most the caller's role. Admins and owners.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
+    security(("bearer" = [])),
+    responses((status = 201, body = CreatedApiKey),
+              (status = 403, description = "Below admin, an API key, or a role above the caller's (or owner)", content_type = "application/problem+json"),
+              (status = 422, description = "Invalid name, role or expiry", content_type = "application/problem+json")))]
+pub async fn create(
+    user: TenantUser,
+    state: web::Data<AppState>,
+    origin: RequestOrigin,
+    body: web::Json<CreateApiKey>,
+) -> Result<HttpResponse, ApiError> {
+    user.require(Permission::ApiKeysManage)?;
+    let mut v = Validator::new();
+    let name = v
+        .required("name", &body.name)
+        .and_then(|n| v.check("name", display_name(n, MAX_NAME)));
+    let role = v
+        .required("role", &body.role)
+        .and_then(|r| v.check("role", Role::parse(r)));
+    let expires_at = match body.expires_at.as_deref() {
+        None => Some(None),
+        Some(raw) => match DateTime::parse_from_rfc3339(raw) {
+            Err(_) => {
+                v.add("expires_at", "must be an RFC 3339 date-time");
+                None
+            }
+            Ok(at) if at.with_timezone(&Utc) <= Utc::now() => {
+                v.add("expires_at", "must be in the future");
+                None
+            }
+            Ok(at) => Some(Some(at.with_timezone(&Utc))),
+        },
+    };
+    v.finish()?;
+    let (Some(name), Some(role), Some(expires_at)) = (name, role, expires_at) else {
+        return Err(anyhow::anyhow!("validator passed with a missing field").into());
+    };
+    access::may_grant(user.role, role).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let new = NewApiKey {
+        name,
+        role,
+        created_by: user.user_id,
+        expires_at,
+    };
+    let mut conn = user.tenant.connect(&state.db).await?;
+    let tx = conn.transaction().await?;
+    let (key, secret) = api_keys::create(&tx, &new).await?;
+    audit::record(
+        &tx,
+        user.actor,
+        &origin.0,
+        Entry::new(Action::ApiKeyCreated)
+            .target("api_key", key.id)
+            .after(json!({
+                "name": key.name,
+                "prefix": key.prefix,
+                "role": key.role.as_str(),
+                "created_by": key.created_by.0,
+                "expires_at": key.expires_at,
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(CreatedApiKey {
+            api_key: ApiKeyView::from(key),
+            key: secret.expose().to_owned(),
+        }))
+}
+
+/// The organization's keys that are not revoked (expired ones included), newest first. Never the
+/// key or its hash.
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
+    responses((status = 200, body = ApiKeyList),
+              (status = 403, description = "Below admin, or an API key", content_type = "application/problem+json")))]
+pub async fn list(user: TenantUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    user.require(Permission::ApiKeysManage)?;
+    let conn = user.tenant.connect(&state.db).await?;
+    let results = api_keys::list(&conn)
+        .await?
+        .into_iter()
+        .map(ApiKeyView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(ApiKeyList { results }))
+}
+
+/// Revokes a key at once. Admins and owners; a request made with a key may revoke that key only.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = Uuid, Path, description = "API key id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Revoked"),
+              (status = 403, description = "Below admin, or another key", content_type = "application/problem+json"),
+              (status = 404, description = "No such live key in this organization", content_type = "application/problem+json")))]
+pub async fn delete(
+    user: TenantUser,
+    state: web::Data<AppState>,
+    origin: RequestOrigin,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if user.actor != Actor::ApiKey(id) {
+        user.require(Permission::ApiKeysManage)?;
+    }
+    let mut conn = user.tenant.connect(&state.db).await?;
+    let tx = conn.transaction().await?;
+    let key = api_keys::revoke(&tx, id, user.user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    audit::record(
+        &tx,
+        user.actor,
+        &origin.0,
+        Entry::new(Action::ApiKeyRevoked)
+            .target("api_key", key.id)
+            .before(json!({
+                "name": key.name,
+                "prefix": key.prefix,
+                "role": key.role.as_str(),
+                "created_by": key.created_by.0,
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
