@@ -320,25 +320,6 @@ fn carries_key(query: &str) -> bool {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::carries_key;
-
-    #[test]
-    fn keys_in_query_strings_are_spotted() {
-        let key = format!("tnt_abcdefghijkl_{}", "A".repeat(43));
-        assert!(carries_key(&format!("api_key={key}")));
-        assert!(carries_key(&format!("limit=5&APIKEY={key}")));
-        assert!(carries_key("key=anything"));
-        assert!(carries_key(&format!("cursor={key}")));
-        assert!(carries_key(&format!("x=%ZZ&y={key}")));
-        assert!(!carries_key(""));
-        assert!(!carries_key("limit=5&cursor=abc"));
-        assert!(!carries_key("key="));
-        assert!(!carries_key("name=tnt_widgets"));
-    }
-}
-
 /// Where the request came from, for the audit trail: the peer address (the server does not trust
 /// forwarding headers), the user agent and the request id.
 pub struct RequestOrigin(pub Origin);
@@ -363,5 +344,24 @@ impl FromRequest for RequestOrigin {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(Self(Self::of(req))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_key;
+
+    #[test]
+    fn keys_in_query_strings_are_spotted() {
+        let key = format!("tnt_abcdefghijkl_{}", "A".repeat(43));
+        assert!(carries_key(&format!("api_key={key}")));
+        assert!(carries_key(&format!("limit=5&APIKEY={key}")));
+        assert!(carries_key("key=anything"));
+        assert!(carries_key(&format!("cursor={key}")));
+        assert!(carries_key(&format!("x=%ZZ&y={key}")));
+        assert!(!carries_key(""));
+        assert!(!carries_key("limit=5&cursor=abc"));
+        assert!(!carries_key("key="));
+        assert!(!carries_key("name=tnt_widgets"));
     }
 }

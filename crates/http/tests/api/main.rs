@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_keys;
+mod audit_log;
 mod errors;
 mod helpers;
 mod invitations;

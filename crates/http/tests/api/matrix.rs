@@ -40,12 +40,15 @@ enum Target {
     VerifiedMember,
     /// A fresh pending invitation.
     Invitation,
+    /// A fresh viewer API key, made by the owner.
+    ApiKey,
 }
 
 struct Fixture {
     app: TestApp,
     tenant: TestTenant,
-    tokens: Vec<(String, String)>,
+    /// (role, credential, is an API key)
+    tokens: Vec<(String, String, bool)>,
     counter: std::sync::atomic::AtomicUsize,
 }
 
@@ -56,12 +59,30 @@ impl Fixture {
         // Seats are not what this test is about: every request may add a member.
         app.sql("update public.companies set plan = 'enterprise'")
             .await;
-        let mut tokens = vec![("owner".to_owned(), tenant.token.clone())];
+        let mut tokens = vec![("owner".to_owned(), tenant.token.clone(), false)];
         for role in &ROLES[1..] {
             let token = app
                 .member(&tenant, &format!("{role}@acme.test"), role)
                 .await;
-            tokens.push(((*role).to_owned(), token));
+            tokens.push(((*role).to_owned(), token, false));
+        }
+        // An API key of every role a key may have (never owner), made by the owner.
+        for role in &ROLES[1..] {
+            let r = app
+                .post_json(
+                    &tenant.host,
+                    "/api/v1/api-keys",
+                    &json!({"name": format!("{role} key"), "role": role}),
+                    Some(&tenant.token),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
+            let b: Value = r.json().await.unwrap();
+            tokens.push((
+                (*role).to_owned(),
+                b["key"].as_str().unwrap().to_owned(),
+                true,
+            ));
         }
         Self {
             app,
@@ -130,6 +151,20 @@ impl Fixture {
                 }
                 id
             }
+            Target::ApiKey => {
+                let r = self
+                    .app
+                    .post_json(
+                        &self.tenant.host,
+                        "/api/v1/api-keys",
+                        &json!({"name": format!("target {n}"), "role": "viewer"}),
+                        Some(&self.tenant.token),
+                    )
+                    .await;
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+                let b: Value = r.json().await.unwrap();
+                b["id"].as_str().unwrap().to_owned()
+            }
             Target::Invitation => {
                 let r = self
                     .app
@@ -150,7 +185,7 @@ impl Fixture {
     async fn check(&self, cases: &[Case]) {
         let mut failures = Vec::new();
         for case in cases {
-            for (role, token) in &self.tokens {
+            for (role, token, is_key) in &self.tokens {
                 let target = self.target(case.target).await;
                 let path = case.path.replace("{target}", &target);
                 // `{n}` makes bodies unique per request, `{target}` names the target.
@@ -165,14 +200,19 @@ impl Fixture {
                 .unwrap();
                 let mut request = self
                     .app
-                    .request(case.method.clone(), &self.tenant.host, &path)
-                    .bearer_auth(token);
+                    .request(case.method.clone(), &self.tenant.host, &path);
+                request = if *is_key {
+                    request.header("X-API-Key", token)
+                } else {
+                    request.bearer_auth(token)
+                };
                 if !body.is_null() {
                     request = request.json(&body);
                 }
                 let r = request.send().await.unwrap();
                 let status = r.status().as_u16();
-                let allowed = rank(role) >= rank(case.minimum);
+                let allowed = rank(role) >= rank(case.minimum)
+                    && (!*is_key || keys_may(&case.method, case.path));
                 let ok = if allowed {
                     (200..300).contains(&status)
                 } else {
@@ -181,9 +221,10 @@ impl Fixture {
                 if !ok {
                     let body = r.text().await.unwrap_or_default();
                     failures.push(format!(
-                        "{} {} as {role}: {status} (expected {}) {body}",
+                        "{} {} as {role}{}: {status} (expected {}) {body}",
                         case.method,
                         case.path,
+                        if *is_key { " key" } else { "" },
                         if allowed { "2xx" } else { "403" }
                     ));
                 }
@@ -191,6 +232,14 @@ impl Fixture {
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     }
+}
+
+/// What API keys may do at all (their role permitting): content, reading members and the audit
+/// trail. Never managing members, invitations, keys or ownership.
+fn keys_may(method: &Method, path: &str) -> bool {
+    path.starts_with("/api/v1/projects")
+        || path == "/api/v1/audit-log"
+        || (*method == Method::GET && path.starts_with("/api/v1/users"))
 }
 
 fn case(
@@ -316,6 +365,34 @@ async fn every_tenant_route_with_every_role() {
             Method::DELETE,
             "/api/v1/invitations/{target}",
             Target::Invitation,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/api-keys",
+            Target::None,
+            json!({"name": "key {n}", "role": "viewer"}),
+            "admin",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/api-keys",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::DELETE,
+            "/api/v1/api-keys/{target}",
+            Target::ApiKey,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/audit-log",
+            Target::None,
             Value::Null,
             "admin",
         ),
