@@ -34,6 +34,11 @@ dev:
     export BASE_DOMAIN="${BASE_DOMAIN:-localhost}"
     export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
     export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
+    # Emails: .eml files under .dev/mail (their links are also logged) unless SMTP_URL is set;
+    # links point at this server.
+    export MAIL_DIR="${MAIL_DIR:-$PWD/.dev/mail}"
+    export LINK_SCHEME="${LINK_SCHEME:-http}"
+    export LINK_PORT="${LINK_PORT:-${BIND_ADDR##*:}}"
     bin="${CARGO_TARGET_DIR:-target}/debug"
 
     cargo build --bins
@@ -79,8 +84,11 @@ dev:
       # The same token on another tenant's host is refused (403):
       curl -s -H 'Host: globex.$base' -H "Authorization: Bearer \$TOKEN" $url/api/v1/projects
 
-      # Sign a new company up on the base host:
+      # Sign a new company up on the base host (the verification email lands in $MAIL_DIR):
       curl -s -H 'Host: $base' -H 'Content-Type: application/json' -d '{"name":"Initech","slug":"initech","owner_email":"owner@initech.test","owner_password":"demo-password-initech","plan":"starter"}' $url/api/v1/register
+
+      # Ask for a password-reset link (always 202; the email is a file in $MAIL_DIR):
+      curl -s -H 'Host: acme.$base' -H 'Content-Type: application/json' -d '{"email":"owner@acme.test"}' $url/api/v1/auth/password-reset
 
       Ctrl-C stops server and worker; PostgreSQL + Redis in .dev/ keep running (just dev-stop).
     ==========================================================================================

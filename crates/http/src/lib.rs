@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod host;
+pub mod mailq;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

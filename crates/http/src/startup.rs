@@ -16,6 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
+use crate::mailq::MailQueue;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
@@ -86,12 +87,14 @@ impl Application {
             &settings.redis_prefix,
             settings.login_throttle.clone(),
         );
+        let mail = MailQueue::new(redis.clone(), &settings.redis_prefix);
         let state = web::Data::new(AppState {
             db,
             router,
             redis,
             jwt,
             login_throttle,
+            mail,
             settings,
         });
         let mut server = HttpServer::new(move || build_app(state.clone()));

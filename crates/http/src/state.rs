@@ -5,6 +5,7 @@ use tenantry_public::db::Db;
 use tenantry_public::routing::Router;
 
 use crate::config::Settings;
+use crate::mailq::MailQueue;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
 
@@ -15,5 +16,7 @@ pub struct AppState {
     pub redis: redis::Client,
     pub jwt: JwtKeys,
     pub login_throttle: LoginThrottle,
+    /// Hands committed outbox rows (emails) to the worker.
+    pub mail: MailQueue,
     pub settings: Settings,
 }

@@ -1,6 +1,7 @@
 //! The public schema: companies, domains, plans, users, memberships, Host → tenant routing and the
 //! public migrations. Nothing here knows about HTTP or about any one tenant's tables.
 
+pub mod account_tokens;
 pub mod companies;
 pub mod db;
 pub mod ids;

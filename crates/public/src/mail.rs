@@ -54,3 +54,81 @@ pub async fn enqueue(db: &impl GenericClient, email: &Email) -> Result<OutboxId,
         .await?;
     Ok(OutboxId(row.get(0)))
 }
+
+/// The job the API pushes after commit and the worker runs: deliver outbox row `outbox_id`.
+/// A plain serde type, so the API and the worker share it without knowing each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deliver {
+    pub outbox_id: i64,
+}
+
+/// The apalis queue (Redis) that carries [`Deliver`] jobs: `{prefix}:jobs:mail`.
+pub fn queue_name(prefix: &str) -> String {
+    format!("{prefix}:jobs:mail")
+}
+
+/// Locks outbox row `id` for delivery inside the caller's transaction. `None` when it was already
+/// delivered, does not exist, or another worker holds it right now (`skip locked`): the caller
+/// then has nothing to do.
+pub async fn claim(db: &impl GenericClient, id: OutboxId) -> Result<Option<Email>, DbError> {
+    let Some(row) = db
+        .query_opt(
+            "select payload from public.outbox \
+              where id = $1 and dispatched_at is null for update skip locked",
+            &[&id.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let payload: serde_json::Value = row.get(0);
+    serde_json::from_value(payload)
+        .map(Some)
+        .map_err(|e| DbError::Config(format!("outbox row {} is not an email: {e}", id.0)))
+}
+
+/// Marks a claimed row delivered (same transaction as [`claim`]).
+pub async fn mark_dispatched(db: &impl GenericClient, id: OutboxId) -> Result<(), DbError> {
+    db.execute(
+        "update public.outbox set dispatched_at = now(), attempts = attempts + 1, last_error = null \
+          where id = $1",
+        &[&id.0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a failed delivery attempt (outside the claim's transaction, which rolls back).
+pub async fn record_failure(
+    db: &impl GenericClient,
+    id: OutboxId,
+    error: &str,
+) -> Result<(), DbError> {
+    db.execute(
+        "update public.outbox set attempts = attempts + 1, last_error = $2 \
+          where id = $1 and dispatched_at is null",
+        &[&id.0, &error],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Undelivered rows older than `older_than_secs`, oldest first: what the worker's sweep re-queues
+/// (a push the API could not make, or a delivery that failed).
+pub async fn undelivered(
+    db: &impl GenericClient,
+    older_than_secs: f64,
+    limit: i64,
+) -> Result<Vec<OutboxId>, DbError> {
+    Ok(db
+        .query(
+            "select id from public.outbox \
+              where dispatched_at is null and created_at < now() - make_interval(secs => $1) \
+              order by id limit $2",
+            &[&older_than_secs, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| OutboxId(r.get(0)))
+        .collect())
+}

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::fmt;
 use tenantry_public::db::{sqlstate, DbError};
-use tenantry_public::mail::{self, Email as Mail};
+use tenantry_public::mail::{self, Email as Mail, OutboxId};
 use tenantry_public::memberships::{self, Member, Role};
 use tenantry_public::names::NameError;
 use tenantry_public::secrets::{hash, Secret};
@@ -180,7 +180,7 @@ pub async fn create(
     email: &Email,
     role: Role,
     link: impl FnOnce(&str) -> String,
-) -> Result<Invitation, InvitationError> {
+) -> Result<(Invitation, OutboxId), InvitationError> {
     let tx = conn.transaction().await?;
     let seats = members::lock(&tx, acting.company).await?;
     let actor_role = members::current_role(&tx, acting, Permission::InvitationsManage)
@@ -238,7 +238,7 @@ pub async fn create(
             }
         })
         .unwrap_or_default();
-    mail::enqueue(
+    let outbox = mail::enqueue(
         pg,
         &Mail::Invitation {
             to: invitation.email.clone(),
@@ -259,7 +259,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    Ok(invitation)
+    Ok((invitation, outbox))
 }
 
 /// One page of invitations, newest first.

@@ -9,7 +9,9 @@
 //! was issued cannot act with the stale role.
 
 use serde_json::{json, Value};
+use tenantry_public::account_tokens;
 use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::mail::OutboxId;
 use tenantry_public::memberships::{self, CompanySeats, Member, Role};
 use tenantry_public::{sessions, users, CompanyId, Email, UserId};
 
@@ -126,7 +128,8 @@ pub async fn add(
     email: &Email,
     role: Role,
     new_account: Option<NewAccount>,
-) -> Result<Member, MemberError> {
+    verify_link: &(dyn Fn(&str) -> String + Sync),
+) -> Result<(Member, Option<OutboxId>), MemberError> {
     let tx = conn.transaction().await?;
     let seats = lock(&tx, acting.company).await?;
     let actor_role = actor_role(&tx, acting, Permission::MembersManage).await?;
@@ -149,6 +152,12 @@ pub async fn add(
                 })?;
             (user, true)
         }
+    };
+    // A new account gets a verification email, in this transaction (nothing if it rolls back).
+    let verification = if created {
+        Some(account_tokens::send_verification(pg, &user, verify_link).await?)
+    } else {
+        None
     };
     if memberships::find(pg, user.id, acting.company)
         .await?
@@ -177,7 +186,7 @@ pub async fn add(
     )
     .await?;
     tx.commit().await?;
-    Ok(member)
+    Ok((member, verification))
 }
 
 pub(crate) fn plan_limit(seats: &CompanySeats) -> MemberError {

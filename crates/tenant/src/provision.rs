@@ -1,9 +1,11 @@
 //! Provisioning: a new company, its domain, its schema at head, its owner account and membership,
 //! all in one transaction. A failure anywhere leaves nothing behind: no schema, no rows.
 
+use tenantry_public::account_tokens;
 use tenantry_public::companies::{self, Company};
 use tenantry_public::db::{sqlstate, Db, DbError};
 use tenantry_public::ids::CompanyId;
+use tenantry_public::mail::OutboxId;
 use tenantry_public::memberships::{self, Role};
 use tenantry_public::migrate::MigrateError;
 use tenantry_public::passwords::{self, PasswordError};
@@ -83,12 +85,34 @@ impl ProvisionError {
 }
 
 /// Creates a tenant. `base` is `BASE_DOMAIN`; the tenant's primary domain is `<slug>.<base>`.
-#[tracing::instrument(skip_all, fields(tenant = %new.slug))]
 pub async fn provision(
     db: &Db,
     base: &DomainName,
     new: NewTenant,
 ) -> Result<Provisioned, ProvisionError> {
+    provision_inner(db, base, new, None)
+        .await
+        .map(|(done, _)| done)
+}
+
+/// [`provision`], and when the owner's account is new, a verification token and email (in the
+/// same transaction). `link` turns the token into the URL to mail. Returns the outbox row to push.
+pub async fn provision_and_verify(
+    db: &Db,
+    base: &DomainName,
+    new: NewTenant,
+    link: &(dyn Fn(&str) -> String + Sync),
+) -> Result<(Provisioned, Option<OutboxId>), ProvisionError> {
+    provision_inner(db, base, new, Some(link)).await
+}
+
+#[tracing::instrument(skip_all, fields(tenant = %new.slug))]
+async fn provision_inner(
+    db: &Db,
+    base: &DomainName,
+    new: NewTenant,
+    link: Option<&(dyn Fn(&str) -> String + Sync)>,
+) -> Result<(Provisioned, Option<OutboxId>), ProvisionError> {
     // All password work happens before the transaction opens, so row locks are held for
     // milliseconds only. One global account per email: an existing account may own another
     // company too, but only with its own password.
@@ -138,13 +162,20 @@ pub async fn provision(
     lock_schema(&tx, &schema).await?;
     let (_, version) = migrate_schema_in(&tx, &schema).await?;
 
+    let mut verification = None;
     let owner = match (existing, password_hash) {
         (Some(existing), _) => existing,
         // A concurrent signup may have created the account since the look-up: its unique
         // violation maps to OwnerCredentials and everything here rolls back.
-        (None, Some(hash)) => users::insert(&*tx, &new.owner_email, &hash, &new.owner_full_name)
-            .await
-            .map_err(ProvisionError::from_db)?,
+        (None, Some(hash)) => {
+            let owner = users::insert(&*tx, &new.owner_email, &hash, &new.owner_full_name)
+                .await
+                .map_err(ProvisionError::from_db)?;
+            if let Some(link) = link {
+                verification = Some(account_tokens::send_verification(&*tx, &owner, link).await?);
+            }
+            owner
+        }
         (None, None) => {
             return Err(DbError::Config("no password hash for a new owner".into()).into())
         }
@@ -163,11 +194,14 @@ pub async fn provision(
         .await?
         .ok_or_else(|| DbError::Config("company vanished inside its own transaction".into()))?;
     tx.commit().await?;
-    Ok(Provisioned {
-        company,
-        domain,
-        owner,
-    })
+    Ok((
+        Provisioned {
+            company,
+            domain,
+            owner,
+        },
+        verification,
+    ))
 }
 
 /// Drops a tenant: its schema and every public row that belongs to it, in one transaction.

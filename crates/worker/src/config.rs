@@ -16,6 +16,23 @@ pub const ENV_HEARTBEAT_CRON: &str = "WORKER_HEARTBEAT_CRON";
 /// Environment variable holding the prefix of every Redis key and queue the worker uses.
 pub const ENV_QUEUE_PREFIX: &str = "WORKER_QUEUE_PREFIX";
 
+/// PostgreSQL URL: where the email outbox lives. Unset: the worker delivers no email.
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// SMTP server for email (lettre URL: `smtp://host:25`, `smtp://user:pass@host:587?tls=required`,
+/// `smtps://host:465`).
+pub const ENV_SMTP_URL: &str = "SMTP_URL";
+/// Without `SMTP_URL`: write each email as an `.eml` file here and log its link (development).
+pub const ENV_MAIL_DIR: &str = "MAIL_DIR";
+/// The From header of every email.
+pub const ENV_MAIL_FROM: &str = "MAIL_FROM";
+/// Seconds between sweeps that re-queue undelivered emails (and their minimum age).
+pub const ENV_MAIL_SWEEP_SECS: &str = "MAIL_SWEEP_SECS";
+
+/// Default From header.
+pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@localhost>";
+/// Default sweep interval.
+pub const DEFAULT_MAIL_SWEEP_SECS: u64 = 30;
+
 /// Default log filter when `RUST_LOG` is unset.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 /// Default heartbeat schedule: second 0 of every minute (the `cron` crate format
@@ -79,6 +96,25 @@ pub struct Config {
     pub heartbeat_schedule: cron::Schedule,
     /// `WORKER_QUEUE_PREFIX`: prefix of every Redis key and queue (default `tenantry`).
     pub queue_prefix: String,
+    /// Email delivery; `None` when `DATABASE_URL` is unset.
+    pub mail: Option<MailConfig>,
+}
+
+/// Where and how the worker delivers email.
+#[derive(Clone)]
+pub struct MailConfig {
+    pub database_url: String,
+    pub transport: MailTransport,
+    /// A valid mailbox, e.g. `Tenantry <no-reply@example.com>`.
+    pub from: String,
+    pub sweep_every: std::time::Duration,
+}
+
+/// `SMTP_URL` or `MAIL_DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailTransport {
+    Smtp(String),
+    Directory(std::path::PathBuf),
 }
 
 impl Config {
@@ -152,14 +188,73 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_QUEUE_PREFIX.to_owned());
         validate_prefix(&queue_prefix)?;
 
+        let mail = match get(ENV_DATABASE_URL) {
+            None => None,
+            Some(database_url) => Some(mail_config(database_url.trim().to_owned(), &get)?),
+        };
+
         Ok(Self {
             redis_url,
             log_format,
             log_filter,
             heartbeat_schedule,
             queue_prefix,
+            mail,
         })
     }
+}
+
+fn mail_config(
+    database_url: String,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<MailConfig, ConfigError> {
+    let transport = match (get(ENV_SMTP_URL), get(ENV_MAIL_DIR)) {
+        (Some(url), _) => {
+            let url = url.trim().to_owned();
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&url).map_err(|e| {
+                ConfigError::Invalid {
+                    var: ENV_SMTP_URL,
+                    reason: e.to_string(),
+                }
+            })?;
+            MailTransport::Smtp(url)
+        }
+        (None, Some(dir)) => MailTransport::Directory(dir.trim().into()),
+        (None, None) => {
+            return Err(ConfigError::Invalid {
+                var: ENV_SMTP_URL,
+                reason: "with DATABASE_URL set, SMTP_URL (or MAIL_DIR for .eml files in \
+                         development) is required"
+                    .into(),
+            })
+        }
+    };
+    let from = get(ENV_MAIL_FROM).unwrap_or_else(|| DEFAULT_MAIL_FROM.to_owned());
+    from.trim()
+        .parse::<lettre::message::Mailbox>()
+        .map_err(|e| ConfigError::Invalid {
+            var: ENV_MAIL_FROM,
+            reason: e.to_string(),
+        })?;
+    let sweep_secs = match get(ENV_MAIL_SWEEP_SECS) {
+        None => DEFAULT_MAIL_SWEEP_SECS,
+        Some(v) => {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(ConfigError::Invalid {
+                    var: ENV_MAIL_SWEEP_SECS,
+                    reason: "must be a whole number of seconds, at least 1".into(),
+                })?
+        }
+    };
+    Ok(MailConfig {
+        database_url,
+        transport,
+        from: from.trim().to_owned(),
+        sweep_every: std::time::Duration::from_secs(sweep_secs),
+    })
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
@@ -186,6 +281,13 @@ impl fmt::Debug for Config {
             .field("log_filter", &self.log_filter)
             .field("heartbeat_schedule", &self.heartbeat_schedule.source())
             .field("queue_prefix", &self.queue_prefix)
+            .field(
+                "mail",
+                &self.mail.as_ref().map(|m| match &m.transport {
+                    MailTransport::Smtp(url) => format!("smtp {}", redact_url(url)),
+                    MailTransport::Directory(dir) => format!("files in {}", dir.display()),
+                }),
+            )
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod jobs;
+pub mod mail;
 
 use std::future::Future;
 use std::pin::pin;
@@ -73,6 +74,15 @@ async fn heartbeat_task(tick: Tick, mut ctx: Data<JobContext>) -> Result<(), Job
     jobs::heartbeat(redis, prefix, Utc::now()).await
 }
 
+async fn deliver_task(
+    job: tenantry_public::mail::Deliver,
+    mailer: Data<Arc<mail::Mailer>>,
+) -> Result<(), mail::MailError> {
+    mailer
+        .deliver(tenantry_public::mail::OutboxId(job.outbox_id))
+        .await
+}
+
 async fn ping_task(job: Ping, mut ctx: Data<JobContext>) -> Result<(), JobError> {
     let JobContext { redis, prefix } = &mut *ctx;
     jobs::ping(redis, prefix, &job).await
@@ -112,7 +122,20 @@ pub async fn run(
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let noop_worker_name = format!("{}:{instance}", noop_queue(&prefix));
 
-    let monitor = Monitor::new()
+    let mailer = match &config.mail {
+        Some(mail_config) => Some(Arc::new(mail::Mailer::new(
+            mail_config,
+            redis.clone(),
+            &prefix,
+        )?)),
+        None => {
+            tracing::warn!("DATABASE_URL is not set: this worker delivers no email");
+            None
+        }
+    };
+    let mail_worker_name = format!("{}:{instance}", tenantry_public::mail::queue_name(&prefix));
+
+    let mut monitor = Monitor::new()
         .on_event(|worker, event| log_event(worker.name(), event))
         .register({
             let ctx = ctx.clone();
@@ -138,6 +161,17 @@ pub async fn run(
                     .build(ping_task)
             }
         });
+    if let Some(mailer) = &mailer {
+        let mailer = mailer.clone();
+        let name = mail_worker_name.clone();
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(mailer.storage().poll_with_interval(QUEUE_POLL_INTERVAL))
+                .data(mailer.clone())
+                .build(deliver_task)
+        });
+    }
+    let sweeper = mailer.clone().map(|m| tokio::spawn(m.sweep_forever()));
 
     // A worker that fails takes the whole process down (an orchestrator restarts
     // it) instead of leaving the other workers running alone.
@@ -166,6 +200,9 @@ pub async fn run(
             tracing::info!("shutdown requested, stopping workers");
         }
     }
+    if let Some(sweeper) = &sweeper {
+        sweeper.abort();
+    }
     monitor_ctx
         .shutdown()
         .context("could not signal workers to stop")?;
@@ -175,10 +212,17 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("worker failed while stopping: {e}"))?;
 
     let mut redis = redis;
-    let queue_config = noop_storage(redis.clone(), &prefix).get_config().clone();
-    if let Err(error) = deregister_queue_worker(&mut redis, &queue_config, &noop_worker_name).await
-    {
-        tracing::warn!(%error, "could not deregister queue worker; apalis expires it later");
+    let mut queues = vec![(
+        noop_storage(redis.clone(), &prefix).get_config().clone(),
+        noop_worker_name,
+    )];
+    if let Some(mailer) = &mailer {
+        queues.push((mailer.storage().get_config().clone(), mail_worker_name));
+    }
+    for (queue_config, name) in &queues {
+        if let Err(error) = deregister_queue_worker(&mut redis, queue_config, name).await {
+            tracing::warn!(%error, "could not deregister queue worker; apalis expires it later");
+        }
     }
     Ok(())
 }

@@ -169,11 +169,14 @@ pub async fn create(
         .ok_or_else(|| ApiError::BadRequest("the Host header is missing".into()))?;
     let settings = &state.settings;
     let mut conn = user.tenant.connect(&state.db).await?;
-    let invitation = invitations::create(&mut conn, &acting(&user, &origin), &email, role, |t| {
-        settings.link(host.as_str(), ACCEPT_PATH, t)
-    })
-    .await
-    .map_err(invitation_error)?;
+    let (invitation, email) =
+        invitations::create(&mut conn, &acting(&user, &origin), &email, role, |t| {
+            settings.link(host.as_str(), ACCEPT_PATH, t)
+        })
+        .await
+        .map_err(invitation_error)?;
+    drop(conn);
+    state.mail.push([email]).await;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

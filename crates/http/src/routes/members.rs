@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::memberships::{self, Member, MemberFilter, Role};
 use tenantry_public::names::display_name;
-use tenantry_public::{passwords, users, Email, MembershipId, Password, UserId};
+use tenantry_public::{passwords, users, DomainName, Email, MembershipId, Password, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::members::{self, Acting, MemberError, NewAccount};
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +20,7 @@ use crate::auth::{RequestOrigin, TenantUser};
 use crate::error::{ApiError, Validator};
 use crate::host::request_host;
 use crate::routes::projects::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::routes::verification::VERIFY_EMAIL_PATH;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -286,6 +287,7 @@ pub async fn create(
     origin: RequestOrigin,
     state: web::Data<AppState>,
     body: web::Json<AddMember>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersManage)?;
     let mut v = Validator::new();
@@ -338,16 +340,25 @@ pub async fn create(
             full_name,
         })
     };
+    // The verification link points at the host this request came to (this tenant's).
+    let host = request_host(&req)
+        .and_then(|h| DomainName::from_host_header(h).ok())
+        .ok_or_else(|| ApiError::BadRequest("the Host header is missing".into()))?;
+    let settings = &state.settings;
+    let link = |token: &str| settings.link(host.as_str(), VERIFY_EMAIL_PATH, token);
     let mut conn = user.tenant.connect(&state.db).await?;
-    let member = members::add(
+    let (member, verification) = members::add(
         &mut conn,
         &acting(&user, &origin),
         &email,
         role,
         new_account,
+        &link,
     )
     .await
     .map_err(member_error)?;
+    drop(conn);
+    state.mail.push(verification).await;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

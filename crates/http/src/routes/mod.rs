@@ -12,6 +12,7 @@ pub mod projects;
 pub mod register;
 pub mod sessions;
 pub mod token;
+pub mod verification;
 
 use actix_web::{web, HttpResponse, ResponseError};
 
@@ -37,6 +38,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     .service(
         web::resource("/auth/token/verify")
             .route(web::post().to(sessions::verify))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/verify-email")
+            .route(web::post().to(verification::verify_email))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/password-reset")
+            .route(web::post().to(verification::request_reset))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/auth/password-reset/confirm")
+            .route(web::post().to(verification::confirm_reset))
             .default_service(web::to(method_not_allowed)),
     )
     .service(

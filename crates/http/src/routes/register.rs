@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::{Email, Password, Slug};
-use tenantry_tenant::provision::{provision, NewTenant, ProvisionError};
+use tenantry_tenant::provision::{provision_and_verify, NewTenant, ProvisionError};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Validator};
 use crate::host::PublicHost;
+use crate::routes::verification::VERIFY_EMAIL_PATH;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -111,7 +112,9 @@ pub async fn register(
         owner_password,
         owner_full_name,
     };
-    let done = provision(&state.db, &state.settings.base_domain, new)
+    let settings = &state.settings;
+    let link = |token: &str| settings.link(settings.base_domain.as_str(), VERIFY_EMAIL_PATH, token);
+    let (done, verification) = provision_and_verify(&state.db, &settings.base_domain, new, &link)
         .await
         .map_err(|e| match e {
             ProvisionError::SlugTaken => ApiError::conflict_on("slug", "is already taken"),
@@ -125,6 +128,7 @@ pub async fn register(
         })?;
     // Other processes learn of the new company through the routing trigger; this one at once.
     state.router.invalidate_all();
+    state.mail.push(verification).await;
     tracing::info!(tenant = %done.company.slug, "company registered");
 
     let view = CompanyView {

@@ -392,7 +392,9 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("pending"), "{p}");
-    let outbox: i64 = app.sql_one("select count(*) from public.outbox").await;
+    let outbox: i64 = app
+        .sql_one("select count(*) from public.outbox where payload->>'kind' = 'invitation'")
+        .await;
     assert_eq!(outbox, 1, "refused invitations send nothing");
 
     // An existing account (globex's owner) accepts with the token alone; a password sent along

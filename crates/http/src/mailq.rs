@@ -1,0 +1,66 @@
+//! Hands committed outbox rows to the worker: one apalis [`Deliver`] job per row on the Redis
+//! queue `{REDIS_PREFIX}:jobs:mail`, pushed only after the transaction that wrote the row has
+//! committed (a rolled-back request has no row and pushes nothing).
+//!
+//! A push that fails (Redis down) is logged and otherwise ignored: the row is in the database,
+//! and the worker's sweep re-queues rows that stay undelivered. Email is never lost to a Redis
+//! outage, only delayed.
+
+use apalis::prelude::TaskSink;
+use apalis_redis::RedisStorage;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+use tenantry_public::mail::{queue_name, Deliver, OutboxId};
+use tokio::sync::OnceCell;
+
+/// Upper bound for one push, so a hung Redis cannot hold a request.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct MailQueue {
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    queue: String,
+}
+
+impl MailQueue {
+    pub fn new(client: redis::Client, prefix: &str) -> Self {
+        Self {
+            client,
+            conn: OnceCell::new(),
+            queue: queue_name(prefix),
+        }
+    }
+
+    /// Pushes a job for each row; call after commit. Never fails the request.
+    pub async fn push(&self, rows: impl IntoIterator<Item = OutboxId>) {
+        for row in rows {
+            match tokio::time::timeout(PUSH_TIMEOUT, self.try_push(row)).await {
+                Ok(Ok(())) => tracing::debug!(outbox_id = row.0, "email queued"),
+                Ok(Err(error)) => {
+                    tracing::warn!(outbox_id = row.0, %error, "could not queue an email; the worker's sweep will")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        outbox_id = row.0,
+                        "queueing an email timed out; the worker's sweep will"
+                    )
+                }
+            }
+        }
+    }
+
+    async fn try_push(&self, row: OutboxId) -> anyhow::Result<()> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .await?
+            .clone();
+        let config = apalis_redis::Config::default().queue(&self.queue);
+        let mut storage: RedisStorage<Deliver> = RedisStorage::new(conn).with_config(config);
+        storage
+            .push(Deliver { outbox_id: row.0 })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+}

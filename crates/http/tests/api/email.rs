@@ -1,0 +1,563 @@
+//! Email end to end: the API writes the outbox in the change's transaction and queues a job after
+//! commit; the real worker (in-process) delivers it over SMTP to a real SMTP server (Python's
+//! aiosmtpd, started here); the links work. Also: retry while SMTP is down, nothing queued by a
+//! rolled-back request, and `.eml` files in development.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A real SMTP server (aiosmtpd) storing what it receives in a Maildir.
+struct SmtpServer {
+    child: Child,
+}
+
+impl SmtpServer {
+    fn start(port: u16, maildir: &Path) -> Self {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start aiosmtpd (`python3 -m pip install aiosmtpd`; .ci/run installs it)");
+        let server = Self { child };
+        for _ in 0..250 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("aiosmtpd did not listen on {port} within 5 s");
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every message in the Maildir, decoded enough to read links (quoted-printable soft breaks).
+fn messages(maildir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let raw = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            out.push(decode(&raw));
+        }
+    }
+    out
+}
+
+fn decode(raw: &str) -> String {
+    raw.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// The token after `token=` in the first message matching `subject`.
+fn token_in(message: &str) -> String {
+    let at = message.find("token=").expect("a link with a token") + "token=".len();
+    message[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
+async fn wait_for_message(maildir: &Path, what: &str, matches: impl Fn(&str) -> bool) -> String {
+    for _ in 0..1000 {
+        if let Some(m) = messages(maildir).into_iter().find(|m| matches(m)) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{what}: no such email within 20 s; got {:?}",
+        messages(maildir)
+    );
+}
+
+/// The worker, in-process, with its own shutdown.
+struct Worker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Worker {
+    fn start(app: &TestApp, prefix: &str, transport: (&str, String)) -> Self {
+        let vars = [
+            ("REDIS_URL".to_owned(), tenantry_testkit::redis_url()),
+            ("DATABASE_URL".to_owned(), app.db_url.clone()),
+            ("WORKER_QUEUE_PREFIX".to_owned(), prefix.to_owned()),
+            ("MAIL_SWEEP_SECS".to_owned(), "1".to_owned()),
+            (
+                "MAIL_FROM".to_owned(),
+                "Tenantry <no-reply@example.test>".to_owned(),
+            ),
+            (transport.0.to_owned(), transport.1),
+        ];
+        let config = tenantry_worker::Config::from_lookup(|k| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("worker config");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tenantry_worker::run(config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(40), &mut self.task)
+            .await
+            .expect("worker stops");
+        result.expect("join").expect("worker ran cleanly");
+    }
+}
+
+fn prefix() -> String {
+    format!("test-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn maildir() -> (tempfile_dir::TempDir, PathBuf) {
+    let dir = tempfile_dir::TempDir::new();
+    let path = dir.path().join("maildir");
+    (dir, path)
+}
+
+/// A throwaway directory removed on drop (no extra crate needed).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("tenantry-mail-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn signup_verification_and_invitation_emails_arrive_and_their_links_work() {
+    let (_dir, maildir) = maildir();
+    let port = free_port();
+    let _smtp = SmtpServer::start(port, &maildir);
+    let prefix = prefix();
+    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
+    let worker = Worker::start(
+        &app,
+        &prefix,
+        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
+    );
+
+    let t = app.tenant("acme").await;
+    let message = wait_for_message(&maildir, "verification", |m| {
+        m.contains("To: owner@acme.test") && m.contains("Confirm your email")
+    })
+    .await;
+    assert!(
+        message.contains("From: Tenantry <no-reply@example.test>"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("://{BASE}/verify-email?token=ve_")),
+        "{message}"
+    );
+    let token = token_in(&message);
+
+    // Not verified yet; the token verifies once.
+    let verified: bool = app
+        .sql_one("select email_verified_at is not null from public.users where email = 'owner@acme.test'")
+        .await;
+    assert!(!verified);
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/verify-email",
+            &json!({"token": token}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"email": "owner@acme.test", "email_verified": true})
+    );
+    let verified: bool = app
+        .sql_one("select email_verified_at is not null from public.users where email = 'owner@acme.test'")
+        .await;
+    assert!(verified);
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/verify-email",
+            &json!({"token": token}),
+            None,
+        )
+        .await;
+    problem(r, 410).await;
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/verify-email",
+            &json!({"token": "ve_unknown"}),
+            None,
+        )
+        .await;
+    problem(r, 404).await;
+    let r = app
+        .post_json(BASE, "/api/v1/auth/verify-email", &json!({}), None)
+        .await;
+    problem(r, 422).await;
+    let dispatched: i64 = app
+        .sql_one("select count(*) from public.outbox where dispatched_at is not null")
+        .await;
+    assert_eq!(dispatched, 1);
+
+    // An invitation: the email carries a link to this tenant's host that accepts.
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/invitations",
+            &json!({"email": "bob@elsewhere.test", "role": "member"}),
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let message = wait_for_message(&maildir, "invitation", |m| {
+        m.contains("To: bob@elsewhere.test")
+    })
+    .await;
+    assert!(
+        message.contains("invited you to join acme Inc as member"),
+        "{message}"
+    );
+    assert!(message.contains(&format!("://{}/accept-invitation?token=inv_", t.host)));
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/invitations/accept",
+            &json!({"token": token_in(&message), "full_name": "Bob", "password": "bob-password-1"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+
+    // A member added by an admin with a new account gets a verification link to the tenant host.
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/users",
+            &json!({"email": "cy@acme.test", "full_name": "Cy", "role": "viewer",
+                    "password": "cy-password-12"}),
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let message =
+        wait_for_message(&maildir, "added member", |m| m.contains("To: cy@acme.test")).await;
+    assert!(message.contains(&format!("://{}/verify-email?token=ve_", t.host)));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn password_reset_end_to_end_ends_every_session() {
+    let (_dir, maildir) = maildir();
+    let port = free_port();
+    let _smtp = SmtpServer::start(port, &maildir);
+    let prefix = prefix();
+    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
+    let worker = Worker::start(
+        &app,
+        &prefix,
+        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
+    );
+    let t = app.tenant("acme").await;
+    let login: Value = app
+        .login(&t.host, &t.owner_email, "password-of-acme")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+
+    // Unknown and known emails get the same answer; only the known one gets an email.
+    let unknown = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset",
+            &json!({"email": "nobody@acme.test"}),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status(), 202);
+    let unknown: Value = unknown.json().await.unwrap();
+    let known = app
+        .post_json(
+            &t.host,
+            "/api/v1/auth/password-reset",
+            &json!({"email": "OWNER@acme.test"}),
+            None,
+        )
+        .await;
+    assert_eq!(known.status(), 202);
+    let known: Value = known.json().await.unwrap();
+    assert_eq!(unknown, known);
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset",
+            &json!({"email": "not an email"}),
+            None,
+        )
+        .await;
+    problem(r, 422).await;
+    let message = wait_for_message(&maildir, "reset", |m| m.contains("Reset your password")).await;
+    assert!(message.contains(&format!("://{}/reset-password?token=pr_", t.host)));
+    let first = token_in(&message);
+    let rows: i64 = app
+        .sql_one("select count(*) from public.outbox where payload->>'to' = 'nobody@acme.test'")
+        .await;
+    assert_eq!(rows, 0, "nothing is sent for an unknown email");
+
+    // A newer request spends the older token.
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset",
+            &json!({"email": "owner@acme.test"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let second = wait_for_message(&maildir, "second reset", |m| {
+        m.contains("Reset your password") && token_in(m) != first
+    })
+    .await;
+    let second = token_in(&second);
+    let confirm = |token: String, password: &'static str| {
+        let app = &app;
+        async move {
+            app.post_json(
+                BASE,
+                "/api/v1/auth/password-reset/confirm",
+                &json!({"token": token, "new_password": password}),
+                None,
+            )
+            .await
+        }
+    };
+    problem(confirm(first.clone(), "new-password-123").await, 410).await;
+    // A weak password is refused and the token stays usable.
+    let p = problem(confirm(second.clone(), "short").await, 422).await;
+    assert!(p["errors"]["new_password"].is_array(), "{p}");
+    assert_eq!(
+        confirm(second.clone(), "new-password-123").await.status(),
+        204
+    );
+    problem(confirm(second.clone(), "new-password-456").await, 410).await;
+    problem(confirm("pr_unknown".into(), "new-password-456").await, 404).await;
+
+    // The old password is gone, the new one works, and every earlier session ended.
+    problem(
+        app.login(&t.host, &t.owner_email, "password-of-acme").await,
+        401,
+    )
+    .await;
+    assert_eq!(
+        app.login(&t.host, &t.owner_email, "new-password-123")
+            .await
+            .status(),
+        200
+    );
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/auth/token/refresh",
+            &json!({"refresh_token": refresh}),
+            None,
+        )
+        .await;
+    problem(r, 401).await;
+
+    // An expired token is refused.
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset",
+            &json!({"email": "owner@acme.test"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let third = wait_for_message(&maildir, "third reset", |m| {
+        m.contains("Reset your password") && token_in(m) != first && token_in(m) != second
+    })
+    .await;
+    app.sql("update public.account_tokens set expires_at = now() - interval '1 second'")
+        .await;
+    problem(confirm(token_in(&third), "new-password-789").await, 410).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
+    let (_dir, maildir) = maildir();
+    let port = free_port();
+    let prefix = prefix();
+    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
+    // SMTP is down: nothing listens on the port yet.
+    let worker = Worker::start(
+        &app,
+        &prefix,
+        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
+    );
+    app.tenant("acme").await;
+    eventually_long("a failed attempt is recorded", || async {
+        app.sql_one::<i32>("select attempts from public.outbox")
+            .await
+            >= 1
+    })
+    .await;
+    let dispatched: bool = app
+        .sql_one("select dispatched_at is not null from public.outbox")
+        .await;
+    assert!(!dispatched, "not delivered while SMTP is down");
+    let error: Option<String> = app.sql_one("select last_error from public.outbox").await;
+    assert!(error.is_some());
+
+    // SMTP comes back: the sweep re-queues the row and it is delivered, once.
+    let _smtp = SmtpServer::start(port, &maildir);
+    wait_for_message(&maildir, "after recovery", |m| {
+        m.contains("To: owner@acme.test")
+    })
+    .await;
+    eventually_long("the row is marked delivered", || async {
+        app.sql_one::<bool>("select dispatched_at is not null from public.outbox")
+            .await
+    })
+    .await;
+    // Two more sweeps: still exactly one copy.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(messages(&maildir).len(), 1, "{:?}", messages(&maildir));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_rolled_back_request_queues_no_email() {
+    let app = spawn_app().await;
+    let t = app.tenant("acme").await;
+    // The free plan allows 5 members: the owner and four more.
+    app.sql("update public.companies set plan = 'free'").await;
+    for n in 0..4 {
+        app.member(&t, &format!("m{n}@acme.test"), "viewer").await;
+    }
+    let before: i64 = app.sql_one("select count(*) from public.outbox").await;
+    assert_eq!(before, 1, "the owner's verification email");
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/users",
+            &json!({"email": "late@acme.test", "full_name": "Late", "role": "viewer",
+                    "password": "late-password-1"}),
+            Some(&t.token),
+        )
+        .await;
+    problem(r, 403).await;
+    let after: i64 = app.sql_one("select count(*) from public.outbox").await;
+    assert_eq!(after, before, "no email for a change that rolled back");
+    let account: i64 = app
+        .sql_one("select count(*) from public.users where email = 'late@acme.test'")
+        .await;
+    assert_eq!(account, 0);
+    let tokens: i64 = app
+        .sql_one("select count(*) from public.account_tokens")
+        .await;
+    assert_eq!(tokens, 1);
+}
+
+#[tokio::test]
+async fn in_development_emails_are_eml_files() {
+    let dir = tempfile_dir::TempDir::new();
+    let prefix = prefix();
+    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
+    let worker = Worker::start(
+        &app,
+        &prefix,
+        ("MAIL_DIR", dir.path().display().to_string()),
+    );
+    app.tenant("acme").await;
+    let mut found = None;
+    for _ in 0..1000 {
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .collect();
+        if let Some(file) = files.first() {
+            found = Some(decode(&std::fs::read_to_string(file.path()).unwrap()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let eml = found.expect("an .eml file within 20 s");
+    assert!(eml.contains("To: owner@acme.test"), "{eml}");
+    assert!(eml.contains("/verify-email?token=ve_"), "{eml}");
+    worker.stop().await;
+}
+
+/// Like `eventually`, for up to 20 s (delivery involves queue polling and sweeps).
+async fn eventually_long<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: not true after 20 s");
+}

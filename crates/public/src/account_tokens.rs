@@ -1,0 +1,137 @@
+//! Tokens mailed to an account: email verification and password reset. Each carries 256 random
+//! bits ([`crate::secrets`]), is stored as its SHA-256, expires, and is single-use: [`consume`]
+//! spends it under a row lock, so two concurrent uses cannot both succeed.
+
+use chrono::{Duration, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::db::DbError;
+use crate::ids::UserId;
+use crate::mail::{self, Email, OutboxId};
+use crate::secrets::{hash, Secret};
+use crate::users::User;
+
+/// What a token is for; a token of one purpose is unknown to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyEmail,
+    PasswordReset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "ve_",
+            Self::PasswordReset => "pr_",
+        }
+    }
+
+    /// How long a token of this purpose can be used.
+    pub fn ttl(self) -> Duration {
+        match self {
+            Self::VerifyEmail => Duration::hours(48),
+            Self::PasswordReset => Duration::hours(1),
+        }
+    }
+}
+
+/// Issues a token for `user`. A new password-reset token spends the account's older unused ones
+/// (only the newest link works).
+pub async fn issue(
+    db: &impl GenericClient,
+    user: UserId,
+    purpose: Purpose,
+) -> Result<Secret, DbError> {
+    if purpose == Purpose::PasswordReset {
+        db.execute(
+            "update public.account_tokens set used_at = now() \
+              where user_id = $1 and purpose = $2 and used_at is null",
+            &[&user.0, &purpose.as_str()],
+        )
+        .await?;
+    }
+    let secret = Secret::generate(purpose.prefix());
+    db.execute(
+        "insert into public.account_tokens (id, user_id, purpose, token_hash, expires_at) \
+         values ($1, $2, $3, $4, $5)",
+        &[
+            &Uuid::now_v7(),
+            &user.0,
+            &purpose.as_str(),
+            &secret.hash(),
+            &(Utc::now() + purpose.ttl()),
+        ],
+    )
+    .await?;
+    Ok(secret)
+}
+
+/// Issues a verification token for `user` and writes the verification email to the outbox, on
+/// `db` (the transaction that created the account). `link` turns the token into the URL.
+pub async fn send_verification(
+    db: &impl GenericClient,
+    user: &User,
+    link: &(dyn Fn(&str) -> String + Sync),
+) -> Result<OutboxId, DbError> {
+    let token = issue(db, user.id, Purpose::VerifyEmail).await?;
+    mail::enqueue(
+        db,
+        &Email::VerifyEmail {
+            to: user.email.clone(),
+            full_name: user.full_name.clone(),
+            link: link(token.expose()),
+        },
+    )
+    .await
+}
+
+/// Why a presented token cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not known")]
+    Unknown,
+    #[error("the token was already used")]
+    Used,
+    #[error("the token has expired")]
+    Expired,
+}
+
+/// Spends a token of `purpose` inside the caller's transaction and returns its account. The row
+/// is locked until the transaction ends: a concurrent second use waits, then finds it used.
+pub async fn consume(
+    db: &impl GenericClient,
+    purpose: Purpose,
+    token: &str,
+) -> Result<Result<UserId, TokenError>, DbError> {
+    let row = db
+        .query_opt(
+            "select id, user_id, used_at is not null, expires_at <= now() \
+               from public.account_tokens where token_hash = $1 and purpose = $2 for update",
+            &[&hash(token), &purpose.as_str()],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Err(TokenError::Unknown));
+    };
+    if row.get::<_, bool>(2) {
+        return Ok(Err(TokenError::Used));
+    }
+    if row.get::<_, bool>(3) {
+        return Ok(Err(TokenError::Expired));
+    }
+    let id: Uuid = row.get(0);
+    db.execute(
+        "update public.account_tokens set used_at = now() where id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(Ok(UserId(row.get(1))))
+}

@@ -1,0 +1,266 @@
+//! Email delivery: [`Deliver`] jobs from the `{prefix}:jobs:mail` queue, and a sweep that
+//! re-queues outbox rows nobody delivered (a push the API could not make, a failed send).
+//!
+//! Delivering row N: in one transaction, lock the row (`skip locked`; nothing to do if it is
+//! delivered or another worker has it), render, send, mark it delivered, commit. A send that fails
+//! leaves the row undelivered (its attempt counted) and fails the job; the sweep tries again
+//! after `MAIL_SWEEP_SECS`. An email can be sent twice only if the commit after a successful send
+//! fails (at-least-once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::TaskSink;
+use apalis_redis::RedisStorage;
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use redis::aio::ConnectionManager;
+use tenantry_public::db::{Db, DbError, PoolSettings};
+use tenantry_public::mail::{self, queue_name, Deliver, Email, OutboxId};
+
+use crate::config::{MailConfig, MailTransport};
+
+/// Why a delivery failed (the job fails; the sweep retries later).
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("could not build the message: {0}")]
+    Build(String),
+    #[error("could not send: {0}")]
+    Send(String),
+}
+
+enum Sender {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Everything a delivery needs; shared by the queue worker and the sweep.
+pub struct Mailer {
+    db: Db,
+    sender: Sender,
+    from: Mailbox,
+    redis: ConnectionManager,
+    queue: String,
+    sweep_every: Duration,
+}
+
+impl Mailer {
+    /// # Errors
+    /// If the database URL, SMTP URL or From address is unusable, or the mail directory cannot
+    /// be created.
+    pub fn new(
+        config: &MailConfig,
+        redis: ConnectionManager,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect(
+            &config.database_url,
+            &PoolSettings {
+                max_size: 4,
+                ..PoolSettings::default()
+            },
+        )?;
+        let sender = match &config.transport {
+            MailTransport::Smtp(url) => {
+                Sender::Smtp(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build())
+            }
+            MailTransport::Directory(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Sender::Files(AsyncFileTransport::<Tokio1Executor>::new(dir))
+            }
+        };
+        Ok(Self {
+            db,
+            sender,
+            from: config.from.parse()?,
+            redis,
+            queue: queue_name(prefix),
+            sweep_every: config.sweep_every,
+        })
+    }
+
+    /// The queue's storage, to push to or (with a poll strategy) to work on.
+    pub fn storage(&self) -> RedisStorage<Deliver> {
+        let config = apalis_redis::Config::default().queue(&self.queue);
+        RedisStorage::new(self.redis.clone()).with_config(config)
+    }
+
+    /// Delivers outbox row `id` if it still needs it.
+    ///
+    /// # Errors
+    /// Database errors, or the message could not be built or sent.
+    pub async fn deliver(&self, id: OutboxId) -> Result<(), MailError> {
+        let mut client = self.db.public().await?;
+        let tx = client.transaction().await.map_err(DbError::from)?;
+        let Some(email) = mail::claim(&*tx, id).await? else {
+            return Ok(());
+        };
+        let sent = self.send(&email).await;
+        match sent {
+            Ok(()) => {
+                mail::mark_dispatched(&*tx, id).await?;
+                tx.commit().await.map_err(DbError::from)?;
+                tracing::info!(outbox_id = id.0, kind = kind(&email), "email sent");
+                Ok(())
+            }
+            Err(e) => {
+                drop(tx);
+                let conn = self.db.public().await?;
+                mail::record_failure(conn.client(), id, &e.to_string()).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn send(&self, email: &Email) -> Result<(), MailError> {
+        let (subject, body) = render(email);
+        let to: Mailbox = email
+            .to()
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MailError::Build(e.to_string()))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        match &self.sender {
+            Sender::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Send(e.to_string())),
+            Sender::Files(files) => {
+                let file = files
+                    .send(message)
+                    .await
+                    .map_err(|e| MailError::Send(e.to_string()))?;
+                // Development: the link is in the log, no mail client needed.
+                tracing::info!(file = %file, link = link(email), to = email.to(), "email written");
+                Ok(())
+            }
+        }
+    }
+
+    /// One sweep: re-queues rows undelivered for longer than the sweep interval.
+    ///
+    /// # Errors
+    /// Database or Redis errors.
+    pub async fn sweep(&self) -> anyhow::Result<usize> {
+        let rows = {
+            let conn = self.db.public().await?;
+            mail::undelivered(conn.client(), self.sweep_every.as_secs_f64(), 500).await?
+        };
+        let mut storage = self.storage();
+        for row in &rows {
+            storage
+                .push(Deliver { outbox_id: row.0 })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        if !rows.is_empty() {
+            tracing::info!(count = rows.len(), "re-queued undelivered emails");
+        }
+        Ok(rows.len())
+    }
+
+    /// Sweeps every interval until the task is dropped.
+    pub async fn sweep_forever(self: Arc<Self>) {
+        let mut every = tokio::time::interval(self.sweep_every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(error) = self.sweep().await {
+                tracing::warn!(%error, "mail sweep failed");
+            }
+        }
+    }
+}
+
+fn kind(email: &Email) -> &'static str {
+    match email {
+        Email::VerifyEmail { .. } => "verify_email",
+        Email::PasswordReset { .. } => "password_reset",
+        Email::Invitation { .. } => "invitation",
+    }
+}
+
+fn link(email: &Email) -> &str {
+    match email {
+        Email::VerifyEmail { link, .. }
+        | Email::PasswordReset { link, .. }
+        | Email::Invitation { link, .. } => link,
+    }
+}
+
+/// Subject and plain-text body of an email.
+pub fn render(email: &Email) -> (String, String) {
+    match email {
+        Email::VerifyEmail {
+            full_name, link, ..
+        } => (
+            "Confirm your email address".to_owned(),
+            format!(
+                "Hello {full_name},\n\nPlease confirm your email address by opening this link \
+                 (valid for 48 hours):\n\n{link}\n\nIf you did not create an account, ignore \
+                 this email.\n"
+            ),
+        ),
+        Email::PasswordReset { link, .. } => (
+            "Reset your password".to_owned(),
+            format!(
+                "Someone asked to reset the password of your account. To choose a new password, \
+                 open this link (valid for one hour, once):\n\n{link}\n\nIf it was not you, \
+                 ignore this email: your password stays as it is.\n"
+            ),
+        ),
+        Email::Invitation {
+            organization,
+            invited_by,
+            role,
+            link,
+            ..
+        } => (
+            format!("{invited_by} invited you to {organization}"),
+            format!(
+                "{invited_by} invited you to join {organization} as {role}.\n\nAccept the \
+                 invitation (valid for 7 days):\n\n{link}\n"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_email_carries_its_link() {
+        let link = "https://acme.example.com/x?token=abc".to_owned();
+        for email in [
+            Email::VerifyEmail {
+                to: "a@b.test".into(),
+                full_name: "Ann".into(),
+                link: link.clone(),
+            },
+            Email::PasswordReset {
+                to: "a@b.test".into(),
+                link: link.clone(),
+            },
+            Email::Invitation {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                invited_by: "Bob".into(),
+                role: "member".into(),
+                link: link.clone(),
+            },
+        ] {
+            let (subject, body) = render(&email);
+            assert!(!subject.is_empty());
+            assert!(body.contains(&link), "{body}");
+        }
+    }
+}
