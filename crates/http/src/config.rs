@@ -37,6 +37,8 @@ pub struct Settings {
     /// Failed-login throttling (`LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_IP`,
     /// `LOGIN_THROTTLE_WINDOW_SECS`).
     pub login_throttle: ThrottleSettings,
+    /// Password-reset requests (`PASSWORD_RESETS_PER_ACCOUNT`, `PASSWORD_RESETS_PER_IP`, per hour).
+    pub reset_throttle: ThrottleSettings,
     /// Scheme of links in emails (`LINK_SCHEME`; `http` when `BASE_DOMAIN` is localhost, else `https`).
     pub link_scheme: String,
     /// Port of links in emails (`LINK_PORT`; none by default, i.e. the scheme's default port).
@@ -157,9 +159,15 @@ impl Settings {
                 900,
             )?)),
         };
+        let reset_throttle = ThrottleSettings {
+            per_account: at_least_one("PASSWORD_RESETS_PER_ACCOUNT", 3)?,
+            per_ip: at_least_one("PASSWORD_RESETS_PER_IP", 20)?,
+            window: Duration::from_secs(3600),
+        };
         Ok(Self {
             redis_prefix,
             login_throttle,
+            reset_throttle,
             link_scheme,
             link_port,
             database_url: SecretString::from(required("DATABASE_URL")?),

@@ -87,6 +87,12 @@ impl Application {
             &settings.redis_prefix,
             settings.login_throttle.clone(),
         );
+        let reset_throttle = LoginThrottle::counting(
+            "password-resets",
+            redis.clone(),
+            &settings.redis_prefix,
+            settings.reset_throttle.clone(),
+        );
         let mail = MailQueue::new(redis.clone(), &settings.redis_prefix);
         let state = web::Data::new(AppState {
             db,
@@ -94,6 +100,7 @@ impl Application {
             redis,
             jwt,
             login_throttle,
+            reset_throttle,
             mail,
             settings,
         });

@@ -16,6 +16,8 @@ pub struct AppState {
     pub redis: redis::Client,
     pub jwt: JwtKeys,
     pub login_throttle: LoginThrottle,
+    /// Password-reset requests per email and per IP.
+    pub reset_throttle: LoginThrottle,
     /// Hands committed outbox rows (emails) to the worker.
     pub mail: MailQueue,
     pub settings: Settings,

@@ -25,6 +25,8 @@ pub struct ThrottleSettings {
 }
 
 pub struct LoginThrottle {
+    /// What is counted, in the Redis keys: `login-failures` or `password-resets`.
+    what: &'static str,
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     prefix: String,
@@ -68,7 +70,19 @@ return 1
 
 impl LoginThrottle {
     pub fn new(client: redis::Client, prefix: &str, settings: ThrottleSettings) -> Self {
+        Self::counting("login-failures", client, prefix, settings)
+    }
+
+    /// The same fixed windows for another kind of event (e.g. password-reset requests, each
+    /// recorded with [`LoginThrottle::failed`]).
+    pub fn counting(
+        what: &'static str,
+        client: redis::Client,
+        prefix: &str,
+        settings: ThrottleSettings,
+    ) -> Self {
         Self {
+            what,
             client,
             conn: OnceCell::new(),
             prefix: prefix.to_owned(),
@@ -88,11 +102,11 @@ impl LoginThrottle {
     fn account_key(&self, email: &str) -> String {
         let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:login-failures:account:{hex}", self.prefix)
+        format!("{}:{}:account:{hex}", self.prefix, self.what)
     }
 
     fn ip_key(&self, ip: IpAddr) -> String {
-        format!("{}:login-failures:ip:{ip}", self.prefix)
+        format!("{}:{}:ip:{ip}", self.prefix, self.what)
     }
 
     fn keys(&self, email: &str, ip: Option<IpAddr>) -> (Vec<String>, Vec<u32>) {

@@ -12,9 +12,11 @@ use tenantry_public::mail::{self, Email as Mail};
 use tenantry_public::{passwords, sessions, users, DomainName, Email, Password};
 use utoipa::ToSchema;
 
+use crate::auth::RequestOrigin;
 use crate::error::{ApiError, Validator};
 use crate::host::request_host;
 use crate::state::AppState;
+use crate::throttle::Verdict;
 
 /// The front-end page a verification link opens (it posts the token to `/auth/verify-email`).
 pub const VERIFY_EMAIL_PATH: &str = "/verify-email";
@@ -103,11 +105,13 @@ pub async fn verify_email(
 /// 202 with the same body for a well-formed email.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = ResetRequest,
     responses((status = 202, body = ResetAccepted),
-              (status = 422, description = "Not an email address", content_type = "application/problem+json")))]
+              (status = 422, description = "Not an email address", content_type = "application/problem+json"),
+              (status = 429, description = "Too many requests for this email or from this address", content_type = "application/problem+json")))]
 pub async fn request_reset(
     state: web::Data<AppState>,
     body: web::Json<ResetRequest>,
     req: HttpRequest,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::new();
     let email = v
@@ -116,6 +120,22 @@ pub async fn request_reset(
     v.finish()?;
     let email = email.ok_or_else(|| anyhow::anyhow!("validator passed with a missing field"))?;
     let host = link_host(&req)?;
+    // Counted per submitted email (whether or not it has an account) and per address: a limit
+    // says nothing about accounts, and nobody can flood an inbox with reset emails.
+    if let Verdict::Limited { retry_after } = state
+        .reset_throttle
+        .check(email.as_str(), origin.0.ip)
+        .await
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: "too many password-reset requests; try again later".into(),
+            retry_after,
+        });
+    }
+    state
+        .reset_throttle
+        .failed(email.as_str(), origin.0.ip)
+        .await;
     let queued = {
         let mut client = state.db.public().await?;
         let tx = client.transaction().await.map_err(DbError::from)?;

@@ -561,3 +561,39 @@ where
     }
     panic!("{what}: not true after 20 s");
 }
+
+#[tokio::test]
+async fn password_reset_requests_are_throttled_alike_for_known_and_unknown_emails() {
+    let app = spawn_app_with(&[("PASSWORD_RESETS_PER_ACCOUNT", "2")]).await;
+    app.tenant("acme").await;
+    for email in ["owner@acme.test", "nobody@acme.test"] {
+        for _ in 0..2 {
+            let r = app
+                .post_json(
+                    BASE,
+                    "/api/v1/auth/password-reset",
+                    &json!({"email": email}),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status(), 202, "{email}");
+        }
+        let r = app
+            .post_json(
+                BASE,
+                "/api/v1/auth/password-reset",
+                &json!({"email": email}),
+                None,
+            )
+            .await;
+        assert!(r.headers().contains_key("retry-after"), "{email}");
+        problem(r, 429).await;
+    }
+    let sent: i64 = app
+        .sql_one("select count(*) from public.outbox where payload->>'kind' = 'password_reset'")
+        .await;
+    assert_eq!(
+        sent, 2,
+        "only the allowed requests for the real account send email"
+    );
+}
