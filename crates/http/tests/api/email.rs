@@ -177,11 +177,11 @@ mod tempfile_dir {
     }
 }
 
-#[tokio::test]
-async fn signup_verification_and_invitation_emails_arrive_and_their_links_work() {
-    let (_dir, maildir) = maildir();
+/// A running SMTP server with its Maildir, the app, and a worker delivering to that server.
+async fn with_smtp() -> (tempfile_dir::TempDir, PathBuf, SmtpServer, TestApp, Worker) {
+    let (dir, maildir) = maildir();
     let port = free_port();
-    let _smtp = SmtpServer::start(port, &maildir);
+    let smtp = SmtpServer::start(port, &maildir);
     let prefix = prefix();
     let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
     let worker = Worker::start(
@@ -189,6 +189,12 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
         &prefix,
         ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
     );
+    (dir, maildir, smtp, app, worker)
+}
+
+#[tokio::test]
+async fn signup_verification_and_invitation_emails_arrive_and_their_links_work() {
+    let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
 
     let t = app.tenant("acme").await;
     let message = wait_for_message(&maildir, "verification", |m| {
@@ -303,16 +309,7 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
 
 #[tokio::test]
 async fn password_reset_end_to_end_ends_every_session() {
-    let (_dir, maildir) = maildir();
-    let port = free_port();
-    let _smtp = SmtpServer::start(port, &maildir);
-    let prefix = prefix();
-    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
-    );
+    let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
     let t = app.tenant("acme").await;
     let login: Value = app
         .login(&t.host, &t.owner_email, "password-of-acme")
