@@ -9,12 +9,16 @@ use serde::{Deserialize, Serialize};
 use tenantry_public::account_tokens::{self, Purpose, TokenError};
 use tenantry_public::db::DbError;
 use tenantry_public::mail::{self, Email as Mail};
-use tenantry_public::{passwords, sessions, users, DomainName, Email, Password};
+use tenantry_public::{
+    memberships, passwords, sessions, users, DomainName, Email, Password, UserId,
+};
+use tenantry_tenant::audit::{self, Action, Actor, Entry};
+use tenantry_tenant::TenantDb;
 use utoipa::ToSchema;
 
 use crate::auth::RequestOrigin;
 use crate::error::{ApiError, Validator};
-use crate::host::request_host;
+use crate::host::{request_host, HostKind};
 use crate::state::AppState;
 use crate::throttle::Verdict;
 
@@ -80,25 +84,80 @@ fn link_host(req: &HttpRequest) -> Result<DomainName, ApiError> {
 pub async fn verify_email(
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
+    req: HttpRequest,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::new();
     let token = v.required("token", &body.token).map(str::trim);
     v.finish()?;
-    let token = token.unwrap_or_default();
-    let mut client = state.db.public().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    let user = account_tokens::consume(&*tx, Purpose::VerifyEmail, token)
-        .await?
-        .map_err(token_error)?;
-    users::mark_email_verified(&*tx, user).await?;
-    let account = users::find_by_id(&*tx, user)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    tx.commit().await.map_err(DbError::from)?;
+    let token = token.unwrap_or_default().to_owned();
+    let account = in_account_tx(&state, &req, &origin, Action::EmailVerified, |db| {
+        Box::pin(async move {
+            let user = account_tokens::consume(db, Purpose::VerifyEmail, &token)
+                .await?
+                .map_err(token_error)?;
+            users::mark_email_verified(db, user).await?;
+            Ok(user)
+        })
+    })
+    .await?;
+    let account = {
+        let client = state.db.public().await?;
+        users::find_by_id(client.client(), account)
+            .await?
+            .ok_or(ApiError::NotFound)?
+    };
     Ok(HttpResponse::Ok().json(Verified {
         email: account.email,
         email_verified: account.email_verified_at.is_some(),
     }))
+}
+
+/// Runs `work` (which spends a token and changes the account it names) in one transaction. On a
+/// tenant host the transaction is on that tenant's connection, and when the account is a member
+/// there the change is recorded in that tenant's audit trail, atomically. On the base host there
+/// is no tenant trail to write to.
+async fn in_account_tx<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    origin: &RequestOrigin,
+    action: Action,
+    work: F,
+) -> Result<UserId, ApiError>
+where
+    F: for<'c> FnOnce(
+        &'c tokio_postgres::Transaction<'c>,
+    ) -> futures_util::future::BoxFuture<'c, Result<UserId, ApiError>>,
+{
+    match HostKind::from_request_sync(req)? {
+        HostKind::Tenant(tenant) => {
+            let mut conn = tenant.connect(&state.db).await?;
+            let tx = conn.transaction().await?;
+            let user = work(&**tx.client()).await?;
+            let company = tenant.route().company_id;
+            if memberships::find(&**tx.client(), user, company)
+                .await?
+                .is_some()
+            {
+                audit::record(
+                    &tx,
+                    Actor::User(user),
+                    &origin.0,
+                    Entry::new(action).target("user", user),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(user)
+        }
+        HostKind::Public => {
+            let mut client = state.db.public().await?;
+            let tx = client.transaction().await.map_err(DbError::from)?;
+            let user = work(&*tx).await?;
+            tx.commit().await.map_err(DbError::from)?;
+            Ok(user)
+        }
+    }
 }
 
 /// Sends a password-reset link to the account with this email, if there is an active one. Always
@@ -176,6 +235,8 @@ pub async fn request_reset(
 pub async fn confirm_reset(
     state: web::Data<AppState>,
     body: web::Json<ResetConfirm>,
+    req: HttpRequest,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
     let mut v = Validator::new();
     let token = v.required("token", &body.token).map(str::trim);
@@ -190,16 +251,20 @@ pub async fn confirm_reset(
     let hash = passwords::hash(&password)
         .await
         .map_err(|e| ApiError::Unexpected(e.into()))?;
-    let mut client = state.db.public().await?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    let user = account_tokens::consume(&*tx, Purpose::PasswordReset, token)
-        .await?
-        .map_err(token_error)?;
-    users::set_password_hash(&*tx, user, &hash).await?;
-    // The link reached the inbox: the address is verified too.
-    users::mark_email_verified(&*tx, user).await?;
-    sessions::revoke_all(&*tx, user, None, "password reset").await?;
-    tx.commit().await.map_err(DbError::from)?;
+    let token = token.to_owned();
+    let user = in_account_tx(&state, &req, &origin, Action::PasswordReset, |db| {
+        Box::pin(async move {
+            let user = account_tokens::consume(db, Purpose::PasswordReset, &token)
+                .await?
+                .map_err(token_error)?;
+            users::set_password_hash(db, user, &hash).await?;
+            // The link reached the inbox: the address is verified too.
+            users::mark_email_verified(db, user).await?;
+            sessions::revoke_all(db, user, None, "password reset").await?;
+            Ok(user)
+        })
+    })
+    .await?;
     tracing::info!(user = %user.0, "password reset");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -304,6 +304,31 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     let message =
         wait_for_message(&maildir, "added member", |m| m.contains("To: cy@acme.test")).await;
     assert!(message.contains(&format!("://{}/verify-email?token=ve_", t.host)));
+    // Verified on the tenant's host: recorded in that tenant's trail (the base-host verification
+    // of the owner above has no tenant trail).
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/auth/verify-email",
+            &json!({"token": token_in(&message)}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let entries: Vec<String> = {
+        let c = app.db.get().await.unwrap();
+        c.query(
+            "select u.email from tenant_acme.audit_log a join public.users u on u.id = a.actor_user_id \
+              where a.action = 'user.email.verified'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(entries, ["cy@acme.test"]);
     worker.stop().await;
 }
 
@@ -389,10 +414,24 @@ async fn password_reset_end_to_end_ends_every_session() {
     // A weak password is refused and the token stays usable.
     let p = problem(confirm(second.clone(), "short").await, 422).await;
     assert!(p["errors"]["new_password"].is_array(), "{p}");
-    assert_eq!(
-        confirm(second.clone(), "new-password-123").await.status(),
-        204
-    );
+    // Confirmed on the tenant's host: the reset is in that tenant's trail, in the same transaction.
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": second, "new_password": "new-password-123"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let audited: i64 = app
+        .sql_one(&format!(
+            "select count(*) from tenant_acme.audit_log \
+              where action = 'user.password.reset' and actor_user_id = '{}'",
+            t.owner_id
+        ))
+        .await;
+    assert_eq!(audited, 1);
     problem(confirm(second.clone(), "new-password-456").await, 410).await;
     problem(confirm("pr_unknown".into(), "new-password-456").await, 404).await;
 
