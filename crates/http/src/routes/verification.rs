@@ -133,7 +133,7 @@ where
         HostKind::Tenant(tenant) => {
             let mut conn = tenant.connect(&state.db).await?;
             let tx = conn.transaction().await?;
-            let user = work(&**tx.client()).await?;
+            let user = work(tx.client()).await?;
             let company = tenant.route().company_id;
             if memberships::find(&**tx.client(), user, company)
                 .await?
@@ -153,7 +153,7 @@ where
         HostKind::Public => {
             let mut client = state.db.public().await?;
             let tx = client.transaction().await.map_err(DbError::from)?;
-            let user = work(&*tx).await?;
+            let user = work(&tx).await?;
             tx.commit().await.map_err(DbError::from)?;
             Ok(user)
         }
