@@ -9,6 +9,7 @@
 use apalis::prelude::TaskSink;
 use apalis_redis::RedisStorage;
 use redis::aio::ConnectionManager;
+use std::sync::Arc;
 use std::time::Duration;
 use tenantry_public::mail::{queue_name, Deliver, OutboxId};
 use tokio::sync::OnceCell;
@@ -17,6 +18,10 @@ use tokio::sync::OnceCell;
 const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct MailQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     queue: String,
@@ -25,14 +30,28 @@ pub struct MailQueue {
 impl MailQueue {
     pub fn new(client: redis::Client, prefix: &str) -> Self {
         Self {
-            client,
-            conn: OnceCell::new(),
-            queue: queue_name(prefix),
+            inner: Arc::new(Inner {
+                client,
+                conn: OnceCell::new(),
+                queue: queue_name(prefix),
+            }),
         }
     }
 
-    /// Pushes a job for each row; call after commit. Never fails the request.
+    /// Queues a job for each row in the background; call after commit. The response does not
+    /// wait for Redis, and a failure never fails the request.
     pub async fn push(&self, rows: impl IntoIterator<Item = OutboxId>) {
+        let rows: Vec<OutboxId> = rows.into_iter().collect();
+        if rows.is_empty() {
+            return;
+        }
+        let inner = self.inner.clone();
+        actix_web::rt::spawn(async move { inner.push(rows).await });
+    }
+}
+
+impl Inner {
+    async fn push(&self, rows: Vec<OutboxId>) {
         for row in rows {
             match tokio::time::timeout(PUSH_TIMEOUT, self.try_push(row)).await {
                 Ok(Ok(())) => tracing::debug!(outbox_id = row.0, "email queued"),
