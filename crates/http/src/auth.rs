@@ -16,12 +16,11 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
 use futures_util::future::{Either, LocalBoxFuture};
 use std::future::{ready, Ready};
 use tenantry_public::memberships::Role;
-use tenantry_public::UserId;
+use tenantry_public::{Origin, SessionId, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::api_keys;
-use tenantry_tenant::audit::{Actor, Origin};
+use tenantry_tenant::audit::{Acting, Actor};
 use tenantry_tenant::ActiveTenant;
-use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::host::HostKind;
@@ -64,7 +63,14 @@ pub struct Caller {
     pub user_id: UserId,
     /// The tenant and role for a tenant token; `None` for an account token on the base host.
     pub tenant: Option<(ActiveTenant, Role)>,
-    pub session_id: Option<Uuid>,
+    pub session_id: Option<SessionId>,
+}
+
+impl Caller {
+    /// The tenant of a tenant token (where account changes are also audited).
+    pub fn active_tenant(&self) -> Option<&ActiveTenant> {
+        self.tenant.as_ref().map(|(t, _)| t)
+    }
 }
 
 impl Caller {
@@ -114,7 +120,7 @@ impl Caller {
         Ok(Self {
             user_id: UserId(claims.sub),
             tenant,
-            session_id: claims.sid,
+            session_id: claims.sid.map(SessionId),
         })
     }
 }
@@ -137,10 +143,20 @@ pub struct TenantUser {
     /// Who acts, as the audit trail records it (a user, or an API key).
     pub actor: Actor,
     /// The session of the access token (none for API keys).
-    pub session_id: Option<Uuid>,
+    pub session_id: Option<SessionId>,
 }
 
 impl TenantUser {
+    /// The caller as tenant domain functions take it: who acts, for which account, from where.
+    pub fn acting<'a>(&self, origin: &'a RequestOrigin) -> Acting<'a> {
+        Acting {
+            company: self.tenant.route().company_id,
+            user: self.user_id,
+            actor: self.actor,
+            origin: &origin.0,
+        }
+    }
+
     /// Checks the permission matrix (`tenantry_tenant::access`): 403 when the role lacks it, and
     /// for an API key also when keys may not use it at all.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
@@ -326,15 +342,13 @@ pub struct RequestOrigin(pub Origin);
 
 impl RequestOrigin {
     pub fn of(req: &HttpRequest) -> Origin {
-        Origin {
-            ip: req.peer_addr().map(|a| a.ip()),
-            user_agent: req
-                .headers()
+        Origin::new(
+            req.peer_addr().map(|a| a.ip()),
+            req.headers()
                 .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-            request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-        }
+                .and_then(|v| v.to_str().ok()),
+            req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        )
     }
 }
 

@@ -7,6 +7,16 @@ use tenantry_public::DomainName;
 
 use crate::throttle::ThrottleSettings;
 
+/// The front-end pages that emailed links open; each posts the link's token back to the API.
+pub mod links {
+    /// Posts the token to `/auth/verify-email`.
+    pub const VERIFY_EMAIL: &str = "/verify-email";
+    /// Posts the token and a new password to `/auth/password-reset/confirm`.
+    pub const RESET_PASSWORD: &str = "/reset-password";
+    /// Posts the token (and, for a new account, a name and password) to `/invitations/accept`.
+    pub const ACCEPT_INVITATION: &str = "/accept-invitation";
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -188,7 +198,8 @@ impl Settings {
         })
     }
 
-    /// A link for an email: `{scheme}://{host}[:port]{path}?token={token}`, where `host` is one of
+    /// A link for an email: `{scheme}://{host}[:port]{path}?token={token}` (`path` is one of
+    /// [`links`]), where `host` is one of
     /// the Host names this server answers (the tenant's, or the base domain).
     pub fn link(&self, host: &str, path: &str, token: &str) -> String {
         match self.link_port {

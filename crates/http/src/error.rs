@@ -6,59 +6,19 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
+use tenantry_public::account_tokens::TokenError;
 use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::passwords::PasswordError;
+use tenantry_tenant::access::RoleRuleError;
+use tenantry_tenant::accounts::AccountError;
+use tenantry_tenant::api_keys::ApiKeyError;
+use tenantry_tenant::members::MembershipError;
+use tenantry_tenant::projects::ProjectError;
+use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::TenantUnavailable;
 
 /// Field name → messages, for validation problems.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
-
-/// Collects field errors while parsing a request body.
-#[derive(Debug, Default)]
-pub struct Validator(FieldErrors);
-
-impl Validator {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.into());
-    }
-
-    /// Keeps the value or records the error under `field`.
-    pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.add(field, e.to_string());
-                None
-            }
-        }
-    }
-
-    /// A required field: records "is required" when absent.
-    pub fn required<'a>(&mut self, field: &str, value: &'a Option<String>) -> Option<&'a str> {
-        match value {
-            Some(v) => Some(v.as_str()),
-            None => {
-                self.add(field, "is required");
-                None
-            }
-        }
-    }
-
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -114,9 +74,15 @@ impl ApiError {
     }
 
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
-        let mut errors = FieldErrors::new();
-        errors.insert(field.to_owned(), vec![message.into()]);
-        Self::Validation(errors)
+        Self::Validation(crate::fields::invalid(field, message))
+    }
+
+    /// 409 with no field named.
+    pub fn conflict(detail: impl ToString) -> Self {
+        Self::Conflict {
+            detail: detail.to_string(),
+            errors: FieldErrors::new(),
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -257,6 +223,118 @@ impl From<TenantUnavailable> for ApiError {
                 detail: other.to_string(),
                 retry_after: 5,
             },
+        }
+    }
+}
+
+// Every domain error becomes an API error here, and nowhere else.
+
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
+        Self::Unexpected(e.into())
+    }
+}
+
+impl From<RoleRuleError> for ApiError {
+    fn from(e: RoleRuleError) -> Self {
+        Self::Forbidden(e.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Unknown => Self::NotFound,
+            TokenError::Used | TokenError::Expired => Self::Gone(e.to_string()),
+        }
+    }
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(e: MembershipError) -> Self {
+        use MembershipError as E;
+        match e {
+            E::NotFound | E::InvitationNotFound => Self::NotFound,
+            E::AlreadyMember => {
+                Self::conflict_on("email", "is already a member of this organization")
+            }
+            E::Rule(rule) => rule.into(),
+            e @ (E::PlanLimit { .. } | E::NotAllowed(_) | E::WrongPassword) => {
+                Self::Forbidden(e.to_string())
+            }
+            E::AccountRequired => {
+                Self::validation("password", "is required to create a new account")
+            }
+            e @ (E::AccountRace | E::InvitationAccepted) => Self::conflict(e),
+            E::TransferToSelf => {
+                Self::validation("user_id", "must be another member of this organization")
+            }
+            E::TargetInactive => {
+                Self::conflict_on("user_id", "has a deactivated membership; activate it first")
+            }
+            E::TargetUnverified => Self::conflict_on(
+                "user_id",
+                "has not verified their email address; only a verified member can become the owner",
+            ),
+            e @ E::InvitationGone(_) => Self::Gone(e.to_string()),
+            E::InvitationPending => Self::conflict_on(
+                "email",
+                "already has a pending invitation; revoke it to send a new one",
+            ),
+            E::Password(e) => e.into(),
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(e: ProjectError) -> Self {
+        match e {
+            ProjectError::NotFound => Self::NotFound,
+            ProjectError::DatesOutOfOrder => {
+                Self::validation("end_date", "must not be before start_date")
+            }
+            ProjectError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ApiKeyError> for ApiError {
+    fn from(e: ApiKeyError) -> Self {
+        match e {
+            ApiKeyError::NotFound => Self::NotFound,
+            ApiKeyError::Rule(rule) => rule.into(),
+            // A broken generator, not a busy database: retrying would not help.
+            e @ ApiKeyError::PrefixExhausted => Self::Unexpected(e.into()),
+            ApiKeyError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Gone => Self::NotFound,
+            AccountError::WrongPassword => Self::validation("current_password", "is incorrect"),
+            AccountError::Token(e) => e.into(),
+            AccountError::Password(e) => e.into(),
+            AccountError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ProvisionError> for ApiError {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::SlugTaken | ProvisionError::DomainTaken => {
+                Self::conflict_on("slug", "is already taken")
+            }
+            ProvisionError::OwnerCredentials => Self::conflict_on(
+                "owner_email",
+                "belongs to an existing account; sign up with that account's password",
+            ),
+            ProvisionError::Db(db) => db.into(),
+            other => Self::Unexpected(other.into()),
         }
     }
 }

@@ -27,6 +27,15 @@ pub fn request_host(req: &HttpRequest) -> Option<&str> {
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
+/// The host an emailed link points at: the one this request came to (the tenant's, or the base
+/// host), normalised. Only called after routing accepted the Host, so it is one this server
+/// answers.
+pub fn link_host(req: &HttpRequest) -> Result<DomainName, ApiError> {
+    request_host(req)
+        .and_then(|h| DomainName::from_host_header(h).ok())
+        .ok_or_else(|| ApiError::BadRequest("the Host header is missing".into()))
+}
+
 pub async fn resolve_host(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

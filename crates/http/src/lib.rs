@@ -5,15 +5,18 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod host;
 pub mod mailq;
 pub mod openapi;
+pub mod pagination;
 pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
+pub mod views;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -1,4 +1,6 @@
-//! The OpenAPI document, served at `/api/openapi.json` with Swagger UI at `/api/docs/`.
+//! The OpenAPI document, served at `/api/openapi.json` with Swagger UI at `/api/docs/`. Each
+//! route module lists its own operations (`routes::<module>::Api`); [`document`] merges them
+//! under the API's info, tags and security schemes.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -10,46 +12,6 @@ use crate::routes;
     info(title = "Tenantry API", description = "Schema-per-tenant SaaS backend. Tenant routes are \
         served on `<slug>.BASE_DOMAIN` (the Host header picks the tenant); `register` on \
         `BASE_DOMAIN` itself. Every error is `application/problem+json`."),
-    paths(
-        routes::ops::health,
-        routes::ops::ready,
-        routes::register::register,
-        routes::token::token,
-        routes::sessions::refresh,
-        routes::sessions::verify,
-        routes::sessions::logout,
-        routes::sessions::list,
-        routes::sessions::delete,
-        routes::sessions::switch,
-        routes::me::organizations,
-        routes::me::get,
-        routes::me::update,
-        routes::me::change_password,
-        routes::projects::list,
-        routes::projects::create,
-        routes::verification::verify_email,
-        routes::verification::request_reset,
-        routes::verification::confirm_reset,
-        routes::projects::get,
-        routes::projects::update,
-        routes::projects::delete,
-        routes::members::list,
-        routes::members::get,
-        routes::members::create,
-        routes::members::update,
-        routes::members::delete,
-        routes::members::deactivate,
-        routes::members::activate,
-        routes::invitations::create,
-        routes::invitations::list,
-        routes::invitations::delete,
-        routes::invitations::accept,
-        routes::organization::transfer_ownership,
-        routes::api_keys::create,
-        routes::api_keys::list,
-        routes::api_keys::delete,
-        routes::audit_log::list,
-    ),
     components(schemas(crate::error::ProblemDoc)),
     modifiers(&BearerAuth),
     tags(
@@ -65,7 +27,29 @@ use crate::routes;
         (name = "audit", description = "The Host's tenant's audit trail"),
     )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
+
+/// The whole document: the API's info and security schemes, and every route module's operations.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for part in [
+        routes::ops::Api::openapi(),
+        routes::register::Api::openapi(),
+        routes::token::Api::openapi(),
+        routes::sessions::Api::openapi(),
+        routes::verification::Api::openapi(),
+        routes::me::Api::openapi(),
+        routes::members::Api::openapi(),
+        routes::invitations::Api::openapi(),
+        routes::organization::Api::openapi(),
+        routes::projects::Api::openapi(),
+        routes::api_keys::Api::openapi(),
+        routes::audit_log::Api::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
+}
 
 struct BearerAuth;
 

@@ -11,13 +11,11 @@ use std::time::Duration;
 use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
 use tenantry_public::routing::{listen_for_changes, Router, RouterSettings};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
 use crate::mailq::MailQueue;
-use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
@@ -159,7 +157,9 @@ fn build_app(
         .wrap(from_fn(telemetry::request_span))
         .route("/health", web::get().to(routes::ops::health))
         .route("/ready", web::get().to(routes::ops::ready))
-        .service(SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", ApiDoc::openapi()))
+        .service(
+            SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", crate::openapi::document()),
+        )
         .service(
             web::scope("/api/v1")
                 .wrap(from_fn(host::resolve_host))

@@ -3,6 +3,8 @@
 //! claim. Keys carry a `kid`: a keyring holds the current key and, during a rotation, the previous
 //! one, so rotating `JWT_SECRET` logs nobody out early; an unknown `kid` is refused.
 
+use actix_web::http::header;
+use actix_web::HttpResponse;
 use chrono::Utc;
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -10,7 +12,52 @@ use jsonwebtoken::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tenantry_public::memberships::Role;
+use tenantry_public::sessions::{RefreshSecret, Session};
+use tenantry_public::{CompanyId, UserId};
 use uuid::Uuid;
+
+/// The answer to a login, a refresh or a switch: an access token and the session's next
+/// refresh token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: i64,
+    /// Opaque, single use: exchange it at `/api/v1/auth/token/refresh` for a new pair.
+    pub refresh_token: String,
+}
+
+impl JwtKeys {
+    /// Issues the access token for `session` (of `user`, in `tenant` with its role, or an account
+    /// session) and answers it with the refresh token, never cached.
+    pub fn respond(
+        &self,
+        user: UserId,
+        tenant: Option<(CompanyId, Role)>,
+        session: &Session,
+        refresh: &RefreshSecret,
+    ) -> Result<HttpResponse, crate::error::ApiError> {
+        let (access_token, expires_in) = self
+            .issue(
+                user.0,
+                tenant.map(|(c, r)| (c.0, r.as_str())),
+                Some(session.id.0),
+            )
+            .map_err(|e| crate::error::ApiError::Unexpected(e.into()))?;
+        Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(TokenResponse {
+                access_token,
+                token_type: "Bearer",
+                expires_in,
+                refresh_token: refresh.expose().to_owned(),
+            }))
+    }
+}
 
 /// How long an access token lives.
 pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;

@@ -6,27 +6,21 @@ use chrono::{Duration, Utc};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::db::DbError;
+use crate::db::{Db, DbError};
 use crate::ids::UserId;
 use crate::mail::{self, Email, OutboxId};
 use crate::secrets::{hash, Secret};
-use crate::users::User;
+use crate::users::{self, User};
 
-/// What a token is for; a token of one purpose is unknown to the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    VerifyEmail,
-    PasswordReset,
+crate::text_enum! {
+    /// What a token is for; a token of one purpose is unknown to the other.
+    pub enum Purpose {
+        VerifyEmail = "verify_email",
+        PasswordReset = "password_reset",
+    }
 }
 
 impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::VerifyEmail => "verify_email",
-            Self::PasswordReset => "password_reset",
-        }
-    }
-
     fn prefix(self) -> &'static str {
         match self {
             Self::VerifyEmail => "ve_",
@@ -91,6 +85,31 @@ pub async fn send_verification(
         },
     )
     .await
+}
+
+/// Issues a password-reset token for the active account with `email`, if there is one, and
+/// writes the reset email to the outbox, in one transaction. `None` when no active account has
+/// the email (the caller answers alike either way). `link` turns the token into the URL.
+pub async fn request_password_reset(
+    db: &Db,
+    email: &crate::Email,
+    link: &(dyn Fn(&str) -> String + Sync),
+) -> Result<Option<OutboxId>, DbError> {
+    let mut client = db.public().await?;
+    let tx = client.transaction().await?;
+    let queued = match users::find_by_email(&*tx, email.as_str()).await? {
+        Some(user) if user.is_active => {
+            let token = issue(&*tx, user.id, Purpose::PasswordReset).await?;
+            let mail = Email::PasswordReset {
+                to: user.email,
+                link: link(token.expose()),
+            };
+            Some(mail::enqueue(&*tx, &mail).await?)
+        }
+        _ => None,
+    };
+    tx.commit().await?;
+    Ok(queued)
 }
 
 /// Why a presented token cannot be used.

@@ -7,30 +7,12 @@ use crate::db::DbError;
 use crate::ids::CompanyId;
 use crate::names::{SchemaName, Slug};
 
-/// Where a company is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CompanyStatus {
-    Provisioning,
-    Active,
-    Suspended,
-}
-
-impl CompanyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioning => "provisioning",
-            Self::Active => "active",
-            Self::Suspended => "suspended",
-        }
-    }
-
-    fn from_db(s: &str) -> Self {
-        match s {
-            "active" => Self::Active,
-            "suspended" => Self::Suspended,
-            // The check constraint allows nothing else; treat the unknown as not ready.
-            _ => Self::Provisioning,
-        }
+crate::text_enum! {
+    /// Where a company is in its life.
+    pub enum CompanyStatus {
+        Provisioning = "provisioning",
+        Active = "active",
+        Suspended = "suspended",
     }
 }
 
@@ -56,15 +38,14 @@ impl TryFrom<&Row> for Company {
     fn try_from(row: &Row) -> Result<Self, DbError> {
         let slug: String = row.try_get("slug")?;
         let schema: String = row.try_get("schema_name")?;
-        let status: String = row.try_get("status")?;
         Ok(Self {
-            id: CompanyId(row.try_get("id")?),
+            id: row.try_get("id")?,
             name: row.try_get("name")?,
             slug: Slug::parse(&slug).map_err(|e| corrupt("slug", &slug, e.0))?,
             schema_name: SchemaName::parse(&schema)
                 .map_err(|e| corrupt("schema_name", &schema, e.0))?,
             plan: row.try_get("plan")?,
-            status: CompanyStatus::from_db(&status),
+            status: row.try_get("status")?,
             schema_version: row.try_get("schema_version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -73,7 +54,7 @@ impl TryFrom<&Row> for Company {
 }
 
 fn corrupt(column: &str, value: &str, why: &str) -> DbError {
-    DbError::Config(format!("companies.{column} {value:?} {why}"))
+    DbError::Corrupt(format!("companies.{column} {value:?} {why}"))
 }
 
 pub async fn find_by_slug(

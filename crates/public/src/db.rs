@@ -183,8 +183,14 @@ pub enum DbError {
     /// The server answered with an error.
     #[error(transparent)]
     Query(tokio_postgres::Error),
+    /// The database URL or pool settings are unusable. Only for configuration.
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// A stored row does not decode, or an invariant the schema should guarantee does not hold
+    /// (a row vanished inside its own transaction, an update touched unexpected rows). A bug or
+    /// corrupt data: never something a caller can fix by retrying.
+    #[error("broken invariant: {0}")]
+    Corrupt(String),
 }
 
 impl DbError {
@@ -196,11 +202,42 @@ impl DbError {
         }
     }
 
-    /// The violated constraint's name, for unique and check violations.
+    /// The violated constraint's name, for integrity-constraint violations (SQLSTATE class 23:
+    /// unique, check, foreign key, exclusion, not null).
     pub fn constraint(&self) -> Option<&str> {
         match self {
-            Self::Query(e) => e.as_db_error().and_then(|d| d.constraint()),
+            Self::Query(e) if self.code().is_some_and(|c| c.starts_with("23")) => {
+                e.as_db_error().and_then(|d| d.constraint())
+            }
             _ => None,
+        }
+    }
+}
+
+/// Turns the violation of one named constraint into a domain error where the query runs, so no
+/// caller matches SQLSTATEs by hand:
+///
+/// ```ignore
+/// users::insert(db, email, hash, name).await.on_constraint("users_email_key", || AccountRace)?
+/// ```
+pub trait OnConstraint<T> {
+    /// `f()` when the error violates `constraint`; every other error converts with `From`.
+    fn on_constraint<E: From<DbError>>(
+        self,
+        constraint: &str,
+        f: impl FnOnce() -> E,
+    ) -> Result<T, E>;
+}
+
+impl<T> OnConstraint<T> for Result<T, DbError> {
+    fn on_constraint<E: From<DbError>>(
+        self,
+        constraint: &str,
+        f: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        match self {
+            Err(e) if e.constraint() == Some(constraint) => Err(f()),
+            other => other.map_err(E::from),
         }
     }
 }
@@ -209,12 +246,24 @@ impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         // An error without a SQLSTATE never reached the server's executor: I/O, a closed
         // connection, a timeout. Those are availability problems, not query problems.
-        if e.code().is_none() && e.as_db_error().is_none() {
+        if is_decode_error(&e) {
+            Self::Corrupt(error_chain(&e))
+        } else if e.code().is_none() && e.as_db_error().is_none() {
             Self::Unavailable(error_chain(&e))
         } else {
             Self::Query(e)
         }
     }
+}
+
+/// A row that did not convert into its Rust type (a wrong column type or an unknown text-enum
+/// value): tokio-postgres reports these without a SQLSTATE, like I/O errors, but retrying will
+/// not help. Its error kinds are private, so they are told apart by their fixed messages.
+fn is_decode_error(e: &tokio_postgres::Error) -> bool {
+    let text = e.to_string();
+    text.starts_with("error deserializing column")
+        || text.starts_with("invalid column")
+        || text.starts_with("error serializing parameter")
 }
 
 impl From<PoolError> for DbError {
@@ -233,6 +282,7 @@ pub mod sqlstate {
     pub const CHECK_VIOLATION: &str = "23514";
     pub const UNDEFINED_TABLE: &str = "42P01";
     pub const INVALID_SCHEMA_NAME: &str = "3F000";
+    pub const DUPLICATE_SCHEMA: &str = "42P06";
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";
     pub const IN_FAILED_TRANSACTION: &str = "25P02";

@@ -4,11 +4,14 @@
 pub mod account_tokens;
 pub mod companies;
 pub mod db;
+pub mod enums;
 pub mod ids;
 pub mod mail;
 pub mod memberships;
 pub mod migrate;
 pub mod names;
+pub mod origin;
+pub mod pagination;
 pub mod passwords;
 pub mod plans;
 pub mod routing;
@@ -16,5 +19,16 @@ pub mod secrets;
 pub mod sessions;
 pub mod users;
 
-pub use ids::{CompanyId, MembershipId, UserId};
+pub use ids::{CompanyId, MembershipId, OutboxId, SessionId, UserId};
+pub use origin::Origin;
+pub use pagination::Page;
+
+/// What the exported macros ([`typed_id!`], [`text_enum!`]) need, reachable from any crate.
+#[doc(hidden)]
+pub mod macro_support {
+    pub use serde;
+    pub use tokio_postgres::types as pg;
+    pub use uuid;
+    pub type BoxError = Box<dyn std::error::Error + Sync + Send>;
+}
 pub use names::{DomainName, Email, NameError, Password, SchemaName, Slug};

@@ -39,13 +39,12 @@ impl Email {
     }
 }
 
-/// The id of an outbox row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxId(pub i64);
+pub use crate::ids::OutboxId;
 
 /// Writes `email` to the outbox on `db` (call it inside the transaction of the change).
 pub async fn enqueue(db: &impl GenericClient, email: &Email) -> Result<OutboxId, DbError> {
-    let payload = serde_json::to_value(email).map_err(|e| DbError::Config(e.to_string()))?;
+    let payload = serde_json::to_value(email)
+        .map_err(|e| DbError::Corrupt(format!("an email that does not serialise: {e}")))?;
     let row = db
         .query_one(
             "insert into public.outbox (payload) values ($1) returning id",
@@ -84,7 +83,7 @@ pub async fn claim(db: &impl GenericClient, id: OutboxId) -> Result<Option<Email
     let payload: serde_json::Value = row.get(0);
     serde_json::from_value(payload)
         .map(Some)
-        .map_err(|e| DbError::Config(format!("outbox row {} is not an email: {e}", id.0)))
+        .map_err(|e| DbError::Corrupt(format!("outbox row {id} is not an email: {e}")))
 }
 
 /// Marks a claimed row delivered (same transaction as [`claim`]).

@@ -1,42 +1,23 @@
 //! Memberships: which account holds which role in which company.
 
 use chrono::{DateTime, Utc};
-use std::fmt;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::db::DbError;
 use crate::ids::{CompanyId, MembershipId, UserId};
-use crate::names::NameError;
+use crate::pagination::Page;
 
-/// A role inside one company, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-    Viewer,
+crate::text_enum! {
+    /// A role inside one company, from most to least powerful.
+    pub enum Role {
+        Owner = "owner",
+        Admin = "admin",
+        Member = "member",
+        Viewer = "viewer",
+    }
 }
 
 impl Role {
-    pub fn parse(input: &str) -> Result<Self, NameError> {
-        match input {
-            "owner" => Ok(Self::Owner),
-            "admin" => Ok(Self::Admin),
-            "member" => Ok(Self::Member),
-            "viewer" => Ok(Self::Viewer),
-            _ => Err(NameError("must be one of owner, admin, member, viewer")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-            Self::Viewer => "viewer",
-        }
-    }
-
     fn rank(self) -> u8 {
         match self {
             Self::Owner => 3,
@@ -54,12 +35,6 @@ impl Role {
     /// Whether this role may create, change or delete tenant content.
     pub fn can_write(self) -> bool {
         self.at_least(Role::Member)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -100,12 +75,11 @@ pub async fn find(
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let role: String = row.try_get("role")?;
     Ok(Some(Membership {
-        id: MembershipId(row.try_get("id")?),
+        id: row.try_get("id")?,
         user_id,
         company_id,
-        role: Role::parse(&role).map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+        role: row.try_get("role")?,
         is_active: row.try_get("is_active")?,
     }))
 }
@@ -136,17 +110,13 @@ pub async fn find_login(
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let role: Option<String> = row.try_get(3)?;
+    let role: Option<Role> = row.try_get(3)?;
     let member_active: bool = row.try_get(4)?;
     Ok(Some(LoginCandidate {
-        user_id: UserId(row.try_get(0)?),
+        user_id: row.try_get(0)?,
         password_hash: row.try_get(1)?,
         user_active: row.try_get(2)?,
-        role: role
-            .filter(|_| member_active)
-            .map(|r| Role::parse(&r))
-            .transpose()
-            .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+        role: role.filter(|_| member_active),
     }))
 }
 
@@ -180,16 +150,14 @@ pub async fn organizations(
         .await?;
     rows.iter()
         .map(|r| {
-            let role: String = r.try_get(6)?;
             Ok(Organization {
-                company_id: CompanyId(r.try_get(0)?),
+                company_id: r.try_get(0)?,
                 name: r.try_get(1)?,
                 slug: r.try_get(2)?,
                 domain: r.try_get(3)?,
                 plan: r.try_get(4)?,
                 status: r.try_get(5)?,
-                role: Role::parse(&role)
-                    .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+                role: r.try_get(6)?,
             })
         })
         .collect()
@@ -229,14 +197,12 @@ impl TryFrom<&Row> for Member {
     type Error = DbError;
 
     fn try_from(row: &Row) -> Result<Self, DbError> {
-        let role: String = row.try_get(4)?;
         Ok(Self {
-            membership_id: MembershipId(row.try_get(0)?),
-            user_id: UserId(row.try_get(1)?),
+            membership_id: row.try_get(0)?,
+            user_id: row.try_get(1)?,
             email: row.try_get(2)?,
             full_name: row.try_get(3)?,
-            role: Role::parse(&role)
-                .map_err(|e| DbError::Config(format!("memberships.role {e}")))?,
+            role: row.try_get(4)?,
             is_active: row.try_get(5)?,
             email_verified: row.try_get(6)?,
             joined_at: row.try_get(7)?,
@@ -252,13 +218,6 @@ pub struct MemberFilter {
     pub search: Option<String>,
 }
 
-/// One page of members, in the order they joined, and whether more follow.
-#[derive(Debug, Clone)]
-pub struct MemberPage {
-    pub members: Vec<Member>,
-    pub has_more: bool,
-}
-
 /// Lists `company`'s members (active or not) in the order they joined (membership ids are
 /// time-ordered), after the keyset position `after`.
 pub async fn list(
@@ -267,7 +226,7 @@ pub async fn list(
     filter: &MemberFilter,
     after: Option<MembershipId>,
     limit: i64,
-) -> Result<MemberPage, DbError> {
+) -> Result<Page<Member>, DbError> {
     let sql = format!(
         "select {MEMBER_COLUMNS} \
            from public.memberships m join public.users u on u.id = m.user_id \
@@ -286,18 +245,12 @@ pub async fn list(
                 &company.0,
                 &filter.role.map(Role::as_str),
                 &filter.search,
-                &after.map(|a| a.0),
-                &(limit + 1),
+                &after,
+                &Page::<Member>::fetch_limit(limit),
             ],
         )
         .await?;
-    let has_more = rows.len() as i64 > limit;
-    let members = rows
-        .iter()
-        .take(limit as usize)
-        .map(Member::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(MemberPage { members, has_more })
+    Page::from_rows(&rows, limit, |r| Member::try_from(r))
 }
 
 /// One member of `company`; `None` when `user` is not a member of it. With `lock`, the

@@ -103,6 +103,7 @@ impl Router {
                 DbError::Query(_) => DbError::Unavailable(e.to_string()),
                 DbError::Unavailable(m) => DbError::Unavailable(m.clone()),
                 DbError::Config(m) => DbError::Config(m.clone()),
+                DbError::Corrupt(m) => DbError::Corrupt(m.clone()),
             })
     }
 
@@ -122,12 +123,7 @@ impl Router {
         };
         let slug: String = row.try_get("slug")?;
         let schema: String = row.try_get("schema_name")?;
-        let status: String = row.try_get("status")?;
-        let status = match status.as_str() {
-            "active" => CompanyStatus::Active,
-            "suspended" => CompanyStatus::Suspended,
-            _ => CompanyStatus::Provisioning,
-        };
+        let status: CompanyStatus = row.try_get("status")?;
         let (Ok(slug), Ok(schema)) = (Slug::parse(&slug), SchemaName::parse(&schema)) else {
             // A row that no longer passes validation is never served.
             tracing::error!(%slug, "company row has an invalid slug or schema name");

@@ -6,11 +6,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use tokio_postgres::{Client, GenericClient, Row};
-use uuid::Uuid;
 
 use crate::db::DbError;
-use crate::ids::{CompanyId, UserId};
+use crate::ids::{CompanyId, SessionId, UserId};
 use crate::memberships::Role;
+use crate::origin::Origin;
 use crate::secrets::{hash, Secret};
 
 /// How long a session (and so every refresh token in it) lives at most.
@@ -21,16 +21,9 @@ const TOKEN_PREFIX: &str = "rt_";
 /// A new refresh token's secret: shown once to the client, never stored.
 pub type RefreshSecret = Secret;
 
-/// Where a login came from, for the sessions list.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub id: Uuid,
+    pub id: SessionId,
     pub user_id: UserId,
     pub company_id: Option<CompanyId>,
     pub created_at: DateTime<Utc>,
@@ -48,8 +41,8 @@ impl TryFrom<&Row> for Session {
     fn try_from(row: &Row) -> Result<Self, DbError> {
         Ok(Self {
             id: row.try_get("id")?,
-            user_id: UserId(row.try_get("user_id")?),
-            company_id: row.try_get::<_, Option<Uuid>>("company_id")?.map(CompanyId),
+            user_id: row.try_get("user_id")?,
+            company_id: row.try_get("company_id")?,
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
             expires_at: row.try_get("expires_at")?,
@@ -67,7 +60,7 @@ pub async fn open(
     origin: &Origin,
 ) -> Result<(Session, RefreshSecret), DbError> {
     let secret = Secret::generate(TOKEN_PREFIX);
-    let id = Uuid::now_v7();
+    let id = SessionId::new();
     let expires = Utc::now() + Duration::days(SESSION_TTL_DAYS);
     let sql = format!(
         "with s as (insert into public.sessions (id, user_id, company_id, expires_at, ip, user_agent) \
@@ -80,10 +73,10 @@ pub async fn open(
             &sql,
             &[
                 &id,
-                &user.0,
-                &company.map(|c| c.0),
+                &user,
+                &company,
                 &expires,
-                &origin.ip,
+                &origin.ip.map(|ip| ip.to_string()),
                 &origin.user_agent,
                 &hash(secret.expose()),
             ],
@@ -99,7 +92,7 @@ pub enum RefreshError {
     Invalid,
     /// A rotated token was presented again: the session has been revoked.
     #[error("refresh token reuse detected; the session was revoked")]
-    Reused { session: Uuid, user: UserId },
+    Reused { session: SessionId, user: UserId },
     /// The account or the membership is no longer active: the session has been revoked.
     #[error("the account or membership is no longer active")]
     NoLongerAllowed,
@@ -144,12 +137,12 @@ pub async fn rotate(
         return Err(RefreshError::Invalid);
     };
     let rotated_at: Option<DateTime<Utc>> = row.try_get(0)?;
-    let session_id: Uuid = row.try_get(1)?;
+    let session_id: SessionId = row.try_get(1)?;
     let revoked_at: Option<DateTime<Utc>> = row.try_get(2)?;
     let expires_at: DateTime<Utc> = row.try_get(3)?;
-    let session_company: Option<Uuid> = row.try_get(4)?;
-    let session_user = UserId(row.try_get(5)?);
-    if session_company != company.map(|c| c.0) {
+    let session_company: Option<CompanyId> = row.try_get(4)?;
+    let session_user: UserId = row.try_get(5)?;
+    if session_company != company {
         return Err(RefreshError::Invalid);
     }
     if revoked_at.is_some() || expires_at <= Utc::now() {
@@ -174,14 +167,12 @@ pub async fn rotate(
         )
         .await?;
     let user_active: bool = allowed.try_get(0)?;
-    let company: Option<Uuid> = allowed.try_get(1)?;
-    let role: Option<String> = allowed.try_get(2)?;
+    let company: Option<CompanyId> = allowed.try_get(1)?;
+    let role: Option<Role> = allowed.try_get(2)?;
     let member_active: bool = allowed.try_get(3)?;
     let role = match (company, role) {
         (None, _) => None,
-        (Some(_), Some(r)) if member_active => {
-            Some(Role::parse(&r).map_err(|e| DbError::Config(format!("memberships.role {e}")))?)
-        }
+        (Some(_), Some(r)) if member_active => Some(r),
         (Some(_), _) => {
             revoke_in(&tx, session_id, "membership ended").await?;
             tx.commit().await?;
@@ -217,7 +208,11 @@ pub async fn rotate(
     })
 }
 
-async fn revoke_in(db: &impl GenericClient, session: Uuid, reason: &str) -> Result<(), DbError> {
+async fn revoke_in(
+    db: &impl GenericClient,
+    session: SessionId,
+    reason: &str,
+) -> Result<(), DbError> {
     db.execute(
         "update public.sessions set revoked_at = now(), revoked_reason = $2 \
          where id = $1 and revoked_at is null",
@@ -232,7 +227,7 @@ async fn revoke_in(db: &impl GenericClient, session: Uuid, reason: &str) -> Resu
 pub async fn revoke_by_token(
     db: &impl GenericClient,
     presented: &str,
-) -> Result<Option<(Uuid, UserId)>, DbError> {
+) -> Result<Option<(SessionId, UserId)>, DbError> {
     let row = db
         .query_opt(
             "update public.sessions set revoked_at = now(), revoked_reason = 'logout' \
@@ -242,12 +237,15 @@ pub async fn revoke_by_token(
             &[&hash(presented)],
         )
         .await?;
-    row.map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
-        .transpose()
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
 /// Revokes one of `user`'s sessions. False if it is not theirs or already revoked.
-pub async fn revoke(db: &impl GenericClient, user: UserId, session: Uuid) -> Result<bool, DbError> {
+pub async fn revoke(
+    db: &impl GenericClient,
+    user: UserId,
+    session: SessionId,
+) -> Result<bool, DbError> {
     let n = db
         .execute(
             "update public.sessions set revoked_at = now(), revoked_reason = 'revoked by user' \
@@ -262,7 +260,7 @@ pub async fn revoke(db: &impl GenericClient, user: UserId, session: Uuid) -> Res
 pub async fn revoke_all(
     db: &impl GenericClient,
     user: UserId,
-    keep: Option<Uuid>,
+    keep: Option<SessionId>,
     reason: &str,
 ) -> Result<u64, DbError> {
     Ok(db

@@ -57,7 +57,10 @@ pub async fn find_by_id(db: &impl GenericClient, id: UserId) -> Result<Option<Us
         .transpose()
 }
 
-/// Inserts a new account. A taken email surfaces as a unique violation on `users_email_key`.
+/// The unique index on `lower(email)`: a taken email violates it.
+pub const EMAIL_KEY: &str = "users_email_key";
+
+/// Inserts a new account. A taken email surfaces as a violation of [`EMAIL_KEY`].
 pub async fn insert(
     db: &impl GenericClient,
     email: &Email,

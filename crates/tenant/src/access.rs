@@ -5,39 +5,29 @@
 
 use tenantry_public::memberships::Role;
 
-/// Every permission-checked tenant operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
-    /// List and read projects (and, later, other content).
-    ContentRead,
-    /// Create, change and delete projects (and, later, other content).
-    ContentWrite,
-    /// List members and read one member.
-    MembersRead,
-    /// Add, remove, (de)activate members and change their roles.
-    MembersManage,
-    /// Create, list and revoke invitations.
-    InvitationsManage,
-    /// Create, list and revoke API keys.
-    ApiKeysManage,
-    /// Read the audit trail.
-    AuditRead,
-    /// Hand the owner role to another member.
-    OwnershipTransfer,
+tenantry_public::text_enum! {
+    /// Every permission-checked tenant operation, spelled as the README's matrix names it.
+    pub enum Permission {
+        /// List and read projects (and, later, other content).
+        ContentRead = "content.read",
+        /// Create, change and delete projects (and, later, other content).
+        ContentWrite = "content.write",
+        /// List members and read one member.
+        MembersRead = "members.read",
+        /// Add, remove, (de)activate members and change their roles.
+        MembersManage = "members.manage",
+        /// Create, list and revoke invitations.
+        InvitationsManage = "invitations.manage",
+        /// Create, list and revoke API keys.
+        ApiKeysManage = "api_keys.manage",
+        /// Read the audit trail.
+        AuditRead = "audit.read",
+        /// Hand the owner role to another member.
+        OwnershipTransfer = "organization.transfer_ownership",
+    }
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
-        Self::ContentRead,
-        Self::ContentWrite,
-        Self::MembersRead,
-        Self::MembersManage,
-        Self::InvitationsManage,
-        Self::ApiKeysManage,
-        Self::AuditRead,
-        Self::OwnershipTransfer,
-    ];
-
     /// The least powerful role that holds this permission.
     pub fn minimum_role(self) -> Role {
         match self {
@@ -63,19 +53,6 @@ impl Permission {
             | Self::InvitationsManage
             | Self::ApiKeysManage
             | Self::OwnershipTransfer => false,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ContentRead => "content.read",
-            Self::ContentWrite => "content.write",
-            Self::MembersRead => "members.read",
-            Self::MembersManage => "members.manage",
-            Self::InvitationsManage => "invitations.manage",
-            Self::ApiKeysManage => "api_keys.manage",
-            Self::AuditRead => "audit.read",
-            Self::OwnershipTransfer => "organization.transfer_ownership",
         }
     }
 }
@@ -157,7 +134,8 @@ mod tests {
     #[test]
     fn api_keys_never_manage_people_keys_or_ownership() {
         let allowed: Vec<_> = Permission::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|p| p.allowed_for_api_keys())
             .collect();
         assert_eq!(

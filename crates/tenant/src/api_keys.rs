@@ -14,15 +14,18 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use rand::{Rng, RngCore};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tenantry_public::db::DbError;
 use tenantry_public::memberships::Role;
 use tenantry_public::{CompanyId, UserId};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
-use crate::binding::TenantDb;
+use crate::access::{self, RoleRuleError};
+use crate::audit::{Acting, Action, Entry};
+use crate::binding::{TenantConn, TenantDb};
+use crate::ids::ApiKeyId;
 
 /// Every key starts with this, so that secret scanners and people can recognise one.
 pub const KEY_PREFIX: &str = "tnt_";
@@ -86,7 +89,7 @@ pub fn looks_like_key(value: &str) -> bool {
 /// One key as listed: never the secret, never its hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
-    pub id: Uuid,
+    pub id: ApiKeyId,
     pub name: String,
     pub prefix: String,
     pub role: Role,
@@ -101,14 +104,12 @@ const COLUMNS: &str = "id, name, prefix, role, created_by, created_at, last_used
 impl TryFrom<&Row> for ApiKey {
     type Error = DbError;
     fn try_from(row: &Row) -> Result<Self, DbError> {
-        let role: String = row.try_get("role")?;
         Ok(Self {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             prefix: row.try_get("prefix")?,
-            role: Role::parse(&role)
-                .map_err(|_| DbError::Config(format!("unknown role {role:?} in api_keys")))?,
-            created_by: UserId(row.try_get("created_by")?),
+            role: row.try_get("role")?,
+            created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
             expires_at: row.try_get("expires_at")?,
@@ -116,23 +117,57 @@ impl TryFrom<&Row> for ApiKey {
     }
 }
 
-/// What to create. The caller has already checked the name, that `role` is grantable by the
-/// creator, and that `expires_at` is in the future.
+impl ApiKey {
+    /// The key as its audit entries record it (never the secret).
+    fn audit_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "prefix": self.prefix,
+            "role": self.role,
+            "created_by": self.created_by,
+            "expires_at": self.expires_at,
+        })
+    }
+}
+
+/// What to create: a trimmed name, the role and an optional expiry (checked by the caller to be
+/// in the future). The key acts as the acting member.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
     pub name: String,
     pub role: Role,
-    pub created_by: UserId,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Inserts a key with a fresh prefix and secret. A prefix collision (one in 36^12 per existing
-/// key) is retried with a new key.
-pub async fn create(db: &impl TenantDb, new: &NewApiKey) -> Result<(ApiKey, KeySecret), DbError> {
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    /// No live key with this id in this tenant.
+    #[error("no such API key in this organization")]
+    NotFound,
+    #[error(transparent)]
+    Rule(#[from] RoleRuleError),
+    /// Five random 12-character prefixes in a row were taken: the generator is broken, not busy.
+    #[error("could not allocate a unique API key prefix")]
+    PrefixExhausted,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Creates a key acting as `acting.user` with at most their role (`actor_role`, checked against
+/// the role rules) and audits `api_key.created`, in one transaction. A prefix collision (one in
+/// 36^12 per existing key) is retried with a new key.
+pub async fn create(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    actor_role: Role,
+    new: &NewApiKey,
+) -> Result<(ApiKey, KeySecret), ApiKeyError> {
+    access::may_grant(actor_role, new.role)?;
+    let tx = conn.transaction().await?;
     for _ in 0..5 {
         let (prefix, secret) = KeySecret::generate();
         let digest = hash(secret.expose());
-        let row = db
+        let row = tx
             .client()
             .query_opt(
                 &format!(
@@ -142,23 +177,28 @@ pub async fn create(db: &impl TenantDb, new: &NewApiKey) -> Result<(ApiKey, KeyS
                      returning {COLUMNS}"
                 ),
                 &[
-                    &Uuid::now_v7(),
+                    &ApiKeyId::new(),
                     &new.name,
                     &prefix,
                     &digest.as_slice(),
-                    &new.role.as_str(),
-                    &new.created_by.0,
+                    &new.role,
+                    &acting.user,
                     &new.expires_at,
                 ],
             )
-            .await?;
+            .await
+            .map_err(DbError::from)?;
         if let Some(row) = row {
-            return Ok((ApiKey::try_from(&row)?, secret));
+            let key = ApiKey::try_from(&row)?;
+            let entry = Entry::new(Action::ApiKeyCreated)
+                .target("api_key", key.id)
+                .after(key.audit_json());
+            acting.record(&tx, entry).await?;
+            tx.commit().await?;
+            return Ok((key, secret));
         }
     }
-    Err(DbError::Unavailable(
-        "could not allocate a unique API key prefix".into(),
-    ))
+    Err(ApiKeyError::PrefixExhausted)
 }
 
 /// The tenant's keys that are not revoked (expired ones included), newest first.
@@ -177,26 +217,45 @@ pub async fn list(db: &impl TenantDb) -> Result<Vec<ApiKey>, DbError> {
         .collect()
 }
 
-/// Revokes a live key; `None` when there is no such key or it was already revoked.
-pub async fn revoke(db: &impl TenantDb, id: Uuid, by: UserId) -> Result<Option<ApiKey>, DbError> {
-    db.client()
+/// Revokes a live key and audits `api_key.revoked`, in one transaction; [`ApiKeyError::NotFound`]
+/// when there is no such key or it was already revoked.
+pub async fn revoke(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: ApiKeyId,
+) -> Result<ApiKey, ApiKeyError> {
+    let tx = conn.transaction().await?;
+    let key = tx
+        .client()
         .query_opt(
             &format!(
                 "update api_keys set revoked_at = now(), revoked_by = $2 \
                  where id = $1 and revoked_at is null returning {COLUMNS}"
             ),
-            &[&id, &by.0],
+            &[&id, &acting.user],
         )
-        .await?
+        .await
+        .map_err(DbError::from)?
         .as_ref()
         .map(ApiKey::try_from)
-        .transpose()
+        .transpose()?
+        .ok_or(ApiKeyError::NotFound)?;
+    let mut before = key.audit_json();
+    if let Some(fields) = before.as_object_mut() {
+        fields.remove("expires_at");
+    }
+    let entry = Entry::new(Action::ApiKeyRevoked)
+        .target("api_key", key.id)
+        .before(before);
+    acting.record(&tx, entry).await?;
+    tx.commit().await?;
+    Ok(key)
 }
 
 /// A key that authenticated: who it acts as, and with which role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authenticated {
-    pub key_id: Uuid,
+    pub key_id: ApiKeyId,
     pub created_by: UserId,
     /// The key's role capped by the creator's current membership role.
     pub role: Role,
@@ -229,7 +288,7 @@ pub async fn authenticate(
                       where m.user_id = k.created_by and m.company_id = $2 \
                         and m.is_active and u.is_active) as member_role \
                from api_keys k where k.prefix = $1",
-            &[&prefix, &company.0, &f64::from(TOUCH_AFTER_SECS)],
+            &[&prefix, &company, &f64::from(TOUCH_AFTER_SECS)],
         )
         .await?;
     let Some(row) = row else {
@@ -240,18 +299,15 @@ pub async fn authenticate(
     let stored: Vec<u8> = row.try_get("secret_hash")?;
     let matches: bool = digest.as_slice().ct_eq(stored.as_slice()).into();
     let live: bool = row.try_get("live")?;
-    let member_role: Option<String> = row.try_get("member_role")?;
+    let member_role: Option<Role> = row.try_get("member_role")?;
     if !matches || !live {
         return Ok(None);
     }
-    let Some(member_role) = member_role.as_deref().and_then(|r| Role::parse(r).ok()) else {
+    let Some(member_role) = member_role else {
         return Ok(None);
     };
-    let key_role: String = row.try_get("role")?;
-    let Ok(key_role) = Role::parse(&key_role) else {
-        return Ok(None);
-    };
-    let key_id: Uuid = row.try_get("id")?;
+    let key_role: Role = row.try_get("role")?;
+    let key_id: ApiKeyId = row.try_get("id")?;
     if row.try_get::<_, bool>("stale")? {
         // A failed touch must not fail the request: the key is valid.
         if let Err(e) = db
@@ -267,7 +323,7 @@ pub async fn authenticate(
     }
     Ok(Some(Authenticated {
         key_id,
-        created_by: UserId(row.try_get("created_by")?),
+        created_by: row.try_get("created_by")?,
         role: lower(key_role, member_role),
     }))
 }

@@ -3,90 +3,43 @@
 //! leaves no entry and a committed one always has its entry.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use std::net::IpAddr;
 use tenantry_public::db::DbError;
-use tenantry_public::UserId;
+use tenantry_public::{CompanyId, Page, UserId};
 use tokio_postgres::Row;
-use uuid::Uuid;
+
+pub use tenantry_public::Origin;
 
 use crate::binding::TenantDb;
+use crate::ids::{ApiKeyId, AuditEntryId};
 use deadpool_postgres::GenericClient;
 
-/// Every action the audit trail knows. The string form is what is stored and filtered on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    LoginSucceeded,
-    LoginFailed,
-    Logout,
-    SessionRevoked,
-    RefreshReused,
-    PasswordChanged,
-    PasswordReset,
-    EmailVerified,
-    MemberAdded,
-    MemberRemoved,
-    MemberRoleChanged,
-    MemberDeactivated,
-    MemberActivated,
-    InvitationCreated,
-    InvitationRevoked,
-    InvitationAccepted,
-    OwnershipTransferred,
-    ApiKeyCreated,
-    ApiKeyRevoked,
-}
-
-impl Action {
-    pub const ALL: [Action; 19] = [
-        Self::LoginSucceeded,
-        Self::LoginFailed,
-        Self::Logout,
-        Self::SessionRevoked,
-        Self::RefreshReused,
-        Self::PasswordChanged,
-        Self::PasswordReset,
-        Self::EmailVerified,
-        Self::MemberAdded,
-        Self::MemberRemoved,
-        Self::MemberRoleChanged,
-        Self::MemberDeactivated,
-        Self::MemberActivated,
-        Self::InvitationCreated,
-        Self::InvitationRevoked,
-        Self::InvitationAccepted,
-        Self::OwnershipTransferred,
-        Self::ApiKeyCreated,
-        Self::ApiKeyRevoked,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LoginSucceeded => "auth.login.succeeded",
-            Self::LoginFailed => "auth.login.failed",
-            Self::Logout => "auth.logout",
-            Self::SessionRevoked => "auth.session.revoked",
-            Self::RefreshReused => "auth.refresh.reused",
-            Self::PasswordChanged => "user.password.changed",
-            Self::PasswordReset => "user.password.reset",
-            Self::EmailVerified => "user.email.verified",
-            Self::MemberAdded => "member.added",
-            Self::MemberRemoved => "member.removed",
-            Self::MemberRoleChanged => "member.role_changed",
-            Self::MemberDeactivated => "member.deactivated",
-            Self::MemberActivated => "member.activated",
-            Self::InvitationCreated => "invitation.created",
-            Self::InvitationRevoked => "invitation.revoked",
-            Self::InvitationAccepted => "invitation.accepted",
-            Self::OwnershipTransferred => "organization.ownership_transferred",
-            Self::ApiKeyCreated => "api_key.created",
-            Self::ApiKeyRevoked => "api_key.revoked",
-        }
-    }
-
-    pub fn parse(input: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == input)
+tenantry_public::text_enum! {
+    /// Every action the audit trail knows. The string form is what is stored and filtered on.
+    pub enum Action {
+        LoginSucceeded = "auth.login.succeeded",
+        LoginFailed = "auth.login.failed",
+        Logout = "auth.logout",
+        SessionRevoked = "auth.session.revoked",
+        RefreshReused = "auth.refresh.reused",
+        PasswordChanged = "user.password.changed",
+        PasswordReset = "user.password.reset",
+        EmailVerified = "user.email.verified",
+        MemberAdded = "member.added",
+        MemberRemoved = "member.removed",
+        MemberRoleChanged = "member.role_changed",
+        MemberDeactivated = "member.deactivated",
+        MemberActivated = "member.activated",
+        InvitationCreated = "invitation.created",
+        InvitationRevoked = "invitation.revoked",
+        InvitationAccepted = "invitation.accepted",
+        OwnershipTransferred = "organization.ownership_transferred",
+        ApiKeyCreated = "api_key.created",
+        ApiKeyRevoked = "api_key.revoked",
+        ProjectCreated = "project.created",
+        ProjectUpdated = "project.updated",
+        ProjectDeleted = "project.deleted",
     }
 }
 
@@ -94,17 +47,27 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     User(UserId),
-    ApiKey(Uuid),
+    ApiKey(ApiKeyId),
     /// Nobody authenticated (a failed login, an invitation accepted by a new account, …).
     Anonymous,
 }
 
-/// Where a request came from; taken once per request by the HTTP layer.
-#[derive(Debug, Clone, Default)]
-pub struct Origin {
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
+/// Who is acting in a tenant, in which company, from where: what every tenant domain function
+/// that changes something takes, so it can check the actor and write the audit entry itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Acting<'a> {
+    pub company: CompanyId,
+    /// The account responsible (the caller, or an API key's creator).
+    pub user: UserId,
+    pub actor: Actor,
+    pub origin: &'a Origin,
+}
+
+impl Acting<'_> {
+    /// Appends `entry` as this actor, on `db` (the transaction of the change).
+    pub async fn record(&self, db: &impl TenantDb, entry: Entry) -> Result<(), DbError> {
+        record(db, self.actor, self.origin, entry).await
+    }
 }
 
 /// One entry to write.
@@ -153,15 +116,10 @@ pub async fn record(
     entry: Entry,
 ) -> Result<(), DbError> {
     let (user, key) = match actor {
-        Actor::User(u) => (Some(u.0), None),
+        Actor::User(u) => (Some(u), None),
         Actor::ApiKey(k) => (None, Some(k)),
         Actor::Anonymous => (None, None),
     };
-    // A user agent is attacker-chosen text: keep it bounded.
-    let user_agent = origin
-        .user_agent
-        .as_deref()
-        .map(|ua| ua.chars().take(512).collect::<String>());
     db.client()
         .execute(
             "insert into audit_log (actor_user_id, actor_api_key_id, action, target_type, \
@@ -170,13 +128,13 @@ pub async fn record(
             &[
                 &user,
                 &key,
-                &entry.action.as_str(),
+                &entry.action,
                 &entry.target_type,
                 &entry.target_id,
                 &entry.before,
                 &entry.after,
                 &origin.ip,
-                &user_agent,
+                &origin.user_agent,
                 &origin.request_id,
             ],
         )
@@ -185,13 +143,13 @@ pub async fn record(
 }
 
 /// One stored entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Record {
-    pub id: i64,
+    pub id: AuditEntryId,
     pub at: DateTime<Utc>,
-    pub actor_user_id: Option<Uuid>,
-    pub actor_api_key_id: Option<Uuid>,
-    pub action: String,
+    pub actor_user_id: Option<UserId>,
+    pub actor_api_key_id: Option<ApiKeyId>,
+    pub action: Action,
     pub target_type: Option<String>,
     pub target_id: Option<String>,
     pub before: Option<Value>,
@@ -226,21 +184,21 @@ impl TryFrom<&Row> for Record {
 pub struct Filter {
     pub action: Option<Action>,
     /// Entries by this user (as actor).
-    pub actor_user_id: Option<Uuid>,
+    pub actor_user_id: Option<UserId>,
     /// Entries by this API key (as actor).
-    pub actor_api_key_id: Option<Uuid>,
+    pub actor_api_key_id: Option<ApiKeyId>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
 }
 
-/// Newest first, `limit` entries with an id below `before_id` (the keyset cursor).
+/// One page of at most `limit` entries, newest first, with an id below `before` (the keyset
+/// position).
 pub async fn list(
     db: &impl TenantDb,
     filter: &Filter,
-    before_id: Option<i64>,
+    before: Option<AuditEntryId>,
     limit: i64,
-) -> Result<Vec<Record>, DbError> {
-    let action = filter.action.map(Action::as_str);
+) -> Result<Page<Record>, DbError> {
     let rows = db
         .client()
         .query(
@@ -256,20 +214,17 @@ pub async fn list(
              order by id desc \
              limit $7",
             &[
-                &action,
+                &filter.action,
                 &filter.actor_user_id,
                 &filter.actor_api_key_id,
                 &filter.from,
                 &filter.to,
-                &before_id,
-                &limit,
+                &before,
+                &Page::<Record>::fetch_limit(limit),
             ],
         )
         .await?;
-    rows.iter()
-        .map(Record::try_from)
-        .collect::<Result<_, _>>()
-        .map_err(DbError::from)
+    Page::from_rows(&rows, limit, |r| Record::try_from(r).map_err(DbError::from))
 }
 
 #[cfg(test)]
@@ -281,8 +236,8 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for a in Action::ALL {
             assert!(seen.insert(a.as_str()), "duplicate {}", a.as_str());
-            assert_eq!(Action::parse(a.as_str()), Some(a));
+            assert_eq!(Action::parse(a.as_str()), Ok(*a));
         }
-        assert_eq!(Action::parse("nope"), None);
+        assert!(Action::parse("nope").is_err());
     }
 }

@@ -9,20 +9,18 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use std::fmt;
-use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::db::DbError;
 use tenantry_public::mail::{self, Email as Mail, OutboxId};
 use tenantry_public::memberships::{self, Member, Role};
-use tenantry_public::names::NameError;
 use tenantry_public::secrets::{hash, Secret};
-use tenantry_public::{users, CompanyId, Email, UserId};
+use tenantry_public::{users, CompanyId, Email, Page, UserId};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
-use crate::access::{self, Permission, RoleRuleError};
-use crate::audit::{self, Action, Actor, Entry, Origin};
+use crate::access::{self, Permission};
+use crate::audit::{self, Acting, Action, Actor, Entry, Origin};
 use crate::binding::{TenantConn, TenantDb};
-use crate::members::{self, Acting, NewAccount};
+use crate::ids::InvitationId;
+use crate::members::{self, MembershipError, NewAccount};
 use deadpool_postgres::GenericClient;
 
 /// How long an invitation can be accepted.
@@ -30,48 +28,16 @@ pub const TTL_DAYS: i64 = 7;
 
 const TOKEN_PREFIX: &str = "inv_";
 
-/// A row of the tenant's `invitations` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InvitationId(pub Uuid);
-
-impl fmt::Display for InvitationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// A new invitation's token: 32 random bytes, base64url. Shown once (in the email), never stored.
 pub type InvitationToken = Secret;
 
-/// Where an invitation is in its life; derived from its timestamps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InvitationStatus {
-    Pending,
-    Accepted,
-    Expired,
-    Revoked,
-}
-
-impl InvitationStatus {
-    pub fn parse(input: &str) -> Result<Self, NameError> {
-        match input {
-            "pending" => Ok(Self::Pending),
-            "accepted" => Ok(Self::Accepted),
-            "expired" => Ok(Self::Expired),
-            "revoked" => Ok(Self::Revoked),
-            _ => Err(NameError(
-                "must be one of pending, accepted, expired, revoked",
-            )),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Accepted => "accepted",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-        }
+tenantry_public::text_enum! {
+    /// Where an invitation is in its life; derived from its timestamps.
+    pub enum InvitationStatus {
+        Pending = "pending",
+        Accepted = "accepted",
+        Expired = "expired",
+        Revoked = "revoked",
     }
 }
 
@@ -107,57 +73,18 @@ impl TryFrom<&Row> for Invitation {
     type Error = DbError;
 
     fn try_from(row: &Row) -> Result<Self, DbError> {
-        let role: String = row.try_get("role")?;
-        let status: String = row.try_get("status")?;
         Ok(Self {
-            id: InvitationId(row.try_get("id")?),
+            id: row.try_get("id")?,
             email: row.try_get("email")?,
-            role: Role::parse(&role)
-                .map_err(|e| DbError::Config(format!("invitations.role {e}")))?,
-            status: InvitationStatus::parse(&status)
-                .map_err(|e| DbError::Config(format!("invitations.status {e}")))?,
-            invited_by: row.try_get::<_, Option<Uuid>>("invited_by")?.map(UserId),
+            role: row.try_get("role")?,
+            status: row.try_get("status")?,
+            invited_by: row.try_get("invited_by")?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
             accepted_at: row.try_get("accepted_at")?,
-            accepted_by: row.try_get::<_, Option<Uuid>>("accepted_by")?.map(UserId),
+            accepted_by: row.try_get("accepted_by")?,
             revoked_at: row.try_get("revoked_at")?,
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InvitationError {
-    /// No invitation with this id or token in this tenant.
-    #[error("no such invitation in this organization")]
-    NotFound,
-    /// The token was already used, revoked, or has expired.
-    #[error("this invitation has been {}", .0.as_str())]
-    Gone(InvitationStatus),
-    #[error("this invitation has already been accepted")]
-    AlreadyAccepted,
-    #[error("an invitation for this email is already pending; revoke it to send a new one")]
-    PendingExists,
-    #[error("this account is already a member of this organization")]
-    AlreadyMember,
-    #[error("the {plan} plan allows at most {max} members; remove a member or upgrade the plan")]
-    PlanLimit { plan: String, max: i32 },
-    #[error(transparent)]
-    Rule(#[from] RoleRuleError),
-    #[error("{0}")]
-    NotAllowed(String),
-    /// No account has the invited email and no full name and password were given.
-    #[error("no account has this email; a full name and password are needed to create one")]
-    AccountRequired,
-    #[error("an account with this email was created at the same moment; retry")]
-    AccountRace,
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<tokio_postgres::Error> for InvitationError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        Self::Db(e.into())
     }
 }
 
@@ -165,8 +92,8 @@ fn audit_json(i: &Invitation) -> serde_json::Value {
     json!({
         "id": i.id.0,
         "email": i.email,
-        "role": i.role.as_str(),
-        "status": i.status.as_str(),
+        "role": i.role,
+        "status": i.status,
         "expires_at": i.expires_at,
     })
 }
@@ -180,12 +107,10 @@ pub async fn create(
     email: &Email,
     role: Role,
     link: impl FnOnce(&str) -> String,
-) -> Result<(Invitation, OutboxId), InvitationError> {
+) -> Result<(Invitation, OutboxId), MembershipError> {
     let tx = conn.transaction().await?;
     let seats = members::lock(&tx, acting.company).await?;
-    let actor_role = members::current_role(&tx, acting, Permission::InvitationsManage)
-        .await?
-        .map_err(InvitationError::NotAllowed)?;
+    let actor_role = members::actor_role(&tx, acting, Permission::InvitationsManage).await?;
     access::may_grant(actor_role, role)?;
     let pg = &**tx.client();
     if let Some(user) = users::find_by_email(pg, email.as_str()).await? {
@@ -193,7 +118,7 @@ pub async fn create(
             .await?
             .is_some()
         {
-            return Err(InvitationError::AlreadyMember);
+            return Err(MembershipError::AlreadyMember);
         }
     }
     let pending = tx
@@ -206,7 +131,7 @@ pub async fn create(
         )
         .await?;
     if pending.is_some() {
-        return Err(InvitationError::PendingExists);
+        return Err(MembershipError::InvitationPending);
     }
     let token = Secret::generate(TOKEN_PREFIX);
     let expires = Utc::now() + Duration::days(TTL_DAYS);
@@ -218,11 +143,11 @@ pub async fn create(
                  values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
             ),
             &[
-                &Uuid::now_v7(),
+                &InvitationId::new(),
                 &email.as_str(),
-                &role.as_str(),
+                &role,
                 &hash(token.expose()),
-                &acting.user.0,
+                &acting.user,
                 &expires,
             ],
         )
@@ -244,29 +169,21 @@ pub async fn create(
             to: invitation.email.clone(),
             organization: seats.name.clone(),
             invited_by: inviter,
-            role: role.as_str().to_owned(),
+            role: role.to_string(),
             link: link(token.expose()),
         },
     )
     .await?;
-    audit::record(
-        &tx,
-        acting.actor,
-        acting.origin,
-        Entry::new(Action::InvitationCreated)
-            .target("invitation", invitation.id)
-            .after(audit_json(&invitation)),
-    )
-    .await?;
+    acting
+        .record(
+            &tx,
+            Entry::new(Action::InvitationCreated)
+                .target("invitation", invitation.id)
+                .after(audit_json(&invitation)),
+        )
+        .await?;
     tx.commit().await?;
     Ok((invitation, outbox))
-}
-
-/// One page of invitations, newest first.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub invitations: Vec<Invitation>,
-    pub has_more: bool,
 }
 
 /// Lists invitations newest first (ids are time-ordered), optionally of one status, after the
@@ -276,7 +193,7 @@ pub async fn list(
     status: Option<InvitationStatus>,
     before: Option<InvitationId>,
     limit: i64,
-) -> Result<Page, DbError> {
+) -> Result<Page<Invitation>, DbError> {
     let rows = db
         .client()
         .query(
@@ -286,23 +203,10 @@ pub async fn list(
                     and ($2::uuid is null or id < $2) \
                   order by id desc limit $3"
             ),
-            &[
-                &status.map(InvitationStatus::as_str),
-                &before.map(|b| b.0),
-                &(limit + 1),
-            ],
+            &[&status, &before, &Page::<Invitation>::fetch_limit(limit)],
         )
         .await?;
-    let has_more = rows.len() as i64 > limit;
-    let invitations = rows
-        .iter()
-        .take(limit as usize)
-        .map(Invitation::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(Page {
-        invitations,
-        has_more,
-    })
+    Page::from_rows(&rows, limit, |r| Invitation::try_from(r))
 }
 
 /// One invitation by id.
@@ -310,7 +214,7 @@ pub async fn get(db: &impl TenantDb, id: InvitationId) -> Result<Option<Invitati
     db.client()
         .query_opt(
             &format!("select {COLUMNS} from invitations where id = $1"),
-            &[&id.0],
+            &[&id],
         )
         .await?
         .as_ref()
@@ -338,25 +242,23 @@ pub async fn revoke(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     id: InvitationId,
-) -> Result<Invitation, InvitationError> {
+) -> Result<Invitation, MembershipError> {
     let tx = conn.transaction().await?;
     members::lock(&tx, acting.company).await?;
-    members::current_role(&tx, acting, Permission::InvitationsManage)
-        .await?
-        .map_err(InvitationError::NotAllowed)?;
+    members::actor_role(&tx, acting, Permission::InvitationsManage).await?;
     let before = tx
         .client()
         .query_opt(
             &format!("select {COLUMNS} from invitations where id = $1 for update"),
-            &[&id.0],
+            &[&id],
         )
         .await?
         .as_ref()
         .map(Invitation::try_from)
         .transpose()?
-        .ok_or(InvitationError::NotFound)?;
+        .ok_or(MembershipError::InvitationNotFound)?;
     match before.status {
-        InvitationStatus::Accepted => return Err(InvitationError::AlreadyAccepted),
+        InvitationStatus::Accepted => return Err(MembershipError::InvitationAccepted),
         InvitationStatus::Revoked => return Ok(before),
         InvitationStatus::Pending | InvitationStatus::Expired => {}
     }
@@ -367,20 +269,19 @@ pub async fn revoke(
                 "update invitations set revoked_at = now(), revoked_by = $2 where id = $1 \
                  returning {COLUMNS}"
             ),
-            &[&id.0, &acting.user.0],
+            &[&id, &acting.user],
         )
         .await?;
     let after = Invitation::try_from(&row)?;
-    audit::record(
-        &tx,
-        acting.actor,
-        acting.origin,
-        Entry::new(Action::InvitationRevoked)
-            .target("invitation", id)
-            .before(audit_json(&before))
-            .after(audit_json(&after)),
-    )
-    .await?;
+    acting
+        .record(
+            &tx,
+            Entry::new(Action::InvitationRevoked)
+                .target("invitation", id)
+                .before(audit_json(&before))
+                .after(audit_json(&after)),
+        )
+        .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -401,7 +302,7 @@ pub async fn accept(
     token: &str,
     new_account: Option<NewAccount>,
     origin: &Origin,
-) -> Result<Accepted, InvitationError> {
+) -> Result<Accepted, MembershipError> {
     let tx = conn.transaction().await?;
     let seats = members::lock(&tx, company).await?;
     // Under the row lock: of two concurrent accepts of one token, the second sees it accepted.
@@ -415,45 +316,20 @@ pub async fn accept(
         .as_ref()
         .map(Invitation::try_from)
         .transpose()?
-        .ok_or(InvitationError::NotFound)?;
+        .ok_or(MembershipError::InvitationNotFound)?;
     if invitation.status != InvitationStatus::Pending {
-        return Err(InvitationError::Gone(invitation.status));
+        return Err(MembershipError::InvitationGone(invitation.status));
     }
-    let pg = &**tx.client();
     let email = Email::parse(&invitation.email)
-        .map_err(|e| DbError::Config(format!("invitations.email {e}")))?;
-    let (user, created) = match users::find_by_email(pg, email.as_str()).await? {
-        Some(user) => (user, false),
-        None => {
-            let Some(account) = new_account else {
-                return Err(InvitationError::AccountRequired);
-            };
-            let user = users::insert(pg, &email, &account.password_hash, &account.full_name)
-                .await
-                .map_err(|e| {
-                    if e.code() == Some(sqlstate::UNIQUE_VIOLATION) {
-                        InvitationError::AccountRace
-                    } else {
-                        InvitationError::Db(e)
-                    }
-                })?;
-            (user, true)
-        }
-    };
-    if memberships::find(pg, user.id, company).await?.is_some() {
-        return Err(InvitationError::AlreadyMember);
-    }
-    if seats.full() {
-        return Err(InvitationError::PlanLimit {
-            plan: seats.plan.clone(),
-            max: seats.max_members.unwrap_or_default(),
-        });
-    }
+        .map_err(|e| DbError::Corrupt(format!("invitations.email {e}")))?;
+    let (user, created) = members::find_or_create_account(&tx, &email, new_account).await?;
+    members::check_seat(&tx, &seats, company, user.id).await?;
+    let pg = &**tx.client();
     // The token reached this address: that proves it.
     users::mark_email_verified(pg, user.id).await?;
     memberships::add(pg, company, user.id, invitation.role)
         .await?
-        .ok_or(InvitationError::AlreadyMember)?;
+        .ok_or(MembershipError::AlreadyMember)?;
     let row = tx
         .client()
         .query_one(
@@ -461,17 +337,17 @@ pub async fn accept(
                 "update invitations set accepted_at = now(), accepted_by = $2 where id = $1 \
                  returning {COLUMNS}"
             ),
-            &[&invitation.id.0, &user.id.0],
+            &[&invitation.id, &user.id],
         )
         .await?;
     let after = Invitation::try_from(&row)?;
     let member = memberships::get_member(pg, company, user.id, false)
         .await?
-        .ok_or_else(|| DbError::Config("membership vanished inside its transaction".into()))?;
+        .ok_or_else(|| DbError::Corrupt("membership vanished inside its transaction".into()))?;
     // Nobody authenticated with credentials: the token is the proof. The accepting account is
     // named in the entries.
     let mut accepted = audit_json(&after);
-    accepted["user_id"] = json!(user.id.0);
+    accepted["user_id"] = json!(user.id);
     accepted["account_created"] = json!(created);
     audit::record(
         &tx,
@@ -485,7 +361,7 @@ pub async fn accept(
     .await?;
     let mut added = members::audit_json(&member);
     added["account_created"] = json!(created);
-    added["invitation_id"] = json!(invitation.id.0);
+    added["invitation_id"] = json!(invitation.id);
     audit::record(
         &tx,
         Actor::Anonymous,
@@ -500,22 +376,4 @@ pub async fn accept(
         member,
         account_created: created,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_round_trip() {
-        for s in [
-            InvitationStatus::Pending,
-            InvitationStatus::Accepted,
-            InvitationStatus::Expired,
-            InvitationStatus::Revoked,
-        ] {
-            assert_eq!(InvitationStatus::parse(s.as_str()), Ok(s));
-        }
-        assert!(InvitationStatus::parse("open").is_err());
-    }
 }

@@ -1,12 +1,15 @@
 //! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
-//! migrations and `migrate-schemas`, provisioning of new tenants, and tenant resources
-//! (projects, members, invitations, API keys), the permission matrix (`access`) and the audit trail (`audit`). Nothing here knows
-//! about HTTP.
+//! migrations and `migrate-schemas`, provisioning of new tenants, tenant resources (projects,
+//! members, invitations, API keys), account changes recorded in a tenant's trail (`accounts`),
+//! the permission matrix (`access`), the audit trail (`audit`) and the typed ids (`ids`).
+//! Nothing here knows about HTTP.
 
 pub mod access;
+pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod binding;
+pub mod ids;
 pub mod invitations;
 pub mod members;
 pub mod migrate;
@@ -14,5 +17,5 @@ pub mod projects;
 pub mod provision;
 
 pub use binding::{ActiveTenant, TenantConn, TenantDb, TenantTx, TenantUnavailable};
+pub use ids::{ApiKeyId, AuditEntryId, InvitationId, ProjectId};
 pub use migrate::{tenant_head, tenant_runner};
-pub use projects::ProjectId;

@@ -10,24 +10,17 @@
 
 use serde_json::{json, Value};
 use tenantry_public::account_tokens;
-use tenantry_public::db::{sqlstate, DbError};
+use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::mail::OutboxId;
 use tenantry_public::memberships::{self, CompanySeats, Member, Role};
-use tenantry_public::{sessions, users, CompanyId, Email, UserId};
+use tenantry_public::passwords::{self, PasswordError};
+use tenantry_public::users::{self, User};
+use tenantry_public::{sessions, CompanyId, Email, Password, UserId};
 
 use crate::access::{self, Permission, RoleRuleError};
-use crate::audit::{self, Action, Actor, Entry, Origin};
+use crate::audit::{Acting, Action, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
-
-/// Who is acting, in which company, from where.
-#[derive(Debug, Clone)]
-pub struct Acting<'a> {
-    pub company: CompanyId,
-    /// The account responsible (the caller, or an API key's creator).
-    pub user: UserId,
-    pub actor: Actor,
-    pub origin: &'a Origin,
-}
+use crate::invitations::InvitationStatus;
 
 /// A new account to create alongside a membership (its password already hashed).
 #[derive(Debug, Clone)]
@@ -36,8 +29,21 @@ pub struct NewAccount {
     pub full_name: String,
 }
 
+impl NewAccount {
+    /// Hashes `password` (slow: call it before any transaction opens, so no lock is held while
+    /// it runs).
+    pub async fn hash(full_name: String, password: &Password) -> Result<Self, PasswordError> {
+        Ok(Self {
+            password_hash: passwords::hash(password).await?,
+            full_name,
+        })
+    }
+}
+
+/// Why a change to the organization's memberships (members, invitations, ownership) is refused.
+/// One type for all of them: they share their rules, and the HTTP layer maps it in one place.
 #[derive(Debug, thiserror::Error)]
-pub enum MemberError {
+pub enum MembershipError {
     /// The target user is not a member of this company.
     #[error("no such member in this organization")]
     NotFound,
@@ -56,17 +62,32 @@ pub enum MemberError {
     /// An account with this email was created concurrently.
     #[error("an account with this email was created at the same moment; retry")]
     AccountRace,
+    /// The owner's password, asked to confirm a transfer, is wrong.
+    #[error("the password is incorrect; confirm the transfer with your own password")]
+    WrongPassword,
     #[error("the new owner must be another member")]
     TransferToSelf,
     #[error("the new owner's membership is deactivated")]
     TargetInactive,
     #[error("the new owner has not verified their email address")]
     TargetUnverified,
+    /// No invitation with this id or token in this tenant.
+    #[error("no such invitation in this organization")]
+    InvitationNotFound,
+    /// The token was already used, revoked, or has expired.
+    #[error("this invitation has been {0}")]
+    InvitationGone(InvitationStatus),
+    #[error("this invitation has already been accepted")]
+    InvitationAccepted,
+    #[error("an invitation for this email is already pending; revoke it to send a new one")]
+    InvitationPending,
+    #[error(transparent)]
+    Password(#[from] PasswordError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-impl From<tokio_postgres::Error> for MemberError {
+impl From<tokio_postgres::Error> for MembershipError {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::Db(e.into())
     }
@@ -86,7 +107,7 @@ pub fn audit_json(m: &Member) -> Value {
 pub(crate) async fn lock(tx: &TenantTx<'_>, company: CompanyId) -> Result<CompanySeats, DbError> {
     memberships::lock_company(&**tx.client(), company)
         .await?
-        .ok_or_else(|| DbError::Config("the bound tenant's company row is missing".into()))
+        .ok_or_else(|| DbError::Corrupt("the bound tenant's company row is missing".into()))
 }
 
 /// The caller's role now, read inside the transaction: they must still be an active member
@@ -110,14 +131,54 @@ pub(crate) async fn current_role(
     })
 }
 
-async fn actor_role(
+pub(crate) async fn actor_role(
     tx: &TenantTx<'_>,
     acting: &Acting<'_>,
     permission: Permission,
-) -> Result<Role, MemberError> {
+) -> Result<Role, MembershipError> {
     current_role(tx, acting, permission)
         .await?
-        .map_err(MemberError::NotAllowed)
+        .map_err(MembershipError::NotAllowed)
+}
+
+/// The account with `email`, or a new one made from `new_account` (then required); and whether
+/// it was created. Runs in the caller's transaction.
+pub(crate) async fn find_or_create_account(
+    tx: &TenantTx<'_>,
+    email: &Email,
+    new_account: Option<NewAccount>,
+) -> Result<(User, bool), MembershipError> {
+    let pg = &**tx.client();
+    if let Some(user) = users::find_by_email(pg, email.as_str()).await? {
+        return Ok((user, false));
+    }
+    let account = new_account.ok_or(MembershipError::AccountRequired)?;
+    let user = users::insert(pg, email, &account.password_hash, &account.full_name)
+        .await
+        .on_constraint(users::EMAIL_KEY, || MembershipError::AccountRace)?;
+    Ok((user, true))
+}
+
+/// Refuses a new membership when `user` already has one here or the plan has no seat left.
+pub(crate) async fn check_seat(
+    tx: &TenantTx<'_>,
+    seats: &CompanySeats,
+    company: CompanyId,
+    user: UserId,
+) -> Result<(), MembershipError> {
+    if memberships::find(&**tx.client(), user, company)
+        .await?
+        .is_some()
+    {
+        return Err(MembershipError::AlreadyMember);
+    }
+    if seats.full() {
+        return Err(MembershipError::PlanLimit {
+            plan: seats.plan.clone(),
+            max: seats.max_members.unwrap_or_default(),
+        });
+    }
+    Ok(())
 }
 
 /// Adds the account with `email` to the company with `role`, creating the account when none
@@ -129,71 +190,38 @@ pub async fn add(
     role: Role,
     new_account: Option<NewAccount>,
     verify_link: &(dyn Fn(&str) -> String + Sync),
-) -> Result<(Member, Option<OutboxId>), MemberError> {
+) -> Result<(Member, Option<OutboxId>), MembershipError> {
     let tx = conn.transaction().await?;
     let seats = lock(&tx, acting.company).await?;
     let actor_role = actor_role(&tx, acting, Permission::MembersManage).await?;
     access::may_grant(actor_role, role)?;
+    let (user, created) = find_or_create_account(&tx, email, new_account).await?;
     let pg = &**tx.client();
-    let (user, created) = match users::find_by_email(pg, email.as_str()).await? {
-        Some(user) => (user, false),
-        None => {
-            let Some(account) = new_account else {
-                return Err(MemberError::AccountRequired);
-            };
-            let user = users::insert(pg, email, &account.password_hash, &account.full_name)
-                .await
-                .map_err(|e| {
-                    if e.code() == Some(sqlstate::UNIQUE_VIOLATION) {
-                        MemberError::AccountRace
-                    } else {
-                        MemberError::Db(e)
-                    }
-                })?;
-            (user, true)
-        }
-    };
     // A new account gets a verification email, in this transaction (nothing if it rolls back).
     let verification = if created {
         Some(account_tokens::send_verification(pg, &user, verify_link).await?)
     } else {
         None
     };
-    if memberships::find(pg, user.id, acting.company)
-        .await?
-        .is_some()
-    {
-        return Err(MemberError::AlreadyMember);
-    }
-    if seats.full() {
-        return Err(plan_limit(&seats));
-    }
+    check_seat(&tx, &seats, acting.company, user.id).await?;
     memberships::add(pg, acting.company, user.id, role)
         .await?
-        .ok_or(MemberError::AlreadyMember)?;
+        .ok_or(MembershipError::AlreadyMember)?;
     let member = memberships::get_member(pg, acting.company, user.id, false)
         .await?
-        .ok_or(MemberError::NotFound)?;
+        .ok_or(MembershipError::NotFound)?;
     let mut after = audit_json(&member);
     after["account_created"] = json!(created);
-    audit::record(
-        &tx,
-        acting.actor,
-        acting.origin,
-        Entry::new(Action::MemberAdded)
-            .target("user", member.user_id)
-            .after(after),
-    )
-    .await?;
+    acting
+        .record(
+            &tx,
+            Entry::new(Action::MemberAdded)
+                .target("user", member.user_id)
+                .after(after),
+        )
+        .await?;
     tx.commit().await?;
     Ok((member, verification))
-}
-
-pub(crate) fn plan_limit(seats: &CompanySeats) -> MemberError {
-    MemberError::PlanLimit {
-        plan: seats.plan.clone(),
-        max: seats.max_members.unwrap_or_default(),
-    }
 }
 
 /// Locks the target's membership and checks the caller may act on it (not themselves, not the
@@ -202,11 +230,11 @@ async fn target(
     tx: &TenantTx<'_>,
     acting: &Acting<'_>,
     user: UserId,
-) -> Result<(Role, Member), MemberError> {
+) -> Result<(Role, Member), MembershipError> {
     let actor_role = actor_role(tx, acting, Permission::MembersManage).await?;
     let target = memberships::get_member(&**tx.client(), acting.company, user, true)
         .await?
-        .ok_or(MemberError::NotFound)?;
+        .ok_or(MembershipError::NotFound)?;
     if user == acting.user {
         return Err(RoleRuleError::SelfAction.into());
     }
@@ -221,7 +249,7 @@ pub async fn change_role(
     acting: &Acting<'_>,
     user: UserId,
     role: Role,
-) -> Result<Member, MemberError> {
+) -> Result<Member, MembershipError> {
     let tx = conn.transaction().await?;
     lock(&tx, acting.company).await?;
     let (actor_role, before) = target(&tx, acting, user).await?;
@@ -233,17 +261,16 @@ pub async fn change_role(
     memberships::set_role(pg, acting.company, user, role).await?;
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?
-        .ok_or(MemberError::NotFound)?;
-    audit::record(
-        &tx,
-        acting.actor,
-        acting.origin,
-        Entry::new(Action::MemberRoleChanged)
-            .target("user", user)
-            .before(audit_json(&before))
-            .after(audit_json(&after)),
-    )
-    .await?;
+        .ok_or(MembershipError::NotFound)?;
+    acting
+        .record(
+            &tx,
+            Entry::new(Action::MemberRoleChanged)
+                .target("user", user)
+                .before(audit_json(&before))
+                .after(audit_json(&after)),
+        )
+        .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -253,24 +280,23 @@ pub async fn remove(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     user: UserId,
-) -> Result<(), MemberError> {
+) -> Result<(), MembershipError> {
     let tx = conn.transaction().await?;
     lock(&tx, acting.company).await?;
     let (_, before) = target(&tx, acting, user).await?;
     let pg = &**tx.client();
     if !memberships::remove(pg, acting.company, user).await? {
-        return Err(MemberError::NotFound);
+        return Err(MembershipError::NotFound);
     }
     sessions::revoke_for_company(pg, user, acting.company, "membership removed").await?;
-    audit::record(
-        &tx,
-        acting.actor,
-        acting.origin,
-        Entry::new(Action::MemberRemoved)
-            .target("user", user)
-            .before(audit_json(&before)),
-    )
-    .await?;
+    acting
+        .record(
+            &tx,
+            Entry::new(Action::MemberRemoved)
+                .target("user", user)
+                .before(audit_json(&before)),
+        )
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -283,7 +309,7 @@ pub async fn set_active(
     acting: &Acting<'_>,
     user: UserId,
     active: bool,
-) -> Result<Member, MemberError> {
+) -> Result<Member, MembershipError> {
     let tx = conn.transaction().await?;
     lock(&tx, acting.company).await?;
     let (_, before) = target(&tx, acting, user).await?;
@@ -297,22 +323,21 @@ pub async fn set_active(
     }
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?
-        .ok_or(MemberError::NotFound)?;
+        .ok_or(MembershipError::NotFound)?;
     let action = if active {
         Action::MemberActivated
     } else {
         Action::MemberDeactivated
     };
-    audit::record(
-        &tx,
-        acting.actor,
-        acting.origin,
-        Entry::new(action)
-            .target("user", user)
-            .before(audit_json(&before))
-            .after(audit_json(&after)),
-    )
-    .await?;
+    acting
+        .record(
+            &tx,
+            Entry::new(action)
+                .target("user", user)
+                .before(audit_json(&before))
+                .after(audit_json(&after)),
+        )
+        .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -325,13 +350,21 @@ pub struct Transferred {
 }
 
 /// Hands the owner role from the caller to `to`, who must be another active member with a
-/// verified email. The caller (whose password the HTTP layer has checked) must still be the
-/// active owner once the company row is locked, so of two concurrent transfers exactly one wins.
+/// verified email. The caller confirms with their `password` (checked before any lock is taken:
+/// hashing is slow) and must still be the active owner once the company row is locked, so of
+/// two concurrent transfers exactly one wins.
 pub async fn transfer_ownership(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     to: UserId,
-) -> Result<Transferred, MemberError> {
+    password: &str,
+) -> Result<Transferred, MembershipError> {
+    let stored = users::find_by_id(&***conn.client(), acting.user)
+        .await?
+        .map(|u| u.password_hash);
+    if !passwords::verify(password, stored).await? {
+        return Err(MembershipError::WrongPassword);
+    }
     let tx = conn.transaction().await?;
     lock(&tx, acting.company).await?;
     let pg = &**tx.client();
@@ -339,36 +372,34 @@ pub async fn transfer_ownership(
     let owner = match owner {
         Some(m) if m.is_active && m.role == Role::Owner => m,
         _ => {
-            return Err(MemberError::NotAllowed(
+            return Err(MembershipError::NotAllowed(
                 "you are no longer the owner of this organization".into(),
             ))
         }
     };
     if to == acting.user {
-        return Err(MemberError::TransferToSelf);
+        return Err(MembershipError::TransferToSelf);
     }
     let target = memberships::get_member(pg, acting.company, to, true)
         .await?
-        .ok_or(MemberError::NotFound)?;
+        .ok_or(MembershipError::NotFound)?;
     if !target.is_active {
-        return Err(MemberError::TargetInactive);
+        return Err(MembershipError::TargetInactive);
     }
     if !target.email_verified {
-        return Err(MemberError::TargetUnverified);
+        return Err(MembershipError::TargetUnverified);
     }
     if !memberships::transfer_ownership(pg, acting.company, acting.user, to).await? {
-        return Err(DbError::Config("ownership transfer touched unexpected rows".into()).into());
+        return Err(DbError::Corrupt("ownership transfer touched unexpected rows".into()).into());
     }
     let previous_owner = memberships::get_member(pg, acting.company, acting.user, false)
         .await?
-        .ok_or(MemberError::NotFound)?;
+        .ok_or(MembershipError::NotFound)?;
     let new_owner = memberships::get_member(pg, acting.company, to, false)
         .await?
-        .ok_or(MemberError::NotFound)?;
-    audit::record(
+        .ok_or(MembershipError::NotFound)?;
+    acting.record(
         &tx,
-        acting.actor,
-        acting.origin,
         Entry::new(Action::OwnershipTransferred)
             .target("user", to)
             .before(json!({"owner": audit_json(&owner), "new_owner": audit_json(&target)}))

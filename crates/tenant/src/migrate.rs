@@ -246,7 +246,7 @@ pub async fn migrate_schemas(
             id: CompanyId(row.try_get(0).map_err(DbError::from)?),
             slug: row.try_get(1).map_err(DbError::from)?,
             schema: SchemaName::parse(&schema)
-                .map_err(|e| DbError::Config(format!("companies.schema_name {schema:?} {e}")))?,
+                .map_err(|e| DbError::Corrupt(format!("companies.schema_name {schema:?} {e}")))?,
             version: row.try_get(3).map_err(DbError::from)?,
             exists: row.try_get(4).map_err(DbError::from)?,
         };

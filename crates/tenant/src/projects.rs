@@ -1,57 +1,30 @@
-//! Projects: the first tenant resource. Every function takes a tenant-bound handle.
+//! Projects: the worked example of a tenant resource (ARCHITECTURE.md, "Adding a tenant
+//! resource"). Reads take any tenant-bound handle; every change takes the acting member, runs in
+//! its own transaction and writes its audit entry (with before/after) in it.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use tenantry_public::db::{sqlstate, DbError};
-use tenantry_public::names::NameError;
-use tenantry_public::UserId;
+use serde_json::{json, Value};
+use tenantry_public::db::{DbError, OnConstraint};
+use tenantry_public::{Page, UserId};
 use tokio_postgres::Row;
-use uuid::Uuid;
 
-use crate::binding::TenantDb;
+use crate::audit::{Acting, Action, Entry};
+use crate::binding::{TenantConn, TenantDb};
+use crate::ids::ProjectId;
 use deadpool_postgres::GenericClient;
 
-/// A row of a tenant's `projects` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProjectId(pub Uuid);
+/// The most characters a project name may have.
+pub const MAX_NAME: usize = 200;
+/// The most characters a project description may have.
+pub const MAX_DESCRIPTION: usize = 10_000;
 
-impl fmt::Display for ProjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProjectStatus {
-    Planned,
-    Active,
-    Completed,
-    Archived,
-}
-
-impl ProjectStatus {
-    pub fn parse(input: &str) -> Result<Self, NameError> {
-        match input {
-            "planned" => Ok(Self::Planned),
-            "active" => Ok(Self::Active),
-            "completed" => Ok(Self::Completed),
-            "archived" => Ok(Self::Archived),
-            _ => Err(NameError(
-                "must be one of planned, active, completed, archived",
-            )),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Planned => "planned",
-            Self::Active => "active",
-            Self::Completed => "completed",
-            Self::Archived => "archived",
-        }
+tenantry_public::text_enum! {
+    /// Where a project is in its life.
+    pub enum ProjectStatus {
+        Planned = "planned",
+        Active = "active",
+        Completed = "completed",
+        Archived = "archived",
     }
 }
 
@@ -68,30 +41,43 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
+/// The columns every query returns, in the order [`Project::try_from`] reads them.
+pub const COLUMNS: &str =
     "id, name, description, status, start_date, end_date, owner_id, created_at, updated_at";
 
 impl TryFrom<&Row> for Project {
     type Error = DbError;
 
     fn try_from(row: &Row) -> Result<Self, DbError> {
-        let status: String = row.try_get(3)?;
         Ok(Self {
-            id: ProjectId(row.try_get(0)?),
+            id: row.try_get(0)?,
             name: row.try_get(1)?,
             description: row.try_get(2)?,
-            status: ProjectStatus::parse(&status)
-                .map_err(|e| DbError::Config(format!("projects.status {e}")))?,
+            status: row.try_get(3)?,
             start_date: row.try_get(4)?,
             end_date: row.try_get(5)?,
-            owner_id: UserId(row.try_get(6)?),
+            owner_id: row.try_get(6)?,
             created_at: row.try_get(7)?,
             updated_at: row.try_get(8)?,
         })
     }
 }
 
-/// A validated new project.
+impl Project {
+    /// The project as its audit entries record it.
+    fn audit_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "status": self.status,
+            "start_date": self.start_date,
+            "end_date": self.end_date,
+            "owner_id": self.owner_id,
+        })
+    }
+}
+
+/// A validated new project; its owner is the acting member.
 #[derive(Debug, Clone)]
 pub struct NewProject {
     pub name: String,
@@ -99,7 +85,6 @@ pub struct NewProject {
     pub status: ProjectStatus,
     pub start_date: Option<NaiveDate>,
     pub end_date: Option<NaiveDate>,
-    pub owner_id: UserId,
 }
 
 /// A validated partial update; `None` leaves a field as it is, `Some(None)` clears a date.
@@ -114,39 +99,25 @@ pub struct ProjectPatch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
+    #[error("no such project in this organization")]
+    NotFound,
     #[error("end_date is before start_date")]
     DatesOutOfOrder,
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-impl From<tokio_postgres::Error> for ProjectError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        let e = DbError::from(e);
-        if e.code() == Some(sqlstate::CHECK_VIOLATION)
-            && e.constraint() == Some("projects_dates_ordered")
-        {
-            Self::DatesOutOfOrder
-        } else {
-            Self::Db(e)
-        }
-    }
-}
-
-/// One page, newest first, and whether more follow.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub projects: Vec<Project>,
-    pub has_more: bool,
-}
+/// The check constraint that keeps a project's dates in order (tenant migration V1).
+const DATES_ORDERED: &str = "projects_dates_ordered";
 
 /// Lists projects newest first (ids are time-ordered), after the keyset position `before`.
 pub async fn list(
     db: &impl TenantDb,
     limit: i64,
     before: Option<ProjectId>,
-) -> Result<Page, DbError> {
+) -> Result<Page<Project>, DbError> {
     let client = db.client();
+    let fetch = Page::<Project>::fetch_limit(limit);
     let rows = match before {
         None => {
             let stmt = client
@@ -154,7 +125,7 @@ pub async fn list(
                     "select {COLUMNS} from projects order by id desc limit $1"
                 ))
                 .await?;
-            client.query(&stmt, &[&(limit + 1)]).await?
+            client.query(&stmt, &[&fetch]).await?
         }
         Some(before) => {
             let stmt = client
@@ -162,41 +133,50 @@ pub async fn list(
                     "select {COLUMNS} from projects where id < $2 order by id desc limit $1"
                 ))
                 .await?;
-            client.query(&stmt, &[&(limit + 1), &before.0]).await?
+            client.query(&stmt, &[&fetch, &before]).await?
         }
     };
-    let has_more = rows.len() as i64 > limit;
-    let projects = rows
-        .iter()
-        .take(limit as usize)
-        .map(Project::try_from)
-        .collect::<Result<_, _>>()?;
-    Ok(Page { projects, has_more })
+    Page::from_rows(&rows, limit, |r| Project::try_from(r))
 }
 
-pub async fn create(db: &impl TenantDb, new: &NewProject) -> Result<Project, ProjectError> {
-    let client = db.client();
+/// Creates a project owned by the acting member, audited as `project.created`.
+pub async fn create(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    new: &NewProject,
+) -> Result<Project, ProjectError> {
+    let tx = conn.transaction().await?;
+    let client = tx.client();
     let stmt = client
         .prepare_cached(&format!(
             "insert into projects (id, name, description, status, start_date, end_date, owner_id) \
              values ($1, $2, $3, $4, $5, $6, $7) returning {COLUMNS}"
         ))
-        .await?;
+        .await
+        .map_err(DbError::from)?;
     let row = client
         .query_one(
             &stmt,
             &[
-                &Uuid::now_v7(),
+                &ProjectId::new(),
                 &new.name,
                 &new.description,
-                &new.status.as_str(),
+                &new.status,
                 &new.start_date,
                 &new.end_date,
-                &new.owner_id.0,
+                &acting.user,
             ],
         )
-        .await?;
-    Ok(Project::try_from(&row)?)
+        .await
+        .map_err(DbError::from)
+        .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
+    let project = Project::try_from(&row)?;
+    let entry = Entry::new(Action::ProjectCreated)
+        .target("project", project.id)
+        .after(project.audit_json());
+    acting.record(&tx, entry).await?;
+    tx.commit().await?;
+    Ok(project)
 }
 
 pub async fn get(db: &impl TenantDb, id: ProjectId) -> Result<Option<Project>, DbError> {
@@ -205,20 +185,38 @@ pub async fn get(db: &impl TenantDb, id: ProjectId) -> Result<Option<Project>, D
         .prepare_cached(&format!("select {COLUMNS} from projects where id = $1"))
         .await?;
     client
-        .query_opt(&stmt, &[&id.0])
+        .query_opt(&stmt, &[&id])
         .await?
         .as_ref()
         .map(Project::try_from)
         .transpose()
 }
 
-/// Applies a patch; `Ok(None)` when no such project exists in this tenant.
+/// Locks one project for a change in `db`'s transaction.
+async fn lock(db: &impl TenantDb, id: ProjectId) -> Result<Project, ProjectError> {
+    db.client()
+        .query_opt(
+            &format!("select {COLUMNS} from projects where id = $1 for update"),
+            &[&id],
+        )
+        .await
+        .map_err(DbError::from)?
+        .as_ref()
+        .map(Project::try_from)
+        .transpose()?
+        .ok_or(ProjectError::NotFound)
+}
+
+/// Applies a patch, audited as `project.updated` with the project before and after.
 pub async fn update(
-    db: &impl TenantDb,
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
     id: ProjectId,
     patch: &ProjectPatch,
-) -> Result<Option<Project>, ProjectError> {
-    let client = db.client();
+) -> Result<Project, ProjectError> {
+    let tx = conn.transaction().await?;
+    let before = lock(&tx, id).await?;
+    let client = tx.client();
     let stmt = client
         .prepare_cached(&format!(
             "update projects set \
@@ -230,30 +228,53 @@ pub async fn update(
                 updated_at = now() \
               where id = $1 returning {COLUMNS}"
         ))
-        .await?;
+        .await
+        .map_err(DbError::from)?;
     let row = client
-        .query_opt(
+        .query_one(
             &stmt,
             &[
-                &id.0,
+                &id,
                 &patch.name,
                 &patch.description,
-                &patch.status.map(ProjectStatus::as_str),
+                &patch.status,
                 &patch.start_date.is_some(),
                 &patch.start_date.flatten(),
                 &patch.end_date.is_some(),
                 &patch.end_date.flatten(),
             ],
         )
-        .await?;
-    Ok(row.as_ref().map(Project::try_from).transpose()?)
+        .await
+        .map_err(DbError::from)
+        .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
+    let after = Project::try_from(&row)?;
+    let entry = Entry::new(Action::ProjectUpdated)
+        .target("project", id)
+        .before(before.audit_json())
+        .after(after.audit_json());
+    acting.record(&tx, entry).await?;
+    tx.commit().await?;
+    Ok(after)
 }
 
-/// Deletes a project; false when no such project exists in this tenant.
-pub async fn delete(db: &impl TenantDb, id: ProjectId) -> Result<bool, DbError> {
-    let client = db.client();
+/// Deletes a project, audited as `project.deleted` with the project as it was.
+pub async fn delete(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: ProjectId,
+) -> Result<(), ProjectError> {
+    let tx = conn.transaction().await?;
+    let before = lock(&tx, id).await?;
+    let client = tx.client();
     let stmt = client
         .prepare_cached("delete from projects where id = $1")
-        .await?;
-    Ok(client.execute(&stmt, &[&id.0]).await? == 1)
+        .await
+        .map_err(DbError::from)?;
+    client.execute(&stmt, &[&id]).await.map_err(DbError::from)?;
+    let entry = Entry::new(Action::ProjectDeleted)
+        .target("project", id)
+        .before(before.audit_json());
+    acting.record(&tx, entry).await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -69,16 +69,13 @@ impl From<MigrateError> for ProvisionError {
 
 impl ProvisionError {
     fn from_db(e: DbError) -> Self {
-        match (e.code(), e.constraint()) {
-            (Some(sqlstate::UNIQUE_VIOLATION), Some("companies_slug_key"))
-            | (Some(sqlstate::UNIQUE_VIOLATION), Some("companies_schema_name_key")) => {
-                Self::SlugTaken
-            }
-            (Some(sqlstate::UNIQUE_VIOLATION), Some("domains_pkey")) => Self::DomainTaken,
+        match e.constraint() {
+            Some("companies_slug_key" | "companies_schema_name_key") => Self::SlugTaken,
+            Some("domains_pkey") => Self::DomainTaken,
             // A concurrent signup created the same owner account first.
-            (Some(sqlstate::UNIQUE_VIOLATION), Some("users_email_key")) => Self::OwnerCredentials,
+            Some(users::EMAIL_KEY) => Self::OwnerCredentials,
             // A schema of that name exists without a company: treat the name as taken.
-            (Some("42P06"), _) => Self::SlugTaken,
+            _ if e.code() == Some(sqlstate::DUPLICATE_SCHEMA) => Self::SlugTaken,
             _ => Self::Db(e),
         }
     }
@@ -177,7 +174,7 @@ async fn provision_inner(
             owner
         }
         (None, None) => {
-            return Err(DbError::Config("no password hash for a new owner".into()).into())
+            return Err(DbError::Corrupt("no password hash for a new owner".into()).into())
         }
     };
     memberships::insert(&*tx, owner.id, company_id, Role::Owner)
@@ -192,7 +189,7 @@ async fn provision_inner(
     .await?;
     let company = companies::find_by_slug(&*tx, &new.slug)
         .await?
-        .ok_or_else(|| DbError::Config("company vanished inside its own transaction".into()))?;
+        .ok_or_else(|| DbError::Corrupt("company vanished inside its own transaction".into()))?;
     tx.commit().await?;
     Ok((
         Provisioned {
@@ -216,7 +213,7 @@ pub async fn drop_tenant(db: &Db, slug: &Slug) -> Result<bool, DbError> {
         .await
         .map_err(|e| match e {
             MigrateError::Db(db) => db,
-            other => DbError::Config(other.to_string()),
+            other => DbError::Corrupt(other.to_string()),
         })?;
     tx.batch_execute(&format!(
         "drop schema if exists {} cascade",

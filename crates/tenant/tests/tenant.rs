@@ -6,16 +6,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use std::time::{Duration, Instant};
 use tenantry_public::db::{self, Db, DbError, PoolSettings};
 use tenantry_public::migrate::MIGRATION_LOCK_NAMESPACE;
 use tenantry_public::plans::PlanCode;
+use tenantry_public::Origin;
 use tenantry_public::{DomainName, Email, Password, Slug};
+use tenantry_tenant::audit::{Acting, Actor};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, RunError, Summary};
 use tenantry_tenant::projects::{self, NewProject, ProjectStatus};
 use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, ProvisionError, Provisioned};
-use tenantry_tenant::{tenant_head, TenantConn, TenantDb};
+use tenantry_tenant::{tenant_head, ProjectId, TenantConn, TenantDb};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -127,25 +130,43 @@ async fn schema_version(env: &Env, s: &str) -> Option<i32> {
     .await
 }
 
-fn new_project(t: &Provisioned, name: &str) -> NewProject {
+fn new_project(name: &str) -> NewProject {
     NewProject {
         name: name.into(),
         description: String::new(),
         status: ProjectStatus::Planned,
         start_date: None,
         end_date: None,
-        owner_id: t.owner.id,
     }
 }
 
-/// Creates one project named `name` in `t`'s schema.
+/// Creates one project named `name` in `t`'s schema, as its owner.
 async fn marker(env: &Env, t: &Provisioned, name: &str) {
-    let conn = TenantConn::acquire(&env.db, &t.company.schema_name)
+    let mut conn = TenantConn::acquire(&env.db, &t.company.schema_name)
         .await
         .unwrap();
-    projects::create(&conn, &new_project(t, name))
+    let origin = Origin::default();
+    let acting = Acting {
+        company: t.company.id,
+        user: t.owner.id,
+        actor: Actor::User(t.owner.id),
+        origin: &origin,
+    };
+    projects::create(&mut conn, &acting, &new_project(name))
         .await
         .unwrap();
+}
+
+/// Inserts a project named `name` through `db` (a bound connection or a transaction on one).
+async fn insert_project(db: &impl TenantDb, t: &Provisioned, name: &str) -> String {
+    db.client()
+        .query_one(
+            "insert into projects (id, name, owner_id) values ($1, $2, $3) returning name",
+            &[&ProjectId::new(), &name, &t.owner.id],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
 
 const DEFAULT_PATH: &str = "\"$user\", public";
@@ -284,7 +305,7 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
         assert!(projects::list(&conn, 10, None)
             .await
             .unwrap()
-            .projects
+            .items
             .is_empty());
     }
 
@@ -292,12 +313,10 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
     {
         let mut conn = TenantConn::acquire(&env.db, &s).await.unwrap();
         let tx = conn.transaction().await.unwrap();
-        let p = projects::create(&tx, &new_project(&t, "rolled back"))
-            .await
-            .unwrap();
-        assert_eq!(p.name, "rolled back");
+        let name = insert_project(&tx, &t, "rolled back").await;
+        assert_eq!(name, "rolled back");
         assert_eq!(
-            projects::list(&tx, 10, None).await.unwrap().projects.len(),
+            projects::list(&tx, 10, None).await.unwrap().items.len(),
             1,
             "visible inside the transaction"
         );
@@ -318,9 +337,7 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
     {
         let mut conn = TenantConn::acquire(&env.db, &s).await.unwrap();
         let tx = conn.transaction().await.unwrap();
-        projects::create(&tx, &new_project(&t, "committed"))
-            .await
-            .unwrap();
+        insert_project(&tx, &t, "committed").await;
         tx.commit().await.unwrap();
     }
     assert_eq!(
@@ -360,7 +377,7 @@ async fn a_bound_connection_sees_only_its_schema() {
             let names: Vec<String> = projects::list(&conn, 100, None)
                 .await
                 .unwrap()
-                .projects
+                .items
                 .into_iter()
                 .map(|p| p.name)
                 .collect();
@@ -990,7 +1007,7 @@ async fn drop_tenant_removes_everything() {
     assert!(projects::list(&conn, 10, None)
         .await
         .unwrap()
-        .projects
+        .items
         .is_empty());
 }
 

@@ -92,6 +92,62 @@ fn dependencies_point_one_way() {
     );
 }
 
+/// The dependency table in ARCHITECTURE.md ("Workspace dependencies"): package → the workspace
+/// packages it depends on (normal dependencies only).
+fn drawn_dependencies() -> Vec<(String, BTreeSet<String>)> {
+    let doc = include_str!("../../../ARCHITECTURE.md");
+    let table = doc
+        .split("<!-- workspace-dependencies -->")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a workspace-dependencies table");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            let package = cells.first()?.trim_matches('`');
+            if !package.starts_with("tenantry-") {
+                return None; // the header and separator rows
+            }
+            let depends = cells
+                .get(1)?
+                .split(',')
+                .map(|d| d.trim().trim_matches('`'))
+                .filter(|d| d.starts_with("tenantry-"))
+                .map(str::to_owned)
+                .collect();
+            Some((package.to_owned(), depends))
+        })
+        .collect()
+}
+
+/// Every workspace package depends on exactly the workspace packages ARCHITECTURE.md draws for
+/// it: an arrow added in code but not in the map (or the reverse) fails here.
+#[test]
+fn dependencies_are_as_drawn_in_architecture_md() {
+    let meta = metadata();
+    let drawn = drawn_dependencies();
+    let members: BTreeSet<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    let listed: BTreeSet<String> = drawn.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(listed, members, "ARCHITECTURE.md lists every package once");
+    for (package, expected) in drawn {
+        let actual: BTreeSet<String> = deps(&meta, &package)
+            .into_iter()
+            .filter(|d| d.starts_with("tenantry-"))
+            .collect();
+        assert_eq!(
+            actual, expected,
+            "{package}: workspace dependencies differ from ARCHITECTURE.md"
+        );
+    }
+}
+
 #[test]
 fn the_workspace_has_the_expected_members() {
     let meta = metadata();

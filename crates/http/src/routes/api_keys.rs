@@ -8,31 +8,47 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tenantry_public::memberships::Role;
-use tenantry_public::names::display_name;
-use tenantry_tenant::access::{self, Permission};
+use tenantry_public::UserId;
+use tenantry_tenant::access::Permission;
 use tenantry_tenant::api_keys::{self, ApiKey, NewApiKey};
-use tenantry_tenant::audit::{self, Action, Actor, Entry};
-use utoipa::ToSchema;
-use uuid::Uuid;
+use tenantry_tenant::audit::Actor;
+use tenantry_tenant::ApiKeyId;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{RequestOrigin, TenantUser};
-use crate::error::{ApiError, Validator};
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
+use crate::routes::resource;
 use crate::state::AppState;
 
 const MAX_NAME: usize = 100;
 
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/api-keys")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/api-keys/{id}").route(web::delete().to(delete)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(create, list, delete))]
+pub struct Api;
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: ApiKeyId,
     pub name: String,
     /// The public part of the key (`tnt_<prefix>_…`), to tell keys apart.
     pub prefix: String,
     #[schema(example = "member")]
     pub role: String,
     /// The member the key acts as.
-    pub created_by: Uuid,
+    #[schema(value_type = Uuid)]
+    pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -44,8 +60,8 @@ impl From<ApiKey> for ApiKeyView {
             id: k.id,
             name: k.name,
             prefix: k.prefix,
-            role: k.role.as_str().to_owned(),
-            created_by: k.created_by.0,
+            role: k.role.to_string(),
+            created_by: k.created_by,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             expires_at: k.expires_at,
@@ -80,6 +96,36 @@ pub struct CreateApiKey {
     pub expires_at: Option<String>,
 }
 
+impl TryFrom<CreateApiKey> for NewApiKey {
+    type Error = ApiError;
+
+    fn try_from(b: CreateApiKey) -> Result<Self, ApiError> {
+        let (name, role, expires_at) = (
+            fields::name("name", &b.name, MAX_NAME),
+            fields::parse("role", &b.role, Role::parse),
+            b.expires_at
+                .as_deref()
+                .map(|raw| match DateTime::parse_from_rfc3339(raw) {
+                    Err(_) => Err(fields::invalid(
+                        "expires_at",
+                        "must be an RFC 3339 date-time",
+                    )),
+                    Ok(at) if at.with_timezone(&Utc) <= Utc::now() => {
+                        Err(fields::invalid("expires_at", "must be in the future"))
+                    }
+                    Ok(at) => Ok(at.with_timezone(&Utc)),
+                })
+                .transpose(),
+        )
+            .collect()?;
+        Ok(NewApiKey {
+            name,
+            role,
+            expires_at,
+        })
+    }
+}
+
 /// Creates an API key acting as the caller, with at most the caller's role. Admins and owners.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     security(("bearer" = [])),
@@ -93,57 +139,9 @@ pub async fn create(
     body: web::Json<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::ApiKeysManage)?;
-    let mut v = Validator::new();
-    let name = v
-        .required("name", &body.name)
-        .and_then(|n| v.check("name", display_name(n, MAX_NAME)));
-    let role = v
-        .required("role", &body.role)
-        .and_then(|r| v.check("role", Role::parse(r)));
-    let expires_at = match body.expires_at.as_deref() {
-        None => Some(None),
-        Some(raw) => match DateTime::parse_from_rfc3339(raw) {
-            Err(_) => {
-                v.add("expires_at", "must be an RFC 3339 date-time");
-                None
-            }
-            Ok(at) if at.with_timezone(&Utc) <= Utc::now() => {
-                v.add("expires_at", "must be in the future");
-                None
-            }
-            Ok(at) => Some(Some(at.with_timezone(&Utc))),
-        },
-    };
-    v.finish()?;
-    let (Some(name), Some(role), Some(expires_at)) = (name, role, expires_at) else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
-    access::may_grant(user.role, role).map_err(|e| ApiError::Forbidden(e.to_string()))?;
-    let new = NewApiKey {
-        name,
-        role,
-        created_by: user.user_id,
-        expires_at,
-    };
+    let new = NewApiKey::try_from(body.into_inner())?;
     let mut conn = user.tenant.connect(&state.db).await?;
-    let tx = conn.transaction().await?;
-    let (key, secret) = api_keys::create(&tx, &new).await?;
-    audit::record(
-        &tx,
-        user.actor,
-        &origin.0,
-        Entry::new(Action::ApiKeyCreated)
-            .target("api_key", key.id)
-            .after(json!({
-                "name": key.name,
-                "prefix": key.prefix,
-                "role": key.role.as_str(),
-                "created_by": key.created_by.0,
-                "expires_at": key.expires_at,
-            })),
-    )
-    .await?;
-    tx.commit().await?;
+    let (key, secret) = api_keys::create(&mut conn, &user.acting(&origin), user.role, &new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(CreatedApiKey {
@@ -179,31 +177,13 @@ pub async fn delete(
     user: TenantUser,
     state: web::Data<AppState>,
     origin: RequestOrigin,
-    id: web::Path<Uuid>,
+    id: web::Path<ApiKeyId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     if user.actor != Actor::ApiKey(id) {
         user.require(Permission::ApiKeysManage)?;
     }
     let mut conn = user.tenant.connect(&state.db).await?;
-    let tx = conn.transaction().await?;
-    let key = api_keys::revoke(&tx, id, user.user_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    audit::record(
-        &tx,
-        user.actor,
-        &origin.0,
-        Entry::new(Action::ApiKeyRevoked)
-            .target("api_key", key.id)
-            .before(json!({
-                "name": key.name,
-                "prefix": key.prefix,
-                "role": key.role.as_str(),
-                "created_by": key.created_by.0,
-            })),
-    )
-    .await?;
-    tx.commit().await?;
+    api_keys::revoke(&mut conn, &user.acting(&origin), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

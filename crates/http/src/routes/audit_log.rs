@@ -1,31 +1,42 @@
 //! `/api/v1/audit-log`: the tenant's audit trail, newest first, in keyset pages, with filters.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::audit::{self, Action, Filter, Record};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use tenantry_tenant::{ApiKeyId, AuditEntryId};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantUser;
-use crate::error::{ApiError, Validator};
-use crate::host::request_host;
-use crate::routes::projects::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
+use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::routes::resource;
 use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/audit-log").route(web::get().to(list)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(list))]
+pub struct Api;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntryView {
     /// Increasing with time; the order of the trail.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: AuditEntryId,
     pub at: DateTime<Utc>,
     /// The member who acted (for an API key, null: see `actor_api_key_id`).
-    pub actor_user_id: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub actor_user_id: Option<UserId>,
     /// The API key that acted, if any.
-    pub actor_api_key_id: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub actor_api_key_id: Option<ApiKeyId>,
     #[schema(example = "api_key.created")]
     pub action: String,
     pub target_type: Option<String>,
@@ -46,7 +57,7 @@ impl From<Record> for AuditEntryView {
             at: r.at,
             actor_user_id: r.actor_user_id,
             actor_api_key_id: r.actor_api_key_id,
-            action: r.action,
+            action: r.action.to_string(),
             target_type: r.target_type,
             target_id: r.target_id,
             before: r.before,
@@ -56,13 +67,6 @@ impl From<Record> for AuditEntryView {
             request_id: r.request_id,
         }
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    pub results: Vec<AuditEntryView>,
-    /// The next page's URL (with the same filters), or null on the last page.
-    pub next: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -83,58 +87,19 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
-fn encode_cursor(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(id.to_be_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-        .map(i64::from_be_bytes)
-        .ok_or_else(|| ApiError::BadRequest("the cursor is not valid".into()))
-}
-
 /// Parses the filters: every bad value is a 422 naming its parameter.
 fn parse_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
-    let mut v = Validator::new();
-    let action = q.action.as_deref().and_then(|a| {
-        let found = Action::parse(a);
-        if found.is_none() {
-            let known: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
-            v.add("action", format!("must be one of {}", known.join(", ")));
-        }
-        found
-    });
-    let mut uuid = |field: &str, value: &Option<String>| {
-        value.as_deref().and_then(|raw| {
-            v.check(
-                field,
-                Uuid::parse_str(raw.trim()).map_err(|_| "must be a UUID"),
-            )
-        })
-    };
-    let actor_user_id = uuid("actor", &q.actor);
-    let actor_api_key_id = uuid("actor_api_key", &q.actor_api_key);
-    let mut instant = |field: &str, value: &Option<String>| {
-        value.as_deref().and_then(|raw| {
-            v.check(
-                field,
-                DateTime::parse_from_rfc3339(raw.trim())
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| "must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z"),
-            )
-        })
-    };
-    let from = instant("from", &q.from);
-    let to = instant("to", &q.to);
-    if let (Some(f), Some(t)) = (from, to) {
-        if f >= t {
-            v.add("to", "must be after from");
-        }
-    }
-    v.finish()?;
+    let (action, actor_user_id, actor_api_key_id, (from, to)) = (
+        fields::parse_opt("action", &q.action, Action::parse),
+        fields::parse_opt("actor", &q.actor, |raw| {
+            raw.trim().parse::<UserId>().map_err(|_| "must be a UUID")
+        }),
+        fields::parse_opt("actor_api_key", &q.actor_api_key, |raw| {
+            raw.trim().parse::<ApiKeyId>().map_err(|_| "must be a UUID")
+        }),
+        period(q),
+    )
+        .collect()?;
     Ok(Filter {
         action,
         actor_user_id,
@@ -144,40 +109,47 @@ fn parse_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
     })
 }
 
-/// The query string of the next page: the same filters (normalised), the limit and the cursor.
-fn next_query(filter: &Filter, limit: i64, cursor: &str) -> String {
-    let mut parts = Vec::new();
-    if let Some(a) = filter.action {
-        parts.push(format!("action={}", a.as_str()));
+type Instant = Option<DateTime<Utc>>;
+
+/// `from` and `to` (RFC 3339); `to` must be after `from`.
+fn period(q: &AuditQuery) -> fields::Field<(Instant, Instant)> {
+    let from = q
+        .from
+        .as_deref()
+        .map(|f| fields::instant("from", f))
+        .transpose();
+    let to =
+        q.to.as_deref()
+            .map(|t| fields::instant("to", t))
+            .transpose();
+    match (from, to) {
+        (Ok(Some(f)), Ok(Some(t))) if f >= t => Err(fields::invalid("to", "must be after from")),
+        (Ok(f), Ok(t)) => Ok((f, t)),
+        (f, t) => {
+            let mut errors = f.err().unwrap_or_default();
+            errors.extend(t.err().unwrap_or_default());
+            Err(errors)
+        }
     }
-    if let Some(u) = filter.actor_user_id {
-        parts.push(format!("actor={u}"));
-    }
-    if let Some(k) = filter.actor_api_key_id {
-        parts.push(format!("actor_api_key={k}"));
-    }
-    // UTC with `Z`: nothing in it needs percent-encoding.
-    if let Some(f) = filter.from {
-        parts.push(format!(
-            "from={}",
-            f.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        ));
-    }
-    if let Some(t) = filter.to {
-        parts.push(format!(
-            "to={}",
-            t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        ));
-    }
-    parts.push(format!("limit={limit}"));
-    parts.push(format!("cursor={cursor}"));
-    parts.join("&")
+}
+
+/// The filters as the cursor is bound to them and the `next` link repeats them: UTC instants
+/// with `Z`, so nothing in them needs percent-encoding.
+fn list_query(filter: &Filter) -> ListQuery {
+    let instant =
+        |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    ListQuery::new("-at")
+        .filter("action", filter.action)
+        .filter("actor", filter.actor_user_id)
+        .filter("actor_api_key", filter.actor_api_key_id)
+        .filter("from", instant(filter.from))
+        .filter("to", instant(filter.to))
 }
 
 /// The organization's audit trail, newest first. Admins and owners (and their API keys).
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", params(AuditQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = AuditPage),
+    responses((status = 200, body = Page<AuditEntryView>),
               (status = 400, description = "Bad cursor or limit", content_type = "application/problem+json"),
               (status = 403, description = "Below admin", content_type = "application/problem+json"),
               (status = 422, description = "Unknown action, bad id or bad date-time", content_type = "application/problem+json")))]
@@ -188,49 +160,14 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::AuditRead)?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if n >= 1 => n.min(MAX_LIMIT),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "limit must be a whole number from 1 to 100".into(),
-                ))
-            }
-        },
-    };
     let filter = parse_filter(&query)?;
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = PageRequest::<AuditEntryId>::parse(
+        list_query(&filter),
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+    )?;
     let conn = user.tenant.connect(&state.db).await?;
-    let mut entries = audit::list(&conn, &filter, before, limit + 1).await?;
-    let has_more = entries.len() as i64 > limit;
-    entries.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = match (has_more, entries.last()) {
-        (true, Some(last)) => Some(format!(
-            "{}://{}{}?{}",
-            req.connection_info().scheme(),
-            request_host(&req).unwrap_or_default(),
-            req.path(),
-            next_query(&filter, limit, &encode_cursor(last.id))
-        )),
-        _ => None,
-    };
-    Ok(HttpResponse::Ok().json(AuditPage {
-        results: entries.into_iter().map(AuditEntryView::from).collect(),
-        next,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        for id in [1_i64, 42, i64::MAX] {
-            assert_eq!(decode_cursor(&encode_cursor(id)).ok(), Some(id));
-        }
-        assert!(decode_cursor("not-a-cursor!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode([1u8, 2, 3])).is_err());
-    }
+    let entries = audit::list(&conn, &filter, page.after().copied(), page.limit()).await?;
+    drop(conn);
+    Ok(HttpResponse::Ok().json(page.respond(&req, entries, |e| e.id, AuditEntryView::from)))
 }

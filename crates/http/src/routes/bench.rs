@@ -6,11 +6,18 @@
 
 use actix_web::{web, HttpResponse};
 use tenantry_public::db::DbError;
+use tenantry_public::Page;
+use tenantry_tenant::projects::{Project, COLUMNS};
 
 use crate::auth::TenantUser;
 use crate::error::ApiError;
-use crate::routes::projects::{ProjectPage, ProjectView, DEFAULT_LIMIT};
+use crate::pagination::{self, DEFAULT_LIMIT};
+use crate::routes::projects::ProjectView;
 use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/_bench/unbound-projects").route(web::get().to(unbound_projects)));
+}
 
 pub async fn unbound_projects(
     user: TenantUser,
@@ -18,22 +25,21 @@ pub async fn unbound_projects(
 ) -> Result<HttpResponse, ApiError> {
     let client = state.db.public().await?;
     let sql = format!(
-        "select id, name, description, status, start_date, end_date, owner_id, created_at, updated_at \
-         from {}.projects order by id desc limit $1",
+        "select {COLUMNS} from {}.projects order by id desc limit $1",
         user.tenant.route().schema.quoted()
     );
     let stmt = client.prepare_cached(&sql).await.map_err(DbError::from)?;
     let rows = client
-        .query(&stmt, &[&(DEFAULT_LIMIT + 1)])
+        .query(&stmt, &[&Page::<Project>::fetch_limit(DEFAULT_LIMIT)])
         .await
         .map_err(DbError::from)?;
-    let results = rows
-        .iter()
-        .take(DEFAULT_LIMIT as usize)
-        .map(|r| tenantry_tenant::projects::Project::try_from(r).map(ProjectView::from))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(ProjectPage {
-        results,
+    let page = Page::from_rows(&rows, DEFAULT_LIMIT, |r| Project::try_from(r))?;
+    Ok(HttpResponse::Ok().json(pagination::Page {
+        results: page
+            .items
+            .into_iter()
+            .map(ProjectView::from)
+            .collect::<Vec<_>>(),
         next: None,
     }))
 }

@@ -6,28 +6,42 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::memberships::Role;
-use tenantry_public::names::display_name;
-use tenantry_public::{passwords, users, DomainName, Email, Password};
+use tenantry_public::{users, Email, UserId};
 use tenantry_tenant::access::{self, Permission};
-use tenantry_tenant::invitations::{
-    self, Invitation, InvitationError, InvitationId, InvitationStatus,
-};
-use tenantry_tenant::members::NewAccount;
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use tenantry_tenant::invitations::{self, Invitation, InvitationStatus};
+use tenantry_tenant::members::MembershipError;
+use tenantry_tenant::InvitationId;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{RequestOrigin, TenantUser};
-use crate::error::{ApiError, Validator};
-use crate::host::{request_host, Tenant};
-use crate::routes::members::{acting, decode_cursor, next_url, parse_limit, MemberView};
+use crate::config::links;
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
+use crate::host::{link_host, Tenant};
+use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::routes::resource;
 use crate::state::AppState;
+use crate::views::{AccountFields, MemberView};
 
-/// The path of the accept page linked from invitation emails.
-pub const ACCEPT_PATH: &str = "/accept-invitation";
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // `/invitations/accept` before `/invitations/{id}`, so it is never taken for an id.
+    cfg.service(
+        resource("/invitations")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/invitations/accept").route(web::post().to(accept)))
+    .service(resource("/invitations/{id}").route(web::delete().to(delete)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(create, list, delete, accept))]
+pub struct Api;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: InvitationId,
     pub email: String,
     #[schema(example = "member")]
     pub role: String,
@@ -35,36 +49,31 @@ pub struct InvitationView {
     #[schema(example = "pending")]
     pub status: String,
     /// The user who sent it.
-    pub invited_by: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub invited_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub accepted_at: Option<DateTime<Utc>>,
-    pub accepted_by: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub accepted_by: Option<UserId>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl From<Invitation> for InvitationView {
     fn from(i: Invitation) -> Self {
         Self {
-            id: i.id.0,
+            id: i.id,
             email: i.email,
-            role: i.role.as_str().to_owned(),
-            status: i.status.as_str().to_owned(),
-            invited_by: i.invited_by.map(|u| u.0),
+            role: i.role.to_string(),
+            status: i.status.to_string(),
+            invited_by: i.invited_by,
             created_at: i.created_at,
             expires_at: i.expires_at,
             accepted_at: i.accepted_at,
-            accepted_by: i.accepted_by.map(|u| u.0),
+            accepted_by: i.accepted_by,
             revoked_at: i.revoked_at,
         }
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InvitationPage {
-    pub results: Vec<InvitationView>,
-    /// The next page's URL, or null on the last page.
-    pub next: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -105,36 +114,6 @@ pub struct AcceptedView {
     pub account_created: bool,
 }
 
-/// The one place invitation errors become statuses.
-fn invitation_error(e: InvitationError) -> ApiError {
-    match e {
-        InvitationError::NotFound => ApiError::NotFound,
-        e @ InvitationError::Gone(_) => ApiError::Gone(e.to_string()),
-        e @ InvitationError::AlreadyAccepted => ApiError::Conflict {
-            detail: e.to_string(),
-            errors: Default::default(),
-        },
-        InvitationError::PendingExists => ApiError::conflict_on(
-            "email",
-            "already has a pending invitation; revoke it to send a new one",
-        ),
-        InvitationError::AlreadyMember => {
-            ApiError::conflict_on("email", "is already a member of this organization")
-        }
-        e @ (InvitationError::PlanLimit { .. }
-        | InvitationError::Rule(_)
-        | InvitationError::NotAllowed(_)) => ApiError::Forbidden(e.to_string()),
-        InvitationError::AccountRequired => {
-            ApiError::validation("password", "is required to create a new account")
-        }
-        e @ InvitationError::AccountRace => ApiError::Conflict {
-            detail: e.to_string(),
-            errors: Default::default(),
-        },
-        InvitationError::Db(e) => e.into(),
-    }
-}
-
 /// Invites someone by email: stores the invitation (the token only as its hash) and queues the
 /// email with the accept link, in one transaction. The token is never returned here.
 #[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations",
@@ -151,30 +130,21 @@ pub async fn create(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::InvitationsManage)?;
-    let mut v = Validator::new();
-    let email = v
-        .required("email", &body.email)
-        .and_then(|e| v.check("email", Email::parse(e)));
-    let role = v
-        .required("role", &body.role)
-        .and_then(|r| v.check("role", Role::parse(r)));
-    v.finish()?;
-    let (Some(email), Some(role)) = (email, role) else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
-    access::may_grant(user.role, role).map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let (email, role) = (
+        fields::parse("email", &body.email, Email::parse),
+        fields::parse("role", &body.role, Role::parse),
+    )
+        .collect()?;
+    access::may_grant(user.role, role)?;
     // The link points at the host this request came to (already resolved to this tenant).
-    let host = request_host(&req)
-        .and_then(|h| DomainName::from_host_header(h).ok())
-        .ok_or_else(|| ApiError::BadRequest("the Host header is missing".into()))?;
+    let host = link_host(&req)?;
     let settings = &state.settings;
     let mut conn = user.tenant.connect(&state.db).await?;
     let (invitation, email) =
-        invitations::create(&mut conn, &acting(&user, &origin), &email, role, |t| {
-            settings.link(host.as_str(), ACCEPT_PATH, t)
+        invitations::create(&mut conn, &user.acting(&origin), &email, role, |t| {
+            settings.link(host.as_str(), links::ACCEPT_INVITATION, t)
         })
-        .await
-        .map_err(invitation_error)?;
+        .await?;
     drop(conn);
     state.mail.push([email]).await;
     Ok(HttpResponse::Created()
@@ -188,7 +158,7 @@ pub async fn create(
 /// Lists invitations newest first (keyset pages), optionally of one status.
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = InvitationPage),
+    responses((status = 200, body = Page<InvitationView>),
               (status = 400, description = "Bad status, cursor or limit", content_type = "application/problem+json"),
               (status = 403, description = "Not admin", content_type = "application/problem+json")))]
 pub async fn list(
@@ -198,7 +168,6 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::InvitationsManage)?;
-    let limit = parse_limit(query.limit.as_deref())?;
     let status = query
         .status
         .as_deref()
@@ -206,27 +175,15 @@ pub async fn list(
             InvitationStatus::parse(s).map_err(|e| ApiError::BadRequest(format!("status {e}")))
         })
         .transpose()?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(decode_cursor)
-        .transpose()?
-        .map(InvitationId);
+    let page = PageRequest::<InvitationId>::parse(
+        ListQuery::new("-created_at").filter("status", status),
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+    )?;
     let conn = user.tenant.connect(&state.db).await?;
-    let page = invitations::list(&conn, status, before, limit).await?;
+    let found = invitations::list(&conn, status, page.after().copied(), page.limit()).await?;
     drop(conn);
-    let next = match (page.has_more, page.invitations.last()) {
-        (true, Some(last)) => Some(next_url(&req, last.id.0)),
-        _ => None,
-    };
-    Ok(HttpResponse::Ok().json(InvitationPage {
-        results: page
-            .invitations
-            .into_iter()
-            .map(InvitationView::from)
-            .collect(),
-        next,
-    }))
+    Ok(HttpResponse::Ok().json(page.respond(&req, found, |i| i.id, InvitationView::from)))
 }
 
 /// Revokes an invitation: its token stops working at once. Revoking a revoked one is a no-op.
@@ -240,13 +197,11 @@ pub async fn delete(
     user: TenantUser,
     origin: RequestOrigin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<InvitationId>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::InvitationsManage)?;
     let mut conn = user.tenant.connect(&state.db).await?;
-    invitations::revoke(&mut conn, &acting(&user, &origin), InvitationId(*id))
-        .await
-        .map_err(invitation_error)?;
+    invitations::revoke(&mut conn, &user.acting(&origin), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -268,10 +223,8 @@ pub async fn accept(
     body: web::Json<AcceptInvitation>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.0;
-    let mut v = Validator::new();
-    let token = v.required("token", &body.token).map(str::to_owned);
-    v.finish()?;
-    let token = token.unwrap_or_default();
+    let body = body.into_inner();
+    let (token,) = (fields::required("token", &body.token).map(str::to_owned),).collect()?;
 
     // Checked first without locks, so a dead token costs no hashing; checked again under a lock.
     let invitation = {
@@ -281,7 +234,7 @@ pub async fn accept(
             .ok_or(ApiError::NotFound)?
     };
     if invitation.status != InvitationStatus::Pending {
-        return Err(invitation_error(InvitationError::Gone(invitation.status)));
+        return Err(MembershipError::InvitationGone(invitation.status).into());
     }
     let exists = {
         let client = state.db.public().await?;
@@ -292,24 +245,11 @@ pub async fn accept(
     let new_account = if exists {
         None
     } else {
-        let mut v = Validator::new();
-        let full_name = v
-            .required("full_name", &body.full_name)
-            .and_then(|n| v.check("full_name", display_name(n, 200)));
-        let password = v
-            .required("password", &body.password)
-            .and_then(|p| v.check("password", Password::parse(p)));
-        v.finish()?;
-        let (Some(full_name), Some(password)) = (full_name, password) else {
-            return Err(anyhow::anyhow!("validator passed with a missing field").into());
+        let account = AccountFields {
+            full_name: body.full_name,
+            password: body.password,
         };
-        let password_hash = passwords::hash(&password)
-            .await
-            .map_err(|e| ApiError::Unexpected(e.into()))?;
-        Some(NewAccount {
-            password_hash,
-            full_name,
-        })
+        Some(account.into_new_account().await?)
     };
     let mut conn = tenant.connect(&state.db).await?;
     let accepted = invitations::accept(
@@ -319,8 +259,7 @@ pub async fn accept(
         new_account,
         &origin.0,
     )
-    .await
-    .map_err(invitation_error)?;
+    .await?;
     Ok(HttpResponse::Ok().json(AcceptedView {
         member: accepted.member.into(),
         account_created: accepted.account_created,

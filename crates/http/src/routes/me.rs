@@ -3,22 +3,37 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tenantry_public::names::display_name;
-use tenantry_public::{memberships, passwords, sessions, users, Password};
-use tenantry_tenant::audit::{self, Action, Actor, Entry};
-use tenantry_tenant::TenantDb;
-use utoipa::ToSchema;
-use uuid::Uuid;
+use tenantry_public::{memberships, users, CompanyId, Password, UserId};
+use tenantry_tenant::accounts;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{Caller, RequestOrigin};
-use crate::error::{ApiError, Validator};
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
 use crate::host::PublicHost;
+use crate::routes::resource;
 use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Before `members`, so `/users/me` is never taken for a member id.
+    cfg.service(resource("/me/organizations").route(web::get().to(organizations)))
+        .service(
+            resource("/users/me")
+                .route(web::get().to(get))
+                .route(web::patch().to(update)),
+        )
+        .service(resource("/users/me/password").route(web::post().to(change_password)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(organizations, get, update, change_password))]
+pub struct Api;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrganizationView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: CompanyId,
     pub name: String,
     pub slug: String,
     pub domain: Option<String>,
@@ -45,13 +60,13 @@ pub async fn organizations(
         .await?
         .into_iter()
         .map(|o| OrganizationView {
-            id: o.company_id.0,
+            id: o.company_id,
             name: o.name,
             slug: o.slug,
             domain: o.domain,
             plan: o.plan,
             status: o.status,
-            role: o.role.as_str().to_owned(),
+            role: o.role.to_string(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(OrganizationList { results }))
@@ -59,25 +74,27 @@ pub async fn organizations(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: UserId,
     pub email: String,
     pub full_name: String,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     /// The organization of a tenant token, with the caller's role in it.
-    pub organization_id: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub organization_id: Option<CompanyId>,
     pub role: Option<String>,
 }
 
 fn view(user: users::User, caller: &Caller) -> MeView {
     MeView {
-        id: user.id.0,
+        id: user.id,
         email: user.email,
         full_name: user.full_name,
         email_verified_at: user.email_verified_at,
         created_at: user.created_at,
-        organization_id: caller.tenant.as_ref().map(|(t, _)| t.route().company_id.0),
-        role: caller.tenant.as_ref().map(|(_, r)| r.as_str().to_owned()),
+        organization_id: caller.active_tenant().map(|t| t.route().company_id),
+        role: caller.tenant.as_ref().map(|(_, r)| r.to_string()),
     }
 }
 
@@ -107,19 +124,14 @@ pub async fn update(
     state: web::Data<AppState>,
     body: web::Json<UpdateMe>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut v = Validator::new();
-    let full_name = v
-        .required("full_name", &body.full_name)
-        .and_then(|n| v.check("full_name", display_name(n, 200)));
-    v.finish()?;
+    let (full_name,) = (fields::parse("full_name", &body.full_name, |n| {
+        display_name(n, 200)
+    }),)
+        .collect()?;
     let client = state.db.public().await?;
-    let user = users::set_full_name(
-        client.client(),
-        caller.user_id,
-        &full_name.unwrap_or_default(),
-    )
-    .await?
-    .ok_or(ApiError::Unauthorized("the account no longer exists"))?;
+    let user = users::set_full_name(client.client(), caller.user_id, &full_name)
+        .await?
+        .ok_or(ApiError::Unauthorized("the account no longer exists"))?;
     Ok(HttpResponse::Ok().json(view(user, &caller)))
 }
 
@@ -141,64 +153,20 @@ pub async fn change_password(
     body: web::Json<ChangePassword>,
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let mut v = Validator::new();
-    let current = v
-        .required("current_password", &body.current_password)
-        .map(str::to_owned);
-    let new = v
-        .required("new_password", &body.new_password)
-        .and_then(|p| v.check("new_password", Password::parse(p)));
-    v.finish()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
-    let stored = {
-        let client = state.db.public().await?;
-        users::find_by_id(client.client(), caller.user_id)
-            .await?
-            .map(|u| u.password_hash)
-    };
-    let ok = passwords::verify(&current, stored)
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    if !ok {
-        return Err(ApiError::validation("current_password", "is incorrect"));
-    }
-    let hash = passwords::hash(&new)
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    match &caller.tenant {
-        Some((tenant, _)) => {
-            // On a tenant host the change and its audit entry commit together.
-            let mut conn = tenant.connect(&state.db).await?;
-            let tx = conn.transaction().await?;
-            users::set_password_hash(&**tx.client(), caller.user_id, &hash).await?;
-            let ended = sessions::revoke_all(
-                &**tx.client(),
-                caller.user_id,
-                caller.session_id,
-                "password changed",
-            )
-            .await?;
-            let entry = Entry::new(Action::PasswordChanged)
-                .target("user", caller.user_id)
-                .after(json!({ "other_sessions_ended": ended }));
-            audit::record(&tx, Actor::User(caller.user_id), &origin.0, entry).await?;
-            tx.commit().await?;
-        }
-        None => {
-            let mut client = state.db.public().await?;
-            let tx = client
-                .transaction()
-                .await
-                .map_err(tenantry_public::db::DbError::from)?;
-            users::set_password_hash(&*tx, caller.user_id, &hash).await?;
-            sessions::revoke_all(&*tx, caller.user_id, caller.session_id, "password changed")
-                .await?;
-            tx.commit()
-                .await
-                .map_err(tenantry_public::db::DbError::from)?;
-        }
-    }
+    let (current, new) = (
+        fields::required("current_password", &body.current_password),
+        fields::parse("new_password", &body.new_password, Password::parse),
+    )
+        .collect()?;
+    accounts::change_password(
+        &state.db,
+        caller.active_tenant(),
+        caller.user_id,
+        caller.session_id,
+        current,
+        &new,
+        &origin.0,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,60 +4,42 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use tenantry_public::memberships::{self, Member, MemberFilter, Role};
-use tenantry_public::names::display_name;
-use tenantry_public::{passwords, users, DomainName, Email, MembershipId, Password, UserId};
+use serde::Deserialize;
+use tenantry_public::memberships::{self, MemberFilter, Role};
+use tenantry_public::{Email, MembershipId, UserId};
 use tenantry_tenant::access::{self, Permission};
-use tenantry_tenant::members::{self, Acting, MemberError, NewAccount};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use tenantry_tenant::members;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{RequestOrigin, TenantUser};
-use crate::error::{ApiError, Validator};
-use crate::host::request_host;
-use crate::routes::projects::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::routes::verification::VERIFY_EMAIL_PATH;
+use crate::config::links;
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
+use crate::host::link_host;
+use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::routes::resource;
 use crate::state::AppState;
+use crate::views::{AccountFields, MemberView};
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberView {
-    /// The user id.
-    pub id: Uuid,
-    pub email: String,
-    pub full_name: String,
-    #[schema(example = "member")]
-    pub role: String,
-    /// Whether the membership in this organization is active (not the account).
-    pub is_active: bool,
-    pub email_verified: bool,
-    /// When the account joined this organization.
-    pub joined_at: DateTime<Utc>,
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/users")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/users/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/users/{id}/deactivate").route(web::post().to(deactivate)))
+    .service(resource("/users/{id}/activate").route(web::post().to(activate)));
 }
 
-impl From<Member> for MemberView {
-    fn from(m: Member) -> Self {
-        Self {
-            id: m.user_id.0,
-            email: m.email,
-            full_name: m.full_name,
-            role: m.role.as_str().to_owned(),
-            is_active: m.is_active,
-            email_verified: m.email_verified,
-            joined_at: m.joined_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberPage {
-    pub results: Vec<MemberView>,
-    /// The next page's URL, or null on the last page.
-    pub next: Option<String>,
-}
+#[derive(OpenApi)]
+#[openapi(paths(list, get, create, update, delete, deactivate, activate))]
+pub struct Api;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct MemberQuery {
@@ -92,112 +74,10 @@ pub struct ChangeRole {
     pub role: Option<String>,
 }
 
-/// Parses `limit` as the list endpoints do: 1..=100, default 20, larger values capped.
-pub(crate) fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if n >= 1 => Ok(n.min(MAX_LIMIT)),
-            _ => Err(ApiError::BadRequest(
-                "limit must be a whole number from 1 to 100".into(),
-            )),
-        },
-    }
-}
-
-pub(crate) fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-pub(crate) fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::BadRequest("the cursor is not valid".into()))
-}
-
-/// The URL of the next page: this request's URL with `cursor` replaced.
-pub(crate) fn next_url(req: &HttpRequest, cursor: Uuid) -> String {
-    let mut query: Vec<(String, String)> =
-        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-            .map(|q| q.into_inner())
-            .unwrap_or_default();
-    query.retain(|(k, _)| k != "cursor");
-    query.push(("cursor".into(), encode_cursor(cursor)));
-    let qs = query
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-    format!(
-        "{}://{}{}?{qs}",
-        req.connection_info().scheme(),
-        request_host(req).unwrap_or_default(),
-        req.path(),
-    )
-}
-
-fn encode_component(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-/// The acting caller, for domain operations.
-pub(crate) fn acting<'a>(user: &TenantUser, origin: &'a RequestOrigin) -> Acting<'a> {
-    Acting {
-        company: user.tenant.route().company_id,
-        user: user.user_id,
-        actor: user.actor,
-        origin: &origin.0,
-    }
-}
-
-/// The one place member errors become statuses.
-pub(crate) fn member_error(e: MemberError) -> ApiError {
-    match e {
-        MemberError::NotFound => ApiError::NotFound,
-        MemberError::AlreadyMember => {
-            ApiError::conflict_on("email", "is already a member of this organization")
-        }
-        e @ (MemberError::PlanLimit { .. } | MemberError::Rule(_) | MemberError::NotAllowed(_)) => {
-            ApiError::Forbidden(e.to_string())
-        }
-        MemberError::AccountRequired => {
-            ApiError::validation("password", "is required to create a new account")
-        }
-        e @ MemberError::AccountRace => ApiError::Conflict {
-            detail: e.to_string(),
-            errors: Default::default(),
-        },
-        MemberError::TransferToSelf => {
-            ApiError::validation("user_id", "must be another member of this organization")
-        }
-        MemberError::TargetInactive => {
-            ApiError::conflict_on("user_id", "has a deactivated membership; activate it first")
-        }
-        MemberError::TargetUnverified => ApiError::conflict_on(
-            "user_id",
-            "has not verified their email address; only a verified member can become the owner",
-        ),
-        MemberError::Db(e) => e.into(),
-    }
-}
-
-fn role_rule(e: access::RoleRuleError) -> ApiError {
-    ApiError::Forbidden(e.to_string())
-}
-
 /// Lists the organization's members in the order they joined (keyset pages).
 #[utoipa::path(get, path = "/api/v1/users", tag = "members", params(MemberQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = MemberPage),
+    responses((status = 200, body = Page<MemberView>),
               (status = 400, description = "Bad role, cursor or limit", content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
 pub async fn list(
@@ -207,7 +87,6 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersRead)?;
-    let limit = parse_limit(query.limit.as_deref())?;
     let role = query
         .role
         .as_deref()
@@ -224,30 +103,24 @@ pub async fn list(
             "search must be at most 200 characters".into(),
         ));
     }
-    let after = query
-        .cursor
-        .as_deref()
-        .map(decode_cursor)
-        .transpose()?
-        .map(MembershipId);
+    let page = PageRequest::<MembershipId>::parse(
+        ListQuery::new("joined_at")
+            .filter("role", role)
+            .filter("search", search.as_deref()),
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+    )?;
     let client = state.db.public().await?;
-    let page = memberships::list(
+    let members = memberships::list(
         client.client(),
         user.tenant.route().company_id,
         &MemberFilter { role, search },
-        after,
-        limit,
+        page.after().copied(),
+        page.limit(),
     )
     .await?;
     drop(client);
-    let next = match (page.has_more, page.members.last()) {
-        (true, Some(last)) => Some(next_url(&req, last.membership_id.0)),
-        _ => None,
-    };
-    Ok(HttpResponse::Ok().json(MemberPage {
-        results: page.members.into_iter().map(MemberView::from).collect(),
-        next,
-    }))
+    Ok(HttpResponse::Ok().json(page.respond(&req, members, |m| m.membership_id, MemberView::from)))
 }
 
 /// One member of this organization.
@@ -258,18 +131,14 @@ pub async fn list(
 pub async fn get(
     user: TenantUser,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersRead)?;
     let client = state.db.public().await?;
-    let member = memberships::get_member(
-        client.client(),
-        user.tenant.route().company_id,
-        UserId(*id),
-        false,
-    )
-    .await?
-    .ok_or(ApiError::NotFound)?;
+    let member =
+        memberships::get_member(client.client(), user.tenant.route().company_id, *id, false)
+            .await?
+            .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }
 
@@ -290,73 +159,42 @@ pub async fn create(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersManage)?;
-    let mut v = Validator::new();
-    let email = v
-        .required("email", &body.email)
-        .and_then(|e| v.check("email", Email::parse(e)));
-    let role = v
-        .required("role", &body.role)
-        .and_then(|r| v.check("role", Role::parse(r)));
-    v.finish()?;
-    let (Some(email), Some(role)) = (email, role) else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
-    access::may_grant(user.role, role).map_err(role_rule)?;
-
+    let body = body.into_inner();
+    let (email, role) = (
+        fields::parse("email", &body.email, Email::parse),
+        fields::parse("role", &body.role, Role::parse),
+    )
+        .collect()?;
+    access::may_grant(user.role, role)?;
     let exists = {
         let client = state.db.public().await?;
-        users::find_by_email(client.client(), email.as_str())
+        tenantry_public::users::find_by_email(client.client(), email.as_str())
             .await?
             .is_some()
     };
     let new_account = if exists {
         None
     } else {
-        let mut v = Validator::new();
-        let password = match &body.password {
-            None => {
-                v.add("password", "is required to create a new account");
-                None
-            }
-            Some(p) => v.check("password", Password::parse(p)),
+        let account = AccountFields {
+            full_name: body.full_name,
+            password: body.password,
         };
-        let full_name = match &body.full_name {
-            None => {
-                v.add("full_name", "is required to create a new account");
-                None
-            }
-            Some(n) => v.check("full_name", display_name(n, 200)),
-        };
-        v.finish()?;
-        let (Some(password), Some(full_name)) = (password, full_name) else {
-            return Err(anyhow::anyhow!("validator passed with a missing field").into());
-        };
-        // Hashed before any transaction opens: no lock is held during the slow part.
-        let password_hash = passwords::hash(&password)
-            .await
-            .map_err(|e| ApiError::Unexpected(e.into()))?;
-        Some(NewAccount {
-            password_hash,
-            full_name,
-        })
+        Some(account.into_new_account().await?)
     };
     // The verification link points at the host this request came to (this tenant's).
-    let host = request_host(&req)
-        .and_then(|h| DomainName::from_host_header(h).ok())
-        .ok_or_else(|| ApiError::BadRequest("the Host header is missing".into()))?;
+    let host = link_host(&req)?;
     let settings = &state.settings;
-    let link = |token: &str| settings.link(host.as_str(), VERIFY_EMAIL_PATH, token);
+    let link = |token: &str| settings.link(host.as_str(), links::VERIFY_EMAIL, token);
     let mut conn = user.tenant.connect(&state.db).await?;
     let (member, verification) = members::add(
         &mut conn,
-        &acting(&user, &origin),
+        &user.acting(&origin),
         &email,
         role,
         new_account,
         &link,
     )
-    .await
-    .map_err(member_error)?;
+    .await?;
     drop(conn);
     state.mail.push(verification).await;
     Ok(HttpResponse::Created()
@@ -379,22 +217,13 @@ pub async fn update(
     user: TenantUser,
     origin: RequestOrigin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
     body: web::Json<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersManage)?;
-    let mut v = Validator::new();
-    let role = v
-        .required("role", &body.role)
-        .and_then(|r| v.check("role", Role::parse(r)));
-    v.finish()?;
-    let Some(role) = role else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
+    let (role,) = (fields::parse("role", &body.role, Role::parse),).collect()?;
     let mut conn = user.tenant.connect(&state.db).await?;
-    let member = members::change_role(&mut conn, &acting(&user, &origin), UserId(*id), role)
-        .await
-        .map_err(member_error)?;
+    let member = members::change_role(&mut conn, &user.acting(&origin), *id, role).await?;
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }
 
@@ -408,13 +237,11 @@ pub async fn delete(
     user: TenantUser,
     origin: RequestOrigin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersManage)?;
     let mut conn = user.tenant.connect(&state.db).await?;
-    members::remove(&mut conn, &acting(&user, &origin), UserId(*id))
-        .await
-        .map_err(member_error)?;
+    members::remove(&mut conn, &user.acting(&origin), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -429,7 +256,7 @@ pub async fn deactivate(
     user: TenantUser,
     origin: RequestOrigin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     set_active(user, origin, state, *id, false).await
 }
@@ -444,7 +271,7 @@ pub async fn activate(
     user: TenantUser,
     origin: RequestOrigin,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     set_active(user, origin, state, *id, true).await
 }
@@ -453,13 +280,11 @@ async fn set_active(
     user: TenantUser,
     origin: RequestOrigin,
     state: web::Data<AppState>,
-    id: Uuid,
+    id: UserId,
     active: bool,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::MembersManage)?;
     let mut conn = user.tenant.connect(&state.db).await?;
-    let member = members::set_active(&mut conn, &acting(&user, &origin), UserId(id), active)
-        .await
-        .map_err(member_error)?;
+    let member = members::set_active(&mut conn, &user.acting(&origin), id, active).await?;
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }

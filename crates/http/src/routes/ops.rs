@@ -8,6 +8,11 @@ use tenantry_public::migrate::public_status;
 
 use crate::state::AppState;
 
+/// Liveness and readiness, outside `/api/v1` (registered by `startup`, before Host routing).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, ready))]
+pub struct Api;
+
 /// The process is alive. Touches nothing else.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "The process is alive")))]

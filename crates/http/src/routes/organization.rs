@@ -2,16 +2,27 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use tenantry_public::{passwords, users, UserId};
+use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::members;
-use utoipa::ToSchema;
-use uuid::Uuid;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{RequestOrigin, TenantUser};
-use crate::error::{ApiError, Validator};
-use crate::routes::members::{acting, member_error, MemberView};
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
+use crate::routes::resource;
 use crate::state::AppState;
+use crate::views::MemberView;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/organization/transfer-ownership").route(web::post().to(transfer_ownership)),
+    );
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(transfer_ownership))]
+pub struct Api;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TransferOwnership {
@@ -45,39 +56,16 @@ pub async fn transfer_ownership(
     body: web::Json<TransferOwnership>,
 ) -> Result<HttpResponse, ApiError> {
     user.require(Permission::OwnershipTransfer)?;
-    let mut v = Validator::new();
-    let target = v.required("user_id", &body.user_id).and_then(|id| {
-        v.check(
-            "user_id",
-            Uuid::parse_str(id).map_err(|_| "must be a user id (UUID)"),
-        )
-    });
-    let password = v.required("password", &body.password).map(str::to_owned);
-    v.finish()?;
-    let (Some(target), Some(password)) = (target, password) else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
-
-    // Re-authentication, before any lock is taken (hashing is slow).
-    let stored = {
-        let client = state.db.public().await?;
-        users::find_by_id(client.client(), user.user_id)
-            .await?
-            .map(|u| u.password_hash)
-    };
-    let ok = passwords::verify(&password, stored)
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    if !ok {
-        return Err(ApiError::Forbidden(
-            "the password is incorrect; confirm the transfer with your own password".into(),
-        ));
-    }
-
+    let (target, password) = (
+        fields::parse("user_id", &body.user_id, |id| {
+            id.parse::<UserId>().map_err(|_| "must be a user id (UUID)")
+        }),
+        fields::required("password", &body.password),
+    )
+        .collect()?;
     let mut conn = user.tenant.connect(&state.db).await?;
-    let done = members::transfer_ownership(&mut conn, &acting(&user, &origin), UserId(target))
-        .await
-        .map_err(member_error)?;
+    let done =
+        members::transfer_ownership(&mut conn, &user.acting(&origin), target, password).await?;
     Ok(HttpResponse::Ok().json(TransferResult {
         previous_owner: done.previous_owner.into(),
         owner: done.new_owner.into(),

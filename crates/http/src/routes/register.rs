@@ -6,15 +6,24 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
-use tenantry_public::{Email, Password, Slug};
-use tenantry_tenant::provision::{provision_and_verify, NewTenant, ProvisionError};
-use utoipa::ToSchema;
-use uuid::Uuid;
+use tenantry_public::{CompanyId, Email, Password, Slug, UserId};
+use tenantry_tenant::provision::{provision_and_verify, NewTenant};
+use utoipa::{OpenApi, ToSchema};
 
-use crate::error::{ApiError, Validator};
+use crate::config::links;
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
 use crate::host::PublicHost;
-use crate::routes::verification::VERIFY_EMAIL_PATH;
+use crate::routes::resource;
 use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/register").route(web::post().to(register)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(register))]
+pub struct Api;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -34,16 +43,46 @@ pub struct RegisterRequest {
     pub plan: Option<String>,
 }
 
+impl TryFrom<RegisterRequest> for NewTenant {
+    type Error = ApiError;
+
+    fn try_from(b: RegisterRequest) -> Result<Self, ApiError> {
+        let (name, slug, owner_email, owner_password, plan, owner_full_name) = (
+            fields::name("name", &b.name, 200),
+            fields::parse("slug", &b.slug, Slug::parse),
+            fields::parse("owner_email", &b.owner_email, Email::parse),
+            fields::parse("owner_password", &b.owner_password, Password::parse),
+            fields::parse_opt("plan", &b.plan, PlanCode::parse),
+            // Optional, and a blank one is no name.
+            match b.owner_full_name.as_deref().map(str::trim) {
+                None | Some("") => Ok(String::new()),
+                Some(n) => fields::check("owner_full_name", display_name(n, 200)),
+            },
+        )
+            .collect()?;
+        Ok(NewTenant {
+            name,
+            slug,
+            plan: plan.unwrap_or(PlanCode::Free),
+            owner_email,
+            owner_password,
+            owner_full_name,
+        })
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OwnerView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: UserId,
     pub email: String,
     pub full_name: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompanyView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: CompanyId,
     pub name: String,
     pub slug: String,
     pub domain: String,
@@ -68,71 +107,19 @@ pub async fn register(
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let mut v = Validator::new();
-    let name = v
-        .required("name", &body.name)
-        .and_then(|n| v.check("name", display_name(n, 200)));
-    let slug = v
-        .required("slug", &body.slug)
-        .and_then(|s| v.check("slug", Slug::parse(s)));
-    let email = v
-        .required("owner_email", &body.owner_email)
-        .and_then(|e| v.check("owner_email", Email::parse(e)));
-    let password = v
-        .required("owner_password", &body.owner_password)
-        .and_then(|p| v.check("owner_password", Password::parse(p)));
-    let plan = match &body.plan {
-        None => Some(PlanCode::Free),
-        Some(p) => v.check("plan", PlanCode::parse(p)),
-    };
-    let full_name = match &body.owner_full_name {
-        None => Some(String::new()),
-        Some(n) if n.trim().is_empty() => Some(String::new()),
-        Some(n) => v.check("owner_full_name", display_name(n, 200)),
-    };
-    v.finish()?;
-    let (
-        Some(name),
-        Some(slug),
-        Some(owner_email),
-        Some(owner_password),
-        Some(plan),
-        Some(owner_full_name),
-    ) = (name, slug, email, password, plan, full_name)
-    else {
-        return Err(anyhow::anyhow!("validator passed with a missing field").into());
-    };
-
-    let new = NewTenant {
-        name,
-        slug,
-        plan,
-        owner_email,
-        owner_password,
-        owner_full_name,
-    };
+    let new = NewTenant::try_from(body.into_inner())?;
     let settings = &state.settings;
-    let link = |token: &str| settings.link(settings.base_domain.as_str(), VERIFY_EMAIL_PATH, token);
-    let (done, verification) = provision_and_verify(&state.db, &settings.base_domain, new, &link)
-        .await
-        .map_err(|e| match e {
-            ProvisionError::SlugTaken => ApiError::conflict_on("slug", "is already taken"),
-            ProvisionError::DomainTaken => ApiError::conflict_on("slug", "is already taken"),
-            ProvisionError::OwnerCredentials => ApiError::conflict_on(
-                "owner_email",
-                "belongs to an existing account; sign up with that account's password",
-            ),
-            ProvisionError::Db(db) => db.into(),
-            other => ApiError::Unexpected(other.into()),
-        })?;
+    let link =
+        |token: &str| settings.link(settings.base_domain.as_str(), links::VERIFY_EMAIL, token);
+    let (done, verification) =
+        provision_and_verify(&state.db, &settings.base_domain, new, &link).await?;
     // Other processes learn of the new company through the routing trigger; this one at once.
     state.router.invalidate_all();
     state.mail.push(verification).await;
     tracing::info!(tenant = %done.company.slug, "company registered");
 
     let view = CompanyView {
-        id: done.company.id.0,
+        id: done.company.id,
         name: done.company.name,
         slug: done.company.slug.to_string(),
         domain: done.domain,
@@ -140,7 +127,7 @@ pub async fn register(
         status: done.company.status.as_str().to_owned(),
         created_at: done.company.created_at,
         owner: OwnerView {
-            id: done.owner.id.0,
+            id: done.owner.id,
             email: done.owner.email,
             full_name: done.owner.full_name,
         },

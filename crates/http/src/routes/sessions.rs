@@ -1,22 +1,37 @@
 //! Refresh, verify, logout, the caller's sessions, and switching from an account into an
 //! organization.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenantry_public::memberships;
+use tenantry_public::companies::CompanyStatus;
 use tenantry_public::sessions::{self, RefreshError};
-use tenantry_public::{companies, Slug};
-use tenantry_tenant::audit::{self, Action, Actor, Entry};
-use tenantry_tenant::TenantDb;
-use utoipa::ToSchema;
+use tenantry_public::{companies, memberships, CompanyId, SessionId, Slug};
+use tenantry_tenant::accounts;
+use tenantry_tenant::audit::{Action, Actor, Entry};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, RequestOrigin};
-use crate::error::{ApiError, Validator};
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
 use crate::host::{HostKind, PublicHost};
-use crate::routes::token::{origin, respond, TokenResponse};
+use crate::routes::resource;
 use crate::state::AppState;
+use crate::tokens::TokenResponse;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/auth/token/refresh").route(web::post().to(refresh)))
+        .service(resource("/auth/token/verify").route(web::post().to(verify)))
+        .service(resource("/auth/logout").route(web::post().to(logout)))
+        .service(resource("/auth/sessions").route(web::get().to(list)))
+        .service(resource("/auth/sessions/{id}").route(web::delete().to(delete)))
+        .service(resource("/auth/switch").route(web::post().to(switch)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(refresh, verify, logout, list, delete, switch))]
+pub struct Api;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
@@ -36,23 +51,17 @@ pub async fn refresh(
     body: web::Json<RefreshRequest>,
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let mut v = Validator::new();
-    let presented = v
-        .required("refresh_token", &body.refresh_token)
-        .map(str::to_owned);
-    v.finish()?;
-    let presented = presented.unwrap_or_default();
+    let (presented,) = (fields::required("refresh_token", &body.refresh_token),).collect()?;
     let mut client = state.db.public().await?;
-    let rotated = match sessions::rotate(&mut client, &presented, host.company()).await {
+    let rotated = match sessions::rotate(&mut client, presented, host.company()).await {
         Ok(r) => r,
         Err(RefreshError::Db(e)) => return Err(e.into()),
         Err(RefreshError::Reused { session, user }) => {
             drop(client);
             tracing::warn!(%session, "refresh token reuse; session revoked");
             if let HostKind::Tenant(tenant) = &host {
-                let conn = tenant.connect(&state.db).await?;
                 let entry = Entry::new(Action::RefreshReused).target("session", session);
-                audit::record(&conn, Actor::User(user), &origin.0, entry).await?;
+                accounts::record(&state.db, tenant, Actor::User(user), &origin.0, entry).await?;
             }
             return Err(ApiError::Unauthorized(INVALID_REFRESH));
         }
@@ -63,8 +72,7 @@ pub async fn refresh(
     };
     drop(client);
     let tenant = rotated.session.company_id.zip(rotated.role);
-    respond(
-        &state,
+    state.jwt.respond(
         rotated.session.user_id,
         tenant,
         &rotated.session,
@@ -100,7 +108,7 @@ pub async fn verify(
         .jwt
         .verify(token)
         .map_err(|_| ApiError::Unauthorized("the token is invalid or expired"))?;
-    if claims.tenant != host.company().map(|c| c.0) {
+    if claims.tenant.map(CompanyId) != host.company() {
         return Err(ApiError::Unauthorized(
             "the token is not valid on this host",
         ));
@@ -123,33 +131,23 @@ pub async fn logout(
     body: web::Json<RefreshRequest>,
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(token) = &body.refresh_token else {
-        return Ok(HttpResponse::NoContent().finish());
-    };
-    match &host {
-        HostKind::Tenant(tenant) => {
-            // The revocation and its audit entry commit together.
-            let mut conn = tenant.connect(&state.db).await?;
-            let tx = conn.transaction().await?;
-            if let Some((session, user)) = sessions::revoke_by_token(&**tx.client(), token).await? {
-                let entry = Entry::new(Action::Logout).target("session", session);
-                audit::record(&tx, Actor::User(user), &origin.0, entry).await?;
-            }
-            tx.commit().await?;
-        }
-        HostKind::Public => {
-            let client = state.db.public().await?;
-            sessions::revoke_by_token(client.client(), token).await?;
-        }
+    if let Some(token) = &body.refresh_token {
+        let tenant = match &host {
+            HostKind::Tenant(tenant) => Some(tenant),
+            HostKind::Public => None,
+        };
+        accounts::logout(&state.db, tenant, token, &origin.0).await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: SessionId,
     /// The organization it was opened for; null for an account session.
-    pub company_id: Option<Uuid>,
+    #[schema(value_type = Option<Uuid>)]
+    pub company_id: Option<CompanyId>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -175,7 +173,7 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResp
         .map(|s| SessionView {
             current: Some(s.id) == caller.session_id,
             id: s.id,
-            company_id: s.company_id.map(|c| c.0),
+            company_id: s.company_id,
             created_at: s.created_at,
             last_used_at: s.last_used_at,
             expires_at: s.expires_at,
@@ -194,27 +192,17 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResp
 pub async fn delete(
     caller: Caller,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<SessionId>,
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let revoked = match &caller.tenant {
-        Some((tenant, _)) => {
-            // On a tenant host the revocation and its audit entry commit together.
-            let mut conn = tenant.connect(&state.db).await?;
-            let tx = conn.transaction().await?;
-            let revoked = sessions::revoke(&**tx.client(), caller.user_id, *id).await?;
-            if revoked {
-                let entry = Entry::new(Action::SessionRevoked).target("session", *id);
-                audit::record(&tx, Actor::User(caller.user_id), &origin.0, entry).await?;
-                tx.commit().await?;
-            }
-            revoked
-        }
-        None => {
-            let client = state.db.public().await?;
-            sessions::revoke(client.client(), caller.user_id, *id).await?
-        }
-    };
+    let revoked = accounts::revoke_session(
+        &state.db,
+        caller.active_tenant(),
+        caller.user_id,
+        *id,
+        &origin.0,
+    )
+    .await?;
     if revoked {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -238,14 +226,12 @@ pub async fn switch(
     caller: Caller,
     state: web::Data<AppState>,
     body: web::Json<SwitchRequest>,
-    req: HttpRequest,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let mut v = Validator::new();
-    let slug = v.required("slug", &body.slug).map(str::to_owned);
-    v.finish()?;
+    let (slug,) = (fields::required("slug", &body.slug),).collect()?;
     let refused =
         || ApiError::Forbidden("you are not an active member of that organization".into());
-    let slug = Slug::parse(&slug.unwrap_or_default()).map_err(|_| refused())?;
+    let slug = Slug::parse(slug).map_err(|_| refused())?;
     let client = state.db.public().await?;
     let company = companies::find_by_slug(client.client(), &slug)
         .await?
@@ -253,23 +239,14 @@ pub async fn switch(
     let role = memberships::active_role(client.client(), caller.user_id, company.id)
         .await?
         .ok_or_else(refused)?;
-    if company.status != tenantry_public::companies::CompanyStatus::Active {
+    if company.status != CompanyStatus::Active {
         return Err(ApiError::Forbidden(
             "that organization is not active".into(),
         ));
     }
-    let (session, refresh) = sessions::open(
-        client.client(),
-        caller.user_id,
-        Some(company.id),
-        &origin(&req),
-    )
-    .await?;
-    respond(
-        &state,
-        caller.user_id,
-        Some((company.id, role)),
-        &session,
-        &refresh,
-    )
+    let (session, refresh) =
+        sessions::open(client.client(), caller.user_id, Some(company.id), &origin.0).await?;
+    state
+        .jwt
+        .respond(caller.user_id, Some((company.id, role)), &session, &refresh)
 }

@@ -81,20 +81,30 @@ async fn openapi_documents_every_route_and_docs_are_served() {
     assert!(html.contains("swagger"), "Swagger UI page");
 }
 
-/// Every (method, path) registered under `/api/v1` in `routes/mod.rs`, read from its source, so a
-/// route added there without an OpenAPI entry fails the test above. Bench-only routes are skipped.
+/// Every (method, path) registered under `/api/v1` by the route modules (`src/routes/*.rs`, each
+/// registering its own paths with `resource("…")`), read from their source, so a route added
+/// without an OpenAPI entry fails the test above. Bench-only routes are skipped.
 fn registered_routes() -> Vec<(String, String)> {
-    let source = include_str!("../../src/routes/mod.rs");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/routes");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("src/routes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
     let mut routes = Vec::new();
-    for chunk in source.split("web::resource(\"").skip(1) {
-        let path = chunk.split('"').next().expect("path literal");
-        if path.starts_with("/_bench") {
-            continue;
-        }
-        let body = chunk.split("web::resource(").next().unwrap_or(chunk);
-        for method in ["get", "post", "put", "patch", "delete"] {
-            if body.contains(&format!("web::{method}()")) {
-                routes.push((method.to_owned(), format!("/api/v1{path}")));
+    for file in files {
+        let source = std::fs::read_to_string(&file).expect("route module source");
+        for chunk in source.split("resource(\"").skip(1) {
+            let path = chunk.split('"').next().expect("path literal");
+            if path.starts_with("/_bench") {
+                continue;
+            }
+            let body = chunk.split("resource(").next().unwrap_or(chunk);
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if body.contains(&format!("web::{method}()")) {
+                    routes.push((method.to_owned(), format!("/api/v1{path}")));
+                }
             }
         }
     }

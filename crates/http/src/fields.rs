@@ -1,0 +1,163 @@
+//! Request bodies → domain values, parsed once. Each field parses into a [`Field`] (its value or
+//! its messages); a tuple of fields [`collect`](Fields::collect)s into the values or one 422 with
+//! every field's messages. Request types turn into domain values with `TryFrom`, so a handler
+//! never holds a half-validated value and there is no "validator passed but a field is missing"
+//! branch anywhere.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use std::fmt::Display;
+use tenantry_public::names::display_name;
+
+use crate::error::{ApiError, FieldErrors};
+
+/// A field's parsed value, or its error messages.
+pub type Field<T> = Result<T, FieldErrors>;
+
+/// One message for `field`.
+pub fn invalid(field: &str, message: impl Into<String>) -> FieldErrors {
+    FieldErrors::from([(field.to_owned(), vec![message.into()])])
+}
+
+/// `result` as the value of `field`, its error as the field's message.
+pub fn check<T, E: Display>(field: &str, result: Result<T, E>) -> Field<T> {
+    result.map_err(|e| invalid(field, e.to_string()))
+}
+
+/// A field that must be present: "is required" when absent.
+pub fn required<'a>(field: &str, value: &'a Option<String>) -> Field<&'a str> {
+    value
+        .as_deref()
+        .ok_or_else(|| invalid(field, "is required"))
+}
+
+/// A required field parsed by `parse`.
+pub fn parse<T, E: Display>(
+    field: &str,
+    value: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Field<T> {
+    required(field, value).and_then(|v| check(field, parse(v)))
+}
+
+/// An optional field parsed by `parse` when present.
+pub fn parse_opt<T, E: Display>(
+    field: &str,
+    value: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Field<Option<T>> {
+    value
+        .as_deref()
+        .map(parse)
+        .transpose()
+        .map_err(|e| invalid(field, e.to_string()))
+}
+
+/// A display name of 1 to `max` characters (trimmed).
+pub fn name(field: &str, value: &Option<String>, max: usize) -> Field<String> {
+    parse(field, value, |v| display_name(v, max))
+}
+
+/// Free text of at most `max` characters (absent → `None`).
+pub fn text(field: &str, value: &Option<String>, max: usize) -> Field<Option<String>> {
+    match value {
+        Some(v) if v.chars().count() > max => {
+            Err(invalid(field, format!("must be at most {max} characters")))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+/// A calendar date, `YYYY-MM-DD`.
+pub fn date(field: &str, value: &str) -> Field<NaiveDate> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| invalid(field, "must be a date in YYYY-MM-DD form"))
+}
+
+/// An instant in RFC 3339 form (surrounding spaces allowed), as UTC.
+pub fn instant(field: &str, value: &str) -> Field<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            invalid(
+                field,
+                "must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z",
+            )
+        })
+}
+
+/// A UUID-backed typed id (surrounding spaces allowed).
+pub fn id<T: std::str::FromStr>(field: &str, value: &str, what: &str) -> Field<T> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(field, format!("must be {what}")))
+}
+
+fn merge(into: &mut FieldErrors, more: FieldErrors) {
+    for (field, messages) in more {
+        into.entry(field).or_default().extend(messages);
+    }
+}
+
+/// A tuple of [`Field`]s that collects into the tuple of their values, or a 422 listing the
+/// messages of every field that failed.
+pub trait Fields {
+    type Values;
+    fn collect(self) -> Result<Self::Values, ApiError>;
+}
+
+macro_rules! fields_tuple {
+    ($($name:ident),+) => {
+        impl<$($name),+> Fields for ($(Field<$name>,)+) {
+            type Values = ($($name,)+);
+
+            #[allow(non_snake_case)]
+            fn collect(self) -> Result<Self::Values, ApiError> {
+                let ($($name,)+) = self;
+                match ($($name,)+) {
+                    ($(Ok($name),)+) => Ok(($($name,)+)),
+                    ($($name,)+) => {
+                        let mut errors = FieldErrors::new();
+                        $(if let Err(e) = $name { merge(&mut errors, e); })+
+                        Err(ApiError::Validation(errors))
+                    }
+                }
+            }
+        }
+    };
+}
+
+fields_tuple!(A);
+fields_tuple!(A, B);
+fields_tuple!(A, B, C);
+fields_tuple!(A, B, C, D);
+fields_tuple!(A, B, C, D, E);
+fields_tuple!(A, B, C, D, E, F);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failing_field_is_reported_at_once() {
+        let result = (
+            name("name", &None, 10),
+            check("n", "12".parse::<u8>()),
+            text("t", &Some("x".repeat(11)), 10),
+        )
+            .collect();
+        let Err(ApiError::Validation(errors)) = result else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors["name"], ["is required"]);
+        assert_eq!(errors["t"], ["must be at most 10 characters"]);
+        assert!(!errors.contains_key("n"));
+        let ok = (
+            check("n", "12".parse::<u8>()),
+            parse_opt("d", &None, |d| d.parse::<u8>()),
+        )
+            .collect()
+            .ok();
+        assert_eq!(ok, Some((12, None)));
+    }
+}

@@ -1,0 +1,69 @@
+//! Request and response shapes that several route modules share, so resource modules never
+//! import each other.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tenantry_public::memberships::Member;
+use tenantry_public::names::display_name;
+use tenantry_public::{Password, UserId};
+use tenantry_tenant::members::NewAccount;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::fields::{self, Fields};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// The user id.
+    #[schema(value_type = Uuid)]
+    pub id: UserId,
+    pub email: String,
+    pub full_name: String,
+    #[schema(example = "member")]
+    pub role: String,
+    /// Whether the membership in this organization is active (not the account).
+    pub is_active: bool,
+    pub email_verified: bool,
+    /// When the account joined this organization.
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<Member> for MemberView {
+    fn from(m: Member) -> Self {
+        Self {
+            id: m.user_id,
+            email: m.email,
+            full_name: m.full_name,
+            role: m.role.to_string(),
+            is_active: m.is_active,
+            email_verified: m.email_verified,
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+/// The fields that create an account alongside a membership (a new member, an accepted
+/// invitation), checked and hashed in one place.
+#[derive(Debug)]
+pub struct AccountFields {
+    pub full_name: Option<String>,
+    pub password: Option<String>,
+}
+
+impl AccountFields {
+    /// The account to create: both fields required (422 naming each missing or invalid one),
+    /// the password hashed before any transaction opens.
+    pub async fn into_new_account(self) -> Result<NewAccount, ApiError> {
+        let missing = "is required to create a new account";
+        let (password, full_name) = (
+            self.password
+                .ok_or_else(|| fields::invalid("password", missing))
+                .and_then(|p| fields::check("password", Password::parse(&p))),
+            self.full_name
+                .ok_or_else(|| fields::invalid("full_name", missing))
+                .and_then(|n| fields::check("full_name", display_name(&n, 200))),
+        )
+            .collect()?;
+        Ok(NewAccount::hash(full_name, &password).await?)
+    }
+}
