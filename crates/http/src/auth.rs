@@ -20,7 +20,7 @@ use tenantry_public::{Origin, SessionId, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::api_keys;
 use tenantry_tenant::audit::{Acting, Actor};
-use tenantry_tenant::ActiveTenant;
+use tenantry_tenant::{ActiveTenant, TenantConn};
 
 use crate::error::ApiError;
 use crate::host::HostKind;
@@ -147,16 +147,6 @@ pub struct TenantUser {
 }
 
 impl TenantUser {
-    /// The caller as tenant domain functions take it: who acts, for which account, from where.
-    pub fn acting<'a>(&self, origin: &'a RequestOrigin) -> Acting<'a> {
-        Acting {
-            company: self.tenant.route().company_id,
-            user: self.user_id,
-            actor: self.actor,
-            origin: &origin.0,
-        }
-    }
-
     /// Checks the permission matrix (`tenantry_tenant::access`): 403 when the role lacks it, and
     /// for an API key also when keys may not use it at all.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
@@ -243,6 +233,64 @@ impl TenantUser {
             role: found.role,
             actor: Actor::ApiKey(found.key_id),
             session_id: None,
+        })
+    }
+}
+
+/// A member's request on their tenant's host, with what every tenant handler needs: who
+/// ([`TenantUser`]), from where ([`Origin`]) and the application state. One extractor, so
+/// handlers take one argument for it and cannot mix up a request's parts.
+pub struct TenantRequest {
+    pub user: TenantUser,
+    pub origin: Origin,
+    pub state: web::Data<AppState>,
+}
+
+impl TenantRequest {
+    /// Checks `permission` (the matrix, and the API-key rule), then takes a pooled connection
+    /// bound to this tenant's schema.
+    pub async fn connect(&self, permission: Permission) -> Result<TenantConn, ApiError> {
+        self.require(permission)?;
+        self.bound().await
+    }
+
+    /// Checks `permission`; for handlers that parse their input between the check and the work.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        self.user.require(permission)
+    }
+
+    /// A pooled connection bound to this tenant's schema (the permission already checked).
+    pub async fn bound(&self) -> Result<TenantConn, ApiError> {
+        Ok(self.user.tenant.connect(&self.state.db).await?)
+    }
+
+    /// The caller as tenant domain functions take it.
+    pub fn acting(&self) -> Acting<'_> {
+        Acting {
+            company: self.user.tenant.route().company_id,
+            user: self.user.user_id,
+            actor: self.user.actor,
+            origin: &self.origin,
+        }
+    }
+}
+
+impl FromRequest for TenantRequest {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = TenantUser::from_request(req, payload);
+        let origin = RequestOrigin::of(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let user = user.await?;
+            let state = state.ok_or_else(|| anyhow::anyhow!("application state missing"))?;
+            Ok(Self {
+                user,
+                origin,
+                state,
+            })
         })
     }
 }

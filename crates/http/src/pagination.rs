@@ -52,6 +52,15 @@ impl Default for Limit {
     }
 }
 
+/// The paging parameters every list takes; list query types flatten it in.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 20; larger values are capped at 100).
+    pub limit: Option<String>,
+    /// The opaque cursor from a previous page's `next`.
+    pub cursor: Option<String>,
+}
+
 /// What a list was asked for, normalised: its ordering and its filter values, in a fixed order.
 /// Cursors are bound to it, and the `next` link repeats it.
 #[derive(Debug, Clone)]
@@ -156,13 +165,13 @@ pub struct PageRequest<K> {
 
 impl<K: Serialize + DeserializeOwned> PageRequest<K> {
     /// Parses `limit` and `cursor` (400 for either being bad, or for a cursor of another list).
-    pub fn parse(
-        query: ListQuery,
-        limit: Option<&str>,
-        cursor: Option<&str>,
-    ) -> Result<Self, ApiError> {
-        let limit = Limit::parse(limit)?;
-        let after = cursor.map(|c| Cursor::decode(&query, c)).transpose()?;
+    pub fn parse(query: ListQuery, params: &PageParams) -> Result<Self, ApiError> {
+        let limit = Limit::parse(params.limit.as_deref())?;
+        let after = params
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::decode(&query, c))
+            .transpose()?;
         Ok(Self {
             limit,
             after,

@@ -16,11 +16,10 @@ use tenantry_tenant::audit::Actor;
 use tenantry_tenant::ApiKeyId;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{RequestOrigin, TenantUser};
+use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::routes::resource;
-use crate::state::AppState;
 
 const MAX_NAME: usize = 100;
 
@@ -133,15 +132,13 @@ impl TryFrom<CreateApiKey> for NewApiKey {
               (status = 403, description = "Below admin, an API key, or a role above the caller's (or owner)", content_type = "application/problem+json"),
               (status = 422, description = "Invalid name, role or expiry", content_type = "application/problem+json")))]
 pub async fn create(
-    user: TenantUser,
-    state: web::Data<AppState>,
-    origin: RequestOrigin,
+    cx: TenantRequest,
     body: web::Json<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ApiKeysManage)?;
+    cx.require(Permission::ApiKeysManage)?;
     let new = NewApiKey::try_from(body.into_inner())?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let (key, secret) = api_keys::create(&mut conn, &user.acting(&origin), user.role, &new).await?;
+    let mut conn = cx.bound().await?;
+    let (key, secret) = api_keys::create(&mut conn, &cx.acting(), cx.user.role, &new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(CreatedApiKey {
@@ -155,9 +152,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
     responses((status = 200, body = ApiKeyList),
               (status = 403, description = "Below admin, or an API key", content_type = "application/problem+json")))]
-pub async fn list(user: TenantUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ApiKeysManage)?;
-    let conn = user.tenant.connect(&state.db).await?;
+pub async fn list(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
+    let conn = cx.connect(Permission::ApiKeysManage).await?;
     let results = api_keys::list(&conn)
         .await?
         .into_iter()
@@ -173,17 +169,12 @@ pub async fn list(user: TenantUser, state: web::Data<AppState>) -> Result<HttpRe
     responses((status = 204, description = "Revoked"),
               (status = 403, description = "Below admin, or another key", content_type = "application/problem+json"),
               (status = 404, description = "No such live key in this organization", content_type = "application/problem+json")))]
-pub async fn delete(
-    user: TenantUser,
-    state: web::Data<AppState>,
-    origin: RequestOrigin,
-    id: web::Path<ApiKeyId>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete(cx: TenantRequest, id: web::Path<ApiKeyId>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    if user.actor != Actor::ApiKey(id) {
-        user.require(Permission::ApiKeysManage)?;
+    if cx.user.actor != Actor::ApiKey(id) {
+        cx.require(Permission::ApiKeysManage)?;
     }
-    let mut conn = user.tenant.connect(&state.db).await?;
-    api_keys::revoke(&mut conn, &user.acting(&origin), id).await?;
+    let mut conn = cx.bound().await?;
+    api_keys::revoke(&mut conn, &cx.acting(), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

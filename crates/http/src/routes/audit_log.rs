@@ -10,12 +10,11 @@ use tenantry_tenant::audit::{self, Action, Filter, Record};
 use tenantry_tenant::{ApiKeyId, AuditEntryId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::TenantUser;
+use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
-use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
 use crate::routes::resource;
-use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/audit-log").route(web::get().to(list)));
@@ -81,10 +80,6 @@ pub struct AuditQuery {
     pub from: Option<String>,
     /// Entries before this instant (RFC 3339).
     pub to: Option<String>,
-    /// Page size, 1 to 100 (default 20; larger values are capped at 100).
-    pub limit: Option<String>,
-    /// The opaque cursor from a previous page's `next`.
-    pub cursor: Option<String>,
 }
 
 /// Parses the filters: every bad value is a 422 naming its parameter.
@@ -147,26 +142,22 @@ fn list_query(filter: &Filter) -> ListQuery {
 }
 
 /// The organization's audit trail, newest first. Admins and owners (and their API keys).
-#[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", params(AuditQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<AuditEntryView>),
               (status = 400, description = "Bad cursor or limit", content_type = "application/problem+json"),
               (status = 403, description = "Below admin", content_type = "application/problem+json"),
               (status = 422, description = "Unknown action, bad id or bad date-time", content_type = "application/problem+json")))]
 pub async fn list(
-    user: TenantUser,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     query: web::Query<AuditQuery>,
+    page: web::Query<PageParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::AuditRead)?;
+    cx.require(Permission::AuditRead)?;
     let filter = parse_filter(&query)?;
-    let page = PageRequest::<AuditEntryId>::parse(
-        list_query(&filter),
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
-    )?;
-    let conn = user.tenant.connect(&state.db).await?;
+    let page = PageRequest::<AuditEntryId>::parse(list_query(&filter), &page)?;
+    let conn = cx.bound().await?;
     let entries = audit::list(&conn, &filter, page.after().copied(), page.limit()).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(&req, entries, |e| e.id, AuditEntryView::from)))

@@ -13,12 +13,12 @@ use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::InvitationId;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::{RequestOrigin, TenantUser};
+use crate::auth::{RequestOrigin, TenantRequest};
 use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::{link_host, Tenant};
-use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
 use crate::routes::resource;
 use crate::state::AppState;
 use crate::views::{AccountFields, MemberView};
@@ -80,10 +80,6 @@ impl From<Invitation> for InvitationView {
 pub struct InvitationQuery {
     /// Only invitations in this status: pending, accepted, expired or revoked.
     pub status: Option<String>,
-    /// Page size, 1 to 100 (default 20; larger values are capped at 100).
-    pub limit: Option<String>,
-    /// The opaque cursor from a previous page's `next`.
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -123,30 +119,27 @@ pub struct AcceptedView {
               (status = 409, description = "Already a member, or an invitation is pending for this email", content_type = "application/problem+json"),
               (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
 pub async fn create(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     body: web::Json<CreateInvitation>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::InvitationsManage)?;
+    cx.require(Permission::InvitationsManage)?;
     let (email, role) = (
         fields::parse("email", &body.email, Email::parse),
         fields::parse("role", &body.role, Role::parse),
     )
         .collect()?;
-    access::may_grant(user.role, role)?;
+    access::may_grant(cx.user.role, role)?;
     // The link points at the host this request came to (already resolved to this tenant).
     let host = link_host(&req)?;
-    let settings = &state.settings;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let (invitation, email) =
-        invitations::create(&mut conn, &user.acting(&origin), &email, role, |t| {
-            settings.link(host.as_str(), links::ACCEPT_INVITATION, t)
-        })
-        .await?;
+    let settings = &cx.state.settings;
+    let mut conn = cx.bound().await?;
+    let (invitation, email) = invitations::create(&mut conn, &cx.acting(), &email, role, |t| {
+        settings.link(host.as_str(), links::ACCEPT_INVITATION, t)
+    })
+    .await?;
     drop(conn);
-    state.mail.push([email]).await;
+    cx.state.mail.push([email]).await;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,
@@ -156,18 +149,18 @@ pub async fn create(
 }
 
 /// Lists invitations newest first (keyset pages), optionally of one status.
-#[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery),
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery, PageParams),
     security(("bearer" = [])),
     responses((status = 200, body = Page<InvitationView>),
               (status = 400, description = "Bad status, cursor or limit", content_type = "application/problem+json"),
               (status = 403, description = "Not admin", content_type = "application/problem+json")))]
 pub async fn list(
-    user: TenantUser,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     query: web::Query<InvitationQuery>,
+    page: web::Query<PageParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::InvitationsManage)?;
+    cx.require(Permission::InvitationsManage)?;
     let status = query
         .status
         .as_deref()
@@ -177,10 +170,9 @@ pub async fn list(
         .transpose()?;
     let page = PageRequest::<InvitationId>::parse(
         ListQuery::new("-created_at").filter("status", status),
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
+        &page,
     )?;
-    let conn = user.tenant.connect(&state.db).await?;
+    let conn = cx.bound().await?;
     let found = invitations::list(&conn, status, page.after().copied(), page.limit()).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(&req, found, |i| i.id, InvitationView::from)))
@@ -194,14 +186,11 @@ pub async fn list(
               (status = 404, description = "No such invitation in this organization", content_type = "application/problem+json"),
               (status = 409, description = "Already accepted", content_type = "application/problem+json")))]
 pub async fn delete(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     id: web::Path<InvitationId>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::InvitationsManage)?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    invitations::revoke(&mut conn, &user.acting(&origin), *id).await?;
+    let mut conn = cx.connect(Permission::InvitationsManage).await?;
+    invitations::revoke(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -11,14 +11,13 @@ use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::members;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::{RequestOrigin, TenantUser};
+use crate::auth::TenantRequest;
 use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::link_host;
-use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
 use crate::routes::resource;
-use crate::state::AppState;
 use crate::views::{AccountFields, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -47,10 +46,6 @@ pub struct MemberQuery {
     pub role: Option<String>,
     /// Case-insensitive part of the email or full name.
     pub search: Option<String>,
-    /// Page size, 1 to 100 (default 20; larger values are capped at 100).
-    pub limit: Option<String>,
-    /// The opaque cursor from a previous page's `next`.
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,18 +70,18 @@ pub struct ChangeRole {
 }
 
 /// Lists the organization's members in the order they joined (keyset pages).
-#[utoipa::path(get, path = "/api/v1/users", tag = "members", params(MemberQuery),
+#[utoipa::path(get, path = "/api/v1/users", tag = "members", params(MemberQuery, PageParams),
     security(("bearer" = [])),
     responses((status = 200, body = Page<MemberView>),
               (status = 400, description = "Bad role, cursor or limit", content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
 pub async fn list(
-    user: TenantUser,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     query: web::Query<MemberQuery>,
+    page: web::Query<PageParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::MembersRead)?;
+    cx.require(Permission::MembersRead)?;
     let role = query
         .role
         .as_deref()
@@ -107,13 +102,12 @@ pub async fn list(
         ListQuery::new("joined_at")
             .filter("role", role)
             .filter("search", search.as_deref()),
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
+        &page,
     )?;
-    let client = state.db.public().await?;
+    let client = cx.state.db.public().await?;
     let members = memberships::list(
         client.client(),
-        user.tenant.route().company_id,
+        cx.user.tenant.route().company_id,
         &MemberFilter { role, search },
         page.after().copied(),
         page.limit(),
@@ -128,17 +122,17 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = MemberView),
               (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
-pub async fn get(
-    user: TenantUser,
-    state: web::Data<AppState>,
-    id: web::Path<UserId>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::MembersRead)?;
-    let client = state.db.public().await?;
-    let member =
-        memberships::get_member(client.client(), user.tenant.route().company_id, *id, false)
-            .await?
-            .ok_or(ApiError::NotFound)?;
+pub async fn get(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::MembersRead)?;
+    let client = cx.state.db.public().await?;
+    let member = memberships::get_member(
+        client.client(),
+        cx.user.tenant.route().company_id,
+        *id,
+        false,
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }
 
@@ -152,22 +146,20 @@ pub async fn get(
               (status = 409, description = "Already a member", content_type = "application/problem+json"),
               (status = 422, description = "Invalid values, or password/full_name missing for a new account", content_type = "application/problem+json")))]
 pub async fn create(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     body: web::Json<AddMember>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::MembersManage)?;
+    cx.require(Permission::MembersManage)?;
     let body = body.into_inner();
     let (email, role) = (
         fields::parse("email", &body.email, Email::parse),
         fields::parse("role", &body.role, Role::parse),
     )
         .collect()?;
-    access::may_grant(user.role, role)?;
+    access::may_grant(cx.user.role, role)?;
     let exists = {
-        let client = state.db.public().await?;
+        let client = cx.state.db.public().await?;
         tenantry_public::users::find_by_email(client.client(), email.as_str())
             .await?
             .is_some()
@@ -183,20 +175,13 @@ pub async fn create(
     };
     // The verification link points at the host this request came to (this tenant's).
     let host = link_host(&req)?;
-    let settings = &state.settings;
+    let settings = &cx.state.settings;
     let link = |token: &str| settings.link(host.as_str(), links::VERIFY_EMAIL, token);
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let (member, verification) = members::add(
-        &mut conn,
-        &user.acting(&origin),
-        &email,
-        role,
-        new_account,
-        &link,
-    )
-    .await?;
+    let mut conn = cx.bound().await?;
+    let (member, verification) =
+        members::add(&mut conn, &cx.acting(), &email, role, new_account, &link).await?;
     drop(conn);
-    state.mail.push(verification).await;
+    cx.state.mail.push(verification).await;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,
@@ -214,16 +199,14 @@ pub async fn create(
               (status = 404, description = "Not a member of this organization", content_type = "application/problem+json"),
               (status = 422, description = "Invalid role", content_type = "application/problem+json")))]
 pub async fn update(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     id: web::Path<UserId>,
     body: web::Json<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::MembersManage)?;
+    cx.require(Permission::MembersManage)?;
     let (role,) = (fields::parse("role", &body.role, Role::parse),).collect()?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let member = members::change_role(&mut conn, &user.acting(&origin), *id, role).await?;
+    let mut conn = cx.bound().await?;
+    let member = members::change_role(&mut conn, &cx.acting(), *id, role).await?;
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }
 
@@ -233,15 +216,9 @@ pub async fn update(
     responses((status = 204, description = "Removed"),
               (status = 403, description = "Not allowed by the role rules (owner, self, higher role)", content_type = "application/problem+json"),
               (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
-pub async fn delete(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
-    id: web::Path<UserId>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::MembersManage)?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    members::remove(&mut conn, &user.acting(&origin), *id).await?;
+pub async fn delete(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResponse, ApiError> {
+    let mut conn = cx.connect(Permission::MembersManage).await?;
+    members::remove(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -253,12 +230,10 @@ pub async fn delete(
               (status = 403, description = "Not allowed by the role rules (owner, self, higher role)", content_type = "application/problem+json"),
               (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
 pub async fn deactivate(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    set_active(user, origin, state, *id, false).await
+    set_active(cx, *id, false).await
 }
 
 /// Activates a deactivated membership again.
@@ -267,24 +242,12 @@ pub async fn deactivate(
     responses((status = 200, body = MemberView),
               (status = 403, description = "Not allowed by the role rules", content_type = "application/problem+json"),
               (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
-pub async fn activate(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
-    id: web::Path<UserId>,
-) -> Result<HttpResponse, ApiError> {
-    set_active(user, origin, state, *id, true).await
+pub async fn activate(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResponse, ApiError> {
+    set_active(cx, *id, true).await
 }
 
-async fn set_active(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
-    id: UserId,
-    active: bool,
-) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::MembersManage)?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let member = members::set_active(&mut conn, &user.acting(&origin), id, active).await?;
+async fn set_active(cx: TenantRequest, id: UserId, active: bool) -> Result<HttpResponse, ApiError> {
+    let mut conn = cx.connect(Permission::MembersManage).await?;
+    let member = members::set_active(&mut conn, &cx.acting(), id, active).await?;
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }

@@ -7,11 +7,10 @@ use tenantry_tenant::access::Permission;
 use tenantry_tenant::members;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{RequestOrigin, TenantUser};
+use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::routes::resource;
-use crate::state::AppState;
 use crate::views::MemberView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -50,12 +49,10 @@ pub struct TransferResult {
               (status = 409, description = "The target's membership is deactivated or their email is unverified", content_type = "application/problem+json"),
               (status = 422, description = "Missing fields, or the target is the caller", content_type = "application/problem+json")))]
 pub async fn transfer_ownership(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     body: web::Json<TransferOwnership>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::OwnershipTransfer)?;
+    cx.require(Permission::OwnershipTransfer)?;
     let (target, password) = (
         fields::parse("user_id", &body.user_id, |id| {
             id.parse::<UserId>().map_err(|_| "must be a user id (UUID)")
@@ -63,9 +60,8 @@ pub async fn transfer_ownership(
         fields::required("password", &body.password),
     )
         .collect()?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let done =
-        members::transfer_ownership(&mut conn, &user.acting(&origin), target, password).await?;
+    let mut conn = cx.bound().await?;
+    let done = members::transfer_ownership(&mut conn, &cx.acting(), target, password).await?;
     Ok(HttpResponse::Ok().json(TransferResult {
         previous_owner: done.previous_owner.into(),
         owner: done.new_owner.into(),

@@ -11,14 +11,13 @@ use tenantry_tenant::projects::{
     self, NewProject, Project, ProjectPatch, ProjectStatus, MAX_DESCRIPTION, MAX_NAME,
 };
 use tenantry_tenant::ProjectId;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{RequestOrigin, TenantUser};
+use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Field, Fields};
-use crate::pagination::{ListQuery, Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
 use crate::routes::resource;
-use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -68,14 +67,6 @@ impl From<Project> for ProjectView {
             updated_at: p.updated_at,
         }
     }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 20; larger values are capped at 100).
-    pub limit: Option<String>,
-    /// The opaque cursor from a previous page's `next`.
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -192,24 +183,19 @@ fn dates(
 }
 
 /// Lists the tenant's projects, newest first.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<ProjectView>),
               (status = 400, description = "Bad cursor or query", content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
 pub async fn list(
-    user: TenantUser,
-    state: web::Data<AppState>,
-    query: web::Query<ListParams>,
+    cx: TenantRequest,
+    query: web::Query<PageParams>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ContentRead)?;
-    let page = PageRequest::<ProjectId>::parse(
-        ListQuery::new("-created_at"),
-        query.limit.as_deref(),
-        query.cursor.as_deref(),
-    )?;
-    let conn = user.tenant.connect(&state.db).await?;
+    cx.require(Permission::ContentRead)?;
+    let page = PageRequest::<ProjectId>::parse(ListQuery::new("-created_at"), &query)?;
+    let conn = cx.bound().await?;
     let projects = projects::list(&conn, page.limit(), page.after().copied()).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(&req, projects, |p| p.id, ProjectView::from)))
@@ -222,15 +208,13 @@ pub async fn list(
               (status = 403, description = "Viewer", content_type = "application/problem+json"),
               (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
 pub async fn create(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     body: web::Json<CreateProject>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ContentWrite)?;
+    cx.require(Permission::ContentWrite)?;
     let new = NewProject::try_from(body.into_inner())?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let project = projects::create(&mut conn, &user.acting(&origin), &new).await?;
+    let mut conn = cx.bound().await?;
+    let project = projects::create(&mut conn, &cx.acting(), &new).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/projects/{}", project.id)))
         .json(ProjectView::from(project)))
@@ -241,13 +225,8 @@ pub async fn create(
     params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectView),
               (status = 404, description = "No such project in this organization", content_type = "application/problem+json")))]
-pub async fn get(
-    user: TenantUser,
-    state: web::Data<AppState>,
-    id: web::Path<ProjectId>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ContentRead)?;
-    let conn = user.tenant.connect(&state.db).await?;
+pub async fn get(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResponse, ApiError> {
+    let conn = cx.connect(Permission::ContentRead).await?;
     let project = projects::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
 }
@@ -260,16 +239,14 @@ pub async fn get(
               (status = 404, description = "No such project in this organization", content_type = "application/problem+json"),
               (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
 pub async fn update(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
+    cx: TenantRequest,
     id: web::Path<ProjectId>,
     body: web::Json<UpdateProject>,
 ) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ContentWrite)?;
+    cx.require(Permission::ContentWrite)?;
     let patch = ProjectPatch::try_from(body.into_inner())?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    let project = projects::update(&mut conn, &user.acting(&origin), *id, &patch).await?;
+    let mut conn = cx.bound().await?;
+    let project = projects::update(&mut conn, &cx.acting(), *id, &patch).await?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
 }
 
@@ -279,14 +256,8 @@ pub async fn update(
     responses((status = 204, description = "Deleted"),
               (status = 403, description = "Viewer", content_type = "application/problem+json"),
               (status = 404, description = "No such project in this organization", content_type = "application/problem+json")))]
-pub async fn delete(
-    user: TenantUser,
-    origin: RequestOrigin,
-    state: web::Data<AppState>,
-    id: web::Path<ProjectId>,
-) -> Result<HttpResponse, ApiError> {
-    user.require(Permission::ContentWrite)?;
-    let mut conn = user.tenant.connect(&state.db).await?;
-    projects::delete(&mut conn, &user.acting(&origin), *id).await?;
+pub async fn delete(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResponse, ApiError> {
+    let mut conn = cx.connect(Permission::ContentWrite).await?;
+    projects::delete(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
