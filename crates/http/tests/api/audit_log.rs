@@ -6,15 +6,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn page(app: &TestApp, t: &TestTenant, query: &str) -> Value {
-    let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/audit-log{query}"),
-            Some(&t.token),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{query}");
-    r.json().await.unwrap()
+    let path = format!("/api/v1/audit-log{query}");
+    expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await
 }
 
 fn actions(page: &Value) -> Vec<String> {
@@ -30,11 +23,8 @@ fn actions(page: &Value) -> Vec<String> {
 async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
     let slug = &t.slug;
     // A failed and a successful login.
-    problem(
-        app.login(&t.host, &t.owner_email, "not-the-password").await,
-        401,
-    )
-    .await;
+    let r = app.login(&t.host, &t.owner_email, "not-the-password").await;
+    problem(r, 401).await;
     app.token(&t.host, &t.owner_email, &format!("password-of-{slug}"))
         .await;
     // A member added, then made admin.
@@ -47,16 +37,15 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
             Some(&t.token),
         )
         .await;
-    assert_eq!(r.status(), 201);
-    let ann: Value = r.json().await.unwrap();
+    let ann = expect_json(r, 201).await;
     let ann_id = ann["id"].as_str().unwrap().to_owned();
     let r = app
-        .send_json(
+        .call(
             Method::PATCH,
             &t.host,
             &format!("/api/v1/users/{ann_id}"),
-            &json!({"role": "admin"}),
-            Some(&t.token),
+            Some(json!({"role": "admin"})),
+            &t.token,
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -64,42 +53,28 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
     let ann_token = app
         .token(&t.host, &format!("ann@{slug}.test"), "ann-password-1")
         .await;
+    let invitation = json!({"email": format!("bob@{slug}.test"), "role": "viewer"});
     let r = app
-        .post_json(
+        .call(
+            Method::POST,
             &t.host,
             "/api/v1/invitations",
-            &json!({"email": format!("bob@{slug}.test"), "role": "viewer"}),
-            Some(&ann_token),
+            Some(invitation),
+            &ann_token,
         )
         .await;
     assert_eq!(r.status(), 201);
+    let key = app.create_key(&t.host, &ann_token, "viewer").await;
+    let path = format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(app.delete(&t.host, &path, &ann_token).await.status(), 204);
+    let password = json!({"current_password": "ann-password-1", "new_password": "ann-password-2"});
     let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/api-keys",
-            &json!({"name": "k", "role": "viewer"}),
-            Some(&ann_token),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let key: Value = r.json().await.unwrap();
-    let r = app
-        .request(
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap()),
-        )
-        .bearer_auth(&ann_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = app
-        .post_json(
+        .call(
+            Method::POST,
             &t.host,
             "/api/v1/users/me/password",
-            &json!({"current_password": "ann-password-1", "new_password": "ann-password-2"}),
-            Some(&ann_token),
+            Some(password),
+            &ann_token,
         )
         .await;
     assert_eq!(r.status(), 204);
@@ -186,9 +161,7 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
     let mut walked = Vec::new();
     let mut url = "/api/v1/audit-log?limit=3".to_owned();
     for _ in 0..50 {
-        let r = app.get(&t.host, &url, Some(&t.token)).await;
-        assert_eq!(r.status(), 200);
-        let p: Value = r.json().await.unwrap();
+        let p = expect_json(app.get(&t.host, &url, Some(&t.token)).await, 200).await;
         let results = p["results"].as_array().unwrap();
         assert!(results.len() <= 3);
         walked.extend(results.iter().map(|e| e["id"].as_i64().unwrap()));
@@ -213,14 +186,8 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
         ("?from=yesterday", 422),
         ("?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", 422),
     ] {
-        let r = app
-            .get(
-                &t.host,
-                &format!("/api/v1/audit-log{query}"),
-                Some(&t.token),
-            )
-            .await;
-        problem(r, status).await;
+        let path = format!("/api/v1/audit-log{query}");
+        problem(app.get(&t.host, &path, Some(&t.token)).await, status).await;
     }
 }
 

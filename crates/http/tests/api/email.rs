@@ -4,7 +4,8 @@
 //! rolled-back request, and `.eml` files in development.
 
 use crate::helpers::*;
-use serde_json::{json, Value};
+use reqwest::Response;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -192,6 +193,42 @@ async fn with_smtp() -> (tempfile_dir::TempDir, PathBuf, SmtpServer, TestApp, Wo
     (dir, maildir, smtp, app, worker)
 }
 
+/// How long delivery may take (it involves queue polling and sweeps).
+const DELIVERY: Duration = Duration::from_secs(20);
+
+/// `POST /api/v1/auth/verify-email` on `host` with `token`.
+async fn verify(app: &TestApp, host: &str, token: &str) -> Response {
+    app.post_json(
+        host,
+        "/api/v1/auth/verify-email",
+        &json!({"token": token}),
+        None,
+    )
+    .await
+}
+
+/// `POST /api/v1/auth/password-reset` on `host` for `email`.
+async fn reset(app: &TestApp, host: &str, email: &str) -> Response {
+    app.post_json(
+        host,
+        "/api/v1/auth/password-reset",
+        &json!({"email": email}),
+        None,
+    )
+    .await
+}
+
+/// `POST /api/v1/auth/password-reset/confirm` on `host`.
+async fn confirm(app: &TestApp, host: &str, token: &str, password: &str) -> Response {
+    app.post_json(
+        host,
+        "/api/v1/auth/password-reset/confirm",
+        &json!({"token": token, "new_password": password}),
+        None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn signup_verification_and_invitation_emails_arrive_and_their_links_work() {
     let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
@@ -212,46 +249,21 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     let token = token_in(&message);
 
     // Not verified yet; the token verifies once.
-    let verified: bool = app
-        .sql_one("select email_verified_at is not null from public.users where email = 'owner@acme.test'")
-        .await;
-    assert!(!verified);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/verify-email",
-            &json!({"token": token}),
-            None,
+    let verified = || {
+        app.sql_one::<bool>(
+            "select email_verified_at is not null from public.users where email = 'owner@acme.test'",
         )
-        .await;
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    };
+    assert!(!verified().await);
+    let body = expect_json(verify(&app, BASE, &token).await, 200).await;
     assert_eq!(
         body,
         json!({"email": "owner@acme.test", "email_verified": true})
     );
-    let verified: bool = app
-        .sql_one("select email_verified_at is not null from public.users where email = 'owner@acme.test'")
-        .await;
-    assert!(verified);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/verify-email",
-            &json!({"token": token}),
-            None,
-        )
-        .await;
-    problem(r, 410).await;
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/verify-email",
-            &json!({"token": "ve_unknown"}),
-            None,
-        )
-        .await;
-    problem(r, 404).await;
+    assert!(verified().await);
+    for (token, status) in [(token.as_str(), 410), ("ve_unknown", 404)] {
+        problem(verify(&app, BASE, token).await, status).await;
+    }
     let r = app
         .post_json(BASE, "/api/v1/auth/verify-email", &json!({}), None)
         .await;
@@ -306,28 +318,15 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     assert!(message.contains(&format!("://{}/verify-email?token=ve_", t.host)));
     // Verified on the tenant's host: recorded in that tenant's trail (the base-host verification
     // of the owner above has no tenant trail).
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/verify-email",
-            &json!({"token": token_in(&message)}),
-            None,
-        )
-        .await;
+    let r = verify(&app, &t.host, &token_in(&message)).await;
     assert_eq!(r.status(), 200);
-    let entries: Vec<String> = {
-        let c = app.db.get().await.unwrap();
-        c.query(
+    let entries: Vec<String> = app
+        .sql_col_with(
             "select u.email from tenant_acme.audit_log a join public.users u on u.id = a.actor_user_id \
               where a.action = 'user.email.verified'",
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    };
+        .await;
     assert_eq!(entries, ["cy@acme.test"]);
     worker.stop().await;
 }
@@ -336,45 +335,15 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
 async fn password_reset_end_to_end_ends_every_session() {
     let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
     let t = app.tenant("acme").await;
-    let login: Value = app
-        .login(&t.host, &t.owner_email, "password-of-acme")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let (_, refresh) = app
+        .login_pair(&t.host, &t.owner_email, "password-of-acme")
+        .await;
 
     // Unknown and known emails get the same answer; only the known one gets an email.
-    let unknown = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "nobody@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(unknown.status(), 202);
-    let unknown: Value = unknown.json().await.unwrap();
-    let known = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "OWNER@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(known.status(), 202);
-    let known: Value = known.json().await.unwrap();
+    let unknown = expect_json(reset(&app, BASE, "nobody@acme.test").await, 202).await;
+    let known = expect_json(reset(&app, &t.host, "OWNER@acme.test").await, 202).await;
     assert_eq!(unknown, known);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "not an email"}),
-            None,
-        )
-        .await;
-    problem(r, 422).await;
+    problem(reset(&app, BASE, "not an email").await, 422).await;
     let message = wait_for_message(&maildir, "reset", |m| m.contains("Reset your password")).await;
     assert!(message.contains(&format!("://{}/reset-password?token=pr_", t.host)));
     let first = token_in(&message);
@@ -384,56 +353,30 @@ async fn password_reset_end_to_end_ends_every_session() {
     assert_eq!(rows, 0, "nothing is sent for an unknown email");
 
     // A newer request spends the older token.
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "owner@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
     let second = wait_for_message(&maildir, "second reset", |m| {
         m.contains("Reset your password") && token_in(m) != first
     })
     .await;
     let second = token_in(&second);
-    let confirm = |token: String, password: &'static str| {
-        let app = &app;
-        async move {
-            app.post_json(
-                BASE,
-                "/api/v1/auth/password-reset/confirm",
-                &json!({"token": token, "new_password": password}),
-                None,
-            )
-            .await
-        }
-    };
-    problem(confirm(first.clone(), "new-password-123").await, 410).await;
+    problem(confirm(&app, BASE, &first, "new-password-123").await, 410).await;
     // A weak password is refused and the token stays usable.
-    let p = problem(confirm(second.clone(), "short").await, 422).await;
-    assert!(p["errors"]["new_password"].is_array(), "{p}");
+    let r = confirm(&app, BASE, &second, "short").await;
+    expect_field_errors(r, 422, &["new_password"]).await;
     // Confirmed on the tenant's host: the reset is in that tenant's trail, in the same transaction.
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/password-reset/confirm",
-            &json!({"token": second, "new_password": "new-password-123"}),
-            None,
-        )
-        .await;
+    let r = confirm(&app, &t.host, &second, "new-password-123").await;
     assert_eq!(r.status(), 204);
     let audited: i64 = app
-        .sql_one(&format!(
+        .sql_one_with(
             "select count(*) from tenant_acme.audit_log \
-              where action = 'user.password.reset' and actor_user_id = '{}'",
-            t.owner_id
-        ))
+              where action = 'user.password.reset' and actor_user_id = $1::text::uuid",
+            &[&t.owner_id],
+        )
         .await;
     assert_eq!(audited, 1);
-    problem(confirm(second.clone(), "new-password-456").await, 410).await;
-    problem(confirm("pr_unknown".into(), "new-password-456").await, 404).await;
+    for (token, status) in [(second.as_str(), 410), ("pr_unknown", 404)] {
+        problem(confirm(&app, BASE, token, "new-password-456").await, status).await;
+    }
 
     // The old password is gone, the new one works, and every earlier session ended.
     problem(
@@ -447,33 +390,18 @@ async fn password_reset_end_to_end_ends_every_session() {
             .status(),
         200
     );
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/token/refresh",
-            &json!({"refresh_token": refresh}),
-            None,
-        )
-        .await;
-    problem(r, 401).await;
+    problem(app.refresh(&t.host, &refresh).await, 401).await;
 
     // An expired token is refused.
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "owner@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
     let third = wait_for_message(&maildir, "third reset", |m| {
         m.contains("Reset your password") && token_in(m) != first && token_in(m) != second
     })
     .await;
     app.sql("update public.account_tokens set expires_at = now() - interval '1 second'")
         .await;
-    problem(confirm(token_in(&third), "new-password-789").await, 410).await;
+    let r = confirm(&app, BASE, &token_in(&third), "new-password-789").await;
+    problem(r, 410).await;
     worker.stop().await;
 }
 
@@ -490,7 +418,7 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
         ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
     );
     app.tenant("acme").await;
-    eventually_long("a failed attempt is recorded", || async {
+    eventually_within("a failed attempt is recorded", DELIVERY, || async {
         app.sql_one::<i32>("select attempts from public.outbox")
             .await
             >= 1
@@ -509,7 +437,7 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
         m.contains("To: owner@acme.test")
     })
     .await;
-    eventually_long("the row is marked delivered", || async {
+    eventually_within("the row is marked delivered", DELIVERY, || async {
         app.sql_one::<bool>("select dispatched_at is not null from public.outbox")
             .await
     })
@@ -583,45 +511,15 @@ async fn in_development_emails_are_eml_files() {
     worker.stop().await;
 }
 
-/// Like `eventually`, for up to 20 s (delivery involves queue polling and sweeps).
-async fn eventually_long<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1000 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not true after 20 s");
-}
-
 #[tokio::test]
 async fn password_reset_requests_are_throttled_alike_for_known_and_unknown_emails() {
     let app = spawn_app_with(&[("PASSWORD_RESETS_PER_ACCOUNT", "2")]).await;
     app.tenant("acme").await;
     for email in ["owner@acme.test", "nobody@acme.test"] {
         for _ in 0..2 {
-            let r = app
-                .post_json(
-                    BASE,
-                    "/api/v1/auth/password-reset",
-                    &json!({"email": email}),
-                    None,
-                )
-                .await;
-            assert_eq!(r.status(), 202, "{email}");
+            assert_eq!(reset(&app, BASE, email).await.status(), 202, "{email}");
         }
-        let r = app
-            .post_json(
-                BASE,
-                "/api/v1/auth/password-reset",
-                &json!({"email": email}),
-                None,
-            )
-            .await;
+        let r = reset(&app, BASE, email).await;
         assert!(r.headers().contains_key("retry-after"), "{email}");
         problem(r, 429).await;
     }

@@ -10,9 +10,15 @@ use tenantry_http::tokens::JwtKeys;
 use tenantry_http::{Application, Settings};
 use tenantry_public::db::{self, Db, PoolSettings};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions};
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::Row;
 
 pub const BASE: &str = "example.test";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The password of every account `TestApp::member` adds.
+pub const MEMBER_PASSWORD: &str = "member-password-123";
+/// The User-Agent `TestApp::login_pair` sends (the session list shows it).
+pub const USER_AGENT: &str = "tenantry-tests/1.0";
 
 pub struct TestApp {
     pub address: String,
@@ -189,7 +195,7 @@ impl TestApp {
 
     /// Adds an account with `role` to a tenant directly in the database and logs it in.
     pub async fn member(&self, tenant: &TestTenant, email: &str, role: &str) -> String {
-        let password = "member-password-123";
+        let password = MEMBER_PASSWORD;
         let hash = tenantry_public::passwords::hash(
             &tenantry_public::Password::parse(password).expect("pw"),
         )
@@ -216,15 +222,237 @@ impl TestApp {
         self.token(&tenant.host, email, password).await
     }
 
-    pub async fn sql_one<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+    pub async fn sql_one<T: for<'a> FromSql<'a>>(&self, sql: &str) -> T {
+        self.sql_one_with(sql, &[]).await
+    }
+
+    /// One value from the single row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_one_with<T: for<'a> FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> T {
+        self.sql_row_with(sql, params).await.get(0)
+    }
+
+    /// The single row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_row_with(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Row {
         let client = self.db.get().await.expect("db");
-        client.query_one(sql, &[]).await.expect(sql).get(0)
+        client.query_one(sql, params).await.expect(sql)
+    }
+
+    /// Every row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_rows_with(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<Row> {
+        let client = self.db.get().await.expect("db");
+        client.query(sql, params).await.expect(sql)
+    }
+
+    /// The first column of every row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_col_with<T: for<'a> FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Vec<T> {
+        let rows = self.sql_rows_with(sql, params).await;
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Runs one statement with `$1`, `$2`, … bound to `params`; returns the rows it touched.
+    pub async fn sql_with(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> u64 {
+        let client = self.db.get().await.expect("db");
+        client.execute(sql, params).await.expect(sql)
     }
 
     pub async fn sql(&self, sql: &str) {
         let client = self.db.get().await.expect("db");
         client.batch_execute(sql).await.expect(sql);
     }
+
+    /// A request with a bearer token and, if given, a JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> Response {
+        let mut r = self.request(method, host, path).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.expect("request")
+    }
+
+    /// A bodiless DELETE with a bearer token.
+    pub async fn delete(&self, host: &str, path: &str, token: &str) -> Response {
+        self.call(Method::DELETE, host, path, None, token).await
+    }
+
+    /// A request with an API key (`X-API-Key`); POST and PATCH carry a small project body.
+    pub async fn with_key(&self, method: Method, host: &str, path: &str, key: &str) -> Response {
+        let mut request = self
+            .request(method.clone(), host, path)
+            .header("X-API-Key", key);
+        if method == Method::POST || method == Method::PATCH {
+            request = request.json(&json!({"name": "made by a key"}));
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Creates an API key with `role` (named "{role} key") on `host`; returns the 201 body.
+    pub async fn create_key(&self, host: &str, token: &str, role: &str) -> Value {
+        let body = json!({"name": format!("{role} key"), "role": role});
+        let r = self
+            .post_json(host, "/api/v1/api-keys", &body, Some(token))
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        r.json().await.expect("json")
+    }
+
+    /// Logs in (with `USER_AGENT`) and returns (access token, refresh token).
+    pub async fn login_pair(&self, host: &str, email: &str, password: &str) -> (String, String) {
+        let r = self
+            .request(Method::POST, host, "/api/v1/auth/token")
+            .header("User-Agent", USER_AGENT)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "login {email} at {host}");
+        let b: Value = r.json().await.expect("json");
+        (
+            b["access_token"].as_str().expect("access token").into(),
+            b["refresh_token"].as_str().expect("refresh token").into(),
+        )
+    }
+
+    pub async fn refresh(&self, host: &str, refresh_token: &str) -> Response {
+        self.post_json(
+            host,
+            "/api/v1/auth/token/refresh",
+            &json!({"refresh_token": refresh_token}),
+            None,
+        )
+        .await
+    }
+
+    /// The role in an access token (which must verify).
+    pub fn role_of(&self, access: &str) -> String {
+        self.jwt
+            .verify(access)
+            .expect("verifies")
+            .role
+            .expect("a role")
+    }
+
+    /// The id of the account with this email (case-insensitively).
+    pub async fn user_id(&self, email: &str) -> String {
+        self.sql_one_with::<uuid::Uuid>(
+            "select id from public.users where lower(email) = lower($1)",
+            &[&email],
+        )
+        .await
+        .to_string()
+    }
+
+    /// Marks the account with this email as verified.
+    pub async fn verify_email(&self, email: &str) {
+        self.sql_with(
+            "update public.users set email_verified_at = now() where email = $1",
+            &[&email],
+        )
+        .await;
+    }
+
+    /// How many entries with `action` are in the trail of `schema` (a test-made identifier).
+    pub async fn audit_count(&self, schema: &str, action: &str) -> i64 {
+        self.sql_one_with(
+            &format!("select count(*) from \"{schema}\".audit_log where action = $1"),
+            &[&action],
+        )
+        .await
+    }
+
+    /// The `before` and `after` of the one entry with `action` in the trail of `schema`.
+    pub async fn audit_change(&self, schema: &str, action: &str) -> (Value, Value) {
+        let row = self
+            .sql_row_with(
+                &format!("select before, after from \"{schema}\".audit_log where action = $1"),
+                &[&action],
+            )
+            .await;
+        (row.get(0), row.get(1))
+    }
+
+    /// Gives the account `user` a membership with `role` in `company` (ids as strings).
+    pub async fn add_membership(&self, user: &str, company: &str, role: &str) {
+        self.sql_with(
+            "insert into public.memberships (id, user_id, company_id, role) \
+             values (gen_random_uuid(), $1::text::uuid, $2::text::uuid, $3)",
+            &[&user, &company, &role],
+        )
+        .await;
+    }
+
+    /// Every action in the trail of `schema` (a test-made identifier), oldest first.
+    pub async fn audit_actions(&self, schema: &str) -> Vec<String> {
+        self.sql_col_with(
+            &format!("select action from \"{schema}\".audit_log order by id"),
+            &[],
+        )
+        .await
+    }
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_json(r: Response, status: u16) -> Value {
+    let actual = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    assert_eq!(actual, status, "status: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Asserts a problem+json response (as `problem` does) whose `detail`, or for a validation
+/// problem its `errors` serialised, contains `needle`; returns the body.
+pub async fn expect_problem(r: Response, status: u16, needle: &str) -> Value {
+    let body = problem(r, status).await;
+    let detail = body["detail"].as_str().unwrap_or_default();
+    let errors = body.get("errors").map(Value::to_string).unwrap_or_default();
+    assert!(
+        detail.contains(needle) || errors.contains(needle),
+        "{needle:?} in neither detail nor errors: {body}"
+    );
+    body
+}
+
+/// Asserts a problem+json response with `status` naming each of `fields` in `errors` (a
+/// non-empty array of messages each); returns the body.
+pub async fn expect_field_errors(r: Response, status: u16, fields: &[&str]) -> Value {
+    let body = problem(r, status).await;
+    assert_field_errors(&body, fields);
+    body
+}
+
+/// Asserts that a problem body names each of `fields` in `errors` (a non-empty array each).
+pub fn assert_field_errors(body: &Value, fields: &[&str]) {
+    for field in fields {
+        assert!(
+            body["errors"][field]
+                .as_array()
+                .is_some_and(|messages| !messages.is_empty()),
+            "{field}: {body}"
+        );
+    }
+}
+
+/// Asserts a 422 whose `errors[field]` is a non-empty array whose first message contains
+/// `needle`; returns the body.
+pub async fn expect_field_error(r: Response, field: &str, needle: &str) -> Value {
+    let body = expect_field_errors(r, 422, &[field]).await;
+    let first = body["errors"][field][0].as_str().unwrap_or_default();
+    assert!(first.contains(needle), "{field}: {needle:?} in {body}");
+    body
 }
 
 /// Asserts a problem+json response and returns its body.
@@ -254,16 +482,26 @@ pub async fn problem(r: Response, status: u16) -> Value {
 
 /// Polls `check` until it returns true, for up to five seconds. Used only where the system is
 /// asynchronous by design (cache invalidation through LISTEN/NOTIFY).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..250 {
+    eventually_within(what, Duration::from_secs(5), check).await;
+}
+
+/// Polls `check` every 20 ms until it returns true, for up to `limit`.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let step = Duration::from_millis(20);
+    for _ in 0..(limit.as_millis() / step.as_millis()) {
         if check().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(step).await;
     }
-    panic!("{what}: not true after 5 s");
+    panic!("{what}: not true after {} s", limit.as_secs());
 }

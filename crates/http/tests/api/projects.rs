@@ -53,28 +53,18 @@ async fn crud_round_trip() {
     assert_eq!(patched["start_date"], "2026-01-01", "absent fields stay");
     assert_eq!(patched["name"], "Launch");
     assert_eq!(
-        app.sql_one::<String>(&format!(
-            "select status from tenant_acme.projects where id = '{id}'"
-        ))
+        app.sql_one_with::<String>(
+            "select status from tenant_acme.projects where id = $1::text::uuid",
+            &[&id],
+        )
         .await,
         "completed"
     );
 
-    let r = app
-        .request(Method::DELETE, &t.host, &location)
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete(&t.host, &location, &t.token).await;
     assert_eq!(r.status(), 204);
     problem(app.get(&t.host, &location, Some(&t.token)).await, 404).await;
-    let r = app
-        .request(Method::DELETE, &t.host, &location)
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 404).await;
+    problem(app.delete(&t.host, &location, &t.token).await, 404).await;
     assert_eq!(
         app.sql_one::<i64>("select count(*) from tenant_acme.projects")
             .await,
@@ -105,13 +95,10 @@ async fn invalid_values_are_422_and_nothing_is_written() {
         ),
     ];
     for (body, field) in cases {
-        let p = problem(
-            app.post_json(&t.host, "/api/v1/projects", &body, Some(&t.token))
-                .await,
-            422,
-        )
-        .await;
-        assert!(p["errors"][field].is_array(), "{field}: {p}");
+        let r = app
+            .post_json(&t.host, "/api/v1/projects", &body, Some(&t.token))
+            .await;
+        expect_field_errors(r, 422, &[field]).await;
     }
     assert_eq!(
         app.sql_one::<i64>("select count(*) from tenant_acme.projects")
@@ -133,36 +120,20 @@ async fn invalid_values_are_422_and_nothing_is_written() {
         .to_owned();
     let path = format!("/api/v1/projects/{id}");
     // The database's date check is reported on the field, not as a 500.
-    let p = problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            &path,
-            &json!({"end_date": "2026-01-01"}),
-            Some(&t.token),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["end_date"].is_array());
-    let p = problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            &path,
-            &json!({"name": " "}),
-            Some(&t.token),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["name"].is_array());
+    for (body, field) in [
+        (json!({"end_date": "2026-01-01"}), "end_date"),
+        (json!({"name": " "}), "name"),
+    ] {
+        let r = app
+            .call(Method::PATCH, &t.host, &path, Some(body), &t.token)
+            .await;
+        expect_field_errors(r, 422, &[field]).await;
+    }
     assert_eq!(
-        app.sql_one::<Option<chrono::NaiveDate>>(&format!(
-            "select end_date from tenant_acme.projects where id = '{id}'"
-        ))
+        app.sql_one_with::<Option<chrono::NaiveDate>>(
+            "select end_date from tenant_acme.projects where id = $1::text::uuid",
+            &[&id],
+        )
         .await,
         None
     );
@@ -287,40 +258,18 @@ async fn viewers_read_only_members_write() {
         200
     );
     assert_eq!(app.get(&t.host, &path, Some(&viewer)).await.status(), 200);
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "v"}),
-            Some(&viewer),
-        )
-        .await,
-        403,
-    )
-    .await;
-    problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            &path,
-            &json!({"name": "v"}),
-            Some(&viewer),
-        )
-        .await,
-        403,
-    )
-    .await;
-    let r = app
-        .request(Method::DELETE, &t.host, &path)
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 403).await;
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/projects", Some(json!({"name": "v"}))),
+        (Method::PATCH, &path, Some(json!({"name": "v"}))),
+        (Method::DELETE, &path, None),
+    ] {
+        problem(app.call(method, &t.host, path, body, &viewer).await, 403).await;
+    }
     assert_eq!(
-        app.sql_one::<String>(&format!(
-            "select name from tenant_acme.projects where id = '{id}'"
-        ))
+        app.sql_one_with::<String>(
+            "select name from tenant_acme.projects where id = $1::text::uuid",
+            &[&id],
+        )
         .await,
         "by member"
     );
