@@ -7,15 +7,11 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_key_is_shown_once_stored_hashed_and_works_with_its_role() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
+    let body =
+        json!({"name": "  CI deploys ", "role": "member", "expires_at": "2099-01-01T00:00:00Z"});
     let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/api-keys",
-            &json!({"name": "  CI deploys ", "role": "member", "expires_at": "2099-01-01T00:00:00Z"}),
-            Some(&t.token),
-        )
+        .post_json(&t.host, "/api/v1/api-keys", &body, Some(&t.token))
         .await;
     assert_eq!(r.headers()["cache-control"], "no-store");
     let created = expect_json(r, 201).await;
@@ -80,10 +76,12 @@ async fn a_key_is_shown_once_stored_hashed_and_works_with_its_role() {
     ] {
         problem(app.with_key(method, &t.host, path, &key).await, 403).await;
     }
-    let used: i64 = app
-        .sql_one("select count(*) from tenant_acme.api_keys where last_used_at is not null")
-        .await;
-    assert_eq!(used, 1, "last use is recorded");
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.api_keys where last_used_at is not null")
+            .await,
+        1,
+        "last use is recorded"
+    );
 
     // Account routes never take a key.
     let r = app
@@ -94,8 +92,7 @@ async fn a_key_is_shown_once_stored_hashed_and_works_with_its_role() {
 
 #[tokio::test]
 async fn keys_are_for_admins_with_at_most_their_role_and_valid_values() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let admin = app.member(&t, "admin@acme.test", "admin").await;
     let member = app.member(&t, "member@acme.test", "member").await;
     let post = |token: String, body: Value| {
@@ -139,16 +136,15 @@ async fn keys_are_for_admins_with_at_most_their_role_and_valid_values() {
     ] {
         expect_field_errors(post(admin.clone(), body).await, 422, fields).await;
     }
-    let count: i64 = app
-        .sql_one("select count(*) from tenant_acme.api_keys")
-        .await;
-    assert_eq!(count, 1);
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.api_keys").await,
+        1
+    );
 }
 
 #[tokio::test]
 async fn revoked_expired_malformed_and_foreign_keys_are_refused() {
-    let app = spawn_app().await;
-    let acme = app.tenant("acme").await;
+    let (app, acme) = spawn_tenant("acme").await;
     let globex = app.tenant("globex").await;
     let created = app.create_key(&acme.host, &acme.token, "admin").await;
     let key = created["key"].as_str().unwrap().to_owned();
@@ -244,8 +240,7 @@ async fn revoked_expired_malformed_and_foreign_keys_are_refused() {
 
 #[tokio::test]
 async fn a_key_may_revoke_itself_but_no_other_key() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let a = app.create_key(&t.host, &t.token, "admin").await;
     let b = app.create_key(&t.host, &t.token, "admin").await;
     let key_a = a["key"].as_str().unwrap();
@@ -273,8 +268,7 @@ async fn a_key_may_revoke_itself_but_no_other_key() {
 
 #[tokio::test]
 async fn changes_to_the_creator_apply_to_their_keys_at_once() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let admin = app.member(&t, "admin@acme.test", "admin").await;
     let admin_id = app.user_id("admin@acme.test").await;
     let created = app.create_key(&t.host, &admin, "admin").await;
@@ -289,15 +283,7 @@ async fn changes_to_the_creator_apply_to_their_keys_at_once() {
     let admin_path = format!("/api/v1/users/{admin_id}");
 
     // Demoting the creator to viewer caps the admin key at viewer.
-    let r = app
-        .call(
-            Method::PATCH,
-            &t.host,
-            &admin_path,
-            Some(json!({"role": "viewer"})),
-            &t.token,
-        )
-        .await;
+    let r = app.set_role(&t.host, &t.token, &admin_id, "viewer").await;
     assert_eq!(r.status(), 200);
     assert_eq!(can_read_audit().await, 403);
     let r = app
@@ -312,29 +298,13 @@ async fn changes_to_the_creator_apply_to_their_keys_at_once() {
     );
     // Promoting back restores it (the key's own role is still admin); deactivating the
     // membership stops the key; activating brings it back.
-    for (method, path, body, audit) in [
-        (
-            Method::PATCH,
-            admin_path.clone(),
-            json!({"role": "admin"}),
-            200,
-        ),
-        (
-            Method::POST,
-            format!("{admin_path}/deactivate"),
-            json!({}),
-            401,
-        ),
-        (
-            Method::POST,
-            format!("{admin_path}/activate"),
-            json!({}),
-            200,
-        ),
-    ] {
-        let r = app.call(method, &t.host, &path, Some(body), &t.token).await;
-        assert_eq!(r.status(), 200, "{path}");
-        assert_eq!(can_read_audit().await, audit, "{path}");
+    let r = app.set_role(&t.host, &t.token, &admin_id, "admin").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(can_read_audit().await, 200);
+    for (to, audit) in [("deactivate", 401), ("activate", 200)] {
+        let r = app.member_switch(&t.host, &t.token, &admin_id, to).await;
+        assert_eq!(r.status(), 200, "{to}");
+        assert_eq!(can_read_audit().await, audit, "{to}");
     }
 
     // Deactivating the account stops it.

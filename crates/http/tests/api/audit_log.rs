@@ -11,12 +11,7 @@ async fn page(app: &TestApp, t: &TestTenant, query: &str) -> Value {
 }
 
 fn actions(page: &Value) -> Vec<String> {
-    page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_owned())
-        .collect()
+    column(page, "action")
 }
 
 /// Does, through the API, one of each audited kind of thing; returns the admin's user id.
@@ -39,30 +34,14 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
         .await;
     let ann = expect_json(r, 201).await;
     let ann_id = ann["id"].as_str().unwrap().to_owned();
-    let r = app
-        .call(
-            Method::PATCH,
-            &t.host,
-            &format!("/api/v1/users/{ann_id}"),
-            Some(json!({"role": "admin"})),
-            &t.token,
-        )
-        .await;
+    let r = app.set_role(&t.host, &t.token, &ann_id, "admin").await;
     assert_eq!(r.status(), 200);
     // The admin invites someone, creates and revokes a key, changes her password.
     let ann_token = app
         .token(&t.host, &format!("ann@{slug}.test"), "ann-password-1")
         .await;
-    let invitation = json!({"email": format!("bob@{slug}.test"), "role": "viewer"});
-    let r = app
-        .call(
-            Method::POST,
-            &t.host,
-            "/api/v1/invitations",
-            Some(invitation),
-            &ann_token,
-        )
-        .await;
+    let bob = format!("bob@{slug}.test");
+    let r = app.invite(&t.host, &ann_token, &bob, "viewer").await;
     assert_eq!(r.status(), 201);
     let key = app.create_key(&t.host, &ann_token, "viewer").await;
     let path = format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap());
@@ -83,8 +62,7 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
 
 #[tokio::test]
 async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let ann_id = busy_day(&app, &t).await;
 
     let all = page(&app, &t, "?limit=100").await;
@@ -193,8 +171,7 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
 
 #[tokio::test]
 async fn only_admins_read_the_trail_and_only_their_own_tenants() {
-    let app = spawn_app().await;
-    let acme = app.tenant("acme").await;
+    let (app, acme) = spawn_tenant("acme").await;
     let globex = app.tenant("globex").await;
     busy_day(&app, &globex).await;
     let member = app.member(&acme, "member@acme.test", "member").await;

@@ -4,7 +4,7 @@
 //! rolled-back request, and `.eml` files in development.
 
 use crate::helpers::*;
-use reqwest::Response;
+use reqwest::{Method, Response};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -183,14 +183,22 @@ async fn with_smtp() -> (tempfile_dir::TempDir, PathBuf, SmtpServer, TestApp, Wo
     let (dir, maildir) = maildir();
     let port = free_port();
     let smtp = SmtpServer::start(port, &maildir);
+    let (app, worker) = app_and_worker(smtp_at(port)).await;
+    (dir, maildir, smtp, app, worker)
+}
+
+/// The app and an in-process worker with a queue prefix of their own, delivering through
+/// `transport` (a setting name and value).
+async fn app_and_worker(transport: (&str, String)) -> (TestApp, Worker) {
     let prefix = prefix();
     let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
-    );
-    (dir, maildir, smtp, app, worker)
+    let worker = Worker::start(&app, &prefix, transport);
+    (app, worker)
+}
+
+/// The worker setting for SMTP on this port of localhost.
+fn smtp_at(port: u16) -> (&'static str, String) {
+    ("SMTP_URL", format!("smtp://127.0.0.1:{port}"))
 }
 
 /// How long delivery may take (it involves queue polling and sweeps).
@@ -198,35 +206,37 @@ const DELIVERY: Duration = Duration::from_secs(20);
 
 /// `POST /api/v1/auth/verify-email` on `host` with `token`.
 async fn verify(app: &TestApp, host: &str, token: &str) -> Response {
-    app.post_json(
-        host,
-        "/api/v1/auth/verify-email",
-        &json!({"token": token}),
-        None,
-    )
-    .await
+    let body = json!({"token": token});
+    app.post_json(host, "/api/v1/auth/verify-email", &body, None)
+        .await
 }
 
 /// `POST /api/v1/auth/password-reset` on `host` for `email`.
 async fn reset(app: &TestApp, host: &str, email: &str) -> Response {
-    app.post_json(
-        host,
-        "/api/v1/auth/password-reset",
-        &json!({"email": email}),
-        None,
-    )
-    .await
+    let body = json!({"email": email});
+    app.post_json(host, "/api/v1/auth/password-reset", &body, None)
+        .await
 }
 
 /// `POST /api/v1/auth/password-reset/confirm` on `host`.
 async fn confirm(app: &TestApp, host: &str, token: &str, password: &str) -> Response {
-    app.post_json(
-        host,
-        "/api/v1/auth/password-reset/confirm",
-        &json!({"token": token, "new_password": password}),
-        None,
-    )
-    .await
+    let body = json!({"token": token, "new_password": password});
+    let path = "/api/v1/auth/password-reset/confirm";
+    app.post_json(host, path, &body, None).await
+}
+
+/// The owner of `t` adds a viewer with a new account.
+async fn add_viewer(
+    app: &TestApp,
+    t: &TestTenant,
+    email: &str,
+    full_name: &str,
+    password: &str,
+) -> Response {
+    let body =
+        json!({"email": email, "full_name": full_name, "role": "viewer", "password": password});
+    app.call(Method::POST, &t.host, "/api/v1/users", Some(body), &t.token)
+        .await
 }
 
 #[tokio::test]
@@ -268,19 +278,15 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
         .post_json(BASE, "/api/v1/auth/verify-email", &json!({}), None)
         .await;
     problem(r, 422).await;
-    let dispatched: i64 = app
-        .sql_one("select count(*) from public.outbox where dispatched_at is not null")
-        .await;
-    assert_eq!(dispatched, 1);
+    assert_eq!(
+        app.count("select count(*) from public.outbox where dispatched_at is not null")
+            .await,
+        1
+    );
 
     // An invitation: the email carries a link to this tenant's host that accepts.
     let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/invitations",
-            &json!({"email": "bob@elsewhere.test", "role": "member"}),
-            Some(&t.token),
-        )
+        .invite(&t.host, &t.token, "bob@elsewhere.test", "member")
         .await;
     assert_eq!(r.status(), 201);
     let message = wait_for_message(&maildir, "invitation", |m| {
@@ -303,15 +309,7 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 
     // A member added by an admin with a new account gets a verification link to the tenant host.
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/users",
-            &json!({"email": "cy@acme.test", "full_name": "Cy", "role": "viewer",
-                    "password": "cy-password-12"}),
-            Some(&t.token),
-        )
-        .await;
+    let r = add_viewer(&app, &t, "cy@acme.test", "Cy", "cy-password-12").await;
     assert_eq!(r.status(), 201);
     let message =
         wait_for_message(&maildir, "added member", |m| m.contains("To: cy@acme.test")).await;
@@ -335,9 +333,7 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
 async fn password_reset_end_to_end_ends_every_session() {
     let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
     let t = app.tenant("acme").await;
-    let (_, refresh) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (_, refresh) = app.owner_session(&t).await;
 
     // Unknown and known emails get the same answer; only the known one gets an email.
     let unknown = expect_json(reset(&app, BASE, "nobody@acme.test").await, 202).await;
@@ -347,10 +343,12 @@ async fn password_reset_end_to_end_ends_every_session() {
     let message = wait_for_message(&maildir, "reset", |m| m.contains("Reset your password")).await;
     assert!(message.contains(&format!("://{}/reset-password?token=pr_", t.host)));
     let first = token_in(&message);
-    let rows: i64 = app
-        .sql_one("select count(*) from public.outbox where payload->>'to' = 'nobody@acme.test'")
-        .await;
-    assert_eq!(rows, 0, "nothing is sent for an unknown email");
+    assert_eq!(
+        app.count("select count(*) from public.outbox where payload->>'to' = 'nobody@acme.test'")
+            .await,
+        0,
+        "nothing is sent for an unknown email"
+    );
 
     // A newer request spends the older token.
     assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
@@ -379,17 +377,13 @@ async fn password_reset_end_to_end_ends_every_session() {
     }
 
     // The old password is gone, the new one works, and every earlier session ended.
-    problem(
-        app.login(&t.host, &t.owner_email, "password-of-acme").await,
-        401,
+    app.assert_password_changed(
+        &t.host,
+        &t.owner_email,
+        "password-of-acme",
+        "new-password-123",
     )
     .await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "new-password-123")
-            .await
-            .status(),
-        200
-    );
     problem(app.refresh(&t.host, &refresh).await, 401).await;
 
     // An expired token is refused.
@@ -409,14 +403,8 @@ async fn password_reset_end_to_end_ends_every_session() {
 async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
     let (_dir, maildir) = maildir();
     let port = free_port();
-    let prefix = prefix();
-    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
     // SMTP is down: nothing listens on the port yet.
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
-    );
+    let (app, worker) = app_and_worker(smtp_at(port)).await;
     app.tenant("acme").await;
     eventually_within("a failed attempt is recorded", DELIVERY, || async {
         app.sql_one::<i32>("select attempts from public.outbox")
@@ -450,47 +438,35 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
 
 #[tokio::test]
 async fn a_rolled_back_request_queues_no_email() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     // The free plan allows 5 members: the owner and four more.
     app.sql("update public.companies set plan = 'free'").await;
     for n in 0..4 {
         app.member(&t, &format!("m{n}@acme.test"), "viewer").await;
     }
-    let before: i64 = app.sql_one("select count(*) from public.outbox").await;
+    let before = app.count("select count(*) from public.outbox").await;
     assert_eq!(before, 1, "the owner's verification email");
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/users",
-            &json!({"email": "late@acme.test", "full_name": "Late", "role": "viewer",
-                    "password": "late-password-1"}),
-            Some(&t.token),
-        )
-        .await;
+    let r = add_viewer(&app, &t, "late@acme.test", "Late", "late-password-1").await;
     problem(r, 403).await;
-    let after: i64 = app.sql_one("select count(*) from public.outbox").await;
-    assert_eq!(after, before, "no email for a change that rolled back");
-    let account: i64 = app
-        .sql_one("select count(*) from public.users where email = 'late@acme.test'")
-        .await;
-    assert_eq!(account, 0);
-    let tokens: i64 = app
-        .sql_one("select count(*) from public.account_tokens")
-        .await;
-    assert_eq!(tokens, 1);
+    assert_eq!(
+        app.count("select count(*) from public.outbox").await,
+        before,
+        "no email for a change that rolled back"
+    );
+    app.assert_counts(&[
+        (
+            "select count(*) from public.users where email = 'late@acme.test'",
+            0,
+        ),
+        ("select count(*) from public.account_tokens", 1),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn in_development_emails_are_eml_files() {
     let dir = tempfile_dir::TempDir::new();
-    let prefix = prefix();
-    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("MAIL_DIR", dir.path().display().to_string()),
-    );
+    let (app, worker) = app_and_worker(("MAIL_DIR", dir.path().display().to_string())).await;
     app.tenant("acme").await;
     let mut found = None;
     for _ in 0..1000 {

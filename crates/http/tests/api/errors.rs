@@ -31,11 +31,7 @@ async fn malformed_wrong_type_wrong_media_and_oversized_bodies() {
     let big = json!({"name": "x".repeat(1024 * 1024 + 10)});
     let r = app.post_json(BASE, url, &big, None).await;
     problem(r, 413).await;
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies")
-            .await,
-        0
-    );
+    assert_eq!(app.count("select count(*) from public.companies").await, 0);
 }
 
 #[tokio::test]
@@ -55,18 +51,15 @@ async fn unknown_paths_and_methods() {
         .await;
     problem(r, 405).await;
     // An id that is not a UUID names nothing.
-    problem(
-        app.get(&t.host, "/api/v1/projects/not-a-uuid", Some(&t.token))
-            .await,
-        404,
-    )
-    .await;
+    let r = app
+        .get(&t.host, "/api/v1/projects/not-a-uuid", Some(&t.token))
+        .await;
+    problem(r, 404).await;
 }
 
 #[tokio::test]
 async fn no_sql_or_schema_names_in_error_bodies() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     // Make the tenant's table vanish behind the server's back: the answer is a generic 503.
     app.sql("drop table tenant_acme.projects").await;
     let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;

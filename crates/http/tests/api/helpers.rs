@@ -42,6 +42,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
+/// Spawns the app and registers one tenant, its owner logged in.
+pub async fn spawn_tenant(slug: &str) -> (TestApp, TestTenant) {
+    spawn_tenant_with(&[], slug).await
+}
+
+/// `spawn_tenant` with extra settings, as `spawn_app_with` takes them.
+pub async fn spawn_tenant_with(overrides: &[(&str, &str)], slug: &str) -> (TestApp, TestTenant) {
+    let app = spawn_app_with(overrides).await;
+    let tenant = app.tenant(slug).await;
+    (app, tenant)
+}
+
 /// Spawns the app with extra environment-style settings (e.g. `("DB_POOL_SIZE", "1")`).
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let database = tenantry_testkit::fresh_database().await;
@@ -263,6 +275,11 @@ impl TestApp {
         client.execute(sql, params).await.expect(sql)
     }
 
+    /// The number `sql` (a `select count(*) …`) finds.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.sql_one(sql).await
+    }
+
     pub async fn sql(&self, sql: &str) {
         let client = self.db.get().await.expect("db");
         client.batch_execute(sql).await.expect(sql);
@@ -300,6 +317,62 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// `PATCH /api/v1/users/{user}` with a new role.
+    pub async fn set_role(&self, host: &str, token: &str, user: &str, role: &str) -> Response {
+        let body = json!({"role": role});
+        self.call(
+            Method::PATCH,
+            host,
+            &format!("/api/v1/users/{user}"),
+            Some(body),
+            token,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/users/{user}/deactivate` (or `activate`), with no body.
+    pub async fn member_switch(&self, host: &str, token: &str, user: &str, to: &str) -> Response {
+        let path = format!("/api/v1/users/{user}/{to}");
+        self.call(Method::POST, host, &path, None, token).await
+    }
+
+    /// The status of `GET path` on `host` with a bearer token.
+    pub async fn status_of(&self, host: &str, path: &str, token: &str) -> u16 {
+        self.get(host, path, Some(token)).await.status().as_u16()
+    }
+
+    /// `POST /api/v1/projects` with `body`.
+    pub async fn post_project(&self, host: &str, token: &str, body: Value) -> Response {
+        self.call(Method::POST, host, "/api/v1/projects", Some(body), token)
+            .await
+    }
+
+    /// Creates a project (201) and returns its id.
+    pub async fn create_project(&self, host: &str, token: &str, body: Value) -> String {
+        let b = expect_json(self.post_project(host, token, body).await, 201).await;
+        b["id"].as_str().expect("id").to_owned()
+    }
+
+    /// `POST /api/v1/invitations` for `email` with `role`.
+    pub async fn invite(&self, host: &str, token: &str, email: &str, role: &str) -> Response {
+        let body = json!({"email": email, "role": role});
+        self.call(Method::POST, host, "/api/v1/invitations", Some(body), token)
+            .await
+    }
+
+    /// `POST /api/v1/auth/logout` with a refresh token.
+    pub async fn logout(&self, host: &str, refresh_token: &str) -> Response {
+        let body = json!({"refresh_token": refresh_token});
+        self.post_json(host, "/api/v1/auth/logout", &body, None)
+            .await
+    }
+
+    /// Asserts that `old` no longer logs `email` in at `host` (401) and `new` does.
+    pub async fn assert_password_changed(&self, host: &str, email: &str, old: &str, new: &str) {
+        problem(self.login(host, email, old).await, 401).await;
+        assert_eq!(self.login(host, email, new).await.status(), 200, "{new}");
+    }
+
     /// Creates an API key with `role` (named "{role} key") on `host`; returns the 201 body.
     pub async fn create_key(&self, host: &str, token: &str, role: &str) -> Value {
         let body = json!({"name": format!("{role} key"), "role": role});
@@ -325,6 +398,19 @@ impl TestApp {
             b["access_token"].as_str().expect("access token").into(),
             b["refresh_token"].as_str().expect("refresh token").into(),
         )
+    }
+
+    /// A new session of `t`'s owner on `t`'s host: (access token, refresh token).
+    pub async fn owner_session(&self, t: &TestTenant) -> (String, String) {
+        let password = format!("password-of-{}", t.slug);
+        self.login_pair(&t.host, &t.owner_email, &password).await
+    }
+
+    /// Asserts `select count(*) …` for each (query, expected count).
+    pub async fn assert_counts(&self, counts: &[(&str, i64)]) {
+        for (sql, expected) in counts {
+            assert_eq!(self.count(sql).await, *expected, "{sql}");
+        }
     }
 
     pub async fn refresh(&self, host: &str, refresh_token: &str) -> Response {
@@ -403,6 +489,38 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// An HS256 token over `claims` with the test secret and `kid` in its header.
+pub fn sign_with_kid<T: serde::Serialize>(claims: &T, kid: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The string `field` of every entry in `page["results"]`, in order.
+pub fn column(page: &Value, field: &str) -> Vec<String> {
+    columns(page, &[field]).into_iter().flatten().collect()
+}
+
+/// The strings `fields` of every entry in `page["results"]`, in order.
+pub fn columns(page: &Value, fields: &[&str]) -> Vec<Vec<String>> {
+    page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|entry| {
+            fields
+                .iter()
+                .map(|f| entry[f].as_str().expect(f).to_owned())
+                .collect()
+        })
+        .collect()
 }
 
 /// Asserts the status and returns the JSON body.

@@ -5,12 +5,6 @@ use crate::helpers::*;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-async fn invite(app: &TestApp, host: &str, token: &str, email: &str, role: &str) -> Response {
-    let body = json!({"email": email, "role": role});
-    app.call(Method::POST, host, "/api/v1/invitations", Some(body), token)
-        .await
-}
-
 /// Invites and returns (invitation id, token read back from the outbox link).
 async fn invited(
     app: &TestApp,
@@ -19,7 +13,7 @@ async fn invited(
     email: &str,
     role: &str,
 ) -> (String, String) {
-    let r = invite(app, host, token, email, role).await;
+    let r = app.invite(host, token, email, role).await;
     assert_eq!(r.status(), 201, "invite {email}");
     let b: Value = r.json().await.unwrap();
     let link: String = app
@@ -37,33 +31,23 @@ async fn accept(app: &TestApp, host: &str, body: Value) -> Response {
         .await
 }
 
-async fn statuses(app: &TestApp, host: &str, token: &str, filter: &str) -> Vec<(String, String)> {
+/// (email, status) of each invitation in the list, with `filter` as the query.
+async fn statuses(app: &TestApp, host: &str, token: &str, filter: &str) -> Vec<Vec<String>> {
     let r = app
         .get(host, &format!("/api/v1/invitations{filter}"), Some(token))
         .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    b["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["email"].as_str().unwrap().to_owned(),
-                i["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    columns(&expect_json(r, 200).await, &["email", "status"])
 }
 
 #[tokio::test]
 async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.sql("update public.users set full_name = 'Olive Owner' where email = 'owner@acme.test'")
         .await;
 
-    let r = invite(&app, &t.host, &t.token, "nina@new.test", "member").await;
+    let r = app
+        .invite(&t.host, &t.token, "nina@new.test", "member")
+        .await;
     assert_eq!(r.status(), 201);
     let b: Value = r.json().await.unwrap();
     let id = b["id"].as_str().unwrap().to_owned();
@@ -136,16 +120,11 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
     assert_eq!(app.role_of(&token_nina), "member");
 
     // Single use.
-    let r = accept(
-        &app,
-        &t.host,
-        json!({"token": token, "full_name": "Again", "password": "again-password"}),
-    )
-    .await;
-    expect_problem(r, 410, "accepted").await;
+    let again = json!({"token": token, "full_name": "Again", "password": "again-password"});
+    expect_problem(accept(&app, &t.host, again).await, 410, "accepted").await;
     assert_eq!(
         statuses(&app, &t.host, &t.token, "").await,
-        vec![("nina@new.test".into(), "accepted".into())]
+        [["nina@new.test", "accepted"]]
     );
     let r = app
         .get(
@@ -183,8 +162,7 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
 
 #[tokio::test]
 async fn expired_revoked_unknown_and_foreign_tokens_fail() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     let new = |token: &str| json!({"token": token, "full_name": "Someone", "password": "someone-password"});
 
@@ -199,7 +177,7 @@ async fn expired_revoked_unknown_and_foreign_tokens_fail() {
     expect_problem(r, 410, "expired").await;
     assert_eq!(
         statuses(&app, &t.host, &t.token, "?status=expired").await,
-        vec![("old@x.test".into(), "expired".into())]
+        [["old@x.test", "expired"]]
     );
     // An expired invitation no longer blocks a new one for the same email.
     let (_, renewed) = invited(&app, &t.host, &t.token, "old@x.test", "viewer").await;
@@ -218,7 +196,7 @@ async fn expired_revoked_unknown_and_foreign_tokens_fail() {
     );
     assert_eq!(
         statuses(&app, &t.host, &t.token, "?status=revoked").await,
-        vec![("gone@x.test".into(), "revoked".into())]
+        [["gone@x.test", "revoked"]]
     );
 
     // Unknown, and another tenant's token on this host (and the reverse); not on the base host
@@ -233,10 +211,7 @@ async fn expired_revoked_unknown_and_foreign_tokens_fail() {
         problem(accept(&app, host, new(token)).await, 404).await;
     }
     // None of that created anything.
-    let accounts: i64 = app
-        .sql_one("select count(*) from public.users where email in ('old@x.test', 'gone@x.test', 'roamer@x.test')")
-        .await;
-    assert_eq!(accounts, 0);
+    assert_eq!(app.count("select count(*) from public.users where email in ('old@x.test', 'gone@x.test', 'roamer@x.test')").await, 0);
     // The right host still works for both.
     assert_eq!(
         accept(&app, &g.host, new(&globex_token)).await.status(),
@@ -254,20 +229,17 @@ async fn expired_revoked_unknown_and_foreign_tokens_fail() {
     }
     assert_eq!(
         statuses(&app, &g.host, &g.token, "?status=pending").await,
-        vec![("other@x.test".into(), "pending".into())]
+        [["other@x.test", "pending"]]
     );
-    problem(
-        app.get(&t.host, "/api/v1/invitations?status=lost", Some(&t.token))
-            .await,
-        400,
-    )
-    .await;
+    let r = app
+        .get(&t.host, "/api/v1/invitations?status=lost", Some(&t.token))
+        .await;
+    problem(r, 400).await;
 }
 
 #[tokio::test]
 async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     let admin = app.member(&t, "ann@acme.test", "admin").await;
     let member = app.member(&t, "bob@acme.test", "member").await;
@@ -284,12 +256,12 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
         (&admin, "owner", "ownership transfer"),
         (&t.token, "owner", ""),
     ] {
-        let r = invite(&app, &t.host, token, "x@x.test", role).await;
+        let r = app.invite(&t.host, token, "x@x.test", role).await;
         expect_problem(r, 403, needle).await;
     }
-    let r = invite(&app, &t.host, &admin, "x@x.test", "admin").await;
+    let r = app.invite(&t.host, &admin, "x@x.test", "admin").await;
     assert_eq!(r.status(), 201);
-    let r = invite(&app, &t.host, &admin, "bad", "captain").await;
+    let r = app.invite(&t.host, &admin, "bad", "captain").await;
     expect_field_errors(r, 422, &["email", "role"]).await;
 
     // Conflicts: an existing member, a pending invitation (whatever the case).
@@ -297,13 +269,15 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
         (&admin, "BOB@acme.test", "already a member"),
         (&t.token, "X@x.test", "pending"),
     ] {
-        let r = invite(&app, &t.host, token, email, "viewer").await;
+        let r = app.invite(&t.host, token, email, "viewer").await;
         expect_problem(r, 409, needle).await;
     }
-    let outbox: i64 = app
-        .sql_one("select count(*) from public.outbox where payload->>'kind' = 'invitation'")
-        .await;
-    assert_eq!(outbox, 1, "refused invitations send nothing");
+    assert_eq!(
+        app.count("select count(*) from public.outbox where payload->>'kind' = 'invitation'")
+            .await,
+        1,
+        "refused invitations send nothing"
+    );
 
     // An existing account (globex's owner) accepts with the token alone; a password sent along
     // is ignored, not checked and never set.
@@ -342,12 +316,8 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
     app.sql("update public.companies set plan = 'free' where slug = 'acme'")
         .await;
     let (id, token) = invited(&app, &t.host, &admin, "full@x.test", "member").await;
-    let r = accept(
-        &app,
-        &t.host,
-        json!({"token": token, "full_name": "Full", "password": "full-password-1"}),
-    )
-    .await;
+    let full = json!({"token": token, "full_name": "Full", "password": "full-password-1"});
+    let r = accept(&app, &t.host, full).await;
     expect_problem(r, 403, "free plan allows at most 5").await;
     let status: String = app
         .sql_one_with(
@@ -357,16 +327,17 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
         )
         .await;
     assert_eq!(status, "open");
-    let accounts: i64 = app
-        .sql_one("select count(*) from public.users where email = 'full@x.test'")
-        .await;
-    assert_eq!(accounts, 0, "rolled back with the refusal");
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'full@x.test'")
+            .await,
+        0,
+        "rolled back with the refusal"
+    );
 }
 
 #[tokio::test]
 async fn two_concurrent_accepts_of_one_token_make_one_member() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let (_, token) = invited(&app, &t.host, &t.token, "twice@x.test", "member").await;
     let body = json!({"token": token, "full_name": "Twice", "password": "twice-password"});
     let (a, b) = tokio::join!(
@@ -377,10 +348,7 @@ async fn two_concurrent_accepts_of_one_token_make_one_member() {
     s.sort();
     // The loser sees the token used (410), or loses the race to create the account (409).
     assert!(s == [200, 410] || s == [200, 409], "{s:?}");
-    let members: i64 = app
-        .sql_one("select count(*) from public.memberships m join public.users u on u.id = m.user_id where u.email = 'twice@x.test'")
-        .await;
-    assert_eq!(members, 1);
+    assert_eq!(app.count("select count(*) from public.memberships m join public.users u on u.id = m.user_id where u.email = 'twice@x.test'").await, 1);
     assert_eq!(
         app.audit_count("tenant_acme", "invitation.accepted").await,
         1

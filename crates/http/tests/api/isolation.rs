@@ -9,13 +9,7 @@ async fn names(app: &TestApp, t: &TestTenant) -> Vec<String> {
     let r = app
         .get(&t.host, "/api/v1/projects?limit=100", Some(&t.token))
         .await;
-    let page = expect_json(r, 200).await;
-    page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_owned())
-        .collect()
+    column(&expect_json(r, 200).await, "name")
 }
 
 #[tokio::test]
@@ -24,15 +18,8 @@ async fn one_pooled_connection_alternating_50_tenants_and_public_routes() {
     let mut tenants = Vec::new();
     for i in 0..50 {
         let t = app.tenant(&format!("t{i:02}")).await;
-        let r = app
-            .post_json(
-                &t.host,
-                "/api/v1/projects",
-                &json!({"name": format!("marker-{}", t.slug)}),
-                Some(&t.token),
-            )
-            .await;
-        assert_eq!(r.status(), 201);
+        let marker = json!({"name": format!("marker-{}", t.slug)});
+        app.create_project(&t.host, &t.token, marker).await;
         tenants.push(t);
     }
     for round in 0..2 {
@@ -142,21 +129,11 @@ async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
 
 #[tokio::test]
 async fn another_tenants_ids_are_404_and_untouched() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let r = app
-        .post_json(
-            &a.host,
-            "/api/v1/projects",
-            &json!({"name": "secret"}),
-            Some(&a.token),
-        )
+    let id = app
+        .create_project(&a.host, &a.token, json!({"name": "secret"}))
         .await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let path = format!("/api/v1/projects/{id}");
     for (method, body) in [
         (Method::GET, None),

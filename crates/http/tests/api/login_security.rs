@@ -23,12 +23,11 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_account_with_retry_after_and_the_window_ends() {
-    let app = spawn_app_with(&[
+    let settings = [
         ("LOGIN_FAILURES_PER_ACCOUNT", "3"),
         ("LOGIN_THROTTLE_WINDOW_SECS", "2"),
-    ])
-    .await;
-    let t = app.tenant("acme").await;
+    ];
+    let (app, t) = spawn_tenant_with(&settings, "acme").await;
     wrong_logins(&app, &t, 3).await;
     // Now even the right password is refused until the window ends.
     let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
@@ -62,8 +61,7 @@ async fn failed_logins_are_throttled_per_account_with_retry_after_and_the_window
 
 #[tokio::test]
 async fn unknown_emails_are_throttled_exactly_like_known_ones() {
-    let app = spawn_app_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "2")]).await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "2")], "acme").await;
     let mut answers = Vec::new();
     for email in [t.owner_email.as_str(), "nobody@nowhere.test"] {
         let mut statuses = Vec::new();
@@ -81,12 +79,11 @@ async fn unknown_emails_are_throttled_exactly_like_known_ones() {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_ip_across_accounts() {
-    let app = spawn_app_with(&[
+    let settings = [
         ("LOGIN_FAILURES_PER_ACCOUNT", "100"),
         ("LOGIN_FAILURES_PER_IP", "4"),
-    ])
-    .await;
-    let t = app.tenant("acme").await;
+    ];
+    let (app, t) = spawn_tenant_with(&settings, "acme").await;
     for i in 0..4 {
         let email = format!("guess-{i}@acme.test");
         problem(app.login(&t.host, &email, "wrong-password").await, 401).await;
@@ -98,8 +95,7 @@ async fn failed_logins_are_throttled_per_ip_across_accounts() {
 
 #[tokio::test]
 async fn a_successful_login_clears_the_account_counter() {
-    let app = spawn_app_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")]).await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")], "acme").await;
     wrong_logins(&app, &t, 2).await;
     assert_eq!(
         app.login(&t.host, &t.owner_email, "password-of-acme")
@@ -113,8 +109,7 @@ async fn a_successful_login_clears_the_account_counter() {
 
 #[tokio::test]
 async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await; // one successful login
+    let (app, t) = spawn_tenant("acme").await; // one successful login
     let before = app.audit_actions("tenant_acme").await;
     assert_eq!(before, vec!["auth.login.succeeded"]);
 
@@ -147,25 +142,16 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
     assert!(failed[0].get::<_, Option<String>>(3).is_some());
 
     // Login with a refresh token, rotate it, then reuse the spent one.
-    let password = "password-of-acme";
-    let (_, r1) = app.login_pair(&t.host, &t.owner_email, password).await;
+    let (_, r1) = app.owner_session(&t).await;
     assert_eq!(app.refresh(&t.host, &r1).await.status(), 200);
     problem(app.refresh(&t.host, &r1).await, 401).await;
 
     // Logout of a fresh session.
-    let (access, refresh) = app.login_pair(&t.host, &t.owner_email, password).await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": refresh}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    let (access, refresh) = app.owner_session(&t).await;
+    assert_eq!(app.logout(&t.host, &refresh).await.status(), 204);
 
     // Revoke another session by id.
-    let (_, victim_refresh) = app.login_pair(&t.host, &t.owner_email, password).await;
+    let (_, victim_refresh) = app.owner_session(&t).await;
     let sessions = expect_json(
         app.get(&t.host, "/api/v1/auth/sessions", Some(&access))
             .await,
@@ -217,46 +203,29 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
         vec!["auth.login.succeeded"]
     );
     // The trail is append-only, even for the database owner.
-    let err = client
-        .execute("delete from tenant_acme.audit_log", &[])
-        .await
-        .expect_err("append-only");
-    let message = err.as_db_error().map(|e| e.message().to_owned());
-    assert!(
-        message.is_some_and(|m| m.contains("append-only")),
-        "{err:?}"
-    );
-    let err = client
-        .execute("update tenant_acme.audit_log set action = 'x'", &[])
-        .await
-        .expect_err("append-only");
-    let message = err.as_db_error().map(|e| e.message().to_owned());
-    assert!(
-        message.is_some_and(|m| m.contains("append-only")),
-        "{err:?}"
-    );
+    for sql in [
+        "delete from tenant_acme.audit_log",
+        "update tenant_acme.audit_log set action = 'x'",
+    ] {
+        let err = client.execute(sql, &[]).await.expect_err("append-only");
+        let message = err.as_db_error().map(|e| e.message().to_owned());
+        assert!(
+            message.is_some_and(|m| m.contains("append-only")),
+            "{sql}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn refresh_tokens_and_tokens_signed_with_an_unknown_kid_are_not_access_tokens() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (_, refresh) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (_, refresh) = app.owner_session(&t).await;
     let r = app.get(&t.host, "/api/v1/projects", Some(&refresh)).await;
     expect_problem(r, 401, "invalid").await;
 
     // Same secret, but the header names a key the server does not know.
     let claims = app.jwt.verify(&t.token).unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("0000000000000000".into());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = sign_with_kid(&claims, "0000000000000000");
     problem(
         app.get(&t.host, "/api/v1/projects", Some(&token)).await,
         401,
@@ -264,9 +233,7 @@ async fn refresh_tokens_and_tokens_signed_with_an_unknown_kid_are_not_access_tok
     .await;
     // The unchanged token still works, so the refusal is about the kid.
     assert_eq!(
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status(),
+        app.status_of(&t.host, "/api/v1/projects", &t.token).await,
         200
     );
 }

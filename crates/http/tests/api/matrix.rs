@@ -54,8 +54,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let app = spawn_app().await;
-        let tenant = app.tenant("acme").await;
+        let (app, tenant) = spawn_tenant("acme").await;
         // Seats are not what this test is about: every request may add a member.
         app.sql("update public.companies set plan = 'enterprise'")
             .await;

@@ -22,16 +22,6 @@ async fn page(app: &TestApp, host: &str, path: &str, token: &str) -> Value {
     expect_json(app.get(host, path, Some(token)).await, 200).await
 }
 
-/// The emails of a page of members, in order.
-fn emails(page: &Value) -> Vec<&str> {
-    page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["email"].as_str().unwrap())
-        .collect()
-}
-
 /// What one may do to a member: change the role, remove, deactivate (method, path, body).
 fn actions_on(id: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
@@ -47,8 +37,7 @@ fn actions_on(id: &str) -> Vec<(Method, String, Option<Value>)> {
 
 #[tokio::test]
 async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "ann@acme.test", "admin").await;
     app.member(&t, "bob@acme.test", "member").await;
     let viewer = app.member(&t, "vic@acme.test", "viewer").await;
@@ -60,7 +49,7 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
 
     let b = page(&app, &t.host, "/api/v1/users", &viewer).await;
     assert_eq!(
-        emails(&b),
+        column(&b, "email"),
         [
             "owner@acme.test",
             "ann@acme.test",
@@ -79,7 +68,7 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
     assert!(owner.get("password_hash").is_none());
 
     let b = page(&app, &t.host, "/api/v1/users?role=admin", &viewer).await;
-    assert_eq!(emails(&b), ["ann@acme.test"]);
+    assert_eq!(column(&b, "email"), ["ann@acme.test"]);
     // Search matches the email or the full name, case-insensitively.
     let b = page(&app, &t.host, "/api/v1/users?search=ANN", &viewer).await;
     assert_eq!(b["results"].as_array().unwrap().len(), 1);
@@ -94,7 +83,7 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
 
     // Keyset pages: two, then the other two, no overlap; the filter survives in `next`.
     let b = page(&app, &t.host, "/api/v1/users?limit=2", &viewer).await;
-    assert_eq!(emails(&b), ["owner@acme.test", "ann@acme.test"]);
+    assert_eq!(column(&b, "email"), ["owner@acme.test", "ann@acme.test"]);
     let next = b["next"].as_str().unwrap();
     assert!(
         next.starts_with("http://acme.example.test/api/v1/users?"),
@@ -102,7 +91,7 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
     );
     let path = &next[next.find("/api/").unwrap()..];
     let b = page(&app, &t.host, path, &viewer).await;
-    assert_eq!(emails(&b), ["bob@acme.test", "vic@acme.test"]);
+    assert_eq!(column(&b, "email"), ["bob@acme.test", "vic@acme.test"]);
     assert!(b["next"].is_null());
     let b = page(&app, &t.host, "/api/v1/users?role=viewer&limit=1", &viewer).await;
     assert_eq!(b["results"][0]["email"], "vic@acme.test");
@@ -137,8 +126,7 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
 
 #[tokio::test]
 async fn role_hierarchy_is_enforced() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let admin = app.member(&t, "ann@acme.test", "admin").await;
     let member = app.member(&t, "bob@acme.test", "member").await;
     let viewer = app.member(&t, "vic@acme.test", "viewer").await;
@@ -226,26 +214,10 @@ async fn role_hierarchy_is_enforced() {
         )
         .await;
     assert_eq!(r.status(), 201);
-    let r = app
-        .call(
-            Method::PATCH,
-            &t.host,
-            &bob_path,
-            Some(json!({"role": "admin"})),
-            &admin,
-        )
-        .await;
+    let r = app.set_role(&t.host, &admin, &bob, "admin").await;
     assert_eq!(expect_json(r, 200).await["role"], "admin");
     // Invalid roles are 422.
-    let r = app
-        .call(
-            Method::PATCH,
-            &t.host,
-            &bob_path,
-            Some(json!({"role": "boss"})),
-            &admin,
-        )
-        .await;
+    let r = app.set_role(&t.host, &admin, &bob, "boss").await;
     expect_field_errors(r, 422, &["role"]).await;
 
     // Nothing above changed the owner or the self-targeted memberships.
@@ -257,33 +229,27 @@ async fn role_hierarchy_is_enforced() {
         role_in(&app, &ann, &t.company_id).await.as_deref(),
         Some("admin")
     );
-    let owners: i64 = app
-        .sql_one("select count(*) from public.memberships where role = 'owner'")
-        .await;
-    assert_eq!(owners, 1);
-    let inactive: i64 = app
-        .sql_one("select count(*) from public.memberships where not is_active")
-        .await;
-    assert_eq!(inactive, 0);
+    app.assert_counts(&[
+        (
+            "select count(*) from public.memberships where role = 'owner'",
+            1,
+        ),
+        (
+            "select count(*) from public.memberships where not is_active",
+            0,
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn a_demoted_admin_cannot_act_with_a_stale_token() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let stale = app.member(&t, "ann@acme.test", "admin").await;
     app.member(&t, "bob@acme.test", "member").await;
     let ann = app.user_id("ann@acme.test").await;
     let bob = app.user_id("bob@acme.test").await;
-    let r = app
-        .call(
-            Method::PATCH,
-            &t.host,
-            &format!("/api/v1/users/{ann}"),
-            Some(json!({"role": "member"})),
-            &t.token,
-        )
-        .await;
+    let r = app.set_role(&t.host, &t.token, &ann, "member").await;
     assert_eq!(r.status(), 200);
     // The access token still says admin; the membership, re-read under the lock, does not.
     assert_eq!(app.role_of(&stale), "admin");
@@ -299,8 +265,7 @@ async fn a_demoted_admin_cannot_act_with_a_stale_token() {
 
 #[tokio::test]
 async fn adding_members_new_and_existing_accounts() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     let add = |body: Value| app.call(Method::POST, &t.host, "/api/v1/users", Some(body), &t.token);
 
@@ -311,10 +276,12 @@ async fn adding_members_new_and_existing_accounts() {
     expect_field_error(r, "password", "at least 10").await;
     let r = add(json!({"email": "not-an-email", "role": "chief"})).await;
     expect_field_errors(r, 422, &["email", "role"]).await;
-    let none: i64 = app
-        .sql_one("select count(*) from public.users where email = 'new@acme.test'")
-        .await;
-    assert_eq!(none, 0, "nothing half-created");
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'new@acme.test'")
+            .await,
+        0,
+        "nothing half-created"
+    );
 
     let r = add(json!({"email": "New@Acme.test", "role": "member", "full_name": " Nora New ", "password": "nora-password-1"})).await;
     let location = r.headers()["location"].to_str().unwrap().to_owned();
@@ -378,8 +345,7 @@ async fn adding_members_new_and_existing_accounts() {
 
 #[tokio::test]
 async fn another_tenants_user_is_404_and_untouched() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     app.member(&g, "gina@globex.test", "member").await;
     let gina = app.user_id("gina@globex.test").await;
@@ -454,8 +420,7 @@ async fn another_tenants_user_is_404_and_untouched() {
 
 #[tokio::test]
 async fn the_plan_limit_counts_members_under_concurrency() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.sql("update public.companies set plan = 'free' where slug = 'acme'")
         .await;
     // The free plan allows 5: the owner and three more, then one seat left for twelve contenders.
@@ -499,20 +464,15 @@ async fn the_plan_limit_counts_members_under_concurrency() {
     // A refused new account is rolled back with its membership.
     let r = add(json!({"email": "fresh@acme.test", "role": "viewer", "full_name": "Fresh", "password": "fresh-password"})).await;
     expect_problem(r, 403, "upgrade").await;
-    let fresh: i64 = app
-        .sql_one("select count(*) from public.users where email = 'fresh@acme.test'")
-        .await;
-    assert_eq!(fresh, 0);
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'fresh@acme.test'")
+            .await,
+        0
+    );
     // A deactivated member still holds a seat; removing one frees it.
     let m0 = app.user_id("m0@acme.test").await;
     let r = app
-        .call(
-            Method::POST,
-            &t.host,
-            &format!("/api/v1/users/{m0}/deactivate"),
-            None,
-            &t.token,
-        )
+        .member_switch(&t.host, &t.token, &m0, "deactivate")
         .await;
     assert_eq!(r.status(), 200);
     let late = json!({"email": "late@acme.test", "role": "viewer", "full_name": "Late", "password": "late-password-1"});
@@ -526,40 +486,28 @@ async fn the_plan_limit_counts_members_under_concurrency() {
 
 #[tokio::test]
 async fn role_changes_removal_and_deactivation_take_effect_at_refresh_and_login() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "bob@acme.test", "member").await;
     let bob = app.user_id("bob@acme.test").await;
     let (_, r1) = app
         .login_pair(&t.host, "bob@acme.test", MEMBER_PASSWORD)
         .await;
     let bob_path = format!("/api/v1/users/{bob}");
-    let owner_does = |method: Method, path: String, body: Option<Value>| {
-        let app = &app;
-        let t = &t;
-        async move { app.call(method, &t.host, &path, body, &t.token).await }
-    };
+    let switch = |to: &'static str| app.member_switch(&t.host, &t.token, &bob, to);
 
     // Role change: the next refresh carries the new role, and it is enforced.
-    let to_viewer = || Some(json!({"role": "viewer"}));
-    let r = owner_does(Method::PATCH, bob_path.clone(), to_viewer()).await;
-    assert_eq!(r.status(), 200);
+    let to_viewer = || app.set_role(&t.host, &t.token, &bob, "viewer");
+    assert_eq!(to_viewer().await.status(), 200);
     let b = expect_json(app.refresh(&t.host, &r1).await, 200).await;
     let access = b["access_token"].as_str().unwrap();
     let r2 = b["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(app.role_of(access), "viewer");
     let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "Nope"}),
-            Some(access),
-        )
+        .post_project(&t.host, access, json!({"name": "Nope"}))
         .await;
     problem(r, 403).await;
     // The same role again changes nothing and writes no entry.
-    let r = owner_does(Method::PATCH, bob_path.clone(), to_viewer()).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(to_viewer().await.status(), 200);
     assert_eq!(
         app.audit_count("tenant_acme", "member.role_changed").await,
         1
@@ -571,8 +519,7 @@ async fn role_changes_removal_and_deactivation_take_effect_at_refresh_and_login(
     );
 
     // Deactivation: refresh and login are refused at once.
-    let deactivate = format!("{bob_path}/deactivate");
-    let r = owner_does(Method::POST, deactivate.clone(), None).await;
+    let r = switch("deactivate").await;
     assert_eq!(expect_json(r, 200).await["is_active"], false);
     problem(app.refresh(&t.host, &r2).await, 401).await;
     let r = app.login(&t.host, "bob@acme.test", MEMBER_PASSWORD).await;
@@ -586,14 +533,13 @@ async fn role_changes_removal_and_deactivation_take_effect_at_refresh_and_login(
         .await;
     assert_eq!(reason, "membership deactivated");
     // Deactivating again is a no-op; activating lets them log in again (new session).
-    let r = owner_does(Method::POST, deactivate, None).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(switch("deactivate").await.status(), 200);
     assert_eq!(
         app.audit_count("tenant_acme", "member.deactivated").await,
         1
     );
     problem(app.refresh(&t.host, &r2).await, 401).await;
-    let r = owner_does(Method::POST, format!("{bob_path}/activate"), None).await;
+    let r = switch("activate").await;
     assert_eq!(expect_json(r, 200).await["is_active"], true);
     assert_eq!(app.audit_count("tenant_acme", "member.activated").await, 1);
     let (_, r3) = app
@@ -603,7 +549,7 @@ async fn role_changes_removal_and_deactivation_take_effect_at_refresh_and_login(
     let (_, account_refresh) = app.login_pair(BASE, "bob@acme.test", MEMBER_PASSWORD).await;
 
     // Removal: the session in this company is revoked; login is refused.
-    let r = owner_does(Method::DELETE, bob_path.clone(), None).await;
+    let r = app.delete(&t.host, &bob_path, &t.token).await;
     assert_eq!(r.status(), 204);
     problem(app.refresh(&t.host, &r3).await, 401).await;
     let r = app.login(&t.host, "bob@acme.test", MEMBER_PASSWORD).await;
@@ -618,12 +564,13 @@ async fn role_changes_removal_and_deactivation_take_effect_at_refresh_and_login(
     assert_eq!(removed, 1);
     assert_eq!(app.refresh(BASE, &account_refresh).await.status(), 200);
     // Removing again: not a member any more.
-    problem(owner_does(Method::DELETE, bob_path, None).await, 404).await;
+    problem(app.delete(&t.host, &bob_path, &t.token).await, 404).await;
     // The account itself still exists.
-    let accounts: i64 = app
-        .sql_one("select count(*) from public.users where email = 'bob@acme.test'")
-        .await;
-    assert_eq!(accounts, 1);
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'bob@acme.test'")
+            .await,
+        1
+    );
     let before: Value = app
         .sql_one("select before from tenant_acme.audit_log where action = 'member.removed'")
         .await;

@@ -30,8 +30,7 @@ async fn transfer(
 
 #[tokio::test]
 async fn transfer_ownership_rules_and_effects() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     let admin = app.member(&t, "ann@acme.test", "admin").await;
     app.member(&t, "bob@acme.test", "member").await;
@@ -44,9 +43,7 @@ async fn transfer_ownership_rules_and_effects() {
     let bob = app.user_id("bob@acme.test").await;
     let una = app.user_id("una@acme.test").await;
     let ina = app.user_id("ina@acme.test").await;
-    let (_, owner_refresh) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (_, owner_refresh) = app.owner_session(&t).await;
     let (_, bob_refresh) = app
         .login_pair(&t.host, "bob@acme.test", MEMBER_PASSWORD)
         .await;
@@ -103,13 +100,7 @@ async fn transfer_ownership_rules_and_effects() {
         assert_field_errors(&p, fields);
     }
     let r = app
-        .call(
-            Method::POST,
-            &t.host,
-            &format!("/api/v1/users/{ina}/deactivate"),
-            None,
-            &t.token,
-        )
+        .member_switch(&t.host, &t.token, &ina, "deactivate")
         .await;
     assert_eq!(r.status(), 200);
     let r = transfer(&app, &t, &t.token, &ina, owner_password).await;
@@ -129,10 +120,12 @@ async fn transfer_ownership_rules_and_effects() {
     assert_eq!(b["previous_owner"]["id"], t.owner_id.as_str());
     assert_eq!(b["previous_owner"]["role"], "admin");
     assert_eq!(owners(&app, &t.company_id).await, vec![bob.clone()]);
-    let total: i64 = app
-        .sql_one("select count(*) from public.memberships where role = 'owner'")
-        .await;
-    assert_eq!(total, 2, "one per company");
+    assert_eq!(
+        app.count("select count(*) from public.memberships where role = 'owner'")
+            .await,
+        2,
+        "one per company"
+    );
     // Audited with before and after.
     let (before, after) = app
         .audit_change("tenant_acme", "organization.ownership_transferred")
@@ -173,8 +166,7 @@ async fn transfer_ownership_rules_and_effects() {
 
 #[tokio::test]
 async fn concurrent_transfers_have_exactly_one_winner() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "bob@acme.test", "admin").await;
     app.member(&t, "cid@acme.test", "member").await;
     app.verify_email("bob@acme.test").await;

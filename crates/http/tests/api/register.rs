@@ -13,13 +13,6 @@ fn body(slug: &str) -> Value {
     })
 }
 
-/// Asserts `select count(*) …` for each (query, expected count).
-async fn assert_counts(app: &TestApp, counts: &[(&str, i64)]) {
-    for (sql, expected) in counts {
-        assert_eq!(app.sql_one::<i64>(sql).await, *expected, "{sql}");
-    }
-}
-
 #[tokio::test]
 async fn register_creates_a_ready_tenant() {
     let app = spawn_app().await;
@@ -42,7 +35,7 @@ async fn register_creates_a_ready_tenant() {
         "active"
     );
     assert_eq!(
-        app.sql_one::<i64>(
+        app.count(
             "select count(*) from public.domains where domain = 'acme.example.test' and is_primary"
         )
         .await,
@@ -56,8 +49,7 @@ async fn register_creates_a_ready_tenant() {
         "owner"
     );
     assert_eq!(
-        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
-            .await,
+        app.count("select count(*) from tenant_acme.projects").await,
         0
     );
     assert_eq!(
@@ -120,11 +112,7 @@ async fn register_validates_every_field() {
             .await;
         expect_field_errors(r, 422, &["slug"]).await;
     }
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.companies").await, 1);
 }
 
 #[tokio::test]
@@ -135,11 +123,7 @@ async fn duplicate_slug_is_409_and_creates_nothing() {
     b["owner_email"] = json!("someone@else.test");
     let r = app.post_json(BASE, "/api/v1/register", &b, None).await;
     expect_field_errors(r, 409, &["slug"]).await;
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.users")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.users").await, 1);
 }
 
 #[tokio::test]
@@ -168,17 +152,14 @@ async fn concurrent_signups_of_one_slug_yield_one_201() {
     }
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
-    assert_counts(
-        &app,
-        &[
-            ("select count(*) from public.companies", 1),
-            ("select count(*) from public.users", 1),
-            (
-                "select count(*) from pg_namespace where nspname like 'tenant_%'",
-                1,
-            ),
-        ],
-    )
+    app.assert_counts(&[
+        ("select count(*) from public.companies", 1),
+        ("select count(*) from public.users", 1),
+        (
+            "select count(*) from pg_namespace where nspname like 'tenant_%'",
+            1,
+        ),
+    ])
     .await;
 }
 
@@ -188,64 +169,44 @@ async fn failed_signup_leaves_no_half_tenant() {
     assert_eq!(app.register("first").await.status(), 201);
     // Same owner email as "first" with another password: refused after the schema and its
     // migrations were created inside the transaction.
+    let second = |password: &str| {
+        json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
+               "owner_password": password})
+    };
     let r = app
-        .post_json(
-            BASE,
-            "/api/v1/register",
-            &json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
-                    "owner_password": "not-the-password"}),
-            None,
-        )
+        .post_json(BASE, "/api/v1/register", &second("not-the-password"), None)
         .await;
     expect_field_errors(r, 409, &["owner_email"]).await;
-    assert_counts(
-        &app,
-        &[
-            (
-                "select count(*) from public.companies where slug = 'second'",
-                0,
-            ),
-            (
-                "select count(*) from public.domains where domain like 'second.%'",
-                0,
-            ),
-            (
-                "select count(*) from pg_namespace where nspname = 'tenant_second'",
-                0,
-            ),
-        ],
-    )
+    app.assert_counts(&[
+        (
+            "select count(*) from public.companies where slug = 'second'",
+            0,
+        ),
+        (
+            "select count(*) from public.domains where domain like 'second.%'",
+            0,
+        ),
+        (
+            "select count(*) from pg_namespace where nspname = 'tenant_second'",
+            0,
+        ),
+    ])
     .await;
 
     // With the account's own password, the same person may own a second company.
     let r = app
-        .post_json(
-            BASE,
-            "/api/v1/register",
-            &json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
-                    "owner_password": "password-of-first"}),
-            None,
-        )
+        .post_json(BASE, "/api/v1/register", &second("password-of-first"), None)
         .await;
     assert_eq!(r.status(), 201);
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.users")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.users").await, 1);
 }
 
 #[tokio::test]
 async fn register_only_on_the_base_host() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let r = app
         .post_json(&t.host, "/api/v1/register", &body("other"), None)
         .await;
     problem(r, 404).await;
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.companies").await, 1);
 }

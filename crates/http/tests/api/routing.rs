@@ -12,8 +12,7 @@ async fn projects_status(app: &TestApp, host: &str, token: &str) -> u16 {
 
 #[tokio::test]
 async fn hosts_are_normalised() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     for host in [
         "ACME.Example.Test",
         "acme.example.test.",
@@ -37,8 +36,7 @@ async fn hosts_are_normalised() {
 
 #[tokio::test]
 async fn unknown_hosts_are_404_never_another_tenant() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     for host in [
         "nope.example.test",
         "acme.other.test",
@@ -57,8 +55,7 @@ async fn unknown_hosts_are_404_never_another_tenant() {
 
 #[tokio::test]
 async fn custom_domains_route_to_their_tenant() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.sql_with(
         "insert into public.domains (domain, company_id) values ('projects.acme-corp.test', $1::text::uuid)",
         &[&t.company_id],
@@ -72,8 +69,7 @@ async fn custom_domains_route_to_their_tenant() {
 
 #[tokio::test]
 async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_without_restart() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
     let seen = |what: &'static str, status: u16| {
         let (app, t) = (&app, &t);

@@ -7,11 +7,8 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (_, r1) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (_, r1) = app.owner_session(&t).await;
 
     let r = app.refresh(&t.host, &r1).await;
     assert_eq!(r.status(), 200);
@@ -43,9 +40,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
     // Garbage, an access token used as a refresh token, and a refresh token used as an access token.
     problem(app.refresh(&t.host, "rt_nope").await, 401).await;
     problem(app.refresh(&t.host, access).await, 401).await;
-    let (_, r3) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (_, r3) = app.owner_session(&t).await;
     problem(app.get(&t.host, "/api/v1/projects", Some(&r3)).await, 401).await;
     // Refresh tokens are stored hashed only.
     let stored: i64 = app
@@ -59,12 +54,9 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
 
 #[tokio::test]
 async fn a_refresh_token_only_works_on_its_own_host() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let (_, r) = app
-        .login_pair(&a.host, &a.owner_email, "password-of-acme")
-        .await;
+    let (_, r) = app.owner_session(&a).await;
     problem(app.refresh(&b.host, &r).await, 401).await;
     problem(app.refresh(BASE, &r).await, 401).await;
     // Refusing it elsewhere did not spend it.
@@ -73,14 +65,9 @@ async fn a_refresh_token_only_works_on_its_own_host() {
 
 #[tokio::test]
 async fn logout_and_session_revocation() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (a1, r1) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
-    let (_, r2) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (a1, r1) = app.owner_session(&t).await;
+    let (_, r2) = app.owner_session(&t).await;
 
     let r = app.get(&t.host, "/api/v1/auth/sessions", Some(&a1)).await;
     assert_eq!(r.status(), 200);
@@ -122,31 +109,15 @@ async fn logout_and_session_revocation() {
     problem(app.delete(&b.host, &path, &b.token).await, 404).await;
 
     // Logout ends the session of that refresh token.
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": r1}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.logout(&t.host, &r1).await.status(), 204);
     problem(app.refresh(&t.host, &r1).await, 401).await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": "rt_unknown"}),
-            None,
-        )
-        .await;
+    let r = app.logout(&t.host, "rt_unknown").await;
     assert_eq!(r.status(), 204, "idempotent, reveals nothing");
 }
 
 #[tokio::test]
 async fn account_tokens_list_organizations_and_switch() {
-    let app = spawn_app().await;
-    let acme = app.tenant("acme").await;
+    let (app, acme) = spawn_tenant("acme").await;
     let globex = app.tenant("globex").await;
     let _initech = app.tenant("initech").await;
     // acme's owner is also a viewer at globex.
@@ -165,28 +136,13 @@ async fn account_tokens_list_organizations_and_switch() {
         200,
     )
     .await;
-    let mut seen: Vec<(String, String, String)> = orgs["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["slug"].as_str().unwrap().to_owned(),
-                o["role"].as_str().unwrap().to_owned(),
-                o["domain"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let mut seen = columns(&orgs, &["slug", "role", "domain"]);
     seen.sort();
     assert_eq!(
         seen,
-        vec![
-            ("acme".into(), "owner".into(), "acme.example.test".into()),
-            (
-                "globex".into(),
-                "viewer".into(),
-                "globex.example.test".into()
-            )
+        [
+            ["acme", "owner", "acme.example.test"],
+            ["globex", "viewer", "globex.example.test"]
         ]
     );
 
@@ -221,12 +177,7 @@ async fn account_tokens_list_organizations_and_switch() {
         200
     );
     let r = app
-        .post_json(
-            &globex.host,
-            "/api/v1/projects",
-            &json!({"name": "x"}),
-            Some(tenant_token),
-        )
+        .post_project(&globex.host, tenant_token, json!({"name": "x"}))
         .await;
     problem(r, 403).await;
     // The switched session refreshes on its tenant's host.
@@ -248,8 +199,7 @@ async fn account_tokens_list_organizations_and_switch() {
 
 #[tokio::test]
 async fn role_changes_and_removal_apply_at_the_next_refresh() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let email = "member@acme.test";
     let _ = app.member(&t, email, "member").await;
     let (_, r1) = app.login_pair(&t.host, email, MEMBER_PASSWORD).await;
@@ -259,17 +209,10 @@ async fn role_changes_and_removal_apply_at_the_next_refresh() {
     let b = expect_json(app.refresh(&t.host, &r1).await, 200).await;
     let access = b["access_token"].as_str().unwrap();
     assert_eq!(app.role_of(access), "viewer");
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "x"}),
-            Some(access),
-        )
-        .await,
-        403,
-    )
-    .await;
+    let r = app
+        .post_project(&t.host, access, json!({"name": "x"}))
+        .await;
+    problem(r, 403).await;
 
     app.sql("delete from public.memberships where role = 'viewer'")
         .await;
@@ -281,9 +224,7 @@ async fn role_changes_and_removal_apply_at_the_next_refresh() {
     .await;
 
     // Deactivating the account ends the owner's sessions at their next refresh.
-    let (_, owner_refresh) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (_, owner_refresh) = app.owner_session(&t).await;
     app.sql_with(
         "update public.users set is_active = false where id = $1::text::uuid",
         &[&t.owner_id],
@@ -294,11 +235,8 @@ async fn role_changes_and_removal_apply_at_the_next_refresh() {
 
 #[tokio::test]
 async fn me_profile_and_password_change() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (a1, r1) = app
-        .login_pair(&t.host, &t.owner_email, "password-of-acme")
-        .await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (a1, r1) = app.owner_session(&t).await;
     let (_, r_other) = app
         .login_pair(BASE, &t.owner_email, "password-of-acme")
         .await;
@@ -330,17 +268,13 @@ async fn me_profile_and_password_change() {
         .await;
     assert_eq!(r.status(), 204);
 
-    problem(
-        app.login(&t.host, &t.owner_email, "password-of-acme").await,
-        401,
+    app.assert_password_changed(
+        &t.host,
+        &t.owner_email,
+        "password-of-acme",
+        "a-brand-new-password",
     )
     .await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "a-brand-new-password")
-            .await
-            .status(),
-        200
-    );
     // Every other session ended; the one that changed the password goes on.
     problem(app.refresh(BASE, &r_other).await, 401).await;
     assert_eq!(app.refresh(&t.host, &r1).await.status(), 200);
@@ -348,30 +282,19 @@ async fn me_profile_and_password_change() {
 
 #[tokio::test]
 async fn verify_endpoint_checks_tokens_for_this_host() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/token/verify",
-            &json!({"token": t.token}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let (app, t) = spawn_tenant("acme").await;
+    let verify = |host: &str, token: &str| {
+        let (app, host, body) = (&app, host.to_owned(), json!({"token": token}));
+        async move {
+            app.post_json(&host, "/api/v1/auth/token/verify", &body, None)
+                .await
+        }
+    };
+    let b = expect_json(verify(&t.host, &t.token).await, 200).await;
     assert_eq!(b["active"], true);
     assert_eq!(b["role"], "owner");
     for (host, token) in [(BASE, t.token.as_str()), (&t.host, "x.y.z")] {
-        let r = app
-            .post_json(
-                host,
-                "/api/v1/auth/token/verify",
-                &json!({"token": token}),
-                None,
-            )
-            .await;
-        problem(r, 401).await;
+        problem(verify(host, token).await, 401).await;
     }
 }
 
