@@ -6,35 +6,20 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn page(app: &TestApp, t: &TestTenant, query: &str) -> Value {
-    let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/audit-log{query}"),
-            Some(&t.token),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{query}");
-    r.json().await.unwrap()
+    let path = format!("/api/v1/audit-log{query}");
+    expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await
 }
 
 fn actions(page: &Value) -> Vec<String> {
-    page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_owned())
-        .collect()
+    column(page, "action")
 }
 
 /// Does, through the API, one of each audited kind of thing; returns the admin's user id.
 async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
     let slug = &t.slug;
     // A failed and a successful login.
-    problem(
-        app.login(&t.host, &t.owner_email, "not-the-password").await,
-        401,
-    )
-    .await;
+    let r = app.login(&t.host, &t.owner_email, "not-the-password").await;
+    problem(r, 401).await;
     app.token(&t.host, &t.owner_email, &format!("password-of-{slug}"))
         .await;
     // A member added, then made admin.
@@ -47,59 +32,28 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
             Some(&t.token),
         )
         .await;
-    assert_eq!(r.status(), 201);
-    let ann: Value = r.json().await.unwrap();
+    let ann = expect_json(r, 201).await;
     let ann_id = ann["id"].as_str().unwrap().to_owned();
-    let r = app
-        .send_json(
-            Method::PATCH,
-            &t.host,
-            &format!("/api/v1/users/{ann_id}"),
-            &json!({"role": "admin"}),
-            Some(&t.token),
-        )
-        .await;
+    let r = app.set_role(&t.host, &t.token, &ann_id, "admin").await;
     assert_eq!(r.status(), 200);
     // The admin invites someone, creates and revokes a key, changes her password.
     let ann_token = app
         .token(&t.host, &format!("ann@{slug}.test"), "ann-password-1")
         .await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/invitations",
-            &json!({"email": format!("bob@{slug}.test"), "role": "viewer"}),
-            Some(&ann_token),
-        )
-        .await;
+    let bob = format!("bob@{slug}.test");
+    let r = app.invite(&t.host, &ann_token, &bob, "viewer").await;
     assert_eq!(r.status(), 201);
+    let key = app.create_key(&t.host, &ann_token, "viewer").await;
+    let path = format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(app.delete(&t.host, &path, &ann_token).await.status(), 204);
+    let password = json!({"current_password": "ann-password-1", "new_password": "ann-password-2"});
     let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/api-keys",
-            &json!({"name": "k", "role": "viewer"}),
-            Some(&ann_token),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let key: Value = r.json().await.unwrap();
-    let r = app
-        .request(
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap()),
-        )
-        .bearer_auth(&ann_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = app
-        .post_json(
+        .call(
+            Method::POST,
             &t.host,
             "/api/v1/users/me/password",
-            &json!({"current_password": "ann-password-1", "new_password": "ann-password-2"}),
-            Some(&ann_token),
+            Some(password),
+            &ann_token,
         )
         .await;
     assert_eq!(r.status(), 204);
@@ -108,8 +62,7 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
 
 #[tokio::test]
 async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let ann_id = busy_day(&app, &t).await;
 
     let all = page(&app, &t, "?limit=100").await;
@@ -186,9 +139,7 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
     let mut walked = Vec::new();
     let mut url = "/api/v1/audit-log?limit=3".to_owned();
     for _ in 0..50 {
-        let r = app.get(&t.host, &url, Some(&t.token)).await;
-        assert_eq!(r.status(), 200);
-        let p: Value = r.json().await.unwrap();
+        let p = expect_json(app.get(&t.host, &url, Some(&t.token)).await, 200).await;
         let results = p["results"].as_array().unwrap();
         assert!(results.len() <= 3);
         walked.extend(results.iter().map(|e| e["id"].as_i64().unwrap()));
@@ -213,21 +164,14 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
         ("?from=yesterday", 422),
         ("?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", 422),
     ] {
-        let r = app
-            .get(
-                &t.host,
-                &format!("/api/v1/audit-log{query}"),
-                Some(&t.token),
-            )
-            .await;
-        problem(r, status).await;
+        let path = format!("/api/v1/audit-log{query}");
+        problem(app.get(&t.host, &path, Some(&t.token)).await, status).await;
     }
 }
 
 #[tokio::test]
 async fn only_admins_read_the_trail_and_only_their_own_tenants() {
-    let app = spawn_app().await;
-    let acme = app.tenant("acme").await;
+    let (app, acme) = spawn_tenant("acme").await;
     let globex = app.tenant("globex").await;
     busy_day(&app, &globex).await;
     let member = app.member(&acme, "member@acme.test", "member").await;

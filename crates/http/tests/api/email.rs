@@ -4,7 +4,8 @@
 //! rolled-back request, and `.eml` files in development.
 
 use crate::helpers::*;
-use serde_json::{json, Value};
+use reqwest::{Method, Response};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -182,14 +183,60 @@ async fn with_smtp() -> (tempfile_dir::TempDir, PathBuf, SmtpServer, TestApp, Wo
     let (dir, maildir) = maildir();
     let port = free_port();
     let smtp = SmtpServer::start(port, &maildir);
+    let (app, worker) = app_and_worker(smtp_at(port)).await;
+    (dir, maildir, smtp, app, worker)
+}
+
+/// The app and an in-process worker with a queue prefix of their own, delivering through
+/// `transport` (a setting name and value).
+async fn app_and_worker(transport: (&str, String)) -> (TestApp, Worker) {
     let prefix = prefix();
     let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
-    );
-    (dir, maildir, smtp, app, worker)
+    let worker = Worker::start(&app, &prefix, transport);
+    (app, worker)
+}
+
+/// The worker setting for SMTP on this port of localhost.
+fn smtp_at(port: u16) -> (&'static str, String) {
+    ("SMTP_URL", format!("smtp://127.0.0.1:{port}"))
+}
+
+/// How long delivery may take (it involves queue polling and sweeps).
+const DELIVERY: Duration = Duration::from_secs(20);
+
+/// `POST /api/v1/auth/verify-email` on `host` with `token`.
+async fn verify(app: &TestApp, host: &str, token: &str) -> Response {
+    let body = json!({"token": token});
+    app.post_json(host, "/api/v1/auth/verify-email", &body, None)
+        .await
+}
+
+/// `POST /api/v1/auth/password-reset` on `host` for `email`.
+async fn reset(app: &TestApp, host: &str, email: &str) -> Response {
+    let body = json!({"email": email});
+    app.post_json(host, "/api/v1/auth/password-reset", &body, None)
+        .await
+}
+
+/// `POST /api/v1/auth/password-reset/confirm` on `host`.
+async fn confirm(app: &TestApp, host: &str, token: &str, password: &str) -> Response {
+    let body = json!({"token": token, "new_password": password});
+    let path = "/api/v1/auth/password-reset/confirm";
+    app.post_json(host, path, &body, None).await
+}
+
+/// The owner of `t` adds a viewer with a new account.
+async fn add_viewer(
+    app: &TestApp,
+    t: &TestTenant,
+    email: &str,
+    full_name: &str,
+    password: &str,
+) -> Response {
+    let body =
+        json!({"email": email, "full_name": full_name, "role": "viewer", "password": password});
+    app.call(Method::POST, &t.host, "/api/v1/users", Some(body), &t.token)
+        .await
 }
 
 #[tokio::test]
@@ -212,63 +259,34 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     let token = token_in(&message);
 
     // Not verified yet; the token verifies once.
-    let verified: bool = app
-        .sql_one("select email_verified_at is not null from public.users where email = 'owner@acme.test'")
-        .await;
-    assert!(!verified);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/verify-email",
-            &json!({"token": token}),
-            None,
+    let verified = || {
+        app.sql_one::<bool>(
+            "select email_verified_at is not null from public.users where email = 'owner@acme.test'",
         )
-        .await;
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    };
+    assert!(!verified().await);
+    let body = expect_json(verify(&app, BASE, &token).await, 200).await;
     assert_eq!(
         body,
         json!({"email": "owner@acme.test", "email_verified": true})
     );
-    let verified: bool = app
-        .sql_one("select email_verified_at is not null from public.users where email = 'owner@acme.test'")
-        .await;
-    assert!(verified);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/verify-email",
-            &json!({"token": token}),
-            None,
-        )
-        .await;
-    problem(r, 410).await;
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/verify-email",
-            &json!({"token": "ve_unknown"}),
-            None,
-        )
-        .await;
-    problem(r, 404).await;
+    assert!(verified().await);
+    for (token, status) in [(token.as_str(), 410), ("ve_unknown", 404)] {
+        problem(verify(&app, BASE, token).await, status).await;
+    }
     let r = app
         .post_json(BASE, "/api/v1/auth/verify-email", &json!({}), None)
         .await;
     problem(r, 422).await;
-    let dispatched: i64 = app
-        .sql_one("select count(*) from public.outbox where dispatched_at is not null")
-        .await;
-    assert_eq!(dispatched, 1);
+    assert_eq!(
+        app.count("select count(*) from public.outbox where dispatched_at is not null")
+            .await,
+        1
+    );
 
     // An invitation: the email carries a link to this tenant's host that accepts.
     let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/invitations",
-            &json!({"email": "bob@elsewhere.test", "role": "member"}),
-            Some(&t.token),
-        )
+        .invite(&t.host, &t.token, "bob@elsewhere.test", "member")
         .await;
     assert_eq!(r.status(), 201);
     let message = wait_for_message(&maildir, "invitation", |m| {
@@ -291,43 +309,22 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 
     // A member added by an admin with a new account gets a verification link to the tenant host.
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/users",
-            &json!({"email": "cy@acme.test", "full_name": "Cy", "role": "viewer",
-                    "password": "cy-password-12"}),
-            Some(&t.token),
-        )
-        .await;
+    let r = add_viewer(&app, &t, "cy@acme.test", "Cy", "cy-password-12").await;
     assert_eq!(r.status(), 201);
     let message =
         wait_for_message(&maildir, "added member", |m| m.contains("To: cy@acme.test")).await;
     assert!(message.contains(&format!("://{}/verify-email?token=ve_", t.host)));
     // Verified on the tenant's host: recorded in that tenant's trail (the base-host verification
     // of the owner above has no tenant trail).
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/verify-email",
-            &json!({"token": token_in(&message)}),
-            None,
-        )
-        .await;
+    let r = verify(&app, &t.host, &token_in(&message)).await;
     assert_eq!(r.status(), 200);
-    let entries: Vec<String> = {
-        let c = app.db.get().await.unwrap();
-        c.query(
+    let entries: Vec<String> = app
+        .sql_col_with(
             "select u.email from tenant_acme.audit_log a join public.users u on u.id = a.actor_user_id \
               where a.action = 'user.email.verified'",
             &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-    };
+        .await;
     assert_eq!(entries, ["cy@acme.test"]);
     worker.stop().await;
 }
@@ -336,144 +333,69 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
 async fn password_reset_end_to_end_ends_every_session() {
     let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
     let t = app.tenant("acme").await;
-    let login: Value = app
-        .login(&t.host, &t.owner_email, "password-of-acme")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let (_, refresh) = app.owner_session(&t).await;
 
     // Unknown and known emails get the same answer; only the known one gets an email.
-    let unknown = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "nobody@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(unknown.status(), 202);
-    let unknown: Value = unknown.json().await.unwrap();
-    let known = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "OWNER@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(known.status(), 202);
-    let known: Value = known.json().await.unwrap();
+    let unknown = expect_json(reset(&app, BASE, "nobody@acme.test").await, 202).await;
+    let known = expect_json(reset(&app, &t.host, "OWNER@acme.test").await, 202).await;
     assert_eq!(unknown, known);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "not an email"}),
-            None,
-        )
-        .await;
-    problem(r, 422).await;
+    problem(reset(&app, BASE, "not an email").await, 422).await;
     let message = wait_for_message(&maildir, "reset", |m| m.contains("Reset your password")).await;
     assert!(message.contains(&format!("://{}/reset-password?token=pr_", t.host)));
     let first = token_in(&message);
-    let rows: i64 = app
-        .sql_one("select count(*) from public.outbox where payload->>'to' = 'nobody@acme.test'")
-        .await;
-    assert_eq!(rows, 0, "nothing is sent for an unknown email");
+    assert_eq!(
+        app.count("select count(*) from public.outbox where payload->>'to' = 'nobody@acme.test'")
+            .await,
+        0,
+        "nothing is sent for an unknown email"
+    );
 
     // A newer request spends the older token.
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "owner@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
     let second = wait_for_message(&maildir, "second reset", |m| {
         m.contains("Reset your password") && token_in(m) != first
     })
     .await;
     let second = token_in(&second);
-    let confirm = |token: String, password: &'static str| {
-        let app = &app;
-        async move {
-            app.post_json(
-                BASE,
-                "/api/v1/auth/password-reset/confirm",
-                &json!({"token": token, "new_password": password}),
-                None,
-            )
-            .await
-        }
-    };
-    problem(confirm(first.clone(), "new-password-123").await, 410).await;
+    problem(confirm(&app, BASE, &first, "new-password-123").await, 410).await;
     // A weak password is refused and the token stays usable.
-    let p = problem(confirm(second.clone(), "short").await, 422).await;
-    assert!(p["errors"]["new_password"].is_array(), "{p}");
+    let r = confirm(&app, BASE, &second, "short").await;
+    expect_field_errors(r, 422, &["new_password"]).await;
     // Confirmed on the tenant's host: the reset is in that tenant's trail, in the same transaction.
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/password-reset/confirm",
-            &json!({"token": second, "new_password": "new-password-123"}),
-            None,
-        )
-        .await;
+    let r = confirm(&app, &t.host, &second, "new-password-123").await;
     assert_eq!(r.status(), 204);
     let audited: i64 = app
-        .sql_one(&format!(
+        .sql_one_with(
             "select count(*) from tenant_acme.audit_log \
-              where action = 'user.password.reset' and actor_user_id = '{}'",
-            t.owner_id
-        ))
+              where action = 'user.password.reset' and actor_user_id = $1::text::uuid",
+            &[&t.owner_id],
+        )
         .await;
     assert_eq!(audited, 1);
-    problem(confirm(second.clone(), "new-password-456").await, 410).await;
-    problem(confirm("pr_unknown".into(), "new-password-456").await, 404).await;
+    for (token, status) in [(second.as_str(), 410), ("pr_unknown", 404)] {
+        problem(confirm(&app, BASE, token, "new-password-456").await, status).await;
+    }
 
     // The old password is gone, the new one works, and every earlier session ended.
-    problem(
-        app.login(&t.host, &t.owner_email, "password-of-acme").await,
-        401,
+    app.assert_password_changed(
+        &t.host,
+        &t.owner_email,
+        "password-of-acme",
+        "new-password-123",
     )
     .await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "new-password-123")
-            .await
-            .status(),
-        200
-    );
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/token/refresh",
-            &json!({"refresh_token": refresh}),
-            None,
-        )
-        .await;
-    problem(r, 401).await;
+    problem(app.refresh(&t.host, &refresh).await, 401).await;
 
     // An expired token is refused.
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/password-reset",
-            &json!({"email": "owner@acme.test"}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 202);
+    assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
     let third = wait_for_message(&maildir, "third reset", |m| {
         m.contains("Reset your password") && token_in(m) != first && token_in(m) != second
     })
     .await;
     app.sql("update public.account_tokens set expires_at = now() - interval '1 second'")
         .await;
-    problem(confirm(token_in(&third), "new-password-789").await, 410).await;
+    let r = confirm(&app, BASE, &token_in(&third), "new-password-789").await;
+    problem(r, 410).await;
     worker.stop().await;
 }
 
@@ -481,16 +403,10 @@ async fn password_reset_end_to_end_ends_every_session() {
 async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
     let (_dir, maildir) = maildir();
     let port = free_port();
-    let prefix = prefix();
-    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
     // SMTP is down: nothing listens on the port yet.
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("SMTP_URL", format!("smtp://127.0.0.1:{port}")),
-    );
+    let (app, worker) = app_and_worker(smtp_at(port)).await;
     app.tenant("acme").await;
-    eventually_long("a failed attempt is recorded", || async {
+    eventually_within("a failed attempt is recorded", DELIVERY, || async {
         app.sql_one::<i32>("select attempts from public.outbox")
             .await
             >= 1
@@ -509,7 +425,7 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
         m.contains("To: owner@acme.test")
     })
     .await;
-    eventually_long("the row is marked delivered", || async {
+    eventually_within("the row is marked delivered", DELIVERY, || async {
         app.sql_one::<bool>("select dispatched_at is not null from public.outbox")
             .await
     })
@@ -522,47 +438,35 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
 
 #[tokio::test]
 async fn a_rolled_back_request_queues_no_email() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     // The free plan allows 5 members: the owner and four more.
     app.sql("update public.companies set plan = 'free'").await;
     for n in 0..4 {
         app.member(&t, &format!("m{n}@acme.test"), "viewer").await;
     }
-    let before: i64 = app.sql_one("select count(*) from public.outbox").await;
+    let before = app.count("select count(*) from public.outbox").await;
     assert_eq!(before, 1, "the owner's verification email");
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/users",
-            &json!({"email": "late@acme.test", "full_name": "Late", "role": "viewer",
-                    "password": "late-password-1"}),
-            Some(&t.token),
-        )
-        .await;
+    let r = add_viewer(&app, &t, "late@acme.test", "Late", "late-password-1").await;
     problem(r, 403).await;
-    let after: i64 = app.sql_one("select count(*) from public.outbox").await;
-    assert_eq!(after, before, "no email for a change that rolled back");
-    let account: i64 = app
-        .sql_one("select count(*) from public.users where email = 'late@acme.test'")
-        .await;
-    assert_eq!(account, 0);
-    let tokens: i64 = app
-        .sql_one("select count(*) from public.account_tokens")
-        .await;
-    assert_eq!(tokens, 1);
+    assert_eq!(
+        app.count("select count(*) from public.outbox").await,
+        before,
+        "no email for a change that rolled back"
+    );
+    app.assert_counts(&[
+        (
+            "select count(*) from public.users where email = 'late@acme.test'",
+            0,
+        ),
+        ("select count(*) from public.account_tokens", 1),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn in_development_emails_are_eml_files() {
     let dir = tempfile_dir::TempDir::new();
-    let prefix = prefix();
-    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
-    let worker = Worker::start(
-        &app,
-        &prefix,
-        ("MAIL_DIR", dir.path().display().to_string()),
-    );
+    let (app, worker) = app_and_worker(("MAIL_DIR", dir.path().display().to_string())).await;
     app.tenant("acme").await;
     let mut found = None;
     for _ in 0..1000 {
@@ -583,45 +487,15 @@ async fn in_development_emails_are_eml_files() {
     worker.stop().await;
 }
 
-/// Like `eventually`, for up to 20 s (delivery involves queue polling and sweeps).
-async fn eventually_long<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1000 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not true after 20 s");
-}
-
 #[tokio::test]
 async fn password_reset_requests_are_throttled_alike_for_known_and_unknown_emails() {
     let app = spawn_app_with(&[("PASSWORD_RESETS_PER_ACCOUNT", "2")]).await;
     app.tenant("acme").await;
     for email in ["owner@acme.test", "nobody@acme.test"] {
         for _ in 0..2 {
-            let r = app
-                .post_json(
-                    BASE,
-                    "/api/v1/auth/password-reset",
-                    &json!({"email": email}),
-                    None,
-                )
-                .await;
-            assert_eq!(r.status(), 202, "{email}");
+            assert_eq!(reset(&app, BASE, email).await.status(), 202, "{email}");
         }
-        let r = app
-            .post_json(
-                BASE,
-                "/api/v1/auth/password-reset",
-                &json!({"email": email}),
-                None,
-            )
-            .await;
+        let r = reset(&app, BASE, email).await;
         assert!(r.headers().contains_key("retry-after"), "{email}");
         problem(r, 429).await;
     }

@@ -10,9 +10,15 @@ use tenantry_http::tokens::JwtKeys;
 use tenantry_http::{Application, Settings};
 use tenantry_public::db::{self, Db, PoolSettings};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions};
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::Row;
 
 pub const BASE: &str = "example.test";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The password of every account `TestApp::member` adds.
+pub const MEMBER_PASSWORD: &str = "member-password-123";
+/// The User-Agent `TestApp::login_pair` sends (the session list shows it).
+pub const USER_AGENT: &str = "tenantry-tests/1.0";
 
 pub struct TestApp {
     pub address: String,
@@ -34,6 +40,18 @@ pub struct TestTenant {
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
+}
+
+/// Spawns the app and registers one tenant, its owner logged in.
+pub async fn spawn_tenant(slug: &str) -> (TestApp, TestTenant) {
+    spawn_tenant_with(&[], slug).await
+}
+
+/// `spawn_tenant` with extra settings, as `spawn_app_with` takes them.
+pub async fn spawn_tenant_with(overrides: &[(&str, &str)], slug: &str) -> (TestApp, TestTenant) {
+    let app = spawn_app_with(overrides).await;
+    let tenant = app.tenant(slug).await;
+    (app, tenant)
 }
 
 /// Spawns the app with extra environment-style settings (e.g. `("DB_POOL_SIZE", "1")`).
@@ -189,7 +207,7 @@ impl TestApp {
 
     /// Adds an account with `role` to a tenant directly in the database and logs it in.
     pub async fn member(&self, tenant: &TestTenant, email: &str, role: &str) -> String {
-        let password = "member-password-123";
+        let password = MEMBER_PASSWORD;
         let hash = tenantry_public::passwords::hash(
             &tenantry_public::Password::parse(password).expect("pw"),
         )
@@ -216,15 +234,343 @@ impl TestApp {
         self.token(&tenant.host, email, password).await
     }
 
-    pub async fn sql_one<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+    pub async fn sql_one<T: for<'a> FromSql<'a>>(&self, sql: &str) -> T {
+        self.sql_one_with(sql, &[]).await
+    }
+
+    /// One value from the single row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_one_with<T: for<'a> FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> T {
+        self.sql_row_with(sql, params).await.get(0)
+    }
+
+    /// The single row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_row_with(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Row {
         let client = self.db.get().await.expect("db");
-        client.query_one(sql, &[]).await.expect(sql).get(0)
+        client.query_one(sql, params).await.expect(sql)
+    }
+
+    /// Every row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_rows_with(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<Row> {
+        let client = self.db.get().await.expect("db");
+        client.query(sql, params).await.expect(sql)
+    }
+
+    /// The first column of every row of `sql`, with `$1`, `$2`, … bound to `params`.
+    pub async fn sql_col_with<T: for<'a> FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Vec<T> {
+        let rows = self.sql_rows_with(sql, params).await;
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
+    /// Runs one statement with `$1`, `$2`, … bound to `params`; returns the rows it touched.
+    pub async fn sql_with(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> u64 {
+        let client = self.db.get().await.expect("db");
+        client.execute(sql, params).await.expect(sql)
+    }
+
+    /// The number `sql` (a `select count(*) …`) finds.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.sql_one(sql).await
     }
 
     pub async fn sql(&self, sql: &str) {
         let client = self.db.get().await.expect("db");
         client.batch_execute(sql).await.expect(sql);
     }
+
+    /// A request with a bearer token and, if given, a JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> Response {
+        let mut r = self.request(method, host, path).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.expect("request")
+    }
+
+    /// A bodiless DELETE with a bearer token.
+    pub async fn delete(&self, host: &str, path: &str, token: &str) -> Response {
+        self.call(Method::DELETE, host, path, None, token).await
+    }
+
+    /// A request with an API key (`X-API-Key`); POST and PATCH carry a small project body.
+    pub async fn with_key(&self, method: Method, host: &str, path: &str, key: &str) -> Response {
+        let mut request = self
+            .request(method.clone(), host, path)
+            .header("X-API-Key", key);
+        if method == Method::POST || method == Method::PATCH {
+            request = request.json(&json!({"name": "made by a key"}));
+        }
+        request.send().await.expect("request")
+    }
+
+    /// `PATCH /api/v1/users/{user}` with a new role.
+    pub async fn set_role(&self, host: &str, token: &str, user: &str, role: &str) -> Response {
+        let body = json!({"role": role});
+        self.call(
+            Method::PATCH,
+            host,
+            &format!("/api/v1/users/{user}"),
+            Some(body),
+            token,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/users/{user}/deactivate` (or `activate`), with no body.
+    pub async fn member_switch(&self, host: &str, token: &str, user: &str, to: &str) -> Response {
+        let path = format!("/api/v1/users/{user}/{to}");
+        self.call(Method::POST, host, &path, None, token).await
+    }
+
+    /// The status of `GET path` on `host` with a bearer token.
+    pub async fn status_of(&self, host: &str, path: &str, token: &str) -> u16 {
+        self.get(host, path, Some(token)).await.status().as_u16()
+    }
+
+    /// `POST /api/v1/projects` with `body`.
+    pub async fn post_project(&self, host: &str, token: &str, body: Value) -> Response {
+        self.call(Method::POST, host, "/api/v1/projects", Some(body), token)
+            .await
+    }
+
+    /// Creates a project (201) and returns its id.
+    pub async fn create_project(&self, host: &str, token: &str, body: Value) -> String {
+        let b = expect_json(self.post_project(host, token, body).await, 201).await;
+        b["id"].as_str().expect("id").to_owned()
+    }
+
+    /// `POST /api/v1/invitations` for `email` with `role`.
+    pub async fn invite(&self, host: &str, token: &str, email: &str, role: &str) -> Response {
+        let body = json!({"email": email, "role": role});
+        self.call(Method::POST, host, "/api/v1/invitations", Some(body), token)
+            .await
+    }
+
+    /// `POST /api/v1/auth/logout` with a refresh token.
+    pub async fn logout(&self, host: &str, refresh_token: &str) -> Response {
+        let body = json!({"refresh_token": refresh_token});
+        self.post_json(host, "/api/v1/auth/logout", &body, None)
+            .await
+    }
+
+    /// Asserts that `old` no longer logs `email` in at `host` (401) and `new` does.
+    pub async fn assert_password_changed(&self, host: &str, email: &str, old: &str, new: &str) {
+        problem(self.login(host, email, old).await, 401).await;
+        assert_eq!(self.login(host, email, new).await.status(), 200, "{new}");
+    }
+
+    /// Creates an API key with `role` (named "{role} key") on `host`; returns the 201 body.
+    pub async fn create_key(&self, host: &str, token: &str, role: &str) -> Value {
+        let body = json!({"name": format!("{role} key"), "role": role});
+        let r = self
+            .post_json(host, "/api/v1/api-keys", &body, Some(token))
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        r.json().await.expect("json")
+    }
+
+    /// Logs in (with `USER_AGENT`) and returns (access token, refresh token).
+    pub async fn login_pair(&self, host: &str, email: &str, password: &str) -> (String, String) {
+        let r = self
+            .request(Method::POST, host, "/api/v1/auth/token")
+            .header("User-Agent", USER_AGENT)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "login {email} at {host}");
+        let b: Value = r.json().await.expect("json");
+        (
+            b["access_token"].as_str().expect("access token").into(),
+            b["refresh_token"].as_str().expect("refresh token").into(),
+        )
+    }
+
+    /// A new session of `t`'s owner on `t`'s host: (access token, refresh token).
+    pub async fn owner_session(&self, t: &TestTenant) -> (String, String) {
+        let password = format!("password-of-{}", t.slug);
+        self.login_pair(&t.host, &t.owner_email, &password).await
+    }
+
+    /// Asserts `select count(*) …` for each (query, expected count).
+    pub async fn assert_counts(&self, counts: &[(&str, i64)]) {
+        for (sql, expected) in counts {
+            assert_eq!(self.count(sql).await, *expected, "{sql}");
+        }
+    }
+
+    pub async fn refresh(&self, host: &str, refresh_token: &str) -> Response {
+        self.post_json(
+            host,
+            "/api/v1/auth/token/refresh",
+            &json!({"refresh_token": refresh_token}),
+            None,
+        )
+        .await
+    }
+
+    /// The role in an access token (which must verify).
+    pub fn role_of(&self, access: &str) -> String {
+        self.jwt
+            .verify(access)
+            .expect("verifies")
+            .role
+            .expect("a role")
+    }
+
+    /// The id of the account with this email (case-insensitively).
+    pub async fn user_id(&self, email: &str) -> String {
+        self.sql_one_with::<uuid::Uuid>(
+            "select id from public.users where lower(email) = lower($1)",
+            &[&email],
+        )
+        .await
+        .to_string()
+    }
+
+    /// Marks the account with this email as verified.
+    pub async fn verify_email(&self, email: &str) {
+        self.sql_with(
+            "update public.users set email_verified_at = now() where email = $1",
+            &[&email],
+        )
+        .await;
+    }
+
+    /// How many entries with `action` are in the trail of `schema` (a test-made identifier).
+    pub async fn audit_count(&self, schema: &str, action: &str) -> i64 {
+        self.sql_one_with(
+            &format!("select count(*) from \"{schema}\".audit_log where action = $1"),
+            &[&action],
+        )
+        .await
+    }
+
+    /// The `before` and `after` of the one entry with `action` in the trail of `schema`.
+    pub async fn audit_change(&self, schema: &str, action: &str) -> (Value, Value) {
+        let row = self
+            .sql_row_with(
+                &format!("select before, after from \"{schema}\".audit_log where action = $1"),
+                &[&action],
+            )
+            .await;
+        (row.get(0), row.get(1))
+    }
+
+    /// Gives the account `user` a membership with `role` in `company` (ids as strings).
+    pub async fn add_membership(&self, user: &str, company: &str, role: &str) {
+        self.sql_with(
+            "insert into public.memberships (id, user_id, company_id, role) \
+             values (gen_random_uuid(), $1::text::uuid, $2::text::uuid, $3)",
+            &[&user, &company, &role],
+        )
+        .await;
+    }
+
+    /// Every action in the trail of `schema` (a test-made identifier), oldest first.
+    pub async fn audit_actions(&self, schema: &str) -> Vec<String> {
+        self.sql_col_with(
+            &format!("select action from \"{schema}\".audit_log order by id"),
+            &[],
+        )
+        .await
+    }
+}
+
+/// An HS256 token over `claims` with the test secret and `kid` in its header.
+pub fn sign_with_kid<T: serde::Serialize>(claims: &T, kid: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The string `field` of every entry in `page["results"]`, in order.
+pub fn column(page: &Value, field: &str) -> Vec<String> {
+    columns(page, &[field]).into_iter().flatten().collect()
+}
+
+/// The strings `fields` of every entry in `page["results"]`, in order.
+pub fn columns(page: &Value, fields: &[&str]) -> Vec<Vec<String>> {
+    page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|entry| {
+            fields
+                .iter()
+                .map(|f| entry[f].as_str().expect(f).to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_json(r: Response, status: u16) -> Value {
+    let actual = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    assert_eq!(actual, status, "status: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Asserts a problem+json response (as `problem` does) whose `detail`, or for a validation
+/// problem its `errors` serialised, contains `needle`; returns the body.
+pub async fn expect_problem(r: Response, status: u16, needle: &str) -> Value {
+    let body = problem(r, status).await;
+    let detail = body["detail"].as_str().unwrap_or_default();
+    let errors = body.get("errors").map(Value::to_string).unwrap_or_default();
+    assert!(
+        detail.contains(needle) || errors.contains(needle),
+        "{needle:?} in neither detail nor errors: {body}"
+    );
+    body
+}
+
+/// Asserts a problem+json response with `status` naming each of `fields` in `errors` (a
+/// non-empty array of messages each); returns the body.
+pub async fn expect_field_errors(r: Response, status: u16, fields: &[&str]) -> Value {
+    let body = problem(r, status).await;
+    assert_field_errors(&body, fields);
+    body
+}
+
+/// Asserts that a problem body names each of `fields` in `errors` (a non-empty array each).
+pub fn assert_field_errors(body: &Value, fields: &[&str]) {
+    for field in fields {
+        assert!(
+            body["errors"][field]
+                .as_array()
+                .is_some_and(|messages| !messages.is_empty()),
+            "{field}: {body}"
+        );
+    }
+}
+
+/// Asserts a 422 whose `errors[field]` is a non-empty array whose first message contains
+/// `needle`; returns the body.
+pub async fn expect_field_error(r: Response, field: &str, needle: &str) -> Value {
+    let body = expect_field_errors(r, 422, &[field]).await;
+    let first = body["errors"][field][0].as_str().unwrap_or_default();
+    assert!(first.contains(needle), "{field}: {needle:?} in {body}");
+    body
 }
 
 /// Asserts a problem+json response and returns its body.
@@ -254,16 +600,26 @@ pub async fn problem(r: Response, status: u16) -> Value {
 
 /// Polls `check` until it returns true, for up to five seconds. Used only where the system is
 /// asynchronous by design (cache invalidation through LISTEN/NOTIFY).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..250 {
+    eventually_within(what, Duration::from_secs(5), check).await;
+}
+
+/// Polls `check` every 20 ms until it returns true, for up to `limit`.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let step = Duration::from_millis(20);
+    for _ in 0..(limit.as_millis() / step.as_millis()) {
         if check().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(step).await;
     }
-    panic!("{what}: not true after 5 s");
+    panic!("{what}: not true after {} s", limit.as_secs());
 }

@@ -2,21 +2,8 @@
 //! accounts), and every way a token can fail.
 
 use crate::helpers::*;
-use crate::members::{audit_count, call, user_id, MEMBER_PASSWORD};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
-
-async fn invite(app: &TestApp, host: &str, token: &str, email: &str, role: &str) -> Response {
-    call(
-        app,
-        Method::POST,
-        host,
-        "/api/v1/invitations",
-        Some(json!({"email": email, "role": role})),
-        token,
-    )
-    .await
-}
 
 /// Invites and returns (invitation id, token read back from the outbox link).
 async fn invited(
@@ -26,13 +13,14 @@ async fn invited(
     email: &str,
     role: &str,
 ) -> (String, String) {
-    let r = invite(app, host, token, email, role).await;
+    let r = app.invite(host, token, email, role).await;
     assert_eq!(r.status(), 201, "invite {email}");
     let b: Value = r.json().await.unwrap();
     let link: String = app
-        .sql_one(&format!(
-            "select payload->>'link' from public.outbox where payload->>'to' = '{email}' order by id desc limit 1"
-        ))
+        .sql_one_with(
+            "select payload->>'link' from public.outbox where payload->>'to' = $1 order by id desc limit 1",
+            &[&email],
+        )
         .await;
     let token = link.split("token=").nth(1).unwrap().to_owned();
     (b["id"].as_str().unwrap().to_owned(), token)
@@ -43,33 +31,23 @@ async fn accept(app: &TestApp, host: &str, body: Value) -> Response {
         .await
 }
 
-async fn statuses(app: &TestApp, host: &str, token: &str, filter: &str) -> Vec<(String, String)> {
+/// (email, status) of each invitation in the list, with `filter` as the query.
+async fn statuses(app: &TestApp, host: &str, token: &str, filter: &str) -> Vec<Vec<String>> {
     let r = app
         .get(host, &format!("/api/v1/invitations{filter}"), Some(token))
         .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    b["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["email"].as_str().unwrap().to_owned(),
-                i["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    columns(&expect_json(r, 200).await, &["email", "status"])
 }
 
 #[tokio::test]
 async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.sql("update public.users set full_name = 'Olive Owner' where email = 'owner@acme.test'")
         .await;
 
-    let r = invite(&app, &t.host, &t.token, "nina@new.test", "member").await;
+    let r = app
+        .invite(&t.host, &t.token, "nina@new.test", "member")
+        .await;
     assert_eq!(r.status(), 201);
     let b: Value = r.json().await.unwrap();
     let id = b["id"].as_str().unwrap().to_owned();
@@ -94,36 +72,31 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
     assert_eq!(token.len(), 4 + 43, "256 random bits");
     // Stored as its SHA-256 only.
     let stored: i64 = app
-        .sql_one(&format!(
-            "select count(*) from tenant_acme.invitations where token_hash = sha256(convert_to('{token}', 'UTF8'))"
-        ))
+        .sql_one_with(
+            "select count(*) from tenant_acme.invitations where token_hash = sha256(convert_to($1, 'UTF8'))",
+            &[&token],
+        )
         .await;
     assert_eq!(stored, 1);
     let plain: i64 = app
-        .sql_one(&format!(
-            "select count(*) from tenant_acme.invitations where encode(token_hash, 'escape') like '%{}%'",
-            &token[4..20]
-        ))
+        .sql_one_with(
+            "select count(*) from tenant_acme.invitations \
+             where encode(token_hash, 'escape') like '%' || $1 || '%'",
+            &[&&token[4..20]],
+        )
         .await;
     assert_eq!(plain, 0);
 
     // A new account needs a full name and a valid password.
-    let p = problem(accept(&app, &t.host, json!({"token": token})).await, 422).await;
-    assert!(
-        p["errors"]["full_name"].is_array() && p["errors"]["password"].is_array(),
-        "{p}"
-    );
-    let p = problem(
-        accept(
-            &app,
-            &t.host,
-            json!({"token": token, "full_name": "Nina", "password": "short"}),
-        )
-        .await,
-        422,
+    let r = accept(&app, &t.host, json!({"token": token})).await;
+    expect_field_errors(r, 422, &["full_name", "password"]).await;
+    let r = accept(
+        &app,
+        &t.host,
+        json!({"token": token, "full_name": "Nina", "password": "short"}),
     )
     .await;
-    assert!(p["errors"]["password"].is_array(), "{p}");
+    expect_field_errors(r, 422, &["password"]).await;
     problem(accept(&app, &t.host, json!({})).await, 422).await;
 
     let r = accept(
@@ -132,8 +105,7 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
         json!({"token": token, "full_name": "Nina New", "password": "nina-password-1"}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let b = expect_json(r, 200).await;
     assert_eq!(b["account_created"], true);
     assert_eq!(b["member"]["email"], "nina@new.test");
     assert_eq!(b["member"]["role"], "member");
@@ -145,26 +117,14 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
         .await;
     assert!(verified, "the token proved the address");
     let token_nina = app.token(&t.host, "nina@new.test", "nina-password-1").await;
-    assert_eq!(
-        app.jwt.verify(&token_nina).unwrap().role.as_deref(),
-        Some("member")
-    );
+    assert_eq!(app.role_of(&token_nina), "member");
 
     // Single use.
-    let p = problem(
-        accept(
-            &app,
-            &t.host,
-            json!({"token": token, "full_name": "Again", "password": "again-password"}),
-        )
-        .await,
-        410,
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("accepted"), "{p}");
+    let again = json!({"token": token, "full_name": "Again", "password": "again-password"});
+    expect_problem(accept(&app, &t.host, again).await, 410, "accepted").await;
     assert_eq!(
         statuses(&app, &t.host, &t.token, "").await,
-        vec![("nina@new.test".into(), "accepted".into())]
+        [["nina@new.test", "accepted"]]
     );
     let r = app
         .get(
@@ -173,35 +133,19 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
             Some(&t.token),
         )
         .await;
-    let b: Value = r.json().await.unwrap();
     assert_eq!(
-        b["results"][0]["accepted_by"],
-        user_id(&app, "nina@new.test").await.as_str()
+        expect_json(r, 200).await["results"][0]["accepted_by"],
+        app.user_id("nina@new.test").await.as_str()
     );
     // An accepted invitation cannot be revoked.
-    problem(
-        call(
-            &app,
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/invitations/{id}"),
-            None,
-            &t.token,
-        )
-        .await,
-        409,
-    )
-    .await;
+    let r = app
+        .delete(&t.host, &format!("/api/v1/invitations/{id}"), &t.token)
+        .await;
+    problem(r, 409).await;
 
-    assert_eq!(
-        audit_count(&app, "tenant_acme", "invitation.created").await,
-        1
-    );
-    assert_eq!(
-        audit_count(&app, "tenant_acme", "invitation.accepted").await,
-        1
-    );
-    assert_eq!(audit_count(&app, "tenant_acme", "member.added").await, 1);
+    for action in ["invitation.created", "invitation.accepted", "member.added"] {
+        assert_eq!(app.audit_count("tenant_acme", action).await, 1, "{action}");
+    }
     let after: Value = app
         .sql_one("select after from tenant_acme.audit_log where action = 'invitation.accepted'")
         .await;
@@ -218,71 +162,56 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
 
 #[tokio::test]
 async fn expired_revoked_unknown_and_foreign_tokens_fail() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     let new = |token: &str| json!({"token": token, "full_name": "Someone", "password": "someone-password"});
 
     // Expired (moved into the past by SQL).
     let (expired_id, expired) = invited(&app, &t.host, &t.token, "old@x.test", "viewer").await;
-    app.sql(&format!(
-        "update tenant_acme.invitations set expires_at = now() - interval '1 second' where id = '{expired_id}'"
-    ))
+    app.sql_with(
+        "update tenant_acme.invitations set expires_at = now() - interval '1 second' where id = $1::text::uuid",
+        &[&expired_id],
+    )
     .await;
-    let p = problem(accept(&app, &t.host, new(&expired)).await, 410).await;
-    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+    let r = accept(&app, &t.host, new(&expired)).await;
+    expect_problem(r, 410, "expired").await;
     assert_eq!(
         statuses(&app, &t.host, &t.token, "?status=expired").await,
-        vec![("old@x.test".into(), "expired".into())]
+        [["old@x.test", "expired"]]
     );
     // An expired invitation no longer blocks a new one for the same email.
     let (_, renewed) = invited(&app, &t.host, &t.token, "old@x.test", "viewer").await;
 
     // Revoked.
     let (revoked_id, revoked) = invited(&app, &t.host, &t.token, "gone@x.test", "member").await;
-    let r = call(
-        &app,
-        Method::DELETE,
-        &t.host,
-        &format!("/api/v1/invitations/{revoked_id}"),
-        None,
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 204);
-    let p = problem(accept(&app, &t.host, new(&revoked)).await, 410).await;
-    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
-    let r = call(
-        &app,
-        Method::DELETE,
-        &t.host,
-        &format!("/api/v1/invitations/{revoked_id}"),
-        None,
-        &t.token,
-    )
-    .await;
+    let revoke = format!("/api/v1/invitations/{revoked_id}");
+    assert_eq!(app.delete(&t.host, &revoke, &t.token).await.status(), 204);
+    let r = accept(&app, &t.host, new(&revoked)).await;
+    expect_problem(r, 410, "revoked").await;
+    let r = app.delete(&t.host, &revoke, &t.token).await;
     assert_eq!(r.status(), 204, "revoking twice is a no-op");
     assert_eq!(
-        audit_count(&app, "tenant_acme", "invitation.revoked").await,
+        app.audit_count("tenant_acme", "invitation.revoked").await,
         1
     );
     assert_eq!(
         statuses(&app, &t.host, &t.token, "?status=revoked").await,
-        vec![("gone@x.test".into(), "revoked".into())]
+        [["gone@x.test", "revoked"]]
     );
 
-    // Unknown, and another tenant's token on this host (and the reverse).
-    problem(accept(&app, &t.host, new("inv_nope")).await, 404).await;
+    // Unknown, and another tenant's token on this host (and the reverse); not on the base host
+    // at all.
     let (_, globex_token) = invited(&app, &g.host, &g.token, "roamer@x.test", "member").await;
-    problem(accept(&app, &t.host, new(&globex_token)).await, 404).await;
-    problem(accept(&app, &g.host, new(&renewed)).await, 404).await;
-    // Not on the base host at all.
-    problem(accept(&app, BASE, new(&renewed)).await, 404).await;
+    for (host, token) in [
+        (t.host.as_str(), "inv_nope"),
+        (&t.host, &globex_token),
+        (&g.host, &renewed),
+        (BASE, &renewed),
+    ] {
+        problem(accept(&app, host, new(token)).await, 404).await;
+    }
     // None of that created anything.
-    let accounts: i64 = app
-        .sql_one("select count(*) from public.users where email in ('old@x.test', 'gone@x.test', 'roamer@x.test')")
-        .await;
-    assert_eq!(accounts, 0);
+    assert_eq!(app.count("select count(*) from public.users where email in ('old@x.test', 'gone@x.test', 'roamer@x.test')").await, 0);
     // The right host still works for both.
     assert_eq!(
         accept(&app, &g.host, new(&globex_token)).await.status(),
@@ -292,48 +221,25 @@ async fn expired_revoked_unknown_and_foreign_tokens_fail() {
 
     // Another tenant's invitation id is 404 on this host, and untouched.
     let (gid, _) = invited(&app, &g.host, &g.token, "other@x.test", "member").await;
-    problem(
-        call(
-            &app,
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/invitations/{gid}"),
-            None,
-            &t.token,
-        )
-        .await,
-        404,
-    )
-    .await;
-    problem(
-        call(
-            &app,
-            Method::DELETE,
-            &t.host,
-            "/api/v1/invitations/not-a-uuid",
-            None,
-            &t.token,
-        )
-        .await,
-        404,
-    )
-    .await;
+    for id in [gid.as_str(), "not-a-uuid"] {
+        let r = app
+            .delete(&t.host, &format!("/api/v1/invitations/{id}"), &t.token)
+            .await;
+        problem(r, 404).await;
+    }
     assert_eq!(
         statuses(&app, &g.host, &g.token, "?status=pending").await,
-        vec![("other@x.test".into(), "pending".into())]
+        [["other@x.test", "pending"]]
     );
-    problem(
-        app.get(&t.host, "/api/v1/invitations?status=lost", Some(&t.token))
-            .await,
-        400,
-    )
-    .await;
+    let r = app
+        .get(&t.host, "/api/v1/invitations?status=lost", Some(&t.token))
+        .await;
+    problem(r, 400).await;
 }
 
 #[tokio::test]
 async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     let admin = app.member(&t, "ann@acme.test", "admin").await;
     let member = app.member(&t, "bob@acme.test", "member").await;
@@ -341,61 +247,37 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
 
     // Who may invite, and which roles.
     problem(
-        invite(&app, &t.host, &member, "x@x.test", "viewer").await,
-        403,
-    )
-    .await;
-    problem(
         app.get(&t.host, "/api/v1/invitations", Some(&viewer)).await,
         403,
     )
     .await;
-    let p = problem(
-        invite(&app, &t.host, &admin, "x@x.test", "owner").await,
-        403,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("ownership transfer"),
-        "{p}"
-    );
-    problem(
-        invite(&app, &t.host, &t.token, "x@x.test", "owner").await,
-        403,
-    )
-    .await;
-    assert_eq!(
-        invite(&app, &t.host, &admin, "x@x.test", "admin")
-            .await
-            .status(),
-        201
-    );
-    let p = problem(invite(&app, &t.host, &admin, "bad", "captain").await, 422).await;
-    assert!(
-        p["errors"]["email"].is_array() && p["errors"]["role"].is_array(),
-        "{p}"
-    );
+    for (token, role, needle) in [
+        (&member, "viewer", ""),
+        (&admin, "owner", "ownership transfer"),
+        (&t.token, "owner", ""),
+    ] {
+        let r = app.invite(&t.host, token, "x@x.test", role).await;
+        expect_problem(r, 403, needle).await;
+    }
+    let r = app.invite(&t.host, &admin, "x@x.test", "admin").await;
+    assert_eq!(r.status(), 201);
+    let r = app.invite(&t.host, &admin, "bad", "captain").await;
+    expect_field_errors(r, 422, &["email", "role"]).await;
 
     // Conflicts: an existing member, a pending invitation (whatever the case).
-    let p = problem(
-        invite(&app, &t.host, &admin, "BOB@acme.test", "viewer").await,
-        409,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("already a member"),
-        "{p}"
+    for (token, email, needle) in [
+        (&admin, "BOB@acme.test", "already a member"),
+        (&t.token, "X@x.test", "pending"),
+    ] {
+        let r = app.invite(&t.host, token, email, "viewer").await;
+        expect_problem(r, 409, needle).await;
+    }
+    assert_eq!(
+        app.count("select count(*) from public.outbox where payload->>'kind' = 'invitation'")
+            .await,
+        1,
+        "refused invitations send nothing"
     );
-    let p = problem(
-        invite(&app, &t.host, &t.token, "X@x.test", "viewer").await,
-        409,
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("pending"), "{p}");
-    let outbox: i64 = app
-        .sql_one("select count(*) from public.outbox where payload->>'kind' = 'invitation'")
-        .await;
-    assert_eq!(outbox, 1, "refused invitations send nothing");
 
     // An existing account (globex's owner) accepts with the token alone; a password sent along
     // is ignored, not checked and never set.
@@ -406,8 +288,7 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
         json!({"token": token, "password": "wrong-password-here"}),
     )
     .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let b = expect_json(r, 200).await;
     assert_eq!(b["account_created"], false);
     assert_eq!(b["member"]["id"], g.owner_id.as_str());
     assert_eq!(b["member"]["role"], "viewer");
@@ -427,7 +308,7 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
 
     // Someone who became a member since being invited: 409, and the invitation stays pending.
     let (_, token) = invited(&app, &t.host, &admin, "late@x.test", "member").await;
-    let r = call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "late@x.test", "role": "member", "full_name": "Late", "password": "late-password-1"})), &admin).await;
+    let r = app.call(Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "late@x.test", "role": "member", "full_name": "Late", "password": "late-password-1"})), &admin).await;
     assert_eq!(r.status(), 201);
     problem(accept(&app, &t.host, json!({"token": token})).await, 409).await;
 
@@ -435,40 +316,28 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
     app.sql("update public.companies set plan = 'free' where slug = 'acme'")
         .await;
     let (id, token) = invited(&app, &t.host, &admin, "full@x.test", "member").await;
-    let p = problem(
-        accept(
-            &app,
-            &t.host,
-            json!({"token": token, "full_name": "Full", "password": "full-password-1"}),
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("free plan allows at most 5"),
-        "{p}"
-    );
+    let full = json!({"token": token, "full_name": "Full", "password": "full-password-1"});
+    let r = accept(&app, &t.host, full).await;
+    expect_problem(r, 403, "free plan allows at most 5").await;
     let status: String = app
-        .sql_one(&format!(
-            "select case when accepted_at is null then 'open' else 'used' end from tenant_acme.invitations where id = '{id}'"
-        ))
+        .sql_one_with(
+            "select case when accepted_at is null then 'open' else 'used' end \
+             from tenant_acme.invitations where id = $1::text::uuid",
+            &[&id],
+        )
         .await;
     assert_eq!(status, "open");
-    let accounts: i64 = app
-        .sql_one("select count(*) from public.users where email = 'full@x.test'")
-        .await;
-    assert_eq!(accounts, 0, "rolled back with the refusal");
-    let _ = MEMBER_PASSWORD;
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'full@x.test'")
+            .await,
+        0,
+        "rolled back with the refusal"
+    );
 }
 
 #[tokio::test]
 async fn two_concurrent_accepts_of_one_token_make_one_member() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let (_, token) = invited(&app, &t.host, &t.token, "twice@x.test", "member").await;
     let body = json!({"token": token, "full_name": "Twice", "password": "twice-password"});
     let (a, b) = tokio::join!(
@@ -479,12 +348,9 @@ async fn two_concurrent_accepts_of_one_token_make_one_member() {
     s.sort();
     // The loser sees the token used (410), or loses the race to create the account (409).
     assert!(s == [200, 410] || s == [200, 409], "{s:?}");
-    let members: i64 = app
-        .sql_one("select count(*) from public.memberships m join public.users u on u.id = m.user_id where u.email = 'twice@x.test'")
-        .await;
-    assert_eq!(members, 1);
+    assert_eq!(app.count("select count(*) from public.memberships m join public.users u on u.id = m.user_id where u.email = 'twice@x.test'").await, 1);
     assert_eq!(
-        audit_count(&app, "tenant_acme", "invitation.accepted").await,
+        app.audit_count("tenant_acme", "invitation.accepted").await,
         1
     );
 }

@@ -9,14 +9,7 @@ async fn names(app: &TestApp, t: &TestTenant) -> Vec<String> {
     let r = app
         .get(&t.host, "/api/v1/projects?limit=100", Some(&t.token))
         .await;
-    assert_eq!(r.status(), 200, "{}", t.slug);
-    let page: Value = r.json().await.unwrap();
-    page["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_owned())
-        .collect()
+    column(&expect_json(r, 200).await, "name")
 }
 
 #[tokio::test]
@@ -25,15 +18,8 @@ async fn one_pooled_connection_alternating_50_tenants_and_public_routes() {
     let mut tenants = Vec::new();
     for i in 0..50 {
         let t = app.tenant(&format!("t{i:02}")).await;
-        let r = app
-            .post_json(
-                &t.host,
-                "/api/v1/projects",
-                &json!({"name": format!("marker-{}", t.slug)}),
-                Some(&t.token),
-            )
-            .await;
-        assert_eq!(r.status(), 201);
+        let marker = json!({"name": format!("marker-{}", t.slug)});
+        app.create_project(&t.host, &t.token, marker).await;
         tenants.push(t);
     }
     for round in 0..2 {
@@ -59,13 +45,19 @@ async fn one_pooled_connection_alternating_50_tenants_and_public_routes() {
     // Every tenant still has exactly its own marker in the database.
     for t in &tenants {
         let n: i64 = app
-            .sql_one(&format!(
-                "select count(*) from tenant_{}.projects where name = 'marker-{}'",
-                t.slug, t.slug
-            ))
+            .sql_one_with(
+                &format!(
+                    "select count(*) from \"tenant_{}\".projects where name = $1",
+                    t.slug
+                ),
+                &[&format!("marker-{}", t.slug)],
+            )
             .await;
         let all: i64 = app
-            .sql_one(&format!("select count(*) from tenant_{}.projects", t.slug))
+            .sql_one(&format!(
+                "select count(*) from \"tenant_{}\".projects",
+                t.slug
+            ))
             .await;
         assert_eq!((n, all), (1, 1), "{}", t.slug);
     }
@@ -123,12 +115,13 @@ async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
     }
     for (schema, prefix) in [("tenant_alpha", "alpha"), ("tenant_bravo", "bravo")] {
         let own: i64 = app
-            .sql_one(&format!(
-                "select count(*) from {schema}.projects where name like '{prefix}-%'"
-            ))
+            .sql_one_with(
+                &format!("select count(*) from \"{schema}\".projects where name like $1 || '-%'"),
+                &[&prefix],
+            )
             .await;
         let total: i64 = app
-            .sql_one(&format!("select count(*) from {schema}.projects"))
+            .sql_one(&format!("select count(*) from \"{schema}\".projects"))
             .await;
         assert_eq!((own, total), (100, 100), "{schema}");
     }
@@ -136,42 +129,19 @@ async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
 
 #[tokio::test]
 async fn another_tenants_ids_are_404_and_untouched() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let r = app
-        .post_json(
-            &a.host,
-            "/api/v1/projects",
-            &json!({"name": "secret"}),
-            Some(&a.token),
-        )
+    let id = app
+        .create_project(&a.host, &a.token, json!({"name": "secret"}))
         .await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let path = format!("/api/v1/projects/{id}");
-    problem(app.get(&b.host, &path, Some(&b.token)).await, 404).await;
-    problem(
-        app.send_json(
-            Method::PATCH,
-            &b.host,
-            &path,
-            &json!({"name": "owned"}),
-            Some(&b.token),
-        )
-        .await,
-        404,
-    )
-    .await;
-    let r = app
-        .request(Method::DELETE, &b.host, &path)
-        .bearer_auth(&b.token)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 404).await;
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"name": "owned"}))),
+        (Method::DELETE, None),
+    ] {
+        problem(app.call(method, &b.host, &path, body, &b.token).await, 404).await;
+    }
     assert!(names(&app, &b).await.is_empty());
     assert_eq!(names(&app, &a).await, vec!["secret".to_owned()]);
 }

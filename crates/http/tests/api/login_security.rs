@@ -2,20 +2,15 @@
 //! session routes, and token misuse that the spine tests do not cover.
 
 use crate::helpers::*;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
-async fn audit_actions(app: &TestApp, slug: &str) -> Vec<String> {
-    let client = app.db.get().await.unwrap();
-    let sql = format!("select action from tenant_{slug}.audit_log order by id");
-    client
-        .query(&sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+/// `n` failed logins of `t`'s owner, each a 401.
+async fn wrong_logins(app: &TestApp, t: &TestTenant, n: usize) {
+    for _ in 0..n {
+        let r = app.login(&t.host, &t.owner_email, "wrong-password").await;
+        problem(r, 401).await;
+    }
 }
 
 fn retry_after(r: &reqwest::Response) -> u64 {
@@ -28,25 +23,17 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_account_with_retry_after_and_the_window_ends() {
-    let app = spawn_app_with(&[
+    let settings = [
         ("LOGIN_FAILURES_PER_ACCOUNT", "3"),
         ("LOGIN_THROTTLE_WINDOW_SECS", "2"),
-    ])
-    .await;
-    let t = app.tenant("acme").await;
-    for _ in 0..3 {
-        problem(
-            app.login(&t.host, &t.owner_email, "wrong-password").await,
-            401,
-        )
-        .await;
-    }
+    ];
+    let (app, t) = spawn_tenant_with(&settings, "acme").await;
+    wrong_logins(&app, &t, 3).await;
     // Now even the right password is refused until the window ends.
     let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
     let wait = retry_after(&r);
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
-    let p = problem(r, 429).await;
-    assert!(p["detail"].as_str().unwrap().contains("too many"), "{p}");
+    expect_problem(r, 429, "too many").await;
     // The same account is throttled on every host (the base host too), by email case-insensitively.
     problem(
         app.login(BASE, &t.owner_email.to_uppercase(), "password-of-acme")
@@ -74,8 +61,7 @@ async fn failed_logins_are_throttled_per_account_with_retry_after_and_the_window
 
 #[tokio::test]
 async fn unknown_emails_are_throttled_exactly_like_known_ones() {
-    let app = spawn_app_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "2")]).await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "2")], "acme").await;
     let mut answers = Vec::new();
     for email in [t.owner_email.as_str(), "nobody@nowhere.test"] {
         let mut statuses = Vec::new();
@@ -93,12 +79,11 @@ async fn unknown_emails_are_throttled_exactly_like_known_ones() {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_ip_across_accounts() {
-    let app = spawn_app_with(&[
+    let settings = [
         ("LOGIN_FAILURES_PER_ACCOUNT", "100"),
         ("LOGIN_FAILURES_PER_IP", "4"),
-    ])
-    .await;
-    let t = app.tenant("acme").await;
+    ];
+    let (app, t) = spawn_tenant_with(&settings, "acme").await;
     for i in 0..4 {
         let email = format!("guess-{i}@acme.test");
         problem(app.login(&t.host, &email, "wrong-password").await, 401).await;
@@ -110,15 +95,8 @@ async fn failed_logins_are_throttled_per_ip_across_accounts() {
 
 #[tokio::test]
 async fn a_successful_login_clears_the_account_counter() {
-    let app = spawn_app_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")]).await;
-    let t = app.tenant("acme").await;
-    for _ in 0..2 {
-        problem(
-            app.login(&t.host, &t.owner_email, "wrong-password").await,
-            401,
-        )
-        .await;
-    }
+    let (app, t) = spawn_tenant_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")], "acme").await;
+    wrong_logins(&app, &t, 2).await;
     assert_eq!(
         app.login(&t.host, &t.owner_email, "password-of-acme")
             .await
@@ -126,27 +104,16 @@ async fn a_successful_login_clears_the_account_counter() {
         200
     );
     // Two more failures: without the reset this would be the fourth, and the third would be 429.
-    for _ in 0..2 {
-        problem(
-            app.login(&t.host, &t.owner_email, "wrong-password").await,
-            401,
-        )
-        .await;
-    }
+    wrong_logins(&app, &t, 2).await;
 }
 
 #[tokio::test]
 async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await; // one successful login
-    let before = audit_actions(&app, "acme").await;
+    let (app, t) = spawn_tenant("acme").await; // one successful login
+    let before = app.audit_actions("tenant_acme").await;
     assert_eq!(before, vec!["auth.login.succeeded"]);
 
-    problem(
-        app.login(&t.host, &t.owner_email, "wrong-password").await,
-        401,
-    )
-    .await;
+    wrong_logins(&app, &t, 1).await;
     problem(
         app.login(&t.host, "ghost@acme.test", "wrong-password")
             .await,
@@ -175,86 +142,28 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
     assert!(failed[0].get::<_, Option<String>>(3).is_some());
 
     // Login with a refresh token, rotate it, then reuse the spent one.
-    let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
-    let b: Value = r.json().await.unwrap();
-    let r1 = b["refresh_token"].as_str().unwrap().to_owned();
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/token/refresh",
-            &json!({"refresh_token": r1}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/auth/token/refresh",
-            &json!({"refresh_token": r1}),
-            None,
-        )
-        .await,
-        401,
-    )
-    .await;
+    let (_, r1) = app.owner_session(&t).await;
+    assert_eq!(app.refresh(&t.host, &r1).await.status(), 200);
+    problem(app.refresh(&t.host, &r1).await, 401).await;
 
     // Logout of a fresh session.
-    let b: Value = app
-        .login(&t.host, &t.owner_email, "password-of-acme")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let access = b["access_token"].as_str().unwrap().to_owned();
-    let refresh = b["refresh_token"].as_str().unwrap().to_owned();
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": refresh}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    let (access, refresh) = app.owner_session(&t).await;
+    assert_eq!(app.logout(&t.host, &refresh).await.status(), 204);
 
     // Revoke another session by id.
-    let b: Value = app
-        .login(&t.host, &t.owner_email, "password-of-acme")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let victim_refresh = b["refresh_token"].as_str().unwrap().to_owned();
-    let sessions: Value = app
-        .get(&t.host, "/api/v1/auth/sessions", Some(&access))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let newest = sessions["results"][0]["id"].as_str().unwrap().to_owned();
-    let r = app
-        .request(
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/auth/sessions/{newest}"),
-        )
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/auth/token/refresh",
-            &json!({"refresh_token": victim_refresh}),
-            None,
-        )
-        .await,
-        401,
+    let (_, victim_refresh) = app.owner_session(&t).await;
+    let sessions = expect_json(
+        app.get(&t.host, "/api/v1/auth/sessions", Some(&access))
+            .await,
+        200,
     )
     .await;
+    let newest = sessions["results"][0]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .delete(&t.host, &format!("/api/v1/auth/sessions/{newest}"), &access)
+        .await;
+    assert_eq!(r.status(), 204);
+    problem(app.refresh(&t.host, &victim_refresh).await, 401).await;
 
     // Change the password.
     let r = app
@@ -267,7 +176,7 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
         .await;
     assert_eq!(r.status(), 204);
 
-    let actions = audit_actions(&app, "acme").await;
+    let actions = app.audit_actions("tenant_acme").await;
     for expected in [
         "auth.login.failed",
         "auth.refresh.reused",
@@ -290,58 +199,33 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
     // Nothing of this reached another tenant's trail.
     app.tenant("globex").await;
     assert_eq!(
-        audit_actions(&app, "globex").await,
+        app.audit_actions("tenant_globex").await,
         vec!["auth.login.succeeded"]
     );
     // The trail is append-only, even for the database owner.
-    let err = client
-        .execute("delete from tenant_acme.audit_log", &[])
-        .await
-        .expect_err("append-only");
-    let message = err.as_db_error().map(|e| e.message().to_owned());
-    assert!(
-        message.is_some_and(|m| m.contains("append-only")),
-        "{err:?}"
-    );
-    let err = client
-        .execute("update tenant_acme.audit_log set action = 'x'", &[])
-        .await
-        .expect_err("append-only");
-    let message = err.as_db_error().map(|e| e.message().to_owned());
-    assert!(
-        message.is_some_and(|m| m.contains("append-only")),
-        "{err:?}"
-    );
+    for sql in [
+        "delete from tenant_acme.audit_log",
+        "update tenant_acme.audit_log set action = 'x'",
+    ] {
+        let err = client.execute(sql, &[]).await.expect_err("append-only");
+        let message = err.as_db_error().map(|e| e.message().to_owned());
+        assert!(
+            message.is_some_and(|m| m.contains("append-only")),
+            "{sql}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn refresh_tokens_and_tokens_signed_with_an_unknown_kid_are_not_access_tokens() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let b: Value = app
-        .login(&t.host, &t.owner_email, "password-of-acme")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refresh = b["refresh_token"].as_str().unwrap();
-    let p = problem(
-        app.get(&t.host, "/api/v1/projects", Some(refresh)).await,
-        401,
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("invalid"), "{p}");
+    let (app, t) = spawn_tenant("acme").await;
+    let (_, refresh) = app.owner_session(&t).await;
+    let r = app.get(&t.host, "/api/v1/projects", Some(&refresh)).await;
+    expect_problem(r, 401, "invalid").await;
 
     // Same secret, but the header names a key the server does not know.
     let claims = app.jwt.verify(&t.token).unwrap();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("0000000000000000".into());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = sign_with_kid(&claims, "0000000000000000");
     problem(
         app.get(&t.host, "/api/v1/projects", Some(&token)).await,
         401,
@@ -349,9 +233,7 @@ async fn refresh_tokens_and_tokens_signed_with_an_unknown_kid_are_not_access_tok
     .await;
     // The unchanged token still works, so the refusal is about the kid.
     assert_eq!(
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status(),
+        app.status_of(&t.host, "/api/v1/projects", &t.token).await,
         200
     );
 }

@@ -54,8 +54,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let app = spawn_app().await;
-        let tenant = app.tenant("acme").await;
+        let (app, tenant) = spawn_tenant("acme").await;
         // Seats are not what this test is about: every request may add a member.
         app.sql("update public.companies set plan = 'enterprise'")
             .await;
@@ -68,16 +67,7 @@ impl Fixture {
         }
         // An API key of every role a key may have (never owner), made by the owner.
         for role in &ROLES[1..] {
-            let r = app
-                .post_json(
-                    &tenant.host,
-                    "/api/v1/api-keys",
-                    &json!({"name": format!("{role} key"), "role": role}),
-                    Some(&tenant.token),
-                )
-                .await;
-            assert_eq!(r.status(), 201);
-            let b: Value = r.json().await.unwrap();
+            let b = app.create_key(&tenant.host, &tenant.token, role).await;
             tokens.push((
                 (*role).to_owned(),
                 b["key"].as_str().unwrap().to_owned(),
@@ -97,39 +87,34 @@ impl Fixture {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The id in the 201 answer to the owner's `POST path` with `body`.
+    async fn created_id(&self, path: &str, body: Value) -> String {
+        let r = self
+            .app
+            .post_json(&self.tenant.host, path, &body, Some(&self.tenant.token))
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let b: Value = r.json().await.unwrap();
+        b["id"].as_str().unwrap().to_owned()
+    }
+
     /// A fresh target for one request, made by the owner.
     async fn target(&self, kind: Target) -> String {
         let n = self.next();
         match kind {
             Target::None => String::new(),
             Target::Project => {
-                let r = self
-                    .app
-                    .post_json(
-                        &self.tenant.host,
-                        "/api/v1/projects",
-                        &json!({"name": format!("target {n}")}),
-                        Some(&self.tenant.token),
-                    )
-                    .await;
-                assert_eq!(r.status(), 201);
-                let b: Value = r.json().await.unwrap();
-                b["id"].as_str().unwrap().to_owned()
+                self.created_id("/api/v1/projects", json!({"name": format!("target {n}")}))
+                    .await
             }
             Target::Member | Target::InactiveMember | Target::VerifiedMember => {
-                let r = self
-                    .app
-                    .post_json(
-                        &self.tenant.host,
+                let id = self
+                    .created_id(
                         "/api/v1/users",
-                        &json!({"email": format!("target-{n}@acme.test"), "full_name": "Target",
+                        json!({"email": format!("target-{n}@acme.test"), "full_name": "Target",
                                 "role": "viewer", "password": "target-password-1"}),
-                        Some(&self.tenant.token),
                     )
                     .await;
-                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-                let b: Value = r.json().await.unwrap();
-                let id = b["id"].as_str().unwrap().to_owned();
                 if let Target::InactiveMember = kind {
                     let r = self
                         .app
@@ -144,40 +129,27 @@ impl Fixture {
                 }
                 if let Target::VerifiedMember = kind {
                     self.app
-                        .sql(&format!(
-                            "update public.users set email_verified_at = now() where id = '{id}'"
-                        ))
+                        .sql_with(
+                            "update public.users set email_verified_at = now() where id = $1::text::uuid",
+                            &[&id],
+                        )
                         .await;
                 }
                 id
             }
             Target::ApiKey => {
-                let r = self
-                    .app
-                    .post_json(
-                        &self.tenant.host,
-                        "/api/v1/api-keys",
-                        &json!({"name": format!("target {n}"), "role": "viewer"}),
-                        Some(&self.tenant.token),
-                    )
-                    .await;
-                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-                let b: Value = r.json().await.unwrap();
-                b["id"].as_str().unwrap().to_owned()
+                self.created_id(
+                    "/api/v1/api-keys",
+                    json!({"name": format!("target {n}"), "role": "viewer"}),
+                )
+                .await
             }
             Target::Invitation => {
-                let r = self
-                    .app
-                    .post_json(
-                        &self.tenant.host,
-                        "/api/v1/invitations",
-                        &json!({"email": format!("invited-{n}@acme.test"), "role": "viewer"}),
-                        Some(&self.tenant.token),
-                    )
-                    .await;
-                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-                let b: Value = r.json().await.unwrap();
-                b["id"].as_str().unwrap().to_owned()
+                self.created_id(
+                    "/api/v1/invitations",
+                    json!({"email": format!("invited-{n}@acme.test"), "role": "viewer"}),
+                )
+                .await
             }
         }
     }

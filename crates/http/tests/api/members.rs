@@ -2,71 +2,8 @@
 //! tenant scoping, the plan limit, and their effect on refresh and login.
 
 use crate::helpers::*;
-use reqwest::{Method, Response};
+use reqwest::Method;
 use serde_json::{json, Value};
-
-pub const MEMBER_PASSWORD: &str = "member-password-123";
-
-pub async fn user_id(app: &TestApp, email: &str) -> String {
-    app.sql_one::<uuid::Uuid>(&format!(
-        "select id from public.users where lower(email) = lower('{email}')"
-    ))
-    .await
-    .to_string()
-}
-
-pub async fn call(
-    app: &TestApp,
-    method: Method,
-    host: &str,
-    path: &str,
-    body: Option<Value>,
-    token: &str,
-) -> Response {
-    let mut r = app.request(method, host, path).bearer_auth(token);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    r.send().await.expect("request")
-}
-
-/// Logs in and returns (access token, refresh token).
-pub async fn login_pair(
-    app: &TestApp,
-    host: &str,
-    email: &str,
-    password: &str,
-) -> (String, String) {
-    let r = app.login(host, email, password).await;
-    assert_eq!(r.status(), 200, "login {email} at {host}");
-    let b: Value = r.json().await.unwrap();
-    (
-        b["access_token"].as_str().unwrap().into(),
-        b["refresh_token"].as_str().unwrap().into(),
-    )
-}
-
-pub async fn refresh(app: &TestApp, host: &str, token: &str) -> Response {
-    app.post_json(
-        host,
-        "/api/v1/auth/token/refresh",
-        &json!({"refresh_token": token}),
-        None,
-    )
-    .await
-}
-
-/// The role in a fresh access token.
-pub fn role_of(app: &TestApp, access: &str) -> String {
-    app.jwt.verify(access).unwrap().role.unwrap()
-}
-
-pub async fn audit_count(app: &TestApp, schema: &str, action: &str) -> i64 {
-    app.sql_one(&format!(
-        "select count(*) from {schema}.audit_log where action = '{action}'"
-    ))
-    .await
-}
 
 async fn role_in(app: &TestApp, user: &str, company: &str) -> Option<String> {
     let client = app.db.get().await.unwrap();
@@ -80,10 +17,27 @@ async fn role_in(app: &TestApp, user: &str, company: &str) -> Option<String> {
         .map(|r| r.get(0))
 }
 
+/// A page of `GET path` (which must be 200).
+async fn page(app: &TestApp, host: &str, path: &str, token: &str) -> Value {
+    expect_json(app.get(host, path, Some(token)).await, 200).await
+}
+
+/// What one may do to a member: change the role, remove, deactivate (method, path, body).
+fn actions_on(id: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{id}"),
+            Some(json!({"role": "viewer"})),
+        ),
+        (Method::DELETE, format!("/api/v1/users/{id}"), None),
+        (Method::POST, format!("/api/v1/users/{id}/deactivate"), None),
+    ]
+}
+
 #[tokio::test]
 async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "ann@acme.test", "admin").await;
     app.member(&t, "bob@acme.test", "member").await;
     let viewer = app.member(&t, "vic@acme.test", "viewer").await;
@@ -93,16 +47,9 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
     let g = app.tenant("globex").await;
     app.member(&g, "ann@globex.test", "admin").await;
 
-    let r = app.get(&t.host, "/api/v1/users", Some(&viewer)).await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    let results = b["results"].as_array().unwrap();
-    let emails: Vec<&str> = results
-        .iter()
-        .map(|m| m["email"].as_str().unwrap())
-        .collect();
+    let b = page(&app, &t.host, "/api/v1/users", &viewer).await;
     assert_eq!(
-        emails,
+        column(&b, "email"),
         [
             "owner@acme.test",
             "ann@acme.test",
@@ -112,7 +59,7 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
         "in the order they joined"
     );
     assert!(b["next"].is_null());
-    let owner = &results[0];
+    let owner = &b["results"][0];
     assert_eq!(owner["id"], t.owner_id.as_str());
     assert_eq!(owner["role"], "owner");
     assert_eq!(owner["is_active"], true);
@@ -120,27 +67,14 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
     assert!(owner["joined_at"].is_string());
     assert!(owner.get("password_hash").is_none());
 
-    let r = app
-        .get(&t.host, "/api/v1/users?role=admin", Some(&viewer))
-        .await;
-    let b: Value = r.json().await.unwrap();
-    assert_eq!(b["results"].as_array().unwrap().len(), 1);
-    assert_eq!(b["results"][0]["email"], "ann@acme.test");
+    let b = page(&app, &t.host, "/api/v1/users?role=admin", &viewer).await;
+    assert_eq!(column(&b, "email"), ["ann@acme.test"]);
     // Search matches the email or the full name, case-insensitively.
-    let r = app
-        .get(&t.host, "/api/v1/users?search=ANN", Some(&viewer))
-        .await;
-    let b: Value = r.json().await.unwrap();
+    let b = page(&app, &t.host, "/api/v1/users?search=ANN", &viewer).await;
     assert_eq!(b["results"].as_array().unwrap().len(), 1);
-    let r = app
-        .get(&t.host, "/api/v1/users?search=lee", Some(&viewer))
-        .await;
-    let b: Value = r.json().await.unwrap();
+    let b = page(&app, &t.host, "/api/v1/users?search=lee", &viewer).await;
     assert_eq!(b["results"][0]["full_name"], "Annabel Lee");
-    let r = app
-        .get(&t.host, "/api/v1/users?search=%25", Some(&viewer))
-        .await;
-    let b: Value = r.json().await.unwrap();
+    let b = page(&app, &t.host, "/api/v1/users?search=%25", &viewer).await;
     assert_eq!(
         b["results"].as_array().unwrap().len(),
         0,
@@ -148,70 +82,42 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
     );
 
     // Keyset pages: two, then the other two, no overlap; the filter survives in `next`.
-    let r = app
-        .get(&t.host, "/api/v1/users?limit=2", Some(&viewer))
-        .await;
-    let b: Value = r.json().await.unwrap();
-    let first: Vec<String> = b["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["email"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(first, ["owner@acme.test", "ann@acme.test"]);
+    let b = page(&app, &t.host, "/api/v1/users?limit=2", &viewer).await;
+    assert_eq!(column(&b, "email"), ["owner@acme.test", "ann@acme.test"]);
     let next = b["next"].as_str().unwrap();
     assert!(
         next.starts_with("http://acme.example.test/api/v1/users?"),
         "{next}"
     );
     let path = &next[next.find("/api/").unwrap()..];
-    let r = app.get(&t.host, path, Some(&viewer)).await;
-    let b: Value = r.json().await.unwrap();
-    let second: Vec<&str> = b["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["email"].as_str().unwrap())
-        .collect();
-    assert_eq!(second, ["bob@acme.test", "vic@acme.test"]);
+    let b = page(&app, &t.host, path, &viewer).await;
+    assert_eq!(column(&b, "email"), ["bob@acme.test", "vic@acme.test"]);
     assert!(b["next"].is_null());
-    let r = app
-        .get(&t.host, "/api/v1/users?role=viewer&limit=1", Some(&viewer))
-        .await;
-    let b: Value = r.json().await.unwrap();
+    let b = page(&app, &t.host, "/api/v1/users?role=viewer&limit=1", &viewer).await;
     assert_eq!(b["results"][0]["email"], "vic@acme.test");
     assert!(b["next"].is_null());
 
-    problem(
-        app.get(&t.host, "/api/v1/users?role=boss", Some(&viewer))
-            .await,
-        400,
-    )
-    .await;
-    problem(
-        app.get(&t.host, "/api/v1/users?cursor=!!", Some(&viewer))
-            .await,
-        400,
-    )
-    .await;
-    problem(
-        app.get(&t.host, "/api/v1/users?limit=0", Some(&viewer))
-            .await,
-        400,
-    )
-    .await;
-    problem(app.get(&t.host, "/api/v1/users", None).await, 401).await;
-    // Another tenant's token, and the base host.
-    problem(app.get(&t.host, "/api/v1/users", Some(&g.token)).await, 403).await;
-    problem(app.get(BASE, "/api/v1/users", Some(&viewer)).await, 404).await;
+    let viewer = viewer.as_str();
+    for (host, path, token, status) in [
+        (
+            t.host.as_str(),
+            "/api/v1/users?role=boss",
+            Some(viewer),
+            400,
+        ),
+        (&t.host, "/api/v1/users?cursor=!!", Some(viewer), 400),
+        (&t.host, "/api/v1/users?limit=0", Some(viewer), 400),
+        (&t.host, "/api/v1/users", None, 401),
+        // Another tenant's token, and the base host.
+        (&t.host, "/api/v1/users", Some(&g.token), 403),
+        (BASE, "/api/v1/users", Some(viewer), 404),
+    ] {
+        problem(app.get(host, path, token).await, status).await;
+    }
 
     // One member by id.
-    let ann = user_id(&app, "ann@acme.test").await;
-    let r = app
-        .get(&t.host, &format!("/api/v1/users/{ann}"), Some(&viewer))
-        .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let ann = app.user_id("ann@acme.test").await;
+    let b = page(&app, &t.host, &format!("/api/v1/users/{ann}"), viewer).await;
     assert_eq!(
         (b["email"].as_str(), b["role"].as_str()),
         (Some("ann@acme.test"), Some("admin"))
@@ -220,226 +126,99 @@ async fn viewers_list_members_with_role_filter_search_and_keyset_pages() {
 
 #[tokio::test]
 async fn role_hierarchy_is_enforced() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let admin = app.member(&t, "ann@acme.test", "admin").await;
     let member = app.member(&t, "bob@acme.test", "member").await;
     let viewer = app.member(&t, "vic@acme.test", "viewer").await;
-    let ann = user_id(&app, "ann@acme.test").await;
-    let bob = user_id(&app, "bob@acme.test").await;
+    let ann = app.user_id("ann@acme.test").await;
+    let bob = app.user_id("bob@acme.test").await;
     let owner = t.owner_id.clone();
     let add = |role: &str, email: &str| json!({"email": email, "role": role, "full_name": "New Person", "password": "new-person-password"});
+    let users = "/api/v1/users".to_owned();
+    let bob_path = format!("/api/v1/users/{bob}");
 
     // Members and viewers cannot add or change anyone.
     for token in [&member, &viewer] {
-        let p = problem(
-            call(
-                &app,
+        for (method, path, body, needle) in [
+            (
                 Method::POST,
-                &t.host,
-                "/api/v1/users",
+                users.clone(),
                 Some(add("viewer", "x@acme.test")),
-                token,
-            )
-            .await,
-            403,
-        )
-        .await;
-        assert!(
-            p["detail"].as_str().unwrap().contains("members.manage"),
-            "{p}"
-        );
-        problem(
-            call(
-                &app,
+                "members.manage",
+            ),
+            (
                 Method::PATCH,
-                &t.host,
-                &format!("/api/v1/users/{ann}"),
+                format!("/api/v1/users/{ann}"),
                 Some(json!({"role": "viewer"})),
-                token,
-            )
-            .await,
-            403,
-        )
-        .await;
-        problem(
-            call(
-                &app,
-                Method::DELETE,
-                &t.host,
-                &format!("/api/v1/users/{bob}"),
-                None,
-                token,
-            )
-            .await,
-            403,
-        )
-        .await;
+                "",
+            ),
+            (Method::DELETE, bob_path.clone(), None, ""),
+        ] {
+            let r = app.call(method, &t.host, &path, body, token).await;
+            expect_problem(r, 403, needle).await;
+        }
     }
 
-    // An admin cannot grant owner (to a new member or by a role change) ...
-    let p = problem(
-        call(
-            &app,
-            Method::POST,
-            &t.host,
-            "/api/v1/users",
-            Some(add("owner", "x@acme.test")),
-            &admin,
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("ownership transfer"),
-        "{p}"
-    );
-    problem(
-        call(
-            &app,
-            Method::PATCH,
-            &t.host,
-            &format!("/api/v1/users/{bob}"),
-            Some(json!({"role": "owner"})),
-            &admin,
-        )
-        .await,
-        403,
-    )
-    .await;
-    // ... nor can the owner: the owner role only moves by transfer.
-    problem(
-        call(
-            &app,
-            Method::PATCH,
-            &t.host,
-            &format!("/api/v1/users/{bob}"),
-            Some(json!({"role": "owner"})),
-            &t.token,
-        )
-        .await,
-        403,
-    )
-    .await;
-    // An admin cannot act on the owner in any way.
-    for (method, path, body) in [
+    // An admin cannot grant owner (to a new member or by a role change); nor can the owner:
+    // the owner role only moves by transfer.
+    for (method, path, body, token, needle) in [
         (
-            Method::PATCH,
-            format!("/api/v1/users/{owner}"),
-            Some(json!({"role": "viewer"})),
+            Method::POST,
+            &users,
+            add("owner", "x@acme.test"),
+            &admin,
+            "ownership transfer",
         ),
-        (Method::DELETE, format!("/api/v1/users/{owner}"), None),
         (
-            Method::POST,
-            format!("/api/v1/users/{owner}/deactivate"),
-            None,
+            Method::PATCH,
+            &bob_path,
+            json!({"role": "owner"}),
+            &admin,
+            "",
+        ),
+        (
+            Method::PATCH,
+            &bob_path,
+            json!({"role": "owner"}),
+            &t.token,
+            "",
         ),
     ] {
-        let p = problem(call(&app, method, &t.host, &path, body, &admin).await, 403).await;
-        assert!(p["detail"].as_str().unwrap().contains("owner"), "{p}");
+        let r = app.call(method, &t.host, path, Some(body), token).await;
+        expect_problem(r, 403, needle).await;
+    }
+    // An admin cannot act on the owner in any way.
+    for (method, path, body) in actions_on(&owner) {
+        let r = app.call(method, &t.host, &path, body, &admin).await;
+        expect_problem(r, 403, "owner").await;
     }
     // Nobody acts on themselves here: not the owner, not an admin.
     for (token, me) in [(&t.token, &owner), (&admin, &ann)] {
-        problem(
-            call(
-                &app,
-                Method::PATCH,
-                &t.host,
-                &format!("/api/v1/users/{me}"),
-                Some(json!({"role": "viewer"})),
-                token,
-            )
-            .await,
-            403,
-        )
-        .await;
-        problem(
-            call(
-                &app,
-                Method::DELETE,
-                &t.host,
-                &format!("/api/v1/users/{me}"),
-                None,
-                token,
-            )
-            .await,
-            403,
-        )
-        .await;
-        problem(
-            call(
-                &app,
-                Method::POST,
-                &t.host,
-                &format!("/api/v1/users/{me}/deactivate"),
-                None,
-                token,
-            )
-            .await,
-            403,
-        )
-        .await;
+        for (method, path, body) in actions_on(me) {
+            problem(app.call(method, &t.host, &path, body, token).await, 403).await;
+        }
     }
-    let p = problem(
-        call(
-            &app,
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/users/{ann}"),
-            None,
-            &admin,
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("your own membership"),
-        "{p}"
-    );
+    let r = app
+        .delete(&t.host, &format!("/api/v1/users/{ann}"), &admin)
+        .await;
+    expect_problem(r, 403, "your own membership").await;
 
     // An admin can add an admin and change members' roles.
-    let r = call(
-        &app,
-        Method::POST,
-        &t.host,
-        "/api/v1/users",
-        Some(add("admin", "second@acme.test")),
-        &admin,
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let r = call(
-        &app,
-        Method::PATCH,
-        &t.host,
-        &format!("/api/v1/users/{bob}"),
-        Some(json!({"role": "admin"})),
-        &admin,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    assert_eq!(b["role"], "admin");
-    // Invalid roles are 422.
-    let p = problem(
-        call(
-            &app,
-            Method::PATCH,
+    let r = app
+        .call(
+            Method::POST,
             &t.host,
-            &format!("/api/v1/users/{bob}"),
-            Some(json!({"role": "boss"})),
+            &users,
+            Some(add("admin", "second@acme.test")),
             &admin,
         )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["role"].is_array());
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app.set_role(&t.host, &admin, &bob, "admin").await;
+    assert_eq!(expect_json(r, 200).await["role"], "admin");
+    // Invalid roles are 422.
+    let r = app.set_role(&t.host, &admin, &bob, "boss").await;
+    expect_field_errors(r, 422, &["role"]).await;
 
     // Nothing above changed the owner or the self-targeted memberships.
     assert_eq!(
@@ -450,53 +229,34 @@ async fn role_hierarchy_is_enforced() {
         role_in(&app, &ann, &t.company_id).await.as_deref(),
         Some("admin")
     );
-    let owners: i64 = app
-        .sql_one("select count(*) from public.memberships where role = 'owner'")
-        .await;
-    assert_eq!(owners, 1);
-    let inactive: i64 = app
-        .sql_one("select count(*) from public.memberships where not is_active")
-        .await;
-    assert_eq!(inactive, 0);
+    app.assert_counts(&[
+        (
+            "select count(*) from public.memberships where role = 'owner'",
+            1,
+        ),
+        (
+            "select count(*) from public.memberships where not is_active",
+            0,
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test]
 async fn a_demoted_admin_cannot_act_with_a_stale_token() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let stale = app.member(&t, "ann@acme.test", "admin").await;
     app.member(&t, "bob@acme.test", "member").await;
-    let ann = user_id(&app, "ann@acme.test").await;
-    let bob = user_id(&app, "bob@acme.test").await;
-    let r = call(
-        &app,
-        Method::PATCH,
-        &t.host,
-        &format!("/api/v1/users/{ann}"),
-        Some(json!({"role": "member"})),
-        &t.token,
-    )
-    .await;
+    let ann = app.user_id("ann@acme.test").await;
+    let bob = app.user_id("bob@acme.test").await;
+    let r = app.set_role(&t.host, &t.token, &ann, "member").await;
     assert_eq!(r.status(), 200);
     // The access token still says admin; the membership, re-read under the lock, does not.
-    assert_eq!(role_of(&app, &stale), "admin");
-    let p = problem(
-        call(
-            &app,
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/users/{bob}"),
-            None,
-            &stale,
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("the member role"),
-        "{p}"
-    );
+    assert_eq!(app.role_of(&stale), "admin");
+    let r = app
+        .delete(&t.host, &format!("/api/v1/users/{bob}"), &stale)
+        .await;
+    expect_problem(r, 403, "the member role").await;
     assert_eq!(
         role_in(&app, &bob, &t.company_id).await.as_deref(),
         Some("member")
@@ -505,66 +265,27 @@ async fn a_demoted_admin_cannot_act_with_a_stale_token() {
 
 #[tokio::test]
 async fn adding_members_new_and_existing_accounts() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
+    let add = |body: Value| app.call(Method::POST, &t.host, "/api/v1/users", Some(body), &t.token);
 
     // A new email needs a full name and a valid password.
-    let p = problem(
-        call(
-            &app,
-            Method::POST,
-            &t.host,
-            "/api/v1/users",
-            Some(json!({"email": "new@acme.test", "role": "member"})),
-            &t.token,
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(
-        p["errors"]["password"].is_array() && p["errors"]["full_name"].is_array(),
-        "{p}"
+    let r = add(json!({"email": "new@acme.test", "role": "member"})).await;
+    expect_field_errors(r, 422, &["password", "full_name"]).await;
+    let r = add(json!({"email": "new@acme.test", "role": "member", "full_name": "New", "password": "short"})).await;
+    expect_field_error(r, "password", "at least 10").await;
+    let r = add(json!({"email": "not-an-email", "role": "chief"})).await;
+    expect_field_errors(r, 422, &["email", "role"]).await;
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'new@acme.test'")
+            .await,
+        0,
+        "nothing half-created"
     );
-    let p = problem(
-        call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "new@acme.test", "role": "member", "full_name": "New", "password": "short"})), &t.token).await,
-        422,
-    )
-    .await;
-    assert!(
-        p["errors"]["password"][0]
-            .as_str()
-            .unwrap()
-            .contains("at least 10"),
-        "{p}"
-    );
-    let p = problem(
-        call(
-            &app,
-            Method::POST,
-            &t.host,
-            "/api/v1/users",
-            Some(json!({"email": "not-an-email", "role": "chief"})),
-            &t.token,
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(
-        p["errors"]["email"].is_array() && p["errors"]["role"].is_array(),
-        "{p}"
-    );
-    let none: i64 = app
-        .sql_one("select count(*) from public.users where email = 'new@acme.test'")
-        .await;
-    assert_eq!(none, 0, "nothing half-created");
 
-    let r = call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "New@Acme.test", "role": "member", "full_name": " Nora New ", "password": "nora-password-1"})), &t.token).await;
-    assert_eq!(r.status(), 201);
+    let r = add(json!({"email": "New@Acme.test", "role": "member", "full_name": " Nora New ", "password": "nora-password-1"})).await;
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let b: Value = r.json().await.unwrap();
+    let b = expect_json(r, 201).await;
     assert_eq!(
         location,
         format!("/api/v1/users/{}", b["id"].as_str().unwrap())
@@ -579,28 +300,18 @@ async fn adding_members_new_and_existing_accounts() {
     );
     // The new account logs in with its initial password, with its role.
     let token = app.token(&t.host, "new@acme.test", "nora-password-1").await;
-    assert_eq!(role_of(&app, &token), "member");
+    assert_eq!(app.role_of(&token), "member");
     // Twice: 409.
-    let p = problem(
-        call(
-            &app,
-            Method::POST,
-            &t.host,
-            "/api/v1/users",
-            Some(json!({"email": "new@acme.test", "role": "viewer"})),
-            &t.token,
-        )
-        .await,
-        409,
-    )
-    .await;
-    assert!(p["errors"]["email"].is_array(), "{p}");
+    let r = add(json!({"email": "new@acme.test", "role": "viewer"})).await;
+    expect_field_errors(r, 409, &["email"]).await;
 
     // An existing account (globex's owner) only gets a membership; a password sent along is
     // ignored, never set.
-    let r = call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": g.owner_email, "role": "viewer", "password": "attacker-chosen-password"})), &t.token).await;
-    assert_eq!(r.status(), 201);
-    let b: Value = r.json().await.unwrap();
+    let r = add(
+        json!({"email": g.owner_email, "role": "viewer", "password": "attacker-chosen-password"}),
+    )
+    .await;
+    let b = expect_json(r, 201).await;
     assert_eq!(b["id"], g.owner_id.as_str());
     assert_eq!(
         app.login(&t.host, &g.owner_email, "attacker-chosen-password")
@@ -611,15 +322,15 @@ async fn adding_members_new_and_existing_accounts() {
     let token = app
         .token(&t.host, &g.owner_email, "password-of-globex")
         .await;
-    assert_eq!(role_of(&app, &token), "viewer");
+    assert_eq!(app.role_of(&token), "viewer");
     assert_eq!(
         role_in(&app, &g.owner_id, &g.company_id).await.as_deref(),
         Some("owner")
     );
 
     // Audited with the state after, in acme's trail only.
-    assert_eq!(audit_count(&app, "tenant_acme", "member.added").await, 2);
-    assert_eq!(audit_count(&app, "tenant_globex", "member.added").await, 0);
+    assert_eq!(app.audit_count("tenant_acme", "member.added").await, 2);
+    assert_eq!(app.audit_count("tenant_globex", "member.added").await, 0);
     let after: Value = app
         .sql_one("select after from tenant_acme.audit_log where action = 'member.added' order by id limit 1")
         .await;
@@ -634,138 +345,68 @@ async fn adding_members_new_and_existing_accounts() {
 
 #[tokio::test]
 async fn another_tenants_user_is_404_and_untouched() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
     app.member(&g, "gina@globex.test", "member").await;
-    let gina = user_id(&app, "gina@globex.test").await;
+    let gina = app.user_id("gina@globex.test").await;
     // Someone in both companies.
     app.member(&g, "both@x.test", "member").await;
-    let both = user_id(&app, "both@x.test").await;
-    app.sql(&format!(
-        "insert into public.memberships (id, user_id, company_id, role) values (gen_random_uuid(), '{both}', '{}', 'member')",
-        a.company_id
-    ))
-    .await;
-    let (_, globex_refresh) = login_pair(&app, &g.host, "both@x.test", MEMBER_PASSWORD).await;
+    let both = app.user_id("both@x.test").await;
+    app.add_membership(&both, &a.company_id, "member").await;
+    let (_, globex_refresh) = app
+        .login_pair(&g.host, "both@x.test", MEMBER_PASSWORD)
+        .await;
 
     for target in [&gina, &g.owner_id] {
-        for (method, path, body) in [
-            (Method::GET, format!("/api/v1/users/{target}"), None),
-            (
-                Method::PATCH,
-                format!("/api/v1/users/{target}"),
-                Some(json!({"role": "viewer"})),
-            ),
-            (Method::DELETE, format!("/api/v1/users/{target}"), None),
-            (
-                Method::POST,
-                format!("/api/v1/users/{target}/deactivate"),
-                None,
-            ),
-            (
-                Method::POST,
-                format!("/api/v1/users/{target}/activate"),
-                None,
-            ),
-        ] {
-            problem(
-                call(&app, method, &a.host, &path, body, &a.token).await,
-                404,
-            )
-            .await;
+        let mut actions = vec![(Method::GET, format!("/api/v1/users/{target}"), None)];
+        actions.extend(actions_on(target));
+        actions.push((
+            Method::POST,
+            format!("/api/v1/users/{target}/activate"),
+            None,
+        ));
+        for (method, path, body) in actions {
+            problem(app.call(method, &a.host, &path, body, &a.token).await, 404).await;
         }
     }
     // Nobody at all, and ids that are not UUIDs.
-    problem(
-        call(
-            &app,
+    for (method, path, body) in [
+        (
             Method::PATCH,
-            &a.host,
-            &format!("/api/v1/users/{}", uuid::Uuid::now_v7()),
+            format!("/api/v1/users/{}", uuid::Uuid::now_v7()),
             Some(json!({"role": "viewer"})),
-            &a.token,
-        )
-        .await,
-        404,
-    )
-    .await;
-    problem(
-        call(
-            &app,
-            Method::GET,
-            &a.host,
-            "/api/v1/users/not-a-uuid",
-            None,
-            &a.token,
-        )
-        .await,
-        404,
-    )
-    .await;
-    problem(
-        call(
-            &app,
-            Method::POST,
-            &a.host,
-            "/api/v1/users/42/deactivate",
-            None,
-            &a.token,
-        )
-        .await,
-        404,
-    )
-    .await;
+        ),
+        (Method::GET, "/api/v1/users/not-a-uuid".to_owned(), None),
+        (Method::POST, "/api/v1/users/42/deactivate".to_owned(), None),
+    ] {
+        problem(app.call(method, &a.host, &path, body, &a.token).await, 404).await;
+    }
     // `/users/me` is still the caller's own account.
-    let r = app.get(&a.host, "/api/v1/users/me", Some(&a.token)).await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let b = page(&app, &a.host, "/api/v1/users/me", &a.token).await;
     assert_eq!(b["email"], a.owner_email.as_str());
-    problem(
-        call(
-            &app,
-            Method::DELETE,
-            &a.host,
-            "/api/v1/users/me",
-            None,
-            &a.token,
-        )
-        .await,
-        405,
-    )
-    .await;
+    problem(app.delete(&a.host, "/api/v1/users/me", &a.token).await, 405).await;
 
     // Removing the shared member from acme leaves their globex membership and sessions alone.
-    let r = call(
-        &app,
-        Method::DELETE,
-        &a.host,
-        &format!("/api/v1/users/{both}"),
-        None,
-        &a.token,
-    )
-    .await;
+    let r = app
+        .delete(&a.host, &format!("/api/v1/users/{both}"), &a.token)
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(role_in(&app, &both, &a.company_id).await, None);
     assert_eq!(
         role_in(&app, &both, &g.company_id).await.as_deref(),
         Some("member")
     );
-    assert_eq!(refresh(&app, &g.host, &globex_refresh).await.status(), 200);
+    assert_eq!(app.refresh(&g.host, &globex_refresh).await.status(), 200);
     // And every globex membership is exactly as it was.
-    let globex: Vec<(String, bool)> = {
-        let client = app.db.get().await.unwrap();
-        client
-            .query(
-                "select role, is_active from public.memberships where company_id = $1::text::uuid order by created_at",
-                &[&g.company_id],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect()
-    };
+    let globex: Vec<(String, bool)> = app
+        .sql_rows_with(
+            "select role, is_active from public.memberships where company_id = $1::text::uuid order by created_at",
+            &[&g.company_id],
+        )
+        .await
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     assert_eq!(
         globex,
         vec![
@@ -774,16 +415,12 @@ async fn another_tenants_user_is_404_and_untouched() {
             ("member".into(), true)
         ]
     );
-    assert_eq!(
-        audit_count(&app, "tenant_globex", "member.removed").await,
-        0
-    );
+    assert_eq!(app.audit_count("tenant_globex", "member.removed").await, 0);
 }
 
 #[tokio::test]
 async fn the_plan_limit_counts_members_under_concurrency() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.sql("update public.companies set plan = 'free' where slug = 'acme'")
         .await;
     // The free plan allows 5: the owner and three more, then one seat left for twelve contenders.
@@ -792,21 +429,17 @@ async fn the_plan_limit_counts_members_under_concurrency() {
     }
     // Existing accounts, so no request spends time hashing: they all reach the database at once.
     for i in 0..12 {
-        app.sql(&format!(
-            "insert into public.users (id, email, password_hash) values (gen_random_uuid(), 'c{i}@acme.test', 'x')"
-        ))
+        app.sql_with(
+            "insert into public.users (id, email, password_hash) values (gen_random_uuid(), $1, 'x')",
+            &[&format!("c{i}@acme.test")],
+        )
         .await;
     }
+    let add = |body: Value| app.call(Method::POST, &t.host, "/api/v1/users", Some(body), &t.token);
     let mut requests = Vec::new();
     for i in 0..12 {
-        let body = json!({"email": format!("c{i}@acme.test"), "role": "viewer"});
-        requests.push(call(
-            &app,
-            Method::POST,
-            &t.host,
-            "/api/v1/users",
-            Some(body),
-            &t.token,
+        requests.push(add(
+            json!({"email": format!("c{i}@acme.test"), "role": "viewer"}),
         ));
     }
     let results = futures_util::future::join_all(requests).await;
@@ -815,253 +448,129 @@ async fn the_plan_limit_counts_members_under_concurrency() {
         match r.status().as_u16() {
             201 => created += 1,
             403 => {
-                let p = problem(r, 403).await;
-                assert!(
-                    p["detail"]
-                        .as_str()
-                        .unwrap()
-                        .contains("free plan allows at most 5 members"),
-                    "{p}"
-                );
+                expect_problem(r, 403, "free plan allows at most 5 members").await;
             }
             other => panic!("unexpected {other}"),
         }
     }
     assert_eq!(created, 1);
     let members: i64 = app
-        .sql_one(&format!(
-            "select count(*) from public.memberships where company_id = '{}'",
-            t.company_id
-        ))
+        .sql_one_with(
+            "select count(*) from public.memberships where company_id = $1::text::uuid",
+            &[&t.company_id],
+        )
         .await;
     assert_eq!(members, 5);
     // A refused new account is rolled back with its membership.
-    let p = problem(
-        call(&app, Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "fresh@acme.test", "role": "viewer", "full_name": "Fresh", "password": "fresh-password"})), &t.token).await,
-        403,
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("upgrade"), "{p}");
-    let fresh: i64 = app
-        .sql_one("select count(*) from public.users where email = 'fresh@acme.test'")
-        .await;
-    assert_eq!(fresh, 0);
+    let r = add(json!({"email": "fresh@acme.test", "role": "viewer", "full_name": "Fresh", "password": "fresh-password"})).await;
+    expect_problem(r, 403, "upgrade").await;
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'fresh@acme.test'")
+            .await,
+        0
+    );
     // A deactivated member still holds a seat; removing one frees it.
-    let m0 = user_id(&app, "m0@acme.test").await;
-    let r = call(
-        &app,
-        Method::POST,
-        &t.host,
-        &format!("/api/v1/users/{m0}/deactivate"),
-        None,
-        &t.token,
-    )
-    .await;
+    let m0 = app.user_id("m0@acme.test").await;
+    let r = app
+        .member_switch(&t.host, &t.token, &m0, "deactivate")
+        .await;
     assert_eq!(r.status(), 200);
     let late = json!({"email": "late@acme.test", "role": "viewer", "full_name": "Late", "password": "late-password-1"});
-    problem(
-        call(
-            &app,
-            Method::POST,
-            &t.host,
-            "/api/v1/users",
-            Some(late.clone()),
-            &t.token,
-        )
-        .await,
-        403,
-    )
-    .await;
-    let r = call(
-        &app,
-        Method::DELETE,
-        &t.host,
-        &format!("/api/v1/users/{m0}"),
-        None,
-        &t.token,
-    )
-    .await;
+    problem(add(late.clone()).await, 403).await;
+    let r = app
+        .delete(&t.host, &format!("/api/v1/users/{m0}"), &t.token)
+        .await;
     assert_eq!(r.status(), 204);
-    let r = call(
-        &app,
-        Method::POST,
-        &t.host,
-        "/api/v1/users",
-        Some(late),
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 201);
+    assert_eq!(add(late).await.status(), 201);
 }
 
 #[tokio::test]
 async fn role_changes_removal_and_deactivation_take_effect_at_refresh_and_login() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "bob@acme.test", "member").await;
-    let bob = user_id(&app, "bob@acme.test").await;
-    let (_, r1) = login_pair(&app, &t.host, "bob@acme.test", MEMBER_PASSWORD).await;
+    let bob = app.user_id("bob@acme.test").await;
+    let (_, r1) = app
+        .login_pair(&t.host, "bob@acme.test", MEMBER_PASSWORD)
+        .await;
+    let bob_path = format!("/api/v1/users/{bob}");
+    let switch = |to: &'static str| app.member_switch(&t.host, &t.token, &bob, to);
 
     // Role change: the next refresh carries the new role, and it is enforced.
-    let r = call(
-        &app,
-        Method::PATCH,
-        &t.host,
-        &format!("/api/v1/users/{bob}"),
-        Some(json!({"role": "viewer"})),
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let r = refresh(&app, &t.host, &r1).await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let to_viewer = || app.set_role(&t.host, &t.token, &bob, "viewer");
+    assert_eq!(to_viewer().await.status(), 200);
+    let b = expect_json(app.refresh(&t.host, &r1).await, 200).await;
     let access = b["access_token"].as_str().unwrap();
     let r2 = b["refresh_token"].as_str().unwrap().to_owned();
-    assert_eq!(role_of(&app, access), "viewer");
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "Nope"}),
-            Some(access),
-        )
-        .await,
-        403,
-    )
-    .await;
+    assert_eq!(app.role_of(access), "viewer");
+    let r = app
+        .post_project(&t.host, access, json!({"name": "Nope"}))
+        .await;
+    problem(r, 403).await;
     // The same role again changes nothing and writes no entry.
-    let r = call(
-        &app,
-        Method::PATCH,
-        &t.host,
-        &format!("/api/v1/users/{bob}"),
-        Some(json!({"role": "viewer"})),
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(to_viewer().await.status(), 200);
     assert_eq!(
-        audit_count(&app, "tenant_acme", "member.role_changed").await,
+        app.audit_count("tenant_acme", "member.role_changed").await,
         1
     );
-    let (before, after): (Value, Value) = {
-        let client = app.db.get().await.unwrap();
-        let row = client
-            .query_one("select before, after from tenant_acme.audit_log where action = 'member.role_changed'", &[])
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
+    let (before, after) = app.audit_change("tenant_acme", "member.role_changed").await;
     assert_eq!(
         (before["role"].as_str(), after["role"].as_str()),
         (Some("member"), Some("viewer"))
     );
 
     // Deactivation: refresh and login are refused at once.
-    let r = call(
-        &app,
-        Method::POST,
-        &t.host,
-        &format!("/api/v1/users/{bob}/deactivate"),
-        None,
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    assert_eq!(b["is_active"], false);
-    problem(refresh(&app, &t.host, &r2).await, 401).await;
-    problem(
-        app.login(&t.host, "bob@acme.test", MEMBER_PASSWORD).await,
-        401,
-    )
-    .await;
+    let r = switch("deactivate").await;
+    assert_eq!(expect_json(r, 200).await["is_active"], false);
+    problem(app.refresh(&t.host, &r2).await, 401).await;
+    let r = app.login(&t.host, "bob@acme.test", MEMBER_PASSWORD).await;
+    problem(r, 401).await;
     let reason: String = app
-        .sql_one(&format!(
-            "select revoked_reason from public.sessions where user_id = '{bob}' order by created_at desc limit 1"
-        ))
+        .sql_one_with(
+            "select revoked_reason from public.sessions where user_id = $1::text::uuid \
+             order by created_at desc limit 1",
+            &[&bob],
+        )
         .await;
     assert_eq!(reason, "membership deactivated");
     // Deactivating again is a no-op; activating lets them log in again (new session).
-    let r = call(
-        &app,
-        Method::POST,
-        &t.host,
-        &format!("/api/v1/users/{bob}/deactivate"),
-        None,
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(switch("deactivate").await.status(), 200);
     assert_eq!(
-        audit_count(&app, "tenant_acme", "member.deactivated").await,
+        app.audit_count("tenant_acme", "member.deactivated").await,
         1
     );
-    problem(refresh(&app, &t.host, &r2).await, 401).await;
-    let r = call(
-        &app,
-        Method::POST,
-        &t.host,
-        &format!("/api/v1/users/{bob}/activate"),
-        None,
-        &t.token,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    assert_eq!(b["is_active"], true);
-    assert_eq!(
-        audit_count(&app, "tenant_acme", "member.activated").await,
-        1
-    );
-    let (_, r3) = login_pair(&app, &t.host, "bob@acme.test", MEMBER_PASSWORD).await;
+    problem(app.refresh(&t.host, &r2).await, 401).await;
+    let r = switch("activate").await;
+    assert_eq!(expect_json(r, 200).await["is_active"], true);
+    assert_eq!(app.audit_count("tenant_acme", "member.activated").await, 1);
+    let (_, r3) = app
+        .login_pair(&t.host, "bob@acme.test", MEMBER_PASSWORD)
+        .await;
     // Bob also has an account session on the base host, which removal must not end.
-    let (_, account_refresh) = login_pair(&app, BASE, "bob@acme.test", MEMBER_PASSWORD).await;
+    let (_, account_refresh) = app.login_pair(BASE, "bob@acme.test", MEMBER_PASSWORD).await;
 
     // Removal: the session in this company is revoked; login is refused.
-    let r = call(
-        &app,
-        Method::DELETE,
-        &t.host,
-        &format!("/api/v1/users/{bob}"),
-        None,
-        &t.token,
-    )
-    .await;
+    let r = app.delete(&t.host, &bob_path, &t.token).await;
     assert_eq!(r.status(), 204);
-    problem(refresh(&app, &t.host, &r3).await, 401).await;
-    problem(
-        app.login(&t.host, "bob@acme.test", MEMBER_PASSWORD).await,
-        401,
-    )
-    .await;
+    problem(app.refresh(&t.host, &r3).await, 401).await;
+    let r = app.login(&t.host, "bob@acme.test", MEMBER_PASSWORD).await;
+    problem(r, 401).await;
     let removed: i64 = app
-        .sql_one(&format!(
-            "select count(*) from public.sessions where user_id = '{bob}' and revoked_reason = 'membership removed'"
-        ))
+        .sql_one_with(
+            "select count(*) from public.sessions \
+             where user_id = $1::text::uuid and revoked_reason = 'membership removed'",
+            &[&bob],
+        )
         .await;
     assert_eq!(removed, 1);
-    assert_eq!(refresh(&app, BASE, &account_refresh).await.status(), 200);
+    assert_eq!(app.refresh(BASE, &account_refresh).await.status(), 200);
     // Removing again: not a member any more.
-    problem(
-        call(
-            &app,
-            Method::DELETE,
-            &t.host,
-            &format!("/api/v1/users/{bob}"),
-            None,
-            &t.token,
-        )
-        .await,
-        404,
-    )
-    .await;
+    problem(app.delete(&t.host, &bob_path, &t.token).await, 404).await;
     // The account itself still exists.
-    let accounts: i64 = app
-        .sql_one("select count(*) from public.users where email = 'bob@acme.test'")
-        .await;
-    assert_eq!(accounts, 1);
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'bob@acme.test'")
+            .await,
+        1
+    );
     let before: Value = app
         .sql_one("select before from tenant_acme.audit_log where action = 'member.removed'")
         .await;

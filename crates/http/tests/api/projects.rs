@@ -5,19 +5,21 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
+/// The project row with `id`, as JSON.
+async fn stored(app: &TestApp, id: &str) -> Value {
+    app.sql_one_with(
+        "select to_jsonb(p) from tenant_acme.projects p where id = $1::text::uuid",
+        &[&id],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn crud_round_trip() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "  Launch  ", "description": "d", "status": "active",
-                    "start_date": "2026-01-01", "end_date": "2026-02-01"}),
-            Some(&t.token),
-        )
-        .await;
+    let (app, t) = spawn_tenant("acme").await;
+    let launch = json!({"name": "  Launch  ", "description": "d", "status": "active",
+                        "start_date": "2026-01-01", "end_date": "2026-02-01"});
+    let r = app.post_project(&t.host, &t.token, launch).await;
     assert_eq!(r.status(), 201);
     let location = r
         .headers()
@@ -52,40 +54,21 @@ async fn crud_round_trip() {
     assert_eq!(patched["end_date"], Value::Null);
     assert_eq!(patched["start_date"], "2026-01-01", "absent fields stay");
     assert_eq!(patched["name"], "Launch");
-    assert_eq!(
-        app.sql_one::<String>(&format!(
-            "select status from tenant_acme.projects where id = '{id}'"
-        ))
-        .await,
-        "completed"
-    );
+    assert_eq!(stored(&app, &id).await["status"], "completed");
 
-    let r = app
-        .request(Method::DELETE, &t.host, &location)
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete(&t.host, &location, &t.token).await;
     assert_eq!(r.status(), 204);
     problem(app.get(&t.host, &location, Some(&t.token)).await, 404).await;
-    let r = app
-        .request(Method::DELETE, &t.host, &location)
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 404).await;
+    problem(app.delete(&t.host, &location, &t.token).await, 404).await;
     assert_eq!(
-        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
-            .await,
+        app.count("select count(*) from tenant_acme.projects").await,
         0
     );
 }
 
 #[tokio::test]
 async fn invalid_values_are_422_and_nothing_is_written() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let cases = [
         (json!({}), "name"),
         (json!({"name": ""}), "name"),
@@ -105,83 +88,37 @@ async fn invalid_values_are_422_and_nothing_is_written() {
         ),
     ];
     for (body, field) in cases {
-        let p = problem(
-            app.post_json(&t.host, "/api/v1/projects", &body, Some(&t.token))
-                .await,
-            422,
-        )
-        .await;
-        assert!(p["errors"][field].is_array(), "{field}: {p}");
+        let r = app.post_project(&t.host, &t.token, body).await;
+        expect_field_errors(r, 422, &[field]).await;
     }
     assert_eq!(
-        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
-            .await,
+        app.count("select count(*) from tenant_acme.projects").await,
         0
     );
 
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "p", "start_date": "2026-01-10"}),
-            Some(&t.token),
-        )
-        .await;
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let body = json!({"name": "p", "start_date": "2026-01-10"});
+    let id = app.create_project(&t.host, &t.token, body).await;
     let path = format!("/api/v1/projects/{id}");
     // The database's date check is reported on the field, not as a 500.
-    let p = problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            &path,
-            &json!({"end_date": "2026-01-01"}),
-            Some(&t.token),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["end_date"].is_array());
-    let p = problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            &path,
-            &json!({"name": " "}),
-            Some(&t.token),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["name"].is_array());
-    assert_eq!(
-        app.sql_one::<Option<chrono::NaiveDate>>(&format!(
-            "select end_date from tenant_acme.projects where id = '{id}'"
-        ))
-        .await,
-        None
-    );
+    for (body, field) in [
+        (json!({"end_date": "2026-01-01"}), "end_date"),
+        (json!({"name": " "}), "name"),
+    ] {
+        let r = app
+            .call(Method::PATCH, &t.host, &path, Some(body), &t.token)
+            .await;
+        expect_field_errors(r, 422, &[field]).await;
+    }
+    let row = stored(&app, &id).await;
+    assert_eq!(row.get("end_date"), Some(&Value::Null), "{row}");
 }
 
 #[tokio::test]
 async fn keyset_pages_walk_every_project_once() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     for i in 0..25 {
-        let r = app
-            .post_json(
-                &t.host,
-                "/api/v1/projects",
-                &json!({"name": format!("p{i}")}),
-                Some(&t.token),
-            )
+        app.create_project(&t.host, &t.token, json!({"name": format!("p{i}")}))
             .await;
-        assert_eq!(r.status(), 201);
     }
     let mut seen = Vec::new();
     let mut url = format!("{}/api/v1/projects?limit=10", app.address);
@@ -249,35 +186,20 @@ async fn keyset_pages_walk_every_project_once() {
         "cursor=!!!",
         "cursor=AAAA",
     ] {
-        problem(
-            app.get(&t.host, &format!("/api/v1/projects?{bad}"), Some(&t.token))
-                .await,
-            400,
-        )
-        .await;
+        let path = format!("/api/v1/projects?{bad}");
+        problem(app.get(&t.host, &path, Some(&t.token)).await, 400).await;
     }
 }
 
 #[tokio::test]
 async fn viewers_read_only_members_write() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let viewer = app.member(&t, "viewer@acme.test", "viewer").await;
     let member = app.member(&t, "member@acme.test", "member").await;
 
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "by member"}),
-            Some(&member),
-        )
+    let id = app
+        .create_project(&t.host, &member, json!({"name": "by member"}))
         .await;
-    assert_eq!(r.status(), 201);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let path = format!("/api/v1/projects/{id}");
 
     assert_eq!(
@@ -287,41 +209,12 @@ async fn viewers_read_only_members_write() {
         200
     );
     assert_eq!(app.get(&t.host, &path, Some(&viewer)).await.status(), 200);
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "v"}),
-            Some(&viewer),
-        )
-        .await,
-        403,
-    )
-    .await;
-    problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            &path,
-            &json!({"name": "v"}),
-            Some(&viewer),
-        )
-        .await,
-        403,
-    )
-    .await;
-    let r = app
-        .request(Method::DELETE, &t.host, &path)
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 403).await;
-    assert_eq!(
-        app.sql_one::<String>(&format!(
-            "select name from tenant_acme.projects where id = '{id}'"
-        ))
-        .await,
-        "by member"
-    );
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/projects", Some(json!({"name": "v"}))),
+        (Method::PATCH, &path, Some(json!({"name": "v"}))),
+        (Method::DELETE, &path, None),
+    ] {
+        problem(app.call(method, &t.host, path, body, &viewer).await, 403).await;
+    }
+    assert_eq!(stored(&app, &id).await["name"], "by member");
 }

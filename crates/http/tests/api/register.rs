@@ -35,7 +35,7 @@ async fn register_creates_a_ready_tenant() {
         "active"
     );
     assert_eq!(
-        app.sql_one::<i64>(
+        app.count(
             "select count(*) from public.domains where domain = 'acme.example.test' and is_primary"
         )
         .await,
@@ -49,8 +49,7 @@ async fn register_creates_a_ready_tenant() {
         "owner"
     );
     assert_eq!(
-        app.sql_one::<i64>("select count(*) from tenant_acme.projects")
-            .await,
+        app.count("select count(*) from tenant_acme.projects").await,
         0
     );
     assert_eq!(
@@ -81,21 +80,19 @@ async fn register_validates_every_field() {
             None,
         )
         .await;
-    let p = problem(r, 422).await;
-    for field in ["name", "slug", "owner_email", "owner_password", "plan"] {
-        assert!(p["errors"][field].is_array(), "{field} missing in {p}");
-    }
+    let fields = ["name", "slug", "owner_email", "owner_password", "plan"];
+    expect_field_errors(r, 422, &fields).await;
     let r = app
         .post_json(BASE, "/api/v1/register", &json!({}), None)
         .await;
-    let p = problem(r, 422).await;
+    let p = expect_field_error(r, "slug", "is required").await;
     assert_eq!(p["errors"]["slug"][0], "is required");
 
     // 129 characters is refused, never truncated; 128 is accepted.
     let mut b = body("longpw");
     b["owner_password"] = json!("x".repeat(129));
-    let p = problem(app.post_json(BASE, "/api/v1/register", &b, None).await, 422).await;
-    assert!(p["errors"]["owner_password"].is_array());
+    let r = app.post_json(BASE, "/api/v1/register", &b, None).await;
+    expect_field_errors(r, 422, &["owner_password"]).await;
     b["owner_password"] = json!("x".repeat(128));
     b["owner_email"] = json!("other@acme.test");
     assert_eq!(
@@ -110,19 +107,12 @@ async fn register_validates_every_field() {
     assert_eq!(r.status(), 401, "a prefix of the password must not work");
 
     for slug in ["www", "api", "admin", "public", "ab", "-ab", "ab-", "a_b"] {
-        let p = problem(
-            app.post_json(BASE, "/api/v1/register", &body(slug), None)
-                .await,
-            422,
-        )
-        .await;
-        assert!(p["errors"]["slug"].is_array(), "{slug}");
+        let r = app
+            .post_json(BASE, "/api/v1/register", &body(slug), None)
+            .await;
+        expect_field_errors(r, 422, &["slug"]).await;
     }
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.companies").await, 1);
 }
 
 #[tokio::test]
@@ -131,13 +121,9 @@ async fn duplicate_slug_is_409_and_creates_nothing() {
     assert_eq!(app.register("acme").await.status(), 201);
     let mut b = body("acme");
     b["owner_email"] = json!("someone@else.test");
-    let p = problem(app.post_json(BASE, "/api/v1/register", &b, None).await, 409).await;
-    assert!(p["errors"]["slug"].is_array());
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.users")
-            .await,
-        1
-    );
+    let r = app.post_json(BASE, "/api/v1/register", &b, None).await;
+    expect_field_errors(r, 409, &["slug"]).await;
+    assert_eq!(app.count("select count(*) from public.users").await, 1);
 }
 
 #[tokio::test]
@@ -166,21 +152,15 @@ async fn concurrent_signups_of_one_slug_yield_one_201() {
     }
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.users")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from pg_namespace where nspname like 'tenant_%'")
-            .await,
-        1
-    );
+    app.assert_counts(&[
+        ("select count(*) from public.companies", 1),
+        ("select count(*) from public.users", 1),
+        (
+            "select count(*) from pg_namespace where nspname like 'tenant_%'",
+            1,
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -189,64 +169,44 @@ async fn failed_signup_leaves_no_half_tenant() {
     assert_eq!(app.register("first").await.status(), 201);
     // Same owner email as "first" with another password: refused after the schema and its
     // migrations were created inside the transaction.
-    let p = problem(
-        app.post_json(
-            BASE,
-            "/api/v1/register",
-            &json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
-                    "owner_password": "not-the-password"}),
-            None,
-        )
-        .await,
-        409,
-    )
+    let second = |password: &str| {
+        json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
+               "owner_password": password})
+    };
+    let r = app
+        .post_json(BASE, "/api/v1/register", &second("not-the-password"), None)
+        .await;
+    expect_field_errors(r, 409, &["owner_email"]).await;
+    app.assert_counts(&[
+        (
+            "select count(*) from public.companies where slug = 'second'",
+            0,
+        ),
+        (
+            "select count(*) from public.domains where domain like 'second.%'",
+            0,
+        ),
+        (
+            "select count(*) from pg_namespace where nspname = 'tenant_second'",
+            0,
+        ),
+    ])
     .await;
-    assert!(p["errors"]["owner_email"].is_array());
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies where slug = 'second'")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.domains where domain like 'second.%'")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from pg_namespace where nspname = 'tenant_second'")
-            .await,
-        0
-    );
 
     // With the account's own password, the same person may own a second company.
     let r = app
-        .post_json(
-            BASE,
-            "/api/v1/register",
-            &json!({"name": "Second", "slug": "second", "owner_email": "owner@first.test",
-                    "owner_password": "password-of-first"}),
-            None,
-        )
+        .post_json(BASE, "/api/v1/register", &second("password-of-first"), None)
         .await;
     assert_eq!(r.status(), 201);
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.users")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.users").await, 1);
 }
 
 #[tokio::test]
 async fn register_only_on_the_base_host() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let r = app
         .post_json(&t.host, "/api/v1/register", &body("other"), None)
         .await;
     problem(r, 404).await;
-    assert_eq!(
-        app.sql_one::<i64>("select count(*) from public.companies")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from public.companies").await, 1);
 }

@@ -1,12 +1,18 @@
 //! Host → tenant routing: normalisation, unknown hosts, tenant states, cache invalidation.
 
 use crate::helpers::*;
-use reqwest::Method;
+
+/// The status of `GET /api/v1/projects` on `host` with `token`.
+async fn projects_status(app: &TestApp, host: &str, token: &str) -> u16 {
+    app.get(host, "/api/v1/projects", Some(token))
+        .await
+        .status()
+        .as_u16()
+}
 
 #[tokio::test]
 async fn hosts_are_normalised() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     for host in [
         "ACME.Example.Test",
         "acme.example.test.",
@@ -30,8 +36,7 @@ async fn hosts_are_normalised() {
 
 #[tokio::test]
 async fn unknown_hosts_are_404_never_another_tenant() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     for host in [
         "nope.example.test",
         "acme.other.test",
@@ -50,46 +55,32 @@ async fn unknown_hosts_are_404_never_another_tenant() {
 
 #[tokio::test]
 async fn custom_domains_route_to_their_tenant() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    app.sql(&format!(
-        "insert into public.domains (domain, company_id) values ('projects.acme-corp.test', '{}')",
-        t.company_id
-    ))
+    let (app, t) = spawn_tenant("acme").await;
+    app.sql_with(
+        "insert into public.domains (domain, company_id) values ('projects.acme-corp.test', $1::text::uuid)",
+        &[&t.company_id],
+    )
     .await;
     eventually("custom domain routes", || async {
-        app.get(
-            "projects.acme-corp.test",
-            "/api/v1/projects",
-            Some(&t.token),
-        )
-        .await
-        .status()
-            == 200
+        projects_status(&app, "projects.acme-corp.test", &t.token).await == 200
     })
     .await;
 }
 
 #[tokio::test]
 async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_without_restart() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    assert_eq!(
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status(),
-        200
-    );
+    let (app, t) = spawn_tenant("acme").await;
+    assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
+    let seen = |what: &'static str, status: u16| {
+        let (app, t) = (&app, &t);
+        eventually(what, move || async move {
+            projects_status(app, &t.host, &t.token).await == status
+        })
+    };
 
     app.sql("update public.companies set status = 'suspended' where slug = 'acme'")
         .await;
-    eventually("suspension is seen", || async {
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status()
-            == 403
-    })
-    .await;
+    seen("suspension is seen", 403).await;
     problem(
         app.get(&t.host, "/api/v1/projects", Some(&t.token)).await,
         403,
@@ -103,13 +94,7 @@ async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_with
 
     app.sql("update public.companies set status = 'provisioning' where slug = 'acme'")
         .await;
-    eventually("provisioning is seen", || async {
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status()
-            == 503
-    })
-    .await;
+    seen("provisioning is seen", 503).await;
     let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
     assert!(r.headers().get("retry-after").is_some());
     problem(r, 503).await;
@@ -128,27 +113,15 @@ async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_with
     })
     .await;
 
-    app.sql(&format!(
-        "update public.companies set schema_version = {} where slug = 'acme'",
-        tenantry_tenant::tenant_head()
-    ))
+    app.sql_with(
+        "update public.companies set schema_version = $1 where slug = 'acme'",
+        &[&tenantry_tenant::tenant_head()],
+    )
     .await;
-    eventually("active again", || async {
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status()
-            == 200
-    })
-    .await;
+    seen("active again", 200).await;
 
     app.sql("drop schema tenant_acme cascade").await;
-    eventually("missing schema is seen", || async {
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status()
-            == 503
-    })
-    .await;
+    seen("missing schema is seen", 503).await;
 }
 
 #[tokio::test]
@@ -162,11 +135,5 @@ async fn a_new_tenant_is_routable_at_once() {
     )
     .await;
     let t = app.tenant("fresh").await;
-    let r = app
-        .request(Method::GET, &t.host, "/api/v1/projects")
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
 }

@@ -5,39 +5,12 @@ use crate::helpers::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn login_pair(app: &TestApp, host: &str, email: &str, password: &str) -> (String, String) {
-    let r = app
-        .request(Method::POST, host, "/api/v1/auth/token")
-        .header("User-Agent", "tenantry-tests/1.0")
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login {email} at {host}");
-    let b: Value = r.json().await.unwrap();
-    (
-        b["access_token"].as_str().unwrap().into(),
-        b["refresh_token"].as_str().unwrap().into(),
-    )
-}
-
-async fn refresh(app: &TestApp, host: &str, token: &str) -> reqwest::Response {
-    app.post_json(
-        host,
-        "/api/v1/auth/token/refresh",
-        &json!({"refresh_token": token}),
-        None,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (_, r1) = login_pair(&app, &t.host, &t.owner_email, "password-of-acme").await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (_, r1) = app.owner_session(&t).await;
 
-    let r = refresh(&app, &t.host, &r1).await;
+    let r = app.refresh(&t.host, &r1).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()
@@ -57,46 +30,44 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
     );
 
     // r1 is spent: presenting it again is reuse, which ends the session, so r2 dies too.
-    problem(refresh(&app, &t.host, &r1).await, 401).await;
-    problem(refresh(&app, &t.host, &r2).await, 401).await;
+    problem(app.refresh(&t.host, &r1).await, 401).await;
+    problem(app.refresh(&t.host, &r2).await, 401).await;
     let reason: String = app
         .sql_one("select revoked_reason from public.sessions where revoked_at is not null")
         .await;
     assert_eq!(reason, "refresh token reuse");
 
     // Garbage, an access token used as a refresh token, and a refresh token used as an access token.
-    problem(refresh(&app, &t.host, "rt_nope").await, 401).await;
-    problem(refresh(&app, &t.host, access).await, 401).await;
-    let (_, r3) = login_pair(&app, &t.host, &t.owner_email, "password-of-acme").await;
+    problem(app.refresh(&t.host, "rt_nope").await, 401).await;
+    problem(app.refresh(&t.host, access).await, 401).await;
+    let (_, r3) = app.owner_session(&t).await;
     problem(app.get(&t.host, "/api/v1/projects", Some(&r3)).await, 401).await;
     // Refresh tokens are stored hashed only.
     let stored: i64 = app
-        .sql_one(&format!(
-            "select count(*) from public.refresh_tokens where token_hash::text like '%{}%'",
-            &r3[3..13]
-        ))
+        .sql_one_with(
+            "select count(*) from public.refresh_tokens where token_hash::text like '%' || $1 || '%'",
+            &[&&r3[3..13]],
+        )
         .await;
     assert_eq!(stored, 0);
 }
 
 #[tokio::test]
 async fn a_refresh_token_only_works_on_its_own_host() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let (_, r) = login_pair(&app, &a.host, &a.owner_email, "password-of-acme").await;
-    problem(refresh(&app, &b.host, &r).await, 401).await;
-    problem(refresh(&app, BASE, &r).await, 401).await;
+    let (_, r) = app.owner_session(&a).await;
+    problem(app.refresh(&b.host, &r).await, 401).await;
+    problem(app.refresh(BASE, &r).await, 401).await;
     // Refusing it elsewhere did not spend it.
-    assert_eq!(refresh(&app, &a.host, &r).await.status(), 200);
+    assert_eq!(app.refresh(&a.host, &r).await.status(), 200);
 }
 
 #[tokio::test]
 async fn logout_and_session_revocation() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (a1, r1) = login_pair(&app, &t.host, &t.owner_email, "password-of-acme").await;
-    let (_, r2) = login_pair(&app, &t.host, &t.owner_email, "password-of-acme").await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (a1, r1) = app.owner_session(&t).await;
+    let (_, r2) = app.owner_session(&t).await;
 
     let r = app.get(&t.host, "/api/v1/auth/sessions", Some(&a1)).await;
     assert_eq!(r.status(), 200);
@@ -122,127 +93,76 @@ async fn logout_and_session_revocation() {
         "newest first: the r2 login"
     );
     let r = app
-        .request(
-            Method::DELETE,
+        .delete(
             &t.host,
             &format!("/api/v1/auth/sessions/{newest_other}"),
+            &a1,
         )
-        .bearer_auth(&a1)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), 204);
-    problem(refresh(&app, &t.host, &r2).await, 401).await;
+    problem(app.refresh(&t.host, &r2).await, 401).await;
     let _ = other;
 
     // Another account cannot revoke it: 404.
     let b = app.tenant("globex").await;
-    let r = app
-        .request(
-            Method::DELETE,
-            &b.host,
-            &format!("/api/v1/auth/sessions/{}", current["id"].as_str().unwrap()),
-        )
-        .bearer_auth(&b.token)
-        .send()
-        .await
-        .unwrap();
-    problem(r, 404).await;
+    let path = format!("/api/v1/auth/sessions/{}", current["id"].as_str().unwrap());
+    problem(app.delete(&b.host, &path, &b.token).await, 404).await;
 
     // Logout ends the session of that refresh token.
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": r1}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
-    problem(refresh(&app, &t.host, &r1).await, 401).await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": "rt_unknown"}),
-            None,
-        )
-        .await;
+    assert_eq!(app.logout(&t.host, &r1).await.status(), 204);
+    problem(app.refresh(&t.host, &r1).await, 401).await;
+    let r = app.logout(&t.host, "rt_unknown").await;
     assert_eq!(r.status(), 204, "idempotent, reveals nothing");
 }
 
 #[tokio::test]
 async fn account_tokens_list_organizations_and_switch() {
-    let app = spawn_app().await;
-    let acme = app.tenant("acme").await;
+    let (app, acme) = spawn_tenant("acme").await;
     let globex = app.tenant("globex").await;
     let _initech = app.tenant("initech").await;
     // acme's owner is also a viewer at globex.
-    app.sql(&format!(
-        "insert into public.memberships (id, user_id, company_id, role) values (gen_random_uuid(), '{}', '{}', 'viewer')",
-        acme.owner_id, globex.company_id
-    ))
-    .await;
+    app.add_membership(&acme.owner_id, &globex.company_id, "viewer")
+        .await;
 
-    let (account, account_refresh) =
-        login_pair(&app, BASE, &acme.owner_email, "password-of-acme").await;
+    let (account, account_refresh) = app
+        .login_pair(BASE, &acme.owner_email, "password-of-acme")
+        .await;
     let claims = app.jwt.verify(&account).unwrap();
     assert_eq!((claims.tenant, claims.role), (None, None));
 
-    let r = app
-        .get(BASE, "/api/v1/me/organizations", Some(&account))
-        .await;
-    assert_eq!(r.status(), 200);
-    let orgs: Value = r.json().await.unwrap();
-    let mut seen: Vec<(String, String, String)> = orgs["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["slug"].as_str().unwrap().to_owned(),
-                o["role"].as_str().unwrap().to_owned(),
-                o["domain"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let orgs = expect_json(
+        app.get(BASE, "/api/v1/me/organizations", Some(&account))
+            .await,
+        200,
+    )
+    .await;
+    let mut seen = columns(&orgs, &["slug", "role", "domain"]);
     seen.sort();
     assert_eq!(
         seen,
-        vec![
-            ("acme".into(), "owner".into(), "acme.example.test".into()),
-            (
-                "globex".into(),
-                "viewer".into(),
-                "globex.example.test".into()
-            )
+        [
+            ["acme", "owner", "acme.example.test"],
+            ["globex", "viewer", "globex.example.test"]
         ]
     );
 
     // An account token is not accepted on a tenant host, nor a tenant token on the base host.
-    problem(
-        app.get(&acme.host, "/api/v1/projects", Some(&account))
-            .await,
-        403,
-    )
-    .await;
-    problem(
-        app.get(BASE, "/api/v1/me/organizations", Some(&acme.token))
-            .await,
-        403,
-    )
-    .await;
+    for (host, path, token) in [
+        (acme.host.as_str(), "/api/v1/projects", &account),
+        (BASE, "/api/v1/me/organizations", &acme.token),
+    ] {
+        problem(app.get(host, path, Some(token)).await, 403).await;
+    }
 
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/switch",
-            &json!({"slug": "globex"}),
-            Some(&account),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let switch = |host: &str, slug: &str, token: &str| {
+        let (app, host, token) = (&app, host.to_owned(), token.to_owned());
+        let body = json!({"slug": slug});
+        async move {
+            app.post_json(&host, "/api/v1/auth/switch", &body, Some(&token))
+                .await
+        }
+    };
+    let b = expect_json(switch(BASE, "globex", &account).await, 200).await;
     let tenant_token = b["access_token"].as_str().unwrap();
     let c = app.jwt.verify(tenant_token).unwrap();
     assert_eq!(
@@ -256,225 +176,126 @@ async fn account_tokens_list_organizations_and_switch() {
             .status(),
         200
     );
-    problem(
-        app.post_json(
-            &globex.host,
-            "/api/v1/projects",
-            &json!({"name": "x"}),
-            Some(tenant_token),
-        )
-        .await,
-        403,
-    )
-    .await;
+    let r = app
+        .post_project(&globex.host, tenant_token, json!({"name": "x"}))
+        .await;
+    problem(r, 403).await;
     // The switched session refreshes on its tenant's host.
     let switched_refresh = b["refresh_token"].as_str().unwrap();
     assert_eq!(
-        refresh(&app, &globex.host, switched_refresh).await.status(),
+        app.refresh(&globex.host, switched_refresh).await.status(),
         200
     );
 
     // Not a member, unknown, or invalid slug: 403 alike.
     for slug in ["initech", "nobody", "Bad Slug"] {
-        problem(
-            app.post_json(
-                BASE,
-                "/api/v1/auth/switch",
-                &json!({"slug": slug}),
-                Some(&account),
-            )
-            .await,
-            403,
-        )
-        .await;
+        problem(switch(BASE, slug, &account).await, 403).await;
     }
     // Switch needs an account token on the base host.
-    problem(
-        app.post_json(
-            &acme.host,
-            "/api/v1/auth/switch",
-            &json!({"slug": "acme"}),
-            Some(&acme.token),
-        )
-        .await,
-        404,
-    )
-    .await;
+    problem(switch(&acme.host, "acme", &acme.token).await, 404).await;
     // The account session refreshes on the base host.
-    assert_eq!(refresh(&app, BASE, &account_refresh).await.status(), 200);
+    assert_eq!(app.refresh(BASE, &account_refresh).await.status(), 200);
 }
 
 #[tokio::test]
 async fn role_changes_and_removal_apply_at_the_next_refresh() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let email = "member@acme.test";
     let _ = app.member(&t, email, "member").await;
-    let (_, r1) = login_pair(&app, &t.host, email, "member-password-123").await;
+    let (_, r1) = app.login_pair(&t.host, email, MEMBER_PASSWORD).await;
 
     app.sql("update public.memberships set role = 'viewer' where role = 'member'")
         .await;
-    let r = refresh(&app, &t.host, &r1).await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let b = expect_json(app.refresh(&t.host, &r1).await, 200).await;
     let access = b["access_token"].as_str().unwrap();
-    assert_eq!(
-        app.jwt.verify(access).unwrap().role.as_deref(),
-        Some("viewer")
-    );
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/projects",
-            &json!({"name": "x"}),
-            Some(access),
-        )
-        .await,
-        403,
-    )
-    .await;
+    assert_eq!(app.role_of(access), "viewer");
+    let r = app
+        .post_project(&t.host, access, json!({"name": "x"}))
+        .await;
+    problem(r, 403).await;
 
     app.sql("delete from public.memberships where role = 'viewer'")
         .await;
     problem(
-        refresh(&app, &t.host, b["refresh_token"].as_str().unwrap()).await,
+        app.refresh(&t.host, b["refresh_token"].as_str().unwrap())
+            .await,
         401,
     )
     .await;
 
     // Deactivating the account ends the owner's sessions at their next refresh.
-    let (_, owner_refresh) = login_pair(&app, &t.host, &t.owner_email, "password-of-acme").await;
-    app.sql(&format!(
-        "update public.users set is_active = false where id = '{}'",
-        t.owner_id
-    ))
+    let (_, owner_refresh) = app.owner_session(&t).await;
+    app.sql_with(
+        "update public.users set is_active = false where id = $1::text::uuid",
+        &[&t.owner_id],
+    )
     .await;
-    problem(refresh(&app, &t.host, &owner_refresh).await, 401).await;
+    problem(app.refresh(&t.host, &owner_refresh).await, 401).await;
 }
 
 #[tokio::test]
 async fn me_profile_and_password_change() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let (a1, r1) = login_pair(&app, &t.host, &t.owner_email, "password-of-acme").await;
-    let (_, r_other) = login_pair(&app, BASE, &t.owner_email, "password-of-acme").await;
+    let (app, t) = spawn_tenant("acme").await;
+    let (a1, r1) = app.owner_session(&t).await;
+    let (_, r_other) = app
+        .login_pair(BASE, &t.owner_email, "password-of-acme")
+        .await;
 
-    let r = app.get(&t.host, "/api/v1/users/me", Some(&a1)).await;
-    assert_eq!(r.status(), 200);
-    let me: Value = r.json().await.unwrap();
+    let me = expect_json(app.get(&t.host, "/api/v1/users/me", Some(&a1)).await, 200).await;
     assert_eq!(me["email"], t.owner_email.as_str());
     assert_eq!(me["role"], "owner");
     assert_eq!(me["organization_id"], t.company_id.as_str());
 
-    let r = app
-        .send_json(
-            Method::PATCH,
-            &t.host,
-            "/api/v1/users/me",
-            &json!({"full_name": "  Ada Owner "}),
-            Some(&a1),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["full_name"], "Ada Owner");
-    let p = problem(
-        app.send_json(
-            Method::PATCH,
-            &t.host,
-            "/api/v1/users/me",
-            &json!({"full_name": ""}),
-            Some(&a1),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["full_name"].is_array());
+    let name = |full_name: &str| {
+        let body = Some(json!({"full_name": full_name}));
+        app.call(Method::PATCH, &t.host, "/api/v1/users/me", body, &a1)
+    };
+    let me = expect_json(name("  Ada Owner ").await, 200).await;
+    assert_eq!(me["full_name"], "Ada Owner");
+    expect_field_errors(name("").await, 422, &["full_name"]).await;
 
     let path = "/api/v1/users/me/password";
-    let p = problem(
-        app.post_json(
-            &t.host,
-            path,
-            &json!({"current_password": "wrong-password", "new_password": "a-brand-new-password"}),
-            Some(&a1),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["current_password"].is_array());
-    let p = problem(
-        app.post_json(
-            &t.host,
-            path,
-            &json!({"current_password": "password-of-acme", "new_password": "short"}),
-            Some(&a1),
-        )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["new_password"].is_array());
+    for (current, new, field) in [
+        ("wrong-password", "a-brand-new-password", "current_password"),
+        ("password-of-acme", "short", "new_password"),
+    ] {
+        let body = json!({"current_password": current, "new_password": new});
+        let r = app.post_json(&t.host, path, &body, Some(&a1)).await;
+        expect_field_errors(r, 422, &[field]).await;
+    }
     let r = app
         .post_json(&t.host, path, &json!({"current_password": "password-of-acme", "new_password": "a-brand-new-password"}), Some(&a1))
         .await;
     assert_eq!(r.status(), 204);
 
-    problem(
-        app.login(&t.host, &t.owner_email, "password-of-acme").await,
-        401,
+    app.assert_password_changed(
+        &t.host,
+        &t.owner_email,
+        "password-of-acme",
+        "a-brand-new-password",
     )
     .await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "a-brand-new-password")
-            .await
-            .status(),
-        200
-    );
     // Every other session ended; the one that changed the password goes on.
-    problem(refresh(&app, BASE, &r_other).await, 401).await;
-    assert_eq!(refresh(&app, &t.host, &r1).await.status(), 200);
+    problem(app.refresh(BASE, &r_other).await, 401).await;
+    assert_eq!(app.refresh(&t.host, &r1).await.status(), 200);
 }
 
 #[tokio::test]
 async fn verify_endpoint_checks_tokens_for_this_host() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/auth/token/verify",
-            &json!({"token": t.token}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
+    let (app, t) = spawn_tenant("acme").await;
+    let verify = |host: &str, token: &str| {
+        let (app, host, body) = (&app, host.to_owned(), json!({"token": token}));
+        async move {
+            app.post_json(&host, "/api/v1/auth/token/verify", &body, None)
+                .await
+        }
+    };
+    let b = expect_json(verify(&t.host, &t.token).await, 200).await;
     assert_eq!(b["active"], true);
     assert_eq!(b["role"], "owner");
-    problem(
-        app.post_json(
-            BASE,
-            "/api/v1/auth/token/verify",
-            &json!({"token": t.token}),
-            None,
-        )
-        .await,
-        401,
-    )
-    .await;
-    problem(
-        app.post_json(
-            &t.host,
-            "/api/v1/auth/token/verify",
-            &json!({"token": "x.y.z"}),
-            None,
-        )
-        .await,
-        401,
-    )
-    .await;
+    for (host, token) in [(BASE, t.token.as_str()), (&t.host, "x.y.z")] {
+        problem(verify(host, token).await, 401).await;
+    }
 }
 
 #[tokio::test]

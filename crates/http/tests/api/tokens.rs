@@ -9,8 +9,7 @@ use tenantry_http::tokens::Claims;
 
 #[tokio::test]
 async fn login_issues_a_bearer_token() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -35,8 +34,7 @@ async fn login_issues_a_bearer_token() {
 
 #[tokio::test]
 async fn wrong_password_unknown_email_and_non_members_get_the_same_401() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
     let wrong = problem(
         app.login(&a.host, &a.owner_email, "wrong-password").await,
@@ -58,24 +56,21 @@ async fn wrong_password_unknown_email_and_non_members_get_the_same_401() {
     .await;
     assert_eq!(wrong, unknown);
     assert_eq!(wrong, outsider);
-    let p = problem(
-        app.post_json(
+    let r = app
+        .post_json(
             &a.host,
             "/api/v1/auth/token",
             &json!({"email": "x@y.z"}),
             None,
         )
-        .await,
-        422,
-    )
-    .await;
-    assert!(p["errors"]["password"].is_array());
+        .await;
+    expect_field_errors(r, 422, &["password"]).await;
 
     // An inactive account cannot log in.
-    app.sql(&format!(
-        "update public.users set is_active = false where id = '{}'",
-        a.owner_id
-    ))
+    app.sql_with(
+        "update public.users set is_active = false where id = $1::text::uuid",
+        &[&a.owner_id],
+    )
     .await;
     problem(
         app.login(&a.host, &a.owner_email, "password-of-acme").await,
@@ -86,8 +81,7 @@ async fn wrong_password_unknown_email_and_non_members_get_the_same_401() {
 
 #[tokio::test]
 async fn missing_or_bad_tokens_are_401_with_www_authenticate() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let cases: Vec<Option<String>> = vec![
         None,
         Some("Bearer".into()),
@@ -114,8 +108,7 @@ async fn missing_or_bad_tokens_are_401_with_www_authenticate() {
 
 #[tokio::test]
 async fn forged_and_stale_tokens_are_refused() {
-    let app = spawn_app().await;
-    let t = app.tenant("acme").await;
+    let (app, t) = spawn_tenant("acme").await;
     let good = app.jwt.verify(&t.token).unwrap();
     let now = Utc::now().timestamp();
     let forged = |c: Claims| app.jwt.sign(&c).unwrap();
@@ -184,33 +177,19 @@ async fn forged_and_stale_tokens_are_refused() {
     // A correctly signed token with the iat claim missing is refused too.
     let mut claims = serde_json::to_value(&good).unwrap();
     claims.as_object_mut().unwrap().remove("iat");
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some(app.jwt.current_kid().to_owned());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let kid = app.jwt.current_kid();
+    let token = sign_with_kid(&claims, kid);
+    let projects = "/api/v1/projects";
     assert_eq!(
-        app.get(&t.host, "/api/v1/projects", Some(&token))
-            .await
-            .status(),
+        app.status_of(&t.host, projects, &token).await,
         401,
         "no iat"
     );
     // And the same claims with iat put back are accepted, so the refusal above is about iat.
     claims["iat"] = json!(now);
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = sign_with_kid(&claims, kid);
     assert_eq!(
-        app.get(&t.host, "/api/v1/projects", Some(&token))
-            .await
-            .status(),
+        app.status_of(&t.host, projects, &token).await,
         200,
         "with iat"
     );
@@ -218,29 +197,16 @@ async fn forged_and_stale_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_token_for_another_tenant_is_403() {
-    let app = spawn_app().await;
-    let a = app.tenant("acme").await;
+    let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let p = problem(
-        app.get(&b.host, "/api/v1/projects", Some(&a.token)).await,
-        403,
-    )
-    .await;
-    assert!(p["detail"]
-        .as_str()
-        .unwrap()
-        .contains("another organization"));
+    let r = app.get(&b.host, "/api/v1/projects", Some(&a.token)).await;
+    expect_problem(r, 403, "another organization").await;
     let r = app
-        .post_json(
-            &b.host,
-            "/api/v1/projects",
-            &json!({"name": "sneaky"}),
-            Some(&a.token),
-        )
+        .post_project(&b.host, &a.token, json!({"name": "sneaky"}))
         .await;
     problem(r, 403).await;
     assert_eq!(
-        app.sql_one::<i64>("select count(*) from tenant_globex.projects")
+        app.count("select count(*) from tenant_globex.projects")
             .await,
         0
     );
