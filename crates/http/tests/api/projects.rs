@@ -218,3 +218,114 @@ async fn viewers_read_only_members_write() {
     }
     assert_eq!(stored(&app, &id).await["name"], "by member");
 }
+
+/// The `before` and `after` of the one `action` entry in acme's trail (null as `Value::Null`).
+async fn change(app: &TestApp, action: &str) -> (Value, Value) {
+    let row = app
+        .sql_row_with(
+            "select before, after from tenant_acme.audit_log where action = $1",
+            &[&action],
+        )
+        .await;
+    let get = |i| row.get::<_, Option<Value>>(i).unwrap_or(Value::Null);
+    (get(0), get(1))
+}
+
+#[tokio::test]
+async fn project_changes_are_audited_with_before_and_after_and_failures_leave_no_entry() {
+    let (app, t) = spawn_tenant("acme").await;
+    let id = app
+        .create_project(
+            &t.host,
+            &t.token,
+            json!({"name": "Audited", "status": "planned"}),
+        )
+        .await;
+    let (before, after) = change(&app, "project.created").await;
+    assert!(before.is_null(), "{before}");
+    assert_eq!(after["name"], "Audited");
+    assert_eq!(after["owner_id"], t.owner_id.as_str());
+
+    let path = format!("/api/v1/projects/{id}");
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &path,
+            Some(json!({"status": "active"})),
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (before, after) = change(&app, "project.updated").await;
+    assert_eq!(
+        (before["status"].as_str(), after["status"].as_str()),
+        (Some("planned"), Some("active"))
+    );
+
+    // A change the database refuses is rolled back together with its entry.
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &path,
+            Some(json!({"start_date": "2026-05-01", "end_date": "2026-04-01"})),
+            &t.token,
+        )
+        .await;
+    expect_problem(r, 422, "must not be before start_date").await;
+    assert_eq!(app.audit_count("tenant_acme", "project.updated").await, 1);
+
+    let r = app
+        .call(Method::DELETE, &t.host, &path, None, &t.token)
+        .await;
+    assert_eq!(r.status(), 204);
+    let (before, after) = change(&app, "project.deleted").await;
+    assert_eq!(before["name"], "Audited");
+    assert!(after.is_null(), "{after}");
+    // Deleting again is 404 and records nothing more.
+    let r = app
+        .call(Method::DELETE, &t.host, &path, None, &t.token)
+        .await;
+    expect_problem(r, 404, "").await;
+    assert_eq!(app.audit_count("tenant_acme", "project.deleted").await, 1);
+}
+
+#[tokio::test]
+async fn a_cursor_only_works_for_the_filters_it_was_made_for() {
+    let (app, t) = spawn_tenant("acme").await;
+    for email in ["a@acme.test", "b@acme.test", "c@acme.test"] {
+        app.member(&t, email, "viewer").await;
+    }
+    let r = app
+        .get(&t.host, "/api/v1/users?role=viewer&limit=1", Some(&t.token))
+        .await;
+    let page = expect_json(r, 200).await;
+    let next = page["next"].as_str().expect("a next link").to_owned();
+    assert!(
+        next.contains("role=viewer") && next.contains("limit=1"),
+        "{next}"
+    );
+    let cursor = next.split("cursor=").nth(1).expect("cursor").to_owned();
+    // The same cursor with the filter changed or dropped is refused, not silently misapplied.
+    for query in [
+        format!("role=admin&cursor={cursor}"),
+        format!("cursor={cursor}"),
+    ] {
+        let r = app
+            .get(&t.host, &format!("/api/v1/users?{query}"), Some(&t.token))
+            .await;
+        expect_problem(r, 400, "cursor is not valid").await;
+    }
+    let path = next
+        .split_once("/api/v1")
+        .map(|(_, p)| format!("/api/v1{p}"))
+        .expect("path");
+    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    assert_eq!(
+        expect_json(r, 200).await["results"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
