@@ -93,6 +93,19 @@ pub fn id<T: std::str::FromStr>(field: &str, value: &str, what: &str) -> Field<T
         .map_err(|_| invalid(field, format!("must be {what}")))
 }
 
+/// An optional query-string filter parsed by `parse`: 400 naming the parameter when bad.
+pub fn query<T, E: Display>(
+    name: &str,
+    value: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .as_deref()
+        .map(parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("{name} {e}")))
+}
+
 fn merge(into: &mut FieldErrors, more: FieldErrors) {
     for (field, messages) in more {
         into.entry(field).or_default().extend(messages);

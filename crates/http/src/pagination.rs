@@ -7,16 +7,18 @@
 //! `limit` rows after `request.after()`, and turns the domain page into the answer with
 //! [`PageRequest::respond`].
 
-use actix_web::HttpRequest;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt::Display;
+use std::future::{ready, Ready};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{query_error, ApiError};
 use crate::host::request_host;
 
 /// The page size when `limit` is absent.
@@ -155,30 +157,61 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// A parsed list request: the limit, the position to start after, and what the list is.
-#[derive(Debug, Clone)]
-pub struct PageRequest<K> {
-    limit: Limit,
-    after: Option<K>,
-    query: ListQuery,
+/// The paging part of a list request, as an extractor: `limit` and `cursor` from the query
+/// string (the filters are the handler's own query type), and the request, for the `next` link.
+pub struct Paging {
+    params: PageParams,
+    req: HttpRequest,
 }
 
-impl<K: Serialize + DeserializeOwned> PageRequest<K> {
-    /// Parses `limit` and `cursor` (400 for either being bad, or for a cursor of another list).
-    pub fn parse(query: ListQuery, params: &PageParams) -> Result<Self, ApiError> {
-        let limit = Limit::parse(params.limit.as_deref())?;
-        let after = params
+impl FromRequest for Paging {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            web::Query::<PageParams>::from_query(req.query_string())
+                .map(|q| Self {
+                    params: q.into_inner(),
+                    req: req.clone(),
+                })
+                .map_err(query_error),
+        )
+    }
+}
+
+impl Paging {
+    /// Parses `limit` and `cursor` for the list `query` describes (400 for either being bad, or
+    /// for a cursor made for another ordering or other filters).
+    pub fn request<K: DeserializeOwned>(
+        self,
+        query: ListQuery,
+    ) -> Result<PageRequest<K>, ApiError> {
+        let limit = Limit::parse(self.params.limit.as_deref())?;
+        let after = self
+            .params
             .cursor
             .as_deref()
             .map(|c| Cursor::decode(&query, c))
             .transpose()?;
-        Ok(Self {
+        Ok(PageRequest {
             limit,
             after,
             query,
+            req: self.req,
         })
     }
+}
 
+/// A parsed list request: the limit, the position to start after, and what the list is.
+pub struct PageRequest<K> {
+    limit: Limit,
+    after: Option<K>,
+    query: ListQuery,
+    req: HttpRequest,
+}
+
+impl<K: Serialize> PageRequest<K> {
     pub fn limit(&self) -> i64 {
         self.limit.get()
     }
@@ -193,13 +226,12 @@ impl<K: Serialize + DeserializeOwned> PageRequest<K> {
     /// of the last item, whose position `key` gives).
     pub fn respond<T, V>(
         &self,
-        req: &HttpRequest,
         page: tenantry_public::Page<T>,
         key: impl Fn(&T) -> K,
         view: impl FnMut(T) -> V,
     ) -> Page<V> {
         let next = match (page.has_more, page.last()) {
-            (true, Some(last)) => Some(self.next_url(req, &key(last))),
+            (true, Some(last)) => Some(self.next_url(&key(last))),
             _ => None,
         };
         Page {
@@ -208,7 +240,8 @@ impl<K: Serialize + DeserializeOwned> PageRequest<K> {
         }
     }
 
-    fn next_url(&self, req: &HttpRequest, last: &K) -> String {
+    fn next_url(&self, last: &K) -> String {
+        let req = &self.req;
         let cursor = Cursor::encode(&self.query, last);
         let mut query: Vec<String> = self
             .query

@@ -89,40 +89,9 @@ macro_rules! text_enum {
             }
         }
 
-        impl $crate::macro_support::pg::ToSql for $name {
-            fn to_sql(
-                &self,
-                ty: &$crate::macro_support::pg::Type,
-                out: &mut $crate::macro_support::pg::private::BytesMut,
-            ) -> ::std::result::Result<
-                $crate::macro_support::pg::IsNull,
-                $crate::macro_support::BoxError,
-            > {
-                $crate::macro_support::pg::ToSql::to_sql(&self.as_str(), ty, out)
-            }
-
-            fn accepts(ty: &$crate::macro_support::pg::Type) -> bool {
-                <&str as $crate::macro_support::pg::ToSql>::accepts(ty)
-            }
-
-            $crate::macro_support::pg::to_sql_checked!();
-        }
-
-        impl<'a> $crate::macro_support::pg::FromSql<'a> for $name {
-            fn from_sql(
-                ty: &$crate::macro_support::pg::Type,
-                raw: &'a [u8],
-            ) -> ::std::result::Result<Self, $crate::macro_support::BoxError> {
-                let text = <&str as $crate::macro_support::pg::FromSql>::from_sql(ty, raw)?;
-                Self::parse(text).map_err(|e| {
-                    format!("{} {text:?} {e}", stringify!($name)).into()
-                })
-            }
-
-            fn accepts(ty: &$crate::macro_support::pg::Type) -> bool {
-                <&str as $crate::macro_support::pg::FromSql>::accepts(ty)
-            }
-        }
+        $crate::__sql_via!($name, &str, |value| value.as_str(), |text| {
+            Self::parse(text).map_err(|e| format!("{} {text:?} {e}", stringify!($name)).into())
+        });
     };
 }
 

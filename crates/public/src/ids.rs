@@ -86,6 +86,18 @@ macro_rules! typed_id {
             }
         }
 
+        $crate::__sql_via!($name, $inner, |id| id.0, |inner| Ok(Self(inner)));
+    };
+}
+
+/// `ToSql`/`FromSql` for a newtype through a representation the database already knows:
+/// `$to` turns `&self` (named by the first closure's argument) into a value of `$repr`, `$from`
+/// turns a `$repr` back into `Self` (or an error for a value the type refuses). Used by
+/// [`typed_id!`](crate::typed_id) and [`text_enum!`](crate::text_enum).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __sql_via {
+    ($name:ty, $repr:ty, |$this:ident| $to:expr, |$raw:ident| $from:expr) => {
         impl $crate::macro_support::pg::ToSql for $name {
             fn to_sql(
                 &self,
@@ -95,11 +107,12 @@ macro_rules! typed_id {
                 $crate::macro_support::pg::IsNull,
                 $crate::macro_support::BoxError,
             > {
-                $crate::macro_support::pg::ToSql::to_sql(&self.0, ty, out)
+                let $this = self;
+                $crate::macro_support::pg::ToSql::to_sql(&$to, ty, out)
             }
 
             fn accepts(ty: &$crate::macro_support::pg::Type) -> bool {
-                <$inner as $crate::macro_support::pg::ToSql>::accepts(ty)
+                <$repr as $crate::macro_support::pg::ToSql>::accepts(ty)
             }
 
             $crate::macro_support::pg::to_sql_checked!();
@@ -110,11 +123,12 @@ macro_rules! typed_id {
                 ty: &$crate::macro_support::pg::Type,
                 raw: &'a [u8],
             ) -> ::std::result::Result<Self, $crate::macro_support::BoxError> {
-                <$inner as $crate::macro_support::pg::FromSql>::from_sql(ty, raw).map(Self)
+                let $raw = <$repr as $crate::macro_support::pg::FromSql>::from_sql(ty, raw)?;
+                $from
             }
 
             fn accepts(ty: &$crate::macro_support::pg::Type) -> bool {
-                <$inner as $crate::macro_support::pg::FromSql>::accepts(ty)
+                <$repr as $crate::macro_support::pg::FromSql>::accepts(ty)
             }
         }
     };

@@ -23,7 +23,7 @@ use tenantry_public::{CompanyId, UserId};
 use tokio_postgres::Row;
 
 use crate::access::{self, RoleRuleError};
-use crate::audit::{Acting, Action, Entry};
+use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::ApiKeyId;
 
@@ -117,8 +117,14 @@ impl TryFrom<&Row> for ApiKey {
     }
 }
 
-impl ApiKey {
-    /// The key as its audit entries record it (never the secret).
+/// A key as its audit entries record it (never the secret).
+impl Audited for ApiKey {
+    const KIND: &'static str = "api_key";
+
+    fn audit_id(&self) -> String {
+        self.id.to_string()
+    }
+
     fn audit_json(&self) -> Value {
         json!({
             "name": self.name,
@@ -190,10 +196,9 @@ pub async fn create(
             .map_err(DbError::from)?;
         if let Some(row) = row {
             let key = ApiKey::try_from(&row)?;
-            let entry = Entry::new(Action::ApiKeyCreated)
-                .target("api_key", key.id)
-                .after(key.audit_json());
-            acting.record(&tx, entry).await?;
+            acting
+                .record(&tx, Entry::created(Action::ApiKeyCreated, &key))
+                .await?;
             tx.commit().await?;
             return Ok((key, secret));
         }

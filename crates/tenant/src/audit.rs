@@ -80,7 +80,39 @@ pub struct Entry {
     pub after: Option<Value>,
 }
 
+/// A row whose changes the trail records: the kind of target it is, its id, and its state as the
+/// entries' `before`/`after` JSON.
+pub trait Audited {
+    const KIND: &'static str;
+    fn audit_id(&self) -> String;
+    fn audit_json(&self) -> Value;
+}
+
 impl Entry {
+    /// `row` was created: named as the target, recorded as `after`.
+    pub fn created(action: Action, row: &impl Audited) -> Self {
+        Self::on(action, row).after(row.audit_json())
+    }
+
+    /// `before` became `after` (the same row).
+    pub fn changed<T: Audited>(action: Action, before: &T, after: &T) -> Self {
+        Self::on(action, after)
+            .before(before.audit_json())
+            .after(after.audit_json())
+    }
+
+    /// `before` was removed: named as the target, recorded as `before`.
+    pub fn removed(action: Action, before: &impl Audited) -> Self {
+        Self::on(action, before).before(before.audit_json())
+    }
+
+    fn on<T: Audited>(action: Action, row: &T) -> Self {
+        let mut entry = Self::new(action);
+        entry.target_type = Some(T::KIND);
+        entry.target_id = Some(row.audit_id());
+        entry
+    }
+
     pub fn new(action: Action) -> Self {
         Self {
             action,

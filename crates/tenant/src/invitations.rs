@@ -17,7 +17,7 @@ use tenantry_public::{users, CompanyId, Email, Page, UserId};
 use tokio_postgres::Row;
 
 use crate::access::{self, Permission};
-use crate::audit::{self, Acting, Action, Actor, Entry, Origin};
+use crate::audit::{self, Acting, Action, Actor, Audited, Entry, Origin};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::InvitationId;
 use crate::members::{self, MembershipError, NewAccount};
@@ -88,14 +88,22 @@ impl TryFrom<&Row> for Invitation {
     }
 }
 
-fn audit_json(i: &Invitation) -> serde_json::Value {
-    json!({
-        "id": i.id.0,
-        "email": i.email,
-        "role": i.role,
-        "status": i.status,
-        "expires_at": i.expires_at,
-    })
+impl Audited for Invitation {
+    const KIND: &'static str = "invitation";
+
+    fn audit_id(&self) -> String {
+        self.id.to_string()
+    }
+
+    fn audit_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "email": self.email,
+            "role": self.role,
+            "status": self.status,
+            "expires_at": self.expires_at,
+        })
+    }
 }
 
 /// Invites `email` with `role`: checks the caller may grant the role, that the email is neither
@@ -175,12 +183,7 @@ pub async fn create(
     )
     .await?;
     acting
-        .record(
-            &tx,
-            Entry::new(Action::InvitationCreated)
-                .target("invitation", invitation.id)
-                .after(audit_json(&invitation)),
-        )
+        .record(&tx, Entry::created(Action::InvitationCreated, &invitation))
         .await?;
     tx.commit().await?;
     Ok((invitation, outbox))
@@ -276,10 +279,7 @@ pub async fn revoke(
     acting
         .record(
             &tx,
-            Entry::new(Action::InvitationRevoked)
-                .target("invitation", id)
-                .before(audit_json(&before))
-                .after(audit_json(&after)),
+            Entry::changed(Action::InvitationRevoked, &before, &after),
         )
         .await?;
     tx.commit().await?;
@@ -346,7 +346,7 @@ pub async fn accept(
         .ok_or_else(|| DbError::Corrupt("membership vanished inside its transaction".into()))?;
     // Nobody authenticated with credentials: the token is the proof. The accepting account is
     // named in the entries.
-    let mut accepted = audit_json(&after);
+    let mut accepted = after.audit_json();
     accepted["user_id"] = json!(user.id);
     accepted["account_created"] = json!(created);
     audit::record(
@@ -355,11 +355,11 @@ pub async fn accept(
         origin,
         Entry::new(Action::InvitationAccepted)
             .target("invitation", invitation.id)
-            .before(audit_json(&invitation))
+            .before(invitation.audit_json())
             .after(accepted),
     )
     .await?;
-    let mut added = members::audit_json(&member);
+    let mut added = member.audit_json();
     added["account_created"] = json!(created);
     added["invitation_id"] = json!(invitation.id);
     audit::record(

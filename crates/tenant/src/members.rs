@@ -18,7 +18,7 @@ use tenantry_public::users::{self, User};
 use tenantry_public::{sessions, CompanyId, Email, Password, UserId};
 
 use crate::access::{self, Permission, RoleRuleError};
-use crate::audit::{Acting, Action, Entry};
+use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::invitations::InvitationStatus;
 
@@ -93,14 +93,22 @@ impl From<tokio_postgres::Error> for MembershipError {
     }
 }
 
-/// The membership as recorded in audit entries.
-pub fn audit_json(m: &Member) -> Value {
-    json!({
-        "user_id": m.user_id.0,
-        "email": m.email,
-        "role": m.role.as_str(),
-        "is_active": m.is_active,
-    })
+/// A membership is audited as its user ("user" targets).
+impl Audited for Member {
+    const KIND: &'static str = "user";
+
+    fn audit_id(&self) -> String {
+        self.user_id.to_string()
+    }
+
+    fn audit_json(&self) -> Value {
+        json!({
+            "user_id": self.user_id,
+            "email": self.email,
+            "role": self.role,
+            "is_active": self.is_active,
+        })
+    }
 }
 
 /// Locks the company row and returns its seats. Call first in every membership transaction.
@@ -210,7 +218,7 @@ pub async fn add(
     let member = memberships::get_member(pg, acting.company, user.id, false)
         .await?
         .ok_or(MembershipError::NotFound)?;
-    let mut after = audit_json(&member);
+    let mut after = member.audit_json();
     after["account_created"] = json!(created);
     acting
         .record(
@@ -265,10 +273,7 @@ pub async fn change_role(
     acting
         .record(
             &tx,
-            Entry::new(Action::MemberRoleChanged)
-                .target("user", user)
-                .before(audit_json(&before))
-                .after(audit_json(&after)),
+            Entry::changed(Action::MemberRoleChanged, &before, &after),
         )
         .await?;
     tx.commit().await?;
@@ -290,12 +295,7 @@ pub async fn remove(
     }
     sessions::revoke_for_company(pg, user, acting.company, "membership removed").await?;
     acting
-        .record(
-            &tx,
-            Entry::new(Action::MemberRemoved)
-                .target("user", user)
-                .before(audit_json(&before)),
-        )
+        .record(&tx, Entry::removed(Action::MemberRemoved, &before))
         .await?;
     tx.commit().await?;
     Ok(())
@@ -330,13 +330,7 @@ pub async fn set_active(
         Action::MemberDeactivated
     };
     acting
-        .record(
-            &tx,
-            Entry::new(action)
-                .target("user", user)
-                .before(audit_json(&before))
-                .after(audit_json(&after)),
-        )
+        .record(&tx, Entry::changed(action, &before, &after))
         .await?;
     tx.commit().await?;
     Ok(after)
@@ -398,14 +392,18 @@ pub async fn transfer_ownership(
     let new_owner = memberships::get_member(pg, acting.company, to, false)
         .await?
         .ok_or(MembershipError::NotFound)?;
-    acting.record(
-        &tx,
-        Entry::new(Action::OwnershipTransferred)
-            .target("user", to)
-            .before(json!({"owner": audit_json(&owner), "new_owner": audit_json(&target)}))
-            .after(json!({"previous_owner": audit_json(&previous_owner), "owner": audit_json(&new_owner)})),
-    )
-    .await?;
+    acting
+        .record(
+            &tx,
+            Entry::new(Action::OwnershipTransferred)
+                .target("user", to)
+                .before(json!({"owner": owner.audit_json(), "new_owner": target.audit_json()}))
+                .after(json!({
+                    "previous_owner": previous_owner.audit_json(),
+                    "owner": new_owner.audit_json(),
+                })),
+        )
+        .await?;
     // The deferred trigger checks "exactly one owner" here.
     tx.commit().await?;
     Ok(Transferred {

@@ -8,7 +8,7 @@ use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::{Page, UserId};
 use tokio_postgres::Row;
 
-use crate::audit::{Acting, Action, Entry};
+use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::ProjectId;
 use deadpool_postgres::GenericClient;
@@ -63,8 +63,13 @@ impl TryFrom<&Row> for Project {
     }
 }
 
-impl Project {
-    /// The project as its audit entries record it.
+impl Audited for Project {
+    const KIND: &'static str = "project";
+
+    fn audit_id(&self) -> String {
+        self.id.to_string()
+    }
+
     fn audit_json(&self) -> Value {
         json!({
             "name": self.name,
@@ -171,10 +176,9 @@ pub async fn create(
         .map_err(DbError::from)
         .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
     let project = Project::try_from(&row)?;
-    let entry = Entry::new(Action::ProjectCreated)
-        .target("project", project.id)
-        .after(project.audit_json());
-    acting.record(&tx, entry).await?;
+    acting
+        .record(&tx, Entry::created(Action::ProjectCreated, &project))
+        .await?;
     tx.commit().await?;
     Ok(project)
 }
@@ -248,11 +252,9 @@ pub async fn update(
         .map_err(DbError::from)
         .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
     let after = Project::try_from(&row)?;
-    let entry = Entry::new(Action::ProjectUpdated)
-        .target("project", id)
-        .before(before.audit_json())
-        .after(after.audit_json());
-    acting.record(&tx, entry).await?;
+    acting
+        .record(&tx, Entry::changed(Action::ProjectUpdated, &before, &after))
+        .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -271,10 +273,9 @@ pub async fn delete(
         .await
         .map_err(DbError::from)?;
     client.execute(&stmt, &[&id]).await.map_err(DbError::from)?;
-    let entry = Entry::new(Action::ProjectDeleted)
-        .target("project", id)
-        .before(before.audit_json());
-    acting.record(&tx, entry).await?;
+    acting
+        .record(&tx, Entry::removed(Action::ProjectDeleted, &before))
+        .await?;
     tx.commit().await?;
     Ok(())
 }

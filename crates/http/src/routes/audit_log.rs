@@ -1,6 +1,6 @@
 //! `/api/v1/audit-log`: the tenant's audit trail, newest first, in keyset pages, with filters.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
-use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -151,14 +151,13 @@ fn list_query(filter: &Filter) -> ListQuery {
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<AuditQuery>,
-    page: web::Query<PageParams>,
-    req: HttpRequest,
+    paging: Paging,
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::AuditRead)?;
     let filter = parse_filter(&query)?;
-    let page = PageRequest::<AuditEntryId>::parse(list_query(&filter), &page)?;
+    let page = paging.request::<AuditEntryId>(list_query(&filter))?;
     let conn = cx.bound().await?;
     let entries = audit::list(&conn, &filter, page.after().copied(), page.limit()).await?;
     drop(conn);
-    Ok(HttpResponse::Ok().json(page.respond(&req, entries, |e| e.id, AuditEntryView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(entries, |e| e.id, AuditEntryView::from)))
 }

@@ -18,7 +18,7 @@ use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::{link_host, Tenant};
-use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::state::AppState;
 use crate::views::{AccountFields, MemberView};
@@ -157,25 +157,16 @@ pub async fn create(
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<InvitationQuery>,
-    page: web::Query<PageParams>,
-    req: HttpRequest,
+    paging: Paging,
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::InvitationsManage)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            InvitationStatus::parse(s).map_err(|e| ApiError::BadRequest(format!("status {e}")))
-        })
-        .transpose()?;
-    let page = PageRequest::<InvitationId>::parse(
-        ListQuery::new("-created_at").filter("status", status),
-        &page,
-    )?;
+    let status = fields::query("status", &query.status, InvitationStatus::parse)?;
+    let page =
+        paging.request::<InvitationId>(ListQuery::new("-created_at").filter("status", status))?;
     let conn = cx.bound().await?;
     let found = invitations::list(&conn, status, page.after().copied(), page.limit()).await?;
     drop(conn);
-    Ok(HttpResponse::Ok().json(page.respond(&req, found, |i| i.id, InvitationView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(found, |i| i.id, InvitationView::from)))
 }
 
 /// Revokes an invitation: its token stops working at once. Revoking a revoked one is a no-op.

@@ -16,7 +16,7 @@ use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::link_host;
-use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::views::{AccountFields, MemberView};
 
@@ -78,15 +78,10 @@ pub struct ChangeRole {
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<MemberQuery>,
-    page: web::Query<PageParams>,
-    req: HttpRequest,
+    paging: Paging,
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::MembersRead)?;
-    let role = query
-        .role
-        .as_deref()
-        .map(|r| Role::parse(r).map_err(|e| ApiError::BadRequest(format!("role {e}"))))
-        .transpose()?;
+    let role = fields::query("role", &query.role, Role::parse)?;
     let search = query
         .search
         .as_deref()
@@ -98,11 +93,10 @@ pub async fn list(
             "search must be at most 200 characters".into(),
         ));
     }
-    let page = PageRequest::<MembershipId>::parse(
+    let page = paging.request::<MembershipId>(
         ListQuery::new("joined_at")
             .filter("role", role)
             .filter("search", search.as_deref()),
-        &page,
     )?;
     let client = cx.state.db.public().await?;
     let members = memberships::list(
@@ -114,7 +108,7 @@ pub async fn list(
     )
     .await?;
     drop(client);
-    Ok(HttpResponse::Ok().json(page.respond(&req, members, |m| m.membership_id, MemberView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(members, |m| m.membership_id, MemberView::from)))
 }
 
 /// One member of this organization.

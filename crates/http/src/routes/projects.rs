@@ -2,7 +2,7 @@
 //! The worked example of a tenant resource (ARCHITECTURE.md, "Adding a tenant resource").
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::UserId;
@@ -16,7 +16,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Field, Fields};
-use crate::pagination::{ListQuery, Page, PageParams, PageRequest};
+use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -188,17 +188,13 @@ fn dates(
     responses((status = 200, body = Page<ProjectView>),
               (status = 400, description = "Bad cursor or query", content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
-pub async fn list(
-    cx: TenantRequest,
-    query: web::Query<PageParams>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(cx: TenantRequest, paging: Paging) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;
-    let page = PageRequest::<ProjectId>::parse(ListQuery::new("-created_at"), &query)?;
+    let page = paging.request::<ProjectId>(ListQuery::new("-created_at"))?;
     let conn = cx.bound().await?;
     let projects = projects::list(&conn, page.limit(), page.after().copied()).await?;
     drop(conn);
-    Ok(HttpResponse::Ok().json(page.respond(&req, projects, |p| p.id, ProjectView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(projects, |p| p.id, ProjectView::from)))
 }
 
 /// Creates a project owned by the caller. Viewers may not.
