@@ -15,6 +15,7 @@ use tenantry_tenant::api_keys::ApiKeyError;
 use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
+use tenantry_tenant::tasks::TaskError;
 use tenantry_tenant::TenantUnavailable;
 
 /// Field name → messages, for validation problems.
@@ -295,6 +296,22 @@ impl From<ProjectError> for ApiError {
                 Self::validation("end_date", "must not be before start_date")
             }
             ProjectError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::NotFound => Self::NotFound,
+            TaskError::UnknownProject => {
+                Self::validation("project_id", "is not a project of this organization")
+            }
+            TaskError::AssigneeNotMember => Self::validation(
+                "assignee_id",
+                "must be an active member of this organization",
+            ),
+            TaskError::Db(e) => e.into(),
         }
     }
 }

@@ -114,9 +114,16 @@ fn merge(into: &mut FieldErrors, more: FieldErrors) {
 
 /// A tuple of [`Field`]s that collects into the tuple of their values, or a 422 listing the
 /// messages of every field that failed.
-pub trait Fields {
+pub trait Fields: Sized {
     type Values;
-    fn collect(self) -> Result<Self::Values, ApiError>;
+
+    /// The values, or every failing field's messages (a [`Field`] itself, so tuples nest).
+    fn collect_fields(self) -> Field<Self::Values>;
+
+    /// The values, or one 422 with every failing field's messages.
+    fn collect(self) -> Result<Self::Values, ApiError> {
+        self.collect_fields().map_err(ApiError::Validation)
+    }
 }
 
 macro_rules! fields_tuple {
@@ -125,14 +132,14 @@ macro_rules! fields_tuple {
             type Values = ($($name,)+);
 
             #[allow(non_snake_case)]
-            fn collect(self) -> Result<Self::Values, ApiError> {
+            fn collect_fields(self) -> Field<Self::Values> {
                 let ($($name,)+) = self;
                 match ($($name,)+) {
                     ($(Ok($name),)+) => Ok(($($name,)+)),
                     ($($name,)+) => {
                         let mut errors = FieldErrors::new();
                         $(if let Err(e) = $name { merge(&mut errors, e); })+
-                        Err(ApiError::Validation(errors))
+                        Err(errors)
                     }
                 }
             }

@@ -40,6 +40,11 @@ tenantry_public::text_enum! {
         ProjectCreated = "project.created",
         ProjectUpdated = "project.updated",
         ProjectDeleted = "project.deleted",
+        TaskCreated = "task.created",
+        TaskUpdated = "task.updated",
+        TaskCompleted = "task.completed",
+        TaskReopened = "task.reopened",
+        TaskDeleted = "task.deleted",
     }
 }
 

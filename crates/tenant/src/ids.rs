@@ -5,6 +5,10 @@ tenantry_public::typed_id!(
     pub ProjectId
 );
 tenantry_public::typed_id!(
+    /// A row of the tenant's `tasks` table.
+    pub TaskId
+);
+tenantry_public::typed_id!(
     /// A row of the tenant's `invitations` table.
     pub InvitationId
 );

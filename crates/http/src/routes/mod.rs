@@ -13,6 +13,7 @@ pub mod organization;
 pub mod projects;
 pub mod register;
 pub mod sessions;
+pub mod tasks;
 pub mod token;
 pub mod verification;
 
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(invitations::configure)
         .configure(organization::configure)
         .configure(projects::configure)
+        .configure(tasks::configure)
         .configure(api_keys::configure)
         .configure(audit_log::configure);
     if bench_routes {

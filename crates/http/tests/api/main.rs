@@ -18,4 +18,5 @@ mod projects;
 mod register;
 mod routing;
 mod sessions;
+mod tasks;
 mod tokens;

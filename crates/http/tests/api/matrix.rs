@@ -32,6 +32,8 @@ struct Case {
 enum Target {
     None,
     Project,
+    /// A fresh task in a fresh project.
+    Task,
     /// A fresh viewer, added by the owner.
     Member,
     /// A fresh viewer whose membership the owner deactivated.
@@ -106,6 +108,16 @@ impl Fixture {
             Target::Project => {
                 self.created_id("/api/v1/projects", json!({"name": format!("target {n}")}))
                     .await
+            }
+            Target::Task => {
+                let project = self
+                    .created_id("/api/v1/projects", json!({"name": format!("target {n}")}))
+                    .await;
+                self.created_id(
+                    "/api/v1/tasks",
+                    json!({"project_id": project, "title": format!("target {n}")}),
+                )
+                .await
             }
             Target::Member | Target::InactiveMember | Target::VerifiedMember => {
                 let id = self
@@ -210,6 +222,7 @@ impl Fixture {
 /// trail. Never managing members, invitations, keys or ownership.
 fn keys_may(method: &Method, path: &str) -> bool {
     path.starts_with("/api/v1/projects")
+        || path.starts_with("/api/v1/tasks")
         || path == "/api/v1/audit-log"
         || (*method == Method::GET && path.starts_with("/api/v1/users"))
 }
@@ -266,6 +279,55 @@ async fn every_tenant_route_with_every_role() {
             Method::DELETE,
             "/api/v1/projects/{target}",
             Target::Project,
+            Value::Null,
+            "member",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/tasks",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/tasks/{target}",
+            Target::Task,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/tasks",
+            Target::Project,
+            json!({"project_id": "{target}", "title": "new"}),
+            "member",
+        ),
+        case(
+            Method::PATCH,
+            "/api/v1/tasks/{target}",
+            Target::Task,
+            json!({"priority": "high"}),
+            "member",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/tasks/{target}/complete",
+            Target::Task,
+            Value::Null,
+            "member",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/tasks/{target}/reopen",
+            Target::Task,
+            Value::Null,
+            "member",
+        ),
+        case(
+            Method::DELETE,
+            "/api/v1/tasks/{target}",
+            Target::Task,
             Value::Null,
             "member",
         ),

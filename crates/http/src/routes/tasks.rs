@@ -1,0 +1,386 @@
+//! `/api/v1/tasks`: list (filters, keyset pages), create, read, update, complete, reopen and
+//! delete the tasks of the caller's tenant.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use tenantry_public::UserId;
+use tenantry_tenant::access::Permission;
+use tenantry_tenant::tasks::{
+    self, Assignee, NewTask, Task, TaskFilter, TaskPatch, TaskPriority, TaskStatus,
+    MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE,
+};
+use tenantry_tenant::{ProjectId, TaskId};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::auth::TenantRequest;
+use crate::error::ApiError;
+use crate::fields::{self, Field, Fields};
+use crate::pagination::{ListQuery, Page, PageParams, Paging};
+use crate::routes::resource;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/tasks")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/tasks/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/tasks/{id}/complete").route(web::post().to(complete)))
+    .service(resource("/tasks/{id}/reopen").route(web::post().to(reopen)));
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(list, create, get, update, complete, reopen, delete))]
+pub struct Api;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    #[schema(value_type = Uuid)]
+    pub id: TaskId,
+    #[schema(value_type = Uuid)]
+    pub project_id: ProjectId,
+    pub title: String,
+    pub description: String,
+    /// todo, in_progress, in_review, done or cancelled.
+    #[schema(example = "todo")]
+    pub status: String,
+    /// low, medium, high or urgent.
+    #[schema(example = "medium")]
+    pub priority: String,
+    #[schema(value_type = Option<Uuid>)]
+    pub assignee_id: Option<UserId>,
+    #[schema(value_type = Uuid)]
+    pub created_by: UserId,
+    pub due_at: Option<DateTime<Utc>>,
+    /// Set while the task is done.
+    pub completed_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> Self {
+        Self {
+            id: t.id,
+            project_id: t.project_id,
+            title: t.title,
+            description: t.description,
+            status: t.status.to_string(),
+            priority: t.priority.to_string(),
+            assignee_id: t.assignee_id,
+            created_by: t.created_by,
+            due_at: t.due_at,
+            completed_at: t.completed_at,
+            tags: t.tags,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TaskQuery {
+    /// Only tasks of this project (id).
+    pub project: Option<String>,
+    /// Only tasks in this status: todo, in_progress, in_review, done or cancelled.
+    pub status: Option<String>,
+    /// Only tasks assigned to this member (user id), to `me`, or to nobody (`none`).
+    pub assignee: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTask {
+    pub project_id: Option<String>,
+    #[schema(example = "Write the launch post")]
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// todo (default), in_progress, in_review, done or cancelled.
+    pub status: Option<String>,
+    /// low, medium (default), high or urgent.
+    pub priority: Option<String>,
+    /// An active member of this organization.
+    pub assignee_id: Option<String>,
+    /// RFC 3339.
+    pub due_at: Option<String>,
+    /// At most 20 labels of 1 to 50 characters.
+    pub tags: Option<Vec<String>>,
+}
+
+impl TryFrom<CreateTask> for NewTask {
+    type Error = ApiError;
+
+    fn try_from(b: CreateTask) -> Result<Self, ApiError> {
+        let (project_id, title, description, (status, priority), (assignee_id, due_at), tags) = (
+            fields::parse("project_id", &b.project_id, |id| {
+                id.trim()
+                    .parse::<ProjectId>()
+                    .map_err(|_| "must be a project id (UUID)")
+            }),
+            fields::name("title", &b.title, MAX_TITLE),
+            fields::text("description", &b.description, MAX_DESCRIPTION),
+            (
+                fields::parse_opt("status", &b.status, TaskStatus::parse),
+                fields::parse_opt("priority", &b.priority, TaskPriority::parse),
+            )
+                .collect_fields(),
+            (
+                fields::parse_opt("assignee_id", &b.assignee_id, user_id),
+                b.due_at
+                    .as_deref()
+                    .map(|d| fields::instant("due_at", d))
+                    .transpose(),
+            )
+                .collect_fields(),
+            b.tags.as_deref().map(tags).transpose(),
+        )
+            .collect()?;
+        Ok(NewTask {
+            project_id,
+            title,
+            description: description.unwrap_or_default(),
+            status: status.unwrap_or(TaskStatus::Todo),
+            priority: priority.unwrap_or(TaskPriority::Medium),
+            assignee_id,
+            due_at,
+            tags: tags.unwrap_or_default(),
+        })
+    }
+}
+
+/// Absent fields stay as they are; `null` clears `assignee_id` or `due_at`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateTask {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+    pub priority: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub assignee_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub due_at: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+impl TryFrom<UpdateTask> for TaskPatch {
+    type Error = ApiError;
+
+    fn try_from(b: UpdateTask) -> Result<Self, ApiError> {
+        let (title, description, (status, priority), assignee_id, due_at, tags) = (
+            fields::parse_opt("title", &b.title, |t| {
+                tenantry_public::names::display_name(t, MAX_TITLE)
+            }),
+            fields::text("description", &b.description, MAX_DESCRIPTION),
+            (
+                fields::parse_opt("status", &b.status, TaskStatus::parse),
+                fields::parse_opt("priority", &b.priority, TaskPriority::parse),
+            )
+                .collect_fields(),
+            clearable(&b.assignee_id, |id| {
+                fields::check("assignee_id", user_id(id))
+            }),
+            clearable(&b.due_at, |d| fields::instant("due_at", d)),
+            b.tags.as_deref().map(tags).transpose(),
+        )
+            .collect()?;
+        Ok(TaskPatch {
+            title,
+            description,
+            status,
+            priority,
+            assignee_id,
+            due_at,
+            tags,
+        })
+    }
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A field that may be absent (unchanged), `null` (cleared) or a value parsed by `parse`.
+fn clearable<T>(
+    value: &Option<Option<String>>,
+    parse: impl FnOnce(&str) -> Field<T>,
+) -> Field<Option<Option<T>>> {
+    value
+        .as_ref()
+        .map(|v| v.as_deref().map(parse).transpose())
+        .transpose()
+}
+
+fn user_id(raw: &str) -> Result<UserId, &'static str> {
+    raw.trim().parse().map_err(|_| "must be a user id (UUID)")
+}
+
+/// Tags: trimmed, 1 to 50 characters each, at most 20, duplicates dropped (first kept).
+fn tags(raw: &[String]) -> Field<Vec<String>> {
+    if raw.len() > MAX_TAGS {
+        return Err(fields::invalid(
+            "tags",
+            format!("must be at most {MAX_TAGS} tags"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for tag in raw {
+        let tag = fields::check("tags", tenantry_public::names::display_name(tag, MAX_TAG))?;
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    Ok(out)
+}
+
+/// Filters from the query string: 400 naming the parameter when one is bad.
+fn filter(q: &TaskQuery, me: UserId) -> Result<TaskFilter, ApiError> {
+    let project = fields::query("project", &q.project, |p| {
+        p.trim()
+            .parse::<ProjectId>()
+            .map_err(|_| "must be a project id (UUID)")
+    })?;
+    let status = fields::query("status", &q.status, TaskStatus::parse)?;
+    let assignee = fields::query("assignee", &q.assignee, |a| match a.trim() {
+        "me" => Ok(Assignee::User(me)),
+        "none" => Ok(Assignee::Nobody),
+        id => user_id(id)
+            .map(Assignee::User)
+            .map_err(|_| "must be a user id (UUID), me or none"),
+    })?;
+    Ok(TaskFilter {
+        project,
+        status,
+        assignee,
+    })
+}
+
+/// The filters as the cursor is bound to them and `next` repeats them (`me` resolved to the id).
+fn list_query(f: &TaskFilter) -> ListQuery {
+    let assignee = f.assignee.map(|a| match a {
+        Assignee::User(u) => u.to_string(),
+        Assignee::Nobody => "none".to_owned(),
+    });
+    ListQuery::new("-created_at")
+        .filter("project", f.project)
+        .filter("status", f.status)
+        .filter("assignee", assignee)
+}
+
+/// Lists the tenant's tasks, newest first, with filters.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery, PageParams),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Page<TaskView>),
+              (status = 400, description = "Bad filter, cursor or limit", content_type = "application/problem+json"),
+              (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
+pub async fn list(
+    cx: TenantRequest,
+    query: web::Query<TaskQuery>,
+    paging: Paging,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::ContentRead)?;
+    let filter = filter(&query, cx.user.user_id)?;
+    let page = paging.request::<TaskId>(list_query(&filter))?;
+    let conn = cx.bound().await?;
+    let found = tasks::list(&conn, &filter, page.after().copied(), page.limit()).await?;
+    drop(conn);
+    Ok(HttpResponse::Ok().json(page.respond(found, |t| t.id, TaskView::from)))
+}
+
+/// Creates a task in one of the tenant's projects. Viewers may not.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = CreateTask,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = TaskView),
+              (status = 403, description = "Viewer", content_type = "application/problem+json"),
+              (status = 422, description = "Invalid values, a project not of this organization, or an assignee who is not an active member", content_type = "application/problem+json")))]
+pub async fn create(
+    cx: TenantRequest,
+    body: web::Json<CreateTask>,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::ContentWrite)?;
+    let new = NewTask::try_from(body.into_inner())?;
+    let mut conn = cx.bound().await?;
+    let task = tasks::create(&mut conn, &cx.acting(), &new).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/tasks/{}", task.id)))
+        .json(TaskView::from(task)))
+}
+
+/// One task of this tenant.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TaskView),
+              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+pub async fn get(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
+    let conn = cx.connect(Permission::ContentRead).await?;
+    let task = tasks::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(TaskView::from(task)))
+}
+
+/// Changes some fields of a task. Viewers may not.
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", request_body = UpdateTask,
+    params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TaskView),
+              (status = 403, description = "Viewer", content_type = "application/problem+json"),
+              (status = 404, description = "No such task in this organization", content_type = "application/problem+json"),
+              (status = 422, description = "Invalid values, or an assignee who is not an active member", content_type = "application/problem+json")))]
+pub async fn update(
+    cx: TenantRequest,
+    id: web::Path<TaskId>,
+    body: web::Json<UpdateTask>,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::ContentWrite)?;
+    let patch = TaskPatch::try_from(body.into_inner())?;
+    let mut conn = cx.bound().await?;
+    let task = tasks::update(&mut conn, &cx.acting(), *id, &patch).await?;
+    Ok(HttpResponse::Ok().json(TaskView::from(task)))
+}
+
+/// Marks a task done. Idempotent: a done task is returned as it is (`completed_at` unchanged).
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TaskView),
+              (status = 403, description = "Viewer", content_type = "application/problem+json"),
+              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+pub async fn complete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
+    set_done(cx, *id, true).await
+}
+
+/// Opens a done (or cancelled) task again, as `todo`. Idempotent for an open task.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/reopen", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TaskView),
+              (status = 403, description = "Viewer", content_type = "application/problem+json"),
+              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+pub async fn reopen(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
+    set_done(cx, *id, false).await
+}
+
+async fn set_done(cx: TenantRequest, id: TaskId, done: bool) -> Result<HttpResponse, ApiError> {
+    let mut conn = cx.connect(Permission::ContentWrite).await?;
+    let task = tasks::set_done(&mut conn, &cx.acting(), id, done).await?;
+    Ok(HttpResponse::Ok().json(TaskView::from(task)))
+}
+
+/// Deletes a task. Viewers may not.
+#[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204, description = "Deleted"),
+              (status = 403, description = "Viewer", content_type = "application/problem+json"),
+              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+pub async fn delete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
+    let mut conn = cx.connect(Permission::ContentWrite).await?;
+    tasks::delete(&mut conn, &cx.acting(), *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,322 @@
+//! `/api/v1/tasks`: CRUD, validation, filters and pages, complete/reopen, audit, isolation.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// A project of `t`, and the path of a fresh task in it.
+async fn project_and_task(app: &TestApp, t: &TestTenant, title: &str) -> (String, String) {
+    let project = app
+        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
+        .await;
+    let task = create(app, t, json!({"project_id": project, "title": title})).await;
+    (
+        project,
+        format!("/api/v1/tasks/{}", task["id"].as_str().expect("id")),
+    )
+}
+
+async fn create(app: &TestApp, t: &TestTenant, body: Value) -> Value {
+    let r = app
+        .call(Method::POST, &t.host, "/api/v1/tasks", Some(body), &t.token)
+        .await;
+    expect_json(r, 201).await
+}
+
+#[tokio::test]
+async fn tasks_round_trip_with_defaults_and_every_field() {
+    let (app, t) = spawn_tenant("acme").await;
+    let project = app
+        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
+        .await;
+    let task = create(
+        &app,
+        &t,
+        json!({"project_id": project, "title": "  Write post  "}),
+    )
+    .await;
+    assert_eq!(task["title"], "Write post");
+    assert_eq!(
+        (task["status"].as_str(), task["priority"].as_str()),
+        (Some("todo"), Some("medium"))
+    );
+    assert_eq!(task["created_by"], t.owner_id.as_str());
+    assert!(task["completed_at"].is_null() && task["assignee_id"].is_null());
+
+    let full = create(
+        &app,
+        &t,
+        json!({"project_id": project, "title": "Ship", "description": "d", "status": "done",
+               "priority": "urgent", "assignee_id": t.owner_id, "due_at": "2026-12-24T12:00:00Z",
+               "tags": ["launch", " web ", "launch"]}),
+    )
+    .await;
+    assert_eq!(
+        full["tags"],
+        json!(["launch", "web"]),
+        "trimmed, duplicates dropped"
+    );
+    assert!(
+        full["completed_at"].is_string(),
+        "created done: completed_at set"
+    );
+    assert_eq!(full["due_at"], "2026-12-24T12:00:00Z");
+
+    let path = format!("/api/v1/tasks/{}", full["id"].as_str().unwrap());
+    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    assert_eq!(expect_json(r, 200).await["title"], "Ship");
+    // Clearing with null, leaving absent fields alone.
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &path,
+            Some(json!({"assignee_id": null, "due_at": null, "status": "in_review"})),
+            &t.token,
+        )
+        .await;
+    let patched = expect_json(r, 200).await;
+    assert!(patched["assignee_id"].is_null() && patched["due_at"].is_null());
+    assert!(
+        patched["completed_at"].is_null(),
+        "leaving done clears completed_at"
+    );
+    assert_eq!(patched["priority"], "urgent");
+
+    let r = app
+        .call(Method::DELETE, &t.host, &path, None, &t.token)
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    expect_problem(r, 404, "").await;
+    // Deleting the project deletes its tasks.
+    let r = app
+        .call(
+            Method::DELETE,
+            &t.host,
+            &format!("/api/v1/projects/{project}"),
+            None,
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.count("select count(*) from tenant_acme.tasks").await, 0);
+}
+
+#[tokio::test]
+async fn invalid_values_are_422_naming_each_field_and_nothing_is_written() {
+    let (app, t) = spawn_tenant("acme").await;
+    let project = app
+        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
+        .await;
+    let cases = [
+        (json!({"title": "x"}), "project_id"),
+        (json!({"project_id": "nope", "title": "x"}), "project_id"),
+        (json!({"project_id": project}), "title"),
+        (
+            json!({"project_id": project, "title": "x".repeat(301)}),
+            "title",
+        ),
+        (
+            json!({"project_id": project, "title": "x", "status": "open"}),
+            "status",
+        ),
+        (
+            json!({"project_id": project, "title": "x", "priority": "p1"}),
+            "priority",
+        ),
+        (
+            json!({"project_id": project, "title": "x", "due_at": "tomorrow"}),
+            "due_at",
+        ),
+        (
+            json!({"project_id": project, "title": "x", "tags": vec!["t"; 21]}),
+            "tags",
+        ),
+        (
+            json!({"project_id": project, "title": "x", "tags": [""]}),
+            "tags",
+        ),
+        (
+            json!({"project_id": project, "title": "x", "assignee_id": "nope"}),
+            "assignee_id",
+        ),
+        // An account that is not a member here.
+        (
+            json!({"project_id": project, "title": "x", "assignee_id": uuid::Uuid::new_v4()}),
+            "assignee_id",
+        ),
+        // A project that does not exist (or is another tenant's: see the isolation test).
+        (
+            json!({"project_id": uuid::Uuid::new_v4(), "title": "x"}),
+            "project_id",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = app
+            .call(
+                Method::POST,
+                &t.host,
+                "/api/v1/tasks",
+                Some(body.clone()),
+                &t.token,
+            )
+            .await;
+        let p = problem(r, 422).await;
+        assert!(p["errors"][field].is_array(), "{body} → {p}");
+    }
+    assert_eq!(app.count("select count(*) from tenant_acme.tasks").await, 0);
+    assert_eq!(app.audit_count("tenant_acme", "task.created").await, 0);
+}
+
+#[tokio::test]
+async fn complete_and_reopen_are_idempotent_and_audited() {
+    let (app, t) = spawn_tenant("acme").await;
+    let (_, path) = project_and_task(&app, &t, "Task").await;
+    let complete = format!("{path}/complete");
+    let first = expect_json(
+        app.call(Method::POST, &t.host, &complete, None, &t.token)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(first["status"], "done");
+    let again = expect_json(
+        app.call(Method::POST, &t.host, &complete, None, &t.token)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        again["completed_at"], first["completed_at"],
+        "repeat keeps completed_at"
+    );
+    assert_eq!(app.audit_count("tenant_acme", "task.completed").await, 1);
+    let reopened = expect_json(
+        app.call(
+            Method::POST,
+            &t.host,
+            &format!("{path}/reopen"),
+            None,
+            &t.token,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(reopened["status"], "todo");
+    assert!(reopened["completed_at"].is_null());
+    assert_eq!(app.audit_count("tenant_acme", "task.reopened").await, 1);
+    assert_eq!(app.audit_count("tenant_acme", "task.created").await, 1);
+}
+
+#[tokio::test]
+async fn filters_and_keyset_pages() {
+    let (app, t) = spawn_tenant("acme").await;
+    let a = app
+        .create_project(&t.host, &t.token, json!({"name": "A"}))
+        .await;
+    let b = app
+        .create_project(&t.host, &t.token, json!({"name": "B"}))
+        .await;
+    for i in 0..5 {
+        let project = if i % 2 == 0 { &a } else { &b };
+        let mut body = json!({"project_id": project, "title": format!("t{i}")});
+        if i < 2 {
+            body["assignee_id"] = json!(t.owner_id);
+        }
+        create(&app, &t, body).await;
+    }
+    let titles = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let r = app
+        .get(
+            &t.host,
+            &format!("/api/v1/tasks?project={a}"),
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(titles(&expect_json(r, 200).await), ["t4", "t2", "t0"]);
+    let r = app
+        .get(&t.host, "/api/v1/tasks?assignee=me", Some(&t.token))
+        .await;
+    assert_eq!(titles(&expect_json(r, 200).await), ["t1", "t0"]);
+    let r = app
+        .get(&t.host, "/api/v1/tasks?assignee=none", Some(&t.token))
+        .await;
+    assert_eq!(titles(&expect_json(r, 200).await), ["t4", "t3", "t2"]);
+    for bad in ["status=open", "project=x", "assignee=someone", "limit=0"] {
+        let r = app
+            .get(&t.host, &format!("/api/v1/tasks?{bad}"), Some(&t.token))
+            .await;
+        problem(r, 400).await;
+    }
+    // Pages walk every task once, newest first.
+    let mut seen = Vec::new();
+    let mut next = Some(format!("/api/v1/tasks?limit=2&project={b}"));
+    while let Some(path) = next {
+        let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+        seen.extend(titles(&page));
+        next = page["next"]
+            .as_str()
+            .map(|n| format!("/api/v1{}", n.split_once("/api/v1").unwrap().1));
+    }
+    assert_eq!(seen, ["t3", "t1"]);
+}
+
+#[tokio::test]
+async fn another_tenants_tasks_and_projects_are_unknown_here() {
+    let app = spawn_app().await;
+    let acme = app.tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    let (globex_project, globex_task) = project_and_task(&app, &globex, "secret").await;
+    let r = app.get(&acme.host, &globex_task, Some(&acme.token)).await;
+    expect_problem(r, 404, "").await;
+    for method in [Method::PATCH, Method::DELETE] {
+        let r = app
+            .call(
+                method,
+                &acme.host,
+                &globex_task,
+                Some(json!({"title": "mine"})),
+                &acme.token,
+            )
+            .await;
+        expect_problem(r, 404, "").await;
+    }
+    let r = app
+        .call(
+            Method::POST,
+            &acme.host,
+            &format!("{globex_task}/complete"),
+            None,
+            &acme.token,
+        )
+        .await;
+    expect_problem(r, 404, "").await;
+    // A task can never point at another tenant's project.
+    let r = app
+        .call(
+            Method::POST,
+            &acme.host,
+            "/api/v1/tasks",
+            Some(json!({"project_id": globex_project, "title": "x"})),
+            &acme.token,
+        )
+        .await;
+    expect_field_error(r, "project_id", "not a project of this organization").await;
+    let stored: String = app
+        .sql_one_with(
+            "select title || ':' || status from tenant_globex.tasks",
+            &[],
+        )
+        .await;
+    assert_eq!(stored, "secret:todo", "untouched");
+    assert_eq!(app.count("select count(*) from tenant_acme.tasks").await, 0);
+}

@@ -1,0 +1,399 @@
+//! Tasks of a project: title, status, priority, assignee, due date, tags. Reads take any
+//! tenant-bound handle; every change takes the acting member, runs in its own transaction and
+//! writes its audit entry in it (the recipe of ARCHITECTURE.md, "Adding a tenant resource").
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tenantry_public::db::{DbError, OnConstraint};
+use tenantry_public::{CompanyId, Page, UserId};
+use tokio_postgres::Row;
+
+use crate::audit::{Acting, Action, Audited, Entry};
+use crate::binding::{TenantConn, TenantDb};
+use crate::ids::{ProjectId, TaskId};
+use deadpool_postgres::GenericClient;
+
+/// The most characters a task title may have.
+pub const MAX_TITLE: usize = 300;
+/// The most characters a task description may have.
+pub const MAX_DESCRIPTION: usize = 20_000;
+/// The most tags a task may carry, and the most characters of one tag.
+pub const MAX_TAGS: usize = 20;
+pub const MAX_TAG: usize = 50;
+
+tenantry_public::text_enum! {
+    /// Where a task is in its life; `done` and `cancelled` are closed.
+    pub enum TaskStatus {
+        Todo = "todo",
+        InProgress = "in_progress",
+        InReview = "in_review",
+        Done = "done",
+        Cancelled = "cancelled",
+    }
+}
+
+tenantry_public::text_enum! {
+    /// How urgent a task is.
+    pub enum TaskPriority {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Urgent = "urgent",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    pub project_id: ProjectId,
+    pub title: String,
+    pub description: String,
+    pub status: TaskStatus,
+    pub priority: TaskPriority,
+    pub assignee_id: Option<UserId>,
+    pub created_by: UserId,
+    pub due_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, project_id, title, description, status, priority, assignee_id, \
+     created_by, due_at, completed_at, tags, created_at, updated_at";
+
+impl TryFrom<&Row> for Task {
+    type Error = DbError;
+
+    fn try_from(row: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            project_id: row.try_get(1)?,
+            title: row.try_get(2)?,
+            description: row.try_get(3)?,
+            status: row.try_get(4)?,
+            priority: row.try_get(5)?,
+            assignee_id: row.try_get(6)?,
+            created_by: row.try_get(7)?,
+            due_at: row.try_get(8)?,
+            completed_at: row.try_get(9)?,
+            tags: row.try_get(10)?,
+            created_at: row.try_get(11)?,
+            updated_at: row.try_get(12)?,
+        })
+    }
+}
+
+impl Audited for Task {
+    const KIND: &'static str = "task";
+
+    fn audit_id(&self) -> String {
+        self.id.to_string()
+    }
+
+    fn audit_json(&self) -> Value {
+        json!({
+            "project_id": self.project_id,
+            "title": self.title,
+            "status": self.status,
+            "priority": self.priority,
+            "assignee_id": self.assignee_id,
+            "due_at": self.due_at,
+            "completed_at": self.completed_at,
+            "tags": self.tags,
+        })
+    }
+}
+
+/// A validated new task; the acting member is its creator.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub project_id: ProjectId,
+    pub title: String,
+    pub description: String,
+    pub status: TaskStatus,
+    pub priority: TaskPriority,
+    pub assignee_id: Option<UserId>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+}
+
+/// A validated partial update; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub priority: Option<TaskPriority>,
+    pub assignee_id: Option<Option<UserId>>,
+    pub due_at: Option<Option<DateTime<Utc>>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Filters for [`list`]; every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub project: Option<ProjectId>,
+    pub status: Option<TaskStatus>,
+    pub assignee: Option<Assignee>,
+}
+
+/// Whose tasks: one member's, or nobody's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee {
+    User(UserId),
+    Nobody,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("no such task in this organization")]
+    NotFound,
+    /// The project is not one of this organization's (never says whether it exists elsewhere).
+    #[error("no such project in this organization")]
+    UnknownProject,
+    #[error("the assignee is not an active member of this organization")]
+    AssigneeNotMember,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The foreign key from a task to its project (tenant migration V5).
+const PROJECT_FK: &str = "tasks_project_id_fkey";
+
+/// Tasks newest first (ids are time-ordered), filtered, after the keyset position `before`.
+pub async fn list(
+    db: &impl TenantDb,
+    filter: &TaskFilter,
+    before: Option<TaskId>,
+    limit: i64,
+) -> Result<Page<Task>, DbError> {
+    let (assignee, unassigned) = match filter.assignee {
+        Some(Assignee::User(u)) => (Some(u), false),
+        Some(Assignee::Nobody) => (None, true),
+        None => (None, false),
+    };
+    let rows = db
+        .client()
+        .query(
+            &format!(
+                "select {COLUMNS} from tasks \
+                  where ($1::uuid is null or project_id = $1) \
+                    and ($2::text is null or status = $2) \
+                    and ($3::uuid is null or assignee_id = $3) \
+                    and (not $4 or assignee_id is null) \
+                    and ($5::uuid is null or id < $5) \
+                  order by id desc limit $6"
+            ),
+            &[
+                &filter.project,
+                &filter.status,
+                &assignee,
+                &unassigned,
+                &before,
+                &Page::<Task>::fetch_limit(limit),
+            ],
+        )
+        .await?;
+    Page::from_rows(&rows, limit, |r| Task::try_from(r))
+}
+
+pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError> {
+    db.client()
+        .query_opt(
+            &format!("select {COLUMNS} from tasks where id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(Task::try_from)
+        .transpose()
+}
+
+/// Refuses an assignee who is not an active member of `company` (read in the caller's
+/// transaction).
+async fn check_assignee(
+    db: &impl TenantDb,
+    company: CompanyId,
+    assignee: Option<UserId>,
+) -> Result<(), TaskError> {
+    let Some(user) = assignee else {
+        return Ok(());
+    };
+    let member = db
+        .client()
+        .query_opt(
+            "select 1 from public.memberships m join public.users u on u.id = m.user_id \
+              where m.company_id = $1 and m.user_id = $2 and m.is_active and u.is_active",
+            &[&company, &user],
+        )
+        .await
+        .map_err(DbError::from)?;
+    member.map(|_| ()).ok_or(TaskError::AssigneeNotMember)
+}
+
+/// Creates a task in a project of this tenant, audited as `task.created`.
+pub async fn create(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    new: &NewTask,
+) -> Result<Task, TaskError> {
+    let tx = conn.transaction().await?;
+    check_assignee(&tx, acting.company, new.assignee_id).await?;
+    let completed = (new.status == TaskStatus::Done).then(Utc::now);
+    let row = tx
+        .client()
+        .query_one(
+            &format!(
+                "insert into tasks (id, project_id, title, description, status, priority, \
+                     assignee_id, created_by, due_at, completed_at, tags) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning {COLUMNS}"
+            ),
+            &[
+                &TaskId::new(),
+                &new.project_id,
+                &new.title,
+                &new.description,
+                &new.status,
+                &new.priority,
+                &new.assignee_id,
+                &acting.user,
+                &new.due_at,
+                &completed,
+                &new.tags,
+            ],
+        )
+        .await
+        .map_err(DbError::from)
+        .on_constraint(PROJECT_FK, || TaskError::UnknownProject)?;
+    let task = Task::try_from(&row)?;
+    acting
+        .record(&tx, Entry::created(Action::TaskCreated, &task))
+        .await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// Applies a patch, audited as `task.updated` with the task before and after.
+pub async fn update(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: TaskId,
+    patch: &TaskPatch,
+) -> Result<Task, TaskError> {
+    let tx = conn.transaction().await?;
+    if let Some(assignee) = patch.assignee_id {
+        check_assignee(&tx, acting.company, assignee).await?;
+    }
+    let before = lock(&tx, id).await?;
+    let after = apply(&tx, id, patch).await?;
+    acting
+        .record(&tx, Entry::changed(Action::TaskUpdated, &before, &after))
+        .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Marks a task done (`task.completed`) or open again (`task.reopened`, back to `todo`).
+/// Idempotent: a task already in that state is returned unchanged, with no entry and its
+/// `completed_at` kept.
+pub async fn set_done(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: TaskId,
+    done: bool,
+) -> Result<Task, TaskError> {
+    let tx = conn.transaction().await?;
+    let before = lock(&tx, id).await?;
+    if (before.status == TaskStatus::Done) == done {
+        return Ok(before);
+    }
+    let (status, action) = if done {
+        (TaskStatus::Done, Action::TaskCompleted)
+    } else {
+        (TaskStatus::Todo, Action::TaskReopened)
+    };
+    let patch = TaskPatch {
+        status: Some(status),
+        ..TaskPatch::default()
+    };
+    let after = apply(&tx, id, &patch).await?;
+    acting
+        .record(&tx, Entry::changed(action, &before, &after))
+        .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The update statement of a patch, on a locked task. `completed_at` is set when the status
+/// becomes `done` (kept while it stays done) and cleared when it leaves it.
+async fn apply(db: &impl TenantDb, id: TaskId, patch: &TaskPatch) -> Result<Task, TaskError> {
+    let row = db
+        .client()
+        .query_one(
+            &format!(
+                "update tasks set \
+                    title = coalesce($2, title), \
+                    description = coalesce($3, description), \
+                    status = coalesce($4, status), \
+                    priority = coalesce($5, priority), \
+                    assignee_id = case when $6 then $7 else assignee_id end, \
+                    due_at = case when $8 then $9 else due_at end, \
+                    tags = coalesce($10, tags), \
+                    completed_at = case \
+                        when coalesce($4, status) <> 'done' then null \
+                        else coalesce(completed_at, now()) end, \
+                    updated_at = now() \
+                  where id = $1 returning {COLUMNS}"
+            ),
+            &[
+                &id,
+                &patch.title,
+                &patch.description,
+                &patch.status,
+                &patch.priority,
+                &patch.assignee_id.is_some(),
+                &patch.assignee_id.flatten(),
+                &patch.due_at.is_some(),
+                &patch.due_at.flatten(),
+                &patch.tags,
+            ],
+        )
+        .await
+        .map_err(DbError::from)?;
+    Ok(Task::try_from(&row)?)
+}
+
+/// Deletes a task, audited as `task.deleted` with the task as it was.
+pub async fn delete(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: TaskId,
+) -> Result<(), TaskError> {
+    let tx = conn.transaction().await?;
+    let before = lock(&tx, id).await?;
+    tx.client()
+        .execute("delete from tasks where id = $1", &[&id])
+        .await
+        .map_err(DbError::from)?;
+    acting
+        .record(&tx, Entry::removed(Action::TaskDeleted, &before))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Locks one task for a change in `db`'s transaction.
+async fn lock(db: &impl TenantDb, id: TaskId) -> Result<Task, TaskError> {
+    db.client()
+        .query_opt(
+            &format!("select {COLUMNS} from tasks where id = $1 for update"),
+            &[&id],
+        )
+        .await
+        .map_err(DbError::from)?
+        .as_ref()
+        .map(Task::try_from)
+        .transpose()?
+        .ok_or(TaskError::NotFound)
+}
