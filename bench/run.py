@@ -9,6 +9,7 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
    pgbench -S (prepared) on the same server in the same run
 3. binding cost: the same list through a bench-only route that skips tenant binding
 4. migrate-schemas over 1,000 tenants: a no-op run, then one new trivial tenant migration
+5. server RSS (VmRSS) at start, after the 1,050 sign-ups, and after the list loads
 """
 
 import http.client
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "target" / "release"
+RELEASE = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 BASE = "bench.test"
 TENANTS = int(os.environ.get("BENCH_TENANTS", "1000"))
 LIST_TENANTS = 100
@@ -96,6 +97,13 @@ class Server:
         if conn is None:
             c.close()
         return r.status, data
+
+    def rss_mib(self):
+        """The server's resident set size now, from /proc."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
 
     def stop(self):
         self.proc.terminate()
@@ -263,6 +271,7 @@ def main():
     tenantctl(url, "migrate-schemas")
     server = Server(url, bench_routes=True)
     try:
+        results["rss_mib"] = {"start": server.rss_mib()}
         log("1. signup: 50 sequential registrations")
         results["signup"] = bench_signup(server)
         log(f"   {results['signup']}")
@@ -271,6 +280,7 @@ def main():
         create_tenants(server, TENANTS)
         results["tenant_creation"] = {"tenants": TENANTS, "seconds": round(time.perf_counter() - t, 1),
                                       "concurrency": 4}
+        results["rss_mib"]["after_signups"] = server.rss_mib()
         slugs = [f"t{i:05d}" for i in range(LIST_TENANTS)]
         seed_projects(url, slugs)
         tokens = {s: login(server, s) for s in slugs}
@@ -286,6 +296,8 @@ def main():
                               "bound_median": statistics.median(bound),
                               "unbound_median": statistics.median(unbound)}
         log(f"   {results['binding']}")
+        results["rss_mib"]["after_list_load"] = server.rss_mib()
+        log(f"   server RSS {results['rss_mib']}")
     finally:
         server.stop()
     results["pgbench"] = pgbench(url)
@@ -303,6 +315,7 @@ def main():
         "list_ge_30pct_of_pgbench": results["list"]["ratio_to_pgbench"] >= 0.30,
         "list_p99_le_20ms": results["list"]["p99_ms"] <= 20,
         "binding_cost_le_15pct": results["binding_cost"] <= 0.15,
+        "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
     }
     results["targets_met"] = targets
     out_dir = ROOT / "bench" / "results"
