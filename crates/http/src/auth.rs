@@ -15,8 +15,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
 use futures_util::future::{Either, LocalBoxFuture};
 use std::future::{ready, Ready};
+use tenantry_public::db::Db;
 use tenantry_public::memberships::Role;
-use tenantry_public::{Origin, SessionId, UserId};
+use tenantry_public::{sessions, Origin, SessionId, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::api_keys;
 use tenantry_tenant::audit::{Acting, Actor};
@@ -71,7 +72,33 @@ impl Caller {
     pub fn active_tenant(&self) -> Option<&ActiveTenant> {
         self.tenant.as_ref().map(|(t, _)| t)
     }
+
+    /// 401 unless the token's session is still live (not logged out, revoked or expired, and the
+    /// account active): for the routes that mint credentials or change the account.
+    pub async fn require_live_session(&self, db: &Db) -> Result<(), ApiError> {
+        require_live(db, self.session_id).await
+    }
 }
+
+/// 401 unless `session` is live; a token without a session (never issued by this server) is
+/// refused too.
+async fn require_live(db: &Db, session: Option<SessionId>) -> Result<(), ApiError> {
+    let live = match session {
+        Some(session) => {
+            let client = db.public().await?;
+            sessions::is_live(client.client(), session).await?
+        }
+        None => false,
+    };
+    if live {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(SESSION_ENDED))
+    }
+}
+
+const SESSION_ENDED: &str =
+    "this token's session has ended (logged out, revoked or expired); log in again";
 
 impl Caller {
     fn extract(req: &HttpRequest) -> Result<Self, ApiError> {
@@ -262,6 +289,15 @@ impl TenantRequest {
     /// A pooled connection bound to this tenant's schema (the permission already checked).
     pub async fn bound(&self) -> Result<TenantConn, ApiError> {
         Ok(self.user.tenant.connect(&self.state.db).await?)
+    }
+
+    /// 401 unless the caller signed in with a session that is still live; an API key (which has
+    /// no session) passes, its own liveness having been checked when it was looked up.
+    pub async fn require_live_session(&self) -> Result<(), ApiError> {
+        match self.user.actor {
+            Actor::ApiKey(_) => Ok(()),
+            _ => require_live(&self.state.db, self.user.session_id).await,
+        }
     }
 
     /// The caller as tenant domain functions take it.

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fields;
+pub mod headers;
 pub mod host;
 pub mod mailq;
 pub mod openapi;

@@ -19,7 +19,7 @@ use crate::mailq::MailQueue;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
-use crate::{auth, host, routes, telemetry};
+use crate::{auth, headers, host, routes, telemetry};
 
 pub struct Application {
     port: u16,
@@ -154,6 +154,7 @@ fn build_app(
         .app_data(web::PayloadConfig::default().limit(max_body))
         .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+        .wrap(from_fn(headers::security_headers))
         .wrap(from_fn(telemetry::request_span))
         .route("/health", web::get().to(routes::ops::health))
         .route("/ready", web::get().to(routes::ops::ready))

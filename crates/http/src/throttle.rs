@@ -1,8 +1,14 @@
 //! Failed-login throttling in Redis: fixed windows counted per account (the submitted email,
-//! hashed, whether or not an account exists) and per client IP. While either counter is at its
-//! limit, logins answer 429 with `Retry-After` (the window's remaining time) without checking the
-//! password. Windows expire on their own, so there is never a permanent lockout; a successful
-//! login clears the account's counter.
+//! hashed, whether or not an account exists) and per client (the IP; for IPv6 its /64, which one
+//! client controls as a whole). While either counter is at its limit, logins answer 429 with
+//! `Retry-After` (the window's remaining time) without checking the password. Windows expire on
+//! their own, so there is never a permanent lockout.
+//!
+//! An attempt is counted *before* the password is checked, in the same script that compares the
+//! counters with their limits ([`LoginThrottle::attempt`]): of N parallel guesses at most the
+//! limit get through, however long hashing takes. A successful login gives its count back
+//! ([`LoginThrottle::succeeded`]: the account's counter is cleared, the client's decremented);
+//! a failure keeps it.
 //!
 //! If Redis is unavailable the throttle lets logins through and logs an error: an outage of the
 //! cache must not lock every user out.
@@ -31,8 +37,8 @@ pub struct LoginThrottle {
     conn: OnceCell<ConnectionManager>,
     prefix: String,
     settings: ThrottleSettings,
-    check: Script,
-    fail: Script,
+    attempt: Script,
+    refund: Script,
 }
 
 /// Whether a login may be attempted now.
@@ -45,8 +51,10 @@ pub enum Verdict {
     },
 }
 
-/// Returns the largest remaining time (ms) among the keys whose counter reached its limit, or -1.
-const CHECK: &str = r"
+/// Check and count in one step. When any counter already reached its limit, returns the largest
+/// remaining time (ms) among those and counts nothing; otherwise counts one on every key (a new
+/// counter starts its window, ARGV[#KEYS + 1] ms) and returns -1.
+const ATTEMPT: &str = r"
 local wait = -1
 for i, key in ipairs(KEYS) do
   local count = tonumber(redis.call('GET', key) or '0')
@@ -55,15 +63,21 @@ for i, key in ipairs(KEYS) do
     if ttl > wait then wait = ttl end
   end
 end
-return wait
-";
-
-/// Counts one failure on every key; a new counter starts its window.
-const FAIL: &str = r"
+if wait >= 0 then return wait end
 for _, key in ipairs(KEYS) do
   if redis.call('INCR', key) == 1 then
-    redis.call('PEXPIRE', key, ARGV[1])
+    redis.call('PEXPIRE', key, ARGV[#KEYS + 1])
   end
+end
+return -1
+";
+
+/// Gives back one counted attempt: the account counter (KEYS[1]) is cleared, the client's
+/// (KEYS[2], if any) decremented, never below zero.
+const REFUND: &str = r"
+redis.call('DEL', KEYS[1])
+if KEYS[2] and tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+  redis.call('DECR', KEYS[2])
 end
 return 1
 ";
@@ -74,7 +88,7 @@ impl LoginThrottle {
     }
 
     /// The same fixed windows for another kind of event (e.g. password-reset requests, each
-    /// recorded with [`LoginThrottle::failed`]).
+    /// counted by [`LoginThrottle::attempt`] and never given back).
     pub fn counting(
         what: &'static str,
         client: redis::Client,
@@ -87,8 +101,8 @@ impl LoginThrottle {
             conn: OnceCell::new(),
             prefix: prefix.to_owned(),
             settings,
-            check: Script::new(CHECK),
-            fail: Script::new(FAIL),
+            attempt: Script::new(ATTEMPT),
+            refund: Script::new(REFUND),
         }
     }
 
@@ -106,7 +120,7 @@ impl LoginThrottle {
     }
 
     fn ip_key(&self, ip: IpAddr) -> String {
-        format!("{}:{}:ip:{ip}", self.prefix, self.what)
+        format!("{}:{}:ip:{}", self.prefix, self.what, client_of(ip))
     }
 
     fn keys(&self, email: &str, ip: Option<IpAddr>) -> (Vec<String>, Vec<u32>) {
@@ -119,62 +133,109 @@ impl LoginThrottle {
         (keys, limits)
     }
 
-    /// May `email` log in from `ip` now?
-    pub async fn check(&self, email: &str, ip: Option<IpAddr>) -> Verdict {
+    /// Counts an attempt for `email` from `ip`, unless either counter is at its limit: then the
+    /// attempt must be refused (nothing is counted). Call it before checking the password.
+    pub async fn attempt(&self, email: &str, ip: Option<IpAddr>) -> Verdict {
         let (keys, limits) = self.keys(email, ip);
+        let window_ms = self.settings.window.as_millis() as u64;
         let result: Result<i64, redis::RedisError> = async {
             let mut conn = self.conn().await?;
-            let mut invocation = self.check.prepare_invoke();
+            let mut invocation = self.attempt.prepare_invoke();
             for key in &keys {
                 invocation.key(key);
             }
             for limit in &limits {
                 invocation.arg(*limit);
             }
+            invocation.arg(window_ms);
             invocation.invoke_async(&mut conn).await
         }
         .await;
         match result {
-            Ok(ms) if ms > 0 => Verdict::Limited {
-                retry_after: (ms as u64).div_ceil(1000),
+            Ok(ms) if ms >= 0 => Verdict::Limited {
+                retry_after: (ms as u64).div_ceil(1000).max(1),
             },
             Ok(_) => Verdict::Allowed,
             Err(e) => {
-                tracing::error!(error = %e, "login throttle unavailable; allowing the attempt");
+                tracing::error!(error = %e, what = self.what, "throttle unavailable; allowing the attempt");
                 Verdict::Allowed
             }
         }
     }
 
-    /// Records a failed login for `email` and `ip`.
-    pub async fn failed(&self, email: &str, ip: Option<IpAddr>) {
+    /// Gives back a successful login's attempt: the account's counter is cleared, the client's
+    /// decremented.
+    pub async fn succeeded(&self, email: &str, ip: Option<IpAddr>) {
         let (keys, _) = self.keys(email, ip);
-        let window_ms = self.settings.window.as_millis() as u64;
         let result: Result<i64, redis::RedisError> = async {
             let mut conn = self.conn().await?;
-            let mut invocation = self.fail.prepare_invoke();
+            let mut invocation = self.refund.prepare_invoke();
             for key in &keys {
                 invocation.key(key);
             }
-            invocation.arg(window_ms);
             invocation.invoke_async(&mut conn).await
         }
         .await;
         if let Err(e) = result {
-            tracing::error!(error = %e, "could not record a failed login");
+            tracing::error!(error = %e, "could not give back a successful login's attempt");
         }
     }
+}
 
-    /// Clears the account's failures after a successful login (the IP's stay).
-    pub async fn succeeded(&self, email: &str) {
-        let key = self.account_key(email);
-        let result: Result<(), redis::RedisError> = async {
-            let mut conn = self.conn().await?;
-            redis::cmd("DEL").arg(&key).query_async(&mut conn).await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not clear login failures");
-        }
+/// The client an address stands for: an IPv4 address itself, an IPv6 address's /64 (one
+/// subscriber's allocation: rotating through it must not buy more attempts).
+fn client_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_of;
+
+    #[test]
+    fn ipv6_clients_are_their_64_and_ipv4_is_itself() {
+        let a = client_of(
+            "2001:db8:1:2:aaaa::1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
+        let b = client_of(
+            "2001:db8:1:2:ffff:1:2:3"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
+        let c = client_of(
+            "2001:db8:1:3::1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        );
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            client_of(
+                "192.0.2.7"
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
+            ),
+            "192.0.2.7"
+        );
+        assert_eq!(
+            client_of(
+                "::ffff:192.0.2.7"
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
+            ),
+            "192.0.2.7"
+        );
     }
 }

@@ -163,16 +163,21 @@ pub async fn organizations(
         .collect()
 }
 
-/// Like [`find_login`], by user id: used when an account switches into a company.
+/// Like [`find_login`], by user id: the role of an active account with an active membership in
+/// `company` (used when an account switches into a company). `None` when either is inactive.
 pub async fn active_role(
     db: &impl GenericClient,
     user: UserId,
     company: CompanyId,
 ) -> Result<Option<Role>, DbError> {
-    Ok(find(db, user, company)
-        .await?
-        .filter(|m| m.is_active)
-        .map(|m| m.role))
+    let row = db
+        .query_opt(
+            "select m.role from public.memberships m join public.users u on u.id = m.user_id \
+              where m.user_id = $1 and m.company_id = $2 and m.is_active and u.is_active",
+            &[&user, &company],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
 /// A member of one company as the members API shows it: the account joined with its membership.

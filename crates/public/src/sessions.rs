@@ -289,6 +289,21 @@ pub async fn revoke_for_company(
         .await?)
 }
 
+/// Whether `session` is still live: not revoked, not expired, and its account active. Access
+/// tokens are not checked against this per request (their 15 minutes bound that); the routes
+/// that mint new credentials or change the account are (switch, API-key creation, password
+/// change, token verification).
+pub async fn is_live(db: &impl GenericClient, session: SessionId) -> Result<bool, DbError> {
+    let row = db
+        .query_opt(
+            "select 1 from public.sessions s join public.users u on u.id = s.user_id \
+              where s.id = $1 and s.revoked_at is null and s.expires_at > now() and u.is_active",
+            &[&session],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// The user's sessions that can still be refreshed, newest first.
 pub async fn list_active(db: &impl GenericClient, user: UserId) -> Result<Vec<Session>, DbError> {
     let sql = format!(

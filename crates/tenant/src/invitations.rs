@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 
 use crate::access::{self, Permission};
 use crate::audit::{self, Acting, Action, Actor, Audited, Entry, Origin};
-use crate::binding::{TenantConn, TenantDb};
+use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::InvitationId;
 use crate::members::{self, MembershipError, NewAccount};
 use deadpool_postgres::GenericClient;
@@ -286,6 +286,86 @@ pub async fn revoke(
     Ok(after)
 }
 
+/// The role an accepted invitation gives: its own, capped by what the inviter may grant now.
+/// Refused as revoked when the inviter is no longer an active member who may invite.
+async fn granted_role(
+    tx: &TenantTx<'_>,
+    company: CompanyId,
+    invitation: &Invitation,
+) -> Result<Role, MembershipError> {
+    let gone = || MembershipError::InvitationGone(InvitationStatus::Revoked);
+    let inviter = invitation.invited_by.ok_or_else(gone)?;
+    let inviter = memberships::get_member(&**tx.client(), company, inviter, false)
+        .await?
+        .filter(|m| m.is_active && access::allows(m.role, Permission::InvitationsManage))
+        .ok_or_else(gone)?;
+    Ok(
+        if access::may_grant(inviter.role, invitation.role).is_ok() {
+            invitation.role
+        } else {
+            // Never owner: the inviter's own role, which they may grant (owner only by transfer).
+            ROLES_BY_POWER
+                .into_iter()
+                .find(|r| access::may_grant(inviter.role, *r).is_ok())
+                .unwrap_or(Role::Viewer)
+        },
+    )
+}
+
+/// Roles from most to least powerful.
+const ROLES_BY_POWER: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+
+/// Revokes the pending invitations `inviter` sent that they may no longer grant: all of them
+/// when `now` is `None` (removed or deactivated) or a role that may not invite, else those for
+/// a role above `now`. Each is audited as `invitation.revoked`, in the caller's transaction.
+pub(crate) async fn revoke_from_inviter(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    inviter: UserId,
+    now: Option<Role>,
+) -> Result<(), MembershipError> {
+    let keep: Vec<Role> = match now {
+        Some(role) if access::allows(role, Permission::InvitationsManage) => ROLES_BY_POWER
+            .into_iter()
+            .filter(|r| access::may_grant(role, *r).is_ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let keep: Vec<&str> = keep.iter().map(|r| r.as_str()).collect();
+    let rows = tx
+        .client()
+        .query(
+            &format!(
+                "select {COLUMNS} from invitations \
+                  where invited_by = $1 and {STATUS} = 'pending' and not (role = any($2)) \
+                  for update"
+            ),
+            &[&inviter, &keep],
+        )
+        .await?;
+    for row in &rows {
+        let before = Invitation::try_from(row)?;
+        let after = tx
+            .client()
+            .query_one(
+                &format!(
+                    "update invitations set revoked_at = now(), revoked_by = $2 where id = $1 \
+                     returning {COLUMNS}"
+                ),
+                &[&before.id, &acting.user],
+            )
+            .await?;
+        let after = Invitation::try_from(&after)?;
+        acting
+            .record(
+                tx,
+                Entry::changed(Action::InvitationRevoked, &before, &after),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// The result of accepting an invitation.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -320,6 +400,10 @@ pub async fn accept(
     if invitation.status != InvitationStatus::Pending {
         return Err(MembershipError::InvitationGone(invitation.status));
     }
+    // The invitation grants no more than its inviter could grant now (as API keys act with no
+    // more than their creator's current role); an inviter who is no longer an active member
+    // here has taken the invitation with them.
+    let role = granted_role(&tx, company, &invitation).await?;
     let email = Email::parse(&invitation.email)
         .map_err(|e| DbError::Corrupt(format!("invitations.email {e}")))?;
     let (user, created) = members::find_or_create_account(&tx, &email, new_account).await?;
@@ -327,7 +411,7 @@ pub async fn accept(
     let pg = &**tx.client();
     // The token reached this address: that proves it.
     users::mark_email_verified(pg, user.id).await?;
-    memberships::add(pg, company, user.id, invitation.role)
+    memberships::add(pg, company, user.id, role)
         .await?
         .ok_or(MembershipError::AlreadyMember)?;
     let row = tx

@@ -20,7 +20,7 @@ use tenantry_public::{sessions, CompanyId, Email, Password, UserId};
 use crate::access::{self, Permission, RoleRuleError};
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
-use crate::invitations::InvitationStatus;
+use crate::invitations::{self, InvitationStatus};
 
 /// A new account to create alongside a membership (its password already hashed).
 #[derive(Debug, Clone)]
@@ -267,6 +267,8 @@ pub async fn change_role(
     }
     let pg = &**tx.client();
     memberships::set_role(pg, acting.company, user, role).await?;
+    // Invitations they sent for roles they may no longer grant go with the old role.
+    invitations::revoke_from_inviter(&tx, acting, user, Some(role)).await?;
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?
         .ok_or(MembershipError::NotFound)?;
@@ -294,6 +296,7 @@ pub async fn remove(
         return Err(MembershipError::NotFound);
     }
     sessions::revoke_for_company(pg, user, acting.company, "membership removed").await?;
+    invitations::revoke_from_inviter(&tx, acting, user, None).await?;
     acting
         .record(&tx, Entry::removed(Action::MemberRemoved, &before))
         .await?;
@@ -320,6 +323,7 @@ pub async fn set_active(
     memberships::set_active(pg, acting.company, user, active).await?;
     if !active {
         sessions::revoke_for_company(pg, user, acting.company, "membership deactivated").await?;
+        invitations::revoke_from_inviter(&tx, acting, user, None).await?;
     }
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?

@@ -24,12 +24,8 @@ use crate::routes::resource;
 const MAX_NAME: usize = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/api-keys")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(resource("/api-keys/{id}").route(web::delete().to(delete)));
+    cfg.service(resource("/api-keys").get(list).post(create))
+        .service(resource("/api-keys/{id}").delete(delete));
 }
 
 #[derive(OpenApi)]
@@ -129,6 +125,7 @@ impl TryFrom<CreateApiKey> for NewApiKey {
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     security(("bearer" = [])),
     responses((status = 201, body = CreatedApiKey),
+              (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
               (status = 403, description = "Below admin, an API key, or a role above the caller's (or owner)", content_type = "application/problem+json"),
               (status = 422, description = "Invalid name, role or expiry", content_type = "application/problem+json")))]
 pub async fn create(
@@ -137,6 +134,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ApiKeysManage)?;
     let new = NewApiKey::try_from(body.into_inner())?;
+    // A key outlives the session that made it: only a live session may make one.
+    cx.require_live_session().await?;
     let mut conn = cx.bound().await?;
     let (key, secret) = api_keys::create(&mut conn, &cx.acting(), cx.user.role, &new).await?;
     Ok(HttpResponse::Created()

@@ -17,7 +17,7 @@ use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/audit-log").route(web::get().to(list)));
+    cfg.service(resource("/audit-log").get(list));
 }
 
 #[derive(OpenApi)]

@@ -25,13 +25,9 @@ use crate::views::{AccountFields, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `/invitations/accept` before `/invitations/{id}`, so it is never taken for an id.
-    cfg.service(
-        resource("/invitations")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(resource("/invitations/accept").route(web::post().to(accept)))
-    .service(resource("/invitations/{id}").route(web::delete().to(delete)));
+    cfg.service(resource("/invitations").get(list).post(create))
+        .service(resource("/invitations/accept").post(accept))
+        .service(resource("/invitations/{id}").delete(delete));
 }
 
 #[derive(OpenApi)]

@@ -17,13 +17,9 @@ use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Before `members`, so `/users/me` is never taken for a member id.
-    cfg.service(resource("/me/organizations").route(web::get().to(organizations)))
-        .service(
-            resource("/users/me")
-                .route(web::get().to(get))
-                .route(web::patch().to(update)),
-        )
-        .service(resource("/users/me/password").route(web::post().to(change_password)));
+    cfg.service(resource("/me/organizations").get(organizations))
+        .service(resource("/users/me").get(get).patch(update))
+        .service(resource("/users/me/password").post(change_password));
 }
 
 #[derive(OpenApi)]
@@ -146,6 +142,7 @@ pub struct ChangePassword {
 #[utoipa::path(post, path = "/api/v1/users/me/password", tag = "account", request_body = ChangePassword,
     security(("bearer" = [])),
     responses((status = 204, description = "Changed; other sessions ended"),
+              (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
               (status = 422, description = "Wrong current password or invalid new one", content_type = "application/problem+json")))]
 pub async fn change_password(
     caller: Caller,
@@ -158,6 +155,7 @@ pub async fn change_password(
         fields::parse("new_password", &body.new_password, Password::parse),
     )
         .collect()?;
+    caller.require_live_session(&state.db).await?;
     accounts::change_password(
         &state.db,
         caller.active_tenant(),

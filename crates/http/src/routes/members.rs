@@ -21,19 +21,15 @@ use crate::routes::resource;
 use crate::views::{AccountFields, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/users")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        resource("/users/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    )
-    .service(resource("/users/{id}/deactivate").route(web::post().to(deactivate)))
-    .service(resource("/users/{id}/activate").route(web::post().to(activate)));
+    cfg.service(resource("/users").get(list).post(create))
+        .service(
+            resource("/users/{id}")
+                .get(get)
+                .patch(update)
+                .delete(delete),
+        )
+        .service(resource("/users/{id}/deactivate").post(deactivate))
+        .service(resource("/users/{id}/activate").post(activate));
 }
 
 #[derive(OpenApi)]

@@ -17,7 +17,9 @@ pub mod tasks;
 pub mod token;
 pub mod verification;
 
-use actix_web::{web, HttpResponse, Resource, ResponseError};
+use actix_web::dev::{AppService, HttpServiceFactory};
+use actix_web::http::header;
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, ResponseError};
 
 use crate::error::ApiError;
 
@@ -42,13 +44,65 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     }
 }
 
-/// A resource whose unlisted methods answer 405: every route module builds its paths with it.
-pub(crate) fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A path and the methods it answers: every route module registers its paths with it. Any
+/// other method answers 405 with an `Allow` header naming the ones there are.
+pub(crate) struct Resource {
+    inner: actix_web::Resource,
+    allow: Vec<&'static str>,
 }
 
-pub async fn method_not_allowed() -> HttpResponse {
-    ApiError::MethodNotAllowed.error_response()
+pub(crate) fn resource(path: &str) -> Resource {
+    Resource {
+        inner: web::resource(path),
+        allow: Vec::new(),
+    }
+}
+
+macro_rules! methods {
+    ($($name:ident => $route:ident, $method:literal;)+) => {
+        impl Resource {
+            $(
+                pub(crate) fn $name<F, Args>(mut self, handler: F) -> Self
+                where
+                    F: Handler<Args>,
+                    Args: FromRequest + 'static,
+                    F::Output: Responder + 'static,
+                {
+                    self.inner = self.inner.route(web::$route().to(handler));
+                    self.allow.push($method);
+                    self
+                }
+            )+
+        }
+    };
+}
+
+methods! {
+    get => get, "GET";
+    post => post, "POST";
+    patch => patch, "PATCH";
+    delete => delete, "DELETE";
+}
+
+impl HttpServiceFactory for Resource {
+    fn register(self, config: &mut AppService) {
+        let allow = self.allow.join(", ");
+        self.inner
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { method_not_allowed(&allow) }
+            }))
+            .register(config);
+    }
+}
+
+/// 405, naming the methods the path does answer.
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Ok(value) = header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 pub async fn not_found() -> HttpResponse {

@@ -14,9 +14,7 @@ use crate::routes::resource;
 use crate::views::MemberView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/organization/transfer-ownership").route(web::post().to(transfer_ownership)),
-    );
+    cfg.service(resource("/organization/transfer-ownership").post(transfer_ownership));
 }
 
 #[derive(OpenApi)]

@@ -20,17 +20,13 @@ use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/projects")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        resource("/projects/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    );
+    cfg.service(resource("/projects").get(list).post(create))
+        .service(
+            resource("/projects/{id}")
+                .get(get)
+                .patch(update)
+                .delete(delete),
+        );
 }
 
 #[derive(OpenApi)]

@@ -18,7 +18,7 @@ use crate::routes::resource;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/register").route(web::post().to(register)));
+    cfg.service(resource("/register").post(register));
 }
 
 #[derive(OpenApi)]

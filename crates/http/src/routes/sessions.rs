@@ -21,12 +21,12 @@ use crate::state::AppState;
 use crate::tokens::TokenResponse;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/token/refresh").route(web::post().to(refresh)))
-        .service(resource("/auth/token/verify").route(web::post().to(verify)))
-        .service(resource("/auth/logout").route(web::post().to(logout)))
-        .service(resource("/auth/sessions").route(web::get().to(list)))
-        .service(resource("/auth/sessions/{id}").route(web::delete().to(delete)))
-        .service(resource("/auth/switch").route(web::post().to(switch)));
+    cfg.service(resource("/auth/token/refresh").post(refresh))
+        .service(resource("/auth/token/verify").post(verify))
+        .service(resource("/auth/logout").post(logout))
+        .service(resource("/auth/sessions").get(list))
+        .service(resource("/auth/sessions/{id}").delete(delete))
+        .service(resource("/auth/switch").post(switch));
 }
 
 #[derive(OpenApi)]
@@ -85,16 +85,24 @@ pub struct VerifyRequest {
     pub token: Option<String>,
 }
 
+/// Whether the token is active and, if so, its claims. An inactive token (its session has ended)
+/// carries nothing else.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyResponse {
     pub active: bool,
-    pub sub: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    pub exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
 }
 
-/// Checks an access token for this host: 200 with its claims when valid, 401 otherwise.
+/// Checks an access token for this host: 200 with its claims when valid and its session live,
+/// 200 `{active: false}` when its session has ended (logout, revocation, password reset), 401
+/// when the token itself is invalid, expired or for another host.
 #[utoipa::path(post, path = "/api/v1/auth/token/verify", tag = "auth", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse),
               (status = 401, description = "Invalid, expired, or for another host", content_type = "application/problem+json")))]
@@ -113,12 +121,29 @@ pub async fn verify(
             "the token is not valid on this host",
         ));
     }
-    Ok(HttpResponse::Ok().json(VerifyResponse {
-        active: true,
-        sub: claims.sub,
-        tenant: claims.tenant,
-        role: claims.role,
-        exp: claims.exp,
+    let live = match claims.sid {
+        Some(session) => {
+            let client = state.db.public().await?;
+            sessions::is_live(client.client(), SessionId(session)).await?
+        }
+        None => false,
+    };
+    Ok(HttpResponse::Ok().json(if live {
+        VerifyResponse {
+            active: true,
+            sub: Some(claims.sub),
+            tenant: claims.tenant,
+            role: claims.role,
+            exp: Some(claims.exp),
+        }
+    } else {
+        VerifyResponse {
+            active: false,
+            sub: None,
+            tenant: None,
+            role: None,
+            exp: None,
+        }
     }))
 }
 
@@ -220,6 +245,7 @@ pub struct SwitchRequest {
 #[utoipa::path(post, path = "/api/v1/auth/switch", tag = "auth", request_body = SwitchRequest,
     security(("bearer" = [])),
     responses((status = 200, body = TokenResponse),
+              (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
               (status = 403, description = "Not an active member of that organization", content_type = "application/problem+json")))]
 pub async fn switch(
     _: PublicHost,
@@ -229,6 +255,9 @@ pub async fn switch(
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
     let (slug,) = (fields::required("slug", &body.slug),).collect()?;
+    // An account token outlives a logout or reset by up to 15 minutes: it must not mint a new
+    // session after its own has ended.
+    caller.require_live_session(&state.db).await?;
     let refused =
         || ApiError::Forbidden("you are not an active member of that organization".into());
     let slug = Slug::parse(slug).map_err(|_| refused())?;

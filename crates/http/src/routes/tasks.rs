@@ -21,19 +21,15 @@ use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/tasks")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        resource("/tasks/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    )
-    .service(resource("/tasks/{id}/complete").route(web::post().to(complete)))
-    .service(resource("/tasks/{id}/reopen").route(web::post().to(reopen)));
+    cfg.service(resource("/tasks").get(list).post(create))
+        .service(
+            resource("/tasks/{id}")
+                .get(get)
+                .patch(update)
+                .delete(delete),
+        )
+        .service(resource("/tasks/{id}/complete").post(complete))
+        .service(resource("/tasks/{id}/reopen").post(reopen));
 }
 
 #[derive(OpenApi)]

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use tenantry_public::memberships::{self, LoginCandidate};
-use tenantry_public::{passwords, sessions, CompanyId};
+use tenantry_public::{passwords, sessions, CompanyId, Email};
 use tenantry_tenant::accounts;
 use tenantry_tenant::audit::{Action, Actor, Entry};
 use utoipa::{OpenApi, ToSchema};
@@ -21,7 +21,7 @@ use crate::throttle::Verdict;
 use crate::tokens::TokenResponse;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/token").route(web::post().to(token)));
+    cfg.service(resource("/auth/token").post(token));
 }
 
 #[derive(OpenApi)]
@@ -58,7 +58,8 @@ pub async fn token(
     )
         .collect()?;
     let origin = origin.0;
-    if let Verdict::Limited { retry_after } = state.login_throttle.check(email, origin.ip).await {
+    // Counted before the password is checked, so parallel guesses cannot all pass.
+    if let Verdict::Limited { retry_after } = state.login_throttle.attempt(email, origin.ip).await {
         return Err(ApiError::TooManyRequests {
             detail: "too many failed logins; try again later".into(),
             retry_after,
@@ -68,14 +69,20 @@ pub async fn token(
     // On the base host any active account may log in; the membership lookup is for a company
     // nobody belongs to, and its result is ignored.
     let company = host.company();
-    let candidate = {
-        let client = state.db.public().await?;
-        memberships::find_login(
-            client.client(),
-            email,
-            company.unwrap_or(CompanyId(uuid::Uuid::nil())),
-        )
-        .await?
+    // Something that is not an email names no account: no lookup (the password is still
+    // checked against the fixed hash below, so the answer takes as long).
+    let valid_email = Email::parse(email).ok();
+    let candidate = match &valid_email {
+        Some(email) => {
+            let client = state.db.public().await?;
+            memberships::find_login(
+                client.client(),
+                email.as_str(),
+                company.unwrap_or(CompanyId(uuid::Uuid::nil())),
+            )
+            .await?
+        }
+        None => None,
     };
     // The connection is back in the pool before the slow part. Unknown emails are checked against
     // a fixed hash, so every failure takes as long as a wrong password.
@@ -100,16 +107,25 @@ pub async fn token(
             Some(company),
         ) if ok => (user_id, Some((company, role))),
         (candidate, _) => {
-            state.login_throttle.failed(email, origin.ip).await;
             if let HostKind::Tenant(tenant) = &host {
-                let actor = candidate.map_or(Actor::Anonymous, |c| Actor::User(c.user_id));
-                let entry = Entry::new(Action::LoginFailed).after(json!({ "email": email }));
+                // Only this organization's own members are named: an account elsewhere (or
+                // none) is anonymous, so the trail tells an admin nothing about other accounts.
+                // The email is stored only when it is one, and then it is at most 254 characters.
+                let actor = match candidate {
+                    Some(c) if c.role.is_some() => Actor::User(c.user_id),
+                    _ => Actor::Anonymous,
+                };
+                let after = match &valid_email {
+                    Some(e) => json!({ "email": e.as_str() }),
+                    None => json!({ "email": null, "email_invalid": true }),
+                };
+                let entry = Entry::new(Action::LoginFailed).after(after);
                 accounts::record(&state.db, tenant, actor, &origin, entry).await?;
             }
             return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
         }
     };
-    state.login_throttle.succeeded(email).await;
+    state.login_throttle.succeeded(email, origin.ip).await;
     let (session, refresh) = {
         let client = state.db.public().await?;
         sessions::open(client.client(), user_id, company, &origin).await?

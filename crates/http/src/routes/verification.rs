@@ -21,9 +21,9 @@ use crate::state::AppState;
 use crate::throttle::Verdict;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/auth/verify-email").route(web::post().to(verify_email)))
-        .service(resource("/auth/password-reset").route(web::post().to(request_reset)))
-        .service(resource("/auth/password-reset/confirm").route(web::post().to(confirm_reset)));
+    cfg.service(resource("/auth/verify-email").post(verify_email))
+        .service(resource("/auth/password-reset").post(request_reset))
+        .service(resource("/auth/password-reset/confirm").post(confirm_reset));
 }
 
 #[derive(OpenApi)]
@@ -112,7 +112,7 @@ pub async fn request_reset(
     // says nothing about accounts, and nobody can flood an inbox with reset emails.
     if let Verdict::Limited { retry_after } = state
         .reset_throttle
-        .check(email.as_str(), origin.0.ip)
+        .attempt(email.as_str(), origin.0.ip)
         .await
     {
         return Err(ApiError::TooManyRequests {
@@ -120,10 +120,6 @@ pub async fn request_reset(
             retry_after,
         });
     }
-    state
-        .reset_throttle
-        .failed(email.as_str(), origin.0.ip)
-        .await;
     let settings = &state.settings;
     let link = |token: &str| settings.link(host.as_str(), links::RESET_PASSWORD, token);
     let queued = account_tokens::request_password_reset(&state.db, &email, &link).await?;

@@ -61,12 +61,88 @@ async fn unknown_paths_and_methods() {
 async fn no_sql_or_schema_names_in_error_bodies() {
     let (app, t) = spawn_tenant("acme").await;
     // Make the tenant's table vanish behind the server's back: the answer is a generic 503.
-    app.sql("drop table tenant_acme.projects").await;
+    app.sql("drop table tenant_acme.projects cascade").await;
     let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
     assert!(r.headers().get("retry-after").is_some());
     let p = problem(r, 503).await;
     let text = p.to_string();
     for leak in ["tenant_acme", "projects", "relation", "select", "SQLSTATE"] {
         assert!(!text.contains(leak), "{leak} leaked: {text}");
+    }
+}
+
+/// Every answer carries the security headers; API answers (success and error alike) are never
+/// cached; the docs page has its own CSP that lets it load its own files.
+#[tokio::test]
+async fn security_headers_and_no_store_on_every_answer() {
+    let (app, t) = spawn_tenant("acme").await;
+    let answers = [
+        (
+            "api 200",
+            app.get(&t.host, "/api/v1/projects", Some(&t.token)).await,
+        ),
+        ("api 401", app.get(&t.host, "/api/v1/projects", None).await),
+        (
+            "api 404 host",
+            app.get("nobody.example.test", "/api/v1/projects", None)
+                .await,
+        ),
+        ("health", app.get(BASE, "/health", None).await),
+        ("docs", app.get(BASE, "/api/docs/", None).await),
+    ];
+    for (what, r) in &answers {
+        let h = r.headers();
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(get("x-frame-options"), "DENY", "{what}");
+        assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+        assert!(
+            get("content-security-policy").contains("frame-ancestors 'none'"),
+            "{what}"
+        );
+        if what.starts_with("api") {
+            assert_eq!(get("cache-control"), "no-store", "{what}");
+        }
+    }
+    let docs_csp = answers[4].1.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(docs_csp.contains("default-src 'self'"), "{docs_csp}");
+    let api_csp = answers[0].1.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(api_csp.starts_with("default-src 'none'"), "{api_csp}");
+}
+
+/// A method a path does not answer is 405 with an `Allow` header naming the ones it does.
+#[tokio::test]
+async fn method_not_allowed_names_the_allowed_methods() {
+    let (app, t) = spawn_tenant("acme").await;
+    for (method, path, allow) in [
+        (Method::PUT, "/api/v1/projects", "GET, POST"),
+        (
+            Method::POST,
+            "/api/v1/projects/00000000-0000-0000-0000-000000000000",
+            "GET, PATCH, DELETE",
+        ),
+        (Method::GET, "/api/v1/auth/token", "POST"),
+        (Method::DELETE, "/api/v1/audit-log", "GET"),
+    ] {
+        let r = app
+            .request(method.clone(), &t.host, path)
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+        expect_problem(r, 405, "method not allowed").await;
     }
 }

@@ -354,3 +354,91 @@ async fn two_concurrent_accepts_of_one_token_make_one_member() {
         1
     );
 }
+
+/// An invitation never outlives its inviter's authority: demoting, deactivating or removing the
+/// inviter revokes what they may no longer grant, and an acceptance is capped by the inviter's
+/// role at that moment.
+#[tokio::test]
+async fn invitations_follow_their_inviters_authority() {
+    let (app, t) = spawn_tenant("acme").await;
+    app.sql("update public.companies set plan = 'enterprise'")
+        .await;
+    let admin = app.member(&t, "ada@acme.test", "admin").await;
+    let admin_id = app.user_id("ada@acme.test").await;
+    invited(&app, &t.host, &admin, "a1@new.test", "admin").await;
+    let (_, as_member) = invited(&app, &t.host, &admin, "m1@new.test", "member").await;
+    let user = format!("/api/v1/users/{admin_id}");
+
+    // Demoted to member: may not invite at all any more, so both go.
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &user,
+            Some(json!({"role": "member"})),
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let listed = statuses(&app, &t.host, &t.token, "").await;
+    assert!(listed.iter().all(|row| row[1] == "revoked"), "{listed:?}");
+    assert_eq!(
+        app.audit_count("tenant_acme", "invitation.revoked").await,
+        2
+    );
+    let body = json!({"token": as_member, "full_name": "M", "password": "m1-password-123"});
+    expect_problem(accept(&app, &t.host, body).await, 410, "revoked").await;
+
+    // Promoted again, invites; then deactivated (and removed): pending ones are revoked.
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &user,
+            Some(json!({"role": "admin"})),
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let admin = app.token(&t.host, "ada@acme.test", MEMBER_PASSWORD).await;
+    let (_, later) = invited(&app, &t.host, &admin, "m2@new.test", "member").await;
+    let r = app
+        .call(
+            Method::POST,
+            &t.host,
+            &format!("{user}/deactivate"),
+            None,
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body = json!({"token": later, "full_name": "M", "password": "m2-password-123"});
+    expect_problem(accept(&app, &t.host, body).await, 410, "revoked").await;
+    assert_eq!(
+        app.count("select count(*) from public.users where email like '%@new.test'")
+            .await,
+        0
+    );
+
+    // Checked again at acceptance: an inviter who lost the right to invite behind the API's back
+    // (no revocation ran) takes the invitation with them; one who kept it still grants it.
+    let boss = app.member(&t, "bo@acme.test", "admin").await;
+    let (_, kept) = invited(&app, &t.host, &boss, "k1@new.test", "admin").await;
+    let (_, lost) = invited(&app, &t.host, &boss, "l1@new.test", "viewer").await;
+    let body = json!({"token": kept, "full_name": "K", "password": "k1-password-123"});
+    let accepted = expect_json(accept(&app, &t.host, body).await, 200).await;
+    assert_eq!(accepted["member"]["role"], "admin");
+    app.sql_with(
+        "update public.memberships set role = 'member' \
+          where user_id = (select id from public.users where email = $1)",
+        &[&"bo@acme.test"],
+    )
+    .await;
+    let body = json!({"token": lost, "full_name": "L", "password": "l1-password-123"});
+    expect_problem(accept(&app, &t.host, body).await, 410, "revoked").await;
+    assert_eq!(
+        app.count("select count(*) from public.users where email = 'l1@new.test'")
+            .await,
+        0
+    );
+}

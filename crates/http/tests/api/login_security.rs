@@ -165,13 +165,14 @@ async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited
     assert_eq!(r.status(), 204);
     problem(app.refresh(&t.host, &victim_refresh).await, 401).await;
 
-    // Change the password.
+    // Change the password (with a token whose session is still live: `access`'s was logged out
+    // above, and a logged-out session may no longer change the account).
     let r = app
         .post_json(
             &t.host,
             "/api/v1/users/me/password",
             &json!({"current_password": "password-of-acme", "new_password": "a-brand-new-password"}),
-            Some(&access),
+            Some(&t.token),
         )
         .await;
     assert_eq!(r.status(), 204);
@@ -236,4 +237,89 @@ async fn refresh_tokens_and_tokens_signed_with_an_unknown_kid_are_not_access_tok
         app.status_of(&t.host, "/api/v1/projects", &t.token).await,
         200
     );
+}
+
+/// Attempts are counted before the password is checked: of many parallel guesses at the same
+/// account, exactly the limit reach the password check (401) and the rest are refused (429).
+#[tokio::test]
+async fn parallel_guesses_cannot_outrun_the_throttle() {
+    let settings = [
+        ("LOGIN_FAILURES_PER_ACCOUNT", "3"),
+        ("LOGIN_FAILURES_PER_IP", "1000"),
+    ];
+    let (app, t) = spawn_tenant_with(&settings, "acme").await;
+    let guesses = (0..12).map(|i| {
+        let (app, t) = (&app, &t);
+        async move {
+            app.login(&t.host, &t.owner_email, &format!("guess-{i}"))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let mut statuses = futures_util::future::join_all(guesses).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [vec![401; 3], vec![429; 9]].concat());
+}
+
+/// A successful login gives its counted attempt back, so an address that keeps logging in
+/// correctly is never throttled; failures from it still are.
+#[tokio::test]
+async fn successful_logins_do_not_use_up_the_address_limit() {
+    let (app, t) = spawn_tenant_with(&[("LOGIN_FAILURES_PER_IP", "3")], "acme").await;
+    for _ in 0..6 {
+        let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
+        assert_eq!(r.status(), 200);
+    }
+    wrong_logins(&app, &t, 3).await;
+    let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
+    expect_problem(r, 429, "too many").await;
+}
+
+/// A failed login is recorded without flooding the trail and without telling an admin anything
+/// about accounts that are not members here.
+#[tokio::test]
+async fn failed_logins_are_recorded_small_and_reveal_no_other_accounts() {
+    let app = spawn_app().await;
+    let acme = app.tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    // Globex's owner (an account, but no member of acme) and a nobody fail on acme's host.
+    for email in [globex.owner_email.as_str(), "nobody@nowhere.test"] {
+        problem(app.login(&acme.host, email, "wrong-password-1").await, 401).await;
+    }
+    // A 1 MiB "email" is refused alike, and stored as nothing.
+    let huge = "x".repeat(1024 * 1024 - 200);
+    problem(app.login(&acme.host, &huge, "wrong-password-1").await, 401).await;
+    // Acme's own owner is named.
+    problem(
+        app.login(&acme.host, &acme.owner_email, "wrong-password-1")
+            .await,
+        401,
+    )
+    .await;
+    let rows = app
+        .sql_rows_with(
+            "select actor_user_id::text, after::text, length(after::text) from tenant_acme.audit_log \
+              where action = 'auth.login.failed' order by id",
+            &[],
+        )
+        .await;
+    let entries: Vec<(Option<String>, String, i32)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    assert_eq!(
+        entries[0].0, None,
+        "another organization's account is not named"
+    );
+    assert!(entries[0].1.contains(&globex.owner_email));
+    assert_eq!(entries[1].0, None);
+    assert_eq!(entries[2].0, None);
+    assert!(
+        entries[2].2 < 100,
+        "the huge value is not stored: {}",
+        entries[2].1
+    );
+    assert_eq!(entries[3].0.as_deref(), Some(acme.owner_id.as_str()));
 }

@@ -100,9 +100,11 @@ fn registered_routes() -> Vec<(String, String)> {
             if path.starts_with("/_bench") {
                 continue;
             }
+            // This resource's own builder calls: up to the next resource or the end of `configure`.
             let body = chunk.split("resource(").next().unwrap_or(chunk);
+            let body = body.split("\n}\n").next().unwrap_or(body);
             for method in ["get", "post", "put", "patch", "delete"] {
-                if body.contains(&format!("web::{method}()")) {
+                if body.contains(&format!(".{method}(")) {
                     routes.push((method.to_owned(), format!("/api/v1{path}")));
                 }
             }

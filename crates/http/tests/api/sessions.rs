@@ -354,3 +354,117 @@ async fn tokens_signed_with_the_previous_key_survive_a_rotation() {
         .unwrap();
     problem(r, 401).await;
 }
+
+/// An access token whose session ended (logout here) can no longer mint credentials or change
+/// the account: switch, API-key creation and password change answer 401, and verification says
+/// `active: false` — while reads with it still work until it expires (≤ 15 minutes).
+#[tokio::test]
+async fn a_token_of_an_ended_session_mints_nothing() {
+    let (app, t) = spawn_tenant("acme").await;
+    // An account token on the base host, then its session ends.
+    let (account, account_refresh) = app
+        .login_pair(BASE, &t.owner_email, "password-of-acme")
+        .await;
+    let verify = |token: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .post_json(
+                    BASE,
+                    "/api/v1/auth/token/verify",
+                    &json!({"token": token}),
+                    None,
+                )
+                .await;
+            expect_json(r, 200).await
+        }
+    };
+    assert_eq!(verify(account.clone()).await["active"], true);
+    app.logout(BASE, &account_refresh).await;
+    let v = verify(account.clone()).await;
+    assert_eq!(
+        v,
+        json!({"active": false}),
+        "nothing else about an ended session"
+    );
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/switch",
+            &json!({"slug": "acme"}),
+            Some(&account),
+        )
+        .await;
+    expect_problem(r, 401, "session has ended").await;
+    assert_eq!(
+        app.count("select count(*) from public.sessions where company_id is not null and revoked_at is null")
+            .await,
+        1,
+        "only the session spawn_tenant opened; switch opened none"
+    );
+
+    // A tenant token whose session was logged out.
+    let (tenant, tenant_refresh) = app
+        .login_pair(&t.host, &t.owner_email, "password-of-acme")
+        .await;
+    app.logout(&t.host, &tenant_refresh).await;
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/api-keys",
+            &json!({"name": "ci", "role": "member"}),
+            Some(&tenant),
+        )
+        .await;
+    expect_problem(r, 401, "session has ended").await;
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.api_keys").await,
+        0
+    );
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/users/me/password",
+            &json!({"current_password": "password-of-acme", "new_password": "a-brand-new-password"}),
+            Some(&tenant),
+        )
+        .await;
+    expect_problem(r, 401, "session has ended").await;
+    assert_eq!(
+        app.login(&t.host, &t.owner_email, "password-of-acme")
+            .await
+            .status(),
+        200
+    );
+    // Reading still works with the unexpired token.
+    assert_eq!(
+        app.get(&t.host, "/api/v1/projects", Some(&tenant))
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Switching checks the account, not only the membership: a deactivated account cannot switch
+/// with a token it got before.
+#[tokio::test]
+async fn a_deactivated_account_cannot_switch() {
+    let (app, t) = spawn_tenant("acme").await;
+    let (account, _) = app
+        .login_pair(BASE, &t.owner_email, "password-of-acme")
+        .await;
+    app.sql_with(
+        "update public.users set is_active = false where lower(email) = lower($1)",
+        &[&t.owner_email],
+    )
+    .await;
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/switch",
+            &json!({"slug": "acme"}),
+            Some(&account),
+        )
+        .await;
+    problem(r, 401).await;
+}
