@@ -17,7 +17,7 @@ use tenantry_public::plans::PlanCode;
 use tenantry_public::{sessions, users};
 use tenantry_public::{DomainName, Email, Password, Slug};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, SchemaReport};
-use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, ProvisionError};
+use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, Owner, ProvisionError};
 
 #[derive(Parser)]
 #[command(
@@ -294,11 +294,13 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 name: display_name(&name, 200).map_err(|e| anyhow::anyhow!("--name {e}"))?,
                 slug: Slug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug {slug:?} {e}"))?,
                 plan: PlanCode::parse(&plan).map_err(|e| anyhow::anyhow!("--plan {e}"))?,
-                owner_email: Email::parse(&owner_email)
-                    .map_err(|e| anyhow::anyhow!("--owner-email {e}"))?,
-                owner_password: Password::parse(&owner_password)
-                    .map_err(|e| anyhow::anyhow!("--owner-password {e}"))?,
-                owner_full_name: owner_full_name.trim().to_owned(),
+                owner: Owner::New {
+                    email: Email::parse(&owner_email)
+                        .map_err(|e| anyhow::anyhow!("--owner-email {e}"))?,
+                    password: Password::parse(&owner_password)
+                        .map_err(|e| anyhow::anyhow!("--owner-password {e}"))?,
+                    full_name: owner_full_name.trim().to_owned(),
+                },
             };
             let base = DomainName::parse(&base_domain)
                 .map_err(|e| anyhow::anyhow!("BASE_DOMAIN {base_domain:?} {e}"))?;

@@ -101,7 +101,7 @@ const SESSION_ENDED: &str =
     "this token's session has ended (logged out, revoked or expired); log in again";
 
 impl Caller {
-    fn extract(req: &HttpRequest) -> Result<Self, ApiError> {
+    pub(crate) fn extract(req: &HttpRequest) -> Result<Self, ApiError> {
         let host = HostKind::from_request_sync(req)?;
         let state = req
             .app_data::<web::Data<AppState>>()

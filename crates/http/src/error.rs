@@ -348,8 +348,10 @@ impl From<ProvisionError> for ApiError {
             }
             ProvisionError::OwnerCredentials => Self::conflict_on(
                 "owner_email",
-                "belongs to an existing account; sign up with that account's password",
+                "belongs to an existing account; sign in to it and sign up with its account \
+                 token (Authorization: Bearer) to own another organization",
             ),
+            ProvisionError::OwnerInactive => Self::Unauthorized("the account is not active"),
             ProvisionError::Db(db) => db.into(),
             other => Self::Unexpected(other.into()),
         }

@@ -20,6 +20,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
+use crate::error::ApiError;
+
 /// Limits, from configuration.
 #[derive(Debug, Clone)]
 pub struct ThrottleSettings {
@@ -160,6 +162,18 @@ impl LoginThrottle {
                 tracing::error!(error = %e, what = self.what, "throttle unavailable; allowing the attempt");
                 Verdict::Allowed
             }
+        }
+    }
+
+    /// [`attempt`](Self::attempt) as an answer: 429 with `Retry-After` when limited. For every
+    /// password check, not only logins (password change, ownership-transfer confirmation).
+    pub async fn admit(&self, email: &str, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        match self.attempt(email, ip).await {
+            Verdict::Allowed => Ok(()),
+            Verdict::Limited { retry_after } => Err(ApiError::TooManyRequests {
+                detail: "too many failed password checks; try again later".into(),
+                retry_after,
+            }),
         }
     }
 

@@ -11,7 +11,7 @@ use tenantry_public::migrate::MigrateError;
 use tenantry_public::passwords::{self, PasswordError};
 use tenantry_public::plans::PlanCode;
 use tenantry_public::users::{self, User};
-use tenantry_public::{DomainName, Email, Password, Slug};
+use tenantry_public::{DomainName, Email, Password, Slug, UserId};
 
 use crate::migrate::{lock_schema, migrate_schema_in};
 
@@ -22,9 +22,23 @@ pub struct NewTenant {
     pub name: String,
     pub slug: Slug,
     pub plan: PlanCode,
-    pub owner_email: Email,
-    pub owner_password: Password,
-    pub owner_full_name: String,
+    pub owner: Owner,
+}
+
+/// Who owns a new tenant.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    /// A new account, created with the tenant. An email that already has an account is refused
+    /// ([`ProvisionError::OwnerCredentials`]) whatever the password: sign-up never checks an
+    /// existing account's password, so it cannot be used to guess one.
+    New {
+        email: Email,
+        password: Password,
+        full_name: String,
+    },
+    /// An existing account, authenticated by the caller (an account token): the same person
+    /// owning another organization.
+    Existing(UserId),
 }
 
 /// A tenant ready to serve.
@@ -41,9 +55,12 @@ pub enum ProvisionError {
     SlugTaken,
     #[error("the domain is already taken")]
     DomainTaken,
-    /// The email belongs to an existing account and the password given is not its password.
-    #[error("an account with this email exists and the password does not match it")]
+    /// The email belongs to an existing account (which signs in to create an organization).
+    #[error("an account with this email exists")]
     OwnerCredentials,
+    /// The existing account named as owner is gone or deactivated.
+    #[error("the owner's account is not active")]
+    OwnerInactive,
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -111,21 +128,11 @@ async fn provision_inner(
     link: Option<&(dyn Fn(&str) -> String + Sync)>,
 ) -> Result<(Provisioned, Option<OutboxId>), ProvisionError> {
     // All password work happens before the transaction opens, so row locks are held for
-    // milliseconds only. One global account per email: an existing account may own another
-    // company too, but only with its own password.
-    let existing = {
-        let client = db.public().await?;
-        users::find_by_email(client.client(), new.owner_email.as_str()).await?
-    };
-    let password_hash = match &existing {
-        Some(user) => {
-            let stored = Some(user.password_hash.clone());
-            if !passwords::verify(new.owner_password.expose(), stored).await? {
-                return Err(ProvisionError::OwnerCredentials);
-            }
-            None
-        }
-        None => Some(passwords::hash(&new.owner_password).await?),
+    // milliseconds only. A new owner's password is hashed even when its email turns out to have
+    // an account (refused inside the transaction), so both answers take as long.
+    let password_hash = match &new.owner {
+        Owner::New { password, .. } => Some(passwords::hash(password).await?),
+        Owner::Existing(_) => None,
     };
     let domain = format!("{}.{}", new.slug, base);
     let schema = new.slug.schema_name();
@@ -160,12 +167,20 @@ async fn provision_inner(
     let (_, version) = migrate_schema_in(&tx, &schema).await?;
 
     let mut verification = None;
-    let owner = match (existing, password_hash) {
-        (Some(existing), _) => existing,
-        // A concurrent signup may have created the account since the look-up: its unique
-        // violation maps to OwnerCredentials and everything here rolls back.
-        (None, Some(hash)) => {
-            let owner = users::insert(&*tx, &new.owner_email, &hash, &new.owner_full_name)
+    let owner = match (&new.owner, password_hash) {
+        (Owner::Existing(user), _) => users::find_by_id(&*tx, *user)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(ProvisionError::OwnerInactive)?,
+        // An email that has an account violates its unique index here (also when a concurrent
+        // signup created it since): OwnerCredentials, and everything here rolls back.
+        (
+            Owner::New {
+                email, full_name, ..
+            },
+            Some(hash),
+        ) => {
+            let owner = users::insert(&*tx, email, &hash, full_name)
                 .await
                 .map_err(ProvisionError::from_db)?;
             if let Some(link) = link {
@@ -173,7 +188,7 @@ async fn provision_inner(
             }
             owner
         }
-        (None, None) => {
+        (Owner::New { .. }, None) => {
             return Err(DbError::Corrupt("no password hash for a new owner".into()).into())
         }
     };

@@ -17,7 +17,9 @@ use tenantry_public::{DomainName, Email, Password, Slug};
 use tenantry_tenant::audit::{Acting, Actor};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, RunError, Summary};
 use tenantry_tenant::projects::{self, NewProject, ProjectStatus};
-use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, ProvisionError, Provisioned};
+use tenantry_tenant::provision::{
+    drop_tenant, provision, NewTenant, Owner, ProvisionError, Provisioned,
+};
 use tenantry_tenant::{tenant_head, ProjectId, TenantConn, TenantDb};
 
 // ---------------------------------------------------------------------------------------------
@@ -78,9 +80,11 @@ fn new_tenant(s: &str) -> NewTenant {
         name: format!("{s} Inc"),
         slug: slug(s),
         plan: PlanCode::Free,
-        owner_email: Email::parse(&format!("owner@{s}.test")).unwrap(),
-        owner_password: Password::parse(&format!("password-of-{s}")).unwrap(),
-        owner_full_name: String::new(),
+        owner: Owner::New {
+            email: Email::parse(&format!("owner@{s}.test")).unwrap(),
+            password: Password::parse(&format!("password-of-{s}")).unwrap(),
+            full_name: String::new(),
+        },
     }
 }
 
@@ -788,10 +792,12 @@ async fn provisioning_is_all_or_nothing() {
         "active"
     );
 
-    // The owner email belongs to an account with another password: refused after the schema and
-    // its migrations were created inside the transaction, and nothing remains.
+    // The owner email belongs to an account: refused after the schema and its migrations were
+    // created inside the transaction, and nothing remains.
     let mut bad = new_tenant("second");
-    bad.owner_email = Email::parse("OWNER@first.test").unwrap();
+    if let Owner::New { email, .. } = &mut bad.owner {
+        *email = Email::parse("OWNER@first.test").unwrap();
+    }
     let err = provision(&env.db, &base(), bad).await.unwrap_err();
     assert!(matches!(err, ProvisionError::OwnerCredentials), "{err:?}");
     for (what, sql) in [
@@ -818,10 +824,9 @@ async fn provisioning_is_all_or_nothing() {
         assert_eq!(one::<i64>(&env, sql).await, expected, "{what}");
     }
 
-    // The same account with its own password may own a second company.
+    // The same account may own a second company, named as an existing (authenticated) owner.
     let mut good = new_tenant("second");
-    good.owner_email = Email::parse("owner@first.test").unwrap();
-    good.owner_password = Password::parse("password-of-first").unwrap();
+    good.owner = Owner::Existing(first.owner.id);
     let second = provision(&env.db, &base(), good).await.unwrap();
     assert_eq!(second.owner.id, first.owner.id);
     assert_eq!(
@@ -834,7 +839,9 @@ async fn provisioning_is_all_or_nothing() {
     for i in 0..8 {
         let db = env.db.clone();
         let mut t = new_tenant("race");
-        t.owner_email = Email::parse(&format!("owner{i}@race.test")).unwrap();
+        if let Owner::New { email, .. } = &mut t.owner {
+            *email = Email::parse(&format!("owner{i}@race.test")).unwrap();
+        }
         tasks.push(tokio::spawn(
             async move { provision(&db, &base(), t).await },
         ));
@@ -998,8 +1005,10 @@ async fn drop_tenant_removes_everything() {
     assert!(!drop_tenant(&env.db, &slug("gone")).await.unwrap());
     assert!(!drop_tenant(&env.db, &slug("never")).await.unwrap());
 
-    // The slug is free again.
-    let again = tenant(&env, "gone").await;
+    // The slug is free again (for the same owner, whose account outlives the tenant).
+    let mut again = new_tenant("gone");
+    again.owner = Owner::Existing(gone.owner.id);
+    let again = provision(&env.db, &base(), again).await.unwrap();
     assert_ne!(again.company.id.0, gone_id);
     let conn = TenantConn::acquire(&env.db, &again.company.schema_name)
         .await

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::names::display_name;
 use tenantry_public::{memberships, users, CompanyId, Password, UserId};
-use tenantry_tenant::accounts;
+use tenantry_tenant::accounts::{self, AccountError};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{Caller, RequestOrigin};
@@ -143,6 +143,7 @@ pub struct ChangePassword {
     security(("bearer" = [])),
     responses((status = 204, description = "Changed; other sessions ended"),
               (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
+              (status = 429, description = "Too many failed password checks for this account or from this address; see Retry-After", content_type = "application/problem+json"),
               (status = 422, description = "Wrong current password or invalid new one", content_type = "application/problem+json")))]
 pub async fn change_password(
     caller: Caller,
@@ -156,7 +157,13 @@ pub async fn change_password(
     )
         .collect()?;
     caller.require_live_session(&state.db).await?;
-    accounts::change_password(
+    // The current password is checked through the login throttle: this is no place to guess it.
+    let email = accounts::find(&state.db, caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized("the account no longer exists"))?
+        .email;
+    state.login_throttle.admit(&email, origin.0.ip).await?;
+    let changed = accounts::change_password(
         &state.db,
         caller.active_tenant(),
         caller.user_id,
@@ -165,6 +172,11 @@ pub async fn change_password(
         &new,
         &origin.0,
     )
-    .await?;
+    .await;
+    // Only a wrong current password keeps its attempt.
+    if !matches!(changed, Err(AccountError::WrongPassword)) {
+        state.login_throttle.succeeded(&email, origin.0.ip).await;
+    }
+    changed?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,7 +4,8 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
-use tenantry_tenant::members;
+use tenantry_tenant::accounts;
+use tenantry_tenant::members::{self, MembershipError};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
@@ -45,7 +46,8 @@ pub struct TransferResult {
               (status = 403, description = "Not the owner, or wrong password", content_type = "application/problem+json"),
               (status = 404, description = "The target is not a member of this organization", content_type = "application/problem+json"),
               (status = 409, description = "The target's membership is deactivated or their email is unverified", content_type = "application/problem+json"),
-              (status = 422, description = "Missing fields, or the target is the caller", content_type = "application/problem+json")))]
+              (status = 422, description = "Missing fields, or the target is the caller", content_type = "application/problem+json"),
+              (status = 429, description = "Too many failed password checks; see Retry-After", content_type = "application/problem+json")))]
 pub async fn transfer_ownership(
     cx: TenantRequest,
     body: web::Json<TransferOwnership>,
@@ -58,8 +60,22 @@ pub async fn transfer_ownership(
         fields::required("password", &body.password),
     )
         .collect()?;
+    // The confirmation password is checked through the login throttle; only a wrong password
+    // keeps its attempt.
+    let email = accounts::find(&cx.state.db, cx.user.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized("the account no longer exists"))?
+        .email;
+    cx.state.login_throttle.admit(&email, cx.origin.ip).await?;
     let mut conn = cx.bound().await?;
-    let done = members::transfer_ownership(&mut conn, &cx.acting(), target, password).await?;
+    let done = members::transfer_ownership(&mut conn, &cx.acting(), target, password).await;
+    if !matches!(done, Err(MembershipError::WrongPassword)) {
+        cx.state
+            .login_throttle
+            .succeeded(&email, cx.origin.ip)
+            .await;
+    }
+    let done = done?;
     Ok(HttpResponse::Ok().json(TransferResult {
         previous_owner: done.previous_owner.into(),
         owner: done.new_owner.into(),

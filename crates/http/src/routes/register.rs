@@ -1,15 +1,16 @@
 //! `POST /api/v1/register`: a company signs up on the base host.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::{CompanyId, Email, Password, Slug, UserId};
-use tenantry_tenant::provision::{provision_and_verify, NewTenant};
+use tenantry_tenant::provision::{provision_and_verify, NewTenant, Owner};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::auth::Caller;
 use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
@@ -35,7 +36,8 @@ pub struct RegisterRequest {
     pub slug: Option<String>,
     #[schema(example = "owner@acme.test")]
     pub owner_email: Option<String>,
-    /// 10 to 128 characters.
+    /// 10 to 128 characters. Required for a new owner account; never checked against an
+    /// existing account's (sign in and send its account token instead).
     pub owner_password: Option<String>,
     pub owner_full_name: Option<String>,
     /// free, starter, professional or enterprise (default free).
@@ -43,20 +45,36 @@ pub struct RegisterRequest {
     pub plan: Option<String>,
 }
 
-impl TryFrom<RegisterRequest> for NewTenant {
-    type Error = ApiError;
-
-    fn try_from(b: RegisterRequest) -> Result<Self, ApiError> {
-        let (name, slug, owner_email, owner_password, plan, owner_full_name) = (
+impl RegisterRequest {
+    /// The validated signup. With `owner` (an account signed in with an account token) that
+    /// account owns the new company and the owner fields are not needed; without it they
+    /// describe a new account.
+    fn parse(self, owner: Option<UserId>) -> Result<NewTenant, ApiError> {
+        let b = self;
+        let new_owner = || {
+            (
+                fields::parse("owner_email", &b.owner_email, Email::parse),
+                fields::parse("owner_password", &b.owner_password, Password::parse),
+                // Optional, and a blank one is no name.
+                match b.owner_full_name.as_deref().map(str::trim) {
+                    None | Some("") => Ok(String::new()),
+                    Some(n) => fields::check("owner_full_name", display_name(n, 200)),
+                },
+            )
+                .collect_fields()
+                .map(|(email, password, full_name)| Owner::New {
+                    email,
+                    password,
+                    full_name,
+                })
+        };
+        let (name, slug, plan, owner) = (
             fields::name("name", &b.name, 200),
             fields::parse("slug", &b.slug, Slug::parse),
-            fields::parse("owner_email", &b.owner_email, Email::parse),
-            fields::parse("owner_password", &b.owner_password, Password::parse),
             fields::parse_opt("plan", &b.plan, PlanCode::parse),
-            // Optional, and a blank one is no name.
-            match b.owner_full_name.as_deref().map(str::trim) {
-                None | Some("") => Ok(String::new()),
-                Some(n) => fields::check("owner_full_name", display_name(n, 200)),
+            match owner {
+                Some(user) => Ok(Owner::Existing(user)),
+                None => new_owner(),
             },
         )
             .collect()?;
@@ -64,9 +82,7 @@ impl TryFrom<RegisterRequest> for NewTenant {
             name,
             slug,
             plan: plan.unwrap_or(PlanCode::Free),
-            owner_email,
-            owner_password,
-            owner_full_name,
+            owner,
         })
     }
 }
@@ -92,22 +108,35 @@ pub struct CompanyView {
     pub owner: OwnerView,
 }
 
-/// Creates a company with its own schema, domain and owner account.
+/// Creates a company with its own schema, domain and owner. Without credentials the owner is a
+/// new account (`owner_email`, `owner_password`); an email that already has an account is 409
+/// whatever the password. With an account token (`Authorization: Bearer`, base host) the signed-in
+/// account owns the new company and the owner fields are ignored.
 #[utoipa::path(post, path = "/api/v1/register", tag = "provisioning",
     request_body = RegisterRequest,
     responses(
         (status = 201, body = CompanyView, description = "The company is ready to use"),
         (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
+        (status = 401, description = "An Authorization header with a bad token, or one whose session has ended", content_type = "application/problem+json"),
+        (status = 403, description = "A token for an organization rather than an account token", content_type = "application/problem+json"),
         (status = 404, description = "Not the base host", content_type = "application/problem+json"),
-        (status = 409, description = "Slug or domain taken", content_type = "application/problem+json"),
+        (status = 409, description = "Slug or domain taken, or the owner email belongs to an account (sign in and sign up with its account token)", content_type = "application/problem+json"),
         (status = 422, description = "Invalid values", content_type = "application/problem+json"),
     ))]
 pub async fn register(
     _: PublicHost,
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let new = NewTenant::try_from(body.into_inner())?;
+    let owner = if req.headers().contains_key(header::AUTHORIZATION) {
+        let caller = Caller::extract(&req)?;
+        caller.require_live_session(&state.db).await?;
+        Some(caller.user_id)
+    } else {
+        None
+    };
+    let new = body.into_inner().parse(owner)?;
     let settings = &state.settings;
     let link =
         |token: &str| settings.link(settings.base_domain.as_str(), links::VERIFY_EMAIL, token);

@@ -323,3 +323,54 @@ async fn failed_logins_are_recorded_small_and_reveal_no_other_accounts() {
     );
     assert_eq!(entries[3].0.as_deref(), Some(acme.owner_id.as_str()));
 }
+
+/// Every password check goes through the login throttle: the current-password check of a
+/// password change and the owner's confirmation of a transfer cannot be used to guess.
+#[tokio::test]
+async fn password_checks_outside_login_are_throttled_too() {
+    let settings = [("LOGIN_FAILURES_PER_ACCOUNT", "3")];
+    let (app, t) = spawn_tenant_with(&settings, "acme").await;
+    let change = |current: &str| json!({"current_password": current, "new_password": "a-brand-new-password"});
+    for i in 0..3 {
+        let r = app
+            .post_json(
+                &t.host,
+                "/api/v1/users/me/password",
+                &change(&format!("guess-{i}")),
+                Some(&t.token),
+            )
+            .await;
+        expect_field_error(r, "current_password", "incorrect").await;
+    }
+    // Now even the right password is refused for a while, and so is a transfer confirmation
+    // and a login: one counter per account.
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/users/me/password",
+            &change("password-of-acme"),
+            Some(&t.token),
+        )
+        .await;
+    expect_problem(r, 429, "too many").await;
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/organization/transfer-ownership",
+            &json!({"user_id": t.owner_id, "password": "password-of-acme"}),
+            Some(&t.token),
+        )
+        .await;
+    expect_problem(r, 429, "too many").await;
+    expect_problem(
+        app.login(&t.host, &t.owner_email, "password-of-acme").await,
+        429,
+        "too many",
+    )
+    .await;
+    assert_eq!(
+        app.audit_count("tenant_acme", "user.password.changed")
+            .await,
+        0
+    );
+}

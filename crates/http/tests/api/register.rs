@@ -193,12 +193,46 @@ async fn failed_signup_leaves_no_half_tenant() {
     ])
     .await;
 
-    // With the account's own password, the same person may own a second company.
-    let r = app
+    // Sign-up is no password oracle: the account's own password gets the very same answer.
+    let wrong = app
+        .post_json(BASE, "/api/v1/register", &second("not-the-password"), None)
+        .await;
+    let right = app
         .post_json(BASE, "/api/v1/register", &second("password-of-first"), None)
         .await;
-    assert_eq!(r.status(), 201);
+    assert_eq!(
+        (wrong.status().as_u16(), right.status().as_u16()),
+        (409, 409)
+    );
+    let (wrong, right): (Value, Value) = (wrong.json().await.unwrap(), right.json().await.unwrap());
+    assert_eq!(wrong, right);
+
+    // Signed in (an account token on the base host), the same person may own a second company.
+    let (account, _) = app
+        .login_pair(BASE, "owner@first.test", "password-of-first")
+        .await;
+    let body = json!({"name": "Second", "slug": "second"});
+    let r = app
+        .post_json(BASE, "/api/v1/register", &body, Some(&account))
+        .await;
+    let created = expect_json(r, 201).await;
+    assert_eq!(created["owner"]["email"], "owner@first.test");
     assert_eq!(app.count("select count(*) from public.users").await, 1);
+    // A tenant token is not an account token; a bad token is not anonymous.
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/register",
+            &json!({"name": "Third", "slug": "third"}),
+            Some("nope"),
+        )
+        .await;
+    problem(r, 401).await;
+    assert_eq!(
+        app.count("select count(*) from public.companies where slug = 'third'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
