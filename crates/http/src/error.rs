@@ -332,6 +332,7 @@ impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
             AccountError::Gone => Self::NotFound,
+            e @ AccountError::Deactivated => Self::Forbidden(e.to_string()),
             AccountError::WrongPassword => Self::validation("current_password", "is incorrect"),
             AccountError::Token(e) => e.into(),
             AccountError::Password(e) => e.into(),

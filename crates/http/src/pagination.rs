@@ -251,9 +251,15 @@ impl<K: Serialize> PageRequest<K> {
             .collect();
         query.push(format!("limit={}", self.limit.get()));
         query.push(format!("cursor={cursor}"));
+        // The scheme of this connection itself: forwarding headers (`X-Forwarded-Proto`,
+        // `Forwarded`) are client-controlled, and no trusted proxy is configured.
+        let scheme = if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        };
         format!(
-            "{}://{}{}?{}",
-            req.connection_info().scheme(),
+            "{scheme}://{}{}?{}",
             request_host(req).unwrap_or_default(),
             req.path(),
             query.join("&")

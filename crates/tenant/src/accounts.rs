@@ -19,6 +19,9 @@ pub enum AccountError {
     /// The account no longer exists (its token outlived it).
     #[error("the account no longer exists")]
     Gone,
+    /// The account is deactivated: its emailed tokens do not work.
+    #[error("this account is deactivated")]
+    Deactivated,
     /// The password given to confirm a change is not the account's.
     #[error("the current password is incorrect")]
     WrongPassword,
@@ -222,6 +225,14 @@ pub async fn reset_password(
     in_account_tx(db, tenant, origin, |tx| {
         Box::pin(async move {
             let user = account_tokens::consume(tx, Purpose::PasswordReset, &token).await??;
+            // A deactivated account cannot be taken back with a reset (the token stays unspent:
+            // the transaction rolls back).
+            let active = users::find_by_id(tx, user)
+                .await?
+                .is_some_and(|u| u.is_active);
+            if !active {
+                return Err(AccountError::Deactivated);
+            }
             users::set_password_hash(tx, user, &hash).await?;
             users::mark_email_verified(tx, user).await?;
             sessions::revoke_all(tx, user, None, "password reset").await?;

@@ -132,6 +132,7 @@ pub async fn request_reset(
 /// Sets a new password with the token from a reset email, and ends every session of the account.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
     responses((status = 204, description = "Password changed; every session ended"),
+              (status = 403, description = "The account is deactivated", content_type = "application/problem+json"),
               (status = 404, description = "Unknown token", content_type = "application/problem+json"),
               (status = 410, description = "Token already used or expired", content_type = "application/problem+json"),
               (status = 422, description = "Token missing or password invalid", content_type = "application/problem+json")))]

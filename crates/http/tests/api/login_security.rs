@@ -374,3 +374,58 @@ async fn password_checks_outside_login_are_throttled_too() {
         0
     );
 }
+
+/// A reset link cannot take back a deactivated account: the confirmation is refused and the
+/// password stays as it was.
+#[tokio::test]
+async fn a_deactivated_account_cannot_complete_a_reset() {
+    let (app, t) = spawn_tenant("acme").await;
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset",
+            &json!({"email": t.owner_email}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let link: String = app
+        .sql_one_with(
+            "select payload->>'link' from public.outbox where payload->>'kind' = 'password_reset' \
+              and payload->>'to' = $1",
+            &[&t.owner_email],
+        )
+        .await;
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    app.sql_with(
+        "update public.users set is_active = false where lower(email) = lower($1)",
+        &[&t.owner_email],
+    )
+    .await;
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": token, "new_password": "taken-over-password"}),
+            None,
+        )
+        .await;
+    expect_problem(r, 403, "deactivated").await;
+    app.sql_with(
+        "update public.users set is_active = true where lower(email) = lower($1)",
+        &[&t.owner_email],
+    )
+    .await;
+    assert_eq!(
+        app.login(&t.host, &t.owner_email, "password-of-acme")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.login(&t.host, &t.owner_email, "taken-over-password")
+            .await
+            .status(),
+        401
+    );
+}

@@ -329,3 +329,29 @@ async fn a_cursor_only_works_for_the_filters_it_was_made_for() {
         Some(1)
     );
 }
+
+/// `next` links use this connection's scheme: a client's `X-Forwarded-Proto` is not reflected.
+#[tokio::test]
+async fn next_links_do_not_reflect_forwarding_headers() {
+    let (app, t) = spawn_tenant("acme").await;
+    for i in 0..2 {
+        app.create_project(&t.host, &t.token, json!({"name": format!("p{i}")}))
+            .await;
+    }
+    let r = app
+        .request(Method::GET, &t.host, "/api/v1/projects?limit=1")
+        .bearer_auth(&t.token)
+        .header("X-Forwarded-Proto", "javascript")
+        .header("Forwarded", "proto=gopher;host=evil.test")
+        .send()
+        .await
+        .unwrap();
+    let next = expect_json(r, 200).await["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        next.starts_with("http://acme.example.test/api/v1/projects?"),
+        "{next}"
+    );
+}
