@@ -42,6 +42,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub http_workers: Option<usize>,
     pub routing_cache_ttl: Duration,
+    /// How long a just-spent refresh token may be presented again and get the same successor
+    /// (`REFRESH_REUSE_GRACE_SECS`, default 10; 0 turns the grace off).
+    pub refresh_grace: Duration,
     /// Prefix of every Redis key the server writes (`REDIS_PREFIX`, default `tenantry`).
     pub redis_prefix: String,
     /// Failed-login throttling (`LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_IP`,
@@ -194,6 +197,7 @@ impl Settings {
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)? as usize,
             http_workers,
             routing_cache_ttl: Duration::from_secs(parsed("ROUTING_CACHE_TTL_SECS", 30)?),
+            refresh_grace: Duration::from_secs(parsed("REFRESH_REUSE_GRACE_SECS", 10)?),
             bench_routes: matches!(get("TENANTRY_BENCH_ROUTES").as_deref(), Some("1" | "true")),
         })
     }

@@ -5,12 +5,15 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
 use tenantry_public::routing::{listen_for_changes, Router, RouterSettings};
+use tenantry_public::sessions::Rotation;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Settings;
@@ -92,11 +95,22 @@ impl Application {
             settings.reset_throttle.clone(),
         );
         let mail = MailQueue::new(redis.clone(), &settings.redis_prefix);
+        // Successors are derived with a key of their own, domain-separated from the JWT secret.
+        let rotation = Rotation {
+            successor_key: Sha256::new()
+                .chain_update(b"tenantry-refresh-successor:")
+                .chain_update(settings.jwt_secret.expose_secret().as_bytes())
+                .finalize()
+                .to_vec(),
+            grace: chrono::Duration::from_std(settings.refresh_grace)
+                .unwrap_or(chrono::Duration::zero()),
+        };
         let state = web::Data::new(AppState {
             db,
             router,
             redis,
             jwt,
+            rotation,
             login_throttle,
             reset_throttle,
             mail,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use tenantry_public::db::Db;
 use tenantry_public::routing::Router;
+use tenantry_public::sessions::Rotation;
 
 use crate::config::Settings;
 use crate::mailq::MailQueue;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub redis: redis::Client,
     pub jwt: JwtKeys,
+    /// How refresh tokens rotate (successor key, reuse grace).
+    pub rotation: Rotation,
     pub login_throttle: LoginThrottle,
     /// Password-reset requests per email and per IP.
     pub reset_throttle: LoginThrottle,

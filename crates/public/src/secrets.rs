@@ -19,6 +19,19 @@ impl Secret {
         Self(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
+    /// The secret that follows `from`, derived with `key` (HMAC-SHA256): 256 bits that only the
+    /// holder of `key` can compute, the same each time for the same `from`. Used for refresh
+    /// tokens, so a repeat of a just-spent token can be answered with the same successor.
+    pub fn derive(prefix: &str, key: &[u8], from: &str) -> Self {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(from.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        Self(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

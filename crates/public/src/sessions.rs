@@ -115,27 +115,43 @@ pub struct Rotated {
     pub role: Option<Role>,
 }
 
+/// How a refresh rotates: the key successors are derived with, and how long a just-spent token
+/// may be presented again (two tabs refreshing at once) and get the same successor.
+#[derive(Clone)]
+pub struct Rotation {
+    pub successor_key: Vec<u8>,
+    pub grace: Duration,
+}
+
 /// Exchanges a refresh token for its successor, in one transaction.
 /// `company` is the tenant of the host the refresh arrived on (`None` on the base host); a token
 /// of another session kind is refused without being rotated.
+///
+/// The successor is derived from the presented token ([`Secret::derive`]), so a token spent less
+/// than `rotation.grace` ago, presented again while its successor is still unused, is answered
+/// with that same successor instead of counting as reuse. Any other repeat revokes the session.
 pub async fn rotate(
     client: &mut Client,
     presented: &str,
     company: Option<CompanyId>,
+    rotation: &Rotation,
 ) -> Result<Rotated, RefreshError> {
+    let grace_secs = rotation.grace.num_milliseconds().max(0) as f64 / 1000.0;
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "select t.rotated_at, s.id, s.revoked_at, s.expires_at, s.company_id, s.user_id \
+            "select t.rotated_at, s.id, s.revoked_at, s.expires_at, s.company_id, s.user_id, \
+                    t.rotated_at > now() - make_interval(secs => $2) as in_grace \
                from public.refresh_tokens t join public.sessions s on s.id = t.session_id \
               where t.token_hash = $1 \
               for update of t, s",
-            &[&hash(presented)],
+            &[&hash(presented), &grace_secs],
         )
         .await?;
     let Some(row) = row else {
         return Err(RefreshError::Invalid);
     };
+    let in_grace: Option<bool> = row.try_get(6)?;
     let rotated_at: Option<DateTime<Utc>> = row.try_get(0)?;
     let session_id: SessionId = row.try_get(1)?;
     let revoked_at: Option<DateTime<Utc>> = row.try_get(2)?;
@@ -148,13 +164,27 @@ pub async fn rotate(
     if revoked_at.is_some() || expires_at <= Utc::now() {
         return Err(RefreshError::Invalid);
     }
-    if rotated_at.is_some() {
-        revoke_in(&tx, session_id, "refresh token reuse").await?;
-        tx.commit().await?;
-        return Err(RefreshError::Reused {
-            session: session_id,
-            user: session_user,
-        });
+    let successor = Secret::derive(TOKEN_PREFIX, &rotation.successor_key, presented);
+    let repeat = rotated_at.is_some();
+    if repeat {
+        // Two tabs at once: the successor this token was exchanged for is handed out again,
+        // while it is unused and the exchange is recent.
+        let successor_unused = tx
+            .query_opt(
+                "select 1 from public.refresh_tokens \
+                  where token_hash = $1 and session_id = $2 and rotated_at is null",
+                &[&hash(successor.expose()), &session_id],
+            )
+            .await?
+            .is_some();
+        if !(in_grace == Some(true) && successor_unused) {
+            revoke_in(&tx, session_id, "refresh token reuse").await?;
+            tx.commit().await?;
+            return Err(RefreshError::Reused {
+                session: session_id,
+                user: session_user,
+            });
+        }
     }
     // Deactivation, removal or a role change take effect at the next refresh.
     let allowed = tx
@@ -185,17 +215,19 @@ pub async fn rotate(
         return Err(RefreshError::NoLongerAllowed);
     }
 
-    let secret = Secret::generate(TOKEN_PREFIX);
-    tx.execute(
-        "update public.refresh_tokens set rotated_at = now() where token_hash = $1",
-        &[&hash(presented)],
-    )
-    .await?;
-    tx.execute(
-        "insert into public.refresh_tokens (token_hash, session_id) values ($1, $2)",
-        &[&hash(secret.expose()), &session_id],
-    )
-    .await?;
+    if !repeat {
+        tx.execute(
+            "update public.refresh_tokens set rotated_at = now() where token_hash = $1",
+            &[&hash(presented)],
+        )
+        .await?;
+        tx.execute(
+            "insert into public.refresh_tokens (token_hash, session_id) values ($1, $2)",
+            &[&hash(successor.expose()), &session_id],
+        )
+        .await?;
+    }
+    let secret = successor;
     let sql = format!(
         "update public.sessions set last_used_at = now() where id = $1 returning {COLUMNS}"
     );

@@ -41,7 +41,8 @@ pub struct RefreshRequest {
 const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked";
 
 /// Exchanges a refresh token for a new access token and a new refresh token. The old refresh
-/// token is spent; presenting it again revokes the whole session.
+/// token is spent; presented again within a few seconds (two tabs at once) while its successor
+/// is unused, it gets the same successor; any other repeat revokes the whole session.
 #[utoipa::path(post, path = "/api/v1/auth/token/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse),
               (status = 401, description = "Invalid, spent or revoked", content_type = "application/problem+json")))]
@@ -53,7 +54,9 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let (presented,) = (fields::required("refresh_token", &body.refresh_token),).collect()?;
     let mut client = state.db.public().await?;
-    let rotated = match sessions::rotate(&mut client, presented, host.company()).await {
+    let rotated = match sessions::rotate(&mut client, presented, host.company(), &state.rotation)
+        .await
+    {
         Ok(r) => r,
         Err(RefreshError::Db(e)) => return Err(e.into()),
         Err(RefreshError::Reused { session, user }) => {

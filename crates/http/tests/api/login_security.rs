@@ -109,7 +109,8 @@ async fn a_successful_login_clears_the_account_counter() {
 
 #[tokio::test]
 async fn logins_refresh_reuse_logout_revocation_and_password_changes_are_audited() {
-    let (app, t) = spawn_tenant("acme").await; // one successful login
+    // No grace: the immediate repeat below is reuse.
+    let (app, t) = spawn_tenant_with(&[("REFRESH_REUSE_GRACE_SECS", "0")], "acme").await; // one successful login
     let before = app.audit_actions("tenant_acme").await;
     assert_eq!(before, vec!["auth.login.succeeded"]);
 

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_session() {
-    let (app, t) = spawn_tenant("acme").await;
+    // No grace: any repeat is reuse (the grace for two tabs is tested below).
+    let (app, t) = spawn_tenant_with(&[("REFRESH_REUSE_GRACE_SECS", "0")], "acme").await;
     let (_, r1) = app.owner_session(&t).await;
 
     let r = app.refresh(&t.host, &r1).await;
@@ -467,4 +468,55 @@ async fn a_deactivated_account_cannot_switch() {
         )
         .await;
     problem(r, 401).await;
+}
+
+/// Two tabs refreshing at once: a repeat of a just-spent refresh token, while its successor is
+/// unused, gets that same successor (no logout). Once the successor has been used, or after the
+/// grace, a repeat is reuse and ends the session.
+#[tokio::test]
+async fn a_quick_repeat_gets_the_same_successor_and_anything_else_is_reuse() {
+    let (app, t) = spawn_tenant_with(&[("REFRESH_REUSE_GRACE_SECS", "2")], "acme").await;
+    let (_, r1) = app.owner_session(&t).await;
+    let refreshed = |token: String| {
+        let (app, t) = (&app, &t);
+        async move { expect_json(app.refresh(&t.host, &token).await, 200).await }
+    };
+    let first = refreshed(r1.clone()).await;
+    let second = refreshed(r1.clone()).await;
+    let r2 = first["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        second["refresh_token"], first["refresh_token"],
+        "the same successor"
+    );
+    let access = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get(&t.host, "/api/v1/projects", Some(access))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.count("select count(*) from public.refresh_tokens")
+            .await,
+        3,
+        "spawn's login, r1 and one successor: the repeat stored nothing"
+    );
+    // The successor is used; now the old token is reuse, and the session ends.
+    let third = refreshed(r2.clone()).await;
+    problem(app.refresh(&t.host, &r1).await, 401).await;
+    let r3 = third["refresh_token"].as_str().unwrap().to_owned();
+    problem(app.refresh(&t.host, &r3).await, 401).await;
+
+    // After the grace, a repeat is reuse even with an unused successor.
+    let (_, s1) = app.owner_session(&t).await;
+    refreshed(s1.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    problem(app.refresh(&t.host, &s1).await, 401).await;
+    assert_eq!(
+        app.count(
+            "select count(*) from public.sessions where revoked_reason = 'refresh token reuse'"
+        )
+        .await,
+        2
+    );
 }
