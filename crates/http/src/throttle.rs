@@ -10,13 +10,15 @@
 //! ([`LoginThrottle::succeeded`]: the account's counter is cleared, the client's decremented);
 //! a failure keeps it.
 //!
-//! If Redis is unavailable the throttle lets logins through and logs an error: an outage of the
-//! cache must not lock every user out.
+//! If Redis is unavailable or slow the throttle lets logins through after at most
+//! [`REDIS_BUDGET`] per call, logs an error and counts a fail-open: an outage of the cache must
+//! neither lock every user out nor make every login hang.
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -32,11 +34,16 @@ pub struct ThrottleSettings {
     pub window: Duration,
 }
 
+/// The most time one throttle call may spend on Redis before it fails open.
+pub const REDIS_BUDGET: Duration = Duration::from_millis(50);
+
 pub struct LoginThrottle {
     /// What is counted, in the Redis keys: `login-failures` or `password-resets`.
     what: &'static str,
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
+    /// How many calls let the attempt through because Redis did not answer in time.
+    fail_opens: AtomicU64,
     prefix: String,
     settings: ThrottleSettings,
     attempt: Script,
@@ -101,6 +108,7 @@ impl LoginThrottle {
             what,
             client,
             conn: OnceCell::new(),
+            fail_opens: AtomicU64::new(0),
             prefix: prefix.to_owned(),
             settings,
             attempt: Script::new(ATTEMPT),
@@ -108,11 +116,40 @@ impl LoginThrottle {
         }
     }
 
+    /// The connection, made lazily (no I/O here): connecting and every answer are bounded by
+    /// [`REDIS_BUDGET`], and a lost connection is re-established in the background.
     async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
         self.conn
-            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(REDIS_BUDGET))
+                    .set_response_timeout(Some(REDIS_BUDGET))
+                    .set_number_of_retries(1);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
             .await
             .cloned()
+    }
+
+    /// Runs one Redis call within [`REDIS_BUDGET`]; a failure or a timeout is logged, counted and
+    /// answered with `None` (the caller fails open).
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
+    ) -> Option<T> {
+        let error = match tokio::time::timeout(REDIS_BUDGET, call).await {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", REDIS_BUDGET.as_millis()),
+        };
+        self.fail_opens.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%error, what = self.what, "throttle unavailable; failing open");
+        None
+    }
+
+    /// How many calls failed open since start (for metrics and tests).
+    pub fn fail_opens(&self) -> u64 {
+        self.fail_opens.load(Ordering::Relaxed)
     }
 
     fn account_key(&self, email: &str) -> String {
@@ -140,28 +177,25 @@ impl LoginThrottle {
     pub async fn attempt(&self, email: &str, ip: Option<IpAddr>) -> Verdict {
         let (keys, limits) = self.keys(email, ip);
         let window_ms = self.settings.window.as_millis() as u64;
-        let result: Result<i64, redis::RedisError> = async {
-            let mut conn = self.conn().await?;
-            let mut invocation = self.attempt.prepare_invoke();
-            for key in &keys {
-                invocation.key(key);
-            }
-            for limit in &limits {
-                invocation.arg(*limit);
-            }
-            invocation.arg(window_ms);
-            invocation.invoke_async(&mut conn).await
-        }
-        .await;
+        let result = self
+            .bounded(async {
+                let mut conn = self.conn().await?;
+                let mut invocation = self.attempt.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                for limit in &limits {
+                    invocation.arg(*limit);
+                }
+                invocation.arg(window_ms);
+                invocation.invoke_async::<i64>(&mut conn).await
+            })
+            .await;
         match result {
-            Ok(ms) if ms >= 0 => Verdict::Limited {
+            Some(ms) if ms >= 0 => Verdict::Limited {
                 retry_after: (ms as u64).div_ceil(1000).max(1),
             },
-            Ok(_) => Verdict::Allowed,
-            Err(e) => {
-                tracing::error!(error = %e, what = self.what, "throttle unavailable; allowing the attempt");
-                Verdict::Allowed
-            }
+            _ => Verdict::Allowed,
         }
     }
 
@@ -181,18 +215,15 @@ impl LoginThrottle {
     /// decremented.
     pub async fn succeeded(&self, email: &str, ip: Option<IpAddr>) {
         let (keys, _) = self.keys(email, ip);
-        let result: Result<i64, redis::RedisError> = async {
+        self.bounded(async {
             let mut conn = self.conn().await?;
             let mut invocation = self.refund.prepare_invoke();
             for key in &keys {
                 invocation.key(key);
             }
-            invocation.invoke_async(&mut conn).await
-        }
+            invocation.invoke_async::<i64>(&mut conn).await
+        })
         .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not give back a successful login's attempt");
-        }
     }
 }
 

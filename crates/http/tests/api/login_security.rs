@@ -430,3 +430,43 @@ async fn a_deactivated_account_cannot_complete_a_reset() {
         401
     );
 }
+
+/// A Redis that accepts connections and never answers (a hung server, a black-holed network)
+/// costs each throttled request at most the throttle's small budget: logins and reset requests
+/// still work.
+#[tokio::test]
+async fn logins_do_not_wait_for_a_redis_that_never_answers() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", hole.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        // Accept and hold every connection, answering nothing.
+        let held: Vec<_> = hole.incoming().collect();
+        drop(held);
+    });
+    let (app, t) = spawn_tenant_with(&[("REDIS_URL", &url)], "acme").await;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let r = app.login(&t.host, &t.owner_email, "password-of-acme").await;
+        assert_eq!(r.status(), 200);
+        // Before the budget a hung Redis held each login for about ten seconds.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    problem(
+        app.login(&t.host, &t.owner_email, "wrong-password-1").await,
+        401,
+    )
+    .await;
+    let r = app
+        .post_json(
+            BASE,
+            "/api/v1/auth/password-reset",
+            &json!({"email": t.owner_email}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+}
