@@ -71,7 +71,7 @@ class Server:
         env = dict(os.environ, DATABASE_URL=database_url, BASE_DOMAIN=BASE,
                    BIND_ADDR=f"127.0.0.1:{self.port}", RUST_LOG="warn",
                    JWT_SECRET="bench-secret-bench-secret-bench-secret-0",
-                   DB_POOL_SIZE=os.environ.get("BENCH_DB_POOL_SIZE", "16"), TENANTRY_BENCH_ROUTES="1" if bench_routes else "0")
+                   DB_POOL_SIZE=os.environ.get("BENCH_DB_POOL_SIZE", "16"), SIGNUP_RATE_PER_HOUR="0", TENANTRY_BENCH_ROUTES="1" if bench_routes else "0")
         self.log = open(tempfile.mktemp(prefix="tenantry-bench-server-"), "w")
         self.proc = subprocess.Popen([str(RELEASE / "tenantry-server")], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)

@@ -52,6 +52,9 @@ pub struct Settings {
     pub login_throttle: ThrottleSettings,
     /// Password-reset requests (`PASSWORD_RESETS_PER_ACCOUNT`, `PASSWORD_RESETS_PER_IP`, per hour).
     pub reset_throttle: ThrottleSettings,
+    /// Sign-ups per hour per client (`SIGNUP_RATE_PER_HOUR`, default 20) and in all
+    /// (`SIGNUP_GLOBAL_RATE_PER_HOUR`, default 2000); `None` when the per-client rate is 0.
+    pub signup_throttle: Option<ThrottleSettings>,
     /// Scheme of links in emails (`LINK_SCHEME`; `http` when `BASE_DOMAIN` is localhost, else `https`).
     pub link_scheme: String,
     /// Port of links in emails (`LINK_PORT`; none by default, i.e. the scheme's default port).
@@ -172,6 +175,17 @@ impl Settings {
                 900,
             )?)),
         };
+        // Sign-ups per client address and, across all clients, per hour. `0` per client turns
+        // the sign-up throttle off (benchmarks and load tests that create thousands of tenants).
+        let signup_throttle = match parsed("SIGNUP_RATE_PER_HOUR", 20)? {
+            0 => None,
+            per_client => Some(ThrottleSettings {
+                per_account: at_least_one("SIGNUP_GLOBAL_RATE_PER_HOUR", 2000)?,
+                per_ip: u32::try_from(per_client)
+                    .map_err(|_| err("SIGNUP_RATE_PER_HOUR", "is too large"))?,
+                window: Duration::from_secs(3600),
+            }),
+        };
         let reset_throttle = ThrottleSettings {
             per_account: at_least_one("PASSWORD_RESETS_PER_ACCOUNT", 3)?,
             per_ip: at_least_one("PASSWORD_RESETS_PER_IP", 20)?,
@@ -180,6 +194,7 @@ impl Settings {
         Ok(Self {
             redis_prefix,
             login_throttle,
+            signup_throttle,
             reset_throttle,
             link_scheme,
             link_port,

@@ -94,6 +94,9 @@ impl Application {
             &settings.redis_prefix,
             settings.reset_throttle.clone(),
         );
+        let signup_throttle = settings.signup_throttle.clone().map(|limits| {
+            LoginThrottle::counting("signups", redis.clone(), &settings.redis_prefix, limits)
+        });
         let mail = MailQueue::new(redis.clone(), &settings.redis_prefix);
         // Successors are derived with a key of their own, domain-separated from the JWT secret.
         let rotation = Rotation {
@@ -113,6 +116,7 @@ impl Application {
             rotation,
             login_throttle,
             reset_throttle,
+            signup_throttle,
             mail,
             settings,
         });

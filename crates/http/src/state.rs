@@ -21,6 +21,8 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     /// Password-reset requests per email and per IP.
     pub reset_throttle: LoginThrottle,
+    /// Sign-ups per client and in all; `None` when turned off.
+    pub signup_throttle: Option<LoginThrottle>,
     /// Hands committed outbox rows (emails) to the worker.
     pub mail: MailQueue,
     pub settings: Settings,

@@ -10,13 +10,17 @@ use tenantry_public::{CompanyId, Email, Password, Slug, UserId};
 use tenantry_tenant::provision::{provision_and_verify, NewTenant, Owner};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, RequestOrigin};
 use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::PublicHost;
 use crate::routes::resource;
 use crate::state::AppState;
+use crate::throttle::Verdict;
+
+/// The one counter every sign-up also counts on (the global limit).
+const SIGNUPS_IN_ALL: &str = "all-signups";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/register").post(register));
@@ -122,13 +126,26 @@ pub struct CompanyView {
         (status = 404, description = "Not the base host", content_type = "application/problem+json"),
         (status = 409, description = "Slug or domain taken, or the owner email belongs to an account (sign in and sign up with its account token)", content_type = "application/problem+json"),
         (status = 422, description = "Invalid values", content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ups from this address or in all; see Retry-After", content_type = "application/problem+json"),
     ))]
 pub async fn register(
     _: PublicHost,
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
     req: HttpRequest,
+    origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
+    // Each sign-up creates a schema: counted per client and in all, before any work.
+    if let Some(throttle) = &state.signup_throttle {
+        if let Verdict::Limited { retry_after } =
+            throttle.attempt(SIGNUPS_IN_ALL, origin.0.ip).await
+        {
+            return Err(ApiError::TooManyRequests {
+                detail: "too many sign-ups; try again later".into(),
+                retry_after,
+            });
+        }
+    }
     let owner = if req.headers().contains_key(header::AUTHORIZATION) {
         let caller = Caller::extract(&req)?;
         caller.require_live_session(&state.db).await?;

@@ -88,6 +88,8 @@ pub async fn build(database_url: &str, overrides: &[(&str, &str)]) -> anyhow::Re
         ("BASE_DOMAIN".into(), BASE.into()),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
         ("HTTP_WORKERS".into(), "2".into()),
+        // Tests create many tenants from one address; the sign-up throttle has its own test.
+        ("SIGNUP_RATE_PER_HOUR".into(), "0".into()),
         // Tests share one Redis: every app gets its own key space.
         (
             "REDIS_PREFIX".into(),

@@ -244,3 +244,34 @@ async fn register_only_on_the_base_host() {
     problem(r, 404).await;
     assert_eq!(app.count("select count(*) from public.companies").await, 1);
 }
+
+/// Each sign-up creates a schema: they are throttled per client address (and in all), the
+/// refused one creates nothing, and `0` turns the throttle off.
+#[tokio::test]
+async fn sign_ups_are_throttled_per_client() {
+    let app = spawn_app_with(&[("SIGNUP_RATE_PER_HOUR", "2")]).await;
+    assert_eq!(app.register("one").await.status(), 201);
+    assert_eq!(app.register("two").await.status(), 201);
+    let r = app.register("three").await;
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&wait), "Retry-After {wait}");
+    expect_problem(r, 429, "too many sign-ups").await;
+    assert_eq!(app.count("select count(*) from public.companies").await, 2);
+    assert_eq!(
+        app.count("select count(*) from pg_namespace where nspname = 'tenant_three'")
+            .await,
+        0
+    );
+    // The global limit counts every client's sign-ups.
+    let app = spawn_app_with(&[
+        ("SIGNUP_RATE_PER_HOUR", "100"),
+        ("SIGNUP_GLOBAL_RATE_PER_HOUR", "1"),
+    ])
+    .await;
+    assert_eq!(app.register("one").await.status(), 201);
+    problem(app.register("two").await, 429).await;
+}
