@@ -197,9 +197,8 @@ pub async fn create(
         if let Some(row) = row {
             let key = ApiKey::try_from(&row)?;
             acting
-                .record(&tx, Entry::created(Action::ApiKeyCreated, &key))
+                .commit(tx, Entry::created(Action::ApiKeyCreated, &key))
                 .await?;
-            tx.commit().await?;
             return Ok((key, secret));
         }
     }
@@ -252,8 +251,7 @@ pub async fn revoke(
     let entry = Entry::new(Action::ApiKeyRevoked)
         .target("api_key", key.id)
         .before(before);
-    acting.record(&tx, entry).await?;
-    tx.commit().await?;
+    acting.commit(tx, entry).await?;
     Ok(key)
 }
 

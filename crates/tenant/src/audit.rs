@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 
 pub use tenantry_public::Origin;
 
-use crate::binding::TenantDb;
+use crate::binding::{TenantDb, TenantTx};
 use crate::ids::{ApiKeyId, AuditEntryId};
 use deadpool_postgres::GenericClient;
 
@@ -72,6 +72,13 @@ impl Acting<'_> {
     /// Appends `entry` as this actor, on `db` (the transaction of the change).
     pub async fn record(&self, db: &impl TenantDb, entry: Entry) -> Result<(), DbError> {
         record(db, self.actor, self.origin, entry).await
+    }
+
+    /// The last step of every audited change: appends `entry` in `tx`, then commits, so the
+    /// change and its entry exist together or not at all.
+    pub async fn commit(&self, tx: TenantTx<'_>, entry: Entry) -> Result<(), DbError> {
+        record(&tx, self.actor, self.origin, entry).await?;
+        tx.commit().await
     }
 }
 

@@ -183,9 +183,8 @@ pub async fn create(
     )
     .await?;
     acting
-        .record(&tx, Entry::created(Action::InvitationCreated, &invitation))
+        .commit(tx, Entry::created(Action::InvitationCreated, &invitation))
         .await?;
-    tx.commit().await?;
     Ok((invitation, outbox))
 }
 
@@ -277,12 +276,11 @@ pub async fn revoke(
         .await?;
     let after = Invitation::try_from(&row)?;
     acting
-        .record(
-            &tx,
+        .commit(
+            tx,
             Entry::changed(Action::InvitationRevoked, &before, &after),
         )
         .await?;
-    tx.commit().await?;
     Ok(after)
 }
 

@@ -273,12 +273,11 @@ pub async fn change_role(
         .await?
         .ok_or(MembershipError::NotFound)?;
     acting
-        .record(
-            &tx,
+        .commit(
+            tx,
             Entry::changed(Action::MemberRoleChanged, &before, &after),
         )
         .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -298,9 +297,8 @@ pub async fn remove(
     sessions::revoke_for_company(pg, user, acting.company, "membership removed").await?;
     invitations::revoke_from_inviter(&tx, acting, user, None).await?;
     acting
-        .record(&tx, Entry::removed(Action::MemberRemoved, &before))
+        .commit(tx, Entry::removed(Action::MemberRemoved, &before))
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -334,9 +332,8 @@ pub async fn set_active(
         Action::MemberDeactivated
     };
     acting
-        .record(&tx, Entry::changed(action, &before, &after))
+        .commit(tx, Entry::changed(action, &before, &after))
         .await?;
-    tx.commit().await?;
     Ok(after)
 }
 

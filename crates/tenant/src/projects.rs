@@ -177,9 +177,8 @@ pub async fn create(
         .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
     let project = Project::try_from(&row)?;
     acting
-        .record(&tx, Entry::created(Action::ProjectCreated, &project))
+        .commit(tx, Entry::created(Action::ProjectCreated, &project))
         .await?;
-    tx.commit().await?;
     Ok(project)
 }
 
@@ -253,9 +252,8 @@ pub async fn update(
         .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
     let after = Project::try_from(&row)?;
     acting
-        .record(&tx, Entry::changed(Action::ProjectUpdated, &before, &after))
+        .commit(tx, Entry::changed(Action::ProjectUpdated, &before, &after))
         .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -274,8 +272,7 @@ pub async fn delete(
         .map_err(DbError::from)?;
     client.execute(&stmt, &[&id]).await.map_err(DbError::from)?;
     acting
-        .record(&tx, Entry::removed(Action::ProjectDeleted, &before))
+        .commit(tx, Entry::removed(Action::ProjectDeleted, &before))
         .await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -268,9 +268,8 @@ pub async fn create(
         .on_constraint(PROJECT_FK, || TaskError::UnknownProject)?;
     let task = Task::try_from(&row)?;
     acting
-        .record(&tx, Entry::created(Action::TaskCreated, &task))
+        .commit(tx, Entry::created(Action::TaskCreated, &task))
         .await?;
-    tx.commit().await?;
     Ok(task)
 }
 
@@ -288,9 +287,8 @@ pub async fn update(
     let before = lock(&tx, id).await?;
     let after = apply(&tx, id, patch).await?;
     acting
-        .record(&tx, Entry::changed(Action::TaskUpdated, &before, &after))
+        .commit(tx, Entry::changed(Action::TaskUpdated, &before, &after))
         .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -319,9 +317,8 @@ pub async fn set_done(
     };
     let after = apply(&tx, id, &patch).await?;
     acting
-        .record(&tx, Entry::changed(action, &before, &after))
+        .commit(tx, Entry::changed(action, &before, &after))
         .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -377,9 +374,8 @@ pub async fn delete(
         .await
         .map_err(DbError::from)?;
     acting
-        .record(&tx, Entry::removed(Action::TaskDeleted, &before))
+        .commit(tx, Entry::removed(Action::TaskDeleted, &before))
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
