@@ -280,16 +280,7 @@ pub async fn update(
     id: TaskId,
     patch: &TaskPatch,
 ) -> Result<Task, TaskError> {
-    let tx = conn.transaction().await?;
-    if let Some(assignee) = patch.assignee_id {
-        check_assignee(&tx, acting.company, assignee).await?;
-    }
-    let before = lock(&tx, id).await?;
-    let after = apply(&tx, id, patch).await?;
-    acting
-        .commit(tx, Entry::changed(Action::TaskUpdated, &before, &after))
-        .await?;
-    Ok(after)
+    change(conn, acting, id, patch, Action::TaskUpdated, |_| false).await
 }
 
 /// Marks a task done (`task.completed`) or open again (`task.reopened`, back to `todo`).
@@ -301,11 +292,6 @@ pub async fn set_done(
     id: TaskId,
     done: bool,
 ) -> Result<Task, TaskError> {
-    let tx = conn.transaction().await?;
-    let before = lock(&tx, id).await?;
-    if (before.status == TaskStatus::Done) == done {
-        return Ok(before);
-    }
     let (status, action) = if done {
         (TaskStatus::Done, Action::TaskCompleted)
     } else {
@@ -315,7 +301,30 @@ pub async fn set_done(
         status: Some(status),
         ..TaskPatch::default()
     };
-    let after = apply(&tx, id, &patch).await?;
+    let already = |task: &Task| (task.status == TaskStatus::Done) == done;
+    change(conn, acting, id, &patch, action, already).await
+}
+
+/// One audited change of a task in its own transaction: check the assignee, lock the task,
+/// return it unchanged (no entry) when `unchanged` says so, else apply `patch` and record
+/// `action` with the task before and after.
+async fn change(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    id: TaskId,
+    patch: &TaskPatch,
+    action: Action,
+    unchanged: impl FnOnce(&Task) -> bool,
+) -> Result<Task, TaskError> {
+    let tx = conn.transaction().await?;
+    if let Some(assignee) = patch.assignee_id {
+        check_assignee(&tx, acting.company, assignee).await?;
+    }
+    let before = lock(&tx, id).await?;
+    if unchanged(&before) {
+        return Ok(before);
+    }
+    let after = apply(&tx, id, patch).await?;
     acting
         .commit(tx, Entry::changed(action, &before, &after))
         .await?;

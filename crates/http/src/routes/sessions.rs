@@ -177,9 +177,13 @@ pub struct SessionView {
     #[schema(value_type = Option<Uuid>)]
     pub company_id: Option<CompanyId>,
     pub created_at: DateTime<Utc>,
+    /// The last refresh (or the login).
     pub last_used_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The address the session was opened from.
+    #[schema(example = "203.0.113.7")]
     pub ip: Option<String>,
+    #[schema(example = "Mozilla/5.0 (X11; Linux x86_64)")]
     pub user_agent: Option<String>,
     /// True for the session of the token making this request.
     pub current: bool,

@@ -42,7 +42,10 @@ pub struct TaskView {
     pub id: TaskId,
     #[schema(value_type = Uuid)]
     pub project_id: ProjectId,
+    #[schema(example = "Write the launch post")]
     pub title: String,
+    /// Markdown, up to 20,000 characters.
+    #[schema(example = "Draft, review, publish.")]
     pub description: String,
     /// todo, in_progress, in_review, done or cancelled.
     #[schema(example = "todo")]
@@ -54,9 +57,11 @@ pub struct TaskView {
     pub assignee_id: Option<UserId>,
     #[schema(value_type = Uuid)]
     pub created_by: UserId,
+    #[schema(example = "2026-12-24T12:00:00Z")]
     pub due_at: Option<DateTime<Utc>>,
     /// Set while the task is done.
     pub completed_at: Option<DateTime<Utc>>,
+    #[schema(example = json!(["launch", "web"]))]
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
