@@ -398,11 +398,17 @@ async fn a_deactivated_account_cannot_complete_a_reset() {
         )
         .await;
     let token = link.split("token=").nth(1).unwrap().to_owned();
-    app.sql_with(
-        "update public.users set is_active = false where lower(email) = lower($1)",
-        &[&t.owner_email],
-    )
-    .await;
+    let set_active = |active: bool| {
+        let (app, email) = (&app, t.owner_email.clone());
+        async move {
+            app.sql_with(
+                "update public.users set is_active = $2 where lower(email) = lower($1)",
+                &[&email, &active],
+            )
+            .await
+        }
+    };
+    set_active(false).await;
     let r = app
         .post_json(
             BASE,
@@ -412,11 +418,7 @@ async fn a_deactivated_account_cannot_complete_a_reset() {
         )
         .await;
     expect_problem(r, 403, "deactivated").await;
-    app.sql_with(
-        "update public.users set is_active = true where lower(email) = lower($1)",
-        &[&t.owner_email],
-    )
-    .await;
+    set_active(true).await;
     assert_eq!(
         app.login(&t.host, &t.owner_email, "password-of-acme")
             .await

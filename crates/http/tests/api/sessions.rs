@@ -409,15 +409,21 @@ async fn a_token_of_an_ended_session_mints_nothing() {
         .login_pair(&t.host, &t.owner_email, "password-of-acme")
         .await;
     app.logout(&t.host, &tenant_refresh).await;
-    let r = app
-        .post_json(
-            &t.host,
-            "/api/v1/api-keys",
-            &json!({"name": "ci", "role": "member"}),
-            Some(&tenant),
-        )
-        .await;
-    expect_problem(r, 401, "session has ended").await;
+    let minting = [
+        ("/api/v1/api-keys", json!({"name": "ci", "role": "member"})),
+        (
+            "/api/v1/users/me/password",
+            json!({"current_password": "password-of-acme", "new_password": "a-brand-new-password"}),
+        ),
+    ];
+    for (path, body) in minting {
+        let r = app.post_json(&t.host, path, &body, Some(&tenant)).await;
+        expect_problem(r, 401, "session has ended").await;
+    }
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.api_keys").await,
+        0
+    );
     assert_eq!(
         app.count("select count(*) from tenant_acme.api_keys").await,
         0

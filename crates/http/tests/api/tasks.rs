@@ -278,28 +278,20 @@ async fn another_tenants_tasks_and_projects_are_unknown_here() {
     let (globex_project, globex_task) = project_and_task(&app, &globex, "secret").await;
     let r = app.get(&acme.host, &globex_task, Some(&acme.token)).await;
     expect_problem(r, 404, "").await;
-    for method in [Method::PATCH, Method::DELETE] {
-        let r = app
-            .call(
-                method,
-                &acme.host,
-                &globex_task,
-                Some(json!({"title": "mine"})),
-                &acme.token,
-            )
-            .await;
+    let changes = [
+        (
+            Method::PATCH,
+            globex_task.clone(),
+            Some(json!({"title": "mine"})),
+        ),
+        (Method::DELETE, globex_task.clone(), None),
+        (Method::POST, format!("{globex_task}/complete"), None),
+        (Method::POST, format!("{globex_task}/reopen"), None),
+    ];
+    for (method, path, body) in changes {
+        let r = app.call(method, &acme.host, &path, body, &acme.token).await;
         expect_problem(r, 404, "").await;
     }
-    let r = app
-        .call(
-            Method::POST,
-            &acme.host,
-            &format!("{globex_task}/complete"),
-            None,
-            &acme.token,
-        )
-        .await;
-    expect_problem(r, 404, "").await;
     // A task can never point at another tenant's project.
     let r = app
         .call(
