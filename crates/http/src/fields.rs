@@ -85,14 +85,6 @@ pub fn instant(field: &str, value: &str) -> Field<DateTime<Utc>> {
         })
 }
 
-/// A UUID-backed typed id (surrounding spaces allowed).
-pub fn id<T: std::str::FromStr>(field: &str, value: &str, what: &str) -> Field<T> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| invalid(field, format!("must be {what}")))
-}
-
 /// An optional query-string filter parsed by `parse`: 400 naming the parameter when bad.
 pub fn query<T, E: Display>(
     name: &str,

@@ -48,12 +48,6 @@ impl Limit {
     }
 }
 
-impl Default for Limit {
-    fn default() -> Self {
-        Self(DEFAULT_LIMIT)
-    }
-}
-
 /// The paging parameters every list takes; list query types flatten it in.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
