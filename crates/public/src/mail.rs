@@ -86,10 +86,13 @@ pub async fn claim(db: &impl GenericClient, id: OutboxId) -> Result<Option<Email
         .map_err(|e| DbError::Corrupt(format!("outbox row {id} is not an email: {e}")))
 }
 
-/// Marks a claimed row delivered (same transaction as [`claim`]).
+/// Marks a claimed row delivered (same transaction as [`claim`]) and empties its payload down to
+/// its kind and recipient: the link's single-use token is in the inbox now and must not stay at
+/// rest in the database.
 pub async fn mark_dispatched(db: &impl GenericClient, id: OutboxId) -> Result<(), DbError> {
     db.execute(
-        "update public.outbox set dispatched_at = now(), attempts = attempts + 1, last_error = null \
+        "update public.outbox set dispatched_at = now(), attempts = attempts + 1, last_error = null, \
+                payload = jsonb_build_object('kind', payload->'kind', 'to', payload->'to') \
           where id = $1",
         &[&id.0],
     )

@@ -326,6 +326,23 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
         )
         .await;
     assert_eq!(entries, ["cy@acme.test"]);
+    // Once delivered, an email leaves no link (no live token) at rest: kind and recipient only.
+    eventually("every email delivered", || async {
+        app.count("select count(*) from public.outbox where dispatched_at is null")
+            .await
+            == 0
+    })
+    .await;
+    assert_eq!(
+        app.count("select count(*) from public.outbox where payload ? 'link'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("select count(*) from public.outbox where payload ? 'kind' and payload ? 'to'")
+            .await,
+        3
+    );
     worker.stop().await;
 }
 
