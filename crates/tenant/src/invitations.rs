@@ -264,6 +264,18 @@ pub async fn revoke(
         InvitationStatus::Revoked => return Ok(before),
         InvitationStatus::Pending | InvitationStatus::Expired => {}
     }
+    let after = mark_revoked(&tx, acting, &before).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Marks a locked, unaccepted invitation revoked by the acting member and audits it, in the
+/// caller's transaction.
+async fn mark_revoked(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    before: &Invitation,
+) -> Result<Invitation, MembershipError> {
     let row = tx
         .client()
         .query_one(
@@ -271,14 +283,14 @@ pub async fn revoke(
                 "update invitations set revoked_at = now(), revoked_by = $2 where id = $1 \
                  returning {COLUMNS}"
             ),
-            &[&id, &acting.user],
+            &[&before.id, &acting.user],
         )
         .await?;
     let after = Invitation::try_from(&row)?;
     acting
-        .commit(
+        .record(
             tx,
-            Entry::changed(Action::InvitationRevoked, &before, &after),
+            Entry::changed(Action::InvitationRevoked, before, &after),
         )
         .await?;
     Ok(after)
@@ -342,24 +354,7 @@ pub(crate) async fn revoke_from_inviter(
         )
         .await?;
     for row in &rows {
-        let before = Invitation::try_from(row)?;
-        let after = tx
-            .client()
-            .query_one(
-                &format!(
-                    "update invitations set revoked_at = now(), revoked_by = $2 where id = $1 \
-                     returning {COLUMNS}"
-                ),
-                &[&before.id, &acting.user],
-            )
-            .await?;
-        let after = Invitation::try_from(&after)?;
-        acting
-            .record(
-                tx,
-                Entry::changed(Action::InvitationRevoked, &before, &after),
-            )
-            .await?;
+        mark_revoked(tx, acting, &Invitation::try_from(row)?).await?;
     }
     Ok(())
 }
