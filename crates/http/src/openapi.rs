@@ -1,8 +1,11 @@
 //! The OpenAPI document, served at `/api/openapi.json` with Swagger UI at `/api/docs/`. Each
 //! route module lists its own operations (`routes::<module>::Api`); [`document`] merges them
-//! under the API's info, tags and security schemes.
+//! under the API's info, tags and security schemes, and [`CommonAnswers`] adds what every
+//! operation of a kind can answer, so a route's annotation lists only the statuses that are its own.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -50,7 +53,97 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
+    CommonAnswers.modify(&mut doc);
     doc
+}
+
+/// The problem-body media type and schema every error answer carries.
+const PROBLEM: &str = "application/problem+json";
+
+/// The answers that come from the platform rather than from a handler: the Host and credential
+/// checks in front of `/api/v1`, and the extractors for bodies, query strings and path ids. Each
+/// is added to every operation it applies to (a route's own description of the same status
+/// wins), and every error answer is given the problem body. Runs after the merge, so it sees
+/// every route module's operations.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/v1/");
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common_answers(operation, api);
+            }
+        }
+    }
+}
+
+fn add_common_answers(operation: &mut Operation, api: bool) {
+    let params = operation.parameters.as_deref().unwrap_or_default();
+    let has = |place: ParameterIn| params.iter().any(|p| p.parameter_in == place);
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let body = operation.request_body.is_some();
+    let mut answers: Vec<(&str, &str)> = Vec::new();
+    if api {
+        answers.push((
+            "400",
+            "A missing or malformed Host header, or an API key in the URL",
+        ));
+        answers.push(("404", "No organization is served at this Host, or the route is not served on this kind of host"));
+    }
+    if body {
+        answers.push((
+            "400",
+            "The body is not valid JSON, or a value has the wrong type",
+        ));
+        answers.push((
+            "413",
+            "The body is larger than the server accepts (MAX_BODY_BYTES)",
+        ));
+        answers.push(("415", "The body is not application/json"));
+    }
+    if has(ParameterIn::Query) {
+        answers.push(("400", "A query parameter has the wrong type"));
+    }
+    if has(ParameterIn::Path) {
+        answers.push((
+            "404",
+            "An id in the path that is not well formed names nothing",
+        ));
+    }
+    if secured {
+        answers.push(("400", "Both an Authorization header and an X-API-Key"));
+        answers.push(("401", "No or bad credentials, or their session has ended"));
+    }
+    let responses = &mut operation.responses.responses;
+    for status in ["400", "401", "404", "413", "415"] {
+        let reasons: Vec<&str> = answers
+            .iter()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, reason)| *reason)
+            .collect();
+        if !reasons.is_empty() && !responses.contains_key(status) {
+            responses.insert(status.to_owned(), Response::new(reasons.join("; ")).into());
+        }
+    }
+    for (status, response) in responses.iter_mut() {
+        let error = status.starts_with('4') || status.starts_with('5');
+        if let (true, RefOr::T(response)) = (error, response) {
+            if response.content.is_empty() {
+                let schema = Ref::from_schema_name("Problem");
+                response
+                    .content
+                    .insert(PROBLEM.to_owned(), Content::new(Some(schema)));
+            }
+        }
+    }
 }
 
 struct BearerAuth;

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tenantry_public::db::Db;
 use tenantry_public::memberships::Member;
 use tenantry_public::names::display_name;
-use tenantry_public::{Password, UserId};
+use tenantry_public::{users, Password, UserId};
 use tenantry_tenant::members::NewAccount;
 use utoipa::ToSchema;
 
@@ -65,5 +66,21 @@ impl AccountFields {
         )
             .collect()?;
         Ok(NewAccount::hash(full_name, &password).await?)
+    }
+
+    /// The account to create for `email`, or `None` when it already has one (which joins as it
+    /// is, and these fields are then ignored). Looked up and hashed before any transaction opens;
+    /// the transaction that adds the membership finds or creates the account again under lock.
+    pub async fn for_email(self, db: &Db, email: &str) -> Result<Option<NewAccount>, ApiError> {
+        let exists = {
+            let client = db.public().await?;
+            users::find_by_email(client.client(), email)
+                .await?
+                .is_some()
+        };
+        if exists {
+            return Ok(None);
+        }
+        Ok(Some(self.into_new_account().await?))
     }
 }

@@ -34,12 +34,7 @@ tenantry_public::text_enum! {
 
 tenantry_public::text_enum! {
     /// How urgent a task is.
-    pub enum TaskPriority {
-        Low = "low",
-        Medium = "medium",
-        High = "high",
-        Urgent = "urgent",
-    }
+    pub enum TaskPriority { Low = "low", Medium = "medium", High = "high", Urgent = "urgent" }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,11 +106,11 @@ pub struct NewTask {
     pub project_id: ProjectId,
     pub title: String,
     pub description: String,
+    pub tags: Vec<String>,
     pub status: TaskStatus,
     pub priority: TaskPriority,
     pub assignee_id: Option<UserId>,
     pub due_at: Option<DateTime<Utc>>,
-    pub tags: Vec<String>,
 }
 
 /// A validated partial update; `None` leaves a field as it is, `Some(None)` clears it.

@@ -125,9 +125,8 @@ impl TryFrom<CreateApiKey> for NewApiKey {
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey,
     security(("bearer" = [])),
     responses((status = 201, body = CreatedApiKey),
-              (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
-              (status = 403, description = "Below admin, an API key, or a role above the caller's (or owner)", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid name, role or expiry", content_type = "application/problem+json")))]
+              (status = 403, description = "Below admin, an API key, or a role above the caller's (or owner)"),
+              (status = 422, description = "Invalid name, role or expiry")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<CreateApiKey>,
@@ -150,7 +149,7 @@ pub async fn create(
 /// key or its hash.
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
     responses((status = 200, body = ApiKeyList),
-              (status = 403, description = "Below admin, or an API key", content_type = "application/problem+json")))]
+              (status = 403, description = "Below admin, or an API key")))]
 pub async fn list(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::ApiKeysManage).await?;
     let results = api_keys::list(&conn)
@@ -166,8 +165,8 @@ pub async fn list(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
     params(("id" = Uuid, Path, description = "API key id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Revoked"),
-              (status = 403, description = "Below admin, or another key", content_type = "application/problem+json"),
-              (status = 404, description = "No such live key in this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Below admin, or another key"),
+              (status = 404, description = "No such live key in this organization")))]
 pub async fn delete(cx: TenantRequest, id: web::Path<ApiKeyId>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     if cx.user.actor != Actor::ApiKey(id) {

@@ -145,9 +145,9 @@ fn list_query(filter: &Filter) -> ListQuery {
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", params(AuditQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<AuditEntryView>),
-              (status = 400, description = "Bad cursor or limit", content_type = "application/problem+json"),
-              (status = 403, description = "Below admin", content_type = "application/problem+json"),
-              (status = 422, description = "Unknown action, bad id or bad date-time", content_type = "application/problem+json")))]
+              (status = 400, description = "Bad cursor or limit"),
+              (status = 403, description = "Below admin"),
+              (status = 422, description = "Unknown action, bad id or bad date-time")))]
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<AuditQuery>,

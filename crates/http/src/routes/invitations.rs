@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::memberships::Role;
-use tenantry_public::{users, Email, UserId};
+use tenantry_public::{Email, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::invitations::{self, Invitation, InvitationStatus};
 use tenantry_tenant::members::MembershipError;
@@ -111,9 +111,9 @@ pub struct AcceptedView {
 #[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations",
     request_body = CreateInvitation, security(("bearer" = [])),
     responses((status = 201, body = InvitationView),
-              (status = 403, description = "Not admin, or a role above the caller's or owner", content_type = "application/problem+json"),
-              (status = 409, description = "Already a member, or an invitation is pending for this email", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
+              (status = 403, description = "Not admin, or a role above the caller's or owner"),
+              (status = 409, description = "Already a member, or an invitation is pending for this email"),
+              (status = 422, description = "Invalid values")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<CreateInvitation>,
@@ -148,8 +148,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/invitations", tag = "invitations", params(InvitationQuery, PageParams),
     security(("bearer" = [])),
     responses((status = 200, body = Page<InvitationView>),
-              (status = 400, description = "Bad status, cursor or limit", content_type = "application/problem+json"),
-              (status = 403, description = "Not admin", content_type = "application/problem+json")))]
+              (status = 400, description = "Bad status, cursor or limit"),
+              (status = 403, description = "Not admin")))]
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<InvitationQuery>,
@@ -169,9 +169,9 @@ pub async fn list(
 #[utoipa::path(delete, path = "/api/v1/invitations/{id}", tag = "invitations",
     params(("id" = Uuid, Path, description = "Invitation id")), security(("bearer" = [])),
     responses((status = 204, description = "Revoked"),
-              (status = 403, description = "Not admin", content_type = "application/problem+json"),
-              (status = 404, description = "No such invitation in this organization", content_type = "application/problem+json"),
-              (status = 409, description = "Already accepted", content_type = "application/problem+json")))]
+              (status = 403, description = "Not admin"),
+              (status = 404, description = "No such invitation in this organization"),
+              (status = 409, description = "Already accepted")))]
 pub async fn delete(
     cx: TenantRequest,
     id: web::Path<InvitationId>,
@@ -187,15 +187,15 @@ pub async fn delete(
 #[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "invitations",
     request_body = AcceptInvitation,
     responses((status = 200, body = AcceptedView),
-              (status = 403, description = "The organization's plan is full", content_type = "application/problem+json"),
-              (status = 404, description = "Unknown token (or another organization's)", content_type = "application/problem+json"),
-              (status = 409, description = "Already a member", content_type = "application/problem+json"),
-              (status = 410, description = "The invitation was already accepted, revoked, or has expired", content_type = "application/problem+json"),
-              (status = 422, description = "Missing token, or full_name/password missing or too weak for a new account", content_type = "application/problem+json")))]
+              (status = 403, description = "The organization's plan is full"),
+              (status = 404, description = "Unknown token (or another organization's)"),
+              (status = 409, description = "Already a member"),
+              (status = 410, description = "The invitation was already accepted, revoked, or has expired"),
+              (status = 422, description = "Missing token, or full_name/password missing or too weak for a new account")))]
 pub async fn accept(
+    state: web::Data<AppState>,
     tenant: Tenant,
     origin: RequestOrigin,
-    state: web::Data<AppState>,
     body: web::Json<AcceptInvitation>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = tenant.0;
@@ -212,21 +212,11 @@ pub async fn accept(
     if invitation.status != InvitationStatus::Pending {
         return Err(MembershipError::InvitationGone(invitation.status).into());
     }
-    let exists = {
-        let client = state.db.public().await?;
-        users::find_by_email(client.client(), &invitation.email)
-            .await?
-            .is_some()
+    let account = AccountFields {
+        full_name: body.full_name,
+        password: body.password,
     };
-    let new_account = if exists {
-        None
-    } else {
-        let account = AccountFields {
-            full_name: body.full_name,
-            password: body.password,
-        };
-        Some(account.into_new_account().await?)
-    };
+    let new_account = account.for_email(&state.db, &invitation.email).await?;
     let mut conn = tenant.connect(&state.db).await?;
     let accepted = invitations::accept(
         &mut conn,

@@ -114,7 +114,7 @@ pub struct UpdateMe {
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "account", request_body = UpdateMe,
     security(("bearer" = [])),
     responses((status = 200, body = MeView),
-              (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
+              (status = 422, description = "Invalid values")))]
 pub async fn update(
     caller: Caller,
     state: web::Data<AppState>,
@@ -142,9 +142,8 @@ pub struct ChangePassword {
 #[utoipa::path(post, path = "/api/v1/users/me/password", tag = "account", request_body = ChangePassword,
     security(("bearer" = [])),
     responses((status = 204, description = "Changed; other sessions ended"),
-              (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
-              (status = 429, description = "Too many failed password checks for this account or from this address; see Retry-After", content_type = "application/problem+json"),
-              (status = 422, description = "Wrong current password or invalid new one", content_type = "application/problem+json")))]
+              (status = 429, description = "Too many failed password checks for this account or from this address; see Retry-After"),
+              (status = 422, description = "Wrong current password or invalid new one")))]
 pub async fn change_password(
     caller: Caller,
     state: web::Data<AppState>,

@@ -69,8 +69,7 @@ pub struct ChangeRole {
 #[utoipa::path(get, path = "/api/v1/users", tag = "members", params(MemberQuery, PageParams),
     security(("bearer" = [])),
     responses((status = 200, body = Page<MemberView>),
-              (status = 400, description = "Bad role, cursor or limit", content_type = "application/problem+json"),
-              (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
+              (status = 400, description = "Bad role, cursor or limit")))]
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<MemberQuery>,
@@ -111,7 +110,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "members",
     params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = MemberView),
-              (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
+              (status = 404, description = "Not a member of this organization")))]
 pub async fn get(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::MembersRead)?;
     let client = cx.state.db.public().await?;
@@ -132,9 +131,9 @@ pub async fn get(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpRespons
 #[utoipa::path(post, path = "/api/v1/users", tag = "members", request_body = AddMember,
     security(("bearer" = [])),
     responses((status = 201, body = MemberView),
-              (status = 403, description = "Not admin, role above the caller's or owner, or the plan is full", content_type = "application/problem+json"),
-              (status = 409, description = "Already a member", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid values, or password/full_name missing for a new account", content_type = "application/problem+json")))]
+              (status = 403, description = "Not admin, role above the caller's or owner, or the plan is full"),
+              (status = 409, description = "Already a member"),
+              (status = 422, description = "Invalid values, or password/full_name missing for a new account")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<AddMember>,
@@ -148,21 +147,11 @@ pub async fn create(
     )
         .collect()?;
     access::may_grant(cx.user.role, role)?;
-    let exists = {
-        let client = cx.state.db.public().await?;
-        tenantry_public::users::find_by_email(client.client(), email.as_str())
-            .await?
-            .is_some()
+    let account = AccountFields {
+        full_name: body.full_name,
+        password: body.password,
     };
-    let new_account = if exists {
-        None
-    } else {
-        let account = AccountFields {
-            full_name: body.full_name,
-            password: body.password,
-        };
-        Some(account.into_new_account().await?)
-    };
+    let new_account = account.for_email(&cx.state.db, email.as_str()).await?;
     // The verification link points at the host this request came to (this tenant's).
     let host = link_host(&req)?;
     let settings = &cx.state.settings;
@@ -185,9 +174,9 @@ pub async fn create(
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "members", request_body = ChangeRole,
     params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = MemberView),
-              (status = 403, description = "Not allowed by the role rules", content_type = "application/problem+json"),
-              (status = 404, description = "Not a member of this organization", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid role", content_type = "application/problem+json")))]
+              (status = 403, description = "Not allowed by the role rules"),
+              (status = 404, description = "Not a member of this organization"),
+              (status = 422, description = "Invalid role")))]
 pub async fn update(
     cx: TenantRequest,
     id: web::Path<UserId>,
@@ -204,8 +193,8 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "members",
     params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 204, description = "Removed"),
-              (status = 403, description = "Not allowed by the role rules (owner, self, higher role)", content_type = "application/problem+json"),
-              (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Not allowed by the role rules (owner, self, higher role)"),
+              (status = 404, description = "Not a member of this organization")))]
 pub async fn delete(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::MembersManage).await?;
     members::remove(&mut conn, &cx.acting(), *id).await?;
@@ -217,8 +206,8 @@ pub async fn delete(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResp
 #[utoipa::path(post, path = "/api/v1/users/{id}/deactivate", tag = "members",
     params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = MemberView),
-              (status = 403, description = "Not allowed by the role rules (owner, self, higher role)", content_type = "application/problem+json"),
-              (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Not allowed by the role rules (owner, self, higher role)"),
+              (status = 404, description = "Not a member of this organization")))]
 pub async fn deactivate(
     cx: TenantRequest,
     id: web::Path<UserId>,
@@ -230,8 +219,8 @@ pub async fn deactivate(
 #[utoipa::path(post, path = "/api/v1/users/{id}/activate", tag = "members",
     params(("id" = Uuid, Path, description = "User id")), security(("bearer" = [])),
     responses((status = 200, body = MemberView),
-              (status = 403, description = "Not allowed by the role rules", content_type = "application/problem+json"),
-              (status = 404, description = "Not a member of this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Not allowed by the role rules"),
+              (status = 404, description = "Not a member of this organization")))]
 pub async fn activate(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpResponse, ApiError> {
     set_active(cx, *id, true).await
 }

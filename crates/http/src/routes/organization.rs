@@ -43,11 +43,11 @@ pub struct TransferResult {
 #[utoipa::path(post, path = "/api/v1/organization/transfer-ownership", tag = "organization",
     request_body = TransferOwnership, security(("bearer" = [])),
     responses((status = 200, body = TransferResult),
-              (status = 403, description = "Not the owner, or wrong password", content_type = "application/problem+json"),
-              (status = 404, description = "The target is not a member of this organization", content_type = "application/problem+json"),
-              (status = 409, description = "The target's membership is deactivated or their email is unverified", content_type = "application/problem+json"),
-              (status = 422, description = "Missing fields, or the target is the caller", content_type = "application/problem+json"),
-              (status = 429, description = "Too many failed password checks; see Retry-After", content_type = "application/problem+json")))]
+              (status = 403, description = "Not the owner, or wrong password"),
+              (status = 404, description = "The target is not a member of this organization"),
+              (status = 409, description = "The target's membership is deactivated or their email is unverified"),
+              (status = 422, description = "Missing fields, or the target is the caller"),
+              (status = 429, description = "Too many failed password checks; see Retry-After")))]
 pub async fn transfer_ownership(
     cx: TenantRequest,
     body: web::Json<TransferOwnership>,

@@ -182,8 +182,7 @@ fn dates(
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<ProjectView>),
-              (status = 400, description = "Bad cursor or query", content_type = "application/problem+json"),
-              (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
+              (status = 400, description = "Bad cursor or query")))]
 pub async fn list(cx: TenantRequest, paging: Paging) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;
     let page = paging.request::<ProjectId>(ListQuery::new("-created_at"))?;
@@ -197,8 +196,8 @@ pub async fn list(cx: TenantRequest, paging: Paging) -> Result<HttpResponse, Api
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = ProjectView),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 422, description = "Invalid values")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<CreateProject>,
@@ -216,7 +215,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects",
     params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectView),
-              (status = 404, description = "No such project in this organization", content_type = "application/problem+json")))]
+              (status = 404, description = "No such project in this organization")))]
 pub async fn get(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::ContentRead).await?;
     let project = projects::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
@@ -227,9 +226,9 @@ pub async fn get(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResp
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", request_body = UpdateProject,
     params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectView),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 404, description = "No such project in this organization", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid values", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 404, description = "No such project in this organization"),
+              (status = 422, description = "Invalid values")))]
 pub async fn update(
     cx: TenantRequest,
     id: web::Path<ProjectId>,
@@ -246,8 +245,8 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
     params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Deleted"),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 404, description = "No such project in this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 404, description = "No such project in this organization")))]
 pub async fn delete(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::ContentWrite).await?;
     projects::delete(&mut conn, &cx.acting(), *id).await?;

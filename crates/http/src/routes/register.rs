@@ -117,17 +117,12 @@ pub struct CompanyView {
 /// whatever the password. With an account token (`Authorization: Bearer`, base host) the signed-in
 /// account owns the new company and the owner fields are ignored.
 #[utoipa::path(post, path = "/api/v1/register", tag = "provisioning",
-    request_body = RegisterRequest,
-    responses(
-        (status = 201, body = CompanyView, description = "The company is ready to use"),
-        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
-        (status = 401, description = "An Authorization header with a bad token, or one whose session has ended", content_type = "application/problem+json"),
-        (status = 403, description = "A token for an organization rather than an account token", content_type = "application/problem+json"),
-        (status = 404, description = "Not the base host", content_type = "application/problem+json"),
-        (status = 409, description = "Slug or domain taken, or the owner email belongs to an account (sign in and sign up with its account token)", content_type = "application/problem+json"),
-        (status = 422, description = "Invalid values", content_type = "application/problem+json"),
-        (status = 429, description = "Too many sign-ups from this address or in all; see Retry-After", content_type = "application/problem+json"),
-    ))]
+    request_body = RegisterRequest, security((), ("bearer" = [])),
+    responses((status = 201, body = CompanyView, description = "The company is ready to use"),
+              (status = 403, description = "A token for an organization rather than an account token"),
+              (status = 409, description = "Slug or domain taken, or the owner email belongs to an account (sign in and sign up with its account token)"),
+              (status = 422, description = "Invalid values"),
+              (status = 429, description = "Too many sign-ups from this address or in all; see Retry-After")))]
 pub async fn register(
     _: PublicHost,
     state: web::Data<AppState>,

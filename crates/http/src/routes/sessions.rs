@@ -45,7 +45,7 @@ const INVALID_REFRESH: &str = "the refresh token is invalid, expired or revoked"
 /// is unused, it gets the same successor; any other repeat revokes the whole session.
 #[utoipa::path(post, path = "/api/v1/auth/token/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse),
-              (status = 401, description = "Invalid, spent or revoked", content_type = "application/problem+json")))]
+              (status = 401, description = "Invalid, spent or revoked")))]
 pub async fn refresh(
     host: HostKind,
     state: web::Data<AppState>,
@@ -108,7 +108,7 @@ pub struct VerifyResponse {
 /// when the token itself is invalid, expired or for another host.
 #[utoipa::path(post, path = "/api/v1/auth/token/verify", tag = "auth", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse),
-              (status = 401, description = "Invalid, expired, or for another host", content_type = "application/problem+json")))]
+              (status = 401, description = "Invalid, expired, or for another host")))]
 pub async fn verify(
     host: HostKind,
     state: web::Data<AppState>,
@@ -220,7 +220,7 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResp
 #[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Revoked"),
-              (status = 404, description = "No such active session of the caller", content_type = "application/problem+json")))]
+              (status = 404, description = "No such active session of the caller")))]
 pub async fn delete(
     caller: Caller,
     state: web::Data<AppState>,
@@ -252,8 +252,7 @@ pub struct SwitchRequest {
 #[utoipa::path(post, path = "/api/v1/auth/switch", tag = "auth", request_body = SwitchRequest,
     security(("bearer" = [])),
     responses((status = 200, body = TokenResponse),
-              (status = 401, description = "No or bad token, or its session has ended", content_type = "application/problem+json"),
-              (status = 403, description = "Not an active member of that organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Not an active member of that organization")))]
 pub async fn switch(
     _: PublicHost,
     caller: Caller,

@@ -283,8 +283,7 @@ fn list_query(f: &TaskFilter) -> ListQuery {
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<TaskView>),
-              (status = 400, description = "Bad filter, cursor or limit", content_type = "application/problem+json"),
-              (status = 401, description = "No or bad token", content_type = "application/problem+json")))]
+              (status = 400, description = "Bad filter, cursor or limit")))]
 pub async fn list(
     cx: TenantRequest,
     query: web::Query<TaskQuery>,
@@ -303,8 +302,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = CreateTask,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = TaskView),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid values, a project not of this organization, or an assignee who is not an active member", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 422, description = "Invalid values, a project not of this organization, or an assignee who is not an active member")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<CreateTask>,
@@ -322,7 +321,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TaskView),
-              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+              (status = 404, description = "No such task in this organization")))]
 pub async fn get(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::ContentRead).await?;
     let task = tasks::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
@@ -333,9 +332,9 @@ pub async fn get(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpRespons
 #[utoipa::path(patch, path = "/api/v1/tasks/{id}", tag = "tasks", request_body = UpdateTask,
     params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TaskView),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 404, description = "No such task in this organization", content_type = "application/problem+json"),
-              (status = 422, description = "Invalid values, or an assignee who is not an active member", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 404, description = "No such task in this organization"),
+              (status = 422, description = "Invalid values, or an assignee who is not an active member")))]
 pub async fn update(
     cx: TenantRequest,
     id: web::Path<TaskId>,
@@ -352,8 +351,8 @@ pub async fn update(
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TaskView),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 404, description = "No such task in this organization")))]
 pub async fn complete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
     set_done(cx, *id, true).await
 }
@@ -362,8 +361,8 @@ pub async fn complete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpRe
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/reopen", tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TaskView),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 404, description = "No such task in this organization")))]
 pub async fn reopen(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
     set_done(cx, *id, false).await
 }
@@ -378,8 +377,8 @@ async fn set_done(cx: TenantRequest, id: TaskId, done: bool) -> Result<HttpRespo
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Deleted"),
-              (status = 403, description = "Viewer", content_type = "application/problem+json"),
-              (status = 404, description = "No such task in this organization", content_type = "application/problem+json")))]
+              (status = 403, description = "Viewer"),
+              (status = 404, description = "No such task in this organization")))]
 pub async fn delete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::ContentWrite).await?;
     tasks::delete(&mut conn, &cx.acting(), *id).await?;

@@ -40,12 +40,10 @@ const BAD_CREDENTIALS: &str = "the email or password is incorrect";
 /// Logs in. Tenant host: a member's token for that organization. Base host: an account token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
     request_body = TokenRequest,
-    responses(
-        (status = 200, body = TokenResponse),
-        (status = 401, description = "Wrong credentials, or not a member here", content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed logins for this account or from this address; see Retry-After", content_type = "application/problem+json"),
-        (status = 422, description = "Missing fields", content_type = "application/problem+json"),
-    ))]
+    responses((status = 200, body = TokenResponse),
+              (status = 401, description = "Wrong credentials, or not a member here"),
+              (status = 429, description = "Too many failed logins for this account or from this address; see Retry-After"),
+              (status = 422, description = "Missing fields")))]
 pub async fn token(
     host: HostKind,
     state: web::Data<AppState>,

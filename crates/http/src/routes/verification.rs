@@ -75,9 +75,9 @@ fn trail(req: &HttpRequest) -> Result<Option<tenantry_tenant::ActiveTenant>, Api
 /// Confirms the account's email address with the token from a verification email.
 #[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenBody,
     responses((status = 200, body = Verified),
-              (status = 404, description = "Unknown token", content_type = "application/problem+json"),
-              (status = 410, description = "Token already used or expired", content_type = "application/problem+json"),
-              (status = 422, description = "Token missing", content_type = "application/problem+json")))]
+              (status = 404, description = "Unknown token"),
+              (status = 410, description = "Token already used or expired"),
+              (status = 422, description = "Token missing")))]
 pub async fn verify_email(
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
@@ -98,8 +98,8 @@ pub async fn verify_email(
 /// 202 with the same body for a well-formed email.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = ResetRequest,
     responses((status = 202, body = ResetAccepted),
-              (status = 422, description = "Not an email address", content_type = "application/problem+json"),
-              (status = 429, description = "Too many requests for this email or from this address", content_type = "application/problem+json")))]
+              (status = 422, description = "Not an email address"),
+              (status = 429, description = "Too many requests for this email or from this address")))]
 pub async fn request_reset(
     state: web::Data<AppState>,
     body: web::Json<ResetRequest>,
@@ -132,10 +132,10 @@ pub async fn request_reset(
 /// Sets a new password with the token from a reset email, and ends every session of the account.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
     responses((status = 204, description = "Password changed; every session ended"),
-              (status = 403, description = "The account is deactivated", content_type = "application/problem+json"),
-              (status = 404, description = "Unknown token", content_type = "application/problem+json"),
-              (status = 410, description = "Token already used or expired", content_type = "application/problem+json"),
-              (status = 422, description = "Token missing or password invalid", content_type = "application/problem+json")))]
+              (status = 403, description = "The account is deactivated"),
+              (status = 404, description = "Unknown token"),
+              (status = 410, description = "Token already used or expired"),
+              (status = 422, description = "Token missing or password invalid")))]
 pub async fn confirm_reset(
     state: web::Data<AppState>,
     body: web::Json<ResetConfirm>,

@@ -75,6 +75,39 @@ async fn openapi_documents_every_route_and_docs_are_served() {
         .filter(|(m, path)| paths.get(path).and_then(|p| p.get(m)).is_none())
         .collect();
     assert!(missing.is_empty(), "undocumented routes: {missing:?}");
+    // The platform's own answers are in the contract of every operation they apply to, and every
+    // error answer documents the problem body.
+    let mut gaps = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            let mut wanted = Vec::new();
+            if path.starts_with("/api/v1/") {
+                wanted.extend(["400", "404"]);
+            }
+            if op.get("requestBody").is_some() {
+                wanted.extend(["400", "413", "415"]);
+            }
+            if op
+                .get("security")
+                .is_some_and(|s| s.as_array().is_some_and(|s| !s.is_empty()))
+            {
+                wanted.push("401");
+            }
+            for status in wanted {
+                if !responses.contains_key(status) {
+                    gaps.push(format!("{method} {path}: no {status}"));
+                }
+            }
+            for (status, response) in responses {
+                let problem = &response["content"]["application/problem+json"]["schema"]["$ref"];
+                if status.as_str() >= "400" && problem != "#/components/schemas/Problem" {
+                    gaps.push(format!("{method} {path}: {status} without a problem body"));
+                }
+            }
+        }
+    }
+    assert!(gaps.is_empty(), "{gaps:#?}");
     let r = app.get(BASE, "/api/docs/", None).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
