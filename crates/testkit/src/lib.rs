@@ -1,7 +1,10 @@
 //! Test support: every test gets its own fresh database on the throwaway PostgreSQL server that
-//! `just test` starts, and its own Redis key prefix. Nothing is shared between tests.
+//! `just test` starts, and its own Redis key prefix. Nothing is shared between tests. The email
+//! tests deliver to an in-process SMTP server ([`smtp::SmtpSink`]).
 
 #![allow(clippy::expect_used, clippy::panic)]
+
+pub mod smtp;
 
 use tokio_postgres::NoTls;
 use uuid::Uuid;

@@ -1,73 +1,20 @@
 //! Email end to end: the API writes the outbox in the change's transaction and queues a job after
-//! commit; the real worker (in-process) delivers it over SMTP to a real SMTP server (Python's
-//! aiosmtpd, started here); the links work. Also: retry while SMTP is down, nothing queued by a
-//! rolled-back request, and `.eml` files in development.
+//! commit; the real worker (in-process) delivers it over SMTP, with lettre, to an SMTP server in
+//! this process (`tenantry_testkit::smtp::SmtpSink`); the links work. Also: retry while SMTP
+//! refuses mail, nothing queued by a rolled-back request, and `.eml` files in development.
 
 use crate::helpers::*;
 use reqwest::{Method, Response};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use tenantry_testkit::smtp::SmtpSink;
 
-/// A real SMTP server (aiosmtpd) storing what it receives in a Maildir.
-struct SmtpServer {
-    child: Child,
+/// Every message the server received, decoded enough to read links.
+fn messages(smtp: &SmtpSink) -> Vec<String> {
+    smtp.messages().iter().map(|m| decode(&m.text())).collect()
 }
 
-impl SmtpServer {
-    fn start(port: u16, maildir: &Path) -> Self {
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start aiosmtpd (`python3 -m pip install aiosmtpd`; .ci/run installs it)");
-        let server = Self { child };
-        for _ in 0..250 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("aiosmtpd did not listen on {port} within 5 s");
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Every message in the Maildir, decoded enough to read links (quoted-printable soft breaks).
-fn messages(maildir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let raw = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            out.push(decode(&raw));
-        }
-    }
-    out
-}
-
+/// Undoes quoted-printable soft breaks and `=3D`, enough to read a link.
 fn decode(raw: &str) -> String {
     raw.replace("=\r\n", "")
         .replace("=\n", "")
@@ -83,17 +30,18 @@ fn token_in(message: &str) -> String {
         .collect()
 }
 
-async fn wait_for_message(maildir: &Path, what: &str, matches: impl Fn(&str) -> bool) -> String {
-    for _ in 0..1000 {
-        if let Some(m) = messages(maildir).into_iter().find(|m| matches(m)) {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// The first email (decoded) that `matches`, waiting for it up to [`DELIVERY`].
+async fn wait_for_message(smtp: &SmtpSink, what: &str, matches: impl Fn(&str) -> bool) -> String {
+    let found = smtp
+        .wait_for(DELIVERY, |m| matches(&decode(&m.text())))
+        .await;
+    match found {
+        Some(m) => decode(&m.text()),
+        None => panic!(
+            "{what}: no such email within {DELIVERY:?}; got {:?}",
+            messages(smtp)
+        ),
     }
-    panic!(
-        "{what}: no such email within 20 s; got {:?}",
-        messages(maildir)
-    );
 }
 
 /// The worker, in-process, with its own shutdown.
@@ -146,12 +94,6 @@ fn prefix() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn maildir() -> (tempfile_dir::TempDir, PathBuf) {
-    let dir = tempfile_dir::TempDir::new();
-    let path = dir.path().join("maildir");
-    (dir, path)
-}
-
 /// A throwaway directory removed on drop (no extra crate needed).
 mod tempfile_dir {
     use std::path::{Path, PathBuf};
@@ -178,13 +120,11 @@ mod tempfile_dir {
     }
 }
 
-/// A running SMTP server with its Maildir, the app, and a worker delivering to that server.
-async fn with_smtp() -> (tempfile_dir::TempDir, PathBuf, SmtpServer, TestApp, Worker) {
-    let (dir, maildir) = maildir();
-    let port = free_port();
-    let smtp = SmtpServer::start(port, &maildir);
-    let (app, worker) = app_and_worker(smtp_at(port)).await;
-    (dir, maildir, smtp, app, worker)
+/// A running SMTP server, the app, and a worker delivering to that server.
+async fn with_smtp() -> (SmtpSink, TestApp, Worker) {
+    let smtp = SmtpSink::start();
+    let (app, worker) = app_and_worker(smtp_at(&smtp)).await;
+    (smtp, app, worker)
 }
 
 /// The app and an in-process worker with a queue prefix of their own, delivering through
@@ -196,9 +136,9 @@ async fn app_and_worker(transport: (&str, String)) -> (TestApp, Worker) {
     (app, worker)
 }
 
-/// The worker setting for SMTP on this port of localhost.
-fn smtp_at(port: u16) -> (&'static str, String) {
-    ("SMTP_URL", format!("smtp://127.0.0.1:{port}"))
+/// The worker setting for delivering to `smtp`.
+fn smtp_at(smtp: &SmtpSink) -> (&'static str, String) {
+    ("SMTP_URL", smtp.url())
 }
 
 /// How long delivery may take (it involves queue polling and sweeps).
@@ -241,10 +181,10 @@ async fn add_viewer(
 
 #[tokio::test]
 async fn signup_verification_and_invitation_emails_arrive_and_their_links_work() {
-    let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
+    let (smtp, app, worker) = with_smtp().await;
 
     let t = app.tenant("acme").await;
-    let message = wait_for_message(&maildir, "verification", |m| {
+    let message = wait_for_message(&smtp, "verification", |m| {
         m.contains("To: owner@acme.test") && m.contains("Confirm your email")
     })
     .await;
@@ -289,7 +229,7 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
         .invite(&t.host, &t.token, "bob@elsewhere.test", "member")
         .await;
     assert_eq!(r.status(), 201);
-    let message = wait_for_message(&maildir, "invitation", |m| {
+    let message = wait_for_message(&smtp, "invitation", |m| {
         m.contains("To: bob@elsewhere.test")
     })
     .await;
@@ -311,8 +251,7 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
     // A member added by an admin with a new account gets a verification link to the tenant host.
     let r = add_viewer(&app, &t, "cy@acme.test", "Cy", "cy-password-12").await;
     assert_eq!(r.status(), 201);
-    let message =
-        wait_for_message(&maildir, "added member", |m| m.contains("To: cy@acme.test")).await;
+    let message = wait_for_message(&smtp, "added member", |m| m.contains("To: cy@acme.test")).await;
     assert!(message.contains(&format!("://{}/verify-email?token=ve_", t.host)));
     // Verified on the tenant's host: recorded in that tenant's trail (the base-host verification
     // of the owner above has no tenant trail).
@@ -348,7 +287,7 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
 
 #[tokio::test]
 async fn password_reset_end_to_end_ends_every_session() {
-    let (_dir, maildir, _smtp, app, worker) = with_smtp().await;
+    let (smtp, app, worker) = with_smtp().await;
     let t = app.tenant("acme").await;
     let (_, refresh) = app.owner_session(&t).await;
 
@@ -357,7 +296,7 @@ async fn password_reset_end_to_end_ends_every_session() {
     let known = expect_json(reset(&app, &t.host, "OWNER@acme.test").await, 202).await;
     assert_eq!(unknown, known);
     problem(reset(&app, BASE, "not an email").await, 422).await;
-    let message = wait_for_message(&maildir, "reset", |m| m.contains("Reset your password")).await;
+    let message = wait_for_message(&smtp, "reset", |m| m.contains("Reset your password")).await;
     assert!(message.contains(&format!("://{}/reset-password?token=pr_", t.host)));
     let first = token_in(&message);
     assert_eq!(
@@ -369,7 +308,7 @@ async fn password_reset_end_to_end_ends_every_session() {
 
     // A newer request spends the older token.
     assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
-    let second = wait_for_message(&maildir, "second reset", |m| {
+    let second = wait_for_message(&smtp, "second reset", |m| {
         m.contains("Reset your password") && token_in(m) != first
     })
     .await;
@@ -405,7 +344,7 @@ async fn password_reset_end_to_end_ends_every_session() {
 
     // An expired token is refused.
     assert_eq!(reset(&app, BASE, "owner@acme.test").await.status(), 202);
-    let third = wait_for_message(&maildir, "third reset", |m| {
+    let third = wait_for_message(&smtp, "third reset", |m| {
         m.contains("Reset your password") && token_in(m) != first && token_in(m) != second
     })
     .await;
@@ -418,10 +357,11 @@ async fn password_reset_end_to_end_ends_every_session() {
 
 #[tokio::test]
 async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
-    let (_dir, maildir) = maildir();
-    let port = free_port();
-    // SMTP is down: nothing listens on the port yet.
-    let (app, worker) = app_and_worker(smtp_at(port)).await;
+    // SMTP is down: the server greets every connection with 421 (service not available) and
+    // closes it, as a server going down does.
+    let smtp = SmtpSink::start();
+    smtp.set_refusing(true);
+    let (app, worker) = app_and_worker(smtp_at(&smtp)).await;
     app.tenant("acme").await;
     eventually_within("a failed attempt is recorded", DELIVERY, || async {
         app.sql_one::<i32>("select attempts from public.outbox")
@@ -434,11 +374,15 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
         .await;
     assert!(!dispatched, "not delivered while SMTP is down");
     let error: Option<String> = app.sql_one("select last_error from public.outbox").await;
-    assert!(error.is_some());
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("421")),
+        "the server's refusal is recorded: {error:?}"
+    );
+    assert!(smtp.messages().is_empty());
 
     // SMTP comes back: the sweep re-queues the row and it is delivered, once.
-    let _smtp = SmtpServer::start(port, &maildir);
-    wait_for_message(&maildir, "after recovery", |m| {
+    smtp.set_refusing(false);
+    wait_for_message(&smtp, "after recovery", |m| {
         m.contains("To: owner@acme.test")
     })
     .await;
@@ -449,7 +393,7 @@ async fn emails_wait_while_smtp_is_down_and_go_out_once_when_it_is_back() {
     .await;
     // Two more sweeps: still exactly one copy.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(messages(&maildir).len(), 1, "{:?}", messages(&maildir));
+    assert_eq!(messages(&smtp).len(), 1, "{:?}", messages(&smtp));
     worker.stop().await;
 }
 
