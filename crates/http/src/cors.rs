@@ -174,11 +174,11 @@ impl WebOrigin {
         let (host, port) = match rest.rsplit_once(':') {
             None => (rest, None),
             Some((host, port)) => {
+                // Digits only, as a browser writes them: no sign, no leading zero, not 0.
                 let number = port
                     .parse::<u16>()
                     .ok()
-                    .filter(|n| *n > 0 && port.bytes().all(|b| b.is_ascii_digit()))
-                    .filter(|_| !port.starts_with('0'))
+                    .filter(|_| port.bytes().all(|b| b.is_ascii_digit()) && !port.starts_with('0'))
                     .ok_or("has an invalid port")?;
                 (host, Some(number))
             }
