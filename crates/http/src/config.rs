@@ -180,8 +180,8 @@ impl Settings {
             Some(other) => Err(err(var, format!("must be http or https, got {other:?}"))),
         };
         let public_scheme = scheme("PUBLIC_SCHEME", Scheme::default_for(&base_domain))?;
-        // Emailed links open this server's hosts, so they use its scheme unless told otherwise
-        // (e.g. `just dev` behind nothing but a port, or a front-end on another scheme).
+        // Emailed links open this server's hosts, so they use its scheme unless `LINK_SCHEME`
+        // says otherwise (the pages they open are served some other way).
         let link_scheme = scheme("LINK_SCHEME", public_scheme)?;
         let flag = |var: &'static str| match get(var).as_deref().map(str::trim) {
             None | Some("" | "false" | "0") => Ok(false),
