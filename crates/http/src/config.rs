@@ -2,9 +2,11 @@
 //! variable stops start-up with a message naming it; secrets never print.
 
 use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
 use std::time::Duration;
 use tenantry_public::DomainName;
 
+use crate::cors::CorsPolicy;
 use crate::throttle::ThrottleSettings;
 
 /// The front-end pages that emailed links open; each posts the link's token back to the API.
@@ -22,6 +24,39 @@ pub mod links {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// A URL scheme this server is reached with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// `http` for a base domain that only exists in development (`localhost`, `*.localhost`,
+    /// `*.test`: reserved names no certificate authority signs for), `https` for any other.
+    pub fn default_for(base_domain: &DomainName) -> Self {
+        let name = base_domain.as_str();
+        if name == "localhost" || name.ends_with(".localhost") || name.ends_with(".test") {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Everything the server needs, read from the environment.
@@ -55,10 +90,18 @@ pub struct Settings {
     /// Sign-ups per hour per client (`SIGNUP_RATE_PER_HOUR`, default 20) and in all
     /// (`SIGNUP_GLOBAL_RATE_PER_HOUR`, default 2000); `None` when the per-client rate is 0.
     pub signup_throttle: Option<ThrottleSettings>,
-    /// Scheme of links in emails (`LINK_SCHEME`; `http` when `BASE_DOMAIN` is localhost, else `https`).
-    pub link_scheme: String,
+    /// The scheme clients reach this server with, in front of any TLS-terminating proxy
+    /// (`PUBLIC_SCHEME`; [`Scheme::default_for`] the base domain). `https` sends
+    /// `Strict-Transport-Security` on every answer.
+    pub public_scheme: Scheme,
+    /// Scheme of links in emails (`LINK_SCHEME`; defaults to `PUBLIC_SCHEME`).
+    pub link_scheme: Scheme,
     /// Port of links in emails (`LINK_PORT`; none by default, i.e. the scheme's default port).
     pub link_port: Option<u16>,
+    /// Browser origins that may call the API (`CORS_ALLOWED_ORIGINS`, comma-separated origins
+    /// and `https://*.example.com` patterns; unset: CORS off) and whether with credentials
+    /// (`CORS_ALLOW_CREDENTIALS`, default off).
+    pub cors: CorsPolicy,
     /// Serves `/api/v1/_bench/*` routes used by `just bench`. Never enable in production.
     pub bench_routes: bool,
 }
@@ -130,14 +173,30 @@ impl Settings {
             0 => None,
             n => Some(n as usize),
         };
-        let link_scheme = match get("LINK_SCHEME").as_deref().map(str::trim) {
-            None | Some("") if base_domain.as_str() == "localhost" => "http".to_owned(),
-            None | Some("") => "https".to_owned(),
-            Some(s @ ("http" | "https")) => s.to_owned(),
-            Some(other) => {
+        let scheme = |var: &'static str, default: Scheme| match get(var).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("http") => Ok(Scheme::Http),
+            Some("https") => Ok(Scheme::Https),
+            Some(other) => Err(err(var, format!("must be http or https, got {other:?}"))),
+        };
+        let public_scheme = scheme("PUBLIC_SCHEME", Scheme::default_for(&base_domain))?;
+        // Emailed links open this server's hosts, so they use its scheme unless `LINK_SCHEME`
+        // says otherwise (the pages they open are served some other way).
+        let link_scheme = scheme("LINK_SCHEME", public_scheme)?;
+        let flag = |var: &'static str| match get(var).as_deref().map(str::trim) {
+            None | Some("" | "false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(other) => Err(err(var, format!("must be true or false, got {other:?}"))),
+        };
+        let cors = CorsPolicy::parse(&get("CORS_ALLOWED_ORIGINS").unwrap_or_default())
+            .map_err(|message| err("CORS_ALLOWED_ORIGINS", message))?;
+        let cors = match flag("CORS_ALLOW_CREDENTIALS")? {
+            false => cors,
+            true if cors.is_enabled() => cors.with_credentials(),
+            true => {
                 return Err(err(
-                    "LINK_SCHEME",
-                    format!("must be http or https, got {other:?}"),
+                    "CORS_ALLOW_CREDENTIALS",
+                    "is true but CORS_ALLOWED_ORIGINS lists no origin",
                 ))
             }
         };
@@ -196,8 +255,10 @@ impl Settings {
             login_throttle,
             signup_throttle,
             reset_throttle,
+            public_scheme,
             link_scheme,
             link_port,
+            cors,
             database_url: SecretString::from(required("DATABASE_URL")?),
             redis_url: SecretString::from(required("REDIS_URL")?),
             base_domain,
@@ -273,6 +334,105 @@ mod tests {
         ]))
         .expect_err("bad number");
         assert_eq!(e.var, "DB_POOL_SIZE");
+    }
+
+    /// The required variables and `extra`.
+    fn with(extra: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut pairs = vec![
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("JWT_SECRET", SECRET),
+        ];
+        pairs.extend_from_slice(extra);
+        Settings::from_lookup(lookup(&pairs))
+    }
+
+    #[test]
+    fn public_scheme_defaults_by_base_domain_and_link_scheme_follows() {
+        for (base, expected) in [
+            (None, Scheme::Http),
+            (Some("localhost"), Scheme::Http),
+            (Some("acme.localhost"), Scheme::Http),
+            (Some("example.test"), Scheme::Http),
+            (Some("example.com"), Scheme::Https),
+            (Some("testing.example.com"), Scheme::Https),
+            (Some("localhost.example.com"), Scheme::Https),
+        ] {
+            let s = with(
+                &base
+                    .map(|b| ("BASE_DOMAIN", b))
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+            )
+            .expect("valid");
+            assert_eq!(s.public_scheme, expected, "{base:?}");
+            assert_eq!(s.link_scheme, expected, "{base:?}");
+        }
+        let s =
+            with(&[("BASE_DOMAIN", "example.test"), ("PUBLIC_SCHEME", "https")]).expect("valid");
+        assert_eq!(s.public_scheme, Scheme::Https);
+        assert_eq!(s.link_scheme, Scheme::Https, "links follow PUBLIC_SCHEME");
+        assert_eq!(
+            s.link("acme.example.test", links::VERIFY_EMAIL, "t"),
+            "https://acme.example.test/verify-email?token=t"
+        );
+        let s = with(&[("BASE_DOMAIN", "example.com"), ("LINK_SCHEME", "http")]).expect("valid");
+        assert_eq!(s.public_scheme, Scheme::Https);
+        assert_eq!(s.link_scheme, Scheme::Http, "LINK_SCHEME still wins");
+    }
+
+    #[test]
+    fn invalid_schemes_are_named() {
+        for var in ["PUBLIC_SCHEME", "LINK_SCHEME"] {
+            let e = with(&[(var, "ftp")]).expect_err(var);
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains("\"ftp\""), "{e}");
+        }
+    }
+
+    #[test]
+    fn cors_is_off_unless_origins_are_listed() {
+        let s = with(&[]).expect("valid");
+        assert!(!s.cors.is_enabled());
+        let s = with(&[("CORS_ALLOWED_ORIGINS", "  ")]).expect("valid");
+        assert!(!s.cors.is_enabled());
+        let s = with(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.example.com,https://*.example.com",
+        )])
+        .expect("valid");
+        assert!(s.cors.is_enabled());
+        assert!(!s.cors.allows_credentials());
+        assert!(s.cors.allows("https://acme.example.com"));
+        assert!(!s.cors.allows("https://evilexample.com"));
+    }
+
+    #[test]
+    fn invalid_cors_origins_refuse_start_up_naming_the_variable() {
+        for bad in [
+            "*",
+            "https://app.example.com/",
+            "app.example.com",
+            "https://a.*.example.com",
+            "https://app.example.com,,https://b.example.com",
+        ] {
+            let e = with(&[("CORS_ALLOWED_ORIGINS", bad)]).expect_err(bad);
+            assert_eq!(e.var, "CORS_ALLOWED_ORIGINS", "{bad}");
+            assert!(e.to_string().starts_with("CORS_ALLOWED_ORIGINS: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn cors_credentials_need_origins_and_a_boolean() {
+        let origins = ("CORS_ALLOWED_ORIGINS", "https://app.example.com");
+        let s = with(&[origins, ("CORS_ALLOW_CREDENTIALS", "true")]).expect("valid");
+        assert!(s.cors.allows_credentials());
+        let s = with(&[origins, ("CORS_ALLOW_CREDENTIALS", "false")]).expect("valid");
+        assert!(!s.cors.allows_credentials());
+        let e = with(&[origins, ("CORS_ALLOW_CREDENTIALS", "yes")]).expect_err("not a boolean");
+        assert_eq!(e.var, "CORS_ALLOW_CREDENTIALS");
+        let e = with(&[("CORS_ALLOW_CREDENTIALS", "true")]).expect_err("no origins");
+        assert_eq!(e.var, "CORS_ALLOW_CREDENTIALS");
     }
 
     #[test]

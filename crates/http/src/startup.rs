@@ -22,7 +22,7 @@ use crate::mailq::MailQueue;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
-use crate::{auth, headers, host, routes, telemetry};
+use crate::{auth, cors, headers, host, routes, telemetry};
 
 pub struct Application {
     port: u16,
@@ -172,6 +172,9 @@ fn build_app(
         .app_data(web::PayloadConfig::default().limit(max_body))
         .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+        // Inside the security headers (a preflight answer carries them too) and outside
+        // routing and the Host middleware, so a preflight never resolves a Host or queries.
+        .wrap(from_fn(cors::cors))
         .wrap(from_fn(headers::security_headers))
         .wrap(from_fn(telemetry::request_span))
         .route("/health", web::get().to(routes::ops::health))

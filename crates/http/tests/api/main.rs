@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod audit_log;
+mod cors;
 mod email;
 mod errors;
 mod helpers;
