@@ -16,15 +16,24 @@ db_services := 'if [ -z "${DATABASE_URL:-}" ]; then scripts/services.sh start .d
 default:
     @just --justfile "{{justfile()}}" --list
 
-# Every test in the workspace, against a throwaway PostgreSQL + Redis (extra args go to the test runner).
+# Every test in the workspace, then the API fuzzing (`just fuzz`), each against its own throwaway
+# PostgreSQL + Redis. Extra args go to the test runner, and then only those tests run.
 test *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     if cargo nextest --version >/dev/null 2>&1; then
-      exec scripts/with-services.sh cargo nextest run --workspace --no-fail-fast "$@"
+      runner=(cargo nextest run --workspace --no-fail-fast)
     else
-      exec scripts/with-services.sh cargo test --workspace --no-fail-fast "$@"
+      runner=(cargo test --workspace --no-fail-fast)
     fi
+    scripts/with-services.sh "${runner[@]}" "$@"
+    if [ $# -eq 0 ]; then
+      scripts/with-services.sh scripts/fuzz.sh
+    fi
+
+# Schemathesis against the served OpenAPI document, every check, as a tenant owner (extra args go to `st run`).
+fuzz *ARGS:
+    scripts/with-services.sh scripts/fuzz.sh "$@"
 
 # Local stack: services, migrations, demo tenants acme + globex, then worker (background) and server (foreground; Ctrl-C stops both).
 dev:

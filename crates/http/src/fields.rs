@@ -63,6 +63,8 @@ pub fn text(field: &str, value: &Option<String>, max: usize) -> Field<Option<Str
         Some(v) if v.chars().count() > max => {
             Err(invalid(field, format!("must be at most {max} characters")))
         }
+        // PostgreSQL cannot store NUL in text.
+        Some(v) if v.contains('\0') => Err(invalid(field, "must not contain NUL characters")),
         other => Ok(other.clone()),
     }
 }

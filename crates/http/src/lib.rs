@@ -13,6 +13,7 @@ pub mod mailq;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;
+pub mod schema;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -108,6 +108,10 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
             "The body is larger than the server accepts (MAX_BODY_BYTES)",
         ));
         answers.push(("415", "The body is not application/json"));
+        answers.push((
+            "422",
+            "A field is missing or invalid: `errors` names each one",
+        ));
     }
     if has(ParameterIn::Query) {
         answers.push(("400", "A query parameter has the wrong type"));
@@ -123,7 +127,7 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
         answers.push(("401", "No or bad credentials, or their session has ended"));
     }
     let responses = &mut operation.responses.responses;
-    for status in ["400", "401", "404", "413", "415"] {
+    for status in ["400", "401", "404", "413", "415", "422"] {
         let reasons: Vec<&str> = answers
             .iter()
             .filter(|(s, _)| *s == status)

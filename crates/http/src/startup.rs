@@ -177,8 +177,8 @@ fn build_app(
         .wrap(from_fn(cors::cors))
         .wrap(from_fn(headers::security_headers))
         .wrap(from_fn(telemetry::request_span))
-        .route("/health", web::get().to(routes::ops::health))
-        .route("/ready", web::get().to(routes::ops::ready))
+        .service(routes::resource("/health").get(routes::ops::health))
+        .service(routes::resource("/ready").get(routes::ops::ready))
         .service(
             SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi.json", crate::openapi::document()),
         )

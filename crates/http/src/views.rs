@@ -54,15 +54,20 @@ pub struct AccountFields {
 impl AccountFields {
     /// The account to create: both fields required (422 naming each missing or invalid one),
     /// the password hashed before any transaction opens.
-    pub async fn into_new_account(self) -> Result<NewAccount, ApiError> {
+    async fn into_new_account(self, email: &str) -> Result<NewAccount, ApiError> {
         let missing = "is required to create a new account";
         let (password, full_name) = (
             self.password
                 .ok_or_else(|| fields::invalid("password", missing))
-                .and_then(|p| fields::check("password", Password::parse(&p))),
+                .and_then(|p| fields::check("password", Password::parse_for(&p, email))),
             self.full_name
                 .ok_or_else(|| fields::invalid("full_name", missing))
-                .and_then(|n| fields::check("full_name", display_name(&n, 200))),
+                .and_then(|n| {
+                    fields::check(
+                        "full_name",
+                        display_name(&n, crate::schema::MAX_PERSON_NAME),
+                    )
+                }),
         )
             .collect()?;
         Ok(NewAccount::hash(full_name, &password).await?)
@@ -81,6 +86,6 @@ impl AccountFields {
         if exists {
             return Ok(None);
         }
-        Ok(Some(self.into_new_account().await?))
+        Ok(Some(self.into_new_account(email).await?))
     }
 }

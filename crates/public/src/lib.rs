@@ -2,6 +2,7 @@
 //! public migrations. Nothing here knows about HTTP or about any one tenant's tables.
 
 pub mod account_tokens;
+pub mod common_passwords;
 pub mod companies;
 pub mod db;
 pub mod enums;

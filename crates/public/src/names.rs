@@ -265,7 +265,21 @@ impl Password {
         if n > Self::MAX_CHARS {
             return Err(NameError("must be at most 128 characters"));
         }
+        if crate::common_passwords::is_common(input) {
+            return Err(NameError("is one of the most common passwords"));
+        }
         Ok(Self(input.to_owned()))
+    }
+
+    /// [`Password::parse`], and the password must not contain the local part of the account's
+    /// email (any case; local parts shorter than 3 characters are not checked).
+    pub fn parse_for(input: &str, email: &str) -> Result<Self, NameError> {
+        let password = Self::parse(input)?;
+        let local = email.split('@').next().unwrap_or_default().to_lowercase();
+        if local.chars().count() >= 3 && input.to_lowercase().contains(&local) {
+            return Err(NameError("must not contain the email address's name"));
+        }
+        Ok(password)
     }
 
     pub fn expose(&self) -> &str {
@@ -279,19 +293,19 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A human-readable name (company, project): trimmed, 1 to `max` characters, no control
-/// characters.
+/// A human-readable name (company, project): at most `max` characters and no control
+/// characters as sent, not blank, stored trimmed. (Checked on the input as sent, so the
+/// OpenAPI document can state the same rule as a length and a pattern.)
 pub fn display_name(input: &str, max: usize) -> Result<String, NameError> {
-    let trimmed = input.trim();
-    let n = trimmed.chars().count();
-    if n == 0 {
-        return Err(NameError("must not be blank"));
-    }
-    if n > max {
+    if input.chars().count() > max {
         return Err(NameError("is too long"));
     }
-    if trimmed.chars().any(char::is_control) {
+    if input.chars().any(char::is_control) {
         return Err(NameError("must not contain control characters"));
+    }
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(NameError("must not be blank"));
     }
     Ok(trimmed.to_owned())
 }
@@ -416,7 +430,14 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert!(Password::parse("123456789").is_err());
-        assert!(Password::parse("1234567890").is_ok());
+        assert!(Password::parse("x9k2m4p7q1").is_ok(), "10 characters");
+        assert!(Password::parse("1234567890").is_err(), "common");
+        assert!(Password::parse_for("my-ANN-secret", "ann@example.com").is_err());
+        assert!(Password::parse_for("my-bob-secret", "ann@example.com").is_ok());
+        assert!(
+            Password::parse_for("jo-secret-1", "jo@example.com").is_ok(),
+            "too short to check"
+        );
         assert!(Password::parse(&"é".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
         assert_eq!(

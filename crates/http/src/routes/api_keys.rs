@@ -20,8 +20,9 @@ use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::routes::resource;
+use crate::schema;
 
-const MAX_NAME: usize = 100;
+pub const MAX_NAME: usize = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api-keys").get(list).post(create))
@@ -83,11 +84,14 @@ pub struct ApiKeyList {
 pub struct CreateApiKey {
     /// 1 to 100 characters (trimmed).
     #[schema(example = "CI deploys")]
+    #[schema(schema_with = schema::api_key_name, required = true)]
     pub name: Option<String>,
     /// admin, member or viewer; at most the creator's own role.
     #[schema(example = "member")]
+    #[schema(schema_with = schema::grantable_role, required = true)]
     pub role: Option<String>,
     /// RFC 3339, in the future; absent for a key that does not expire.
+    #[schema(schema_with = schema::instant)]
     pub expires_at: Option<String>,
 }
 

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
+use crate::schema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/audit-log").get(list));
@@ -71,14 +72,19 @@ impl From<Record> for AuditEntryView {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
     /// Only this action (e.g. `api_key.created`); an unknown action is 422.
+    #[param(schema_with = schema::audit_action)]
     pub action: Option<String>,
     /// Only entries by this member (user id).
+    #[param(schema_with = schema::id)]
     pub actor: Option<String>,
     /// Only entries by this API key (key id).
+    #[param(schema_with = schema::id)]
     pub actor_api_key: Option<String>,
     /// Entries at or after this instant (RFC 3339).
+    #[param(schema_with = schema::instant)]
     pub from: Option<String>,
     /// Entries before this instant (RFC 3339).
+    #[param(schema_with = schema::instant)]
     pub to: Option<String>,
 }
 

@@ -20,6 +20,7 @@ use crate::fields::{self, Fields};
 use crate::host::{link_host, Tenant};
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
+use crate::schema;
 use crate::state::AppState;
 use crate::views::{AccountFields, MemberView};
 
@@ -75,27 +76,33 @@ impl From<Invitation> for InvitationView {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct InvitationQuery {
     /// Only invitations in this status: pending, accepted, expired or revoked.
+    #[param(schema_with = schema::invitation_status)]
     pub status: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateInvitation {
     #[schema(example = "ann@acme.test")]
+    #[schema(schema_with = schema::email, required = true)]
     pub email: Option<String>,
     /// admin, member or viewer; at most the caller's own role.
     #[schema(example = "member")]
+    #[schema(schema_with = schema::grantable_role, required = true)]
     pub role: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AcceptInvitation {
     /// The token from the emailed link.
+    #[schema(value_type = String, required = true, nullable = false)]
     pub token: Option<String>,
     /// Required when no account has the invited email; ignored otherwise.
+    #[schema(schema_with = schema::full_name_or_null)]
     pub full_name: Option<String>,
     /// Required (10 to 128 characters) when no account has the invited email. Ignored for an
     /// existing account: the token proves the address, and checking a password here would give
     /// anyone holding a link a second place to guess it.
+    #[schema(schema_with = schema::new_password_or_null)]
     pub password: Option<String>,
 }
 

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::PublicHost;
 use crate::routes::resource;
+use crate::schema;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -47,8 +48,8 @@ pub struct OrganizationList {
 #[utoipa::path(get, path = "/api/v1/me/organizations", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = OrganizationList)))]
 pub async fn organizations(
-    _: PublicHost,
     caller: Caller,
+    _: PublicHost,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let client = state.db.public().await?;
@@ -107,6 +108,7 @@ pub async fn get(caller: Caller, state: web::Data<AppState>) -> Result<HttpRespo
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateMe {
+    #[schema(schema_with = schema::full_name, required = true)]
     pub full_name: Option<String>,
 }
 
@@ -121,7 +123,7 @@ pub async fn update(
     body: web::Json<UpdateMe>,
 ) -> Result<HttpResponse, ApiError> {
     let (full_name,) = (fields::parse("full_name", &body.full_name, |n| {
-        display_name(n, 200)
+        display_name(n, schema::MAX_PERSON_NAME)
     }),)
         .collect()?;
     let client = state.db.public().await?;
@@ -133,8 +135,10 @@ pub async fn update(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePassword {
+    #[schema(value_type = String, required = true, nullable = false)]
     pub current_password: Option<String>,
     /// 10 to 128 characters.
+    #[schema(schema_with = schema::new_password, required = true)]
     pub new_password: Option<String>,
 }
 

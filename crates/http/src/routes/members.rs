@@ -18,6 +18,7 @@ use crate::fields::{self, Fields};
 use crate::host::link_host;
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
+use crate::schema;
 use crate::views::{AccountFields, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -39,22 +40,28 @@ pub struct Api;
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct MemberQuery {
     /// Only members with this role: owner, admin, member or viewer.
+    #[param(schema_with = schema::role)]
     pub role: Option<String>,
     /// Case-insensitive part of the email or full name.
+    #[param(schema_with = schema::search)]
     pub search: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddMember {
     #[schema(example = "ann@acme.test")]
+    #[schema(schema_with = schema::email, required = true)]
     pub email: Option<String>,
     /// admin, member or viewer; at most the caller's own role.
     #[schema(example = "member")]
+    #[schema(schema_with = schema::grantable_role, required = true)]
     pub role: Option<String>,
     /// Required when no account has this email (the account is created); ignored otherwise.
+    #[schema(schema_with = schema::full_name_or_null)]
     pub full_name: Option<String>,
     /// Required (10 to 128 characters) when no account has this email; ignored otherwise, so
     /// an existing account's password is never changed or revealed.
+    #[schema(schema_with = schema::new_password_or_null)]
     pub password: Option<String>,
 }
 
@@ -62,6 +69,7 @@ pub struct AddMember {
 pub struct ChangeRole {
     /// admin, member or viewer; at most the caller's own role.
     #[schema(example = "admin")]
+    #[schema(schema_with = schema::grantable_role, required = true)]
     pub role: Option<String>,
 }
 
@@ -77,17 +85,16 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::MembersRead)?;
     let role = fields::query("role", &query.role, Role::parse)?;
-    let search = query
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
-        return Err(ApiError::BadRequest(
-            "search must be at most 200 characters".into(),
-        ));
-    }
+    let search = fields::query("search", &query.search, |s| {
+        if s.chars().count() > 200 {
+            Err("must be at most 200 characters")
+        } else if s.contains('\0') {
+            Err("must not contain NUL characters")
+        } else {
+            Ok(s.trim().to_owned())
+        }
+    })?
+    .filter(|s| !s.is_empty());
     let page = paging.request::<MembershipId>(
         ListQuery::new("joined_at")
             .filter("role", role)

@@ -12,6 +12,7 @@ use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::routes::resource;
+use crate::schema;
 use crate::views::MemberView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,8 +26,10 @@ pub struct Api;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TransferOwnership {
     /// The member who becomes the owner: active, with a verified email.
+    #[schema(schema_with = schema::required_id, required = true)]
     pub user_id: Option<String>,
     /// The current owner's password, to confirm.
+    #[schema(value_type = String, required = true, nullable = false)]
     pub password: Option<String>,
 }
 

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::fields::{self, Field, Fields};
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
+use crate::schema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/projects").get(list).post(create))
@@ -68,13 +69,18 @@ impl From<Project> for ProjectView {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateProject {
     #[schema(example = "Website relaunch")]
+    #[schema(schema_with = schema::project_name, required = true)]
     pub name: Option<String>,
+    #[schema(schema_with = schema::project_description)]
     pub description: Option<String>,
     /// planned (default), active, completed or archived.
+    #[schema(schema_with = schema::project_status)]
     pub status: Option<String>,
     /// YYYY-MM-DD
+    #[schema(schema_with = schema::date)]
     pub start_date: Option<String>,
     /// YYYY-MM-DD, not before start_date
+    #[schema(schema_with = schema::date)]
     pub end_date: Option<String>,
 }
 
@@ -105,14 +111,17 @@ impl TryFrom<CreateProject> for NewProject {
 /// Absent fields stay as they are; `null` clears a date.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateProject {
+    #[schema(schema_with = schema::project_name_or_null)]
     pub name: Option<String>,
+    #[schema(schema_with = schema::project_description)]
     pub description: Option<String>,
+    #[schema(schema_with = schema::project_status)]
     pub status: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = schema::date)]
     pub start_date: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = schema::date)]
     pub end_date: Option<Option<String>>,
 }
 

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::PublicHost;
 use crate::routes::resource;
+use crate::schema;
 use crate::state::AppState;
 use crate::throttle::Verdict;
 
@@ -34,18 +35,24 @@ pub struct Api;
 pub struct RegisterRequest {
     /// The company's display name.
     #[schema(example = "Acme Inc")]
+    #[schema(schema_with = schema::company_name, required = true)]
     pub name: Option<String>,
     /// The subdomain label: `^[a-z][a-z0-9-]{1,38}[a-z0-9]$`, no `--`, not reserved.
     #[schema(example = "acme")]
+    #[schema(schema_with = schema::slug, required = true)]
     pub slug: Option<String>,
     #[schema(example = "owner@acme.test")]
+    #[schema(schema_with = schema::email_or_null)]
     pub owner_email: Option<String>,
     /// 10 to 128 characters. Required for a new owner account; never checked against an
     /// existing account's (sign in and send its account token instead).
+    #[schema(schema_with = schema::new_password_or_null)]
     pub owner_password: Option<String>,
+    #[schema(schema_with = schema::optional_full_name)]
     pub owner_full_name: Option<String>,
     /// free, starter, professional or enterprise (default free).
     #[schema(example = "free")]
+    #[schema(schema_with = schema::plan)]
     pub plan: Option<String>,
 }
 
@@ -58,11 +65,18 @@ impl RegisterRequest {
         let new_owner = || {
             (
                 fields::parse("owner_email", &b.owner_email, Email::parse),
-                fields::parse("owner_password", &b.owner_password, Password::parse),
-                // Optional, and a blank one is no name.
-                match b.owner_full_name.as_deref().map(str::trim) {
-                    None | Some("") => Ok(String::new()),
-                    Some(n) => fields::check("owner_full_name", display_name(n, 200)),
+                fields::parse("owner_password", &b.owner_password, |p| {
+                    Password::parse_for(p, b.owner_email.as_deref().unwrap_or_default())
+                }),
+                // Optional, and a blank one is no name (control characters are still refused).
+                match b.owner_full_name.as_deref() {
+                    None => Ok(String::new()),
+                    Some(n) if n.trim().is_empty() && !n.contains(char::is_control) => {
+                        Ok(String::new())
+                    }
+                    Some(n) => {
+                        fields::check("owner_full_name", display_name(n, schema::MAX_PERSON_NAME))
+                    }
                 },
             )
                 .collect_fields()
@@ -73,7 +87,7 @@ impl RegisterRequest {
                 })
         };
         let (name, slug, plan, owner) = (
-            fields::name("name", &b.name, 200),
+            fields::name("name", &b.name, schema::MAX_PERSON_NAME),
             fields::parse("slug", &b.slug, Slug::parse),
             fields::parse_opt("plan", &b.plan, PlanCode::parse),
             match owner {

@@ -35,6 +35,7 @@ pub struct Api;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    #[schema(value_type = String, required = true, nullable = false)]
     pub refresh_token: Option<String>,
 }
 
@@ -85,6 +86,7 @@ pub async fn refresh(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyRequest {
+    #[schema(value_type = String, required = true, nullable = false)]
     pub token: Option<String>,
 }
 
@@ -150,7 +152,7 @@ pub async fn verify(
     }))
 }
 
-/// Ends the session a refresh token belongs to. Always 204, whether or not the token was known.
+/// Ends the session a refresh token belongs to. 204 whether or not the token was known.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     responses((status = 204, description = "The session is over")))]
 pub async fn logout(
@@ -159,13 +161,12 @@ pub async fn logout(
     body: web::Json<RefreshRequest>,
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = &body.refresh_token {
-        let tenant = match &host {
-            HostKind::Tenant(tenant) => Some(tenant),
-            HostKind::Public => None,
-        };
-        accounts::logout(&state.db, tenant, token, &origin.0).await?;
-    }
+    let (token,) = (fields::required("refresh_token", &body.refresh_token),).collect()?;
+    let tenant = match &host {
+        HostKind::Tenant(tenant) => Some(tenant),
+        HostKind::Public => None,
+    };
+    accounts::logout(&state.db, tenant, token, &origin.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -245,6 +246,7 @@ pub async fn delete(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SwitchRequest {
     #[schema(example = "acme")]
+    #[schema(value_type = String, required = true, nullable = false)]
     pub slug: Option<String>,
 }
 
@@ -254,8 +256,8 @@ pub struct SwitchRequest {
     responses((status = 200, body = TokenResponse),
               (status = 403, description = "Not an active member of that organization")))]
 pub async fn switch(
-    _: PublicHost,
     caller: Caller,
+    _: PublicHost,
     state: web::Data<AppState>,
     body: web::Json<SwitchRequest>,
     origin: RequestOrigin,

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::fields::{self, Field, Fields};
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
+use crate::schema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/tasks").get(list).post(create))
@@ -90,28 +91,39 @@ impl From<Task> for TaskView {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct TaskQuery {
     /// Only tasks of this project (id).
+    #[param(schema_with = schema::id)]
     pub project: Option<String>,
     /// Only tasks in this status: todo, in_progress, in_review, done or cancelled.
+    #[param(schema_with = schema::task_status)]
     pub status: Option<String>,
     /// Only tasks assigned to this member (user id), to `me`, or to nobody (`none`).
+    #[param(schema_with = schema::assignee_filter)]
     pub assignee: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTask {
+    #[schema(schema_with = schema::required_id, required = true)]
     pub project_id: Option<String>,
     #[schema(example = "Write the launch post")]
+    #[schema(schema_with = schema::task_title, required = true)]
     pub title: Option<String>,
+    #[schema(schema_with = schema::task_description)]
     pub description: Option<String>,
     /// todo (default), in_progress, in_review, done or cancelled.
+    #[schema(schema_with = schema::task_status)]
     pub status: Option<String>,
     /// low, medium (default), high or urgent.
+    #[schema(schema_with = schema::task_priority)]
     pub priority: Option<String>,
     /// An active member of this organization.
+    #[schema(schema_with = schema::id)]
     pub assignee_id: Option<String>,
     /// RFC 3339.
+    #[schema(schema_with = schema::instant)]
     pub due_at: Option<String>,
     /// At most 20 labels of 1 to 50 characters.
+    #[schema(schema_with = schema::tags)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -159,16 +171,21 @@ impl TryFrom<CreateTask> for NewTask {
 /// Absent fields stay as they are; `null` clears `assignee_id` or `due_at`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateTask {
+    #[schema(schema_with = schema::task_title_or_null)]
     pub title: Option<String>,
+    #[schema(schema_with = schema::task_description)]
     pub description: Option<String>,
+    #[schema(schema_with = schema::task_status)]
     pub status: Option<String>,
+    #[schema(schema_with = schema::task_priority)]
     pub priority: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = schema::id)]
     pub assignee_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
+    #[schema(schema_with = schema::tags)]
     pub tags: Option<Vec<String>>,
 }
 

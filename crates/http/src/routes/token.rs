@@ -31,7 +31,9 @@ pub struct Api;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
     #[schema(example = "owner@acme.test")]
+    #[schema(value_type = String, required = true, nullable = false)]
     pub email: Option<String>,
+    #[schema(value_type = String, required = true, nullable = false)]
     pub password: Option<String>,
 }
 

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::{link_host, HostKind};
 use crate::routes::resource;
+use crate::schema;
 use crate::state::AppState;
 use crate::throttle::Verdict;
 
@@ -36,6 +37,7 @@ const RESET_ACCEPTED: &str =
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenBody {
     /// The token from the emailed link.
+    #[schema(value_type = String, required = true, nullable = false)]
     pub token: Option<String>,
 }
 
@@ -48,6 +50,7 @@ pub struct Verified {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetRequest {
     #[schema(example = "ann@acme.test")]
+    #[schema(schema_with = schema::email, required = true)]
     pub email: Option<String>,
 }
 
@@ -59,8 +62,10 @@ pub struct ResetAccepted {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetConfirm {
     /// The token from the emailed link.
+    #[schema(value_type = String, required = true, nullable = false)]
     pub token: Option<String>,
     /// 10 to 128 characters.
+    #[schema(schema_with = schema::new_password, required = true)]
     pub new_password: Option<String>,
 }
 

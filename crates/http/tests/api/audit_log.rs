@@ -18,7 +18,7 @@ fn actions(page: &Value) -> Vec<String> {
 async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
     let slug = &t.slug;
     // A failed and a successful login.
-    let r = app.login(&t.host, &t.owner_email, "not-the-password").await;
+    let r = app.login(&t.host, &t.owner_email, "pw-4f650865b537").await;
     problem(r, 401).await;
     app.token(&t.host, &t.owner_email, &format!("password-of-{slug}"))
         .await;
@@ -28,7 +28,7 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
             &t.host,
             "/api/v1/users",
             &json!({"email": format!("ann@{slug}.test"), "full_name": "Ann", "role": "member",
-                    "password": "ann-password-1"}),
+                    "password": "pw-09473f1cda2f"}),
             Some(&t.token),
         )
         .await;
@@ -38,7 +38,7 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
     assert_eq!(r.status(), 200);
     // The admin invites someone, creates and revokes a key, changes her password.
     let ann_token = app
-        .token(&t.host, &format!("ann@{slug}.test"), "ann-password-1")
+        .token(&t.host, &format!("ann@{slug}.test"), "pw-09473f1cda2f")
         .await;
     let bob = format!("bob@{slug}.test");
     let r = app.invite(&t.host, &ann_token, &bob, "viewer").await;
@@ -46,7 +46,8 @@ async fn busy_day(app: &TestApp, t: &TestTenant) -> String {
     let key = app.create_key(&t.host, &ann_token, "viewer").await;
     let path = format!("/api/v1/api-keys/{}", key["id"].as_str().unwrap());
     assert_eq!(app.delete(&t.host, &path, &ann_token).await.status(), 204);
-    let password = json!({"current_password": "ann-password-1", "new_password": "ann-password-2"});
+    let password =
+        json!({"current_password": "pw-09473f1cda2f", "new_password": "pw-0394ac5e1d3d"});
     let r = app
         .call(
             Method::POST,

@@ -242,14 +242,14 @@ async fn signup_verification_and_invitation_emails_arrive_and_their_links_work()
         .post_json(
             &t.host,
             "/api/v1/invitations/accept",
-            &json!({"token": token_in(&message), "full_name": "Bob", "password": "bob-password-1"}),
+            &json!({"token": token_in(&message), "full_name": "Bob", "password": "pw-b18ed7263eda"}),
             None,
         )
         .await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 
     // A member added by an admin with a new account gets a verification link to the tenant host.
-    let r = add_viewer(&app, &t, "cy@acme.test", "Cy", "cy-password-12").await;
+    let r = add_viewer(&app, &t, "cy@acme.test", "Cy", "pw-7bd35249fe93").await;
     assert_eq!(r.status(), 201);
     let message = wait_for_message(&smtp, "added member", |m| m.contains("To: cy@acme.test")).await;
     assert!(message.contains(&format!("://{}/verify-email?token=ve_", t.host)));
@@ -313,12 +313,12 @@ async fn password_reset_end_to_end_ends_every_session() {
     })
     .await;
     let second = token_in(&second);
-    problem(confirm(&app, BASE, &first, "new-password-123").await, 410).await;
+    problem(confirm(&app, BASE, &first, "pw-501f6f93ea32").await, 410).await;
     // A weak password is refused and the token stays usable.
     let r = confirm(&app, BASE, &second, "short").await;
     expect_field_errors(r, 422, &["new_password"]).await;
     // Confirmed on the tenant's host: the reset is in that tenant's trail, in the same transaction.
-    let r = confirm(&app, &t.host, &second, "new-password-123").await;
+    let r = confirm(&app, &t.host, &second, "pw-501f6f93ea32").await;
     assert_eq!(r.status(), 204);
     let audited: i64 = app
         .sql_one_with(
@@ -329,7 +329,7 @@ async fn password_reset_end_to_end_ends_every_session() {
         .await;
     assert_eq!(audited, 1);
     for (token, status) in [(second.as_str(), 410), ("pr_unknown", 404)] {
-        problem(confirm(&app, BASE, token, "new-password-456").await, status).await;
+        problem(confirm(&app, BASE, token, "pw-43e377289a15").await, status).await;
     }
 
     // The old password is gone, the new one works, and every earlier session ended.
@@ -337,7 +337,7 @@ async fn password_reset_end_to_end_ends_every_session() {
         &t.host,
         &t.owner_email,
         "password-of-acme",
-        "new-password-123",
+        "pw-501f6f93ea32",
     )
     .await;
     problem(app.refresh(&t.host, &refresh).await, 401).await;
@@ -350,7 +350,7 @@ async fn password_reset_end_to_end_ends_every_session() {
     .await;
     app.sql("update public.account_tokens set expires_at = now() - interval '1 second'")
         .await;
-    let r = confirm(&app, BASE, &token_in(&third), "new-password-789").await;
+    let r = confirm(&app, BASE, &token_in(&third), "pw-1ce0fe5479e2").await;
     problem(r, 410).await;
     worker.stop().await;
 }
@@ -407,7 +407,7 @@ async fn a_rolled_back_request_queues_no_email() {
     }
     let before = app.count("select count(*) from public.outbox").await;
     assert_eq!(before, 1, "the owner's verification email");
-    let r = add_viewer(&app, &t, "late@acme.test", "Late", "late-password-1").await;
+    let r = add_viewer(&app, &t, "late@acme.test", "Late", "pw-0f9f7d314bc2").await;
     problem(r, 403).await;
     assert_eq!(
         app.count("select count(*) from public.outbox").await,

@@ -16,7 +16,7 @@ use tokio_postgres::Row;
 pub const BASE: &str = "example.test";
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 /// The password of every account `TestApp::member` adds.
-pub const MEMBER_PASSWORD: &str = "member-password-123";
+pub const MEMBER_PASSWORD: &str = "pw-0d94f5273665";
 /// The User-Agent `TestApp::login_pair` sends (the session list shows it).
 pub const USER_AGENT: &str = "tenantry-tests/1.0";
 

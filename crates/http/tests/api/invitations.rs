@@ -103,7 +103,7 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
     let r = accept(
         &app,
         &t.host,
-        json!({"token": token, "full_name": "Nina New", "password": "nina-password-1"}),
+        json!({"token": token, "full_name": "Nina New", "password": "pw-115e048b4ac0"}),
     )
     .await;
     let b = expect_json(r, 200).await;
@@ -117,11 +117,11 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
         )
         .await;
     assert!(verified, "the token proved the address");
-    let token_nina = app.token(&t.host, "nina@new.test", "nina-password-1").await;
+    let token_nina = app.token(&t.host, "nina@new.test", "pw-115e048b4ac0").await;
     assert_eq!(app.role_of(&token_nina), "member");
 
     // Single use.
-    let again = json!({"token": token, "full_name": "Again", "password": "again-password"});
+    let again = json!({"token": token, "full_name": "Again", "password": "pw-second-try"});
     expect_problem(accept(&app, &t.host, again).await, 410, "accepted").await;
     assert_eq!(
         statuses(&app, &t.host, &t.token, "").await,
@@ -165,7 +165,7 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
 async fn expired_revoked_unknown_and_foreign_tokens_fail() {
     let (app, t) = spawn_tenant("acme").await;
     let g = app.tenant("globex").await;
-    let new = |token: &str| json!({"token": token, "full_name": "Someone", "password": "someone-password"});
+    let new = |token: &str| json!({"token": token, "full_name": "Someone", "password": "pw-6afc305aaa05"});
 
     // Expired (moved into the past by SQL).
     let (expired_id, expired) = invited(&app, &t.host, &t.token, "old@x.test", "viewer").await;
@@ -309,7 +309,7 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
 
     // Someone who became a member since being invited: 409, and the invitation stays pending.
     let (_, token) = invited(&app, &t.host, &admin, "late@x.test", "member").await;
-    let r = app.call(Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "late@x.test", "role": "member", "full_name": "Late", "password": "late-password-1"})), &admin).await;
+    let r = app.call(Method::POST, &t.host, "/api/v1/users", Some(json!({"email": "late@x.test", "role": "member", "full_name": "Late", "password": "pw-0f9f7d314bc2"})), &admin).await;
     assert_eq!(r.status(), 201);
     problem(accept(&app, &t.host, json!({"token": token})).await, 409).await;
 
@@ -317,7 +317,7 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
     app.sql("update public.companies set plan = 'free' where slug = 'acme'")
         .await;
     let (id, token) = invited(&app, &t.host, &admin, "full@x.test", "member").await;
-    let full = json!({"token": token, "full_name": "Full", "password": "full-password-1"});
+    let full = json!({"token": token, "full_name": "Full", "password": "pw-b11e1277f0f0"});
     let r = accept(&app, &t.host, full).await;
     expect_problem(r, 403, "free plan allows at most 5").await;
     let status: String = app
@@ -340,7 +340,7 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
 async fn two_concurrent_accepts_of_one_token_make_one_member() {
     let (app, t) = spawn_tenant("acme").await;
     let (_, token) = invited(&app, &t.host, &t.token, "twice@x.test", "member").await;
-    let body = json!({"token": token, "full_name": "Twice", "password": "twice-password"});
+    let body = json!({"token": token, "full_name": "Twice", "password": "pw-race-of-two"});
     let (a, b) = tokio::join!(
         accept(&app, &t.host, body.clone()),
         accept(&app, &t.host, body)
@@ -387,7 +387,7 @@ async fn invitations_follow_their_inviters_authority() {
         app.audit_count("tenant_acme", "invitation.revoked").await,
         2
     );
-    let body = json!({"token": as_member, "full_name": "M", "password": "m1-password-123"});
+    let body = json!({"token": as_member, "full_name": "M", "password": "pw-a02dd304f073"});
     expect_problem(accept(&app, &t.host, body).await, 410, "revoked").await;
 
     // Promoted again, invites; then deactivated (and removed): pending ones are revoked.
@@ -413,7 +413,7 @@ async fn invitations_follow_their_inviters_authority() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let body = json!({"token": later, "full_name": "M", "password": "m2-password-123"});
+    let body = json!({"token": later, "full_name": "M", "password": "pw-ae99a0a0f244"});
     expect_problem(accept(&app, &t.host, body).await, 410, "revoked").await;
     assert_eq!(
         app.count("select count(*) from public.users where email like '%@new.test'")
@@ -426,7 +426,7 @@ async fn invitations_follow_their_inviters_authority() {
     let boss = app.member(&t, "bo@acme.test", "admin").await;
     let (_, kept) = invited(&app, &t.host, &boss, "k1@new.test", "admin").await;
     let (_, lost) = invited(&app, &t.host, &boss, "l1@new.test", "viewer").await;
-    let body = json!({"token": kept, "full_name": "K", "password": "k1-password-123"});
+    let body = json!({"token": kept, "full_name": "K", "password": "pw-8a74a10af096"});
     let accepted = expect_json(accept(&app, &t.host, body).await, 200).await;
     assert_eq!(accepted["member"]["role"], "admin");
     app.sql_with(
@@ -435,7 +435,7 @@ async fn invitations_follow_their_inviters_authority() {
         &[&"bo@acme.test"],
     )
     .await;
-    let body = json!({"token": lost, "full_name": "L", "password": "l1-password-123"});
+    let body = json!({"token": lost, "full_name": "L", "password": "pw-67fc2ad09da9"});
     expect_problem(accept(&app, &t.host, body).await, 410, "revoked").await;
     assert_eq!(
         app.count("select count(*) from public.users where email = 'l1@new.test'")

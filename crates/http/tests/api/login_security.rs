@@ -413,7 +413,7 @@ async fn a_deactivated_account_cannot_complete_a_reset() {
         .post_json(
             BASE,
             "/api/v1/auth/password-reset/confirm",
-            &json!({"token": token, "new_password": "taken-over-password"}),
+            &json!({"token": token, "new_password": "pw-0196134e0e94"}),
             None,
         )
         .await;
@@ -426,7 +426,7 @@ async fn a_deactivated_account_cannot_complete_a_reset() {
         200
     );
     assert_eq!(
-        app.login(&t.host, &t.owner_email, "taken-over-password")
+        app.login(&t.host, &t.owner_email, "pw-0196134e0e94")
             .await
             .status(),
         401

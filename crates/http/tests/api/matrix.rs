@@ -124,7 +124,7 @@ impl Fixture {
                     .created_id(
                         "/api/v1/users",
                         json!({"email": format!("target-{n}@acme.test"), "full_name": "Target",
-                                "role": "viewer", "password": "target-password-1"}),
+                                "role": "viewer", "password": "pw-f463622bff34"}),
                     )
                     .await;
                 if let Target::InactiveMember = kind {
@@ -350,7 +350,7 @@ async fn every_tenant_route_with_every_role() {
             "/api/v1/users",
             Target::None,
             json!({"email": "added-{n}@acme.test", "full_name": "Added", "role": "viewer",
-                   "password": "added-password-1"}),
+                   "password": "pw-7e3e1cd8debd"}),
             "admin",
         ),
         case(

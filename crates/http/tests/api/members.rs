@@ -133,7 +133,7 @@ async fn role_hierarchy_is_enforced() {
     let ann = app.user_id("ann@acme.test").await;
     let bob = app.user_id("bob@acme.test").await;
     let owner = t.owner_id.clone();
-    let add = |role: &str, email: &str| json!({"email": email, "role": role, "full_name": "New Person", "password": "new-person-password"});
+    let add = |role: &str, email: &str| json!({"email": email, "role": role, "full_name": "New Person", "password": "pw-743c6a2121db"});
     let users = "/api/v1/users".to_owned();
     let bob_path = format!("/api/v1/users/{bob}");
 
@@ -283,7 +283,7 @@ async fn adding_members_new_and_existing_accounts() {
         "nothing half-created"
     );
 
-    let r = add(json!({"email": "New@Acme.test", "role": "member", "full_name": " Nora New ", "password": "nora-password-1"})).await;
+    let r = add(json!({"email": "New@Acme.test", "role": "member", "full_name": " Nora New ", "password": "pw-827cec2e0643"})).await;
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let b = expect_json(r, 201).await;
     assert_eq!(
@@ -299,7 +299,7 @@ async fn adding_members_new_and_existing_accounts() {
         "an admin adding an address proves nothing"
     );
     // The new account logs in with its initial password, with its role.
-    let token = app.token(&t.host, "new@acme.test", "nora-password-1").await;
+    let token = app.token(&t.host, "new@acme.test", "pw-827cec2e0643").await;
     assert_eq!(app.role_of(&token), "member");
     // Twice: 409.
     let r = add(json!({"email": "new@acme.test", "role": "viewer"})).await;
@@ -307,14 +307,12 @@ async fn adding_members_new_and_existing_accounts() {
 
     // An existing account (globex's owner) only gets a membership; a password sent along is
     // ignored, never set.
-    let r = add(
-        json!({"email": g.owner_email, "role": "viewer", "password": "attacker-chosen-password"}),
-    )
-    .await;
+    let r =
+        add(json!({"email": g.owner_email, "role": "viewer", "password": "pw-ca326f77ecd7"})).await;
     let b = expect_json(r, 201).await;
     assert_eq!(b["id"], g.owner_id.as_str());
     assert_eq!(
-        app.login(&t.host, &g.owner_email, "attacker-chosen-password")
+        app.login(&t.host, &g.owner_email, "pw-ca326f77ecd7")
             .await
             .status(),
         401
@@ -462,7 +460,7 @@ async fn the_plan_limit_counts_members_under_concurrency() {
         .await;
     assert_eq!(members, 5);
     // A refused new account is rolled back with its membership.
-    let r = add(json!({"email": "fresh@acme.test", "role": "viewer", "full_name": "Fresh", "password": "fresh-password"})).await;
+    let r = add(json!({"email": "fresh@acme.test", "role": "viewer", "full_name": "Fresh", "password": "pw-rolled-back"})).await;
     expect_problem(r, 403, "upgrade").await;
     assert_eq!(
         app.count("select count(*) from public.users where email = 'fresh@acme.test'")
@@ -475,7 +473,7 @@ async fn the_plan_limit_counts_members_under_concurrency() {
         .member_switch(&t.host, &t.token, &m0, "deactivate")
         .await;
     assert_eq!(r.status(), 200);
-    let late = json!({"email": "late@acme.test", "role": "viewer", "full_name": "Late", "password": "late-password-1"});
+    let late = json!({"email": "late@acme.test", "role": "viewer", "full_name": "Late", "password": "pw-0f9f7d314bc2"});
     problem(add(late.clone()).await, 403).await;
     let r = app
         .delete(&t.host, &format!("/api/v1/users/{m0}"), &t.token)

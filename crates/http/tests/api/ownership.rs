@@ -63,7 +63,7 @@ async fn transfer_ownership_rules_and_effects() {
         // Re-authentication.
         (
             &t.token,
-            body(&bob, "not-my-password"),
+            body(&bob, "pw-68596aa7fdc9"),
             403,
             "password is incorrect",
             no_fields,
