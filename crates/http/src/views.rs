@@ -2,7 +2,7 @@
 //! import each other.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tenantry_public::db::Db;
 use tenantry_public::memberships::Member;
 use tenantry_public::names::display_name;
@@ -43,11 +43,28 @@ impl From<Member> for MemberView {
     }
 }
 
+/// Who is invited or added, with which role.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Invitee {
+    #[schema(example = "ann@acme.test")]
+    #[schema(schema_with = crate::schema::email, required = true)]
+    pub email: Option<String>,
+    /// admin, member or viewer; at most the caller's own role.
+    #[schema(example = "member")]
+    #[schema(schema_with = crate::schema::grantable_role, required = true)]
+    pub role: Option<String>,
+}
+
 /// The fields that create an account alongside a membership (a new member, an accepted
 /// invitation), checked and hashed in one place.
-#[derive(Debug)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct AccountFields {
+    /// Required when no account has the email (a new account is created); ignored otherwise.
+    #[schema(schema_with = crate::schema::full_name_or_null)]
     pub full_name: Option<String>,
+    /// Required when no account has the email: 10 to 128 characters, not a common password,
+    /// not containing the email's name. Ignored otherwise.
+    #[schema(schema_with = crate::schema::new_password_or_null)]
     pub password: Option<String>,
 }
 

@@ -46,7 +46,9 @@ pub struct ApiKeyView {
     #[schema(value_type = Uuid)]
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
+    /// When it was last used (recorded at most once per interval, so approximate); null until used.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Null for a key that does not expire.
     pub expires_at: Option<DateTime<Utc>>,
 }
 

@@ -22,7 +22,7 @@ use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::schema;
 use crate::state::AppState;
-use crate::views::{AccountFields, MemberView};
+use crate::views::{AccountFields, Invitee, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // `/invitations/accept` before `/invitations/{id}`, so it is never taken for an id.
@@ -81,29 +81,15 @@ pub struct InvitationQuery {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateInvitation {
-    #[schema(example = "ann@acme.test")]
-    #[schema(schema_with = schema::email, required = true)]
-    pub email: Option<String>,
-    /// admin, member or viewer; at most the caller's own role.
-    #[schema(example = "member")]
-    #[schema(schema_with = schema::grantable_role, required = true)]
-    pub role: Option<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
 pub struct AcceptInvitation {
     /// The token from the emailed link.
     #[schema(value_type = String, required = true, nullable = false)]
     pub token: Option<String>,
-    /// Required when no account has the invited email; ignored otherwise.
-    #[schema(schema_with = schema::full_name_or_null)]
-    pub full_name: Option<String>,
-    /// Required (10 to 128 characters) when no account has the invited email. Ignored for an
-    /// existing account: the token proves the address, and checking a password here would give
-    /// anyone holding a link a second place to guess it.
-    #[schema(schema_with = schema::new_password_or_null)]
-    pub password: Option<String>,
+    /// For a new account only. An existing account's password is never asked for here: the
+    /// token proves the address, and checking a password would give anyone holding a link a
+    /// second place to guess it.
+    #[serde(flatten)]
+    pub account: AccountFields,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -116,14 +102,14 @@ pub struct AcceptedView {
 /// Invites someone by email: stores the invitation (the token only as its hash) and queues the
 /// email with the accept link, in one transaction. The token is never returned here.
 #[utoipa::path(post, path = "/api/v1/invitations", tag = "invitations",
-    request_body = CreateInvitation, security(("bearer" = [])),
+    request_body = Invitee, security(("bearer" = [])),
     responses((status = 201, body = InvitationView),
               (status = 403, description = "Not admin, or a role above the caller's or owner"),
               (status = 409, description = "Already a member, or an invitation is pending for this email"),
               (status = 422, description = "Invalid values")))]
 pub async fn create(
     cx: TenantRequest,
-    body: web::Json<CreateInvitation>,
+    body: web::Json<Invitee>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::InvitationsManage)?;
@@ -219,11 +205,7 @@ pub async fn accept(
     if invitation.status != InvitationStatus::Pending {
         return Err(MembershipError::InvitationGone(invitation.status).into());
     }
-    let account = AccountFields {
-        full_name: body.full_name,
-        password: body.password,
-    };
-    let new_account = account.for_email(&state.db, &invitation.email).await?;
+    let new_account = body.account.for_email(&state.db, &invitation.email).await?;
     let mut conn = tenant.connect(&state.db).await?;
     let accepted = invitations::accept(
         &mut conn,

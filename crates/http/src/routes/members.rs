@@ -19,7 +19,7 @@ use crate::host::link_host;
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::schema;
-use crate::views::{AccountFields, MemberView};
+use crate::views::{AccountFields, Invitee, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/users").get(list).post(create))
@@ -49,20 +49,12 @@ pub struct MemberQuery {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddMember {
-    #[schema(example = "ann@acme.test")]
-    #[schema(schema_with = schema::email, required = true)]
-    pub email: Option<String>,
-    /// admin, member or viewer; at most the caller's own role.
-    #[schema(example = "member")]
-    #[schema(schema_with = schema::grantable_role, required = true)]
-    pub role: Option<String>,
-    /// Required when no account has this email (the account is created); ignored otherwise.
-    #[schema(schema_with = schema::full_name_or_null)]
-    pub full_name: Option<String>,
-    /// Required (10 to 128 characters) when no account has this email; ignored otherwise, so
-    /// an existing account's password is never changed or revealed.
-    #[schema(schema_with = schema::new_password_or_null)]
-    pub password: Option<String>,
+    /// Who joins, with which role (as in an invitation).
+    #[serde(flatten)]
+    pub member: Invitee,
+    /// For a new account only: an existing account's password is never changed or revealed.
+    #[serde(flatten)]
+    pub account: AccountFields,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -149,16 +141,12 @@ pub async fn create(
     cx.require(Permission::MembersManage)?;
     let body = body.into_inner();
     let (email, role) = (
-        fields::parse("email", &body.email, Email::parse),
-        fields::parse("role", &body.role, Role::parse),
+        fields::parse("email", &body.member.email, Email::parse),
+        fields::parse("role", &body.member.role, Role::parse),
     )
         .collect()?;
     access::may_grant(cx.user.role, role)?;
-    let account = AccountFields {
-        full_name: body.full_name,
-        password: body.password,
-    };
-    let new_account = account.for_email(&cx.state.db, email.as_str()).await?;
+    let new_account = body.account.for_email(&cx.state.db, email.as_str()).await?;
     // The verification link points at the host this request came to (this tenant's).
     let host = link_host(&req)?;
     let settings = &cx.state.settings;

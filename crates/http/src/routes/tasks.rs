@@ -171,17 +171,21 @@ impl TryFrom<CreateTask> for NewTask {
 /// Absent fields stay as they are; `null` clears `assignee_id` or `due_at`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateTask {
+    /// A new title (not blank).
     #[schema(schema_with = schema::task_title_or_null)]
     pub title: Option<String>,
     #[schema(schema_with = schema::task_description)]
     pub description: Option<String>,
+    /// Moving to `done` sets `completed_at`; moving out of it clears it.
     #[schema(schema_with = schema::task_status)]
     pub status: Option<String>,
     #[schema(schema_with = schema::task_priority)]
     pub priority: Option<String>,
+    /// An active member of this organization; `null` unassigns.
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = schema::id)]
     pub assignee_id: Option<Option<String>>,
+    /// RFC 3339; `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
