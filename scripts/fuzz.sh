@@ -69,7 +69,7 @@ export FUZZ_PROJECT_ID
 export SCHEMATHESIS_HOOKS=hooks PYTHONPATH="$PWD/scripts/fuzz${PYTHONPATH:+:$PYTHONPATH}"
 status=0
 st --config-file scripts/fuzz/schemathesis.toml run "$url/api/openapi.json" --url "$url" -H "Host: $FUZZ_HOST" --checks all \
-  --max-examples "${FUZZ_MAX_EXAMPLES:-30}" --seed "${FUZZ_SEED:-20261201}" --workers 2 --no-color \
+  --max-examples "${FUZZ_MAX_EXAMPLES:-30}" --seed "${FUZZ_SEED:-20261201}" --workers 1 --no-color \
   "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "fuzz: server log (last 40 lines):" >&2
