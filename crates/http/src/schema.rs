@@ -93,36 +93,38 @@ pub fn id() -> Object {
     formatted(KnownFormat::Uuid, UUID_PATTERN)
 }
 
-/// A new password: [`Password::MIN_CHARS`] to [`Password::MAX_CHARS`] characters.
-pub fn new_password() -> Object {
-    string(false)
+fn password_schema(nullable: bool) -> Object {
+    string(nullable)
         .min_length(Some(Password::MIN_CHARS))
         .max_length(Some(Password::MAX_CHARS))
         .build()
+}
+
+fn email_schema(nullable: bool) -> Object {
+    string(nullable)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+        .max_length(Some(254))
+        .build()
+}
+
+/// A new password: [`Password::MIN_CHARS`] to [`Password::MAX_CHARS`] characters.
+pub fn new_password() -> Object {
+    password_schema(false)
 }
 
 /// [`new_password`], where it is asked for only in some cases (a new account).
 pub fn new_password_or_null() -> Object {
-    string(true)
-        .min_length(Some(Password::MIN_CHARS))
-        .max_length(Some(Password::MAX_CHARS))
-        .build()
+    password_schema(true)
 }
 
 /// An email address (at most 254 characters).
 pub fn email() -> Object {
-    string(false)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
-        .max_length(Some(254))
-        .build()
+    email_schema(false)
 }
 
 /// [`email`], where it is asked for only in some cases.
 pub fn email_or_null() -> Object {
-    string(true)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
-        .max_length(Some(254))
-        .build()
+    email_schema(true)
 }
 
 /// A tenant slug: a DNS label of 3 to 40 characters starting with a letter, hyphens only
