@@ -43,9 +43,10 @@ dev:
     export BASE_DOMAIN="${BASE_DOMAIN:-localhost}"
     export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
     export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
-    # Emails: .eml files under .dev/mail (their links are also logged) unless SMTP_URL is set;
+    # Emails: .eml files under .dev/mail (their links are also logged: MAIL_LOG_LINKS) unless SMTP_URL is set;
     # links point at this server.
     export MAIL_DIR="${MAIL_DIR:-$PWD/.dev/mail}"
+    export MAIL_LOG_LINKS="${MAIL_LOG_LINKS:-true}"
     export LINK_SCHEME="${LINK_SCHEME:-http}"
     export LINK_PORT="${LINK_PORT:-${BIND_ADDR##*:}}"
     bin="${CARGO_TARGET_DIR:-target}/debug"

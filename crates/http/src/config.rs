@@ -77,6 +77,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub http_workers: Option<usize>,
     pub routing_cache_ttl: Duration,
+    /// Database lookups of uncached hosts per second (`ROUTING_MISSES_PER_SEC`, default 200;
+    /// 0 is unbounded): past it an uncached host answers 503 and cached tenants are unaffected.
+    pub routing_misses_per_sec: u32,
     /// How long a just-spent refresh token may be presented again and get the same successor
     /// (`REFRESH_REUSE_GRACE_SECS`, default 10; 0 turns the grace off).
     pub refresh_grace: Duration,
@@ -273,6 +276,8 @@ impl Settings {
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)? as usize,
             http_workers,
             routing_cache_ttl: Duration::from_secs(parsed("ROUTING_CACHE_TTL_SECS", 30)?),
+            routing_misses_per_sec: u32::try_from(parsed("ROUTING_MISSES_PER_SEC", 200)?)
+                .map_err(|_| err("ROUTING_MISSES_PER_SEC", "must be at most 4294967295"))?,
             refresh_grace: Duration::from_secs(parsed("REFRESH_REUSE_GRACE_SECS", 10)?),
             bench_routes: matches!(get("TENANTRY_BENCH_ROUTES").as_deref(), Some("1" | "true")),
         })

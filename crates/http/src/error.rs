@@ -266,6 +266,11 @@ impl From<MembershipError> for ApiError {
             E::AccountRequired => {
                 Self::validation("password", "is required to create a new account")
             }
+            E::AccountUnproven => Self::validation("password", crate::views::UNPROVEN_ACCOUNT),
+            E::AccountExists => Self::conflict_on(
+                "email",
+                "already has an account; invite it (POST /api/v1/invitations) instead",
+            ),
             e @ (E::AccountRace | E::InvitationAccepted) => Self::conflict(e),
             E::TransferToSelf => {
                 Self::validation("user_id", "must be another member of this organization")

@@ -63,6 +63,7 @@ impl Application {
             db.clone(),
             &RouterSettings {
                 ttl: settings.routing_cache_ttl,
+                max_misses_per_sec: settings.routing_misses_per_sec,
                 ..RouterSettings::default()
             },
         ));

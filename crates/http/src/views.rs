@@ -59,20 +59,29 @@ pub struct Invitee {
 /// invitation), checked and hashed in one place.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AccountFields {
-    /// Required when no account has the email (a new account is created); ignored otherwise.
+    /// Required for a new account (and, accepting an invitation, for an account whose email was
+    /// never verified); ignored otherwise.
     #[schema(schema_with = crate::schema::full_name_or_null)]
     pub full_name: Option<String>,
-    /// Required when no account has the email: 10 to 128 characters, not a common password,
-    /// not containing the email's name. Ignored otherwise.
+    /// Required like `full_name`: 10 to 128 characters, not a common password, not containing
+    /// the email's name.
     #[schema(schema_with = crate::schema::new_password_or_null)]
     pub password: Option<String>,
 }
 
+/// Why an invitation to an account whose address was never proven asks for a password and name.
+pub const UNPROVEN_ACCOUNT: &str =
+    "is required: the account of this email was never verified, so accepting sets its password and name";
+
 impl AccountFields {
     /// The account to create: both fields required (422 naming each missing or invalid one),
     /// the password hashed before any transaction opens.
-    async fn into_new_account(self, email: &str) -> Result<NewAccount, ApiError> {
-        let missing = "is required to create a new account";
+    pub async fn into_new_account(self, email: &str) -> Result<NewAccount, ApiError> {
+        self.into_account(email, "is required to create a new account")
+            .await
+    }
+
+    async fn into_account(self, email: &str, missing: &str) -> Result<NewAccount, ApiError> {
         let (password, full_name) = (
             self.password
                 .ok_or_else(|| fields::invalid("password", missing))
@@ -90,19 +99,22 @@ impl AccountFields {
         Ok(NewAccount::hash(full_name, &password).await?)
     }
 
-    /// The account to create for `email`, or `None` when it already has one (which joins as it
-    /// is, and these fields are then ignored). Looked up and hashed before any transaction opens;
-    /// the transaction that adds the membership finds or creates the account again under lock.
+    /// The account to create (or remake) for `email`, or `None` when it has a verified account
+    /// (which joins as it is, and these fields are then ignored) or an unverified one and neither
+    /// field was sent (the transaction then refuses). Looked up and hashed before any
+    /// transaction opens; the transaction that adds the membership looks again under lock.
     pub async fn for_email(self, db: &Db, email: &str) -> Result<Option<NewAccount>, ApiError> {
-        let exists = {
+        let existing = {
             let client = db.public().await?;
-            users::find_by_email(client.client(), email)
-                .await?
-                .is_some()
+            users::find_by_email(client.client(), email).await?
         };
-        if exists {
-            return Ok(None);
-        }
-        Ok(Some(self.into_new_account(email).await?))
+        let missing = match existing {
+            Some(user) if user.email_verified_at.is_some() => return Ok(None),
+            // Without the fields the transaction decides: 409 for a member, 422 otherwise.
+            Some(_) if self.full_name.is_none() && self.password.is_none() => return Ok(None),
+            Some(_) => UNPROVEN_ACCOUNT,
+            None => "is required to create a new account",
+        };
+        Ok(Some(self.into_account(email, missing).await?))
     }
 }

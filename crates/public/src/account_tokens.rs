@@ -123,6 +123,23 @@ pub enum TokenError {
     Expired,
 }
 
+/// The email of the account a token of `purpose` belongs to, used or not; `None` for an unknown
+/// token. Reads only: for checks before [`consume`] (a new password must not contain it).
+pub async fn account_email(
+    db: &impl GenericClient,
+    purpose: Purpose,
+    token: &str,
+) -> Result<Option<String>, DbError> {
+    Ok(db
+        .query_opt(
+            "select u.email from public.account_tokens t join public.users u on u.id = t.user_id \
+              where t.token_hash = $1 and t.purpose = $2",
+            &[&hash(token), &purpose.as_str()],
+        )
+        .await?
+        .map(|row| row.get(0)))
+}
+
 /// Spends a token of `purpose` inside the caller's transaction and returns its account. The row
 /// is locked until the transaction ends: a concurrent second use waits, then finds it used.
 pub async fn consume(

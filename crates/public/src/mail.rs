@@ -100,6 +100,28 @@ pub async fn mark_dispatched(db: &impl GenericClient, id: OutboxId) -> Result<()
     Ok(())
 }
 
+/// How long outbox rows are kept: a delivered row (already emptied) for operators to see, an
+/// undelivered one for retries. Every link in a mail has expired by then.
+pub const OUTBOX_RETENTION_DAYS: i32 = 7;
+
+/// Deletes outbox rows older than [`OUTBOX_RETENTION_DAYS`], delivered or not; answers
+/// (delivered, undelivered) counts.
+pub async fn prune(db: &impl GenericClient) -> Result<(u64, u64), DbError> {
+    let row = db
+        .query_one(
+            "with gone as ( \
+               delete from public.outbox \
+                where created_at < now() - make_interval(days => $1) \
+               returning dispatched_at is not null as delivered) \
+             select count(*) filter (where delivered), count(*) filter (where not delivered) \
+               from gone",
+            &[&OUTBOX_RETENTION_DAYS],
+        )
+        .await?;
+    let (delivered, undelivered): (i64, i64) = (row.get(0), row.get(1));
+    Ok((delivered.unsigned_abs(), undelivered.unsigned_abs()))
+}
+
 /// Records a failed delivery attempt (outside the claim's transaction, which rolls back).
 pub async fn record_failure(
     db: &impl GenericClient,

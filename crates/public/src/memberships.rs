@@ -6,6 +6,7 @@ use tokio_postgres::{GenericClient, Row};
 use crate::db::DbError;
 use crate::ids::{CompanyId, MembershipId, UserId};
 use crate::pagination::Page;
+use crate::users;
 
 crate::text_enum! {
     /// A role inside one company, from most to least powerful.
@@ -93,6 +94,9 @@ pub struct LoginCandidate {
     pub user_active: bool,
     /// The role in the company asked about, if the account is an active member of it.
     pub role: Option<Role>,
+    /// Whether the account's password may sign in to that company
+    /// ([`User::may_sign_in_to`](crate::users::User::may_sign_in_to)).
+    pub proven: bool,
 }
 
 pub async fn find_login(
@@ -102,10 +106,14 @@ pub async fn find_login(
 ) -> Result<Option<LoginCandidate>, DbError> {
     let row = db
         .query_opt(
-            "select u.id, u.password_hash, u.is_active, m.role, coalesce(m.is_active, false) \
-               from public.users u \
-               left join public.memberships m on m.user_id = u.id and m.company_id = $2 \
-              where lower(u.email) = lower($1)",
+            &format!(
+                "select u.id, u.password_hash, u.is_active, m.role, coalesce(m.is_active, false), \
+                        {proven} \
+                   from public.users u \
+                   left join public.memberships m on m.user_id = u.id and m.company_id = $2 \
+                  where lower(u.email) = lower($1)",
+                proven = users::proven_for_sql("$2"),
+            ),
             &[&email, &company_id.0],
         )
         .await?;
@@ -117,6 +125,7 @@ pub async fn find_login(
         password_hash: row.try_get(1)?,
         user_active: row.try_get(2)?,
         role: role.filter(|_| member_active),
+        proven: row.try_get(5)?,
     }))
 }
 
@@ -132,19 +141,24 @@ pub struct Organization {
     pub role: Role,
 }
 
-/// The companies `user` is an active member of, by name.
+/// The companies `user` is an active member of and may sign in to
+/// ([`User::may_sign_in_to`](crate::users::User::may_sign_in_to)), by name.
 pub async fn organizations(
     db: &impl GenericClient,
     user: UserId,
 ) -> Result<Vec<Organization>, DbError> {
     let rows = db
         .query(
-            "select c.id, c.name, c.slug, d.domain, c.plan, c.status, m.role \
-               from public.memberships m \
-               join public.companies c on c.id = m.company_id \
-               left join public.domains d on d.company_id = c.id and d.is_primary \
-              where m.user_id = $1 and m.is_active \
-              order by c.name, c.slug",
+            &format!(
+                "select c.id, c.name, c.slug, d.domain, c.plan, c.status, m.role \
+                   from public.memberships m \
+                   join public.users u on u.id = m.user_id \
+                   join public.companies c on c.id = m.company_id \
+                   left join public.domains d on d.company_id = c.id and d.is_primary \
+                  where m.user_id = $1 and m.is_active and {proven} \
+                  order by c.name, c.slug",
+                proven = users::proven_for_sql("m.company_id"),
+            ),
             &[&user.0],
         )
         .await?;
@@ -164,7 +178,8 @@ pub async fn organizations(
 }
 
 /// Like [`find_login`], by user id: the role of an active account with an active membership in
-/// `company` (used when an account switches into a company). `None` when either is inactive.
+/// `company` (used when an account switches into a company). `None` when either is inactive, or
+/// when the account may not sign in there yet ([`User::may_sign_in_to`](crate::users::User::may_sign_in_to)).
 pub async fn active_role(
     db: &impl GenericClient,
     user: UserId,
@@ -172,8 +187,12 @@ pub async fn active_role(
 ) -> Result<Option<Role>, DbError> {
     let row = db
         .query_opt(
-            "select m.role from public.memberships m join public.users u on u.id = m.user_id \
-              where m.user_id = $1 and m.company_id = $2 and m.is_active and u.is_active",
+            &format!(
+                "select m.role from public.memberships m join public.users u on u.id = m.user_id \
+                  where m.user_id = $1 and m.company_id = $2 and m.is_active and u.is_active \
+                    and {proven}",
+                proven = users::proven_for_sql("m.company_id"),
+            ),
             &[&user, &company],
         )
         .await?;

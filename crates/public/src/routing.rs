@@ -4,9 +4,18 @@
 //! `public.companies` or `public.domains` fires a `tenantry_routing` notification (a trigger in the
 //! public migrations) and [`listen_for_changes`] empties the cache when one arrives. In the steady
 //! state a request is routed without a database round trip.
+//!
+//! Hosts that name nothing are remembered apart, briefly ([`RouterSettings::negative_ttl`]), so a
+//! flood of random `*.BASE_DOMAIN` names can neither evict real tenants from the cache nor cost a
+//! query each more than once; and lookups of uncached hosts are bounded per second
+//! ([`RouterSettings::max_misses_per_sec`]): past the bound an uncached host answers "unavailable"
+//! (503 with `Retry-After`) instead of querying, while cached tenants, and hosts that named a
+//! tenant within the last hour, go on being served.
 
 use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use moka::future::Cache;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
@@ -42,8 +51,15 @@ pub struct TenantRoute {
 /// Routing cache settings.
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
+    /// Hosts that name a tenant, remembered for `ttl`.
     pub max_entries: u64,
     pub ttl: Duration,
+    /// Hosts that name nothing, remembered apart for `negative_ttl` (a tenant created since is
+    /// found at once anyway: every routing change empties both caches).
+    pub max_negative_entries: u64,
+    pub negative_ttl: Duration,
+    /// Lookups of uncached hosts per second, across all hosts; `0` is unbounded.
+    pub max_misses_per_sec: u32,
 }
 
 impl Default for RouterSettings {
@@ -51,6 +67,9 @@ impl Default for RouterSettings {
         Self {
             max_entries: 10_000,
             ttl: Duration::from_secs(30),
+            max_negative_entries: 10_000,
+            negative_ttl: Duration::from_secs(5),
+            max_misses_per_sec: 200,
         }
     }
 }
@@ -60,7 +79,22 @@ pub struct Router {
     base: DomainName,
     db: Db,
     cache: Cache<DomainName, Resolution>,
+    unknown: Cache<DomainName, ()>,
+    /// Hosts that named a tenant within the last hour: their lookups are outside the miss budget,
+    /// so a flood of unknown names never stops real tenants from being routed after a routing
+    /// change empties the cache. Never an answer, so never emptied.
+    known: Cache<DomainName, ()>,
+    misses: Option<DefaultDirectRateLimiter>,
 }
+
+/// Why a lookup put nothing in the tenant cache.
+enum Miss {
+    Unknown,
+    Failed(DbError),
+}
+
+/// The answer for an uncached host past [`RouterSettings::max_misses_per_sec`].
+const TOO_MANY_MISSES: &str = "too many lookups of unknown hosts; retry shortly";
 
 const RESOLVE_SQL: &str = "\
     select c.id, c.slug, c.schema_name, c.plan, c.status, c.schema_version, \
@@ -84,7 +118,24 @@ impl Router {
             .max_capacity(settings.max_entries)
             .time_to_live(settings.ttl)
             .build();
-        Self { base, db, cache }
+        let unknown = Cache::builder()
+            .max_capacity(settings.max_negative_entries)
+            .time_to_live(settings.negative_ttl)
+            .build();
+        let known = Cache::builder()
+            .max_capacity(settings.max_entries)
+            .time_to_live(Duration::from_secs(3600))
+            .build();
+        let misses = NonZeroU32::new(settings.max_misses_per_sec)
+            .map(|n| RateLimiter::direct(Quota::per_second(n)));
+        Self {
+            base,
+            db,
+            cache,
+            unknown,
+            known,
+            misses,
+        }
     }
 
     pub fn base_domain(&self) -> &DomainName {
@@ -96,18 +147,51 @@ impl Router {
         if *host == self.base {
             return Ok(Resolution::Public);
         }
-        self.cache
-            .try_get_with_by_ref(host, self.load(host))
-            .await
-            .map_err(|e: Arc<DbError>| match &*e {
-                DbError::Query(_) => DbError::Unavailable(e.to_string()),
-                DbError::Unavailable(m) => DbError::Unavailable(m.clone()),
-                DbError::Config(m) => DbError::Config(m.clone()),
-                DbError::Corrupt(m) => DbError::Corrupt(m.clone()),
-            })
+        if let Some(found) = self.cache.get(host).await {
+            return Ok(found);
+        }
+        if self.unknown.contains_key(host) {
+            return Ok(Resolution::Unknown);
+        }
+        // An unknown host comes back as an error so the tenant cache never holds it; it is
+        // remembered in its own cache instead.
+        let load = async {
+            match self.load(host).await {
+                Ok(Resolution::Unknown) => Err(Miss::Unknown),
+                Ok(found) => Ok(found),
+                Err(e) => Err(Miss::Failed(e)),
+            }
+        };
+        match self.cache.try_get_with_by_ref(host, load).await {
+            Ok(found) => Ok(found),
+            Err(miss) => match &*miss {
+                Miss::Unknown => {
+                    self.unknown.insert(host.clone(), ()).await;
+                    Ok(Resolution::Unknown)
+                }
+                Miss::Failed(e @ DbError::Query(_)) => Err(DbError::Unavailable(e.to_string())),
+                Miss::Failed(DbError::Unavailable(m)) => Err(DbError::Unavailable(m.clone())),
+                Miss::Failed(DbError::Config(m)) => Err(DbError::Config(m.clone())),
+                Miss::Failed(DbError::Corrupt(m)) => Err(DbError::Corrupt(m.clone())),
+            },
+        }
     }
 
+    /// Looks `host` up in the database, within the miss budget.
     async fn load(&self, host: &DomainName) -> Result<Resolution, DbError> {
+        if let Some(misses) = &self.misses {
+            if !self.known.contains_key(host) && misses.check().is_err() {
+                return Err(DbError::Unavailable(TOO_MANY_MISSES.into()));
+            }
+        }
+        let found = self.query(host).await?;
+        if let Resolution::Tenant(_) = found {
+            self.known.insert(host.clone(), ()).await;
+        }
+        Ok(found)
+    }
+
+    async fn query(&self, host: &DomainName) -> Result<Resolution, DbError> {
         // A slug is only looked up for `<label>.BASE_DOMAIN`, and only if the label is a valid
         // slug; anything else can match an explicit `domains` row only.
         let slug = host
@@ -143,6 +227,7 @@ impl Router {
     /// Drops every cached answer.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
+        self.unknown.invalidate_all();
     }
 }
 

@@ -11,6 +11,7 @@ use tenantry_public::passwords::{self, PasswordError};
 use tenantry_public::users::{self, User};
 use tenantry_public::{memberships, sessions, Origin, Password, SessionId, UserId};
 
+use crate::api_keys;
 use crate::audit::{self, Action, Actor, Entry};
 use crate::binding::{ActiveTenant, TenantDb};
 
@@ -211,7 +212,8 @@ pub async fn verify_email(
 }
 
 /// Sets a new password with a password-reset token, marks the address verified (the link
-/// reached the inbox) and ends every session of the account.
+/// reached the inbox) and ends every session of the account; when that proves the address for
+/// the first time, it also revokes every API key the account made, in every organization.
 pub async fn reset_password(
     db: &Db,
     tenant: Option<&ActiveTenant>,
@@ -234,9 +236,18 @@ pub async fn reset_password(
                 return Err(AccountError::Deactivated);
             }
             users::set_password_hash(tx, user, &hash).await?;
-            users::mark_email_verified(tx, user).await?;
+            let proved = users::mark_email_verified(tx, user).await?;
             sessions::revoke_all(tx, user, None, "password reset").await?;
-            let entry = Entry::new(Action::PasswordReset).target("user", user);
+            // The reset proved an address nobody had proven: whoever held the old password may
+            // not have been its owner, so the API keys made with it go too.
+            let keys_revoked = if proved {
+                api_keys::revoke_all_created_by(tx, user).await?
+            } else {
+                0
+            };
+            let entry = Entry::new(Action::PasswordReset)
+                .target("user", user)
+                .after(json!({ "email_proven": proved, "api_keys_revoked": keys_revoked }));
             Ok((
                 user,
                 Some(Note {

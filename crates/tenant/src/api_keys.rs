@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tenantry_public::db::DbError;
 use tenantry_public::memberships::Role;
-use tenantry_public::{CompanyId, UserId};
+use tenantry_public::{CompanyId, SchemaName, UserId};
 use tokio_postgres::Row;
 
 use crate::access::{self, RoleRuleError};
@@ -253,6 +253,43 @@ pub async fn revoke(
         .before(before);
     acting.commit(tx, entry).await?;
     Ok(key)
+}
+
+/// Revokes every live key `user` created, in every organization the account belongs to, in the
+/// caller's transaction (on a public connection; each tenant's table is named through its
+/// validated, quoted schema). For an account whose address was just proven by a reset or an
+/// invitation: keys made before may have been made by someone who only knew the password.
+/// Returns how many were revoked.
+pub async fn revoke_all_created_by(
+    tx: &impl tokio_postgres::GenericClient,
+    user: UserId,
+) -> Result<u64, DbError> {
+    let schemas = tx
+        .query(
+            "select c.schema_name from public.memberships m \
+               join public.companies c on c.id = m.company_id \
+              where m.user_id = $1 and c.schema_version is not null \
+              order by c.id",
+            &[&user],
+        )
+        .await?;
+    let mut revoked = 0;
+    for row in &schemas {
+        let name: String = row.try_get(0)?;
+        let schema = SchemaName::parse(&name)
+            .map_err(|e| DbError::Corrupt(format!("companies.schema_name {e}")))?;
+        revoked += tx
+            .execute(
+                &format!(
+                    "update {}.api_keys set revoked_at = now(), revoked_by = $1 \
+                      where created_by = $1 and revoked_at is null",
+                    schema.quoted()
+                ),
+                &[&user],
+            )
+            .await?;
+    }
+    Ok(revoked)
 }
 
 /// A key that authenticated: who it acts as, and with which role.

@@ -20,7 +20,7 @@ use crate::access::{self, Permission};
 use crate::audit::{self, Acting, Action, Actor, Audited, Entry, Origin};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::InvitationId;
-use crate::members::{self, MembershipError, NewAccount};
+use crate::members::{self, Joined, MembershipError, NewAccount};
 use deadpool_postgres::GenericClient;
 
 /// How long an invitation can be accepted.
@@ -363,12 +363,13 @@ pub(crate) async fn revoke_from_inviter(
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub member: Member,
-    pub account_created: bool,
+    pub joined: Joined,
 }
 
 /// Accepts the invitation `token` belongs to: joins the account with the invited email
-/// (creating it from `new_account` when there is none) with the invited role, marks the
-/// address verified and the invitation accepted, in one transaction. Counts against the plan.
+/// (creating it from `new_account` when there is none, and remaking an unproven one from it:
+/// [`Joined`]) with the invited role, marks the address verified and the invitation accepted,
+/// in one transaction. Counts against the plan.
 pub async fn accept(
     conn: &mut TenantConn,
     company: CompanyId,
@@ -399,9 +400,15 @@ pub async fn accept(
     let role = granted_role(&tx, company, &invitation).await?;
     let email = Email::parse(&invitation.email)
         .map_err(|e| DbError::Corrupt(format!("invitations.email {e}")))?;
-    let (user, created) = members::find_or_create_account(&tx, &email, new_account).await?;
-    members::check_seat(&tx, &seats, company, user.id).await?;
     let pg = &**tx.client();
+    let existing = users::find_by_email(pg, email.as_str()).await?;
+    match &existing {
+        Some(user) => members::check_seat(&tx, &seats, company, user.id).await?,
+        None if seats.full() => return Err(members::plan_full(&seats)),
+        None => {}
+    }
+    let (user, joined) = members::join_account(&tx, &email, existing, new_account, company).await?;
+    let created = joined == Joined::Created;
     // The token reached this address: that proves it.
     users::mark_email_verified(pg, user.id).await?;
     memberships::add(pg, company, user.id, role)
@@ -426,6 +433,7 @@ pub async fn accept(
     let mut accepted = after.audit_json();
     accepted["user_id"] = json!(user.id);
     accepted["account_created"] = json!(created);
+    accepted["account_reclaimed"] = json!(joined == Joined::Reclaimed);
     audit::record(
         &tx,
         Actor::Anonymous,
@@ -449,8 +457,5 @@ pub async fn accept(
     )
     .await?;
     tx.commit().await?;
-    Ok(Accepted {
-        member,
-        account_created: created,
-    })
+    Ok(Accepted { member, joined })
 }

@@ -56,6 +56,16 @@ pub enum MembershipError {
     /// The caller's membership, read again inside the transaction, no longer allows this.
     #[error("{0}")]
     NotAllowed(String),
+    /// An account with this email exists (in another organization, or none): it joins through
+    /// an invitation, not by being added.
+    #[error("an account with this email already exists; invite it instead")]
+    AccountExists,
+    /// The address's account was never proven, and accepting an invitation to it needs a new
+    /// password and name ([`Joined::Reclaimed`]).
+    #[error(
+        "the account of this email has not been verified; choose a password and name to accept"
+    )]
+    AccountUnproven,
     /// No account has this email and no password was given to create one.
     #[error("no account has this email; a password and full name are needed to create one")]
     AccountRequired,
@@ -149,22 +159,69 @@ pub(crate) async fn actor_role(
         .map_err(MembershipError::NotAllowed)
 }
 
-/// The account with `email`, or a new one made from `new_account` (then required); and whether
-/// it was created. Runs in the caller's transaction.
-pub(crate) async fn find_or_create_account(
+/// How the account accepting an invitation came to join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// A proven account, as it was.
+    Existing,
+    /// No account had the address: one was created from the accepted fields.
+    Created,
+    /// An account nobody had proven the address of: the invitation link proves it now, and the
+    /// accepted fields replace its password and name; its sessions and API keys end (whoever
+    /// set the old password may not have been the address's owner).
+    Reclaimed,
+}
+
+/// The account that accepts an invitation to `email` (`existing`, read in this transaction): a
+/// proven one as it is; otherwise one made (or remade, see [`Joined::Reclaimed`]) from
+/// `new_account`, then required. Runs in the caller's transaction.
+pub(crate) async fn join_account(
     tx: &TenantTx<'_>,
     email: &Email,
+    existing: Option<User>,
     new_account: Option<NewAccount>,
-) -> Result<(User, bool), MembershipError> {
+    origin: CompanyId,
+) -> Result<(User, Joined), MembershipError> {
     let pg = &**tx.client();
-    if let Some(user) = users::find_by_email(pg, email.as_str()).await? {
-        return Ok((user, false));
+    match existing {
+        Some(user) if user.email_verified_at.is_some() => Ok((user, Joined::Existing)),
+        Some(user) => {
+            let account = new_account.ok_or(MembershipError::AccountUnproven)?;
+            users::set_password_hash(pg, user.id, &account.password_hash).await?;
+            let user = users::set_full_name(pg, user.id, &account.full_name)
+                .await?
+                .ok_or_else(|| {
+                    DbError::Corrupt("account vanished inside its transaction".into())
+                })?;
+            sessions::revoke_all(pg, user.id, None, "address proven by an invitation").await?;
+            crate::api_keys::revoke_all_created_by(pg, user.id).await?;
+            Ok((user, Joined::Reclaimed))
+        }
+        None => {
+            let account = new_account.ok_or(MembershipError::AccountRequired)?;
+            Ok((
+                create_account(tx, email, account, origin).await?,
+                Joined::Created,
+            ))
+        }
     }
-    let account = new_account.ok_or(MembershipError::AccountRequired)?;
-    let user = users::insert(pg, email, &account.password_hash, &account.full_name)
-        .await
-        .on_constraint(users::EMAIL_KEY, || MembershipError::AccountRace)?;
-    Ok((user, true))
+}
+
+async fn create_account(
+    tx: &TenantTx<'_>,
+    email: &Email,
+    account: NewAccount,
+    origin: CompanyId,
+) -> Result<User, MembershipError> {
+    users::insert(
+        &**tx.client(),
+        email,
+        &account.password_hash,
+        &account.full_name,
+        origin,
+    )
+    .await
+    .on_constraint(users::EMAIL_KEY, || MembershipError::AccountRace)
 }
 
 /// Refuses a new membership when `user` already has one here or the plan has no seat left.
@@ -181,37 +238,46 @@ pub(crate) async fn check_seat(
         return Err(MembershipError::AlreadyMember);
     }
     if seats.full() {
-        return Err(MembershipError::PlanLimit {
-            plan: seats.plan.clone(),
-            max: seats.max_members.unwrap_or_default(),
-        });
+        return Err(plan_full(seats));
     }
     Ok(())
 }
 
-/// Adds the account with `email` to the company with `role`, creating the account when none
-/// has this email (then `new_account` is required). Checks the role rules and the plan limit.
+pub(crate) fn plan_full(seats: &CompanySeats) -> MembershipError {
+    MembershipError::PlanLimit {
+        plan: seats.plan.clone(),
+        max: seats.max_members.unwrap_or_default(),
+    }
+}
+
+/// Creates an account for `email` in this company and makes it a member with `role`, checking
+/// the role rules and the plan limit. An email that already has an account is refused without
+/// saying anything about that account ([`MembershipError::AccountExists`], or
+/// [`MembershipError::AlreadyMember`] for one of this company's members): existing accounts join
+/// through an invitation, whose link proves that the address's owner wants to.
 pub async fn add(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     email: &Email,
     role: Role,
-    new_account: Option<NewAccount>,
+    new_account: NewAccount,
     verify_link: &(dyn Fn(&str) -> String + Sync),
-) -> Result<(Member, Option<OutboxId>), MembershipError> {
+) -> Result<(Member, OutboxId), MembershipError> {
     let tx = conn.transaction().await?;
     let seats = lock(&tx, acting.company).await?;
     let actor_role = actor_role(&tx, acting, Permission::MembersManage).await?;
     access::may_grant(actor_role, role)?;
-    let (user, created) = find_or_create_account(&tx, email, new_account).await?;
     let pg = &**tx.client();
-    // A new account gets a verification email, in this transaction (nothing if it rolls back).
-    let verification = if created {
-        Some(account_tokens::send_verification(pg, &user, verify_link).await?)
-    } else {
-        None
-    };
-    check_seat(&tx, &seats, acting.company, user.id).await?;
+    if let Some(existing) = users::find_by_email(pg, email.as_str()).await? {
+        check_seat(&tx, &seats, acting.company, existing.id).await?;
+        return Err(MembershipError::AccountExists);
+    }
+    if seats.full() {
+        return Err(plan_full(&seats));
+    }
+    let user = create_account(&tx, email, new_account, acting.company).await?;
+    // The new account gets a verification email, in this transaction (nothing if it rolls back).
+    let verification = account_tokens::send_verification(pg, &user, verify_link).await?;
     memberships::add(pg, acting.company, user.id, role)
         .await?
         .ok_or(MembershipError::AlreadyMember)?;
@@ -219,7 +285,7 @@ pub async fn add(
         .await?
         .ok_or(MembershipError::NotFound)?;
     let mut after = member.audit_json();
-    after["account_created"] = json!(created);
+    after["account_created"] = json!(true);
     acting
         .record(
             &tx,

@@ -180,7 +180,7 @@ async fn provision_inner(
             },
             Some(hash),
         ) => {
-            let owner = users::insert(&*tx, email, &hash, full_name)
+            let owner = users::insert(&*tx, email, &hash, full_name, company_id)
                 .await
                 .map_err(ProvisionError::from_db)?;
             if let Some(link) = link {

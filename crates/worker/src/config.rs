@@ -25,6 +25,8 @@ pub const ENV_SMTP_URL: &str = "SMTP_URL";
 pub const ENV_MAIL_DIR: &str = "MAIL_DIR";
 /// The From header of every email.
 pub const ENV_MAIL_FROM: &str = "MAIL_FROM";
+/// `true` logs each `.eml` file's link and recipient (development only: a live token in a log).
+pub const ENV_MAIL_LOG_LINKS: &str = "MAIL_LOG_LINKS";
 /// Seconds between sweeps that re-queue undelivered emails (and their minimum age).
 pub const ENV_MAIL_SWEEP_SECS: &str = "MAIL_SWEEP_SECS";
 
@@ -108,6 +110,8 @@ pub struct MailConfig {
     /// A valid mailbox, e.g. `Tenantry <no-reply@example.com>`.
     pub from: String,
     pub sweep_every: std::time::Duration,
+    /// `MAIL_LOG_LINKS`: log the links of `.eml` files (default false).
+    pub log_links: bool,
 }
 
 /// `SMTP_URL` or `MAIL_DIR`.
@@ -249,11 +253,22 @@ fn mail_config(
                 })?
         }
     };
+    let log_links = match get(ENV_MAIL_LOG_LINKS).as_deref().map(str::trim) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                var: ENV_MAIL_LOG_LINKS,
+                reason: "must be true or false".into(),
+            })
+        }
+    };
     Ok(MailConfig {
         database_url,
         transport,
         from: from.trim().to_owned(),
         sweep_every: std::time::Duration::from_secs(sweep_secs),
+        log_links,
     })
 }
 

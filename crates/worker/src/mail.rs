@@ -44,6 +44,7 @@ pub struct Mailer {
     redis: ConnectionManager,
     queue: String,
     sweep_every: Duration,
+    log_links: bool,
 }
 
 impl Mailer {
@@ -78,6 +79,7 @@ impl Mailer {
             redis,
             queue: queue_name(prefix),
             sweep_every: config.sweep_every,
+            log_links: config.log_links,
         })
     }
 
@@ -138,20 +140,37 @@ impl Mailer {
                     .send(message)
                     .await
                     .map_err(|e| MailError::Send(e.to_string()))?;
-                // Development: the link is in the log, no mail client needed.
-                tracing::info!(file = %file, link = link(email), to = email.to(), "email written");
+                // Development (`MAIL_LOG_LINKS`): the link is in the log, no mail client needed.
+                // Anywhere else a live single-use token has no place in a log.
+                if self.log_links {
+                    tracing::info!(file = %file, link = link(email), to = email.to(), "email written");
+                } else {
+                    tracing::info!(file = %file, kind = kind(email), "email written");
+                }
                 Ok(())
             }
         }
     }
 
-    /// One sweep: re-queues rows undelivered for longer than the sweep interval.
+    /// One sweep: deletes rows past retention ([`mail::prune`]), then re-queues rows undelivered
+    /// for longer than the sweep interval.
     ///
     /// # Errors
     /// Database or Redis errors.
     pub async fn sweep(&self) -> anyhow::Result<usize> {
         let rows = {
             let conn = self.db.public().await?;
+            let (delivered, undelivered) = mail::prune(conn.client()).await?;
+            if undelivered > 0 {
+                tracing::warn!(
+                    undelivered,
+                    delivered,
+                    days = mail::OUTBOX_RETENTION_DAYS,
+                    "deleted emails never delivered within the retention"
+                );
+            } else if delivered > 0 {
+                tracing::info!(delivered, "deleted delivered emails past the retention");
+            }
             mail::undelivered(conn.client(), self.sweep_every.as_secs_f64(), 500).await?
         };
         let mut storage = self.storage();

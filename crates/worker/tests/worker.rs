@@ -252,3 +252,24 @@ fn config_invalid_values_name_the_variable() {
         }
     }
 }
+
+#[test]
+fn mail_links_are_logged_only_when_asked_for() {
+    let base = [
+        (ENV_REDIS_URL, "redis://localhost/"),
+        ("DATABASE_URL", "postgres://localhost/tenantry"),
+        ("MAIL_DIR", "/tmp/mail"),
+    ];
+    let log_links = |value: Option<&str>| {
+        let mut vars = base.to_vec();
+        vars.extend(value.map(|v| (tenantry_worker::config::ENV_MAIL_LOG_LINKS, v)));
+        Config::from_lookup(lookup(&vars)).map(|c| c.mail.expect("mail").log_links)
+    };
+    assert!(!log_links(None).expect("valid"));
+    assert!(!log_links(Some("false")).expect("valid"));
+    assert!(log_links(Some("true")).expect("valid"));
+    match log_links(Some("yes")) {
+        Err(ConfigError::Invalid { var, .. }) => assert_eq!(var, "MAIL_LOG_LINKS"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}

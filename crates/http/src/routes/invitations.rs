@@ -9,7 +9,7 @@ use tenantry_public::memberships::Role;
 use tenantry_public::{Email, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::invitations::{self, Invitation, InvitationStatus};
-use tenantry_tenant::members::MembershipError;
+use tenantry_tenant::members::{Joined, MembershipError};
 use tenantry_tenant::InvitationId;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -85,9 +85,11 @@ pub struct AcceptInvitation {
     /// The token from the emailed link.
     #[schema(value_type = String, required = true, nullable = false)]
     pub token: Option<String>,
-    /// For a new account only. An existing account's password is never asked for here: the
-    /// token proves the address, and checking a password would give anyone holding a link a
-    /// second place to guess it.
+    /// For a new account, or one whose email was never verified (its password and name are then
+    /// replaced, and its sessions and API keys end: whoever set them may not have owned the
+    /// address). A verified account's password is never asked for here: the token proves the
+    /// address, and checking a password would give anyone holding a link a second place to
+    /// guess it.
     #[serde(flatten)]
     pub account: AccountFields,
 }
@@ -97,6 +99,8 @@ pub struct AcceptedView {
     pub member: MemberView,
     /// True when the account was created by this acceptance.
     pub account_created: bool,
+    /// True when an account whose email was never verified took the accepted password and name.
+    pub account_reclaimed: bool,
 }
 
 /// Invites someone by email: stores the invitation (the token only as its hash) and queues the
@@ -175,8 +179,8 @@ pub async fn delete(
 }
 
 /// Accepts an invitation with its token (no login needed): joins the invited email's account,
-/// creating it when there is none (full_name and password then required), and marks the address
-/// verified. The token is single-use and only known on the host of the organization that sent it.
+/// creating it when there is none and remaking it when its email was never verified (full_name
+/// and password then required), and marks the address verified. The token is single-use and only known on the host of the organization that sent it.
 #[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "invitations",
     request_body = AcceptInvitation,
     responses((status = 200, body = AcceptedView),
@@ -184,7 +188,7 @@ pub async fn delete(
               (status = 404, description = "Unknown token (or another organization's)"),
               (status = 409, description = "Already a member"),
               (status = 410, description = "The invitation was already accepted, revoked, or has expired"),
-              (status = 422, description = "Missing token, or full_name/password missing or too weak for a new account")))]
+              (status = 422, description = "Missing token, or full_name/password missing or too weak for a new or unverified account")))]
 pub async fn accept(
     state: web::Data<AppState>,
     tenant: Tenant,
@@ -217,6 +221,7 @@ pub async fn accept(
     .await?;
     Ok(HttpResponse::Ok().json(AcceptedView {
         member: accepted.member.into(),
-        account_created: accepted.account_created,
+        account_created: accepted.joined == Joined::Created,
+        account_reclaimed: accepted.joined == Joined::Reclaimed,
     }))
 }

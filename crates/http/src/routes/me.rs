@@ -154,17 +154,19 @@ pub async fn change_password(
     body: web::Json<ChangePassword>,
     origin: RequestOrigin,
 ) -> Result<HttpResponse, ApiError> {
-    let (current, new) = (
-        fields::required("current_password", &body.current_password),
-        fields::parse("new_password", &body.new_password, Password::parse),
-    )
-        .collect()?;
     caller.require_live_session(&state.db).await?;
-    // The current password is checked through the login throttle: this is no place to guess it.
     let email = accounts::find(&state.db, caller.user_id)
         .await?
         .ok_or(ApiError::Unauthorized("the account no longer exists"))?
         .email;
+    let (current, new) = (
+        fields::required("current_password", &body.current_password),
+        fields::parse("new_password", &body.new_password, |p| {
+            Password::parse_for(p, &email)
+        }),
+    )
+        .collect()?;
+    // The current password is checked through the login throttle: this is no place to guess it.
     state.login_throttle.admit(&email, origin.0.ip).await?;
     let changed = accounts::change_password(
         &state.db,

@@ -52,9 +52,13 @@ pub struct AddMember {
     /// Who joins, with which role (as in an invitation).
     #[serde(flatten)]
     pub member: Invitee,
-    /// For a new account only: an existing account's password is never changed or revealed.
-    #[serde(flatten)]
-    pub account: AccountFields,
+    /// The new account's name.
+    #[schema(schema_with = schema::full_name, required = true)]
+    pub full_name: Option<String>,
+    /// The new account's password: 10 to 128 characters, not a common password, not containing
+    /// the email's name.
+    #[schema(schema_with = schema::new_password, required = true)]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -124,15 +128,16 @@ pub async fn get(cx: TenantRequest, id: web::Path<UserId>) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(MemberView::from(member)))
 }
 
-/// Adds a member directly. An existing account just gets the membership; for a new email the
-/// account is created too (full_name and password required). Counts against the plan's
-/// `max_members` (403 when full).
+/// Creates an account for a new email (full_name and password required; a verification email
+/// goes to the address) and makes it a member. An email that already has an account is refused
+/// with 409 and nothing about that account: it joins through an invitation, whose link proves
+/// the address's owner wants to. Counts against the plan's `max_members` (403 when full).
 #[utoipa::path(post, path = "/api/v1/users", tag = "members", request_body = AddMember,
     security(("bearer" = [])),
     responses((status = 201, body = MemberView),
               (status = 403, description = "Not admin, role above the caller's or owner, or the plan is full"),
-              (status = 409, description = "Already a member"),
-              (status = 422, description = "Invalid values, or password/full_name missing for a new account")))]
+              (status = 409, description = "Already a member, or the email has an account (invite it instead)"),
+              (status = 422, description = "Invalid values, or password/full_name missing")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<AddMember>,
@@ -146,7 +151,11 @@ pub async fn create(
     )
         .collect()?;
     access::may_grant(cx.user.role, role)?;
-    let new_account = body.account.for_email(&cx.state.db, email.as_str()).await?;
+    let account = AccountFields {
+        full_name: body.full_name,
+        password: body.password,
+    };
+    let new_account = account.into_new_account(email.as_str()).await?;
     // The verification link points at the host this request came to (this tenant's).
     let host = link_host(&req)?;
     let settings = &cx.state.settings;
@@ -155,7 +164,7 @@ pub async fn create(
     let (member, verification) =
         members::add(&mut conn, &cx.acting(), &email, role, new_account, &link).await?;
     drop(conn);
-    cx.state.mail.push(verification).await;
+    cx.state.mail.push([verification]).await;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

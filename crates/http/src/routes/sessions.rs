@@ -254,7 +254,7 @@ pub struct SwitchRequest {
 #[utoipa::path(post, path = "/api/v1/auth/switch", tag = "auth", request_body = SwitchRequest,
     security(("bearer" = [])),
     responses((status = 200, body = TokenResponse),
-              (status = 403, description = "Not an active member of that organization")))]
+              (status = 403, description = "Not an active member of that organization (or, for an account whose email is not verified, not the organization it was created in)")))]
 pub async fn switch(
     caller: Caller,
     _: PublicHost,

@@ -38,12 +38,16 @@ pub struct TokenRequest {
 }
 
 const BAD_CREDENTIALS: &str = "the email or password is incorrect";
+const UNPROVEN: &str = "this account's email address is not verified, and the account was created \
+     in another organization: open the link of your invitation or verification email, or reset \
+     your password, to prove the address; then sign in again";
 
 /// Logs in. Tenant host: a member's token for that organization. Base host: an account token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
     request_body = TokenRequest,
     responses((status = 200, body = TokenResponse),
               (status = 401, description = "Wrong credentials, or not a member here"),
+              (status = 403, description = "Right password, but the account's email address is not verified and the account was created in another organization"),
               (status = 429, description = "Too many failed logins for this account or from this address; see Retry-After"),
               (status = 422, description = "Missing fields")))]
 pub async fn token(
@@ -102,10 +106,30 @@ pub async fn token(
                 user_id,
                 user_active: true,
                 role: Some(role),
+                proven: true,
                 ..
             }),
             Some(company),
         ) if ok => (user_id, Some((company, role))),
+        // The right password of a member whose address is not proven, outside the organization
+        // the account was created in: whoever set that password may not be the address's owner.
+        (
+            Some(LoginCandidate {
+                user_id,
+                user_active: true,
+                role: Some(_),
+                proven: false,
+                ..
+            }),
+            Some(_),
+        ) if ok => {
+            if let HostKind::Tenant(tenant) = &host {
+                let entry =
+                    Entry::new(Action::LoginFailed).after(json!({ "reason": "email_unverified" }));
+                accounts::record(&state.db, tenant, Actor::User(user_id), &origin, entry).await?;
+            }
+            return Err(ApiError::Forbidden(UNPROVEN.into()));
+        }
         (candidate, _) => {
             if let HostKind::Tenant(tenant) = &host {
                 // Only this organization's own members are named: an account elsewhere (or

@@ -6,7 +6,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use tenantry_public::account_tokens;
+use tenantry_public::account_tokens::{self, Purpose};
 use tenantry_public::{Email, Password};
 use tenantry_tenant::accounts;
 use utoipa::{OpenApi, ToSchema};
@@ -149,18 +149,24 @@ pub async fn confirm_reset(
 ) -> Result<HttpResponse, ApiError> {
     let (token, password) = (
         fields::required("token", &body.token),
-        fields::parse("new_password", &body.new_password, Password::parse),
+        fields::required("new_password", &body.new_password),
     )
         .collect()?;
+    let token = token.trim();
+    // The new password must not contain the account's email name; an unknown token is answered
+    // by the reset itself.
+    let email = {
+        let client = state.db.public().await?;
+        account_tokens::account_email(client.client(), Purpose::PasswordReset, token).await?
+    };
+    let (password,) = (fields::check(
+        "new_password",
+        Password::parse_for(password, email.as_deref().unwrap_or_default()),
+    ),)
+        .collect()?;
     let tenant = trail(&req)?;
-    let user = accounts::reset_password(
-        &state.db,
-        tenant.as_ref(),
-        token.trim(),
-        &password,
-        &origin.0,
-    )
-    .await?;
+    let user =
+        accounts::reset_password(&state.db, tenant.as_ref(), token, &password, &origin.0).await?;
     tracing::info!(%user, "password reset");
     Ok(HttpResponse::NoContent().finish())
 }

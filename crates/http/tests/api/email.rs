@@ -468,3 +468,27 @@ async fn password_reset_requests_are_throttled_alike_for_known_and_unknown_email
         "only the allowed requests for the real account send email"
     );
 }
+
+/// The worker's sweep deletes outbox rows past the retention, delivered or not (every link in
+/// them has expired), and leaves younger ones.
+#[tokio::test]
+async fn outbox_rows_past_the_retention_are_deleted() {
+    let (smtp, app, worker) = with_smtp().await;
+    app.sql(
+        "insert into public.outbox (payload, created_at, dispatched_at) values \
+           ('{\"kind\": \"invitation\"}', now() - interval '8 days', now() - interval '8 days'), \
+           ('{\"kind\": \"password_reset\", \"to\": \"old@x.test\", \"link\": \"x\"}', \
+            now() - interval '8 days', null), \
+           ('{\"kind\": \"invitation\"}', now() - interval '6 days', now() - interval '6 days')",
+    )
+    .await;
+    eventually_within("old rows are deleted", DELIVERY, || async {
+        app.count("select count(*) from public.outbox where created_at < now() - interval '7 days'")
+            .await
+            == 0
+    })
+    .await;
+    assert_eq!(app.count("select count(*) from public.outbox").await, 1);
+    assert!(messages(&smtp).is_empty(), "nothing old was sent");
+    worker.stop().await;
+}

@@ -150,19 +150,41 @@ impl TestApp {
     }
 
     pub async fn register(&self, slug: &str) -> Response {
+        let (email, password) = (format!("owner@{slug}.test"), format!("password-of-{slug}"));
+        self.register_as(slug, &email, &password).await
+    }
+
+    /// Signs up the company `slug` with a new owner account `email`/`password`.
+    pub async fn register_as(&self, slug: &str, email: &str, password: &str) -> Response {
         self.post_json(
             BASE,
             "/api/v1/register",
             &json!({
                 "name": format!("{slug} Inc"),
                 "slug": slug,
-                "owner_email": format!("owner@{slug}.test"),
-                "owner_password": format!("password-of-{slug}"),
+                "owner_email": email,
+                "owner_password": password,
                 "plan": "starter",
             }),
             None,
         )
         .await
+    }
+
+    /// The token of the newest link of `kind` (`password_reset`, `invitation`, …) mailed to
+    /// `email`, from the outbox.
+    pub async fn mailed_token(&self, kind: &str, email: &str) -> String {
+        let link: String = self
+            .sql_one_with(
+                "select payload->>'link' from public.outbox \
+                  where payload->>'kind' = $1 and payload->>'to' = $2 order by id desc limit 1",
+                &[&kind, &email],
+            )
+            .await;
+        link.split("token=")
+            .nth(1)
+            .expect("a token in the link")
+            .to_owned()
     }
 
     pub async fn login(&self, host: &str, email: &str, password: &str) -> Response {
@@ -216,19 +238,21 @@ impl TestApp {
         .await
         .expect("hash");
         let client = self.db.get().await.expect("db");
+        let company =
+            tenantry_public::CompanyId(uuid::Uuid::parse_str(&tenant.company_id).expect("uuid"));
         let user = tenantry_public::users::insert(
             &**client,
             &tenantry_public::Email::parse(email).expect("email"),
             &hash,
             "A Member",
+            company,
         )
         .await
         .expect("insert user");
-        let company = uuid::Uuid::parse_str(&tenant.company_id).expect("uuid");
         tenantry_public::memberships::insert(
             &**client,
             user.id,
-            tenantry_public::CompanyId(company),
+            company,
             tenantry_public::memberships::Role::parse(role).expect("role"),
         )
         .await

@@ -280,8 +280,9 @@ async fn invitation_rules_conflicts_existing_accounts_and_the_plan() {
         "refused invitations send nothing"
     );
 
-    // An existing account (globex's owner) accepts with the token alone; a password sent along
-    // is ignored, not checked and never set.
+    // An existing, verified account (globex's owner) accepts with the token alone; a password
+    // sent along is ignored, not checked and never set.
+    app.verify_email(&g.owner_email).await;
     let (_, token) = invited(&app, &t.host, &admin, &g.owner_email, "viewer").await;
     let r = accept(
         &app,

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_verification;
 mod api_keys;
 mod audit_log;
 mod cors;

@@ -302,32 +302,39 @@ async fn adding_members_new_and_existing_accounts() {
     let token = app.token(&t.host, "new@acme.test", "pw-827cec2e0643").await;
     assert_eq!(app.role_of(&token), "member");
     // Twice: 409.
-    let r = add(json!({"email": "new@acme.test", "role": "viewer"})).await;
+    let again = json!({"email": "new@acme.test", "role": "viewer", "full_name": "Nora", "password": "pw-ca326f77ecd7"});
+    let r = add(again).await;
     expect_field_errors(r, 409, &["email"]).await;
 
-    // An existing account (globex's owner) only gets a membership; a password sent along is
-    // ignored, never set.
-    let r =
-        add(json!({"email": g.owner_email, "role": "viewer", "password": "pw-ca326f77ecd7"})).await;
-    let b = expect_json(r, 201).await;
-    assert_eq!(b["id"], g.owner_id.as_str());
+    // An existing account elsewhere (globex's owner) is refused, and the answer says nothing
+    // about it: no id, no name. It joins only through an invitation.
+    app.sql_with(
+        "update public.users set full_name = 'Gustav Globex' where id = $1::text::uuid",
+        &[&g.owner_id],
+    )
+    .await;
+    let r = add(json!({"email": g.owner_email, "role": "viewer", "full_name": "Mallory", "password": "pw-ca326f77ecd7"})).await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("invite"), "{body}");
+    assert!(!body.contains(&g.owner_id), "{body}");
+    assert!(!body.contains("Gustav"), "{body}");
     assert_eq!(
         app.login(&t.host, &g.owner_email, "pw-ca326f77ecd7")
             .await
             .status(),
-        401
+        401,
+        "the password sent along is not set"
     );
-    let token = app
-        .token(&t.host, &g.owner_email, "password-of-globex")
-        .await;
-    assert_eq!(app.role_of(&token), "viewer");
+    assert_eq!(role_in(&app, &g.owner_id, &t.company_id).await, None);
     assert_eq!(
         role_in(&app, &g.owner_id, &g.company_id).await.as_deref(),
         Some("owner")
     );
 
     // Audited with the state after, in acme's trail only.
-    assert_eq!(app.audit_count("tenant_acme", "member.added").await, 2);
+    assert_eq!(app.audit_count("tenant_acme", "member.added").await, 1);
     assert_eq!(app.audit_count("tenant_globex", "member.added").await, 0);
     let after: Value = app
         .sql_one("select after from tenant_acme.audit_log where action = 'member.added' order by id limit 1")
@@ -425,20 +432,13 @@ async fn the_plan_limit_counts_members_under_concurrency() {
     for i in 0..3 {
         app.member(&t, &format!("m{i}@acme.test"), "member").await;
     }
-    // Existing accounts, so no request spends time hashing: they all reach the database at once.
-    for i in 0..12 {
-        app.sql_with(
-            "insert into public.users (id, email, password_hash) values (gen_random_uuid(), $1, 'x')",
-            &[&format!("c{i}@acme.test")],
-        )
-        .await;
-    }
     let add = |body: Value| app.call(Method::POST, &t.host, "/api/v1/users", Some(body), &t.token);
     let mut requests = Vec::new();
     for i in 0..12 {
-        requests.push(add(
-            json!({"email": format!("c{i}@acme.test"), "role": "viewer"}),
-        ));
+        requests.push(add(json!({
+            "email": format!("c{i}@acme.test"), "role": "viewer",
+            "full_name": "Contender", "password": "pw-contender-1"
+        })));
     }
     let results = futures_util::future::join_all(requests).await;
     let mut created = 0;

@@ -137,3 +137,47 @@ async fn a_new_tenant_is_routable_at_once() {
     let t = app.tenant("fresh").await;
     assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
 }
+
+/// Random `*.BASE_DOMAIN` names cost one lookup each, within a budget per second: past it an
+/// uncached host answers 503 with `Retry-After`, while a cached tenant and an unknown host seen
+/// before (remembered apart) answer as ever.
+#[tokio::test]
+async fn lookups_of_unknown_hosts_are_remembered_and_bounded() {
+    let (app, t) = spawn_tenant_with(&[("ROUTING_MISSES_PER_SEC", "5")], "acme").await;
+    // Seen once: remembered as unknown.
+    problem(
+        app.get("seen.example.test", "/api/v1/projects", None).await,
+        404,
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let host = format!("random-{i}.example.test");
+        let r = app.get(&host, "/api/v1/projects", None).await;
+        if r.status() == 503 {
+            assert!(r.headers().contains_key("retry-after"), "{host}");
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert!(
+        statuses.iter().all(|s| [404, 503].contains(s)),
+        "{statuses:?}"
+    );
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert!(
+        refused >= 15,
+        "most of a burst of 30 past a budget of 5/s: {statuses:?}"
+    );
+    // Still within the flood: a known tenant, even once a routing change empties the cache,
+    // and the remembered unknown host.
+    assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
+    app.sql("update public.companies set name = 'Acme Renamed' where slug = 'acme'")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
+    problem(
+        app.get("seen.example.test", "/api/v1/projects", None).await,
+        404,
+    )
+    .await;
+}

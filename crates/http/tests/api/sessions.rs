@@ -121,9 +121,10 @@ async fn account_tokens_list_organizations_and_switch() {
     let (app, acme) = spawn_tenant("acme").await;
     let globex = app.tenant("globex").await;
     let _initech = app.tenant("initech").await;
-    // acme's owner is also a viewer at globex.
+    // acme's owner, verified, is also a viewer at globex.
     app.add_membership(&acme.owner_id, &globex.company_id, "viewer")
         .await;
+    app.verify_email(&acme.owner_email).await;
 
     let (account, account_refresh) = app
         .login_pair(BASE, &acme.owner_email, "password-of-acme")
