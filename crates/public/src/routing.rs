@@ -55,6 +55,12 @@ impl Default for RouterSettings {
     }
 }
 
+/// Counter of Host resolutions answered from the cache (the `metrics` facade; the binary that
+/// installs a recorder exports it).
+pub const CACHE_HITS: &str = "routing_cache_hits_total";
+/// Counter of Host resolutions that queried the public schema (including failed queries).
+pub const CACHE_MISSES: &str = "routing_cache_misses_total";
+
 /// Resolves Hosts against the public schema, caching the answers.
 pub struct Router {
     base: DomainName,
@@ -92,19 +98,30 @@ impl Router {
     }
 
     /// Resolves a normalised host. Concurrent misses for one host share a single query.
+    ///
+    /// Counts [`CACHE_HITS`] or [`CACHE_MISSES`] (the base domain is neither: it is never
+    /// cached). A miss is a call whose own query filled the entry; callers that waited for
+    /// another's query count as hits.
     pub async fn resolve(&self, host: &DomainName) -> Result<Resolution, DbError> {
         if *host == self.base {
             return Ok(Resolution::Public);
         }
-        self.cache
-            .try_get_with_by_ref(host, self.load(host))
+        let entry = self
+            .cache
+            .entry_by_ref(host)
+            .or_try_insert_with(self.load(host))
             .await
             .map_err(|e: Arc<DbError>| match &*e {
                 DbError::Query(_) => DbError::Unavailable(e.to_string()),
                 DbError::Unavailable(m) => DbError::Unavailable(m.clone()),
                 DbError::Config(m) => DbError::Config(m.clone()),
                 DbError::Corrupt(m) => DbError::Corrupt(m.clone()),
-            })
+            });
+        match &entry {
+            Ok(e) if !e.is_fresh() => metrics::counter!(CACHE_HITS).increment(1),
+            _ => metrics::counter!(CACHE_MISSES).increment(1),
+        }
+        entry.map(moka::Entry::into_value)
     }
 
     async fn load(&self, host: &DomainName) -> Result<Resolution, DbError> {

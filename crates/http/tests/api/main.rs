@@ -13,6 +13,7 @@ mod isolation;
 mod login_security;
 mod matrix;
 mod members;
+mod metrics;
 mod ops;
 mod ownership;
 mod projects;
