@@ -94,7 +94,7 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
 
 /// The `# HELP` lines. Descriptions only reach a recorder installed before they are given.
 fn describe() {
-    use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use ::metrics::{describe_counter, describe_histogram, Unit};
     describe_counter!(
         HTTP_REQUESTS,
         "Answered HTTP requests by method, route pattern and status."
@@ -104,13 +104,6 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency by method, route pattern and status."
     );
-    describe_gauge!(DB_POOL_MAX_SIZE, "Maximum size of the PostgreSQL pool.");
-    describe_gauge!(DB_POOL_SIZE, "Connections in the PostgreSQL pool.");
-    describe_gauge!(
-        DB_POOL_AVAILABLE,
-        "Idle connections in the PostgreSQL pool."
-    );
-    describe_gauge!(DB_POOL_WAITING, "Callers waiting for a pooled connection.");
     describe_counter!(
         routing::CACHE_HITS,
         "Host resolutions answered from the routing cache."
@@ -185,14 +178,44 @@ struct Scrape {
 }
 
 async fn scrape(scrape: web::Data<Scrape>) -> HttpResponse {
-    let status = scrape.db.status();
-    ::metrics::gauge!(DB_POOL_MAX_SIZE).set(status.max_size as f64);
-    ::metrics::gauge!(DB_POOL_SIZE).set(status.size as f64);
-    ::metrics::gauge!(DB_POOL_AVAILABLE).set(status.available as f64);
-    ::metrics::gauge!(DB_POOL_WAITING).set(status.waiting as f64);
-    HttpResponse::Ok()
-        .content_type(CONTENT_TYPE)
-        .body(scrape.handle.render())
+    let mut text = scrape.handle.render();
+    pool_gauges(&mut text, scrape.db.status());
+    HttpResponse::Ok().content_type(CONTENT_TYPE).body(text)
+}
+
+/// The pool's gauges, read now and written straight into this scrape rather than set on the
+/// process-global recorder: they belong to this application's pool, whatever else runs in the
+/// process.
+fn pool_gauges(text: &mut String, status: deadpool_postgres::Status) {
+    use std::fmt::Write as _;
+    for (name, help, value) in [
+        (
+            DB_POOL_MAX_SIZE,
+            "Maximum size of the PostgreSQL pool.",
+            status.max_size,
+        ),
+        (
+            DB_POOL_SIZE,
+            "Connections in the PostgreSQL pool.",
+            status.size,
+        ),
+        (
+            DB_POOL_AVAILABLE,
+            "Idle connections in the PostgreSQL pool.",
+            status.available,
+        ),
+        (
+            DB_POOL_WAITING,
+            "Callers waiting for a pooled connection.",
+            status.waiting,
+        ),
+    ] {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n\n"
+        );
+    }
 }
 
 /// The metrics listener: `GET /metrics` and nothing else (404), on one worker thread, without
@@ -248,6 +271,31 @@ impl MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pool_gauges_are_written_in_the_text_format() {
+        let mut text = String::new();
+        pool_gauges(
+            &mut text,
+            deadpool_postgres::Status {
+                max_size: 16,
+                size: 3,
+                available: 2,
+                waiting: 0,
+            },
+        );
+        assert!(
+            text.starts_with(
+                "# HELP db_pool_max_size Maximum size of the PostgreSQL pool.\n\
+                 # TYPE db_pool_max_size gauge\n\
+                 db_pool_max_size 16\n\n"
+            ),
+            "{text}"
+        );
+        for line in ["db_pool_size 3", "db_pool_available 2", "db_pool_waiting 0"] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn invented_methods_share_one_label() {
