@@ -49,6 +49,9 @@ dev:
     export MAIL_LOG_LINKS="${MAIL_LOG_LINKS:-true}"
     export LINK_SCHEME="${LINK_SCHEME:-http}"
     export LINK_PORT="${LINK_PORT:-${BIND_ADDR##*:}}"
+    # GET /metrics of the server and, on a port of its own, of the worker.
+    export METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9090}"
+    worker_metrics="${WORKER_METRICS_ADDR:-127.0.0.1:9091}"
     bin="${CARGO_TARGET_DIR:-target}/debug"
 
     cargo build --bins
@@ -74,6 +77,7 @@ dev:
 
     ==========================================================================================
       Tenantry dev stack   API: $url   docs: $url/api/docs/
+      Metrics: http://$METRICS_ADDR/metrics (server)   http://$worker_metrics/metrics (worker)
       Database: $shown_db
       Redis:    $shown_redis
       The Host header picks the tenant: <slug>.$base for tenant APIs, $base for sign-up.
@@ -105,7 +109,7 @@ dev:
 
     BANNER
 
-    "$bin/tenantry-worker" &
+    METRICS_ADDR="$worker_metrics" "$bin/tenantry-worker" &
     worker=$!
     stop_worker() {
       if kill -0 "$worker" 2>/dev/null; then

@@ -107,6 +107,10 @@ pub struct Settings {
     pub cors: CorsPolicy,
     /// Serves `/api/v1/_bench/*` routes used by `just bench`. Never enable in production.
     pub bench_routes: bool,
+    /// Where `GET /metrics` (Prometheus text) is served, apart from the API (`METRICS_ADDR`,
+    /// e.g. `127.0.0.1:9090`). Unset: no metrics listener and no recorder, because metrics
+    /// belong on an address the operator chose to keep internal, never on the API by default.
+    pub metrics_addr: Option<String>,
 }
 
 /// A configuration problem, naming the variable.
@@ -280,6 +284,9 @@ impl Settings {
                 .map_err(|_| err("ROUTING_MISSES_PER_SEC", "must be at most 4294967295"))?,
             refresh_grace: Duration::from_secs(parsed("REFRESH_REUSE_GRACE_SECS", 10)?),
             bench_routes: matches!(get("TENANTRY_BENCH_ROUTES").as_deref(), Some("1" | "true")),
+            metrics_addr: get("METRICS_ADDR")
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty()),
         })
     }
 
@@ -452,6 +459,10 @@ mod tests {
         assert_eq!(s.base_domain.as_str(), "example.com");
         assert_eq!(s.bind_addr, "127.0.0.1:8080");
         assert_eq!(s.max_body_bytes, 1024 * 1024);
+        assert_eq!(
+            s.metrics_addr, None,
+            "no metrics listener unless METRICS_ADDR is set"
+        );
         let printed = format!("{s:?}");
         assert!(
             !printed.contains(SECRET) && !printed.contains("pw@"),

@@ -10,6 +10,7 @@ pub mod fields;
 pub mod headers;
 pub mod host;
 pub mod mailq;
+pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod routes;

@@ -1,8 +1,9 @@
-//! Building the application: pools, routing cache and its listener, the HTTP server. Production
-//! (`main.rs`) and the tests use the same [`Application::build`].
+//! Building the application: pools, routing cache and its listener, the HTTP server (and the
+//! metrics listener when `METRICS_ADDR` is set). Production (`main.rs`) and the tests use the
+//! same [`Application::build`].
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 use secrecy::ExposeSecret;
@@ -19,6 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
 use crate::mailq::MailQueue;
+use crate::metrics::MetricsServer;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
@@ -28,6 +30,7 @@ pub struct Application {
     port: u16,
     server: Server,
     listener_task: tokio::task::JoinHandle<()>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Application {
@@ -99,6 +102,11 @@ impl Application {
             LoginThrottle::counting("signups", redis.clone(), &settings.redis_prefix, limits)
         });
         let mail = MailQueue::new(redis.clone(), &settings.redis_prefix);
+        let metrics = settings
+            .metrics_addr
+            .as_deref()
+            .map(|addr| MetricsServer::bind(addr, db.clone()))
+            .transpose()?;
         // Successors are derived with a key of their own, domain-separated from the JWT secret.
         let rotation = Rotation {
             successor_key: Sha256::new()
@@ -130,11 +138,17 @@ impl Application {
             port,
             server,
             listener_task,
+            metrics,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when `METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(MetricsServer::port)
     }
 
     /// A handle to stop the server gracefully.
@@ -144,7 +158,10 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT (or [`ServerHandle::stop`]), draining in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let result = match self.metrics {
+            Some(metrics) => metrics.serve_alongside(self.server).await,
+            None => self.server.await,
+        };
         self.listener_task.abort();
         result
     }
@@ -163,6 +180,7 @@ fn build_app(
 > {
     let max_body = state.settings.max_body_bytes;
     let bench_routes = state.settings.bench_routes;
+    let metrics = state.settings.metrics_addr.is_some();
     App::new()
         .app_data(state)
         .app_data(
@@ -178,6 +196,11 @@ fn build_app(
         .wrap(from_fn(cors::cors))
         .wrap(from_fn(headers::security_headers))
         .wrap(from_fn(telemetry::request_span))
+        // Outermost, so every answer is counted with the status the client gets.
+        .wrap(Condition::new(
+            metrics,
+            from_fn(crate::metrics::track_requests),
+        ))
         .service(routes::resource("/health").get(routes::ops::health))
         .service(routes::resource("/ready").get(routes::ops::ready))
         .service(

@@ -11,8 +11,9 @@
 //! a failure keeps it.
 //!
 //! If Redis is unavailable or slow the throttle lets logins through after at most
-//! [`REDIS_BUDGET`] per call, logs an error and counts a fail-open: an outage of the cache must
-//! neither lock every user out nor make every login hang.
+//! [`REDIS_BUDGET`] per call, logs an error and counts a fail-open (also exported as
+//! `throttle_fail_opens_total`): an outage of the cache must neither lock every user out nor
+//! make every login hang. Every decision is counted in `throttle_decisions_total`.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
+use crate::metrics;
 
 /// Limits, from configuration.
 #[derive(Debug, Clone)]
@@ -143,11 +145,13 @@ impl LoginThrottle {
             Err(_) => format!("no answer within {} ms", REDIS_BUDGET.as_millis()),
         };
         self.fail_opens.fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(metrics::THROTTLE_FAIL_OPENS, "throttle" => self.what).increment(1);
         tracing::error!(%error, what = self.what, "throttle unavailable; failing open");
         None
     }
 
-    /// How many calls failed open since start (for metrics and tests).
+    /// How many calls of this throttle failed open since start (for tests; scrapes read
+    /// `throttle_fail_opens_total`).
     pub fn fail_opens(&self) -> u64 {
         self.fail_opens.load(Ordering::Relaxed)
     }
@@ -191,12 +195,23 @@ impl LoginThrottle {
                 invocation.invoke_async::<i64>(&mut conn).await
             })
             .await;
-        match result {
+        let verdict = match result {
             Some(ms) if ms >= 0 => Verdict::Limited {
                 retry_after: (ms as u64).div_ceil(1000).max(1),
             },
             _ => Verdict::Allowed,
-        }
+        };
+        let decision = match verdict {
+            Verdict::Allowed => "allowed",
+            Verdict::Limited { .. } => "limited",
+        };
+        ::metrics::counter!(
+            metrics::THROTTLE_DECISIONS,
+            "throttle" => self.what,
+            "decision" => decision
+        )
+        .increment(1);
+        verdict
     }
 
     /// [`attempt`](Self::attempt) as an answer: 429 with `Retry-After` when limited. For every

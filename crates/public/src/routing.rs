@@ -74,6 +74,12 @@ impl Default for RouterSettings {
     }
 }
 
+/// Counter of Host resolutions answered from the cache (the `metrics` facade; the binary that
+/// installs a recorder exports it).
+pub const CACHE_HITS: &str = "routing_cache_hits_total";
+/// Counter of Host resolutions that queried the public schema (including failed queries).
+pub const CACHE_MISSES: &str = "routing_cache_misses_total";
+
 /// Resolves Hosts against the public schema, caching the answers.
 pub struct Router {
     base: DomainName,
@@ -143,16 +149,24 @@ impl Router {
     }
 
     /// Resolves a normalised host. Concurrent misses for one host share a single query.
+    ///
+    /// Counts [`CACHE_HITS`] or [`CACHE_MISSES`] (the base domain is neither: it is never
+    /// cached). A miss is a call whose own query filled the entry; callers that waited for
+    /// another's query count as hits.
     pub async fn resolve(&self, host: &DomainName) -> Result<Resolution, DbError> {
         if *host == self.base {
             return Ok(Resolution::Public);
         }
         if let Some(found) = self.cache.get(host).await {
+            metrics::counter!(CACHE_HITS).increment(1);
             return Ok(found);
         }
         if self.unknown.contains_key(host) {
+            metrics::counter!(CACHE_HITS).increment(1);
             return Ok(Resolution::Unknown);
         }
+        // Counted once per request that found nothing cached (waiters on a shared lookup too).
+        metrics::counter!(CACHE_MISSES).increment(1);
         // An unknown host comes back as an error so the tenant cache never holds it; it is
         // remembered in its own cache instead.
         let load = async {

@@ -29,6 +29,8 @@ pub const ENV_MAIL_FROM: &str = "MAIL_FROM";
 pub const ENV_MAIL_LOG_LINKS: &str = "MAIL_LOG_LINKS";
 /// Seconds between sweeps that re-queue undelivered emails (and their minimum age).
 pub const ENV_MAIL_SWEEP_SECS: &str = "MAIL_SWEEP_SECS";
+/// Where the worker serves `GET /metrics` (e.g. `127.0.0.1:9091`). Unset: no metrics listener.
+pub const ENV_METRICS_ADDR: &str = "METRICS_ADDR";
 
 /// Default From header.
 pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@localhost>";
@@ -100,6 +102,9 @@ pub struct Config {
     pub queue_prefix: String,
     /// Email delivery; `None` when `DATABASE_URL` is unset.
     pub mail: Option<MailConfig>,
+    /// `METRICS_ADDR`: where `GET /metrics` is served; `None` (the default) serves none, since
+    /// only the operator knows which address stays internal.
+    pub metrics_addr: Option<String>,
 }
 
 /// Where and how the worker delivers email.
@@ -204,6 +209,7 @@ impl Config {
             heartbeat_schedule,
             queue_prefix,
             mail,
+            metrics_addr: get(ENV_METRICS_ADDR).map(|a| a.trim().to_owned()),
         })
     }
 }
@@ -303,6 +309,7 @@ impl fmt::Debug for Config {
                     MailTransport::Directory(dir) => format!("files in {}", dir.display()),
                 }),
             )
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }

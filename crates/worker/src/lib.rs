@@ -3,6 +3,7 @@
 pub mod config;
 pub mod jobs;
 pub mod mail;
+pub mod metrics;
 
 use std::future::Future;
 use std::pin::pin;
@@ -71,21 +72,24 @@ pub async fn connect(redis_url: &str) -> anyhow::Result<ConnectionManager> {
 async fn heartbeat_task(tick: Tick, mut ctx: Data<JobContext>) -> Result<(), JobError> {
     tracing::debug!(tick = tick.get_timestamp(), "heartbeat tick");
     let JobContext { redis, prefix } = &mut *ctx;
-    jobs::heartbeat(redis, prefix, Utc::now()).await
+    metrics::timed(
+        metrics::HEARTBEAT,
+        jobs::heartbeat(redis, prefix, Utc::now()),
+    )
+    .await
 }
 
 async fn deliver_task(
     job: tenantry_public::mail::Deliver,
     mailer: Data<Arc<mail::Mailer>>,
 ) -> Result<(), mail::MailError> {
-    mailer
-        .deliver(tenantry_public::mail::OutboxId(job.outbox_id))
-        .await
+    let id = tenantry_public::mail::OutboxId(job.outbox_id);
+    metrics::timed(metrics::DELIVER, mailer.deliver(id)).await
 }
 
 async fn ping_task(job: Ping, mut ctx: Data<JobContext>) -> Result<(), JobError> {
     let JobContext { redis, prefix } = &mut *ctx;
-    jobs::ping(redis, prefix, &job).await
+    metrics::timed(metrics::PING, jobs::ping(redis, prefix, &job)).await
 }
 
 fn log_event(worker: &str, event: &Event) {
@@ -100,10 +104,11 @@ fn log_event(worker: &str, event: &Event) {
 /// (in-flight jobs get [`SHUTDOWN_GRACE`] to finish).
 ///
 /// Workers: `{prefix}-heartbeat` (cron, [`jobs::heartbeat`]) and a worker on the
-/// Redis queue `{prefix}:jobs:noop` ([`Ping`] jobs).
+/// Redis queue `{prefix}:jobs:noop` ([`Ping`] jobs). With `METRICS_ADDR` it serves
+/// `GET /metrics` ([`metrics`]) while it runs.
 ///
 /// # Errors
-/// If Redis is unreachable at start-up, a worker fails (e.g. Redis errors while
+/// If Redis is unreachable at start-up, `METRICS_ADDR` cannot be bound, a worker fails (e.g. Redis errors while
 /// fetching jobs; the remaining workers are then stopped too), or workers do not
 /// stop within [`SHUTDOWN_GRACE`].
 pub async fn run(
@@ -111,6 +116,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let redis = connect(&config.redis_url).await?;
+    // Stops serving when `run` returns, however it returns.
+    let _metrics = match &config.metrics_addr {
+        Some(addr) => Some(metrics::serve(addr).await?),
+        None => None,
+    };
     let prefix: Arc<str> = Arc::from(config.queue_prefix.as_str());
     let ctx = JobContext {
         redis: redis.clone(),

@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use tenantry_worker::{
-    config::{ENV_HEARTBEAT_CRON, ENV_LOG_FORMAT, ENV_QUEUE_PREFIX, ENV_REDIS_URL, ENV_RUST_LOG},
+    config::{
+        ENV_HEARTBEAT_CRON, ENV_LOG_FORMAT, ENV_METRICS_ADDR, ENV_QUEUE_PREFIX, ENV_REDIS_URL,
+        ENV_RUST_LOG,
+    },
     Config, ConfigError, LogFormat, Ping,
 };
 
@@ -178,6 +181,112 @@ async fn run_processes_enqueued_pings_and_stops_on_shutdown() {
     );
 }
 
+/// A free local port for `METRICS_ADDR` (`run` binds it itself, so the test cannot pass port 0
+/// and learn the port).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_runs_are_counted_on_the_workers_metrics_listener() {
+    let mut conn = redis().await;
+    let prefix = unique_prefix();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let config = Config::from_lookup(lookup(&[
+        (ENV_REDIS_URL, &redis_url()),
+        (ENV_QUEUE_PREFIX, &prefix),
+        (ENV_METRICS_ADDR, &metrics),
+    ]))
+    .expect("config");
+    assert_eq!(config.metrics_addr.as_deref(), Some(metrics.as_str()));
+    let message = format!("counted {prefix}");
+    tenantry_worker::enqueue_ping(
+        &conn,
+        &prefix,
+        Ping {
+            message: message.clone(),
+        },
+    )
+    .await
+    .expect("enqueue ping");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(tenantry_worker::run(config, async move {
+        let _ = stop_rx.await;
+    }));
+    let key = tenantry_worker::last_ping_key(&prefix);
+    let seen = wait_for_value(&mut conn, &key, &message, &worker).await;
+
+    // The run is counted just after its Redis write: scrape until it shows (or 5 s pass).
+    let http = reqwest::Client::new();
+    let url = format!("http://{metrics}/metrics");
+    let mut scraped = None;
+    for _ in 0..100 {
+        let Ok(r) = http.get(&url).send().await else {
+            break;
+        };
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = r.text().await.unwrap_or_default();
+        let counted = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(r#"jobs_total{job="ping",outcome="ok"} "#))
+            .any(|v| v.parse::<f64>().is_ok_and(|n| n >= 1.0));
+        scraped = Some((content_type, text));
+        if counted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = http.get(format!("http://{metrics}/")).send().await;
+    stop_tx.send(()).ok();
+    let result = tokio::time::timeout(Duration::from_secs(15), worker)
+        .await
+        .expect("run() returns promptly after shutdown")
+        .expect("run() task did not panic");
+    // A new client: the old one's kept-alive connection may outlive the listener.
+    let mut still_listening = true;
+    for _ in 0..40 {
+        if reqwest::Client::new().get(&url).send().await.is_err() {
+            still_listening = false;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cleanup(&mut conn, &prefix).await;
+
+    assert_eq!(seen.as_deref(), Some(message.as_str()), "{result:?}");
+    result.expect("run() returns Ok after a graceful shutdown");
+    let (content_type, text) = scraped.expect("the worker serves METRICS_ADDR while it runs");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        text.lines()
+            .filter_map(|l| l.strip_prefix(r#"jobs_total{job="ping",outcome="ok"} "#))
+            .any(|v| v.parse::<f64>().is_ok_and(|n| n >= 1.0)),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(r#"job_duration_seconds_count{job="ping",outcome="ok"} "#)),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&message) && !text.contains(&prefix),
+        "{text}"
+    );
+    assert_eq!(other.expect("answered").status(), 404);
+    assert!(!still_listening, "the listener stops with the worker");
+}
+
 #[tokio::test]
 async fn run_fails_clearly_when_redis_is_unreachable() {
     // Port 1 on localhost: nothing listens there.
@@ -213,6 +322,10 @@ fn config_defaults_and_overrides() {
     assert_eq!(config.log_filter, "info");
     assert_eq!(config.heartbeat_schedule.source(), "0 * * * * *");
     assert_eq!(config.queue_prefix, "tenantry");
+    assert_eq!(
+        config.metrics_addr, None,
+        "no metrics listener unless METRICS_ADDR is set"
+    );
 
     let config = Config::from_lookup(lookup(&[
         (ENV_REDIS_URL, "redis://:secret@localhost:6379/1"),

@@ -22,6 +22,8 @@ pub const USER_AGENT: &str = "tenantry-tests/1.0";
 
 pub struct TestApp {
     pub address: String,
+    /// `http://127.0.0.1:{port}` of the metrics listener, when `METRICS_ADDR` was given.
+    pub metrics_address: Option<String>,
     pub db_url: String,
     /// A pool of the test's own, for asserting on database state.
     pub db: Pool,
@@ -66,9 +68,13 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         db_url: database.url,
         db,
         http: reqwest::Client::builder()

@@ -14,6 +14,7 @@ mod isolation;
 mod login_security;
 mod matrix;
 mod members;
+mod metrics;
 mod ops;
 mod ownership;
 mod projects;
