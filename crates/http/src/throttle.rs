@@ -13,15 +13,20 @@
 //! If Redis is unavailable or slow the throttle lets logins through after at most
 //! [`REDIS_BUDGET`] per call, logs an error and counts a fail-open (also exported as
 //! `throttle_fail_opens_total`): an outage of the cache must neither lock every user out nor
-//! make every login hang. Every decision is counted in `throttle_decisions_total`.
+//! make every login hang. After such a failure the throttle does not ask Redis again for
+//! [`REDIS_COOL_DOWN`] (every call fails open at once), so during an outage a request pays the
+//! budget at most once per cool-down, not on every call. Every decision is counted in
+//! `throttle_decisions_total`.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::metrics;
@@ -39,6 +44,10 @@ pub struct ThrottleSettings {
 /// The most time one throttle call may spend on Redis before it fails open.
 pub const REDIS_BUDGET: Duration = Duration::from_millis(50);
 
+/// After a call failed, how long every call fails open without asking Redis; the first call
+/// after it tries Redis again.
+pub const REDIS_COOL_DOWN: Duration = Duration::from_secs(1);
+
 pub struct LoginThrottle {
     /// What is counted, in the Redis keys: `login-failures` or `password-resets`.
     what: &'static str,
@@ -46,6 +55,8 @@ pub struct LoginThrottle {
     conn: OnceCell<ConnectionManager>,
     /// How many calls let the attempt through because Redis did not answer in time.
     fail_opens: AtomicU64,
+    /// Until when calls fail open without asking Redis (set when a call failed).
+    cool_down_until: Mutex<Option<Instant>>,
     prefix: String,
     settings: ThrottleSettings,
     attempt: Script,
@@ -111,6 +122,7 @@ impl LoginThrottle {
             client,
             conn: OnceCell::new(),
             fail_opens: AtomicU64::new(0),
+            cool_down_until: Mutex::new(None),
             prefix: prefix.to_owned(),
             settings,
             attempt: Script::new(ATTEMPT),
@@ -134,11 +146,21 @@ impl LoginThrottle {
     }
 
     /// Runs one Redis call within [`REDIS_BUDGET`]; a failure or a timeout is logged, counted and
-    /// answered with `None` (the caller fails open).
+    /// answered with `None` (the caller fails open), and starts a [`REDIS_COOL_DOWN`] during
+    /// which calls are answered with `None` at once.
     async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
     ) -> Option<T> {
+        if self.cooling_down() {
+            self.fail_opens.fetch_add(1, Ordering::Relaxed);
+            ::metrics::counter!(metrics::THROTTLE_FAIL_OPENS, "throttle" => self.what).increment(1);
+            tracing::debug!(
+                what = self.what,
+                "throttle cooling down after a Redis failure; failing open"
+            );
+            return None;
+        }
         let error = match tokio::time::timeout(REDIS_BUDGET, call).await {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(e)) => e.to_string(),
@@ -146,12 +168,37 @@ impl LoginThrottle {
         };
         self.fail_opens.fetch_add(1, Ordering::Relaxed);
         ::metrics::counter!(metrics::THROTTLE_FAIL_OPENS, "throttle" => self.what).increment(1);
-        tracing::error!(%error, what = self.what, "throttle unavailable; failing open");
+        *self.cool_down() = Some(Instant::now() + REDIS_COOL_DOWN);
+        tracing::error!(
+            %error,
+            what = self.what,
+            cool_down_ms = REDIS_COOL_DOWN.as_millis() as u64,
+            "throttle unavailable; failing open"
+        );
         None
     }
 
-    /// How many calls of this throttle failed open since start (for tests; scrapes read
-    /// `throttle_fail_opens_total`).
+    fn cool_down(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // Holding an instant, the lock cannot be left half-changed by a panic: keep using it.
+        self.cool_down_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a recent failure says not to ask Redis yet.
+    fn cooling_down(&self) -> bool {
+        let mut until = self.cool_down();
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// How many calls failed open since start (for metrics and tests).
     pub fn fail_opens(&self) -> u64 {
         self.fail_opens.load(Ordering::Relaxed)
     }

@@ -125,12 +125,26 @@ impl DerefMut for PublicConn {
     }
 }
 
-/// True when the connection itself is unusable: closed, broken, or left by its previous holder
-/// inside a failed transaction block (SQLSTATE 25P02), where every statement would fail until a
-/// rollback that this checkout cannot know is wanted.
+/// True when the connection itself is unusable: closed, broken, its session ended by the server
+/// ([`is_session_lost`]), or left by its previous holder inside a failed transaction block
+/// (SQLSTATE 25P02), where every statement would fail until a rollback that this checkout cannot
+/// know is wanted.
 fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     (e.code().is_none() && e.as_db_error().is_none())
+        || e.code().is_some_and(|c| is_session_lost(c.code()))
         || e.code().map(|c| c.code()) == Some(sqlstate::IN_FAILED_TRANSACTION)
+}
+
+/// SQLSTATEs with which the server ends a session rather than refusing a statement: it is
+/// shutting down or restarting (57P01 `admin_shutdown` — what `pg_ctl stop -m fast` sends every
+/// session, 57P02 `crash_shutdown`, 57P03 `cannot_connect_now`) or the connection failed
+/// (class 08). The query was fine; the database was not there to run it.
+fn is_session_lost(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            sqlstate::ADMIN_SHUTDOWN | sqlstate::CRASH_SHUTDOWN | sqlstate::CANNOT_CONNECT_NOW
+        )
 }
 
 /// An error and all its causes, for messages that reach operators.
@@ -245,10 +259,13 @@ impl<T> OnConstraint<T> for Result<T, DbError> {
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         // An error without a SQLSTATE never reached the server's executor: I/O, a closed
-        // connection, a timeout. Those are availability problems, not query problems.
+        // connection, a timeout. Those are availability problems, not query problems, and so
+        // is a session the server ended (a restart terminates every session mid-query).
         if is_decode_error(&e) {
             Self::Corrupt(error_chain(&e))
-        } else if e.code().is_none() && e.as_db_error().is_none() {
+        } else if (e.code().is_none() && e.as_db_error().is_none())
+            || e.code().is_some_and(|c| is_session_lost(c.code()))
+        {
             Self::Unavailable(error_chain(&e))
         } else {
             Self::Query(e)
@@ -286,4 +303,7 @@ pub mod sqlstate {
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";
     pub const IN_FAILED_TRANSACTION: &str = "25P02";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const CRASH_SHUTDOWN: &str = "57P02";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
 }

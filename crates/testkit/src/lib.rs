@@ -1,9 +1,11 @@
 //! Test support: every test gets its own fresh database on the throwaway PostgreSQL server that
 //! `just test` starts, and its own Redis key prefix. Nothing is shared between tests. The email
-//! tests deliver to an in-process SMTP server ([`smtp::SmtpSink`]).
+//! tests deliver to an in-process SMTP server ([`smtp::SmtpSink`]). Fault tests that stop or kill
+//! a service run a private one ([`services::PrivatePostgres`], [`services::PrivateRedis`]).
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod services;
 pub mod smtp;
 
 use tokio_postgres::NoTls;

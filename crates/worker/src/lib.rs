@@ -100,22 +100,123 @@ fn log_event(worker: &str, event: &Event) {
     }
 }
 
+/// The first wait after Redis failed; each further failure doubles it, up to [`RETRY_MAX`].
+pub const RETRY_MIN: Duration = Duration::from_millis(250);
+/// The longest wait between two attempts to reach Redis.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Workers that ran this long before failing were healthy: the next wait starts again at
+/// [`RETRY_MIN`].
+const HEALTHY_ROUND: Duration = Duration::from_secs(30);
+
+/// Exponential backoff between attempts to reach Redis: [`RETRY_MIN`], doubled, at most
+/// [`RETRY_MAX`].
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self {
+            next: RETRY_MIN,
+            attempt: 0,
+        }
+    }
+
+    /// The wait before the next attempt (and the number of this failure).
+    fn fail(&mut self) -> (Duration, u32) {
+        let wait = self.next;
+        self.next = (self.next * 2).min(RETRY_MAX);
+        self.attempt += 1;
+        (wait, self.attempt)
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// Waits until Redis answers `PING`, logging every failed attempt with the wait before the
+/// next one.
+async fn wait_for_redis(redis: &ConnectionManager, target: &str, backoff: &mut Backoff) {
+    let mut failed = false;
+    loop {
+        let mut conn = redis.clone();
+        let ping = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        let error = match ping {
+            Ok(Ok(_)) => {
+                if failed {
+                    tracing::info!(redis = target, "Redis answers again");
+                }
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+        };
+        failed = true;
+        let (wait, attempt) = backoff.fail();
+        tracing::warn!(
+            redis = target,
+            %error,
+            attempt,
+            retry_in_ms = wait.as_millis() as u64,
+            "Redis unavailable; retrying"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// How one round of workers ended.
+enum RoundEnd {
+    /// Shutdown was requested and the workers stopped (or failed to stop: the error).
+    Shutdown(anyhow::Result<()>),
+    /// A worker failed (the others were stopped): Redis went away, most likely.
+    Failed {
+        error: String,
+        /// The queue workers' registrations, to remove once Redis is back.
+        queues: Vec<(apalis_redis::Config, String)>,
+    },
+}
+
 /// Runs the worker until `shutdown` resolves, then stops all workers gracefully
 /// (in-flight jobs get [`SHUTDOWN_GRACE`] to finish).
 ///
-/// Workers: `{prefix}-heartbeat` (cron, [`jobs::heartbeat`]) and a worker on the
-/// Redis queue `{prefix}:jobs:noop` ([`Ping`] jobs). With `METRICS_ADDR` it serves
-/// `GET /metrics` ([`metrics`]) while it runs.
+/// Workers: `{prefix}-heartbeat` (cron, [`jobs::heartbeat`]), a worker on the
+/// Redis queue `{prefix}:jobs:noop` ([`Ping`] jobs) and, with a database, the email
+/// queue and its sweep ([`mail`]). With `METRICS_ADDR` it serves `GET /metrics`
+/// ([`metrics`]) while it runs.
+///
+/// Redis may be unreachable at start or go away at any time: the worker keeps running,
+/// tries Redis again with exponential backoff ([`RETRY_MIN`] to [`RETRY_MAX`], every
+/// failure logged) and starts its workers again, under new names, once Redis answers.
+/// Emails whose queue push was lost meanwhile are re-queued by the sweep from the
+/// outbox in PostgreSQL, so they are delayed, never lost.
 ///
 /// # Errors
-/// If Redis is unreachable at start-up, `METRICS_ADDR` cannot be bound, a worker fails (e.g. Redis errors while
-/// fetching jobs; the remaining workers are then stopped too), or workers do not
-/// stop within [`SHUTDOWN_GRACE`].
+/// If the configuration is unusable (Redis URL, mail settings), `METRICS_ADDR` cannot be
+/// bound, or workers do not stop
+/// within [`SHUTDOWN_GRACE`].
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let redis = connect(&config.redis_url).await?;
+    let target = config::redact_url(&config.redis_url);
+    let client = redis::Client::open(config.redis_url.as_str())
+        .with_context(|| format!("invalid Redis URL {target}"))?;
+    // One connection manager for the process: it reconnects on its own after a failure, so
+    // the mailer, the sweep and every round of workers keep using it.
+    let redis = ConnectionManager::new_lazy_with_config(
+        client,
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2),
+    )
+    .with_context(|| format!("cannot use Redis at {target}"))?;
     // Stops serving when `run` returns, however it returns.
     let _metrics = match &config.metrics_addr {
         Some(addr) => Some(metrics::serve(addr).await?),
@@ -126,12 +227,6 @@ pub async fn run(
         redis: redis.clone(),
         prefix: prefix.clone(),
     };
-    // apalis-redis refuses to register a worker whose name was seen within the
-    // last 5 minutes (and does not forget the name on a clean stop), so every
-    // process gets a unique queue-worker name; replicas therefore never clash.
-    let instance = uuid::Uuid::new_v4().simple().to_string();
-    let noop_worker_name = format!("{}:{instance}", noop_queue(&prefix));
-
     let mailer = match &config.mail {
         Some(mail_config) => Some(Arc::new(mail::Mailer::new(
             mail_config,
@@ -143,7 +238,91 @@ pub async fn run(
             None
         }
     };
+    // The sweep runs for the whole process, whatever Redis does; a failed sweep is logged
+    // and tried again at the next interval.
+    let sweeper = mailer.clone().map(|m| tokio::spawn(m.sweep_forever()));
+    tracing::info!(
+        prefix = %prefix,
+        heartbeat_cron = config.heartbeat_schedule.source(),
+        "worker started"
+    );
+
+    let mut shutdown = pin!(shutdown);
+    let mut backoff = Backoff::new();
+    let mut stale: Vec<(apalis_redis::Config, String)> = Vec::new();
+    let result = loop {
+        tokio::select! {
+            () = wait_for_redis(&redis, &target, &mut backoff) => {}
+            () = &mut shutdown => {
+                tracing::info!("shutdown requested while waiting for Redis");
+                break Ok(());
+            }
+        }
+        // A failed round's registrations (the queues forget them only after minutes).
+        let mut conn = redis.clone();
+        for (queue_config, name) in stale.drain(..) {
+            if let Err(error) = deregister_queue_worker(&mut conn, &queue_config, &name).await {
+                tracing::debug!(%error, "could not deregister a failed queue worker");
+            }
+        }
+        let began = tokio::time::Instant::now();
+        match run_round(&config, &ctx, mailer.as_ref(), &mut shutdown).await {
+            RoundEnd::Shutdown(result) => break result,
+            RoundEnd::Failed { error, queues } => {
+                stale = queues;
+                if began.elapsed() >= HEALTHY_ROUND {
+                    backoff.reset();
+                }
+                let (wait, attempt) = backoff.fail();
+                tracing::error!(
+                    %error,
+                    attempt,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "workers stopped on an error; starting them again once Redis answers"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = &mut shutdown => {
+                        tracing::info!("shutdown requested while workers were stopped");
+                        break Ok(());
+                    }
+                }
+            }
+        }
+    };
+    if let Some(sweeper) = &sweeper {
+        sweeper.abort();
+    }
+    result
+}
+
+/// One round: every worker, under names of its own, until one fails or shutdown is requested.
+async fn run_round(
+    config: &Config,
+    ctx: &JobContext,
+    mailer: Option<&Arc<mail::Mailer>>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> RoundEnd {
+    let prefix = ctx.prefix.clone();
+    // apalis-redis refuses to register a worker whose name was seen within the
+    // last 5 minutes (and does not forget the name on a clean stop), so every
+    // round of every process gets unique queue-worker names; replicas and restarts
+    // therefore never clash.
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let noop_worker_name = format!("{}:{instance}", noop_queue(&prefix));
     let mail_worker_name = format!("{}:{instance}", tenantry_public::mail::queue_name(&prefix));
+    let mut queues = vec![(
+        noop_storage(ctx.redis.clone(), &prefix)
+            .get_config()
+            .clone(),
+        noop_worker_name.clone(),
+    )];
+    if let Some(mailer) = mailer {
+        queues.push((
+            mailer.storage().get_config().clone(),
+            mail_worker_name.clone(),
+        ));
+    }
 
     let mut monitor = Monitor::new()
         .on_event(|worker, event| log_event(worker.name(), event))
@@ -160,7 +339,7 @@ pub async fn run(
         })
         .register({
             let ctx = ctx.clone();
-            let name = noop_worker_name.clone();
+            let name = noop_worker_name;
             move |_restarts| {
                 WorkerBuilder::new(name.clone())
                     .backend(
@@ -171,9 +350,9 @@ pub async fn run(
                     .build(ping_task)
             }
         });
-    if let Some(mailer) = &mailer {
+    if let Some(mailer) = mailer {
         let mailer = mailer.clone();
-        let name = mail_worker_name.clone();
+        let name = mail_worker_name;
         monitor = monitor.register(move |_restarts| {
             WorkerBuilder::new(name.clone())
                 .backend(mailer.storage().poll_with_interval(QUEUE_POLL_INTERVAL))
@@ -181,38 +360,41 @@ pub async fn run(
                 .build(deliver_task)
         });
     }
-    let sweeper = mailer.clone().map(|m| tokio::spawn(m.sweep_forever()));
 
-    // A worker that fails takes the whole process down (an orchestrator restarts
-    // it) instead of leaving the other workers running alone.
+    // A worker that fails (Redis gone) stops the others: the round ends, and `run` starts
+    // a new one once Redis answers, instead of leaving some workers running alone.
     let monitor_ctx = monitor.context();
     let stop_all = monitor_ctx.clone();
     let monitor = monitor.should_restart(move |worker, error| {
-        tracing::error!(worker = worker.name(), %error, "worker failed, stopping");
+        tracing::error!(worker = worker.name(), %error, "worker failed, stopping the others");
         let _ = stop_all.shutdown();
         false
     });
-
-    tracing::info!(
-        prefix = %prefix,
-        heartbeat_cron = config.heartbeat_schedule.source(),
-        "worker started"
-    );
 
     let mut running = pin!(monitor.run());
     tokio::select! {
         res = &mut running => {
             // MonitorError's Display already includes its source; don't chain it twice.
-            res.map_err(|e| anyhow::anyhow!("worker stopped unexpectedly: {e}"))?;
-            anyhow::bail!("all workers stopped without a shutdown request");
+            let error = match res {
+                Err(e) => format!("worker stopped unexpectedly: {e}"),
+                Ok(()) => "all workers stopped without a shutdown request".to_owned(),
+            };
+            return RoundEnd::Failed { error, queues };
         }
         () = shutdown => {
             tracing::info!("shutdown requested, stopping workers");
         }
     }
-    if let Some(sweeper) = &sweeper {
-        sweeper.abort();
-    }
+    RoundEnd::Shutdown(stop_round(monitor_ctx, running, ctx.redis.clone(), queues).await)
+}
+
+/// Stops a round's workers within [`SHUTDOWN_GRACE`] and removes their registrations.
+async fn stop_round(
+    monitor_ctx: apalis::prelude::MonitorContext,
+    running: impl Future<Output = Result<(), apalis::prelude::MonitorError>>,
+    mut redis: ConnectionManager,
+    queues: Vec<(apalis_redis::Config, String)>,
+) -> anyhow::Result<()> {
     monitor_ctx
         .shutdown()
         .context("could not signal workers to stop")?;
@@ -220,15 +402,6 @@ pub async fn run(
         .await
         .map_err(|_| anyhow::anyhow!("workers did not stop within {SHUTDOWN_GRACE:?}"))?
         .map_err(|e| anyhow::anyhow!("worker failed while stopping: {e}"))?;
-
-    let mut redis = redis;
-    let mut queues = vec![(
-        noop_storage(redis.clone(), &prefix).get_config().clone(),
-        noop_worker_name,
-    )];
-    if let Some(mailer) = &mailer {
-        queues.push((mailer.storage().get_config().clone(), mail_worker_name));
-    }
     for (queue_config, name) in &queues {
         if let Err(error) = deregister_queue_worker(&mut redis, queue_config, name).await {
             tracing::warn!(%error, "could not deregister queue worker; apalis expires it later");

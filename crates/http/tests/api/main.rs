@@ -8,6 +8,7 @@ mod audit_log;
 mod cors;
 mod email;
 mod errors;
+mod faults;
 mod helpers;
 mod invitations;
 mod isolation;
