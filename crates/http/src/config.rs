@@ -90,6 +90,13 @@ pub struct Settings {
     pub login_throttle: ThrottleSettings,
     /// Password-reset requests (`PASSWORD_RESETS_PER_ACCOUNT`, `PASSWORD_RESETS_PER_IP`, per hour).
     pub reset_throttle: ThrottleSettings,
+    /// Password-reset requests per hour on one organization's hosts (`PASSWORD_RESETS_PER_ORG`,
+    /// default 100), on top of `reset_throttle`.
+    pub resets_per_org: u32,
+    /// Invitations sent per hour to one address, by any organization (`per_account`:
+    /// `INVITATIONS_PER_ADDRESS`, default 5) and by one organization (`per_ip`:
+    /// `INVITATIONS_PER_ORG`, default 100).
+    pub invitation_throttle: ThrottleSettings,
     /// Sign-ups per hour per client (`SIGNUP_RATE_PER_HOUR`, default 20) and in all
     /// (`SIGNUP_GLOBAL_RATE_PER_HOUR`, default 2000); `None` when the per-client rate is 0.
     pub signup_throttle: Option<ThrottleSettings>,
@@ -257,11 +264,19 @@ impl Settings {
             per_ip: at_least_one("PASSWORD_RESETS_PER_IP", 20)?,
             window: Duration::from_secs(3600),
         };
+        let resets_per_org = at_least_one("PASSWORD_RESETS_PER_ORG", 100)?;
+        let invitation_throttle = ThrottleSettings {
+            per_account: at_least_one("INVITATIONS_PER_ADDRESS", 5)?,
+            per_ip: at_least_one("INVITATIONS_PER_ORG", 100)?,
+            window: Duration::from_secs(3600),
+        };
         Ok(Self {
             redis_prefix,
             login_throttle,
             signup_throttle,
             reset_throttle,
+            resets_per_org,
+            invitation_throttle,
             public_scheme,
             link_scheme,
             link_port,

@@ -98,6 +98,12 @@ impl Application {
             &settings.redis_prefix,
             settings.reset_throttle.clone(),
         );
+        let invitation_throttle = LoginThrottle::counting(
+            "invitations",
+            redis.clone(),
+            &settings.redis_prefix,
+            settings.invitation_throttle.clone(),
+        );
         let signup_throttle = settings.signup_throttle.clone().map(|limits| {
             LoginThrottle::counting("signups", redis.clone(), &settings.redis_prefix, limits)
         });
@@ -125,6 +131,7 @@ impl Application {
             rotation,
             login_throttle,
             reset_throttle,
+            invitation_throttle,
             signup_throttle,
             mail,
             settings,

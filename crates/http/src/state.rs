@@ -19,8 +19,10 @@ pub struct AppState {
     /// How refresh tokens rotate (successor key, reuse grace).
     pub rotation: Rotation,
     pub login_throttle: LoginThrottle,
-    /// Password-reset requests per email and per IP.
+    /// Password-reset requests per email, per IP and per organization.
     pub reset_throttle: LoginThrottle,
+    /// Invitations per address and per organization.
+    pub invitation_throttle: LoginThrottle,
     /// Sign-ups per client and in all; `None` when turned off.
     pub signup_throttle: Option<LoginThrottle>,
     /// Hands committed outbox rows (emails) to the worker.

@@ -204,9 +204,14 @@ impl LoginThrottle {
     }
 
     fn account_key(&self, email: &str) -> String {
-        let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
+        self.scope_key("account", email)
+    }
+
+    /// The counter of `value` (any case, hashed: no address or id in Redis) in `scope`.
+    fn scope_key(&self, scope: &str, value: &str) -> String {
+        let digest = Sha256::digest(value.trim().to_lowercase().as_bytes());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:{}:account:{hex}", self.prefix, self.what)
+        format!("{}:{}:{scope}:{hex}", self.prefix, self.what)
     }
 
     fn ip_key(&self, ip: IpAddr) -> String {
@@ -226,7 +231,26 @@ impl LoginThrottle {
     /// Counts an attempt for `email` from `ip`, unless either counter is at its limit: then the
     /// attempt must be refused (nothing is counted). Call it before checking the password.
     pub async fn attempt(&self, email: &str, ip: Option<IpAddr>) -> Verdict {
-        let (keys, limits) = self.keys(email, ip);
+        self.attempt_with(email, ip, &[]).await
+    }
+
+    /// [`attempt`](Self::attempt) with more counters: each `(scope, value, limit)` is one more
+    /// counter (e.g. `("org", company id, 100)`), all counted together or none.
+    pub async fn attempt_with(
+        &self,
+        email: &str,
+        ip: Option<IpAddr>,
+        scopes: &[(&str, &str, u32)],
+    ) -> Verdict {
+        let (mut keys, mut limits) = self.keys(email, ip);
+        for (scope, value, limit) in scopes {
+            keys.push(self.scope_key(scope, value));
+            limits.push(*limit);
+        }
+        self.count(keys, limits).await
+    }
+
+    async fn count(&self, keys: Vec<String>, limits: Vec<u32>) -> Verdict {
         let window_ms = self.settings.window.as_millis() as u64;
         let result = self
             .bounded(async {

@@ -150,9 +150,9 @@ impl Router {
 
     /// Resolves a normalised host. Concurrent misses for one host share a single query.
     ///
-    /// Counts [`CACHE_HITS`] or [`CACHE_MISSES`] (the base domain is neither: it is never
-    /// cached). A miss is a call whose own query filled the entry; callers that waited for
-    /// another's query count as hits.
+    /// Counts [`CACHE_HITS`] (answered from either cache) or [`CACHE_MISSES`] (anything else,
+    /// callers waiting on another's lookup included); the base domain is neither: it is never
+    /// cached.
     pub async fn resolve(&self, host: &DomainName) -> Result<Resolution, DbError> {
         if *host == self.base {
             return Ok(Resolution::Public);

@@ -22,6 +22,7 @@ use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::schema;
 use crate::state::AppState;
+use crate::throttle::Verdict;
 use crate::views::{AccountFields, Invitee, MemberView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -110,7 +111,8 @@ pub struct AcceptedView {
     responses((status = 201, body = InvitationView),
               (status = 403, description = "Not admin, or a role above the caller's or owner"),
               (status = 409, description = "Already a member, or an invitation is pending for this email"),
-              (status = 422, description = "Invalid values")))]
+              (status = 422, description = "Invalid values"),
+              (status = 429, description = "Too many invitations to this address, or from this organization, this hour; see Retry-After")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<Invitee>,
@@ -123,6 +125,21 @@ pub async fn create(
     )
         .collect()?;
     access::may_grant(cx.user.role, role)?;
+    // Counted per address (by every organization) and per organization, before anything is
+    // written: nobody floods an inbox, or everyone's inboxes, with invitations.
+    let company = cx.user.tenant.route().company_id.to_string();
+    let per_org = cx.state.settings.invitation_throttle.per_ip;
+    if let Verdict::Limited { retry_after } = cx
+        .state
+        .invitation_throttle
+        .attempt_with(email.as_str(), None, &[("org", &company, per_org)])
+        .await
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: "too many invitations; try again later".into(),
+            retry_after,
+        });
+    }
     // The link points at the host this request came to (already resolved to this tenant).
     let host = link_host(&req)?;
     let settings = &cx.state.settings;

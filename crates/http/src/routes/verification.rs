@@ -104,7 +104,7 @@ pub async fn verify_email(
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = ResetRequest,
     responses((status = 202, body = ResetAccepted),
               (status = 422, description = "Not an email address"),
-              (status = 429, description = "Too many requests for this email or from this address")))]
+              (status = 429, description = "Too many requests for this email, from this address or on this organization's host; see Retry-After")))]
 pub async fn request_reset(
     state: web::Data<AppState>,
     body: web::Json<ResetRequest>,
@@ -113,11 +113,16 @@ pub async fn request_reset(
 ) -> Result<HttpResponse, ApiError> {
     let (email,) = (fields::parse("email", &body.email, Email::parse),).collect()?;
     let host = link_host(&req)?;
-    // Counted per submitted email (whether or not it has an account) and per address: a limit
-    // says nothing about accounts, and nobody can flood an inbox with reset emails.
+    // Counted per submitted email (whether or not it has an account), per client address and,
+    // on a tenant host, per organization: a limit says nothing about accounts, and nobody can
+    // flood an inbox, or an organization's members, with reset emails.
+    let company = trail(&req)?.map(|tenant| tenant.route().company_id.to_string());
+    let org = company
+        .as_deref()
+        .map(|c| ("org", c, state.settings.resets_per_org));
     if let Verdict::Limited { retry_after } = state
         .reset_throttle
-        .attempt(email.as_str(), origin.0.ip)
+        .attempt_with(email.as_str(), origin.0.ip, org.as_slice())
         .await
     {
         return Err(ApiError::TooManyRequests {

@@ -492,3 +492,20 @@ async fn outbox_rows_past_the_retention_are_deleted() {
     assert!(messages(&smtp).is_empty(), "nothing old was sent");
     worker.stop().await;
 }
+
+/// Reset requests on one organization's host are capped per hour, on top of the per-email and
+/// per-client caps; the base host and other organizations are not held back by it.
+#[tokio::test]
+async fn password_reset_requests_are_capped_per_organization() {
+    let caps = [("PASSWORD_RESETS_PER_ORG", "2")];
+    let (app, t) = spawn_tenant_with(&caps, "acme").await;
+    let g = app.tenant("globex").await;
+    for email in ["one@x.test", "two@x.test"] {
+        assert_eq!(reset(&app, &t.host, email).await.status(), 202, "{email}");
+    }
+    let r = reset(&app, &t.host, "three@x.test").await;
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, 429).await;
+    assert_eq!(reset(&app, BASE, "three@x.test").await.status(), 202);
+    assert_eq!(reset(&app, &g.host, "four@x.test").await.status(), 202);
+}

@@ -444,3 +444,41 @@ async fn invitations_follow_their_inviters_authority() {
         0
     );
 }
+
+/// Invitations are capped per address (by every organization together) and per organization,
+/// per hour: nobody floods an inbox, or everyone's inboxes, by inviting and revoking.
+#[tokio::test]
+async fn invitations_are_capped_per_address_and_per_organization() {
+    let caps = [
+        ("INVITATIONS_PER_ADDRESS", "2"),
+        ("INVITATIONS_PER_ORG", "3"),
+    ];
+    let (app, t) = spawn_tenant_with(&caps, "acme").await;
+    let g = app.tenant("globex").await;
+    for _ in 0..2 {
+        let (id, _) = invited(&app, &t.host, &t.token, "a@x.test", "member").await;
+        let path = format!("/api/v1/invitations/{id}");
+        assert_eq!(app.delete(&t.host, &path, &t.token).await.status(), 204);
+    }
+    let r = app.invite(&t.host, &t.token, "a@x.test", "member").await;
+    assert!(r.headers().contains_key("retry-after"));
+    expect_problem(r, 429, "too many invitations").await;
+    // The address's cap holds for every organization.
+    problem(
+        app.invite(&g.host, &g.token, "a@x.test", "member").await,
+        429,
+    )
+    .await;
+    // acme's third invitation is its last this hour; globex is not held back by acme's.
+    invited(&app, &t.host, &t.token, "b@x.test", "member").await;
+    problem(
+        app.invite(&t.host, &t.token, "c@x.test", "member").await,
+        429,
+    )
+    .await;
+    invited(&app, &g.host, &g.token, "c@x.test", "member").await;
+    let sent = app
+        .count("select count(*) from public.outbox where payload->>'kind' = 'invitation'")
+        .await;
+    assert_eq!(sent, 4, "refused invitations send nothing");
+}
