@@ -100,6 +100,77 @@ pub fn query<T, E: Display>(
         .map_err(|e| ApiError::BadRequest(format!("{name} {e}")))
 }
 
+/// The most characters of a `search` filter.
+pub const MAX_SEARCH: usize = 200;
+
+/// A `search` filter's text: at most [`MAX_SEARCH`] characters, no NUL (PostgreSQL cannot
+/// hold one), trimmed. Blank searches for nothing: filter it out.
+pub fn search(raw: &str) -> Result<String, &'static str> {
+    if raw.chars().count() > MAX_SEARCH {
+        Err("must be at most 200 characters")
+    } else if raw.contains('\0') {
+        Err("must not contain NUL characters")
+    } else {
+        Ok(raw.trim().to_owned())
+    }
+}
+
+/// A query string's parameters with repeated ones kept, for lists whose filters take several
+/// values (`?status=todo&status=done`, or `?status=todo,done`). A bad value is a 400 naming its
+/// parameter, like [`query`].
+pub struct QueryValues(Vec<(String, String)>);
+
+impl QueryValues {
+    /// The parameter's value (the last, if repeated), parsed by `parse`.
+    pub fn one<T, E: Display>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ApiError> {
+        let value = self
+            .0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone());
+        query(name, &value, parse)
+    }
+
+    /// Every value of a repeatable parameter, each also split at commas: trimmed, empty ones
+    /// skipped, repeats dropped (the first kept), each parsed by `parse`.
+    pub fn list<T: PartialEq, E: Display>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Vec<T>, ApiError> {
+        let mut out = Vec::new();
+        let values = self.0.iter().filter(|(key, _)| key == name);
+        for part in values.flat_map(|(_, value)| value.split(',')) {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let value = parse(part).map_err(|e| ApiError::BadRequest(format!("{name} {e}")))?;
+            if !out.contains(&value) {
+                out.push(value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl actix_web::FromRequest for QueryValues {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| Self(q.into_inner()))
+            .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")));
+        std::future::ready(pairs)
+    }
+}
+
 fn merge(into: &mut FieldErrors, more: FieldErrors) {
     for (field, messages) in more {
         into.entry(field).or_default().extend(messages);

@@ -14,10 +14,9 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tenantry_public::db::Db;
 use tenantry_public::routing;
@@ -52,43 +51,14 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How often histograms are folded into their buckets between scrapes, so samples do not pile
-/// up in memory when nobody scrapes.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
 /// The text exposition format's content type.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = tenantry_public::exporter::TEXT_FORMAT;
 
-/// The process's recorder, installed on first use and shared by every later caller.
-///
-/// The `metrics` facade has one global recorder per process and it can be set only once, so the
-/// handle is kept here: a second [`Application`](crate::Application) in the same process (the
-/// test suite under `cargo test`) scrapes the same recorder instead of failing to install its
-/// own. Fails only if something else in the process installed a recorder first.
+/// The process's recorder ([`tenantry_public::exporter::recorder`]), with the request latency
+/// buckets: a second [`Application`](crate::Application) in the same process (the test suite
+/// under `cargo test`) scrapes the same recorder instead of failing to install its own.
 pub fn recorder() -> anyhow::Result<PrometheusHandle> {
-    static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
-    RECORDER
-        .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(HTTP_REQUEST_DURATION.to_owned()),
-                    LATENCY_BUCKETS,
-                )
-                .map_err(|e| e.to_string())?
-                .install_recorder()
-                .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
-            let upkeep = handle.clone();
-            std::thread::Builder::new()
-                .name("metrics-upkeep".into())
-                .spawn(move || loop {
-                    std::thread::sleep(UPKEEP_EVERY);
-                    upkeep.run_upkeep();
-                })
-                .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
-            describe();
-            Ok(handle)
-        })
-        .clone()
+    tenantry_public::exporter::recorder(HTTP_REQUEST_DURATION, LATENCY_BUCKETS, describe)
         .map_err(anyhow::Error::msg)
 }
 

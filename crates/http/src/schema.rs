@@ -189,7 +189,7 @@ pub fn task_description() -> Object {
 
 /// The member search text: at most 200 characters, no NUL.
 pub fn search() -> Object {
-    text(200)
+    text(crate::fields::MAX_SEARCH)
 }
 
 /// A member's or task's assignee filter: `me`, `none` or a user id.
@@ -239,6 +239,26 @@ pub fn task_status() -> Object {
 
 pub fn task_priority() -> Object {
     one_of(TaskPriority::ALL.iter().map(|v| v.as_str()), true)
+}
+
+/// A repeatable filter of task statuses.
+pub fn task_statuses() -> Array {
+    list_of(one_of(TaskStatus::ALL.iter().map(|v| v.as_str()), false))
+}
+
+/// A repeatable filter of task priorities.
+pub fn task_priorities() -> Array {
+    list_of(one_of(TaskPriority::ALL.iter().map(|v| v.as_str()), false))
+}
+
+/// A repeatable query parameter (`?p=a&p=b`; the server also takes `?p=a,b`).
+pub fn list_of(items: Object) -> Array {
+    ArrayBuilder::new().items(items).build()
+}
+
+/// A task tag (a filter).
+pub fn tag() -> Object {
+    name(MAX_TAG, false)
 }
 
 pub fn invitation_status() -> Object {

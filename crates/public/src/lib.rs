@@ -6,6 +6,7 @@ pub mod common_passwords;
 pub mod companies;
 pub mod db;
 pub mod enums;
+pub mod exporter;
 pub mod ids;
 pub mod mail;
 pub mod memberships;

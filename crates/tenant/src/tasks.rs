@@ -125,12 +125,24 @@ pub struct TaskPatch {
     pub tags: Option<Vec<String>>,
 }
 
-/// Filters for [`list`]; every field is optional.
+/// Filters for [`list`]; every field is optional (an empty list filters nothing).
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
     pub project: Option<ProjectId>,
-    pub status: Option<TaskStatus>,
+    /// Any of these statuses.
+    pub statuses: Vec<TaskStatus>,
+    /// Any of these priorities.
+    pub priorities: Vec<TaskPriority>,
     pub assignee: Option<Assignee>,
+    /// Due strictly before / after.
+    pub due_before: Option<DateTime<Utc>>,
+    pub due_after: Option<DateTime<Utc>>,
+    /// Due in the past and still open (not done or cancelled).
+    pub overdue: bool,
+    /// Carrying this tag.
+    pub tag: Option<String>,
+    /// A case-insensitive part of the title or description.
+    pub search: Option<String>,
 }
 
 /// Whose tasks: one member's, or nobody's.
@@ -168,23 +180,39 @@ pub async fn list(
         Some(Assignee::Nobody) => (None, true),
         None => (None, false),
     };
+    let any = |list: &[String]| (!list.is_empty()).then(|| list.to_vec());
+    let statuses: Vec<String> = filter.statuses.iter().map(|s| s.to_string()).collect();
+    let priorities: Vec<String> = filter.priorities.iter().map(|p| p.to_string()).collect();
     let rows = db
         .client()
         .query(
             &format!(
                 "select {COLUMNS} from tasks \
                   where ($1::uuid is null or project_id = $1) \
-                    and ($2::text is null or status = $2) \
-                    and ($3::uuid is null or assignee_id = $3) \
-                    and (not $4 or assignee_id is null) \
-                    and ($5::uuid is null or id < $5) \
-                  order by id desc limit $6"
+                    and ($2::text[] is null or status = any($2)) \
+                    and ($3::text[] is null or priority = any($3)) \
+                    and ($4::uuid is null or assignee_id = $4) \
+                    and (not $5 or assignee_id is null) \
+                    and ($6::timestamptz is null or due_at < $6) \
+                    and ($7::timestamptz is null or due_at > $7) \
+                    and (not $8 or (due_at < now() and status not in ('done', 'cancelled'))) \
+                    and ($9::text is null or $9 = any(tags)) \
+                    and ($10::text is null or strpos(lower(title), lower($10)) > 0 \
+                         or strpos(lower(description), lower($10)) > 0) \
+                    and ($11::uuid is null or id < $11) \
+                  order by id desc limit $12"
             ),
             &[
                 &filter.project,
-                &filter.status,
+                &any(&statuses),
+                &any(&priorities),
                 &assignee,
                 &unassigned,
+                &filter.due_before,
+                &filter.due_after,
+                &filter.overdue,
+                &filter.tag,
+                &filter.search,
                 &before,
                 &Page::<Task>::fetch_limit(limit),
             ],

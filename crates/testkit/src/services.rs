@@ -162,25 +162,8 @@ impl PrivatePostgres {
             String::from_utf8_lossy(&out.stderr)
         );
         pg.start_again();
-        let out = Command::new(pg.bin.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .args(["-c", "create database tenantry"])
-            .output();
-        let out = match out {
-            Ok(out) => out,
-            // No psql next to the server binaries: the one on PATH.
-            Err(_) => Command::new("psql")
+        let create_database = |psql: &Path| {
+            Command::new(psql)
                 .args([
                     "-X",
                     "-q",
@@ -195,8 +178,11 @@ impl PrivatePostgres {
                 .arg(pg.port.to_string())
                 .args(["-c", "create database tenantry"])
                 .output()
-                .expect("run psql"),
         };
+        // The psql next to the server binaries, or else the one on PATH.
+        let out = create_database(&pg.bin.join("psql"))
+            .or_else(|_| create_database(Path::new("psql")))
+            .expect("run psql");
         assert!(
             out.status.success(),
             "create database: {}",

@@ -8,7 +8,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Counter of finished job runs, by `job` and `outcome` (`ok`, `error`).
 pub const JOBS: &str = "jobs_total";
@@ -39,48 +38,26 @@ const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// How often histograms are folded into their buckets between scrapes.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-
 /// The text exposition format's content type.
-pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const TEXT_FORMAT: &str = tenantry_public::exporter::TEXT_FORMAT;
 
-/// The process's recorder, installed on first use and shared by later callers (the facade
-/// takes one global recorder per process, once). Fails if something else installed one first.
+/// The process's recorder ([`tenantry_public::exporter::recorder`]), with the job run-time
+/// buckets.
 ///
 /// # Errors
 /// If another recorder is installed in this process, or the upkeep thread cannot start.
 pub fn recorder() -> anyhow::Result<PrometheusHandle> {
-    static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
-    RECORDER
-        .get_or_init(|| {
-            let handle = builder()
-                .map_err(|e| e.to_string())?
-                .install_recorder()
-                .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
-            let upkeep = handle.clone();
-            std::thread::Builder::new()
-                .name("metrics-upkeep".into())
-                .spawn(move || loop {
-                    std::thread::sleep(UPKEEP_EVERY);
-                    upkeep.run_upkeep();
-                })
-                .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
-            ::metrics::describe_counter!(JOBS, "Finished job runs by job and outcome.");
-            ::metrics::describe_histogram!(
-                JOB_DURATION,
-                ::metrics::Unit::Seconds,
-                "Job run time by job and outcome."
-            );
-            Ok(handle)
-        })
-        .clone()
+    tenantry_public::exporter::recorder(JOB_DURATION, DURATION_BUCKETS, describe)
         .map_err(anyhow::Error::msg)
 }
 
-fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(JOB_DURATION.to_owned()), DURATION_BUCKETS)
+fn describe() {
+    ::metrics::describe_counter!(JOBS, "Finished job runs by job and outcome.");
+    ::metrics::describe_histogram!(
+        JOB_DURATION,
+        ::metrics::Unit::Seconds,
+        "Job run time by job and outcome."
+    );
 }
 
 /// Runs one job's handler and counts the run by its outcome.
@@ -184,7 +161,9 @@ mod tests {
 
     #[test]
     fn runs_are_counted_by_job_and_outcome() {
-        let recorder = builder().expect("buckets").build_recorder();
+        let recorder = tenantry_public::exporter::builder(JOB_DURATION, DURATION_BUCKETS)
+            .expect("buckets")
+            .build_recorder();
         let handle = recorder.handle();
         ::metrics::with_local_recorder(&recorder, || {
             record(PING, true, Duration::from_millis(3));

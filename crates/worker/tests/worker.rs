@@ -54,6 +54,26 @@ async fn cleanup(conn: &mut ConnectionManager, prefix: &str) {
         .expect("deregister test queue");
 }
 
+/// Enqueues a [`Ping`] carrying `message`.
+async fn ping(conn: &ConnectionManager, prefix: &str, message: &str) {
+    let ping = Ping {
+        message: message.to_owned(),
+    };
+    tenantry_worker::enqueue_ping(conn, prefix, ping)
+        .await
+        .expect("enqueue ping");
+}
+
+/// Runs the worker in a task until `stop` fires (or its sender is dropped).
+fn spawn_worker(
+    config: Config,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(tenantry_worker::run(config, async move {
+        let _ = stop.await;
+    }))
+}
+
 fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = vars
         .iter()
@@ -131,34 +151,16 @@ async fn run_processes_enqueued_pings_and_stops_on_shutdown() {
 
     // Enqueued before the worker starts: picked up by the first fetch.
     let first = format!("before start {prefix}");
-    tenantry_worker::enqueue_ping(
-        &conn,
-        &prefix,
-        Ping {
-            message: first.clone(),
-        },
-    )
-    .await
-    .expect("enqueue first ping");
+    ping(&conn, &prefix, &first).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(tenantry_worker::run(config, async move {
-        let _ = stop_rx.await;
-    }));
+    let worker = spawn_worker(config, stop_rx);
 
     let seen_first = wait_for_value(&mut conn, &key, &first, &worker).await;
     // Enqueued while the worker idles: only found because the queue is polled.
     let second = format!("while running {prefix}");
     let seen_second = if seen_first.as_deref() == Some(first.as_str()) {
-        tenantry_worker::enqueue_ping(
-            &conn,
-            &prefix,
-            Ping {
-                message: second.clone(),
-            },
-        )
-        .await
-        .expect("enqueue second ping");
+        ping(&conn, &prefix, &second).await;
         wait_for_value(&mut conn, &key, &second, &worker).await
     } else {
         None
@@ -198,9 +200,7 @@ async fn run_waits_for_an_unreachable_redis_and_still_stops_on_shutdown() {
     let port = tenantry_testkit::services::free_port();
     let config = Config::new(format!("redis://127.0.0.1:{port}/")).expect("config");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(tenantry_worker::run(config, async move {
-        let _ = stop_rx.await;
-    }));
+    let worker = spawn_worker(config, stop_rx);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !worker.is_finished(),
@@ -226,9 +226,7 @@ async fn run_started_before_redis_and_surviving_its_restart_processes_pings() {
     ]))
     .expect("config");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(tenantry_worker::run(config, async move {
-        let _ = stop_rx.await;
-    }));
+    let worker = spawn_worker(config, stop_rx);
     let key = tenantry_worker::last_ping_key(&prefix);
     let mut seen = Vec::new();
     // Redis appears after the worker started; then it is killed (losing everything) and
@@ -244,15 +242,7 @@ async fn run_started_before_redis_and_surviving_its_restart_processes_pings() {
             .await
             .expect("connect to the private Redis");
         let message = format!("{round} {prefix}");
-        tenantry_worker::enqueue_ping(
-            &conn,
-            &prefix,
-            Ping {
-                message: message.clone(),
-            },
-        )
-        .await
-        .expect("enqueue ping");
+        ping(&conn, &prefix, &message).await;
         seen.push((
             message.clone(),
             wait_for_value_within(&mut conn, &key, &message, &worker, Duration::from_secs(20))
@@ -288,20 +278,10 @@ async fn job_runs_are_counted_on_the_workers_metrics_listener() {
     .expect("config");
     assert_eq!(config.metrics_addr.as_deref(), Some(metrics.as_str()));
     let message = format!("counted {prefix}");
-    tenantry_worker::enqueue_ping(
-        &conn,
-        &prefix,
-        Ping {
-            message: message.clone(),
-        },
-    )
-    .await
-    .expect("enqueue ping");
+    ping(&conn, &prefix, &message).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(tenantry_worker::run(config, async move {
-        let _ = stop_rx.await;
-    }));
+    let worker = spawn_worker(config, stop_rx);
     let key = tenantry_worker::last_ping_key(&prefix);
     let seen = wait_for_value(&mut conn, &key, &message, &worker).await;
 

@@ -58,18 +58,31 @@ pub struct InvitationView {
 }
 
 impl From<Invitation> for InvitationView {
-    fn from(i: Invitation) -> Self {
+    /// Every field named: one added to [`Invitation`] does not compile until the view decides.
+    fn from(invitation: Invitation) -> Self {
+        let Invitation {
+            id,
+            email,
+            role,
+            status,
+            invited_by,
+            created_at,
+            expires_at,
+            accepted_at,
+            accepted_by,
+            revoked_at,
+        } = invitation;
         Self {
-            id: i.id,
-            email: i.email,
-            role: i.role.to_string(),
-            status: i.status.to_string(),
-            invited_by: i.invited_by,
-            created_at: i.created_at,
-            expires_at: i.expires_at,
-            accepted_at: i.accepted_at,
-            accepted_by: i.accepted_by,
-            revoked_at: i.revoked_at,
+            role: role.to_string(),
+            status: status.to_string(),
+            id,
+            email,
+            invited_by,
+            created_at,
+            expires_at,
+            accepted_at,
+            accepted_by,
+            revoked_at,
         }
     }
 }

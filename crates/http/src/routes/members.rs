@@ -81,16 +81,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::MembersRead)?;
     let role = fields::query("role", &query.role, Role::parse)?;
-    let search = fields::query("search", &query.search, |s| {
-        if s.chars().count() > 200 {
-            Err("must be at most 200 characters")
-        } else if s.contains('\0') {
-            Err("must not contain NUL characters")
-        } else {
-            Ok(s.trim().to_owned())
-        }
-    })?
-    .filter(|s| !s.is_empty());
+    let search = fields::query("search", &query.search, fields::search)?.filter(|s| !s.is_empty());
     let page = paging.request::<MembershipId>(
         ListQuery::new("joined_at")
             .filter("role", role)

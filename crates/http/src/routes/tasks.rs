@@ -16,7 +16,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
-use crate::fields::{self, Field, Fields};
+use crate::fields::{self, Field, Fields, QueryValues};
 use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::schema;
@@ -88,17 +88,74 @@ impl From<Task> for TaskView {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+/// The filters of `GET /tasks`, as documented; [`filter`] reads them from the query string
+/// (repeatable ones may also be comma lists).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TaskQuery {
     /// Only tasks of this project (id).
     #[param(schema_with = schema::id)]
     pub project: Option<String>,
-    /// Only tasks in this status: todo, in_progress, in_review, done or cancelled.
-    #[param(schema_with = schema::task_status)]
-    pub status: Option<String>,
+    /// Only tasks in these statuses (repeatable, or a comma list).
+    #[param(schema_with = schema::task_statuses, style = Form, explode)]
+    pub status: Option<Vec<String>>,
+    /// Only tasks of these priorities (repeatable, or a comma list).
+    #[param(schema_with = schema::task_priorities, style = Form, explode)]
+    pub priority: Option<Vec<String>>,
     /// Only tasks assigned to this member (user id), to `me`, or to nobody (`none`).
     #[param(schema_with = schema::assignee_filter)]
     pub assignee: Option<String>,
+    /// Only tasks due before this instant (RFC 3339).
+    #[param(schema_with = schema::instant)]
+    pub due_before: Option<String>,
+    /// Only tasks due after this instant (RFC 3339).
+    #[param(schema_with = schema::instant)]
+    pub due_after: Option<String>,
+    /// `true`: only tasks due in the past and neither done nor cancelled.
+    pub overdue: Option<bool>,
+    /// Only tasks carrying this tag.
+    #[param(schema_with = schema::tag)]
+    pub tag: Option<String>,
+    /// A case-insensitive part of the title or description.
+    #[param(schema_with = schema::search)]
+    pub search: Option<String>,
+}
+
+/// What a new task and a patch share. Absent: the default for a new task, unchanged in a patch.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TaskTraits {
+    #[schema(schema_with = schema::task_description)]
+    pub description: Option<String>,
+    /// todo (a new task's default), in_progress, in_review, done or cancelled. Moving to `done`
+    /// sets `completed_at`; moving out of it clears it.
+    #[schema(schema_with = schema::task_status)]
+    pub status: Option<String>,
+    /// low, medium (a new task's default), high or urgent.
+    #[schema(schema_with = schema::task_priority)]
+    pub priority: Option<String>,
+    /// At most 20 labels of 1 to 50 characters (trimmed, repeats dropped).
+    #[schema(schema_with = schema::tags)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// [`TaskTraits`] parsed: each `None` when absent.
+type Traits = (
+    Option<String>,
+    Option<TaskStatus>,
+    Option<TaskPriority>,
+    Option<Vec<String>>,
+);
+
+impl TaskTraits {
+    fn parse(&self) -> Field<Traits> {
+        (
+            fields::text("description", &self.description, MAX_DESCRIPTION),
+            fields::parse_opt("status", &self.status, TaskStatus::parse),
+            fields::parse_opt("priority", &self.priority, TaskPriority::parse),
+            self.tags.as_deref().map(tags).transpose(),
+        )
+            .collect_fields()
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -108,51 +165,33 @@ pub struct CreateTask {
     #[schema(example = "Write the launch post")]
     #[schema(schema_with = schema::task_title, required = true)]
     pub title: Option<String>,
-    #[schema(schema_with = schema::task_description)]
-    pub description: Option<String>,
-    /// todo (default), in_progress, in_review, done or cancelled.
-    #[schema(schema_with = schema::task_status)]
-    pub status: Option<String>,
-    /// low, medium (default), high or urgent.
-    #[schema(schema_with = schema::task_priority)]
-    pub priority: Option<String>,
+    #[serde(flatten)]
+    pub traits: TaskTraits,
     /// An active member of this organization.
     #[schema(schema_with = schema::id)]
     pub assignee_id: Option<String>,
     /// RFC 3339.
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<String>,
-    /// At most 20 labels of 1 to 50 characters.
-    #[schema(schema_with = schema::tags)]
-    pub tags: Option<Vec<String>>,
 }
 
 impl TryFrom<CreateTask> for NewTask {
     type Error = ApiError;
 
     fn try_from(b: CreateTask) -> Result<Self, ApiError> {
-        let (project_id, title, description, (status, priority), (assignee_id, due_at), tags) = (
+        let (project_id, title, (description, status, priority, tags), assignee_id, due_at) = (
             fields::parse("project_id", &b.project_id, |id| {
                 id.trim()
                     .parse::<ProjectId>()
                     .map_err(|_| "must be a project id (UUID)")
             }),
             fields::name("title", &b.title, MAX_TITLE),
-            fields::text("description", &b.description, MAX_DESCRIPTION),
-            (
-                fields::parse_opt("status", &b.status, TaskStatus::parse),
-                fields::parse_opt("priority", &b.priority, TaskPriority::parse),
-            )
-                .collect_fields(),
-            (
-                fields::parse_opt("assignee_id", &b.assignee_id, user_id),
-                b.due_at
-                    .as_deref()
-                    .map(|d| fields::instant("due_at", d))
-                    .transpose(),
-            )
-                .collect_fields(),
-            b.tags.as_deref().map(tags).transpose(),
+            b.traits.parse(),
+            fields::parse_opt("assignee_id", &b.assignee_id, user_id),
+            b.due_at
+                .as_deref()
+                .map(|d| fields::instant("due_at", d))
+                .transpose(),
         )
             .collect()?;
         Ok(NewTask {
@@ -174,13 +213,8 @@ pub struct UpdateTask {
     /// A new title (not blank).
     #[schema(schema_with = schema::task_title_or_null)]
     pub title: Option<String>,
-    #[schema(schema_with = schema::task_description)]
-    pub description: Option<String>,
-    /// Moving to `done` sets `completed_at`; moving out of it clears it.
-    #[schema(schema_with = schema::task_status)]
-    pub status: Option<String>,
-    #[schema(schema_with = schema::task_priority)]
-    pub priority: Option<String>,
+    #[serde(flatten)]
+    pub traits: TaskTraits,
     /// An active member of this organization; `null` unassigns.
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = schema::id)]
@@ -189,29 +223,21 @@ pub struct UpdateTask {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
-    #[schema(schema_with = schema::tags)]
-    pub tags: Option<Vec<String>>,
 }
 
 impl TryFrom<UpdateTask> for TaskPatch {
     type Error = ApiError;
 
     fn try_from(b: UpdateTask) -> Result<Self, ApiError> {
-        let (title, description, (status, priority), assignee_id, due_at, tags) = (
+        let (title, (description, status, priority, tags), assignee_id, due_at) = (
             fields::parse_opt("title", &b.title, |t| {
                 tenantry_public::names::display_name(t, MAX_TITLE)
             }),
-            fields::text("description", &b.description, MAX_DESCRIPTION),
-            (
-                fields::parse_opt("status", &b.status, TaskStatus::parse),
-                fields::parse_opt("priority", &b.priority, TaskPriority::parse),
-            )
-                .collect_fields(),
+            b.traits.parse(),
             clearable(&b.assignee_id, |id| {
                 fields::check("assignee_id", user_id(id))
             }),
             clearable(&b.due_at, |d| fields::instant("due_at", d)),
-            b.tags.as_deref().map(tags).transpose(),
         )
             .collect()?;
         Ok(TaskPatch {
@@ -266,25 +292,44 @@ fn tags(raw: &[String]) -> Field<Vec<String>> {
     Ok(out)
 }
 
-/// Filters from the query string: 400 naming the parameter when one is bad.
-fn filter(q: &TaskQuery, me: UserId) -> Result<TaskFilter, ApiError> {
-    let project = fields::query("project", &q.project, |p| {
+/// Filters from the query string ([`TaskQuery`]): 400 naming the parameter when one is bad.
+fn filter(q: &QueryValues, me: UserId) -> Result<TaskFilter, ApiError> {
+    let project = q.one("project", |p| {
         p.trim()
             .parse::<ProjectId>()
             .map_err(|_| "must be a project id (UUID)")
     })?;
-    let status = fields::query("status", &q.status, TaskStatus::parse)?;
-    let assignee = fields::query("assignee", &q.assignee, |a| match a.trim() {
+    let assignee = q.one("assignee", |a| match a.trim() {
         "me" => Ok(Assignee::User(me)),
         "none" => Ok(Assignee::Nobody),
         id => user_id(id)
             .map(Assignee::User)
             .map_err(|_| "must be a user id (UUID), me or none"),
     })?;
+    let instant = |raw: &str| {
+        DateTime::parse_from_rfc3339(raw.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| "must be an RFC 3339 date-time")
+    };
+    let overdue = q.one("overdue", |o| match o.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false"),
+    })?;
+    let tag = |raw: &str| {
+        tenantry_public::names::display_name(raw, MAX_TAG)
+            .map_err(|_| "must be 1 to 50 characters, without control characters")
+    };
     Ok(TaskFilter {
         project,
-        status,
+        statuses: q.list("status", TaskStatus::parse)?,
+        priorities: q.list("priority", TaskPriority::parse)?,
         assignee,
+        due_before: q.one("due_before", instant)?,
+        due_after: q.one("due_after", instant)?,
+        overdue: overdue.unwrap_or(false),
+        tag: q.one("tag", tag)?,
+        search: q.one("search", fields::search)?.filter(|s| !s.is_empty()),
     })
 }
 
@@ -294,10 +339,23 @@ fn list_query(f: &TaskFilter) -> ListQuery {
         Assignee::User(u) => u.to_string(),
         Assignee::Nobody => "none".to_owned(),
     });
+    let joined = |values: Vec<String>| (!values.is_empty()).then(|| values.join(","));
     ListQuery::new("-created_at")
         .filter("project", f.project)
-        .filter("status", f.status)
+        .filter(
+            "status",
+            joined(f.statuses.iter().map(ToString::to_string).collect()),
+        )
+        .filter(
+            "priority",
+            joined(f.priorities.iter().map(ToString::to_string).collect()),
+        )
         .filter("assignee", assignee)
+        .filter("due_before", f.due_before.map(|t| t.to_rfc3339()))
+        .filter("due_after", f.due_after.map(|t| t.to_rfc3339()))
+        .filter("overdue", f.overdue.then_some("true"))
+        .filter("tag", f.tag.as_deref())
+        .filter("search", f.search.as_deref())
 }
 
 /// Lists the tenant's tasks, newest first, with filters.
@@ -307,7 +365,7 @@ fn list_query(f: &TaskFilter) -> ListQuery {
               (status = 400, description = "Bad filter, cursor or limit")))]
 pub async fn list(
     cx: TenantRequest,
-    query: web::Query<TaskQuery>,
+    query: QueryValues,
     paging: Paging,
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;

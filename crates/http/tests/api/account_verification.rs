@@ -70,14 +70,7 @@ async fn an_unverified_password_signs_in_only_where_the_account_was_created() {
     )
     .await;
     assert_eq!(column(&orgs, "slug"), ["evil"]);
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/switch",
-            &json!({"slug": "acme"}),
-            Some(&account),
-        )
-        .await;
+    let r = app.switch(&account, "acme").await;
     problem(r, 403).await;
 
     // The address's owner proves it with a reset requested at acme: acme lets her in, and

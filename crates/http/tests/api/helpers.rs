@@ -445,6 +445,13 @@ impl TestApp {
         }
     }
 
+    /// `POST /auth/switch` into the organization `slug` with an account token, on the base host.
+    pub async fn switch(&self, account: &str, slug: &str) -> Response {
+        let body = json!({ "slug": slug });
+        self.post_json(BASE, "/api/v1/auth/switch", &body, Some(account))
+            .await
+    }
+
     pub async fn refresh(&self, host: &str, refresh_token: &str) -> Response {
         self.post_json(
             host,

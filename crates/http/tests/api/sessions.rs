@@ -389,14 +389,7 @@ async fn a_token_of_an_ended_session_mints_nothing() {
         json!({"active": false}),
         "nothing else about an ended session"
     );
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/switch",
-            &json!({"slug": "acme"}),
-            Some(&account),
-        )
-        .await;
+    let r = app.switch(&account, "acme").await;
     expect_problem(r, 401, "session has ended").await;
     assert_eq!(
         app.count("select count(*) from public.sessions where company_id is not null and revoked_at is null")
@@ -466,14 +459,7 @@ async fn a_deactivated_account_cannot_switch() {
         &[&t.owner_email],
     )
     .await;
-    let r = app
-        .post_json(
-            BASE,
-            "/api/v1/auth/switch",
-            &json!({"slug": "acme"}),
-            Some(&account),
-        )
-        .await;
+    let r = app.switch(&account, "acme").await;
     problem(r, 401).await;
 }
 

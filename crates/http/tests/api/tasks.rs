@@ -271,6 +271,118 @@ async fn filters_and_keyset_pages() {
 }
 
 #[tokio::test]
+async fn status_priority_due_overdue_tag_and_search_filters() {
+    let (app, t) = spawn_tenant("acme").await;
+    let p = app
+        .create_project(&t.host, &t.token, json!({"name": "P"}))
+        .await;
+    for (title, status, priority, due, tags) in [
+        (
+            "late draft",
+            "todo",
+            "high",
+            Some("2020-01-01T00:00:00Z"),
+            json!(["web"]),
+        ),
+        (
+            "late but done",
+            "done",
+            "low",
+            Some("2020-01-02T00:00:00Z"),
+            json!([]),
+        ),
+        (
+            "Future Review",
+            "in_review",
+            "urgent",
+            Some("2999-01-01T00:00:00Z"),
+            json!(["web", "ops"]),
+        ),
+        ("no date", "in_progress", "medium", None, json!(["ops"])),
+    ] {
+        let mut body = json!({"project_id": p, "title": title, "status": status,
+                              "priority": priority, "tags": tags});
+        if let Some(due) = due {
+            body["due_at"] = json!(due);
+        }
+        create(&app, &t, body).await;
+    }
+    let titles = |query: &str| {
+        let (app, t, path) = (&app, &t, format!("/api/v1/tasks?{query}"));
+        async move {
+            let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+            let mut titles = column(&page, "title");
+            titles.sort();
+            titles
+        }
+    };
+    assert_eq!(
+        titles("status=todo&status=done").await,
+        ["late but done", "late draft"]
+    );
+    assert_eq!(
+        titles("status=todo,done").await,
+        ["late but done", "late draft"]
+    );
+    assert_eq!(
+        titles("priority=urgent,high").await,
+        ["Future Review", "late draft"]
+    );
+    assert_eq!(
+        titles("status=todo,in_review&priority=urgent").await,
+        ["Future Review"]
+    );
+    assert_eq!(
+        titles("due_before=2021-01-01T00:00:00Z").await,
+        ["late but done", "late draft"]
+    );
+    assert_eq!(
+        titles("due_after=2021-01-01T00:00:00Z").await,
+        ["Future Review"]
+    );
+    assert_eq!(titles("overdue=true").await, ["late draft"]);
+    assert_eq!(titles("overdue=false").await.len(), 4);
+    assert_eq!(titles("tag=ops").await, ["Future Review", "no date"]);
+    assert_eq!(titles("search=REVIEW").await, ["Future Review"]);
+    assert_eq!(titles("search=late&tag=web").await, ["late draft"]);
+    for (bad, parameter) in [
+        ("status=todo,open", "status"),
+        ("priority=huge", "priority"),
+        ("due_before=yesterday", "due_before"),
+        ("overdue=yes", "overdue"),
+        ("search=%00", "search"),
+    ] {
+        let r = app
+            .get(&t.host, &format!("/api/v1/tasks?{bad}"), Some(&t.token))
+            .await;
+        expect_problem(r, 400, parameter).await;
+    }
+    // A cursor is bound to its filters: the same statuses in another spelling are the same list.
+    let page = expect_json(
+        app.get(
+            &t.host,
+            "/api/v1/tasks?limit=1&status=todo,done",
+            Some(&t.token),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let next = page["next"].as_str().expect("a next page");
+    let cursor = next
+        .split("cursor=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let again = format!("/api/v1/tasks?limit=1&status=todo&status=done&cursor={cursor}");
+    assert_eq!(app.get(&t.host, &again, Some(&t.token)).await.status(), 200);
+    let other = format!("/api/v1/tasks?limit=1&status=todo&cursor={cursor}");
+    problem(app.get(&t.host, &other, Some(&t.token)).await, 400).await;
+}
+
+#[tokio::test]
 async fn another_tenants_tasks_and_projects_are_unknown_here() {
     let app = spawn_app().await;
     let acme = app.tenant("acme").await;
