@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 410: something that existed and is gone for good (a used, revoked or expired token).
     #[error("{0}")]
     Gone(String),
+    /// 412: an `If-Match` that no longer matches.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -95,6 +98,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
             Self::Gone(_) => "gone",
+            Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Validation(_) => "validation-error",
@@ -126,6 +130,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -316,6 +321,7 @@ impl From<TaskError> for ApiError {
                 "assignee_id",
                 "must be an active member of this organization",
             ),
+            e @ TaskError::Stale => Self::PreconditionFailed(e.to_string()),
             TaskError::Db(e) => e.into(),
         }
     }

@@ -161,6 +161,9 @@ pub enum TaskError {
     UnknownProject,
     #[error("the assignee is not an active member of this organization")]
     AssigneeNotMember,
+    /// `If-Match` named a version the task is no longer at.
+    #[error("the task has changed since that version; fetch it again")]
+    Stale,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -297,13 +300,22 @@ pub async fn create(
 }
 
 /// Applies a patch, audited as `task.updated` with the task before and after.
+///
+/// With `expected` (the versions an `If-Match` names), the task must still be at one of them
+/// ([`Task::updated_at`], checked under the row lock), else [`TaskError::Stale`] and nothing
+/// changes.
 pub async fn update(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     id: TaskId,
     patch: &TaskPatch,
+    expected: Option<&[DateTime<Utc>]>,
 ) -> Result<Task, TaskError> {
-    change(conn, acting, id, patch, Action::TaskUpdated, |_| false).await
+    let current = |task: &Task| match expected {
+        Some(versions) if !versions.contains(&task.updated_at) => Err(TaskError::Stale),
+        _ => Ok(false),
+    };
+    change(conn, acting, id, patch, Action::TaskUpdated, current).await
 }
 
 /// Marks a task done (`task.completed`) or open again (`task.reopened`, back to `todo`).
@@ -324,27 +336,27 @@ pub async fn set_done(
         status: Some(status),
         ..TaskPatch::default()
     };
-    let already = |task: &Task| (task.status == TaskStatus::Done) == done;
+    let already = |task: &Task| Ok((task.status == TaskStatus::Done) == done);
     change(conn, acting, id, &patch, action, already).await
 }
 
 /// One audited change of a task in its own transaction: check the assignee, lock the task,
-/// return it unchanged (no entry) when `unchanged` says so, else apply `patch` and record
-/// `action` with the task before and after.
+/// return it unchanged (no entry) when `unchanged` says so (or its error), else apply `patch`
+/// and record `action` with the task before and after.
 async fn change(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     id: TaskId,
     patch: &TaskPatch,
     action: Action,
-    unchanged: impl FnOnce(&Task) -> bool,
+    unchanged: impl FnOnce(&Task) -> Result<bool, TaskError>,
 ) -> Result<Task, TaskError> {
     let tx = conn.transaction().await?;
     if let Some(assignee) = patch.assignee_id {
         check_assignee(&tx, acting.company, assignee).await?;
     }
     let before = lock(&tx, id).await?;
-    if unchanged(&before) {
+    if unchanged(&before)? {
         return Ok(before);
     }
     let after = apply(&tx, id, patch).await?;

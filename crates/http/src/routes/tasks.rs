@@ -2,7 +2,7 @@
 //! delete the tasks of the caller's tenant.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::UserId;
@@ -391,9 +391,9 @@ pub async fn create(
     let new = NewTask::try_from(body.into_inner())?;
     let mut conn = cx.bound().await?;
     let task = tasks::create(&mut conn, &cx.acting(), &new).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/tasks/{}", task.id)))
-        .json(TaskView::from(task)))
+    let mut created = HttpResponse::Created();
+    created.insert_header((header::LOCATION, format!("/api/v1/tasks/{}", task.id)));
+    Ok(answer(created, task))
 }
 
 /// One task of this tenant.
@@ -404,7 +404,40 @@ pub async fn create(
 pub async fn get(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::ContentRead).await?;
     let task = tasks::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(TaskView::from(task)))
+    Ok(answer(HttpResponse::Ok(), task))
+}
+
+/// A task answer with its `ETag` (weak: the version is the task's `updated_at`), for `If-Match`.
+fn answer(mut response: HttpResponseBuilder, task: Task) -> HttpResponse {
+    response
+        .insert_header((header::ETAG, etag(task.updated_at)))
+        .json(TaskView::from(task))
+}
+
+fn etag(version: DateTime<Utc>) -> String {
+    format!("W/\"{}\"", version.timestamp_micros())
+}
+
+/// The versions an `If-Match` header names (`W/"…"` or `"…"`, comma-separated); `None` without
+/// the header or for `*` (any version). A tag that is not one of ours names no version, so it
+/// never matches.
+fn if_match(req: &HttpRequest) -> Option<Vec<DateTime<Utc>>> {
+    let header = req.headers().get(header::IF_MATCH)?;
+    let value = header.to_str().unwrap_or_default().trim();
+    if value == "*" {
+        return None;
+    }
+    Some(
+        value
+            .split(',')
+            .filter_map(|tag| {
+                let tag = tag.trim();
+                let tag = tag.strip_prefix("W/").unwrap_or(tag);
+                let micros = tag.strip_prefix('"')?.strip_suffix('"')?.parse().ok()?;
+                DateTime::from_timestamp_micros(micros)
+            })
+            .collect(),
+    )
 }
 
 /// Changes some fields of a task. Viewers may not.
@@ -413,17 +446,20 @@ pub async fn get(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpRespons
     responses((status = 200, body = TaskView),
               (status = 403, description = "Viewer"),
               (status = 404, description = "No such task in this organization"),
+              (status = 412, description = "`If-Match` names a version the task is no longer at (without it the last write wins)"),
               (status = 422, description = "Invalid values, or an assignee who is not an active member")))]
 pub async fn update(
     cx: TenantRequest,
     id: web::Path<TaskId>,
     body: web::Json<UpdateTask>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentWrite)?;
     let patch = TaskPatch::try_from(body.into_inner())?;
+    let expected = if_match(&req);
     let mut conn = cx.bound().await?;
-    let task = tasks::update(&mut conn, &cx.acting(), *id, &patch).await?;
-    Ok(HttpResponse::Ok().json(TaskView::from(task)))
+    let task = tasks::update(&mut conn, &cx.acting(), *id, &patch, expected.as_deref()).await?;
+    Ok(answer(HttpResponse::Ok(), task))
 }
 
 /// Marks a task done. Idempotent: a done task is returned as it is (`completed_at` unchanged).
@@ -449,7 +485,7 @@ pub async fn reopen(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResp
 async fn set_done(cx: TenantRequest, id: TaskId, done: bool) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::ContentWrite).await?;
     let task = tasks::set_done(&mut conn, &cx.acting(), id, done).await?;
-    Ok(HttpResponse::Ok().json(TaskView::from(task)))
+    Ok(answer(HttpResponse::Ok(), task))
 }
 
 /// Deletes a task. Viewers may not.

@@ -424,3 +424,42 @@ async fn another_tenants_tasks_and_projects_are_unknown_here() {
     assert_eq!(stored, "secret:todo", "untouched");
     assert_eq!(app.count("select count(*) from tenant_acme.tasks").await, 0);
 }
+
+/// A task answer carries a weak `ETag`; a `PATCH` with `If-Match` applies only at that version
+/// (412 otherwise, nothing changed), and without it the last write wins.
+#[tokio::test]
+async fn patch_honours_if_match_with_the_tasks_etag() {
+    let (app, t) = spawn_tenant("acme").await;
+    let (_, path) = project_and_task(&app, &t, "Draft").await;
+    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    let patch = |title: &str, if_match: Option<&str>| {
+        let mut request = app
+            .request(Method::PATCH, &t.host, &path)
+            .bearer_auth(&t.token)
+            .json(&json!({ "title": title }));
+        if let Some(tag) = if_match {
+            request = request.header("If-Match", tag);
+        }
+        request.send()
+    };
+    let r = patch("First", Some(&etag)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let newer = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(newer, etag);
+    // The old version again: 412, and the task keeps the first change.
+    let r = patch("Lost update", Some(&etag)).await.unwrap();
+    expect_problem(r, 412, "has changed").await;
+    for tag in ["\"garbage\"", "W/\"1\""] {
+        problem(patch("Nope", Some(tag)).await.unwrap(), 412).await;
+    }
+    let task = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+    assert_eq!(task["title"], "First");
+    assert_eq!(app.audit_count("tenant_acme", "task.updated").await, 1);
+    // A list naming the current version, `*`, or no header at all: applied.
+    let list = format!("{etag}, {newer}");
+    assert_eq!(patch("Second", Some(&list)).await.unwrap().status(), 200);
+    assert_eq!(patch("Third", Some("*")).await.unwrap().status(), 200);
+    assert_eq!(patch("Last write wins", None).await.unwrap().status(), 200);
+}
