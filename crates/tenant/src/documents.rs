@@ -248,7 +248,7 @@ pub enum DocumentError {
     NotANote,
     /// Storing this would take the organization past its plan's storage.
     #[error(
-        "the {plan} plan allows at most {max_mb} MB of documents; delete documents or upgrade the plan"
+        "the {plan} plan allows at most {max_mb} MB of documents (max_storage_mb); delete documents or upgrade the plan"
     )]
     StorageLimit { plan: String, max_mb: i32 },
     #[error(transparent)]

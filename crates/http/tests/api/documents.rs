@@ -324,7 +324,7 @@ async fn documents_past_the_plan_storage_are_403_plan_limit_and_store_nothing() 
     let r = upload(&app, &t, &[("file", Some("one.txt"), &half)]).await;
     let first = expect_json(r, 201).await;
     let r = upload(&app, &t, &[("file", Some("two.txt"), &half)]).await;
-    let problem = expect_problem(r, 403, "1 MB").await;
+    let problem = expect_problem(r, 403, "at most 1 MB of documents (max_storage_mb)").await;
     assert!(
         problem["type"].as_str().unwrap().ends_with("plan-limit"),
         "{problem}"
@@ -344,7 +344,7 @@ async fn documents_past_the_plan_storage_are_403_plan_limit_and_store_nothing() 
             &t.token,
         )
         .await;
-    let problem = expect_problem(r, 403, "max").await;
+    let problem = expect_problem(r, 403, "max_storage_mb").await;
     assert!(problem["type"].as_str().unwrap().ends_with("plan-limit"));
     let r = app.get(&t.host, &path_of(&small), Some(&t.token)).await;
     assert_eq!(expect_json(r, 200).await["size_bytes"], 1);
