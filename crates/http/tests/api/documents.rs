@@ -483,3 +483,42 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
     assert_eq!(stored(&app, "tenant_globex").await, (0, 0));
     assert_eq!(app.audit_count("tenant_globex", "document.created").await, 0);
 }
+
+#[tokio::test]
+async fn documents_uploads_follow_the_role_matrix() {
+    let (app, t) = spawn_tenant("acme").await;
+    let viewer = app.member(&t, "viewer@acme.test", "viewer").await;
+    let member = app.member(&t, "member@acme.test", "member").await;
+    let viewer_key = app.create_key(&t.host, &t.token, "viewer").await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let member_key = app.create_key(&t.host, &t.token, "member").await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let send = |credential: (&'static str, String)| {
+        let app = &app;
+        let host = t.host.clone();
+        async move {
+            let (header, value) = credential;
+            app.request(Method::POST, &host, "/api/v1/documents")
+                .header(header, value)
+                .header(
+                    "Content-Type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                )
+                .body(multipart(&[("file", Some("f.txt"), b"f")]))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(send(("Authorization", format!("Bearer {viewer}"))).await, 403);
+    assert_eq!(send(("X-API-Key", viewer_key)).await, 403);
+    assert_eq!(send(("Authorization", format!("Bearer {member}"))).await, 201);
+    assert_eq!(send(("X-API-Key", member_key)).await, 201);
+    assert_eq!(stored(&app, "tenant_acme").await, (2, 2));
+}
