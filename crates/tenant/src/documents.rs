@@ -565,14 +565,20 @@ mod tests {
         assert_eq!(sanitise_filename("  .hidden "), "hidden");
         assert_eq!(sanitise_filename("dir/"), "file");
         assert_eq!(sanitise_filename("résumé.pdf"), "résumé.pdf");
-        assert_eq!(sanitise_filename(&"x".repeat(300)).chars().count(), MAX_FILENAME);
+        assert_eq!(
+            sanitise_filename(&"x".repeat(300)).chars().count(),
+            MAX_FILENAME
+        );
     }
 
     #[test]
     fn content_types_are_sniffed_from_the_bytes() {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), "image/png");
         assert_eq!(sniff(b"%PDF-1.7\n"), "application/pdf");
-        assert_eq!(sniff("plain text é".as_bytes()), "text/plain; charset=utf-8");
+        assert_eq!(
+            sniff("plain text é".as_bytes()),
+            "text/plain; charset=utf-8"
+        );
         assert_eq!(sniff(&[0xff, 0xfe, 0x00, 0x80]), "application/octet-stream");
     }
 

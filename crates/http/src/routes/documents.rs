@@ -163,7 +163,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 fn project_id(raw: &str) -> Result<ProjectId, &'static str> {
-    raw.trim().parse().map_err(|_| "must be a project id (UUID)")
+    raw.trim()
+        .parse()
+        .map_err(|_| "must be a project id (UUID)")
 }
 
 /// A note body of at most [`MAX_NOTE_BYTES`] bytes.
@@ -349,7 +351,14 @@ fn filter(q: &DocumentQuery) -> Result<(DocumentFilter, DocumentOrdering), ApiEr
     .filter(|s| !s.is_empty());
     let ordering = fields::query("ordering", &q.ordering, DocumentOrdering::parse)?
         .unwrap_or(DocumentOrdering::CreatedDesc);
-    Ok((DocumentFilter { owner, kind, search }, ordering))
+    Ok((
+        DocumentFilter {
+            owner,
+            kind,
+            search,
+        },
+        ordering,
+    ))
 }
 
 /// The filters as the cursor is bound to them and `next` repeats them.
@@ -427,8 +436,7 @@ pub async fn create(
         }
         _ => {
             return Err(ApiError::UnsupportedMediaType(
-                "the body must be application/json (a note) or multipart/form-data (a file)"
-                    .into(),
+                "the body must be application/json (a note) or multipart/form-data (a file)".into(),
             ))
         }
     };

@@ -51,8 +51,14 @@ async fn upload(app: &TestApp, t: &TestTenant, parts: &[(&str, Option<&str>, &[u
 }
 
 async fn note(app: &TestApp, t: &TestTenant, body: Value) -> Response {
-    app.call(Method::POST, &t.host, "/api/v1/documents", Some(body), &t.token)
-        .await
+    app.call(
+        Method::POST,
+        &t.host,
+        "/api/v1/documents",
+        Some(body),
+        &t.token,
+    )
+    .await
 }
 
 async fn stored(app: &TestApp, schema: &str) -> (i64, i64) {
@@ -97,7 +103,10 @@ async fn documents_notes_round_trip_with_content_and_audit() {
     assert_eq!(doc["size_bytes"], body.len());
     assert_eq!(doc["sha256"], hex_sha256(body.as_bytes()));
     assert_eq!(doc["created_by"], t.owner_id.as_str());
-    assert!(doc.get("body").is_none(), "content never passes through JSON");
+    assert!(
+        doc.get("body").is_none(),
+        "content never passes through JSON"
+    );
 
     let r = app.get(&t.host, &path, Some(&t.token)).await;
     assert_eq!(expect_json(r, 200).await["title"], "Launch plan");
@@ -139,7 +148,10 @@ async fn documents_notes_round_trip_with_content_and_audit() {
         .await;
     assert_eq!(r.text().await.unwrap(), "v2");
     let (before, after) = app.audit_change("tenant_acme", "document.updated").await;
-    assert_eq!((before["size_bytes"].clone(), after["size_bytes"].clone()), (json!(body.len()), json!(2)));
+    assert_eq!(
+        (before["size_bytes"].clone(), after["size_bytes"].clone()),
+        (json!(body.len()), json!(2))
+    );
 
     let r = app.delete(&t.host, &path, &t.token).await;
     assert_eq!(r.status(), 204);
@@ -171,7 +183,10 @@ async fn documents_file_upload_sniffs_sanitises_and_downloads_with_etag() {
     assert_eq!(doc["kind"], "file");
     assert_eq!(doc["title"], "Logo");
     assert!(doc["project_id"].is_null());
-    assert_eq!(doc["content_type"], "image/png", "sniffed, not the declared type");
+    assert_eq!(
+        doc["content_type"], "image/png",
+        "sniffed, not the declared type"
+    );
     assert_eq!(doc["size_bytes"], PNG.len());
     let sha = hex_sha256(PNG);
     assert_eq!(doc["sha256"], sha.as_str());
@@ -190,14 +205,19 @@ async fn documents_file_upload_sniffs_sanitises_and_downloads_with_etag() {
     assert_eq!(h["etag"].to_str().unwrap(), format!("\"{sha}\""));
     let disposition = h["content-disposition"].to_str().unwrap();
     assert!(
-        disposition.starts_with("attachment; filename=\"") && disposition.contains("filename*=UTF-8''"),
+        disposition.starts_with("attachment; filename=\"")
+            && disposition.contains("filename*=UTF-8''"),
         "{disposition}"
     );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(r.bytes().await.unwrap().as_ref(), PNG);
 
     // If-None-Match: the current ETag (also weak, in a list) is 304 without the bytes.
-    for tag in [format!("\"{sha}\""), format!("\"other\", W/\"{sha}\""), "*".into()] {
+    for tag in [
+        format!("\"{sha}\""),
+        format!("\"other\", W/\"{sha}\""),
+        "*".into(),
+    ] {
         let r = app
             .request(Method::GET, &t.host, &content)
             .bearer_auth(&t.token)
@@ -221,11 +241,23 @@ async fn documents_file_upload_sniffs_sanitises_and_downloads_with_etag() {
     // A file's content never changes; its title does.
     let path = path_of(&doc);
     let r = app
-        .call(Method::PATCH, &t.host, &path, Some(json!({"body": "x"})), &t.token)
+        .call(
+            Method::PATCH,
+            &t.host,
+            &path,
+            Some(json!({"body": "x"})),
+            &t.token,
+        )
         .await;
     expect_field_errors(r, 422, &["body"]).await;
     let r = app
-        .call(Method::PATCH, &t.host, &path, Some(json!({"title": "Logo v2"})), &t.token)
+        .call(
+            Method::PATCH,
+            &t.host,
+            &path,
+            Some(json!({"title": "Logo v2"})),
+            &t.token,
+        )
         .await;
     assert_eq!(expect_json(r, 200).await["title"], "Logo v2");
 
@@ -273,7 +305,10 @@ async fn documents_bad_input_is_a_problem_and_stores_nothing() {
     let r = app
         .request(Method::POST, &t.host, "/api/v1/documents")
         .bearer_auth(&t.token)
-        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .body("not multipart at all")
         .send()
         .await
@@ -281,7 +316,11 @@ async fn documents_bad_input_is_a_problem_and_stores_nothing() {
     assert!(matches!(r.status().as_u16(), 400 | 422), "{}", r.status());
     for query in ["kind=pdf", "ordering=name", "project=nope"] {
         let r = app
-            .get(&t.host, &format!("/api/v1/documents?{query}"), Some(&t.token))
+            .get(
+                &t.host,
+                &format!("/api/v1/documents?{query}"),
+                Some(&t.token),
+            )
             .await;
         expect_problem(r, 400, query.split('=').next().unwrap()).await;
     }
@@ -289,8 +328,16 @@ async fn documents_bad_input_is_a_problem_and_stores_nothing() {
     assert_eq!(app.audit_count("tenant_acme", "document.created").await, 0);
 
     // A body of exactly 1 MiB is a note (its JSON is over MAX_BODY_BYTES' default).
-    let r = note(&app, &t, json!({"title": "big", "body": "a".repeat(documents_max_note())})).await;
-    assert_eq!(expect_json(r, 201).await["size_bytes"], documents_max_note());
+    let r = note(
+        &app,
+        &t,
+        json!({"title": "big", "body": "a".repeat(documents_max_note())}),
+    )
+    .await;
+    assert_eq!(
+        expect_json(r, 201).await["size_bytes"],
+        documents_max_note()
+    );
 }
 
 fn documents_max_note() -> usize {
@@ -375,13 +422,30 @@ async fn documents_list_filters_orderings_and_pages() {
         .create_project(&t.host, &t.token, json!({"name": "Launch"}))
         .await;
     let b = expect_json(
-        note(&app, &t, json!({"title": "Beta notes", "project_id": project, "body": "bb"})).await,
+        note(
+            &app,
+            &t,
+            json!({"title": "Beta notes", "project_id": project, "body": "bb"}),
+        )
+        .await,
         201,
     )
     .await;
-    let a = expect_json(note(&app, &t, json!({"title": "Alpha 100%", "body": "a"})).await, 201).await;
+    let a = expect_json(
+        note(&app, &t, json!({"title": "Alpha 100%", "body": "a"})).await,
+        201,
+    )
+    .await;
     let c = expect_json(
-        upload(&app, &t, &[("title", None, b"Charlie"), ("file", Some("chart.png"), PNG)]).await,
+        upload(
+            &app,
+            &t,
+            &[
+                ("title", None, b"Charlie"),
+                ("file", Some("chart.png"), PNG),
+            ],
+        )
+        .await,
         201,
     )
     .await;
@@ -397,22 +461,49 @@ async fn documents_list_filters_orderings_and_pages() {
     };
     let id = |d: &Value| d["id"].as_str().unwrap().to_owned();
 
-    assert_eq!(ids(&list("").await), [id(&c), id(&a), id(&b)], "newest first");
-    assert_eq!(ids(&list("?ordering=created_at").await), [id(&b), id(&a), id(&c)]);
-    assert_eq!(ids(&list("?ordering=title").await), [id(&a), id(&b), id(&c)]);
-    assert_eq!(ids(&list("?ordering=-title").await), [id(&c), id(&b), id(&a)]);
-    assert_eq!(ids(&list("?ordering=-size").await), [id(&c), id(&b), id(&a)]);
+    assert_eq!(
+        ids(&list("").await),
+        [id(&c), id(&a), id(&b)],
+        "newest first"
+    );
+    assert_eq!(
+        ids(&list("?ordering=created_at").await),
+        [id(&b), id(&a), id(&c)]
+    );
+    assert_eq!(
+        ids(&list("?ordering=title").await),
+        [id(&a), id(&b), id(&c)]
+    );
+    assert_eq!(
+        ids(&list("?ordering=-title").await),
+        [id(&c), id(&b), id(&a)]
+    );
+    assert_eq!(
+        ids(&list("?ordering=-size").await),
+        [id(&c), id(&b), id(&a)]
+    );
     assert_eq!(ids(&list("?ordering=size").await), [id(&a), id(&b), id(&c)]);
     assert_eq!(ids(&list("?kind=file").await), [id(&c)]);
     assert_eq!(ids(&list("?kind=note").await), [id(&a), id(&b)]);
     assert_eq!(ids(&list("?project=none").await), [id(&c), id(&a)]);
     let r = app
-        .get(&t.host, &format!("/api/v1/documents?project={project}"), Some(&t.token))
+        .get(
+            &t.host,
+            &format!("/api/v1/documents?project={project}"),
+            Some(&t.token),
+        )
         .await;
     assert_eq!(ids(&expect_json(r, 200).await), [id(&b)]);
-    assert_eq!(ids(&list("?search=CHART").await), [id(&c)], "file names too");
+    assert_eq!(
+        ids(&list("?search=CHART").await),
+        [id(&c)],
+        "file names too"
+    );
     assert_eq!(ids(&list("?search=100%25").await), [id(&a)]);
-    assert!(ids(&list("?search=%25%25").await).is_empty(), "% is literal");
+    assert!(
+        ids(&list("?search=%25%25").await).is_empty(),
+        "% is literal"
+    );
 
     // Pages of one, by title: `next` keeps the ordering and filters.
     let mut seen = Vec::new();
@@ -421,19 +512,36 @@ async fn documents_list_filters_orderings_and_pages() {
         let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
         seen.extend(ids(&page));
         next = page["next"].as_str().map(|n| {
-            assert!(n.contains("ordering=title") && n.contains("kind=note"), "{n}");
+            assert!(
+                n.contains("ordering=title") && n.contains("kind=note"),
+                "{n}"
+            );
             format!("/api/v1{}", n.split_once("/api/v1").unwrap().1)
         });
     }
     assert_eq!(seen, [id(&a), id(&b)]);
     // A cursor of one ordering is refused for another.
     let r = app
-        .get(&t.host, "/api/v1/documents?ordering=title&limit=1", Some(&t.token))
+        .get(
+            &t.host,
+            "/api/v1/documents?ordering=title&limit=1",
+            Some(&t.token),
+        )
         .await;
     let page = expect_json(r, 200).await;
-    let cursor = page["next"].as_str().unwrap().split("cursor=").nth(1).unwrap().to_owned();
+    let cursor = page["next"]
+        .as_str()
+        .unwrap()
+        .split("cursor=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
     let r = app
-        .get(&t.host, &format!("/api/v1/documents?ordering=size&cursor={cursor}"), Some(&t.token))
+        .get(
+            &t.host,
+            &format!("/api/v1/documents?ordering=size&cursor={cursor}"),
+            Some(&t.token),
+        )
         .await;
     expect_problem(r, 400, "cursor").await;
 }
@@ -446,7 +554,12 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
         .create_project(&a.host, &a.token, json!({"name": "Secret"}))
         .await;
     let doc = expect_json(
-        note(&app, &a, json!({"title": "Secret", "project_id": project, "body": "s"})).await,
+        note(
+            &app,
+            &a,
+            json!({"title": "Secret", "project_id": project, "body": "s"}),
+        )
+        .await,
         201,
     )
     .await;
@@ -458,12 +571,22 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
         (Method::DELETE, "", None),
     ] {
         let r = app
-            .call(method.clone(), &b.host, &format!("{path}{suffix}"), body, &b.token)
+            .call(
+                method.clone(),
+                &b.host,
+                &format!("{path}{suffix}"),
+                body,
+                &b.token,
+            )
             .await;
         expect_problem(r, 404, "").await;
     }
     assert!(column(
-        &expect_json(app.get(&b.host, "/api/v1/documents", Some(&b.token)).await, 200).await,
+        &expect_json(
+            app.get(&b.host, "/api/v1/documents", Some(&b.token)).await,
+            200
+        )
+        .await,
         "id"
     )
     .is_empty());
@@ -473,7 +596,10 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
     let r = upload(
         &app,
         &b,
-        &[("project_id", None, project.as_bytes()), ("file", Some("f.txt"), b"f")],
+        &[
+            ("project_id", None, project.as_bytes()),
+            ("file", Some("f.txt"), b"f"),
+        ],
     )
     .await;
     expect_field_error(r, "project_id", "not a project of this organization").await;
@@ -481,7 +607,10 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
     let r = app.get(&a.host, &path, Some(&a.token)).await;
     assert_eq!(expect_json(r, 200).await["title"], "Secret");
     assert_eq!(stored(&app, "tenant_globex").await, (0, 0));
-    assert_eq!(app.audit_count("tenant_globex", "document.created").await, 0);
+    assert_eq!(
+        app.audit_count("tenant_globex", "document.created").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -516,9 +645,15 @@ async fn documents_uploads_follow_the_role_matrix() {
                 .as_u16()
         }
     };
-    assert_eq!(send(("Authorization", format!("Bearer {viewer}"))).await, 403);
+    assert_eq!(
+        send(("Authorization", format!("Bearer {viewer}"))).await,
+        403
+    );
     assert_eq!(send(("X-API-Key", viewer_key)).await, 403);
-    assert_eq!(send(("Authorization", format!("Bearer {member}"))).await, 201);
+    assert_eq!(
+        send(("Authorization", format!("Bearer {member}"))).await,
+        201
+    );
     assert_eq!(send(("X-API-Key", member_key)).await, 201);
     assert_eq!(stored(&app, "tenant_acme").await, (2, 2));
 }
