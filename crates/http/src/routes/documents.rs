@@ -45,8 +45,7 @@ pub struct Api;
 /// The largest JSON body of a note's create or update: a 1 MiB body with room for JSON escaping
 /// (quotes, backslashes and newlines double), whatever `MAX_BODY_BYTES` says for other routes.
 const NOTE_JSON_LIMIT: usize = 2 * MAX_NOTE_BYTES + 64 * 1024;
-/// The most bytes of one multipart text field (`title`, `project_id`), and of any part the
-/// upload does not know (read and dropped).
+/// The most bytes of one multipart text field (`title`, `project_id`).
 const FORM_FIELD_LIMIT: usize = 16 * 1024;
 /// What a multipart body may carry beyond the file itself (boundaries, part headers, the text
 /// fields) before its declared length alone makes it too large.
@@ -131,6 +130,7 @@ pub struct CreateNote {
 /// kept), with an optional title (default: the file name) and project.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // Only describes the multipart body, which is read part by part.
+#[serde(deny_unknown_fields)] // Other parts are refused (422).
 pub struct UploadFile {
     /// The file, at most `DOCUMENT_MAX_BYTES` (default 25 MiB). Its type is sniffed from the bytes.
     #[schema(schema_with = schema::binary)]
@@ -272,7 +272,8 @@ async fn read_text(field: &mut actix_multipart::Field, name: &str) -> Result<Str
 }
 
 /// A file upload read from a multipart body, the file capped at `max` bytes while it is read
-/// (413 before anything is stored). Parts: `file` (once, required), `title`, `project_id`.
+/// (413 before anything is stored). Parts: `file` (once, required), `title`, `project_id`; any
+/// other part is 422.
 async fn upload(
     req: &HttpRequest,
     payload: web::Payload,
@@ -305,8 +306,11 @@ async fn upload(
             }
             "title" => title = Some(read_text(&mut part, "title").await?),
             "project_id" => project = Some(read_text(&mut part, "project_id").await?),
-            _ => {
-                read_part(&mut part, FORM_FIELD_LIMIT).await?;
+            other => {
+                return Err(ApiError::validation(
+                    other,
+                    "is not a part of an upload (file, title, project_id)",
+                ))
             }
         }
     }

@@ -293,6 +293,13 @@ async fn documents_bad_input_is_a_problem_and_stores_nothing() {
     // A file part is required in an upload.
     let r = upload(&app, &t, &[("title", None, b"no file")]).await;
     expect_field_errors(r, 422, &["file"]).await;
+    let r = upload(
+        &app,
+        &t,
+        &[("other", None, b"x"), ("file", Some("f.txt"), b"f")],
+    )
+    .await;
+    expect_field_errors(r, 422, &["other"]).await;
     let r = app
         .request(Method::POST, &t.host, "/api/v1/documents")
         .bearer_auth(&t.token)
