@@ -314,8 +314,6 @@ async fn upload(
             }
         }
     }
-    // An empty `project_id` part is the same as none.
-    let project = project.filter(|p| !p.trim().is_empty());
     let (title, project_id, file) = (
         fields::parse_opt("title", &title, |t| {
             tenantry_public::names::display_name(t, MAX_TITLE)

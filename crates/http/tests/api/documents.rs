@@ -300,6 +300,14 @@ async fn documents_bad_input_is_a_problem_and_stores_nothing() {
     )
     .await;
     expect_field_errors(r, 422, &["other"]).await;
+    // The organization's own document leaves `project_id` out; an empty one is no id.
+    let r = upload(
+        &app,
+        &t,
+        &[("project_id", None, b""), ("file", Some("f.txt"), b"f")],
+    )
+    .await;
+    expect_field_errors(r, 422, &["project_id"]).await;
     let r = app
         .request(Method::POST, &t.host, "/api/v1/documents")
         .bearer_auth(&t.token)
