@@ -37,13 +37,13 @@ UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 @schemathesis.hook
 def map_body(ctx, body):
-    """A new task names the project scripts/fuzz.sh created, so it can be created at all. Only a
+    """A new task or document names the project scripts/fuzz.sh created, so it can be created at all. Only a
     well-formed id is replaced: a body meant to be invalid stays invalid."""
     operation = ctx.operation
     if (
         operation is not None
         and operation.method.upper() == "POST"
-        and operation.path == "/api/v1/tasks"
+        and operation.path in ("/api/v1/tasks", "/api/v1/documents")
         and isinstance(body, dict)
         and isinstance(body.get("project_id"), str)
         and UUID.match(body["project_id"])

@@ -75,6 +75,9 @@ pub struct Settings {
     pub db_pool_size: usize,
     pub db_pool_timeout: Duration,
     pub max_body_bytes: usize,
+    /// The largest uploaded file (`DOCUMENT_MAX_BYTES`, default 25 MiB); larger uploads are 413
+    /// and nothing is stored.
+    pub document_max_bytes: usize,
     pub http_workers: Option<usize>,
     pub routing_cache_ttl: Duration,
     /// Database lookups of uncached hosts per second (`ROUTING_MISSES_PER_SEC`, default 200;
@@ -293,6 +296,7 @@ impl Settings {
             db_pool_size: db_pool_size as usize,
             db_pool_timeout: Duration::from_millis(parsed("DB_POOL_TIMEOUT_MS", 1000)?),
             max_body_bytes: parsed("MAX_BODY_BYTES", 1024 * 1024)? as usize,
+            document_max_bytes: parsed("DOCUMENT_MAX_BYTES", 25 * 1024 * 1024)? as usize,
             http_workers,
             routing_cache_ttl: Duration::from_secs(parsed("ROUTING_CACHE_TTL_SECS", 30)?),
             routing_misses_per_sec: u32::try_from(parsed("ROUTING_MISSES_PER_SEC", 200)?)

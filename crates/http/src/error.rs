@@ -12,6 +12,7 @@ use tenantry_public::passwords::PasswordError;
 use tenantry_tenant::access::RoleRuleError;
 use tenantry_tenant::accounts::AccountError;
 use tenantry_tenant::api_keys::ApiKeyError;
+use tenantry_tenant::documents::DocumentError;
 use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
@@ -32,6 +33,10 @@ pub enum ApiError {
     /// 403.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 whose `type` ends in `plan-limit`: the organization's plan does not allow this; the
+    /// detail names the limit.
+    #[error("{0}")]
+    PlanLimit(String),
     /// 404: also for ids that are not in this tenant, and for hosts that name nothing.
     #[error("not found")]
     NotFound,
@@ -94,6 +99,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad-request",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::PlanLimit(_) => "plan-limit",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
@@ -126,6 +132,7 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::PlanLimit(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -323,6 +330,20 @@ impl From<TaskError> for ApiError {
             ),
             e @ TaskError::Stale => Self::PreconditionFailed(e.to_string()),
             TaskError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<DocumentError> for ApiError {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::NotFound => Self::NotFound,
+            DocumentError::UnknownProject => {
+                Self::validation("project_id", "is not a project of this organization")
+            }
+            e @ DocumentError::NotANote => Self::validation("body", e.to_string()),
+            e @ DocumentError::StorageLimit { .. } => Self::PlanLimit(e.to_string()),
+            DocumentError::Db(e) => e.into(),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::routes;
         (name = "account", description = "The caller's own account"),
         (name = "projects", description = "Projects of the Host's tenant"),
         (name = "tasks", description = "Tasks of the Host's tenant's projects"),
+        (name = "documents", description = "Notes and files of the Host's tenant and its projects"),
         (name = "members", description = "Members of the Host's tenant and their roles"),
         (name = "invitations", description = "Invitations to join the Host's tenant"),
         (name = "organization", description = "The Host's tenant as a whole: ownership"),
@@ -48,6 +49,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::organization::Api::openapi(),
         routes::projects::Api::openapi(),
         routes::tasks::Api::openapi(),
+        routes::documents::Api::openapi(),
         routes::api_keys::Api::openapi(),
         routes::audit_log::Api::openapi(),
     ] {

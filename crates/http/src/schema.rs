@@ -8,6 +8,7 @@ use tenantry_public::memberships::Role;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::Password;
 use tenantry_tenant::audit::Action;
+use tenantry_tenant::documents::{self, DocumentKind, DocumentOrdering};
 use tenantry_tenant::invitations::InvitationStatus;
 use tenantry_tenant::projects::{self, ProjectStatus};
 use tenantry_tenant::tasks::{self, TaskPriority, TaskStatus, MAX_TAG, MAX_TAGS};
@@ -267,6 +268,51 @@ pub fn invitation_status() -> Object {
 
 pub fn audit_action() -> Object {
     one_of(Action::ALL.iter().map(|v| v.as_str()), false)
+}
+
+pub fn document_title() -> Object {
+    name(documents::MAX_TITLE, false)
+}
+
+pub fn document_title_or_null() -> Object {
+    name(documents::MAX_TITLE, true)
+}
+
+/// A note's markdown body: at most [`documents::MAX_NOTE_BYTES`] bytes of UTF-8 (stated as that
+/// many characters, the closest a JSON Schema comes; the server counts bytes).
+pub fn note_body() -> Object {
+    string(true)
+        .max_length(Some(documents::MAX_NOTE_BYTES))
+        .build()
+}
+
+/// The uploaded file's bytes in a multipart body.
+pub fn binary() -> Object {
+    string(false)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .build()
+}
+
+/// A project id as a multipart text field (never null there).
+pub fn form_id() -> Object {
+    required_id()
+}
+
+pub fn document_kind() -> Object {
+    one_of(DocumentKind::ALL.iter().map(|v| v.as_str()), false)
+}
+
+pub fn document_ordering() -> Object {
+    one_of(DocumentOrdering::ALL.iter().map(|v| v.as_str()), false)
+}
+
+/// A document list's project filter: a project id, or `none` for the organization's own.
+pub fn project_filter() -> Object {
+    string(false)
+        .pattern(Some(
+            r"^(none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$",
+        ))
+        .build()
 }
 
 #[cfg(test)]

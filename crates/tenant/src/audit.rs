@@ -45,6 +45,9 @@ tenantry_public::text_enum! {
         TaskCompleted = "task.completed",
         TaskReopened = "task.reopened",
         TaskDeleted = "task.deleted",
+        DocumentCreated = "document.created",
+        DocumentUpdated = "document.updated",
+        DocumentDeleted = "document.deleted",
     }
 }
 

@@ -9,6 +9,10 @@ tenantry_public::typed_id!(
     pub TaskId
 );
 tenantry_public::typed_id!(
+    /// A row of the tenant's `documents` table.
+    pub DocumentId
+);
+tenantry_public::typed_id!(
     /// A row of the tenant's `invitations` table.
     pub InvitationId
 );

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod binding;
+pub mod documents;
 pub mod ids;
 pub mod invitations;
 pub mod members;
@@ -18,5 +19,5 @@ pub mod provision;
 pub mod tasks;
 
 pub use binding::{ActiveTenant, TenantConn, TenantDb, TenantTx, TenantUnavailable};
-pub use ids::{ApiKeyId, AuditEntryId, InvitationId, ProjectId, TaskId};
+pub use ids::{ApiKeyId, AuditEntryId, DocumentId, InvitationId, ProjectId, TaskId};
 pub use migrate::{tenant_head, tenant_runner};

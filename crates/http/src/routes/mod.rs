@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod bench;
+pub mod documents;
 pub mod invitations;
 pub mod me;
 pub mod members;
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(organization::configure)
         .configure(projects::configure)
         .configure(tasks::configure)
+        .configure(documents::configure)
         .configure(api_keys::configure)
         .configure(audit_log::configure);
     if bench_routes {

@@ -6,6 +6,7 @@ mod account_verification;
 mod api_keys;
 mod audit_log;
 mod cors;
+mod documents;
 mod email;
 mod errors;
 mod faults;

@@ -34,6 +34,8 @@ enum Target {
     Project,
     /// A fresh task in a fresh project.
     Task,
+    /// A fresh note of the organization.
+    Document,
     /// A fresh viewer, added by the owner.
     Member,
     /// A fresh viewer whose membership the owner deactivated.
@@ -116,6 +118,13 @@ impl Fixture {
                 self.created_id(
                     "/api/v1/tasks",
                     json!({"project_id": project, "title": format!("target {n}")}),
+                )
+                .await
+            }
+            Target::Document => {
+                self.created_id(
+                    "/api/v1/documents",
+                    json!({"title": format!("target {n}"), "body": "note"}),
                 )
                 .await
             }
@@ -223,6 +232,7 @@ impl Fixture {
 fn keys_may(method: &Method, path: &str) -> bool {
     path.starts_with("/api/v1/projects")
         || path.starts_with("/api/v1/tasks")
+        || path.starts_with("/api/v1/documents")
         || path == "/api/v1/audit-log"
         || (*method == Method::GET && path.starts_with("/api/v1/users"))
 }
@@ -328,6 +338,48 @@ async fn every_tenant_route_with_every_role() {
             Method::DELETE,
             "/api/v1/tasks/{target}",
             Target::Task,
+            Value::Null,
+            "member",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/documents",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/documents/{target}",
+            Target::Document,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/documents/{target}/content",
+            Target::Document,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/documents",
+            Target::Project,
+            json!({"project_id": "{target}", "title": "new", "body": "b"}),
+            "member",
+        ),
+        case(
+            Method::PATCH,
+            "/api/v1/documents/{target}",
+            Target::Document,
+            json!({"title": "renamed", "body": "changed"}),
+            "member",
+        ),
+        case(
+            Method::DELETE,
+            "/api/v1/documents/{target}",
+            Target::Document,
             Value::Null,
             "member",
         ),
