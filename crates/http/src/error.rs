@@ -16,6 +16,7 @@ use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::tasks::TaskError;
+use tenantry_tenant::teams::TeamError;
 use tenantry_tenant::TenantUnavailable;
 
 /// Field name → messages, for validation problems.
@@ -32,6 +33,10 @@ pub enum ApiError {
     /// 403.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 whose `type` ends in `plan-limit`: the company's plan allows no more of something
+    /// (the detail names the limit).
+    #[error("{0}")]
+    PlanLimit(String),
     /// 404: also for ids that are not in this tenant, and for hosts that name nothing.
     #[error("not found")]
     NotFound,
@@ -91,6 +96,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad-request",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::PlanLimit(_) => "plan-limit",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
@@ -121,7 +127,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::PlanLimit(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -260,9 +266,8 @@ impl From<MembershipError> for ApiError {
                 Self::conflict_on("email", "is already a member of this organization")
             }
             E::Rule(rule) => rule.into(),
-            e @ (E::PlanLimit { .. } | E::NotAllowed(_) | E::WrongPassword) => {
-                Self::Forbidden(e.to_string())
-            }
+            e @ E::PlanLimit { .. } => Self::PlanLimit(e.to_string()),
+            e @ (E::NotAllowed(_) | E::WrongPassword) => Self::Forbidden(e.to_string()),
             E::AccountRequired => {
                 Self::validation("password", "is required to create a new account")
             }
@@ -300,6 +305,7 @@ impl From<ProjectError> for ApiError {
             ProjectError::DatesOutOfOrder => {
                 Self::validation("end_date", "must not be before start_date")
             }
+            e @ ProjectError::PlanLimit { .. } => Self::PlanLimit(e.to_string()),
             ProjectError::Db(e) => e.into(),
         }
     }
@@ -316,7 +322,28 @@ impl From<TaskError> for ApiError {
                 "assignee_id",
                 "must be an active member of this organization",
             ),
+            TaskError::AssigneeNotOnTeam => Self::validation(
+                "assignee_id",
+                "must be on the project's team (POST /api/v1/projects/{id}/members)",
+            ),
             TaskError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<TeamError> for ApiError {
+    fn from(e: TeamError) -> Self {
+        match e {
+            TeamError::NotFound => Self::NotFound,
+            TeamError::NotMember => {
+                Self::validation("user_id", "must be an active member of this organization")
+            }
+            e @ TeamError::NotAllowed => Self::Forbidden(e.to_string()),
+            TeamError::Owner => Self::conflict_on(
+                "user_id",
+                "is the project owner, who is always on the team as lead",
+            ),
+            TeamError::Db(e) => e.into(),
         }
     }
 }

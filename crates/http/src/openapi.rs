@@ -48,6 +48,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::organization::Api::openapi(),
         routes::projects::Api::openapi(),
         routes::tasks::Api::openapi(),
+        routes::teams::Api::openapi(),
         routes::api_keys::Api::openapi(),
         routes::audit_log::Api::openapi(),
     ] {

@@ -45,6 +45,10 @@ tenantry_public::text_enum! {
         TaskCompleted = "task.completed",
         TaskReopened = "task.reopened",
         TaskDeleted = "task.deleted",
+        TaskUnassigned = "task.unassigned",
+        ProjectMemberAdded = "project.member_added",
+        ProjectMemberRoleChanged = "project.member_role_changed",
+        ProjectMemberRemoved = "project.member_removed",
     }
 }
 

@@ -9,7 +9,7 @@ use tenantry_public::{CompanyId, Page, UserId};
 use tokio_postgres::Row;
 
 use crate::audit::{Acting, Action, Audited, Entry};
-use crate::binding::{TenantConn, TenantDb};
+use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
 use deadpool_postgres::GenericClient;
 
@@ -149,6 +149,9 @@ pub enum TaskError {
     UnknownProject,
     #[error("the assignee is not an active member of this organization")]
     AssigneeNotMember,
+    /// Tasks are assigned to the project's team only (`teams`).
+    #[error("the assignee is not on the project's team")]
+    AssigneeNotOnTeam,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -205,26 +208,30 @@ pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError
         .transpose()
 }
 
-/// Refuses an assignee who is not an active member of `company` (read in the caller's
-/// transaction).
+/// Refuses an assignee who is not an active member of `company`, or not on `project`'s team
+/// (read in the caller's transaction; the membership and the team row are locked for share, so a
+/// concurrent removal waits for this change and then unassigns it).
 async fn check_assignee(
     db: &impl TenantDb,
     company: CompanyId,
+    project: ProjectId,
     assignee: Option<UserId>,
 ) -> Result<(), TaskError> {
     let Some(user) = assignee else {
         return Ok(());
     };
-    let member = db
-        .client()
+    if !crate::teams::is_active_member(db, company, user).await? {
+        return Err(TaskError::AssigneeNotMember);
+    }
+    db.client()
         .query_opt(
-            "select 1 from public.memberships m join public.users u on u.id = m.user_id \
-              where m.company_id = $1 and m.user_id = $2 and m.is_active and u.is_active",
-            &[&company, &user],
+            "select 1 from project_members where project_id = $1 and user_id = $2 for share",
+            &[&project, &user],
         )
         .await
-        .map_err(DbError::from)?;
-    member.map(|_| ()).ok_or(TaskError::AssigneeNotMember)
+        .map_err(DbError::from)?
+        .map(|_| ())
+        .ok_or(TaskError::AssigneeNotOnTeam)
 }
 
 /// Creates a task in a project of this tenant, audited as `task.created`.
@@ -234,7 +241,6 @@ pub async fn create(
     new: &NewTask,
 ) -> Result<Task, TaskError> {
     let tx = conn.transaction().await?;
-    check_assignee(&tx, acting.company, new.assignee_id).await?;
     let completed = (new.status == TaskStatus::Done).then(Utc::now);
     let row = tx
         .client()
@@ -261,6 +267,9 @@ pub async fn create(
         .await
         .map_err(DbError::from)
         .on_constraint(PROJECT_FK, || TaskError::UnknownProject)?;
+    // After the insert, so a project that is not this tenant's is reported as such; a refusal
+    // drops the transaction and the row with it.
+    check_assignee(&tx, acting.company, new.project_id, new.assignee_id).await?;
     let task = Task::try_from(&row)?;
     acting
         .commit(tx, Entry::created(Action::TaskCreated, &task))
@@ -312,10 +321,10 @@ async fn change(
     unchanged: impl FnOnce(&Task) -> bool,
 ) -> Result<Task, TaskError> {
     let tx = conn.transaction().await?;
-    if let Some(assignee) = patch.assignee_id {
-        check_assignee(&tx, acting.company, assignee).await?;
-    }
     let before = lock(&tx, id).await?;
+    if let Some(assignee) = patch.assignee_id {
+        check_assignee(&tx, acting.company, before.project_id, assignee).await?;
+    }
     if unchanged(&before) {
         return Ok(before);
     }
@@ -396,4 +405,38 @@ async fn lock(db: &impl TenantDb, id: TaskId) -> Result<Task, TaskError> {
         .map(Task::try_from)
         .transpose()?
         .ok_or(TaskError::NotFound)
+}
+
+/// Unassigns `user`'s open tasks (not done or cancelled) — in `project`, or in every project —
+/// in the caller's transaction (leaving a team, or the organization), each audited as
+/// `task.unassigned` with the task before and after. Returns how many.
+pub(crate) async fn unassign_open(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    user: UserId,
+    project: Option<ProjectId>,
+) -> Result<usize, DbError> {
+    let rows = tx
+        .client()
+        .query(
+            &format!(
+                "update tasks set assignee_id = null, updated_at = now() \
+                  where assignee_id = $1 and ($2::uuid is null or project_id = $2) \
+                    and status not in ('done', 'cancelled') \
+                  returning {COLUMNS}"
+            ),
+            &[&user, &project],
+        )
+        .await?;
+    for row in &rows {
+        let after = Task::try_from(row)?;
+        let before = Task {
+            assignee_id: Some(user),
+            ..after.clone()
+        };
+        acting
+            .record(tx, Entry::changed(Action::TaskUnassigned, &before, &after))
+            .await?;
+    }
+    Ok(rows.len())
 }
