@@ -208,21 +208,32 @@ pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError
         .transpose()
 }
 
-/// Refuses an assignee who is not an active member of `company`, or not on `project`'s team
-/// (read in the caller's transaction; the membership and the team row are locked for share, so a
-/// concurrent removal waits for this change and then unassigns it).
+/// Refuses an assignee who is not an active member of `company` (read in the caller's
+/// transaction, the membership locked for share so a concurrent removal waits for this change and
+/// then unassigns it).
 async fn check_assignee(
     db: &impl TenantDb,
     company: CompanyId,
+    assignee: Option<UserId>,
+) -> Result<(), TaskError> {
+    match assignee {
+        Some(user) if !crate::teams::is_active_member(db, company, user).await? => {
+            Err(TaskError::AssigneeNotMember)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an assignee who is not on `project`'s team (the team row locked for share, so a
+/// concurrent removal from the team waits for this change and then unassigns it).
+async fn check_on_team(
+    db: &impl TenantDb,
     project: ProjectId,
     assignee: Option<UserId>,
 ) -> Result<(), TaskError> {
     let Some(user) = assignee else {
         return Ok(());
     };
-    if !crate::teams::is_active_member(db, company, user).await? {
-        return Err(TaskError::AssigneeNotMember);
-    }
     db.client()
         .query_opt(
             "select 1 from project_members where project_id = $1 and user_id = $2 for share",
@@ -241,6 +252,7 @@ pub async fn create(
     new: &NewTask,
 ) -> Result<Task, TaskError> {
     let tx = conn.transaction().await?;
+    check_assignee(&tx, acting.company, new.assignee_id).await?;
     let completed = (new.status == TaskStatus::Done).then(Utc::now);
     let row = tx
         .client()
@@ -269,7 +281,7 @@ pub async fn create(
         .on_constraint(PROJECT_FK, || TaskError::UnknownProject)?;
     // After the insert, so a project that is not this tenant's is reported as such; a refusal
     // drops the transaction and the row with it.
-    check_assignee(&tx, acting.company, new.project_id, new.assignee_id).await?;
+    check_on_team(&tx, new.project_id, new.assignee_id).await?;
     let task = Task::try_from(&row)?;
     acting
         .commit(tx, Entry::created(Action::TaskCreated, &task))
@@ -323,7 +335,8 @@ async fn change(
     let tx = conn.transaction().await?;
     let before = lock(&tx, id).await?;
     if let Some(assignee) = patch.assignee_id {
-        check_assignee(&tx, acting.company, before.project_id, assignee).await?;
+        check_assignee(&tx, acting.company, assignee).await?;
+        check_on_team(&tx, before.project_id, assignee).await?;
     }
     if unchanged(&before) {
         return Ok(before);
