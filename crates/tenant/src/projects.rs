@@ -274,13 +274,19 @@ pub async fn list(
         ProjectSort::Name => &text,
         ProjectSort::StartDate | ProjectSort::EndDate => &date,
     };
-    let fits = match (after.map(|a| &a.0), order.sort) {
-        (None, _) => true,
-        (Some(SortValue::Time(_)), ProjectSort::CreatedAt | ProjectSort::UpdatedAt) => true,
-        (Some(SortValue::Text(_)), ProjectSort::Name) => true,
-        (Some(SortValue::Date(_)), ProjectSort::StartDate | ProjectSort::EndDate) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (after.map(|a| &a.0), order.sort),
+        (None, _)
+            | (
+                Some(SortValue::Time(_)),
+                ProjectSort::CreatedAt | ProjectSort::UpdatedAt
+            )
+            | (Some(SortValue::Text(_)), ProjectSort::Name)
+            | (
+                Some(SortValue::Date(_)),
+                ProjectSort::StartDate | ProjectSort::EndDate
+            )
+    );
     if !fits {
         return Err(DbError::Corrupt(
             "a keyset position that does not fit the ordering".into(),
