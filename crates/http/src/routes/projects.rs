@@ -214,11 +214,21 @@ pub struct ProjectQuery {
     pub ordering: Option<String>,
 }
 
+/// The query parameters of the project list besides `limit` and `cursor`.
+const FILTERS: [&str; 6] = [
+    "status",
+    "owner",
+    "search",
+    "start_after",
+    "start_before",
+    "ordering",
+];
+
 /// The most characters of `search`.
 const MAX_SEARCH: usize = 200;
 
 /// The filters and the ordering from the query string: 400 naming the parameter when one is
-/// bad. Blank values are the same as absent ones.
+/// bad. A blank `search` is the same as none; other blank values are bad.
 fn list_request(query: &str) -> Result<(ProjectFilter, ProjectOrder), ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(crate::error::query_error)?
@@ -228,10 +238,15 @@ fn list_request(query: &str) -> Result<(ProjectFilter, ProjectOrder), ApiError> 
     let bad = |name: &str, message: String| ApiError::BadRequest(format!("{name} {message}"));
     for (name, value) in &pairs {
         let value = value.trim();
-        if value.is_empty() {
+        // A blank search is no search; any other blank value is a bad one, as the schema says.
+        if value.is_empty() && name != "search" {
+            if FILTERS.contains(&name.as_str()) {
+                return Err(bad(name, "must not be empty".into()));
+            }
             continue;
         }
         match name.as_str() {
+            "search" if value.is_empty() => {}
             "status" => {
                 for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                     let status =
