@@ -17,6 +17,7 @@ use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::tasks::TaskError;
+use tenantry_tenant::teams::TeamError;
 use tenantry_tenant::TenantUnavailable;
 
 /// Field name → messages, for validation problems.
@@ -131,8 +132,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::PlanLimit(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::PlanLimit(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -272,9 +272,8 @@ impl From<MembershipError> for ApiError {
                 Self::conflict_on("email", "is already a member of this organization")
             }
             E::Rule(rule) => rule.into(),
-            e @ (E::PlanLimit { .. } | E::NotAllowed(_) | E::WrongPassword) => {
-                Self::Forbidden(e.to_string())
-            }
+            e @ E::PlanLimit { .. } => Self::PlanLimit(e.to_string()),
+            e @ (E::NotAllowed(_) | E::WrongPassword) => Self::Forbidden(e.to_string()),
             E::AccountRequired => {
                 Self::validation("password", "is required to create a new account")
             }
@@ -312,6 +311,7 @@ impl From<ProjectError> for ApiError {
             ProjectError::DatesOutOfOrder => {
                 Self::validation("end_date", "must not be before start_date")
             }
+            e @ ProjectError::PlanLimit { .. } => Self::PlanLimit(e.to_string()),
             ProjectError::Db(e) => e.into(),
         }
     }
@@ -329,6 +329,10 @@ impl From<TaskError> for ApiError {
                 "must be an active member of this organization",
             ),
             e @ TaskError::Stale => Self::PreconditionFailed(e.to_string()),
+            TaskError::AssigneeNotOnTeam => Self::validation(
+                "assignee_id",
+                "must be on the project's team (POST /api/v1/projects/{id}/members)",
+            ),
             TaskError::Db(e) => e.into(),
         }
     }
@@ -344,6 +348,23 @@ impl From<DocumentError> for ApiError {
             e @ DocumentError::NotANote => Self::validation("body", e.to_string()),
             e @ DocumentError::StorageLimit { .. } => Self::PlanLimit(e.to_string()),
             DocumentError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<TeamError> for ApiError {
+    fn from(e: TeamError) -> Self {
+        match e {
+            TeamError::NotFound => Self::NotFound,
+            TeamError::NotMember => {
+                Self::validation("user_id", "must be an active member of this organization")
+            }
+            e @ TeamError::NotAllowed => Self::Forbidden(e.to_string()),
+            TeamError::Owner => Self::conflict_on(
+                "user_id",
+                "is the project owner, who is always on the team as lead",
+            ),
+            TeamError::Db(e) => e.into(),
         }
     }
 }

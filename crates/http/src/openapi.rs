@@ -50,6 +50,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::projects::Api::openapi(),
         routes::tasks::Api::openapi(),
         routes::documents::Api::openapi(),
+        routes::teams::Api::openapi(),
         routes::api_keys::Api::openapi(),
         routes::audit_log::Api::openapi(),
     ] {

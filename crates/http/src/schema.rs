@@ -12,6 +12,7 @@ use tenantry_tenant::documents::{self, DocumentKind, DocumentOrdering};
 use tenantry_tenant::invitations::InvitationStatus;
 use tenantry_tenant::projects::{self, ProjectStatus};
 use tenantry_tenant::tasks::{self, TaskPriority, TaskStatus, MAX_TAG, MAX_TAGS};
+use tenantry_tenant::teams::TeamRole;
 use utoipa::openapi::schema::{ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::{Array, KnownFormat, SchemaFormat};
 
@@ -232,6 +233,31 @@ pub fn plan() -> Object {
 
 pub fn project_status() -> Object {
     one_of(ProjectStatus::ALL.iter().map(|v| v.as_str()), true)
+}
+
+/// `ordering=` of the project list.
+pub fn project_ordering() -> Object {
+    one_of(projects::ProjectOrder::NAMES.into_iter(), false)
+}
+
+/// `status=` of the project list: repeatable (a comma list is accepted too).
+pub fn project_statuses() -> Array {
+    ArrayBuilder::new()
+        .items(one_of(ProjectStatus::ALL.iter().map(|v| v.as_str()), false))
+        .build()
+}
+
+/// A date filter (`YYYY-MM-DD`) of a list.
+pub fn date_filter() -> Object {
+    string(false)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .pattern(Some(DATE_PATTERN))
+        .build()
+}
+
+/// A role on a project's team.
+pub fn team_role() -> Object {
+    one_of(TeamRole::ALL.iter().map(|v| v.as_str()), false)
 }
 
 pub fn task_status() -> Object {

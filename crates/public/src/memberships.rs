@@ -305,6 +305,9 @@ pub struct CompanySeats {
     pub plan: String,
     /// The plan's member limit; `None` is unlimited.
     pub max_members: Option<i32>,
+    /// The plan's project limit; `None` is unlimited (counted by the tenant crate, in the
+    /// tenant's own schema, while this lock is held).
+    pub max_projects: Option<i32>,
     /// Memberships, active or not: a deactivated member still holds a seat.
     pub members: i64,
 }
@@ -319,7 +322,7 @@ pub async fn lock_company(
 ) -> Result<Option<CompanySeats>, DbError> {
     let Some(row) = db
         .query_opt(
-            "select c.name, c.plan, p.max_members \
+            "select c.name, c.plan, p.max_members, p.max_projects \
                from public.companies c join public.plans p on p.code = c.plan \
               where c.id = $1 \
               for no key update of c",
@@ -341,6 +344,7 @@ pub async fn lock_company(
         name: row.try_get(0)?,
         plan: row.try_get(1)?,
         max_members: row.try_get(2)?,
+        max_projects: row.try_get(3)?,
         members,
     }))
 }

@@ -48,6 +48,10 @@ tenantry_public::text_enum! {
         DocumentCreated = "document.created",
         DocumentUpdated = "document.updated",
         DocumentDeleted = "document.deleted",
+        TaskUnassigned = "task.unassigned",
+        ProjectMemberAdded = "project.member_added",
+        ProjectMemberRoleChanged = "project.member_role_changed",
+        ProjectMemberRemoved = "project.member_removed",
     }
 }
 

@@ -1,6 +1,6 @@
 //! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
 //! migrations and `migrate-schemas`, provisioning of new tenants, tenant resources (projects, tasks,
-//! members, invitations, API keys), account changes recorded in a tenant's trail (`accounts`),
+//! project teams, members, invitations, API keys), account changes recorded in a tenant's trail (`accounts`),
 //! the permission matrix (`access`), the audit trail (`audit`) and the typed ids (`ids`).
 //! Nothing here knows about HTTP.
 
@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod projects;
 pub mod provision;
 pub mod tasks;
+pub mod teams;
 
 pub use binding::{ActiveTenant, TenantConn, TenantDb, TenantTx, TenantUnavailable};
 pub use ids::{ApiKeyId, AuditEntryId, DocumentId, InvitationId, ProjectId, TaskId};

@@ -362,6 +362,10 @@ pub async fn remove(
     }
     sessions::revoke_for_company(pg, user, acting.company, "membership removed").await?;
     invitations::revoke_from_inviter(&tx, acting, user, None).await?;
+    // Their open tasks are nobody's now, and they leave every team (but stay on their own
+    // projects' teams: the owner always is on the team).
+    crate::tasks::unassign_open(&tx, acting, user, None).await?;
+    crate::teams::leave_all(&tx, acting, user).await?;
     acting
         .commit(tx, Entry::removed(Action::MemberRemoved, &before))
         .await?;
@@ -388,6 +392,7 @@ pub async fn set_active(
     if !active {
         sessions::revoke_for_company(pg, user, acting.company, "membership deactivated").await?;
         invitations::revoke_from_inviter(&tx, acting, user, None).await?;
+        crate::tasks::unassign_open(&tx, acting, user, None).await?;
     }
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?

@@ -5,6 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use tenantry_public::db::{DbError, OnConstraint};
+use tenantry_public::memberships;
 use tenantry_public::{Page, UserId};
 use tokio_postgres::Row;
 
@@ -108,6 +109,9 @@ pub enum ProjectError {
     NotFound,
     #[error("end_date is before start_date")]
     DatesOutOfOrder,
+    /// The company's plan allows no more projects (`max_projects`).
+    #[error("the {plan} plan allows at most {max} projects (max_projects); delete a project or upgrade the plan")]
+    PlanLimit { plan: String, max: i32 },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -115,42 +119,228 @@ pub enum ProjectError {
 /// The check constraint that keeps a project's dates in order (tenant migration V1).
 const DATES_ORDERED: &str = "projects_dates_ordered";
 
-/// Lists projects newest first (ids are time-ordered), after the keyset position `before`.
+tenantry_public::text_enum! {
+    /// The columns `GET /projects` may be ordered by (each followed by the id, so the order is
+    /// total and keyset pages are stable).
+    pub enum ProjectSort {
+        CreatedAt = "created_at",
+        Name = "name",
+        StartDate = "start_date",
+        EndDate = "end_date",
+        UpdatedAt = "updated_at",
+    }
+}
+
+impl ProjectSort {
+    /// The SQL type of the column, for the keyset parameter's cast.
+    fn sql_type(self) -> &'static str {
+        match self {
+            Self::CreatedAt | Self::UpdatedAt => "timestamptz",
+            Self::Name => "text",
+            Self::StartDate | Self::EndDate => "date",
+        }
+    }
+}
+
+/// A list ordering: a column, ascending or descending. Nulls (only `start_date` and `end_date`
+/// have them) come last in both directions, and ties are broken by the id in the same direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectOrder {
+    pub sort: ProjectSort,
+    pub descending: bool,
+}
+
+impl ProjectOrder {
+    /// The default: newest first.
+    pub const NEWEST: Self = Self {
+        sort: ProjectSort::CreatedAt,
+        descending: true,
+    };
+
+    /// Every ordering, as `ordering=` spells it: a column, `-` first for descending.
+    pub const NAMES: [&'static str; 10] = [
+        "created_at",
+        "-created_at",
+        "name",
+        "-name",
+        "start_date",
+        "-start_date",
+        "end_date",
+        "-end_date",
+        "updated_at",
+        "-updated_at",
+    ];
+
+    /// One of [`Self::NAMES`], or `None`.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (descending, column) = match raw.strip_prefix('-') {
+            Some(column) => (true, column),
+            None => (false, raw),
+        };
+        ProjectSort::parse(column)
+            .ok()
+            .map(|sort| Self { sort, descending })
+    }
+
+    /// This ordering's spelling (one of [`Self::NAMES`]).
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .into_iter()
+            .find(|n| Self::parse(n) == Some(self))
+            .unwrap_or("-created_at")
+    }
+}
+
+/// The value of a project's sort column, as a keyset position carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    Time(DateTime<Utc>),
+    Text(String),
+    Date(Option<NaiveDate>),
+}
+
+impl Project {
+    /// This project's value of the `sort` column.
+    pub fn sort_value(&self, sort: ProjectSort) -> SortValue {
+        match sort {
+            ProjectSort::CreatedAt => SortValue::Time(self.created_at),
+            ProjectSort::UpdatedAt => SortValue::Time(self.updated_at),
+            ProjectSort::Name => SortValue::Text(self.name.clone()),
+            ProjectSort::StartDate => SortValue::Date(self.start_date),
+            ProjectSort::EndDate => SortValue::Date(self.end_date),
+        }
+    }
+}
+
+/// Filters of the project list; empty or `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<ProjectStatus>,
+    pub owner: Option<UserId>,
+    /// A case-insensitive part of the name or the description.
+    pub search: Option<String>,
+    /// Starting strictly after this date (projects without a start date are left out).
+    pub start_after: Option<NaiveDate>,
+    /// Starting strictly before this date (projects without a start date are left out).
+    pub start_before: Option<NaiveDate>,
+}
+
+/// Lists projects in `order`, filtered, after the keyset position `after` (the sort value and
+/// the id of the previous page's last row). A position whose value does not fit the ordering's
+/// column is the caller's bug, refused as [`DbError::Corrupt`].
 pub async fn list(
     db: &impl TenantDb,
+    filter: &ProjectFilter,
+    order: ProjectOrder,
+    after: Option<&(SortValue, ProjectId)>,
     limit: i64,
-    before: Option<ProjectId>,
 ) -> Result<Page<Project>, DbError> {
-    let client = db.client();
-    let fetch = Page::<Project>::fetch_limit(limit);
-    let rows = match before {
-        None => {
-            let stmt = client
-                .prepare_cached(&format!(
-                    "select {COLUMNS} from projects order by id desc limit $1"
-                ))
-                .await?;
-            client.query(&stmt, &[&fetch]).await?
-        }
-        Some(before) => {
-            let stmt = client
-                .prepare_cached(&format!(
-                    "select {COLUMNS} from projects where id < $2 order by id desc limit $1"
-                ))
-                .await?;
-            client.query(&stmt, &[&fetch, &before]).await?
-        }
+    let column = order.sort.as_str();
+    let (dir, cmp) = if order.descending {
+        ("desc", "<")
+    } else {
+        ("asc", ">")
     };
+    let ty = order.sort.sql_type();
+    // Column, direction and type come from the closed sets above, never from request text.
+    // After (v, i) in "column dir nulls last, id dir": with v null, only the remaining nulls
+    // (by id); otherwise rows past v, rows equal to v past i, and every null.
+    let sql = format!(
+        "select {COLUMNS} from projects \
+          where ($1::text[] is null or status = any($1)) \
+            and ($2::uuid is null or owner_id = $2) \
+            and ($3::text is null or strpos(lower(name), lower($3)) > 0 \
+                 or strpos(lower(description), lower($3)) > 0) \
+            and ($4::date is null or start_date > $4) \
+            and ($5::date is null or start_date < $5) \
+            and ($7::uuid is null or case when $6::{ty} is null \
+                    then {column} is null and id {cmp} $7 \
+                    else {column} {cmp} $6::{ty} or ({column} = $6::{ty} and id {cmp} $7) \
+                         or {column} is null end) \
+          order by {column} {dir} nulls last, id {dir} \
+          limit $8"
+    );
+    let statuses: Option<Vec<&str>> =
+        (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| s.as_str()).collect());
+    let (time, text, date, id) = match after {
+        None => (None, None, None, None),
+        Some((SortValue::Time(t), id)) => (Some(*t), None, None, Some(*id)),
+        Some((SortValue::Text(t), id)) => (None, Some(t.as_str()), None, Some(*id)),
+        Some((SortValue::Date(d), id)) => (None, None, *d, Some(*id)),
+    };
+    let value: &(dyn tokio_postgres::types::ToSql + Sync) = match order.sort {
+        ProjectSort::CreatedAt | ProjectSort::UpdatedAt => &time,
+        ProjectSort::Name => &text,
+        ProjectSort::StartDate | ProjectSort::EndDate => &date,
+    };
+    let fits = matches!(
+        (after.map(|a| &a.0), order.sort),
+        (None, _)
+            | (
+                Some(SortValue::Time(_)),
+                ProjectSort::CreatedAt | ProjectSort::UpdatedAt
+            )
+            | (Some(SortValue::Text(_)), ProjectSort::Name)
+            | (
+                Some(SortValue::Date(_)),
+                ProjectSort::StartDate | ProjectSort::EndDate
+            )
+    );
+    if !fits {
+        return Err(DbError::Corrupt(
+            "a keyset position that does not fit the ordering".into(),
+        ));
+    }
+    let client = db.client();
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &statuses,
+                &filter.owner,
+                &filter.search,
+                &filter.start_after,
+                &filter.start_before,
+                value,
+                &id,
+                &Page::<Project>::fetch_limit(limit),
+            ],
+        )
+        .await?;
     Page::from_rows(&rows, limit, |r| Project::try_from(r))
 }
 
-/// Creates a project owned by the acting member, audited as `project.created`.
+/// Creates a project owned by the acting member, who joins its team as lead; audited as
+/// `project.created`. The plan's `max_projects` is checked under the company row lock
+/// ([`memberships::lock_company`], the one membership changes take), so of two concurrent
+/// creates at the limit exactly one commits.
 pub async fn create(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
     new: &NewProject,
 ) -> Result<Project, ProjectError> {
     let tx = conn.transaction().await?;
+    let seats = memberships::lock_company(&**tx.client(), acting.company)
+        .await?
+        .ok_or_else(|| DbError::Corrupt("the bound tenant's company row is missing".into()))?;
+    if let Some(max) = seats.max_projects {
+        // Counted after the lock is held: a concurrent create has committed or not started.
+        let count: i64 = tx
+            .client()
+            .query_one("select count(*) from projects", &[])
+            .await
+            .map_err(DbError::from)?
+            .try_get(0)
+            .map_err(DbError::from)?;
+        if count >= i64::from(max) {
+            return Err(ProjectError::PlanLimit {
+                plan: seats.plan,
+                max,
+            });
+        }
+    }
     let client = tx.client();
     let stmt = client
         .prepare_cached(&format!(
@@ -176,6 +366,7 @@ pub async fn create(
         .map_err(DbError::from)
         .on_constraint(DATES_ORDERED, || ProjectError::DatesOutOfOrder)?;
     let project = Project::try_from(&row)?;
+    crate::teams::add_owner(&tx, &project).await?;
     acting
         .commit(tx, Entry::created(Action::ProjectCreated, &project))
         .await?;

@@ -9,7 +9,7 @@ use tenantry_public::{CompanyId, Page, UserId};
 use tokio_postgres::Row;
 
 use crate::audit::{Acting, Action, Audited, Entry};
-use crate::binding::{TenantConn, TenantDb};
+use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
 use deadpool_postgres::GenericClient;
 
@@ -164,6 +164,9 @@ pub enum TaskError {
     /// `If-Match` named a version the task is no longer at.
     #[error("the task has changed since that version; fetch it again")]
     Stale,
+    /// Tasks are assigned to the project's team only (`teams`).
+    #[error("the assignee is not on the project's team")]
+    AssigneeNotOnTeam,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -237,25 +240,40 @@ pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError
 }
 
 /// Refuses an assignee who is not an active member of `company` (read in the caller's
-/// transaction).
+/// transaction, the membership locked for share so a concurrent removal waits for this change and
+/// then unassigns it).
 async fn check_assignee(
     db: &impl TenantDb,
     company: CompanyId,
     assignee: Option<UserId>,
 ) -> Result<(), TaskError> {
+    match assignee {
+        Some(user) if !crate::teams::is_active_member(db, company, user).await? => {
+            Err(TaskError::AssigneeNotMember)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an assignee who is not on `project`'s team (the team row locked for share, so a
+/// concurrent removal from the team waits for this change and then unassigns it).
+async fn check_on_team(
+    db: &impl TenantDb,
+    project: ProjectId,
+    assignee: Option<UserId>,
+) -> Result<(), TaskError> {
     let Some(user) = assignee else {
         return Ok(());
     };
-    let member = db
-        .client()
+    db.client()
         .query_opt(
-            "select 1 from public.memberships m join public.users u on u.id = m.user_id \
-              where m.company_id = $1 and m.user_id = $2 and m.is_active and u.is_active",
-            &[&company, &user],
+            "select 1 from project_members where project_id = $1 and user_id = $2 for share",
+            &[&project, &user],
         )
         .await
-        .map_err(DbError::from)?;
-    member.map(|_| ()).ok_or(TaskError::AssigneeNotMember)
+        .map_err(DbError::from)?
+        .map(|_| ())
+        .ok_or(TaskError::AssigneeNotOnTeam)
 }
 
 /// Creates a task in a project of this tenant, audited as `task.created`.
@@ -292,6 +310,9 @@ pub async fn create(
         .await
         .map_err(DbError::from)
         .on_constraint(PROJECT_FK, || TaskError::UnknownProject)?;
+    // After the insert, so a project that is not this tenant's is reported as such; a refusal
+    // drops the transaction and the row with it.
+    check_on_team(&tx, new.project_id, new.assignee_id).await?;
     let task = Task::try_from(&row)?;
     acting
         .commit(tx, Entry::created(Action::TaskCreated, &task))
@@ -352,10 +373,11 @@ async fn change(
     unchanged: impl FnOnce(&Task) -> Result<bool, TaskError>,
 ) -> Result<Task, TaskError> {
     let tx = conn.transaction().await?;
+    let before = lock(&tx, id).await?;
     if let Some(assignee) = patch.assignee_id {
         check_assignee(&tx, acting.company, assignee).await?;
+        check_on_team(&tx, before.project_id, assignee).await?;
     }
-    let before = lock(&tx, id).await?;
     if unchanged(&before)? {
         return Ok(before);
     }
@@ -436,4 +458,38 @@ async fn lock(db: &impl TenantDb, id: TaskId) -> Result<Task, TaskError> {
         .map(Task::try_from)
         .transpose()?
         .ok_or(TaskError::NotFound)
+}
+
+/// Unassigns `user`'s open tasks (not done or cancelled) — in `project`, or in every project —
+/// in the caller's transaction (leaving a team, or the organization), each audited as
+/// `task.unassigned` with the task before and after. Returns how many.
+pub(crate) async fn unassign_open(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    user: UserId,
+    project: Option<ProjectId>,
+) -> Result<usize, DbError> {
+    let rows = tx
+        .client()
+        .query(
+            &format!(
+                "update tasks set assignee_id = null, updated_at = now() \
+                  where assignee_id = $1 and ($2::uuid is null or project_id = $2) \
+                    and status not in ('done', 'cancelled') \
+                  returning {COLUMNS}"
+            ),
+            &[&user, &project],
+        )
+        .await?;
+    for row in &rows {
+        let after = Task::try_from(row)?;
+        let before = Task {
+            assignee_id: Some(user),
+            ..after.clone()
+        };
+        acting
+            .record(tx, Entry::changed(Action::TaskUnassigned, &before, &after))
+            .await?;
+    }
+    Ok(rows.len())
 }

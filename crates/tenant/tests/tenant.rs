@@ -306,11 +306,17 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
         // ... and the connection still serves a tenant afterwards.
         let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
         assert_eq!(bound_path(&conn).await, ("\"tenant_acme\"".into(), pid));
-        assert!(projects::list(&conn, 10, None)
-            .await
-            .unwrap()
-            .items
-            .is_empty());
+        assert!(projects::list(
+            &conn,
+            &Default::default(),
+            projects::ProjectOrder::NEWEST,
+            None,
+            10
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     }
 
     // 5. A transaction dropped without commit: rolled back, and the path is reset.
@@ -320,7 +326,17 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
         let name = insert_project(&tx, &t, "rolled back").await;
         assert_eq!(name, "rolled back");
         assert_eq!(
-            projects::list(&tx, 10, None).await.unwrap().items.len(),
+            projects::list(
+                &tx,
+                &Default::default(),
+                projects::ProjectOrder::NEWEST,
+                None,
+                10
+            )
+            .await
+            .unwrap()
+            .items
+            .len(),
             1,
             "visible inside the transaction"
         );
@@ -378,13 +394,19 @@ async fn a_bound_connection_sees_only_its_schema() {
                 (format!("\"tenant_t{i:02}\""), pid),
                 "round {round}"
             );
-            let names: Vec<String> = projects::list(&conn, 100, None)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|p| p.name)
-                .collect();
+            let names: Vec<String> = projects::list(
+                &conn,
+                &Default::default(),
+                projects::ProjectOrder::NEWEST,
+                None,
+                100,
+            )
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
             assert_eq!(names, vec![format!("marker-{i}")], "round {round}");
         }
     }
@@ -1013,11 +1035,17 @@ async fn drop_tenant_removes_everything() {
     let conn = TenantConn::acquire(&env.db, &again.company.schema_name)
         .await
         .unwrap();
-    assert!(projects::list(&conn, 10, None)
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(projects::list(
+        &conn,
+        &Default::default(),
+        projects::ProjectOrder::NEWEST,
+        None,
+        10
+    )
+    .await
+    .unwrap()
+    .items
+    .is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ pub mod projects;
 pub mod register;
 pub mod sessions;
 pub mod tasks;
+pub mod teams;
 pub mod token;
 pub mod verification;
 
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(projects::configure)
         .configure(tasks::configure)
         .configure(documents::configure)
+        .configure(teams::configure)
         .configure(api_keys::configure)
         .configure(audit_log::configure);
     if bench_routes {

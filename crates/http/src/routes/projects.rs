@@ -2,16 +2,17 @@
 //! The worked example of a tenant resource (ARCHITECTURE.md, "Adding a tenant resource").
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
-use chrono::{DateTime, NaiveDate, Utc};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::projects::{
-    self, NewProject, Project, ProjectPatch, ProjectStatus, MAX_DESCRIPTION, MAX_NAME,
+    self, NewProject, Project, ProjectFilter, ProjectOrder, ProjectPatch, ProjectSort,
+    ProjectStatus, SortValue, MAX_DESCRIPTION, MAX_NAME,
 };
 use tenantry_tenant::ProjectId;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
@@ -187,25 +188,199 @@ fn dates(
     }
 }
 
-/// Lists the tenant's projects, newest first.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(PageParams),
+/// The project list's filters and ordering, for the OpenAPI document. The handler reads the
+/// query string itself ([`list_request`]): `status` may be repeated, which a struct cannot take.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectQuery {
+    /// Only projects in any of these statuses: repeat `status=`, or give a comma list.
+    #[param(schema_with = schema::project_statuses, style = Form, explode)]
+    pub status: Option<Vec<String>>,
+    /// Only projects owned by this member (user id).
+    #[param(schema_with = schema::id)]
+    pub owner: Option<String>,
+    /// A case-insensitive part of the name or the description (at most 200 characters).
+    #[param(schema_with = schema::search)]
+    pub search: Option<String>,
+    /// Only projects starting after this date (YYYY-MM-DD; projects without one are left out).
+    #[param(schema_with = schema::date_filter)]
+    pub start_after: Option<String>,
+    /// Only projects starting before this date (YYYY-MM-DD; projects without one are left out).
+    #[param(schema_with = schema::date_filter)]
+    pub start_before: Option<String>,
+    /// The order: a column, `-` first for descending (default `-created_at`); ties by id, and
+    /// projects without the date last.
+    #[param(schema_with = schema::project_ordering)]
+    pub ordering: Option<String>,
+}
+
+/// The query parameters of the project list besides `limit` and `cursor`.
+const FILTERS: [&str; 6] = [
+    "status",
+    "owner",
+    "search",
+    "start_after",
+    "start_before",
+    "ordering",
+];
+
+/// The most characters of `search`.
+const MAX_SEARCH: usize = 200;
+
+/// The filters and the ordering from the query string: 400 naming the parameter when one is
+/// bad. A blank `search` is the same as none; other blank values are bad.
+fn list_request(query: &str) -> Result<(ProjectFilter, ProjectOrder), ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(crate::error::query_error)?
+        .into_inner();
+    let mut filter = ProjectFilter::default();
+    let mut order = ProjectOrder::NEWEST;
+    let bad = |name: &str, message: String| ApiError::BadRequest(format!("{name} {message}"));
+    for (name, value) in &pairs {
+        let value = value.trim();
+        // A blank search is no search; any other blank value is a bad one, as the schema says.
+        if value.is_empty() && name != "search" {
+            if FILTERS.contains(&name.as_str()) {
+                return Err(bad(name, "must not be empty".into()));
+            }
+            continue;
+        }
+        match name.as_str() {
+            "search" if value.is_empty() => {}
+            "status" => {
+                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let status =
+                        ProjectStatus::parse(part).map_err(|e| bad("status", e.to_string()))?;
+                    if !filter.statuses.contains(&status) {
+                        filter.statuses.push(status);
+                    }
+                }
+            }
+            "owner" => {
+                filter.owner = Some(
+                    value
+                        .parse::<UserId>()
+                        .map_err(|_| bad("owner", "must be a user id (UUID)".into()))?,
+                );
+            }
+            "search" => {
+                if value.chars().count() > MAX_SEARCH {
+                    return Err(bad(
+                        "search",
+                        format!("must be at most {MAX_SEARCH} characters"),
+                    ));
+                }
+                if value.contains('\0') {
+                    return Err(bad("search", "must not contain NUL characters".into()));
+                }
+                filter.search = Some(value.to_owned());
+            }
+            "start_after" | "start_before" => {
+                let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    .map_err(|_| bad(name, "must be a date in YYYY-MM-DD form".into()))?;
+                if name == "start_after" {
+                    filter.start_after = Some(date);
+                } else {
+                    filter.start_before = Some(date);
+                }
+            }
+            "ordering" => {
+                order = ProjectOrder::parse(value).ok_or_else(|| {
+                    bad(
+                        "ordering",
+                        format!("must be one of {}", ProjectOrder::NAMES.join(", ")),
+                    )
+                })?;
+            }
+            _ => {}
+        }
+    }
+    // Listed in one order whatever order they were given in, so equal filters make equal
+    // cursors and `next` links.
+    filter
+        .statuses
+        .sort_by_key(|s| ProjectStatus::ALL.iter().position(|a| a == s));
+    Ok((filter, order))
+}
+
+/// The list a cursor is bound to, and `next` repeats: the ordering and the normalised filters.
+fn list_query(f: &ProjectFilter, order: ProjectOrder) -> ListQuery {
+    let statuses = (!f.statuses.is_empty()).then(|| {
+        f.statuses
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let ordering = (order != ProjectOrder::NEWEST).then(|| order.name());
+    ListQuery::new(order.name())
+        .filter("status", statuses)
+        .filter("owner", f.owner)
+        .filter("search", f.search.as_deref())
+        .filter("start_after", f.start_after)
+        .filter("start_before", f.start_before)
+        .filter("ordering", ordering)
+}
+
+/// A keyset position on the wire: the sort value as text (RFC 3339 for instants, YYYY-MM-DD
+/// for dates, `null` for a missing date) and the id.
+type WireKey = (Option<String>, ProjectId);
+
+fn wire_key(order: ProjectOrder, p: &Project) -> WireKey {
+    let value = match p.sort_value(order.sort) {
+        SortValue::Time(t) => Some(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        SortValue::Text(t) => Some(t),
+        SortValue::Date(d) => d.map(|d| d.to_string()),
+    };
+    (value, p.id)
+}
+
+fn position(order: ProjectOrder, key: &WireKey) -> Result<(SortValue, ProjectId), ApiError> {
+    let invalid = || ApiError::BadRequest("the cursor is not valid".into());
+    let (value, id) = key;
+    let value = match (order.sort, value) {
+        (ProjectSort::CreatedAt | ProjectSort::UpdatedAt, Some(t)) => SortValue::Time(
+            DateTime::parse_from_rfc3339(t)
+                .map_err(|_| invalid())?
+                .with_timezone(&Utc),
+        ),
+        (ProjectSort::Name, Some(t)) => SortValue::Text(t.clone()),
+        (ProjectSort::StartDate | ProjectSort::EndDate, d) => SortValue::Date(
+            d.as_deref()
+                .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+                .transpose()
+                .map_err(|_| invalid())?,
+        ),
+        _ => return Err(invalid()),
+    };
+    Ok((value, *id))
+}
+
+/// Lists the tenant's projects: filters, an ordering, keyset pages.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ProjectQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<ProjectView>),
-              (status = 400, description = "Bad cursor or query")))]
-pub async fn list(cx: TenantRequest, paging: Paging) -> Result<HttpResponse, ApiError> {
+              (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)")))]
+pub async fn list(
+    cx: TenantRequest,
+    req: HttpRequest,
+    paging: Paging,
+) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;
-    let page = paging.request::<ProjectId>(ListQuery::new("-created_at"))?;
+    let (filter, order) = list_request(req.query_string())?;
+    let page = paging.request::<WireKey>(list_query(&filter, order))?;
+    let after = page.after().map(|k| position(order, k)).transpose()?;
     let conn = cx.bound().await?;
-    let projects = projects::list(&conn, page.limit(), page.after().copied()).await?;
+    let found = projects::list(&conn, &filter, order, after.as_ref(), page.limit()).await?;
     drop(conn);
-    Ok(HttpResponse::Ok().json(page.respond(projects, |p| p.id, ProjectView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(found, |p| wire_key(order, p), ProjectView::from)))
 }
 
 /// Creates a project owned by the caller. Viewers may not.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = ProjectView),
-              (status = 403, description = "Viewer"),
+              (status = 403, description = "Viewer, or the plan's `max_projects` is reached (`type` ends in `plan-limit`)"),
               (status = 422, description = "Invalid values")))]
 pub async fn create(
     cx: TenantRequest,

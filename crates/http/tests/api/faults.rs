@@ -285,7 +285,7 @@ impl Server {
                     "slug": slug,
                     "owner_email": format!("owner@{slug}.test"),
                     "owner_password": format!("password-of-{slug}"),
-                    "plan": "starter",
+                    "plan": "enterprise",
                 })),
         )
         .await

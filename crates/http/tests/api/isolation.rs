@@ -70,6 +70,9 @@ async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
     let app = spawn_app_with(&[("DB_POOL_SIZE", "8"), ("DB_POOL_TIMEOUT_MS", "30000")]).await;
     let a = app.tenant("alpha").await;
     let b = app.tenant("bravo").await;
+    // A hundred projects each: past the starter plan's max_projects.
+    app.sql("update public.companies set plan = 'enterprise'")
+        .await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (t, prefix) = if i % 2 == 0 {

@@ -24,4 +24,5 @@ mod register;
 mod routing;
 mod sessions;
 mod tasks;
+mod teams;
 mod tokens;

@@ -46,6 +46,10 @@ enum Target {
     Invitation,
     /// A fresh viewer API key, made by the owner.
     ApiKey,
+    /// A fresh project made by the admin (so the owner's keys are not its leads).
+    AdminProject,
+    /// `{project}/members/{user}`: the viewer on the team of a fresh project made by the admin.
+    TeamSeat,
 }
 
 struct Fixture {
@@ -102,11 +106,44 @@ impl Fixture {
         b["id"].as_str().unwrap().to_owned()
     }
 
+    /// The id in the 201 answer to the admin's `POST path` with `body`.
+    async fn created_by_admin(&self, path: &str, body: Value) -> String {
+        let admin = &self.tokens[1].1;
+        let r = self
+            .app
+            .post_json(&self.tenant.host, path, &body, Some(admin))
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let b: Value = r.json().await.unwrap();
+        b["id"].as_str().unwrap().to_owned()
+    }
+
     /// A fresh target for one request, made by the owner.
     async fn target(&self, kind: Target) -> String {
         let n = self.next();
         match kind {
             Target::None => String::new(),
+            Target::AdminProject => {
+                self.created_by_admin("/api/v1/projects", json!({"name": format!("target {n}")}))
+                    .await
+            }
+            Target::TeamSeat => {
+                let project = self
+                    .created_by_admin("/api/v1/projects", json!({"name": format!("target {n}")}))
+                    .await;
+                let viewer = self.app.user_id("viewer@acme.test").await;
+                let r = self
+                    .app
+                    .post_json(
+                        &self.tenant.host,
+                        &format!("/api/v1/projects/{project}/members"),
+                        &json!({"user_id": viewer, "role": "contributor"}),
+                        Some(&self.tokens[1].1),
+                    )
+                    .await;
+                assert_eq!(r.status(), 201);
+                format!("{project}/members/{viewer}")
+            }
             Target::Project => {
                 self.created_id("/api/v1/projects", json!({"name": format!("target {n}")}))
                     .await
@@ -256,7 +293,30 @@ fn case(
 #[tokio::test]
 async fn every_tenant_route_with_every_role() {
     let f = Fixture::new().await;
+    let viewer = f.app.user_id("viewer@acme.test").await;
     let cases = vec![
+        case(
+            Method::GET,
+            "/api/v1/projects/{target}/members",
+            Target::Project,
+            Value::Null,
+            "viewer",
+        ),
+        // Team changes: admins and owners, or the project's leads (nobody here but the admin).
+        case(
+            Method::POST,
+            "/api/v1/projects/{target}/members",
+            Target::AdminProject,
+            json!({"user_id": viewer, "role": "contributor"}),
+            "admin",
+        ),
+        case(
+            Method::DELETE,
+            "/api/v1/projects/{target}",
+            Target::TeamSeat,
+            Value::Null,
+            "admin",
+        ),
         case(
             Method::GET,
             "/api/v1/projects",

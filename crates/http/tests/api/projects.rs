@@ -355,3 +355,298 @@ async fn next_links_do_not_reflect_forwarding_headers() {
         "{next}"
     );
 }
+
+/// The names `GET path` lists (one page of up to 100).
+async fn listed(app: &TestApp, t: &TestTenant, query: &str) -> Vec<String> {
+    let r = app
+        .get(
+            &t.host,
+            &format!("/api/v1/projects?limit=100&{query}"),
+            Some(&t.token),
+        )
+        .await;
+    column(&expect_json(r, 200).await, "name")
+}
+
+#[tokio::test]
+async fn projects_filters_each_narrow_the_list() {
+    let (app, t) = spawn_tenant("acme").await;
+    let member = app.member(&t, "m@acme.test", "member").await;
+    let m = app.user_id("m@acme.test").await;
+    for body in [
+        json!({"name": "Alpha", "status": "planned", "start_date": "2025-01-10"}),
+        json!({"name": "Bravo", "status": "active", "start_date": "2025-02-10", "description": "The WEBSITE relaunch"}),
+        json!({"name": "Charlie", "status": "completed"}),
+        json!({"name": "Delta website", "status": "archived", "start_date": "2025-03-10"}),
+    ] {
+        app.create_project(&t.host, &t.token, body).await;
+    }
+    app.create_project(
+        &t.host,
+        &member,
+        json!({"name": "Echo", "status": "active"}),
+    )
+    .await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let cases: [(&str, &[&str]); 9] = [
+        ("status=active", &["Bravo", "Echo"]),
+        ("status=active&status=planned", &["Alpha", "Bravo", "Echo"]),
+        ("status=planned,%20completed", &["Alpha", "Charlie"]),
+        (&format!("owner={m}"), &["Echo"]),
+        ("search=WebSite", &["Bravo", "Delta website"]),
+        ("start_after=2025-01-10", &["Bravo", "Delta website"]),
+        ("start_before=2025-03-10", &["Alpha", "Bravo"]),
+        (
+            "start_after=2025-01-01&start_before=2025-02-28&status=active",
+            &["Bravo"],
+        ),
+        (
+            "search=%20",
+            &["Alpha", "Bravo", "Charlie", "Delta website", "Echo"],
+        ),
+    ];
+    for (query, want) in cases {
+        assert_eq!(sorted(listed(&app, &t, query).await), want, "{query}");
+    }
+    // A next link repeats the filters, normalised.
+    let r = app
+        .get(
+            &t.host,
+            "/api/v1/projects?limit=1&status=planned&status=active,planned&ordering=name",
+            Some(&t.token),
+        )
+        .await;
+    let page = expect_json(r, 200).await;
+    let next = page["next"].as_str().unwrap();
+    assert!(
+        next.contains("status=planned%2Cactive") && next.contains("ordering=name"),
+        "{next}"
+    );
+}
+
+#[tokio::test]
+async fn projects_bad_filters_orderings_and_cursors_are_400_naming_the_parameter() {
+    let (app, t) = spawn_tenant("acme").await;
+    for query in [
+        "status=open",
+        "status=active,open",
+        "status=",
+        "start_before=",
+        "ordering=",
+        "owner=someone",
+        "start_after=2025-13-01",
+        "start_before=yesterday",
+        "ordering=title",
+        "ordering=--name",
+        &format!("search={}", "x".repeat(201)),
+    ] {
+        let name = query.split('=').next().unwrap();
+        let r = app
+            .get(
+                &t.host,
+                &format!("/api/v1/projects?{query}"),
+                Some(&t.token),
+            )
+            .await;
+        expect_problem(r, 400, name).await;
+    }
+    for i in 0..3 {
+        app.create_project(&t.host, &t.token, json!({"name": format!("p{i}")}))
+            .await;
+    }
+    let r = app
+        .get(
+            &t.host,
+            "/api/v1/projects?limit=1&ordering=name",
+            Some(&t.token),
+        )
+        .await;
+    let next = expect_json(r, 200).await["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cursor = next.split("cursor=").nth(1).unwrap();
+    for other in ["ordering=-name", "ordering=name&status=active", ""] {
+        let r = app
+            .get(
+                &t.host,
+                &format!("/api/v1/projects?{other}&cursor={cursor}"),
+                Some(&t.token),
+            )
+            .await;
+        expect_problem(r, 400, "cursor").await;
+    }
+}
+
+#[tokio::test]
+async fn projects_every_ordering_pages_consistently_while_rows_are_inserted() {
+    let (app, t) = spawn_tenant("acme").await;
+    // Dozens of projects: past the starter plan's max_projects.
+    app.sql("update public.companies set plan = 'enterprise'")
+        .await;
+    let dates = [
+        ("delta", Some("2025-03-01"), Some("2025-04-01")),
+        ("alpha", None, None),
+        ("echo", Some("2025-01-01"), None),
+        ("bravo", Some("2025-03-01"), Some("2025-03-15")),
+        ("charlie", None, Some("2025-05-01")),
+        ("foxtrot", Some("2025-02-01"), Some("2025-02-01")),
+        ("golf", Some("2025-01-01"), Some("2025-06-01")),
+    ];
+    let mut originals = Vec::new();
+    for (name, start, end) in dates {
+        originals.push(
+            app.create_project(
+                &t.host,
+                &t.token,
+                json!({"name": name, "start_date": start, "end_date": end}),
+            )
+            .await,
+        );
+    }
+    // One change, so updated_at differs from created_at's order.
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &format!("/api/v1/projects/{}", originals[0]),
+            Some(json!({"description": "x"})),
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let mut inserted = 0;
+    for column in ["created_at", "name", "start_date", "end_date", "updated_at"] {
+        for dir in ["", "-"] {
+            let ordering = format!("{dir}{column}");
+            let sql_dir = if dir.is_empty() { "asc" } else { "desc" };
+            // The order of the rows as they are now, straight from the database.
+            let want: Vec<String> = app
+                .sql_col_with::<uuid::Uuid>(
+                    &format!(
+                        "select id from tenant_acme.projects where id = any($1::uuid[]) \
+                              order by {column} {sql_dir} nulls last, id {sql_dir}"
+                    ),
+                    &[&originals
+                        .iter()
+                        .map(|o| o.parse::<uuid::Uuid>().unwrap())
+                        .collect::<Vec<_>>()],
+                )
+                .await
+                .into_iter()
+                .map(|u| u.to_string())
+                .collect();
+            let mut seen: Vec<String> = Vec::new();
+            let mut path = format!("/api/v1/projects?limit=2&ordering={ordering}");
+            loop {
+                let r = app.get(&t.host, &path, Some(&t.token)).await;
+                let page = expect_json(r, 200).await;
+                seen.extend(column_of(&page, "id"));
+                // A row inserted between pages never makes a page repeat or skip an old row.
+                inserted += 1;
+                app.create_project(
+                    &t.host,
+                    &t.token,
+                    json!({"name": format!("new {inserted}"), "start_date": "2025-03-01"}),
+                )
+                .await;
+                match page["next"].as_str() {
+                    Some(next) => path = next.split_once(&t.host).unwrap().1.to_owned(),
+                    None => break,
+                }
+            }
+            let unique: HashSet<_> = seen.iter().collect();
+            assert_eq!(unique.len(), seen.len(), "{ordering}: a row twice");
+            let old: Vec<String> = seen
+                .into_iter()
+                .filter(|id| originals.contains(id))
+                .collect();
+            assert_eq!(old, want, "{ordering}");
+        }
+    }
+    // The default is newest first.
+    let r = app
+        .get(&t.host, "/api/v1/projects?limit=1", Some(&t.token))
+        .await;
+    assert_eq!(
+        column_of(&expect_json(r, 200).await, "name"),
+        [format!("new {inserted}")]
+    );
+}
+
+fn column_of(page: &Value, field: &str) -> Vec<String> {
+    column(page, field)
+}
+
+#[tokio::test]
+async fn projects_concurrent_creates_at_the_plan_limit_exactly_one_wins() {
+    let (app, t) = spawn_tenant("acme").await;
+    // The free plan allows 3 projects (and 5 members).
+    app.sql("update public.companies set plan = 'free'").await;
+    for i in 0..2 {
+        app.create_project(&t.host, &t.token, json!({"name": format!("p{i}")}))
+            .await;
+    }
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let (http, base, host, token) = (
+            app.http.clone(),
+            app.address.clone(),
+            t.host.clone(),
+            t.token.clone(),
+        );
+        racers.push(tokio::spawn(async move {
+            http.post(format!("{base}/api/v1/projects"))
+                .header("Host", host)
+                .bearer_auth(token)
+                .json(&json!({"name": format!("racer {i}")}))
+                .send()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    for racer in racers {
+        let r = racer.await.unwrap();
+        if r.status() == 201 {
+            created += 1;
+        } else {
+            let body = expect_problem(r, 403, "max_projects").await;
+            assert!(
+                body["type"].as_str().unwrap().ends_with("plan-limit"),
+                "{body}"
+            );
+            assert!(
+                body["detail"].as_str().unwrap().contains("at most 3"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.projects").await,
+        3
+    );
+    assert_eq!(app.audit_count("tenant_acme", "project.created").await, 3);
+
+    // The members limit answers the same kind of problem.
+    for i in 0..4 {
+        app.member(&t, &format!("m{i}@acme.test"), "viewer").await;
+    }
+    let r = app
+        .post_json(
+            &t.host,
+            "/api/v1/users",
+            &json!({"email": "late@acme.test", "full_name": "Late", "role": "viewer", "password": "pw-f463622bff34"}),
+            Some(&t.token),
+        )
+        .await;
+    let body = expect_problem(r, 403, "at most 5 members").await;
+    assert!(
+        body["type"].as_str().unwrap().ends_with("plan-limit"),
+        "{body}"
+    );
+}
