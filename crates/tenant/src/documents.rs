@@ -14,6 +14,7 @@ use tokio_postgres::Row;
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::{DocumentId, ProjectId};
+use crate::rows;
 use deadpool_postgres::GenericClient;
 
 /// The most characters a document title may have.
@@ -66,6 +67,11 @@ pub struct Document {
 
 const COLUMNS: &str = "id, project_id, title, kind, filename, content_type, size_bytes, sha256, \
      created_by, created_at, updated_at";
+
+impl rows::Table for Document {
+    const TABLE: &'static str = "documents";
+    const COLUMNS: &'static str = COLUMNS;
+}
 
 impl TryFrom<&Row> for Document {
     type Error = DbError;
@@ -525,30 +531,15 @@ pub async fn delete(
     acting: &Acting<'_>,
     id: DocumentId,
 ) -> Result<(), DocumentError> {
-    let tx = conn.transaction().await?;
-    let before = lock(&tx, id).await?;
-    tx.client()
-        .execute("delete from documents where id = $1", &[&id])
-        .await
-        .map_err(DbError::from)?;
-    acting
-        .commit(tx, Entry::removed(Action::DocumentDeleted, &before))
-        .await?;
-    Ok(())
+    rows::delete::<Document>(conn, acting, &id, Action::DocumentDeleted)
+        .await?
+        .ok_or(DocumentError::NotFound)
 }
 
 /// Locks one document for a change in `db`'s transaction.
 async fn lock(db: &impl TenantDb, id: DocumentId) -> Result<Document, DocumentError> {
-    db.client()
-        .query_opt(
-            &format!("select {COLUMNS} from documents where id = $1 for update"),
-            &[&id],
-        )
-        .await
-        .map_err(DbError::from)?
-        .as_ref()
-        .map(Document::try_from)
-        .transpose()?
+    rows::lock::<Document>(db, &id)
+        .await?
         .ok_or(DocumentError::NotFound)
 }
 

@@ -16,6 +16,7 @@ pub mod members;
 pub mod migrate;
 pub mod projects;
 pub mod provision;
+mod rows;
 pub mod tasks;
 pub mod teams;
 

@@ -12,6 +12,7 @@ use tokio_postgres::Row;
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::ProjectId;
+use crate::rows;
 use deadpool_postgres::GenericClient;
 
 /// The most characters a project name may have.
@@ -45,6 +46,11 @@ pub struct Project {
 /// The columns every query returns, in the order [`Project::try_from`] reads them.
 pub const COLUMNS: &str =
     "id, name, description, status, start_date, end_date, owner_id, created_at, updated_at";
+
+impl rows::Table for Project {
+    const TABLE: &'static str = "projects";
+    const COLUMNS: &'static str = COLUMNS;
+}
 
 impl TryFrom<&Row> for Project {
     type Error = DbError;
@@ -388,16 +394,8 @@ pub async fn get(db: &impl TenantDb, id: ProjectId) -> Result<Option<Project>, D
 
 /// Locks one project for a change in `db`'s transaction.
 async fn lock(db: &impl TenantDb, id: ProjectId) -> Result<Project, ProjectError> {
-    db.client()
-        .query_opt(
-            &format!("select {COLUMNS} from projects where id = $1 for update"),
-            &[&id],
-        )
-        .await
-        .map_err(DbError::from)?
-        .as_ref()
-        .map(Project::try_from)
-        .transpose()?
+    rows::lock::<Project>(db, &id)
+        .await?
         .ok_or(ProjectError::NotFound)
 }
 
@@ -454,16 +452,7 @@ pub async fn delete(
     acting: &Acting<'_>,
     id: ProjectId,
 ) -> Result<(), ProjectError> {
-    let tx = conn.transaction().await?;
-    let before = lock(&tx, id).await?;
-    let client = tx.client();
-    let stmt = client
-        .prepare_cached("delete from projects where id = $1")
-        .await
-        .map_err(DbError::from)?;
-    client.execute(&stmt, &[&id]).await.map_err(DbError::from)?;
-    acting
-        .commit(tx, Entry::removed(Action::ProjectDeleted, &before))
-        .await?;
-    Ok(())
+    rows::delete::<Project>(conn, acting, &id, Action::ProjectDeleted)
+        .await?
+        .ok_or(ProjectError::NotFound)
 }

@@ -11,6 +11,7 @@ use tokio_postgres::Row;
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
+use crate::rows;
 use deadpool_postgres::GenericClient;
 
 /// The most characters a task title may have.
@@ -56,6 +57,11 @@ pub struct Task {
 
 const COLUMNS: &str = "id, project_id, title, description, status, priority, assignee_id, \
      created_by, due_at, completed_at, tags, created_at, updated_at";
+
+impl rows::Table for Task {
+    const TABLE: &'static str = "tasks";
+    const COLUMNS: &'static str = COLUMNS;
+}
 
 impl TryFrom<&Row> for Task {
     type Error = DbError;
@@ -433,30 +439,15 @@ pub async fn delete(
     acting: &Acting<'_>,
     id: TaskId,
 ) -> Result<(), TaskError> {
-    let tx = conn.transaction().await?;
-    let before = lock(&tx, id).await?;
-    tx.client()
-        .execute("delete from tasks where id = $1", &[&id])
-        .await
-        .map_err(DbError::from)?;
-    acting
-        .commit(tx, Entry::removed(Action::TaskDeleted, &before))
-        .await?;
-    Ok(())
+    rows::delete::<Task>(conn, acting, &id, Action::TaskDeleted)
+        .await?
+        .ok_or(TaskError::NotFound)
 }
 
 /// Locks one task for a change in `db`'s transaction.
 async fn lock(db: &impl TenantDb, id: TaskId) -> Result<Task, TaskError> {
-    db.client()
-        .query_opt(
-            &format!("select {COLUMNS} from tasks where id = $1 for update"),
-            &[&id],
-        )
-        .await
-        .map_err(DbError::from)?
-        .as_ref()
-        .map(Task::try_from)
-        .transpose()?
+    rows::lock::<Task>(db, &id)
+        .await?
         .ok_or(TaskError::NotFound)
 }
 

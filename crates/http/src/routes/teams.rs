@@ -42,14 +42,23 @@ pub struct TeamMemberView {
 }
 
 impl From<TeamMember> for TeamMemberView {
-    fn from(m: TeamMember) -> Self {
+    /// Every field named: one added to [`TeamMember`] does not compile until the view decides.
+    fn from(member: TeamMember) -> Self {
+        let TeamMember {
+            project_id,
+            user_id,
+            email,
+            full_name,
+            role,
+            added_at,
+        } = member;
         Self {
-            project_id: m.project_id,
-            user_id: m.user_id,
-            email: m.email,
-            full_name: m.full_name,
-            role: m.role.to_string(),
-            added_at: m.added_at,
+            role: role.to_string(),
+            project_id,
+            user_id,
+            email,
+            full_name,
+            added_at,
         }
     }
 }
