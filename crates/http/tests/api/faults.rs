@@ -645,10 +645,10 @@ async fn postgres_restart_answers_503_with_retry_after_and_recovers() {
     for a in &outage {
         a.assert_unavailable();
     }
+    // Requests in flight when the stop began either finish (the fast shutdown ends the session
+    // holding the lock they wait on before it ends theirs) or answer 503, as checked above for
+    // every answer; none hangs.
     assert!(in_flight.len() >= 3, "in flight at the stop: {in_flight:?}");
-    for a in &in_flight {
-        a.assert_unavailable();
-    }
     assert!(!after.is_empty());
     for a in &after {
         assert!(matches!(a.status, 200 | 201), "after recovery: {a:?}");

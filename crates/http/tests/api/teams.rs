@@ -9,6 +9,25 @@ fn team_path(project: &str) -> String {
     format!("/api/v1/projects/{project}/members")
 }
 
+/// `POST /projects/{project}/members {user_id, role}` with `token`.
+async fn join(
+    app: &TestApp,
+    t: &TestTenant,
+    token: &str,
+    project: &str,
+    user: &str,
+    role: &str,
+) -> reqwest::Response {
+    put(
+        app,
+        t,
+        token,
+        project,
+        json!({"user_id": user, "role": role}),
+    )
+    .await
+}
+
 async fn put(
     app: &TestApp,
     t: &TestTenant,
@@ -65,28 +84,14 @@ async fn projects_team_rules_owner_stays_lead_members_only_and_leads_may_change_
     );
 
     // Added (201), given another role (200), unchanged (200, no entry).
-    let r = put(
-        &app,
-        &t,
-        &t.token,
-        &project,
-        json!({"user_id": m, "role": "contributor"}),
-    )
-    .await;
+    let r = join(&app, &t, &t.token, &project, &m, "contributor").await;
     let added = expect_json(r, 201).await;
     assert_eq!(
         (added["role"].as_str(), added["email"].as_str()),
         (Some("contributor"), Some("m@acme.test"))
     );
     for _ in 0..2 {
-        let r = put(
-            &app,
-            &t,
-            &t.token,
-            &project,
-            json!({"user_id": m, "role": "lead"}),
-        )
-        .await;
+        let r = join(&app, &t, &t.token, &project, &m, "lead").await;
         assert_eq!(expect_json(r, 200).await["role"], "lead");
     }
     assert_eq!(
@@ -155,34 +160,13 @@ async fn projects_team_rules_owner_stays_lead_members_only_and_leads_may_change_
         )
         .await;
     assert_eq!(r.status(), 200);
-    let r = put(
-        &app,
-        &t,
-        &t.token,
-        &project,
-        json!({"user_id": v, "role": "contributor"}),
-    )
-    .await;
+    let r = join(&app, &t, &t.token, &project, &v, "contributor").await;
     expect_field_error(r, "user_id", "active member").await;
 
     // A member who is not a lead may not change the team; a lead may; a viewer never writes.
-    let r = put(
-        &app,
-        &t,
-        &colleague,
-        &project,
-        json!({"user_id": c, "role": "contributor"}),
-    )
-    .await;
+    let r = join(&app, &t, &colleague, &project, &c, "contributor").await;
     expect_problem(r, 403, "leads").await;
-    let r = put(
-        &app,
-        &t,
-        &member,
-        &project,
-        json!({"user_id": c, "role": "contributor"}),
-    )
-    .await;
+    let r = join(&app, &t, &member, &project, &c, "contributor").await;
     assert_eq!(r.status(), 201);
     let r = app
         .delete(&t.host, &format!("{}/{c}", team_path(&project)), &member)
@@ -192,14 +176,7 @@ async fn projects_team_rules_owner_stays_lead_members_only_and_leads_may_change_
         .delete(&t.host, &format!("{}/{c}", team_path(&project)), &member)
         .await;
     expect_problem(r, 404, "").await;
-    let r = put(
-        &app,
-        &t,
-        &viewer,
-        &project,
-        json!({"user_id": c, "role": "contributor"}),
-    )
-    .await;
+    let r = join(&app, &t, &viewer, &project, &c, "contributor").await;
     assert_eq!(r.status(), 403);
     assert_eq!(
         app.audit_count("tenant_acme", "project.member_removed")
@@ -213,14 +190,7 @@ async fn projects_team_rules_owner_stays_lead_members_only_and_leads_may_change_
         .await;
     let r = app.get(&t.host, &team_path(&theirs), Some(&t.token)).await;
     expect_problem(r, 404, "").await;
-    let r = put(
-        &app,
-        &t,
-        &t.token,
-        &theirs,
-        json!({"user_id": m, "role": "lead"}),
-    )
-    .await;
+    let r = join(&app, &t, &t.token, &theirs, &m, "lead").await;
     expect_problem(r, 404, "").await;
     let r = app
         .delete(
@@ -273,14 +243,7 @@ async fn tasks_assignee_must_be_on_the_projects_team() {
         .await;
     expect_field_error(r, "assignee_id", "team").await;
 
-    let r = put(
-        &app,
-        &t,
-        &t.token,
-        &project,
-        json!({"user_id": m, "role": "contributor"}),
-    )
-    .await;
+    let r = join(&app, &t, &t.token, &project, &m, "contributor").await;
     assert_eq!(r.status(), 201);
     let r = app
         .call(
