@@ -100,6 +100,10 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
             "A missing or malformed Host header, or an API key in the URL",
         ));
         answers.push(("404", "No organization is served at this Host, or the route is not served on this kind of host"));
+        answers.push((
+            "503",
+            "The database is unreachable or its pool has no connection free within DB_POOL_TIMEOUT_MS, or too many unknown hosts are being looked up (ROUTING_MISSES_PER_SEC); see Retry-After",
+        ));
     }
     if body {
         answers.push((
@@ -130,7 +134,7 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
         answers.push(("401", "No or bad credentials, or their session has ended"));
     }
     let responses = &mut operation.responses.responses;
-    for status in ["400", "401", "404", "413", "415", "422"] {
+    for status in ["400", "401", "404", "413", "415", "422", "503"] {
         let reasons: Vec<&str> = answers
             .iter()
             .filter(|(s, _)| *s == status)

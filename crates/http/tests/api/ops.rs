@@ -83,7 +83,7 @@ async fn openapi_documents_every_route_and_docs_are_served() {
             let responses = op["responses"].as_object().expect("responses");
             let mut wanted = Vec::new();
             if path.starts_with("/api/v1/") {
-                wanted.extend(["400", "404"]);
+                wanted.extend(["400", "404", "503"]);
             }
             if op.get("requestBody").is_some() {
                 wanted.extend(["400", "413", "415"]);
