@@ -76,11 +76,11 @@ fn describe() {
     );
     describe_counter!(
         routing::CACHE_HITS,
-        "Host resolutions answered from the routing cache."
+        "Host resolutions answered from a routing cache (tenants or unknown hosts)."
     );
     describe_counter!(
         routing::CACHE_MISSES,
-        "Host resolutions that queried the public schema."
+        "Host resolutions not answered from a routing cache (they query the public schema, or wait on a lookup already under way)."
     );
     describe_counter!(
         THROTTLE_DECISIONS,
