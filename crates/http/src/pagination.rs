@@ -18,6 +18,8 @@ use std::fmt::Display;
 use std::future::{ready, Ready};
 use utoipa::ToSchema;
 
+use tenantry_tenant::ordering::{Order, SortColumn, SortValue};
+
 use crate::error::{query_error, ApiError};
 use crate::host::request_host;
 
@@ -61,15 +63,15 @@ pub struct PageParams {
 /// Cursors are bound to it, and the `next` link repeats it.
 #[derive(Debug, Clone)]
 pub struct ListQuery {
-    ordering: &'static str,
+    ordering: String,
     filters: Vec<(&'static str, String)>,
 }
 
 impl ListQuery {
     /// A list in `ordering` (a field name, `-` first for descending), with no filters yet.
-    pub fn new(ordering: &'static str) -> Self {
+    pub fn new(ordering: impl Into<String>) -> Self {
         Self {
-            ordering,
+            ordering: ordering.into(),
             filters: Vec::new(),
         }
     }
@@ -259,6 +261,37 @@ impl<K: Serialize> PageRequest<K> {
             query.join("&")
         )
     }
+}
+
+/// A keyset position on the wire for any `ordering=`: the row's sort value as text
+/// ([`SortValue::to_text`]) and its id.
+pub type SortKey<I> = (Option<String>, I);
+
+/// The wire position of a row whose sort value is `value`.
+pub fn sort_key<I>(value: &SortValue, id: I) -> SortKey<I> {
+    (value.to_text(), id)
+}
+
+/// The domain position of a wire position, for a list in `order` (400 when the cursor's value
+/// does not fit the ordering's column).
+pub fn sort_position<S: SortColumn, I: Copy>(
+    order: Order<S>,
+    key: &SortKey<I>,
+) -> Result<(SortValue, I), ApiError> {
+    let (value, id) = key;
+    SortValue::from_text(order.sort.kind(), value.as_deref())
+        .map(|v| (v, *id))
+        .ok_or_else(|| ApiError::BadRequest(INVALID_CURSOR.into()))
+}
+
+/// `ordering=` of a list whose columns are `S`: 400 naming the parameter and every spelling.
+pub fn ordering<S: SortColumn>(raw: &str) -> Result<Order<S>, ApiError> {
+    Order::parse(raw.trim()).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "ordering must be one of {}",
+            Order::<S>::names().join(", ")
+        ))
+    })
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

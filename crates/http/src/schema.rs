@@ -10,6 +10,7 @@ use tenantry_public::Password;
 use tenantry_tenant::audit::Action;
 use tenantry_tenant::documents::{self, DocumentKind, DocumentOrdering};
 use tenantry_tenant::invitations::InvitationStatus;
+use tenantry_tenant::ordering::{Order, SortColumn};
 use tenantry_tenant::projects::{self, ProjectStatus};
 use tenantry_tenant::tasks::{self, TaskPriority, TaskStatus, MAX_TAG, MAX_TAGS};
 use tenantry_tenant::teams::TeamRole;
@@ -34,7 +35,7 @@ fn string(nullable: bool) -> ObjectBuilder {
     ObjectBuilder::new().schema_type(kind)
 }
 
-fn one_of(values: impl Iterator<Item = &'static str>, nullable: bool) -> Object {
+fn one_of<V: Into<serde_json::Value>>(values: impl Iterator<Item = V>, nullable: bool) -> Object {
     let mut values: Vec<serde_json::Value> = values.map(Into::into).collect();
     if nullable {
         values.push(serde_json::Value::Null);
@@ -235,9 +236,19 @@ pub fn project_status() -> Object {
     one_of(ProjectStatus::ALL.iter().map(|v| v.as_str()), true)
 }
 
+/// `ordering=` of a list whose columns are `S`: every column, ascending and with `-`.
+fn ordering<S: SortColumn>() -> Object {
+    one_of(Order::<S>::names().into_iter(), false)
+}
+
+/// `ordering=` of the task lists.
+pub fn task_ordering() -> Object {
+    ordering::<tasks::TaskSort>()
+}
+
 /// `ordering=` of the project list.
 pub fn project_ordering() -> Object {
-    one_of(projects::ProjectOrder::NAMES.into_iter(), false)
+    ordering::<projects::ProjectSort>()
 }
 
 /// `status=` of the project list: repeatable (a comma list is accepted too).

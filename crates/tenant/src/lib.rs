@@ -14,6 +14,7 @@ pub mod ids;
 pub mod invitations;
 pub mod members;
 pub mod migrate;
+pub mod ordering;
 pub mod projects;
 pub mod provision;
 mod rows;

@@ -12,6 +12,7 @@ use tokio_postgres::Row;
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::ProjectId;
+use crate::ordering::{Order, SortColumn, SortKind, SortValue};
 use crate::rows;
 use deadpool_postgres::GenericClient;
 
@@ -137,81 +138,42 @@ tenantry_public::text_enum! {
     }
 }
 
-impl ProjectSort {
-    /// The SQL type of the column, for the keyset parameter's cast.
-    fn sql_type(self) -> &'static str {
+impl SortColumn for ProjectSort {
+    const ALL: &'static [Self] = Self::ALL;
+
+    fn as_str(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn expr(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn kind(self) -> SortKind {
         match self {
-            Self::CreatedAt | Self::UpdatedAt => "timestamptz",
-            Self::Name => "text",
-            Self::StartDate | Self::EndDate => "date",
+            Self::CreatedAt | Self::UpdatedAt => SortKind::Time,
+            Self::Name => SortKind::Text,
+            Self::StartDate | Self::EndDate => SortKind::Date,
         }
     }
 }
 
-/// A list ordering: a column, ascending or descending. Nulls (only `start_date` and `end_date`
-/// have them) come last in both directions, and ties are broken by the id in the same direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProjectOrder {
-    pub sort: ProjectSort,
-    pub descending: bool,
-}
+/// A project list ordering; nulls (only `start_date` and `end_date` have them) come last in
+/// both directions.
+pub type ProjectOrder = Order<ProjectSort>;
 
-impl ProjectOrder {
-    /// The default: newest first.
-    pub const NEWEST: Self = Self {
-        sort: ProjectSort::CreatedAt,
-        descending: true,
-    };
-
-    /// Every ordering, as `ordering=` spells it: a column, `-` first for descending.
-    pub const NAMES: [&'static str; 10] = [
-        "created_at",
-        "-created_at",
-        "name",
-        "-name",
-        "start_date",
-        "-start_date",
-        "end_date",
-        "-end_date",
-        "updated_at",
-        "-updated_at",
-    ];
-
-    /// One of [`Self::NAMES`], or `None`.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let (descending, column) = match raw.strip_prefix('-') {
-            Some(column) => (true, column),
-            None => (false, raw),
-        };
-        ProjectSort::parse(column)
-            .ok()
-            .map(|sort| Self { sort, descending })
-    }
-
-    /// This ordering's spelling (one of [`Self::NAMES`]).
-    pub fn name(self) -> &'static str {
-        Self::NAMES
-            .into_iter()
-            .find(|n| Self::parse(n) == Some(self))
-            .unwrap_or("-created_at")
-    }
-}
-
-/// The value of a project's sort column, as a keyset position carries it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SortValue {
-    Time(DateTime<Utc>),
-    Text(String),
-    Date(Option<NaiveDate>),
+impl Order<ProjectSort> {
+    /// The default ordering: newest first.
+    pub const NEWEST: Self = Order::desc(ProjectSort::CreatedAt);
 }
 
 impl Project {
     /// This project's value of the `sort` column.
     pub fn sort_value(&self, sort: ProjectSort) -> SortValue {
         match sort {
-            ProjectSort::CreatedAt => SortValue::Time(self.created_at),
-            ProjectSort::UpdatedAt => SortValue::Time(self.updated_at),
-            ProjectSort::Name => SortValue::Text(self.name.clone()),
+            ProjectSort::CreatedAt => SortValue::Time(Some(self.created_at)),
+            ProjectSort::UpdatedAt => SortValue::Time(Some(self.updated_at)),
+            ProjectSort::Name => SortValue::Text(Some(self.name.clone())),
             ProjectSort::StartDate => SortValue::Date(self.start_date),
             ProjectSort::EndDate => SortValue::Date(self.end_date),
         }
@@ -242,16 +204,7 @@ pub async fn list(
     after: Option<&(SortValue, ProjectId)>,
     limit: i64,
 ) -> Result<Page<Project>, DbError> {
-    let column = order.sort.as_str();
-    let (dir, cmp) = if order.descending {
-        ("desc", "<")
-    } else {
-        ("asc", ">")
-    };
-    let ty = order.sort.sql_type();
-    // Column, direction and type come from the closed sets above, never from request text.
-    // After (v, i) in "column dir nulls last, id dir": with v null, only the remaining nulls
-    // (by id); otherwise rows past v, rows equal to v past i, and every null.
+    let (keyset, order_by) = order.keyset_sql(6, 7);
     let sql = format!(
         "select {COLUMNS} from projects \
           where ($1::text[] is null or status = any($1)) \
@@ -260,44 +213,13 @@ pub async fn list(
                  or strpos(lower(description), lower($3)) > 0) \
             and ($4::date is null or start_date > $4) \
             and ($5::date is null or start_date < $5) \
-            and ($7::uuid is null or case when $6::{ty} is null \
-                    then {column} is null and id {cmp} $7 \
-                    else {column} {cmp} $6::{ty} or ({column} = $6::{ty} and id {cmp} $7) \
-                         or {column} is null end) \
-          order by {column} {dir} nulls last, id {dir} \
+            and {keyset} \
+          order by {order_by} \
           limit $8"
     );
     let statuses: Option<Vec<&str>> =
         (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| s.as_str()).collect());
-    let (time, text, date, id) = match after {
-        None => (None, None, None, None),
-        Some((SortValue::Time(t), id)) => (Some(*t), None, None, Some(*id)),
-        Some((SortValue::Text(t), id)) => (None, Some(t.as_str()), None, Some(*id)),
-        Some((SortValue::Date(d), id)) => (None, None, *d, Some(*id)),
-    };
-    let value: &(dyn tokio_postgres::types::ToSql + Sync) = match order.sort {
-        ProjectSort::CreatedAt | ProjectSort::UpdatedAt => &time,
-        ProjectSort::Name => &text,
-        ProjectSort::StartDate | ProjectSort::EndDate => &date,
-    };
-    let fits = matches!(
-        (after.map(|a| &a.0), order.sort),
-        (None, _)
-            | (
-                Some(SortValue::Time(_)),
-                ProjectSort::CreatedAt | ProjectSort::UpdatedAt
-            )
-            | (Some(SortValue::Text(_)), ProjectSort::Name)
-            | (
-                Some(SortValue::Date(_)),
-                ProjectSort::StartDate | ProjectSort::EndDate
-            )
-    );
-    if !fits {
-        return Err(DbError::Corrupt(
-            "a keyset position that does not fit the ordering".into(),
-        ));
-    }
+    let keyset = order.keyset_params(after)?;
     let client = db.client();
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client
@@ -309,8 +231,8 @@ pub async fn list(
                 &filter.search,
                 &filter.start_after,
                 &filter.start_before,
-                value,
-                &id,
+                keyset.value(),
+                keyset.id(),
                 &Page::<Project>::fetch_limit(limit),
             ],
         )

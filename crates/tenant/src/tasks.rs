@@ -6,11 +6,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::{CompanyId, Page, UserId};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
+use crate::ordering::{Order, SortColumn, SortKind, SortValue};
 use crate::rows;
 use deadpool_postgres::GenericClient;
 
@@ -33,6 +35,13 @@ tenantry_public::text_enum! {
     }
 }
 
+impl TaskStatus {
+    /// Neither done nor cancelled.
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Done | Self::Cancelled)
+    }
+}
+
 tenantry_public::text_enum! {
     /// How urgent a task is.
     pub enum TaskPriority { Low = "low", Medium = "medium", High = "high", Urgent = "urgent" }
@@ -51,12 +60,14 @@ pub struct Task {
     pub due_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub tags: Vec<String>,
+    /// The task's place in its project's order (lowest first; new tasks go last).
+    pub position: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, project_id, title, description, status, priority, assignee_id, \
-     created_by, due_at, completed_at, tags, created_at, updated_at";
+     created_by, due_at, completed_at, tags, position, created_at, updated_at";
 
 impl rows::Table for Task {
     const TABLE: &'static str = "tasks";
@@ -79,8 +90,9 @@ impl TryFrom<&Row> for Task {
             due_at: row.try_get(8)?,
             completed_at: row.try_get(9)?,
             tags: row.try_get(10)?,
-            created_at: row.try_get(11)?,
-            updated_at: row.try_get(12)?,
+            position: row.try_get(11)?,
+            created_at: row.try_get(12)?,
+            updated_at: row.try_get(13)?,
         })
     }
 }
@@ -102,6 +114,7 @@ impl Audited for Task {
             "due_at": self.due_at,
             "completed_at": self.completed_at,
             "tags": self.tags,
+            "position": self.position,
         })
     }
 }
@@ -129,6 +142,80 @@ pub struct TaskPatch {
     pub assignee_id: Option<Option<UserId>>,
     pub due_at: Option<Option<DateTime<Utc>>>,
     pub tags: Option<Vec<String>>,
+    pub position: Option<i64>,
+}
+
+tenantry_public::text_enum! {
+    /// The columns `GET /tasks` may be ordered by (each followed by the id, so the order is total
+    /// and keyset pages are stable).
+    pub enum TaskSort {
+        CreatedAt = "created_at",
+        DueAt = "due_at",
+        Priority = "priority",
+        UpdatedAt = "updated_at",
+        Title = "title",
+        Position = "position",
+    }
+}
+
+/// The rank `priority` sorts by: `low` 1 to `urgent` 4 (the order of [`TaskPriority::ALL`]).
+const PRIORITY_RANK: &str = "array_position(array['low', 'medium', 'high', 'urgent'], priority)";
+
+impl SortColumn for TaskSort {
+    const ALL: &'static [Self] = Self::ALL;
+
+    fn as_str(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn expr(self) -> &'static str {
+        match self {
+            Self::Priority => PRIORITY_RANK,
+            other => other.as_str(),
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::CreatedAt | Self::DueAt | Self::UpdatedAt => SortKind::Time,
+            Self::Title => SortKind::Text,
+            Self::Priority | Self::Position => SortKind::Int,
+        }
+    }
+}
+
+/// A task list ordering; tasks without a due date come last in both directions.
+pub type TaskOrder = Order<TaskSort>;
+
+impl Order<TaskSort> {
+    /// The default ordering: newest first.
+    pub const NEWEST: Self = Order::desc(TaskSort::CreatedAt);
+    /// "My tasks": soonest due first, undated last.
+    pub const SOONEST_DUE: Self = Order::asc(TaskSort::DueAt);
+}
+
+impl TaskPriority {
+    /// Its rank in the `priority` ordering: `low` 1 to `urgent` 4.
+    pub fn rank(self) -> i64 {
+        Self::ALL
+            .iter()
+            .position(|p| *p == self)
+            .map_or(0, |i| i as i64 + 1)
+    }
+}
+
+impl Task {
+    /// This task's value of the `sort` column.
+    pub fn sort_value(&self, sort: TaskSort) -> SortValue {
+        match sort {
+            TaskSort::CreatedAt => SortValue::Time(Some(self.created_at)),
+            TaskSort::DueAt => SortValue::Time(self.due_at),
+            TaskSort::UpdatedAt => SortValue::Time(Some(self.updated_at)),
+            TaskSort::Title => SortValue::Text(Some(self.title.clone())),
+            TaskSort::Priority => SortValue::Int(Some(self.priority.rank())),
+            TaskSort::Position => SortValue::Int(Some(self.position)),
+        }
+    }
 }
 
 /// Filters for [`list`]; every field is optional (an empty list filters nothing).
@@ -180,57 +267,83 @@ pub enum TaskError {
 /// The foreign key from a task to its project (tenant migration V5).
 const PROJECT_FK: &str = "tasks_project_id_fkey";
 
-/// Tasks newest first (ids are time-ordered), filtered, after the keyset position `before`.
+/// Lists tasks in `order`, filtered, after the keyset position `after` (the sort value and the
+/// id of the previous page's last row).
 pub async fn list(
     db: &impl TenantDb,
     filter: &TaskFilter,
-    before: Option<TaskId>,
+    order: TaskOrder,
+    after: Option<&(SortValue, TaskId)>,
     limit: i64,
 ) -> Result<Page<Task>, DbError> {
-    let (assignee, unassigned) = match filter.assignee {
-        Some(Assignee::User(u)) => (Some(u), false),
-        Some(Assignee::Nobody) => (None, true),
-        None => (None, false),
-    };
-    let any = |list: &[String]| (!list.is_empty()).then(|| list.to_vec());
-    let statuses: Vec<String> = filter.statuses.iter().map(|s| s.to_string()).collect();
-    let priorities: Vec<String> = filter.priorities.iter().map(|p| p.to_string()).collect();
-    let rows = db
-        .client()
-        .query(
-            &format!(
-                "select {COLUMNS} from tasks \
-                  where ($1::uuid is null or project_id = $1) \
-                    and ($2::text[] is null or status = any($2)) \
-                    and ($3::text[] is null or priority = any($3)) \
-                    and ($4::uuid is null or assignee_id = $4) \
-                    and (not $5 or assignee_id is null) \
-                    and ($6::timestamptz is null or due_at < $6) \
-                    and ($7::timestamptz is null or due_at > $7) \
-                    and (not $8 or (due_at < now() and status not in ('done', 'cancelled'))) \
-                    and ($9::text is null or $9 = any(tags)) \
-                    and ($10::text is null or strpos(lower(title), lower($10)) > 0 \
-                         or strpos(lower(description), lower($10)) > 0) \
-                    and ($11::uuid is null or id < $11) \
-                  order by id desc limit $12"
-            ),
-            &[
-                &filter.project,
-                &any(&statuses),
-                &any(&priorities),
-                &assignee,
-                &unassigned,
-                &filter.due_before,
-                &filter.due_after,
-                &filter.overdue,
-                &filter.tag,
-                &filter.search,
-                &before,
-                &Page::<Task>::fetch_limit(limit),
-            ],
-        )
-        .await?;
+    let (keyset, order_by) = order.keyset_sql(11, 12);
+    let sql = format!(
+        "select {COLUMNS} from tasks where {FILTERS} and {keyset} order by {order_by} limit $13"
+    );
+    let keyset = order.keyset_params(after)?;
+    let filter = FilterParams::of(filter);
+    let client = db.client();
+    let stmt = client.prepare_cached(&sql).await?;
+    let mut params = filter.params();
+    let fetch = Page::<Task>::fetch_limit(limit);
+    params.extend([keyset.value(), keyset.id(), &fetch]);
+    let rows = client.query(&stmt, &params).await?;
     Page::from_rows(&rows, limit, |r| Task::try_from(r))
+}
+
+/// The task filters as SQL, on parameters `$1` to `$10` ([`FilterParams::params`]).
+const FILTERS: &str = "($1::uuid is null or project_id = $1) \
+    and ($2::text[] is null or status = any($2)) \
+    and ($3::text[] is null or priority = any($3)) \
+    and ($4::uuid is null or assignee_id = $4) \
+    and (not $5 or assignee_id is null) \
+    and ($6::timestamptz is null or due_at < $6) \
+    and ($7::timestamptz is null or due_at > $7) \
+    and (not $8 or (due_at < now() and status not in ('done', 'cancelled'))) \
+    and ($9::text is null or $9 = any(tags)) \
+    and ($10::text is null or strpos(lower(title), lower($10)) > 0 \
+         or strpos(lower(description), lower($10)) > 0)";
+
+/// A [`TaskFilter`] as the parameters of [`FILTERS`].
+struct FilterParams<'a> {
+    filter: &'a TaskFilter,
+    assignee: Option<UserId>,
+    unassigned: bool,
+    statuses: Option<Vec<&'static str>>,
+    priorities: Option<Vec<&'static str>>,
+}
+
+impl<'a> FilterParams<'a> {
+    fn of(filter: &'a TaskFilter) -> Self {
+        let (assignee, unassigned) = match filter.assignee {
+            Some(Assignee::User(u)) => (Some(u), false),
+            Some(Assignee::Nobody) => (None, true),
+            None => (None, false),
+        };
+        let names = |v: Vec<&'static str>| (!v.is_empty()).then_some(v);
+        Self {
+            filter,
+            assignee,
+            unassigned,
+            statuses: names(filter.statuses.iter().map(|s| s.as_str()).collect()),
+            priorities: names(filter.priorities.iter().map(|p| p.as_str()).collect()),
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.filter.project,
+            &self.statuses,
+            &self.priorities,
+            &self.assignee,
+            &self.unassigned,
+            &self.filter.due_before,
+            &self.filter.due_after,
+            &self.filter.overdue,
+            &self.filter.tag,
+            &self.filter.search,
+        ]
+    }
 }
 
 pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError> {
@@ -296,8 +409,10 @@ pub async fn create(
         .query_one(
             &format!(
                 "insert into tasks (id, project_id, title, description, status, priority, \
-                     assignee_id, created_by, due_at, completed_at, tags) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning {COLUMNS}"
+                     assignee_id, created_by, due_at, completed_at, tags, position) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                     coalesce((select max(position) + 1 from tasks where project_id = $2), 1)) \
+                 returning {COLUMNS}"
             ),
             &[
                 &TaskId::new(),
@@ -409,6 +524,7 @@ async fn apply(db: &impl TenantDb, id: TaskId, patch: &TaskPatch) -> Result<Task
                     assignee_id = case when $6 then $7 else assignee_id end, \
                     due_at = case when $8 then $9 else due_at end, \
                     tags = coalesce($10, tags), \
+                    position = coalesce($11, position), \
                     completed_at = case \
                         when coalesce($4, status) <> 'done' then null \
                         else coalesce(completed_at, now()) end, \
@@ -426,6 +542,7 @@ async fn apply(db: &impl TenantDb, id: TaskId, patch: &TaskPatch) -> Result<Task
                 &patch.due_at.is_some(),
                 &patch.due_at.flatten(),
                 &patch.tags,
+                &patch.position,
             ],
         )
         .await
@@ -483,4 +600,17 @@ pub(crate) async fn unassign_open(
             .await?;
     }
     Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_priority_rank_lists_every_priority_in_order() {
+        let listed: Vec<String> = TaskPriority::ALL.iter().map(|p| format!("'{p}'")).collect();
+        assert!(PRIORITY_RANK.contains(&format!("array[{}]", listed.join(", "))));
+        assert_eq!(TaskPriority::Low.rank(), 1);
+        assert_eq!(TaskPriority::Urgent.rank(), 4);
+    }
 }

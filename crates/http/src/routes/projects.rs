@@ -3,13 +3,13 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::projects::{
-    self, NewProject, Project, ProjectFilter, ProjectOrder, ProjectPatch, ProjectSort,
-    ProjectStatus, SortValue, MAX_DESCRIPTION, MAX_NAME,
+    self, NewProject, Project, ProjectFilter, ProjectOrder, ProjectPatch, ProjectStatus,
+    MAX_DESCRIPTION, MAX_NAME,
 };
 use tenantry_tenant::ProjectId;
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -17,7 +17,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Field, Fields};
-use crate::pagination::{ListQuery, Page, PageParams, Paging};
+use crate::pagination::{self, ListQuery, Page, PageParams, Paging, SortKey};
 use crate::routes::resource;
 use crate::schema;
 
@@ -285,12 +285,7 @@ fn list_request(query: &str) -> Result<(ProjectFilter, ProjectOrder), ApiError> 
                 }
             }
             "ordering" => {
-                order = ProjectOrder::parse(value).ok_or_else(|| {
-                    bad(
-                        "ordering",
-                        format!("must be one of {}", ProjectOrder::NAMES.join(", ")),
-                    )
-                })?;
+                order = pagination::ordering(value)?;
             }
             _ => {}
         }
@@ -322,40 +317,6 @@ fn list_query(f: &ProjectFilter, order: ProjectOrder) -> ListQuery {
         .filter("ordering", ordering)
 }
 
-/// A keyset position on the wire: the sort value as text (RFC 3339 for instants, YYYY-MM-DD
-/// for dates, `null` for a missing date) and the id.
-type WireKey = (Option<String>, ProjectId);
-
-fn wire_key(order: ProjectOrder, p: &Project) -> WireKey {
-    let value = match p.sort_value(order.sort) {
-        SortValue::Time(t) => Some(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        SortValue::Text(t) => Some(t),
-        SortValue::Date(d) => d.map(|d| d.to_string()),
-    };
-    (value, p.id)
-}
-
-fn position(order: ProjectOrder, key: &WireKey) -> Result<(SortValue, ProjectId), ApiError> {
-    let invalid = || ApiError::BadRequest("the cursor is not valid".into());
-    let (value, id) = key;
-    let value = match (order.sort, value) {
-        (ProjectSort::CreatedAt | ProjectSort::UpdatedAt, Some(t)) => SortValue::Time(
-            DateTime::parse_from_rfc3339(t)
-                .map_err(|_| invalid())?
-                .with_timezone(&Utc),
-        ),
-        (ProjectSort::Name, Some(t)) => SortValue::Text(t.clone()),
-        (ProjectSort::StartDate | ProjectSort::EndDate, d) => SortValue::Date(
-            d.as_deref()
-                .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
-                .transpose()
-                .map_err(|_| invalid())?,
-        ),
-        _ => return Err(invalid()),
-    };
-    Ok((value, *id))
-}
-
 /// Lists the tenant's projects: filters, an ordering, keyset pages.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(ProjectQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
@@ -368,12 +329,19 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;
     let (filter, order) = list_request(req.query_string())?;
-    let page = paging.request::<WireKey>(list_query(&filter, order))?;
-    let after = page.after().map(|k| position(order, k)).transpose()?;
+    let page = paging.request::<SortKey<ProjectId>>(list_query(&filter, order))?;
+    let after = page
+        .after()
+        .map(|k| pagination::sort_position(order, k))
+        .transpose()?;
     let conn = cx.bound().await?;
     let found = projects::list(&conn, &filter, order, after.as_ref(), page.limit()).await?;
     drop(conn);
-    Ok(HttpResponse::Ok().json(page.respond(found, |p| wire_key(order, p), ProjectView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(
+        found,
+        |p| pagination::sort_key(&p.sort_value(order.sort), p.id),
+        ProjectView::from,
+    )))
 }
 
 /// Creates a project owned by the caller. Viewers may not.

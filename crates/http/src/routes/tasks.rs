@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
+use tenantry_tenant::projects;
 use tenantry_tenant::tasks::{
-    self, Assignee, NewTask, Task, TaskFilter, TaskPatch, TaskPriority, TaskStatus,
-    MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE,
+    self, Assignee, NewTask, Task, TaskFilter, TaskOrder, TaskPatch, TaskPriority, TaskSort,
+    TaskStatus, MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE,
 };
 use tenantry_tenant::{ProjectId, TaskId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -17,12 +18,14 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
 use crate::fields::{self, Field, Fields, QueryValues};
-use crate::pagination::{ListQuery, Page, PageParams, Paging};
+use crate::pagination::{self, ListQuery, Page, PageParams, Paging, SortKey};
 use crate::routes::resource;
 use crate::schema;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/tasks").get(list).post(create))
+        .service(resource("/tasks/mine").get(mine))
+        .service(resource("/projects/{id}/tasks").get(of_project))
         .service(
             resource("/tasks/{id}")
                 .get(get)
@@ -34,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(list, create, get, update, complete, reopen, delete))]
+#[openapi(paths(list, mine, of_project, create, get, update, complete, reopen, delete))]
 pub struct Api;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,6 +67,9 @@ pub struct TaskView {
     pub completed_at: Option<DateTime<Utc>>,
     #[schema(example = json!(["launch", "web"]))]
     pub tags: Vec<String>,
+    /// The task's place in its project's order (lowest first; new tasks go last).
+    #[schema(minimum = 0)]
+    pub position: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -82,6 +88,7 @@ impl From<Task> for TaskView {
             due_at: t.due_at,
             completed_at: t.completed_at,
             tags: t.tags,
+            position: t.position,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -119,6 +126,42 @@ pub struct TaskQuery {
     /// A case-insensitive part of the title or description.
     #[param(schema_with = schema::search)]
     pub search: Option<String>,
+    /// The order: a column, `-` first for descending (default `-created_at`; `priority` sorts
+    /// low to urgent); ties by id, tasks without a due date last.
+    #[param(schema_with = schema::task_ordering)]
+    pub ordering: Option<String>,
+}
+
+/// The filters of `GET /tasks/mine` and `GET /projects/{id}/tasks`: those of `GET /tasks` but
+/// the one the path fixes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScopedTaskQuery {
+    /// Only tasks in these statuses (repeatable, or a comma list). `/tasks/mine` shows the open
+    /// ones (todo, in_progress, in_review) unless this is given.
+    #[param(schema_with = schema::task_statuses, style = Form, explode)]
+    pub status: Option<Vec<String>>,
+    /// Only tasks of these priorities (repeatable, or a comma list).
+    #[param(schema_with = schema::task_priorities, style = Form, explode)]
+    pub priority: Option<Vec<String>>,
+    /// Only tasks due before this instant (RFC 3339).
+    #[param(schema_with = schema::instant)]
+    pub due_before: Option<String>,
+    /// Only tasks due after this instant (RFC 3339).
+    #[param(schema_with = schema::instant)]
+    pub due_after: Option<String>,
+    /// `true`: only tasks due in the past and neither done nor cancelled.
+    pub overdue: Option<bool>,
+    /// Only tasks carrying this tag.
+    #[param(schema_with = schema::tag)]
+    pub tag: Option<String>,
+    /// A case-insensitive part of the title or description.
+    #[param(schema_with = schema::search)]
+    pub search: Option<String>,
+    /// The order (as for `GET /tasks`; `/tasks/mine` defaults to `due_at`, soonest first,
+    /// `/projects/{id}/tasks` to `-created_at`).
+    #[param(schema_with = schema::task_ordering)]
+    pub ordering: Option<String>,
 }
 
 /// What a new task and a patch share. Absent: the default for a new task, unchanged in a patch.
@@ -223,13 +266,16 @@ pub struct UpdateTask {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
+    /// A new place in the project's order (lowest first).
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    pub position: Option<i64>,
 }
 
 impl TryFrom<UpdateTask> for TaskPatch {
     type Error = ApiError;
 
     fn try_from(b: UpdateTask) -> Result<Self, ApiError> {
-        let (title, (description, status, priority, tags), assignee_id, due_at) = (
+        let (title, (description, status, priority, tags), assignee_id, due_at, position) = (
             fields::parse_opt("title", &b.title, |t| {
                 tenantry_public::names::display_name(t, MAX_TITLE)
             }),
@@ -238,6 +284,7 @@ impl TryFrom<UpdateTask> for TaskPatch {
                 fields::check("assignee_id", user_id(id))
             }),
             clearable(&b.due_at, |d| fields::instant("due_at", d)),
+            position(b.position),
         )
             .collect()?;
         Ok(TaskPatch {
@@ -248,7 +295,21 @@ impl TryFrom<UpdateTask> for TaskPatch {
             assignee_id,
             due_at,
             tags,
+            position,
         })
+    }
+}
+
+/// The largest position: what a JSON number holds exactly.
+const MAX_POSITION: i64 = 9_007_199_254_740_991;
+
+fn position(raw: Option<i64>) -> Field<Option<i64>> {
+    match raw {
+        Some(p) if !(0..=MAX_POSITION).contains(&p) => Err(fields::invalid(
+            "position",
+            format!("must be from 0 to {MAX_POSITION}"),
+        )),
+        p => Ok(p),
     }
 }
 
@@ -292,8 +353,30 @@ fn tags(raw: &[String]) -> Field<Vec<String>> {
     Ok(out)
 }
 
-/// Filters from the query string ([`TaskQuery`]): 400 naming the parameter when one is bad.
-fn filter(q: &QueryValues, me: UserId) -> Result<TaskFilter, ApiError> {
+/// Which tasks a list shows: every task, the caller's, or one project's.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    All,
+    Mine,
+    Project(ProjectId),
+}
+
+impl Scope {
+    fn default_order(self) -> TaskOrder {
+        match self {
+            Self::Mine => TaskOrder::SOONEST_DUE,
+            Self::All | Self::Project(_) => TaskOrder::NEWEST,
+        }
+    }
+}
+
+/// Filters and ordering from the query string ([`TaskQuery`]; the scope fixes `assignee` or
+/// `project` and the defaults): 400 naming the parameter when one is bad.
+fn list_request(
+    q: &QueryValues,
+    me: UserId,
+    scope: Scope,
+) -> Result<(TaskFilter, TaskOrder), ApiError> {
     let project = q.one("project", |p| {
         p.trim()
             .parse::<ProjectId>()
@@ -320,7 +403,7 @@ fn filter(q: &QueryValues, me: UserId) -> Result<TaskFilter, ApiError> {
         tenantry_public::names::display_name(raw, MAX_TAG)
             .map_err(|_| "must be 1 to 50 characters, without control characters")
     };
-    Ok(TaskFilter {
+    let mut filter = TaskFilter {
         project,
         statuses: q.list("status", TaskStatus::parse)?,
         priorities: q.list("priority", TaskPriority::parse)?,
@@ -330,17 +413,46 @@ fn filter(q: &QueryValues, me: UserId) -> Result<TaskFilter, ApiError> {
         overdue: overdue.unwrap_or(false),
         tag: q.one("tag", tag)?,
         search: q.one("search", fields::search)?.filter(|s| !s.is_empty()),
-    })
+    };
+    let ordering = q
+        .one("ordering", |o| Ok::<_, &str>(o.to_owned()))?
+        .map(|o| pagination::ordering::<TaskSort>(&o))
+        .transpose()?;
+    let order = ordering.unwrap_or(scope.default_order());
+    match scope {
+        Scope::All => {}
+        Scope::Mine => {
+            filter.assignee = Some(Assignee::User(me));
+            if filter.statuses.is_empty() {
+                filter.statuses = TaskStatus::ALL
+                    .iter()
+                    .copied()
+                    .filter(|s| s.is_open())
+                    .collect();
+            }
+        }
+        Scope::Project(id) => filter.project = Some(id),
+    }
+    // Listed in one order whatever order they were given in, so equal filters make equal
+    // cursors and `next` links.
+    filter
+        .statuses
+        .sort_by_key(|s| TaskStatus::ALL.iter().position(|a| a == s));
+    filter
+        .priorities
+        .sort_by_key(|p| TaskPriority::ALL.iter().position(|a| a == p));
+    Ok((filter, order))
 }
 
-/// The filters as the cursor is bound to them and `next` repeats them (`me` resolved to the id).
-fn list_query(f: &TaskFilter) -> ListQuery {
+/// The list a cursor is bound to and `next` repeats: the ordering and the normalised filters
+/// (`me` resolved to the id).
+fn list_query(f: &TaskFilter, order: TaskOrder, default: TaskOrder) -> ListQuery {
     let assignee = f.assignee.map(|a| match a {
         Assignee::User(u) => u.to_string(),
         Assignee::Nobody => "none".to_owned(),
     });
     let joined = |values: Vec<String>| (!values.is_empty()).then(|| values.join(","));
-    ListQuery::new("-created_at")
+    ListQuery::new(order.name())
         .filter("project", f.project)
         .filter(
             "status",
@@ -356,25 +468,78 @@ fn list_query(f: &TaskFilter) -> ListQuery {
         .filter("overdue", f.overdue.then_some("true"))
         .filter("tag", f.tag.as_deref())
         .filter("search", f.search.as_deref())
+        .filter("ordering", (order != default).then(|| order.name()))
 }
 
-/// Lists the tenant's tasks, newest first, with filters.
+/// Lists the tenant's tasks, newest first unless `ordering` says otherwise, with filters.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<TaskView>),
-              (status = 400, description = "Bad filter, cursor or limit")))]
+              (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)")))]
 pub async fn list(
     cx: TenantRequest,
     query: QueryValues,
     paging: Paging,
 ) -> Result<HttpResponse, ApiError> {
+    list_in(cx, &query, paging, Scope::All).await
+}
+
+/// The caller's tasks: the open ones unless `status` says otherwise, soonest due first
+/// (undated last) unless `ordering` says otherwise.
+#[utoipa::path(get, path = "/api/v1/tasks/mine", tag = "tasks", params(ScopedTaskQuery, PageParams),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Page<TaskView>),
+              (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)")))]
+pub async fn mine(
+    cx: TenantRequest,
+    query: QueryValues,
+    paging: Paging,
+) -> Result<HttpResponse, ApiError> {
+    list_in(cx, &query, paging, Scope::Mine).await
+}
+
+/// One project's tasks: `GET /tasks?project={id}`, and 404 for a project not of this tenant.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/tasks", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Project id"), ScopedTaskQuery, PageParams),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Page<TaskView>),
+              (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)"),
+              (status = 404, description = "No such project in this organization")))]
+pub async fn of_project(
+    cx: TenantRequest,
+    id: web::Path<ProjectId>,
+    query: QueryValues,
+    paging: Paging,
+) -> Result<HttpResponse, ApiError> {
+    list_in(cx, &query, paging, Scope::Project(*id)).await
+}
+
+async fn list_in(
+    cx: TenantRequest,
+    query: &QueryValues,
+    paging: Paging,
+    scope: Scope,
+) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;
-    let filter = filter(&query, cx.user.user_id)?;
-    let page = paging.request::<TaskId>(list_query(&filter))?;
+    let (filter, order) = list_request(query, cx.user.user_id, scope)?;
+    let page =
+        paging.request::<SortKey<TaskId>>(list_query(&filter, order, scope.default_order()))?;
+    let after = page
+        .after()
+        .map(|k| pagination::sort_position(order, k))
+        .transpose()?;
     let conn = cx.bound().await?;
-    let found = tasks::list(&conn, &filter, page.after().copied(), page.limit()).await?;
+    let found = tasks::list(&conn, &filter, order, after.as_ref(), page.limit()).await?;
+    // An empty page of a project's tasks: is there such a project at all?
+    if let (Scope::Project(id), true) = (scope, found.items.is_empty()) {
+        projects::get(&conn, id).await?.ok_or(ApiError::NotFound)?;
+    }
     drop(conn);
-    Ok(HttpResponse::Ok().json(page.respond(found, |t| t.id, TaskView::from)))
+    Ok(HttpResponse::Ok().json(page.respond(
+        found,
+        |t| pagination::sort_key(&t.sort_value(order.sort), t.id),
+        TaskView::from,
+    )))
 }
 
 /// Creates a task in one of the tenant's projects. Viewers may not.

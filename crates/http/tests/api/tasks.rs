@@ -463,3 +463,249 @@ async fn patch_honours_if_match_with_the_tasks_etag() {
     assert_eq!(patch("Third", Some("*")).await.unwrap().status(), 200);
     assert_eq!(patch("Last write wins", None).await.unwrap().status(), 200);
 }
+
+/// Walks every page of `path` (limit 2), returning the titles in order.
+async fn walk(app: &TestApp, t: &TestTenant, path: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut next = Some(format!("{path}{sep}limit=2"));
+    while let Some(path) = next {
+        let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+        seen.extend(column(&page, "title"));
+        next = page["next"]
+            .as_str()
+            .map(|n| format!("/api/v1{}", n.split_once("/api/v1").unwrap().1));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn every_ordering_pages_through_every_task_once_in_order() {
+    let (app, t) = spawn_tenant("acme").await;
+    let p = app
+        .create_project(&t.host, &t.token, json!({"name": "P"}))
+        .await;
+    // Created in this order (so created_at and position follow it).
+    for (title, priority, due) in [
+        ("delta", "low", Some("2027-03-01T00:00:00Z")),
+        ("alpha", "urgent", None),
+        ("charlie", "medium", Some("2027-01-01T00:00:00Z")),
+        ("bravo", "urgent", Some("2027-02-01T00:00:00Z")),
+        ("echo", "high", None),
+    ] {
+        let mut body = json!({"project_id": p, "title": title, "priority": priority});
+        if let Some(due) = due {
+            body["due_at"] = json!(due);
+        }
+        create(&app, &t, body).await;
+    }
+    for (ordering, expected) in [
+        ("created_at", ["delta", "alpha", "charlie", "bravo", "echo"]),
+        (
+            "-created_at",
+            ["echo", "bravo", "charlie", "alpha", "delta"],
+        ),
+        ("position", ["delta", "alpha", "charlie", "bravo", "echo"]),
+        ("title", ["alpha", "bravo", "charlie", "delta", "echo"]),
+        ("-title", ["echo", "delta", "charlie", "bravo", "alpha"]),
+        // Undated last in both directions, ties by id in the same direction.
+        ("due_at", ["charlie", "bravo", "delta", "alpha", "echo"]),
+        ("-due_at", ["delta", "bravo", "charlie", "echo", "alpha"]),
+        // low < medium < high < urgent, not the alphabet.
+        ("priority", ["delta", "charlie", "echo", "alpha", "bravo"]),
+        ("-priority", ["bravo", "alpha", "echo", "charlie", "delta"]),
+    ] {
+        let seen = walk(&app, &t, &format!("/api/v1/tasks?ordering={ordering}")).await;
+        assert_eq!(seen, expected, "ordering={ordering}");
+    }
+    // updated_at follows the last change.
+    let first = walk(&app, &t, "/api/v1/tasks?ordering=title").await;
+    assert_eq!(first[0], "alpha");
+    let alpha = app
+        .sql_one::<uuid::Uuid>("select id from tenant_acme.tasks where title = 'alpha'")
+        .await;
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &format!("/api/v1/tasks/{alpha}"),
+            Some(json!({"position": 0})),
+            &t.token,
+        )
+        .await;
+    assert_eq!(expect_json(r, 200).await["position"], 0);
+    let seen = walk(&app, &t, "/api/v1/tasks?ordering=-updated_at").await;
+    assert_eq!(seen[0], "alpha");
+    let seen = walk(&app, &t, "/api/v1/tasks?ordering=position").await;
+    assert_eq!(seen[0], "alpha");
+    for bad in ["ordering=due", "ordering=--title", "ordering="] {
+        let r = app
+            .get(&t.host, &format!("/api/v1/tasks?{bad}"), Some(&t.token))
+            .await;
+        expect_problem(r, 400, "ordering").await;
+    }
+    let r = app
+        .call(
+            Method::PATCH,
+            &t.host,
+            &format!("/api/v1/tasks/{alpha}"),
+            Some(json!({"position": -1})),
+            &t.token,
+        )
+        .await;
+    expect_problem(r, 422, "position").await;
+    // A cursor made for one ordering is refused by another.
+    let page = expect_json(
+        app.get(
+            &t.host,
+            "/api/v1/tasks?ordering=title&limit=1",
+            Some(&t.token),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let cursor = page["next"]
+        .as_str()
+        .unwrap()
+        .split("cursor=")
+        .nth(1)
+        .unwrap();
+    let other = format!("/api/v1/tasks?ordering=due_at&limit=1&cursor={cursor}");
+    expect_problem(
+        app.get(&t.host, &other, Some(&t.token)).await,
+        400,
+        "cursor",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pages_stay_consistent_while_tasks_are_added_between_them() {
+    let (app, t) = spawn_tenant("acme").await;
+    let p = app
+        .create_project(&t.host, &t.token, json!({"name": "P"}))
+        .await;
+    for i in 0..6 {
+        create(&app, &t, json!({"project_id": p, "title": format!("t{i}")})).await;
+    }
+    for ordering in ["-created_at", "title", "due_at"] {
+        let mut seen = Vec::new();
+        let mut next = Some(format!("/api/v1/tasks?ordering={ordering}&limit=2"));
+        let mut added = 0;
+        while let Some(path) = next {
+            let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+            seen.extend(column(&page, "title"));
+            next = page["next"]
+                .as_str()
+                .map(|n| format!("/api/v1{}", n.split_once("/api/v1").unwrap().1));
+            // A new task between pages: it sorts before the position (newest, or an early
+            // title) and must not shift what the next page holds.
+            create(
+                &app,
+                &t,
+                json!({"project_id": p, "title": format!("a-{ordering}-{added}")}),
+            )
+            .await;
+            added += 1;
+        }
+        let originals: Vec<&String> = seen.iter().filter(|s| s.starts_with('t')).collect();
+        assert_eq!(originals.len(), 6, "{ordering}: {seen:?}");
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "{ordering}: a task seen twice: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn my_tasks_are_the_open_ones_soonest_due_first_and_a_projects_tasks_its_own() {
+    let (app, t) = spawn_tenant("acme").await;
+    let p = app
+        .create_project(&t.host, &t.token, json!({"name": "P"}))
+        .await;
+    let q = app
+        .create_project(&t.host, &t.token, json!({"name": "Q"}))
+        .await;
+    for (project, title, status, due, mine) in [
+        (&p, "later", "todo", Some("2027-05-01T00:00:00Z"), true),
+        (
+            &q,
+            "sooner",
+            "in_progress",
+            Some("2027-01-01T00:00:00Z"),
+            true,
+        ),
+        (&p, "undated", "in_review", None, true),
+        (&p, "finished", "done", Some("2026-01-01T00:00:00Z"), true),
+        (
+            &q,
+            "someone else's",
+            "todo",
+            Some("2026-01-01T00:00:00Z"),
+            false,
+        ),
+    ] {
+        let mut body = json!({"project_id": project, "title": title, "status": status});
+        if let Some(due) = due {
+            body["due_at"] = json!(due);
+        }
+        if mine {
+            body["assignee_id"] = json!(t.owner_id);
+        }
+        create(&app, &t, body).await;
+    }
+    assert_eq!(
+        walk(&app, &t, "/api/v1/tasks/mine").await,
+        ["sooner", "later", "undated"]
+    );
+    assert_eq!(
+        walk(&app, &t, "/api/v1/tasks/mine?status=done").await,
+        ["finished"]
+    );
+    assert_eq!(
+        walk(&app, &t, "/api/v1/tasks/mine?ordering=title").await,
+        ["later", "sooner", "undated"]
+    );
+    // Another member's "mine" is theirs.
+    let viewer = app.member(&t, "viewer@acme.test", "viewer").await;
+    let r = app.get(&t.host, "/api/v1/tasks/mine", Some(&viewer)).await;
+    assert_eq!(expect_json(r, 200).await["results"], json!([]));
+
+    assert_eq!(
+        walk(
+            &app,
+            &t,
+            &format!("/api/v1/projects/{q}/tasks?ordering=title")
+        )
+        .await,
+        ["someone else's", "sooner"]
+    );
+    assert_eq!(
+        walk(&app, &t, &format!("/api/v1/projects/{p}/tasks?status=done")).await,
+        ["finished"]
+    );
+    let missing = uuid::Uuid::new_v4();
+    let r = app
+        .get(
+            &t.host,
+            &format!("/api/v1/projects/{missing}/tasks"),
+            Some(&t.token),
+        )
+        .await;
+    problem(r, 404).await;
+    // Another tenant's project is as unknown as a missing one.
+    let other = app.tenant("globex").await;
+    let r = app
+        .get(
+            &other.host,
+            &format!("/api/v1/projects/{p}/tasks"),
+            Some(&other.token),
+        )
+        .await;
+    problem(r, 404).await;
+}
