@@ -63,6 +63,14 @@ async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(url: &str, sql: &str
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+async fn exec(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(sql).await.expect(sql);
+}
+
 async fn schema_exists(url: &str, schema: &str) -> bool {
     one::<bool>(
         url,
@@ -90,6 +98,33 @@ fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
     let mut v = base.to_vec();
     v.extend_from_slice(extra);
     v
+}
+
+/// `tenant create` for `slug` on `plan`, owner `owner@<slug>.test`.
+fn create(url: &str, slug: &str, plan: &str) {
+    let email = format!("owner@{slug}.test");
+    let password = format!("demo-password-{slug}");
+    assert_ok(&tenantctl(
+        url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            &format!("{slug} Inc"),
+            "--slug",
+            slug,
+            "--owner-email",
+            &email,
+            "--owner-password",
+            &password,
+            "--plan",
+            plan,
+        ],
+    ));
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    one::<i64>(url, &format!("select count(*) from ({sql}) as rows")).await
 }
 
 #[tokio::test]
@@ -354,5 +389,125 @@ async fn user_deactivate_ends_sessions_and_activate_restores_the_account() {
         stderr(&o).contains("no account has the email"),
         "{}",
         stderr(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// user deactivate and tasks
+// ---------------------------------------------------------------------------------------------
+
+/// In `slug`'s schema: a project of its owner with `dev@elsewhere.test` on the team; dev has
+/// three open tasks, one done and one cancelled; the owner has one open task.
+async fn tasks_for_dev(url: &str, slug: &str) {
+    exec(
+        url,
+        &format!(
+            "insert into public.memberships (id, user_id, company_id, role) \
+               select gen_random_uuid(), u.id, c.id, 'member' from public.users u, public.companies c \
+                where u.email = 'dev@elsewhere.test' and c.slug = '{slug}';
+             set search_path = tenant_{slug};
+             insert into projects (id, name, owner_id) \
+               select gen_random_uuid(), 'Launch', id from public.users where email = 'owner@{slug}.test';
+             insert into project_members (project_id, user_id, role) \
+               select p.id, p.owner_id, 'lead' from projects p;
+             insert into project_members (project_id, user_id, role) \
+               select p.id, u.id, 'contributor' from projects p, public.users u \
+                where u.email = 'dev@elsewhere.test';
+             insert into tasks (id, project_id, title, status, assignee_id, created_by, completed_at) \
+               select gen_random_uuid(), p.id, s.title, s.status, \
+                      case when s.title = 'owner task' then p.owner_id else u.id end, p.owner_id, \
+                      case when s.status = 'done' then now() end \
+                 from projects p, public.users u, \
+                      (values ('one', 'todo'), ('two', 'in_progress'), ('three', 'in_review'), \
+                              ('shipped', 'done'), ('dropped', 'cancelled'), \
+                              ('owner task', 'todo')) as s (title, status) \
+                where u.email = 'dev@elsewhere.test';"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn user_deactivate_unassigns_open_tasks_in_every_organization() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    create(&url, "globex", "starter");
+    create(&url, "initech", "starter");
+    exec(
+        &url,
+        "insert into public.users (id, email, password_hash, email_verified_at) \
+         values (gen_random_uuid(), 'dev@elsewhere.test', 'x', now())",
+    )
+    .await;
+    tasks_for_dev(&url, "acme").await;
+    tasks_for_dev(&url, "globex").await;
+    let dev = "(select id from public.users where email = 'dev@elsewhere.test')";
+
+    let o = tenantctl(&url, &["user", "deactivate", "dev@elsewhere.test"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("acme: 3 open task(s) unassigned"), "{out}");
+    assert!(out.contains("globex: 3 open task(s) unassigned"), "{out}");
+    assert!(!out.contains("initech"), "not a member there: {out}");
+
+    for schema in ["tenant_acme", "tenant_globex"] {
+        assert_eq!(
+            one::<String>(
+                &url,
+                &format!(
+                    "select string_agg(title || ':' || coalesce(u.email, '-'), ' ' order by title) \
+                       from {schema}.tasks t left join public.users u on u.id = t.assignee_id"
+                )
+            )
+            .await,
+            format!(
+                "dropped:dev@elsewhere.test one:- owner task:owner@{}.test shipped:dev@elsewhere.test three:- two:-",
+                schema.trim_start_matches("tenant_")
+            ),
+            "open tasks unassigned, closed ones and others' untouched in {schema}"
+        );
+        // One entry per task, by the command (no actor), before and after.
+        let entries = format!(
+            "select 1 from {schema}.audit_log where action = 'task.unassigned' \
+               and actor_user_id is null and actor_api_key_id is null and ip is null \
+               and user_agent like 'tenantctl/% user deactivate' and request_id like 'cli-%' \
+               and target_type = 'task' \
+               and (before->>'assignee_id')::uuid = {dev} and after->'assignee_id' = 'null'::jsonb"
+        );
+        assert_eq!(count(&url, &entries).await, 3, "{schema}");
+        assert_eq!(
+            count(&url, &format!("select 1 from {schema}.audit_log")).await,
+            3,
+            "{schema}"
+        );
+    }
+    assert_eq!(
+        count(&url, "select 1 from tenant_initech.audit_log").await,
+        0
+    );
+
+    // Again: nothing left to unassign, nothing recorded.
+    let o = tenantctl(&url, &["user", "deactivate", "dev@elsewhere.test"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("acme: 0 open task(s) unassigned"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(count(&url, "select 1 from tenant_acme.audit_log").await, 3);
+
+    // Re-activating gives nothing back: the tasks stay unassigned.
+    assert_ok(&tenantctl(
+        &url,
+        &["user", "activate", "dev@elsewhere.test"],
+    ));
+    assert_eq!(
+        count(
+            &url,
+            &format!("select 1 from tenant_acme.tasks where assignee_id = {dev}")
+        )
+        .await,
+        2
     );
 }

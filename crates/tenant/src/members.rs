@@ -15,10 +15,10 @@ use tenantry_public::mail::OutboxId;
 use tenantry_public::memberships::{self, CompanySeats, Member, Role};
 use tenantry_public::passwords::{self, PasswordError};
 use tenantry_public::users::{self, User};
-use tenantry_public::{sessions, CompanyId, Email, Password, UserId};
+use tenantry_public::{sessions, CompanyId, Email, Origin, Password, UserId};
 
 use crate::access::{self, Permission, RoleRuleError};
-use crate::audit::{Acting, Action, Audited, Entry};
+use crate::audit::{Acting, Action, Actor, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::invitations::{self, InvitationStatus};
 
@@ -364,7 +364,7 @@ pub async fn remove(
     invitations::revoke_from_inviter(&tx, acting, user, None).await?;
     // Their open tasks are nobody's now, and they leave every team (but stay on their own
     // projects' teams: the owner always is on the team).
-    crate::tasks::unassign_open(&tx, acting, user, None).await?;
+    crate::tasks::unassign_open(&tx, acting.actor, acting.origin, user, None).await?;
     crate::teams::leave_all(&tx, acting, user).await?;
     acting
         .commit(tx, Entry::removed(Action::MemberRemoved, &before))
@@ -392,7 +392,7 @@ pub async fn set_active(
     if !active {
         sessions::revoke_for_company(pg, user, acting.company, "membership deactivated").await?;
         invitations::revoke_from_inviter(&tx, acting, user, None).await?;
-        crate::tasks::unassign_open(&tx, acting, user, None).await?;
+        crate::tasks::unassign_open(&tx, acting.actor, acting.origin, user, None).await?;
     }
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?
@@ -406,6 +406,43 @@ pub async fn set_active(
         .commit(tx, Entry::changed(action, &before, &after))
         .await?;
     Ok(after)
+}
+
+/// After an operator deactivated `user`'s account (`tenantctl user deactivate`), makes the
+/// account's open tasks (not done or cancelled) in the bound tenant — whose company is `company`
+/// — nobody's, as deactivating the membership does; each audited as `task.unassigned` by
+/// [`Actor::System`] from `origin`. Returns how many; 0 when `user` is not a member here.
+///
+/// The membership row is locked first (`for update`), so an assignment that checked the
+/// account's activity before the deactivation committed (it holds that row `for share`) commits
+/// before the tasks are read, and any later one sees the account inactive and is refused.
+/// Refused ([`MembershipError::NotAllowed`]) while the account is active: only a deactivated
+/// account loses its tasks this way.
+pub async fn unassign_deactivated_account(
+    conn: &mut TenantConn,
+    company: CompanyId,
+    user: UserId,
+    origin: &Origin,
+) -> Result<usize, MembershipError> {
+    let tx = conn.transaction().await?;
+    let pg = &**tx.client();
+    if memberships::get_member(pg, company, user, true)
+        .await?
+        .is_none()
+    {
+        return Ok(0);
+    }
+    let active = users::find_by_id(pg, user)
+        .await?
+        .is_some_and(|u| u.is_active);
+    if active {
+        return Err(MembershipError::NotAllowed(
+            "the account is active; only a deactivated account's tasks are unassigned".into(),
+        ));
+    }
+    let unassigned = crate::tasks::unassign_open(&tx, Actor::System, origin, user, None).await?;
+    tx.commit().await?;
+    Ok(unassigned)
 }
 
 /// The two memberships after an ownership transfer.
