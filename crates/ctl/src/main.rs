@@ -1,6 +1,8 @@
 //! `tenantctl`: the operator command. `migrate-schemas` brings public and every tenant schema to
-//! head; `tenant …` creates, lists, suspends, activates and drops tenants; `user …` deactivates
-//! and re-activates accounts.
+//! head; `tenant …` creates, lists, suspends, activates, drops and seeds tenants (`seed`); `user …`
+//! deactivates and re-activates accounts.
+
+mod seed;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -39,7 +41,7 @@ struct Cli {
 enum Command {
     /// Migrate the public schema, then every tenant schema, in parallel.
     MigrateSchemas(MigrateArgs),
-    /// Create, list, suspend, activate or drop tenants.
+    /// Create, list, suspend, activate, drop or seed tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Deactivate or re-activate an account (in every organization).
@@ -110,6 +112,11 @@ enum TenantCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Fill a tenant with demo data: members, projects with teams, tasks and notes.
+    ///
+    /// Deterministic for the same arguments (dates are relative to today). Re-running skips
+    /// members that exist and adds projects again (none with --if-empty).
+    Seed(seed::SeedArgs),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -374,6 +381,7 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 bail!("no tenant has the slug {slug}")
             }
         }
+        TenantCommand::Seed(args) => seed::seed(db, args).await,
     }
 }
 
