@@ -35,7 +35,7 @@ test *ARGS:
 fuzz *ARGS:
     scripts/with-services.sh scripts/fuzz.sh "$@"
 
-# Local stack: services, migrations, demo tenants acme + globex, then worker (background) and server (foreground; Ctrl-C stops both).
+# Local stack: services, migrations, demo tenants acme + globex (seeded once), then worker (background) and server (foreground; Ctrl-C stops both).
 dev:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -60,6 +60,10 @@ dev:
       --owner-password 'demo-password-acme' --plan professional --exists-ok
     "$bin/tenantctl" tenant create --name "Globex Corporation" --slug globex --owner-email owner@globex.test \
       --owner-password 'demo-password-globex' --plan starter --exists-ok
+    # Demo data, once: --if-empty leaves a tenant that has projects alone, so restarts add nothing.
+    for slug in acme globex; do
+      "$bin/tenantctl" tenant seed "$slug" --projects 6 --tasks-per-project 15 --members 4 --if-empty
+    done
 
     # A URL curl can reach, also when the server binds every interface.
     port="${BIND_ADDR##*:}"
@@ -84,6 +88,8 @@ dev:
 
       Demo tenants:
     $tenants
+      Seeded members (ada.lovelace@<slug>.test, grace.hopper@…, alan.turing@…, katherine.johnson@…)
+      sign in with seed-password-<slug>.
 
       # Log in (token response):
       curl -s -H 'Host: acme.$base' -H 'Content-Type: application/json' -d '{"email":"owner@acme.test","password":"demo-password-acme"}' $url/api/v1/auth/token

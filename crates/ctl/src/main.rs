@@ -1,6 +1,8 @@
 //! `tenantctl`: the operator command. `migrate-schemas` brings public and every tenant schema to
-//! head; `tenant …` creates, lists, suspends, activates and drops tenants; `user …` deactivates
-//! and re-activates accounts.
+//! head; `tenant …` creates, lists, suspends, activates, drops and seeds tenants (`seed`); `user …`
+//! deactivates and re-activates accounts.
+
+mod seed;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -15,9 +17,11 @@ use tenantry_public::migrate::public_status;
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::{sessions, users};
-use tenantry_public::{DomainName, Email, Password, Slug};
+use tenantry_public::{DomainName, Email, Origin, Password, Slug};
+use tenantry_tenant::members;
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, SchemaReport};
 use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, Owner, ProvisionError};
+use tenantry_tenant::TenantConn;
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +41,7 @@ struct Cli {
 enum Command {
     /// Migrate the public schema, then every tenant schema, in parallel.
     MigrateSchemas(MigrateArgs),
-    /// Create, list, suspend, activate or drop tenants.
+    /// Create, list, suspend, activate, drop or seed tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Deactivate or re-activate an account (in every organization).
@@ -49,6 +53,8 @@ enum Command {
 enum UserCommand {
     /// Deactivate an account: its sessions end, its refresh tokens and the API keys it created stop
     /// working at once, and it cannot log in. Access tokens already issued expire within 15 min.
+    /// In every organization it is a member of, its open tasks are unassigned (audited there as
+    /// `task.unassigned`, user agent `tenantctl/<version> user deactivate`).
     Deactivate { email: String },
     /// Re-activate a deactivated account.
     Activate { email: String },
@@ -106,6 +112,11 @@ enum TenantCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Fill a tenant with demo data: members, projects with teams, tasks and notes.
+    ///
+    /// Deterministic for the same arguments (dates are relative to today). Re-running skips
+    /// members that exist and adds projects again (none with --if-empty).
+    Seed(seed::SeedArgs),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -370,6 +381,7 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 bail!("no tenant has the slug {slug}")
             }
         }
+        TenantCommand::Seed(args) => seed::seed(db, args).await,
     }
 }
 
@@ -402,8 +414,41 @@ async fn user(db: &Db, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     tx.commit().await?;
     if active {
         println!("{email} is active again");
-    } else {
-        println!("{email} is deactivated; {ended} session(s) ended");
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    println!("{email} is deactivated; {ended} session(s) ended");
+    // Then, in each organization, in its own schema and trail: the account is inactive from
+    // here on, so no new assignment can follow these.
+    let companies = companies::of_member(client.client(), id).await?;
+    drop(client);
+    let origin = Origin::command(&format!(
+        "tenantctl/{} user deactivate",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let mut failed = Vec::new();
+    for company in &companies {
+        let unassigned = async {
+            let mut conn = TenantConn::acquire(db, &company.schema_name).await?;
+            members::unassign_deactivated_account(&mut conn, company.id, id, &origin).await
+        };
+        match unassigned.await {
+            Ok(n) => println!("{}: {n} open task(s) unassigned", company.slug),
+            Err(e) => {
+                eprintln!(
+                    "tenantctl: {}: unassigning open tasks failed: {e}",
+                    company.slug
+                );
+                failed.push(company.slug.to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!(
+            "the account is deactivated, but its open tasks are still assigned in {}; run the \
+             command again to finish",
+            failed.join(", ")
+        )
+    }
 }

@@ -14,7 +14,8 @@ fn command(args: &[&str]) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .env_remove("BASE_DOMAIN")
-        .env_remove("TENANTCTL_OWNER_PASSWORD");
+        .env_remove("TENANTCTL_OWNER_PASSWORD")
+        .env_remove("TENANTCTL_MEMBER_PASSWORD");
     c
 }
 
@@ -63,6 +64,14 @@ async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(url: &str, sql: &str
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
+async fn exec(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(sql).await.expect(sql);
+}
+
 async fn schema_exists(url: &str, schema: &str) -> bool {
     one::<bool>(
         url,
@@ -90,6 +99,33 @@ fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
     let mut v = base.to_vec();
     v.extend_from_slice(extra);
     v
+}
+
+/// `tenant create` for `slug` on `plan`, owner `owner@<slug>.test`.
+fn create(url: &str, slug: &str, plan: &str) {
+    let email = format!("owner@{slug}.test");
+    let password = format!("demo-password-{slug}");
+    assert_ok(&tenantctl(
+        url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            &format!("{slug} Inc"),
+            "--slug",
+            slug,
+            "--owner-email",
+            &email,
+            "--owner-password",
+            &password,
+            "--plan",
+            plan,
+        ],
+    ));
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    one::<i64>(url, &format!("select count(*) from ({sql}) as rows")).await
 }
 
 #[tokio::test]
@@ -354,5 +390,580 @@ async fn user_deactivate_ends_sessions_and_activate_restores_the_account() {
         stderr(&o).contains("no account has the email"),
         "{}",
         stderr(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// tenant seed
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the seed chose that does not depend on the date, in creation order.
+async fn fingerprint(url: &str) -> String {
+    one(
+        url,
+        "select string_agg(concat_ws('|', p.name, p.status, t.title, t.status, t.priority, \
+                array_to_string(t.tags, ','), u.email), E'\n' order by p.id, t.id) \
+           from tenant_acme.projects p join tenant_acme.tasks t on t.project_id = p.id \
+           left join public.users u on u.id = t.assignee_id",
+    )
+    .await
+}
+
+const SEED: &[&str] = &[
+    "tenant",
+    "seed",
+    "acme",
+    "--projects",
+    "4",
+    "--tasks-per-project",
+    "10",
+    "--members",
+    "5",
+];
+
+#[tokio::test]
+async fn seed_fills_a_tenant_through_the_domain_and_its_audit_trail() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+
+    let o = tenantctl(&url, SEED);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("seeded acme as owner@acme.test"), "{out}");
+    assert!(out.contains("5 member(s) added"), "{out}");
+    assert!(
+        out.contains("seed-password-acme"),
+        "the password is printed: {out}"
+    );
+
+    // Members: the owner and five verified accounts with mixed roles.
+    let company = "(select id from public.companies where slug = 'acme')";
+    assert_eq!(
+        count(
+            &url,
+            &format!("select 1 from public.memberships where company_id = {company}")
+        )
+        .await,
+        6
+    );
+    assert_eq!(
+        count(
+            &url,
+            &format!(
+                "select distinct role from public.memberships where company_id = {company} \
+                  and role <> 'owner'"
+            )
+        )
+        .await,
+        3,
+        "admins, members and viewers"
+    );
+    assert_eq!(
+        one::<String>(
+            &url,
+            "select m.role || ' ' || u.full_name from public.users u \
+               join public.memberships m on m.user_id = u.id \
+              where u.email = 'ada.lovelace@acme.test'"
+        )
+        .await,
+        "admin Ada Lovelace"
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.users where email like '%@acme.test' \
+              and email <> 'owner@acme.test' and email_verified_at is null"
+        )
+        .await,
+        0,
+        "seeded accounts are verified"
+    );
+    assert_eq!(
+        count(&url, "select 1 from public.outbox").await,
+        0,
+        "no verification email for vouched accounts"
+    );
+
+    // Projects, mixed statuses, each with dates and ten tasks.
+    assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 4);
+    assert_eq!(
+        count(&url, "select distinct status from tenant_acme.projects").await,
+        3,
+        "active, planned, completed"
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_acme.projects where start_date is null or end_date is null"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select project_id from tenant_acme.tasks group by project_id having count(*) = 10"
+        )
+        .await,
+        4
+    );
+
+    // Teams: the owner leads every project, with two to four writers; no viewers.
+    assert_eq!(
+        count(
+            &url,
+            "select p.id from tenant_acme.projects p join tenant_acme.project_members pm \
+                 on pm.project_id = p.id \
+              group by p.id having count(*) between 3 and 5 \
+                 and bool_or(pm.user_id = p.owner_id and pm.role = 'lead')"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_acme.project_members pm join public.memberships m \
+                 on m.user_id = pm.user_id where m.role = 'viewer'"
+        )
+        .await,
+        0
+    );
+
+    // Tasks: assignees only from the project's team, some unassigned, some overdue, some done.
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks t where t.assignee_id is not null \
+               and not exists (select 1 from tenant_acme.project_members pm \
+                                where pm.project_id = t.project_id and pm.user_id = t.assignee_id)"
+        )
+        .await,
+        0,
+        "every assignee is on the task's project team"
+    );
+    assert!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks where assignee_id is null"
+        )
+        .await
+            > 0
+    );
+    assert!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks where assignee_id is not null \
+               and assignee_id <> (select owner_id from tenant_acme.projects limit 1)"
+        )
+        .await
+            > 0,
+        "members, not only the owner, have tasks"
+    );
+    assert!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks \
+              where due_at < now() and status not in ('done', 'cancelled')"
+        )
+        .await
+            > 0,
+        "some tasks are overdue"
+    );
+    assert!(count(&url, "select 1 from tenant_acme.tasks where due_at > now()").await > 0);
+    assert!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks where status = 'done' and completed_at is not null"
+        )
+        .await
+            > 0
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks where (status = 'done') <> (completed_at is not null)"
+        )
+        .await,
+        0
+    );
+    assert!(count(&url, "select distinct status from tenant_acme.tasks").await >= 4);
+    assert!(count(&url, "select distinct priority from tenant_acme.tasks").await >= 3);
+    assert!(
+        count(
+            &url,
+            "select 1 from tenant_acme.tasks where cardinality(tags) > 0"
+        )
+        .await
+            > 0
+    );
+
+    // Notes: two or three markdown notes per project.
+    let notes = count(
+        &url,
+        "select 1 from tenant_acme.documents where kind = 'note' and project_id is not null",
+    )
+    .await;
+    assert!((8..=12).contains(&notes), "{notes} notes");
+    assert_eq!(
+        count(
+            &url,
+            "select p.id from tenant_acme.projects p join tenant_acme.documents d \
+                 on d.project_id = p.id group by p.id having count(*) >= 2"
+        )
+        .await,
+        4
+    );
+    assert!(
+        one::<bool>(
+            &url,
+            "select bool_and(c.content like '# %') from tenant_acme.document_contents c"
+        )
+        .await
+    );
+
+    // The trail: every change, by the owner, from the command, in one run.
+    let seeded = "select action from tenant_acme.audit_log \
+                  where user_agent like 'tenantctl/% tenant seed' and ip is null \
+                    and actor_user_id = (select id from public.users where email = 'owner@acme.test')";
+    for (action, n) in [
+        ("member.added", 5),
+        ("project.created", 4),
+        ("task.created", 40),
+        ("document.created", notes),
+    ] {
+        assert_eq!(
+            count(&url, &format!("{seeded} and action = '{action}'")).await,
+            n,
+            "{action}"
+        );
+    }
+    assert_eq!(
+        count(
+            &url,
+            &format!("{seeded} and action = 'project.member_added'")
+        )
+        .await,
+        count(&url, "select 1 from tenant_acme.project_members").await - 4,
+        "every team member but the owners"
+    );
+    assert_eq!(
+        count(&url, "select 1 from tenant_acme.audit_log").await,
+        count(&url, seeded).await,
+        "nothing unaudited or from elsewhere"
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select distinct request_id from tenant_acme.audit_log where request_id like 'cli-%'"
+        )
+        .await,
+        1
+    );
+
+    // The same arguments make the same data (in another database); another --seed other data.
+    let first = fingerprint(&url).await;
+    assert_eq!(seeded_elsewhere(SEED).await, first);
+    assert_ne!(seeded_elsewhere(&with(SEED, &["--seed", "7"])).await, first);
+}
+
+/// The [`fingerprint`] of acme seeded with `args` in a fresh database.
+async fn seeded_elsewhere(args: &[&str]) -> String {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    assert_ok(&tenantctl(&url, args));
+    fingerprint(&url).await
+}
+
+#[tokio::test]
+async fn seed_refuses_what_the_plan_cannot_hold_and_changes_nothing() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    // Free: at most 5 members and 3 projects.
+    create(&url, "acme", "free");
+    let nothing_changed = || async {
+        assert_eq!(count(&url, "select 1 from public.memberships").await, 1);
+        assert_eq!(count(&url, "select 1 from public.users").await, 1);
+        assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 0);
+        assert_eq!(count(&url, "select 1 from tenant_acme.audit_log").await, 0);
+    };
+
+    let o = tenantctl(&url, &["tenant", "seed", "acme", "--members", "5"]);
+    assert_fails(&o);
+    assert!(stderr(&o).contains("max_members"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 5 members"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Nothing was changed"), "{}", stderr(&o));
+    nothing_changed().await;
+
+    let o = tenantctl(
+        &url,
+        &[
+            "tenant",
+            "seed",
+            "acme",
+            "--members",
+            "2",
+            "--projects",
+            "4",
+        ],
+    );
+    assert_fails(&o);
+    assert!(stderr(&o).contains("max_projects"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 3 projects"), "{}", stderr(&o));
+    nothing_changed().await;
+
+    // Exactly at both limits is fine.
+    let o = tenantctl(
+        &url,
+        &[
+            "tenant",
+            "seed",
+            "acme",
+            "--members",
+            "4",
+            "--projects",
+            "3",
+            "--tasks-per-project",
+            "2",
+        ],
+    );
+    assert_ok(&o);
+    assert_eq!(count(&url, "select 1 from public.memberships").await, 5);
+    assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 3);
+
+    // One more project is refused, naming the limit.
+    let o = tenantctl(
+        &url,
+        &[
+            "tenant",
+            "seed",
+            "acme",
+            "--members",
+            "0",
+            "--projects",
+            "1",
+        ],
+    );
+    assert_fails(&o);
+    assert!(stderr(&o).contains("max_projects"), "{}", stderr(&o));
+    assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 3);
+
+    // And an unknown tenant is named.
+    let o = tenantctl(&url, &["tenant", "seed", "nobody"]);
+    assert_fails(&o);
+    assert!(
+        stderr(&o).contains("no tenant has the slug nobody"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn seed_again_skips_members_and_adds_projects_unless_if_empty() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    let args = [
+        "tenant",
+        "seed",
+        "acme",
+        "--projects",
+        "2",
+        "--tasks-per-project",
+        "3",
+        "--members",
+        "3",
+    ];
+    assert_ok(&tenantctl(&url, &args));
+    let o = command(&args)
+        .env("DATABASE_URL", &url)
+        .env("TENANTCTL_MEMBER_PASSWORD", "another-member-password")
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let out = stdout(&o);
+    for email in [
+        "ada.lovelace@acme.test",
+        "grace.hopper@acme.test",
+        "alan.turing@acme.test",
+    ] {
+        assert!(
+            out.contains(&format!("skipped {email}: already a member")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("0 member(s) added, 3 skipped"), "{out}");
+    assert!(!out.contains("password"), "no password to print: {out}");
+    assert_eq!(count(&url, "select 1 from public.memberships").await, 4);
+    assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 4);
+    assert_eq!(
+        count(&url, "select distinct name from tenant_acme.projects").await,
+        4,
+        "the second run continues the sequence"
+    );
+    assert_eq!(count(&url, "select 1 from tenant_acme.tasks").await, 12);
+
+    // --if-empty: a tenant with projects is left alone.
+    let o = tenantctl(&url, &with_args(&args, &["--if-empty"]));
+    assert_ok(&o);
+    assert!(stdout(&o).contains("nothing seeded"), "{}", stdout(&o));
+    assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 4);
+
+    // An account of another organization with a seed address is skipped, not taken over.
+    create(&url, "globex", "starter");
+    exec(
+        &url,
+        "update public.users set email = 'ada.lovelace@globex.test' \
+          where email = 'ada.lovelace@acme.test'",
+    )
+    .await;
+    let o = tenantctl(
+        &url,
+        &["tenant", "seed", "globex", "--members", "2", "--if-empty"],
+    );
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("skipped ada.lovelace@globex.test: has an account but is not a member here"),
+        "{out}"
+    );
+    assert!(out.contains("1 member(s) added, 1 skipped"), "{out}");
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.memberships m join public.companies c on c.id = m.company_id \
+              where c.slug = 'globex'"
+        )
+        .await,
+        2,
+        "the owner and grace.hopper"
+    );
+}
+
+fn with_args<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = base.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// user deactivate and tasks
+// ---------------------------------------------------------------------------------------------
+
+/// In `slug`'s schema: a project of its owner with `dev@elsewhere.test` on the team; dev has
+/// three open tasks, one done and one cancelled; the owner has one open task.
+async fn tasks_for_dev(url: &str, slug: &str) {
+    exec(
+        url,
+        &format!(
+            "insert into public.memberships (id, user_id, company_id, role) \
+               select gen_random_uuid(), u.id, c.id, 'member' from public.users u, public.companies c \
+                where u.email = 'dev@elsewhere.test' and c.slug = '{slug}';
+             set search_path = tenant_{slug};
+             insert into projects (id, name, owner_id) \
+               select gen_random_uuid(), 'Launch', id from public.users where email = 'owner@{slug}.test';
+             insert into project_members (project_id, user_id, role) \
+               select p.id, p.owner_id, 'lead' from projects p;
+             insert into project_members (project_id, user_id, role) \
+               select p.id, u.id, 'contributor' from projects p, public.users u \
+                where u.email = 'dev@elsewhere.test';
+             insert into tasks (id, project_id, title, status, assignee_id, created_by, completed_at) \
+               select gen_random_uuid(), p.id, s.title, s.status, \
+                      case when s.title = 'owner task' then p.owner_id else u.id end, p.owner_id, \
+                      case when s.status = 'done' then now() end \
+                 from projects p, public.users u, \
+                      (values ('one', 'todo'), ('two', 'in_progress'), ('three', 'in_review'), \
+                              ('shipped', 'done'), ('dropped', 'cancelled'), \
+                              ('owner task', 'todo')) as s (title, status) \
+                where u.email = 'dev@elsewhere.test';"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn user_deactivate_unassigns_open_tasks_in_every_organization() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    create(&url, "globex", "starter");
+    create(&url, "initech", "starter");
+    exec(
+        &url,
+        "insert into public.users (id, email, password_hash, email_verified_at) \
+         values (gen_random_uuid(), 'dev@elsewhere.test', 'x', now())",
+    )
+    .await;
+    tasks_for_dev(&url, "acme").await;
+    tasks_for_dev(&url, "globex").await;
+    let dev = "(select id from public.users where email = 'dev@elsewhere.test')";
+
+    let o = tenantctl(&url, &["user", "deactivate", "dev@elsewhere.test"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("acme: 3 open task(s) unassigned"), "{out}");
+    assert!(out.contains("globex: 3 open task(s) unassigned"), "{out}");
+    assert!(!out.contains("initech"), "not a member there: {out}");
+
+    for schema in ["tenant_acme", "tenant_globex"] {
+        assert_eq!(
+            one::<String>(
+                &url,
+                &format!(
+                    "select string_agg(title || ':' || coalesce(u.email, '-'), ' ' order by title) \
+                       from {schema}.tasks t left join public.users u on u.id = t.assignee_id"
+                )
+            )
+            .await,
+            format!(
+                "dropped:dev@elsewhere.test one:- owner task:owner@{}.test shipped:dev@elsewhere.test three:- two:-",
+                schema.trim_start_matches("tenant_")
+            ),
+            "open tasks unassigned, closed ones and others' untouched in {schema}"
+        );
+        // One entry per task, by the command (no actor), before and after.
+        let entries = format!(
+            "select 1 from {schema}.audit_log where action = 'task.unassigned' \
+               and actor_user_id is null and actor_api_key_id is null and ip is null \
+               and user_agent like 'tenantctl/% user deactivate' and request_id like 'cli-%' \
+               and target_type = 'task' \
+               and (before->>'assignee_id')::uuid = {dev} and after->'assignee_id' = 'null'::jsonb"
+        );
+        assert_eq!(count(&url, &entries).await, 3, "{schema}");
+        assert_eq!(
+            count(&url, &format!("select 1 from {schema}.audit_log")).await,
+            3,
+            "{schema}"
+        );
+    }
+    assert_eq!(
+        count(&url, "select 1 from tenant_initech.audit_log").await,
+        0
+    );
+
+    // Again: nothing left to unassign, nothing recorded.
+    let o = tenantctl(&url, &["user", "deactivate", "dev@elsewhere.test"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("acme: 0 open task(s) unassigned"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(count(&url, "select 1 from tenant_acme.audit_log").await, 3);
+
+    // Re-activating gives nothing back: the tasks stay unassigned.
+    assert_ok(&tenantctl(
+        &url,
+        &["user", "activate", "dev@elsewhere.test"],
+    ));
+    assert_eq!(
+        count(
+            &url,
+            &format!("select 1 from tenant_acme.tasks where assignee_id = {dev}")
+        )
+        .await,
+        2
     );
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 
 use crate::db::DbError;
-use crate::ids::CompanyId;
+use crate::ids::{CompanyId, UserId};
 use crate::names::{SchemaName, Slug};
 
 crate::text_enum! {
@@ -72,6 +72,21 @@ pub async fn find_by_slug(
 pub async fn list(db: &impl GenericClient) -> Result<Vec<Company>, DbError> {
     let sql = format!("select {COLUMNS} from public.companies order by slug");
     db.query(&sql, &[])
+        .await?
+        .iter()
+        .map(Company::try_from)
+        .collect()
+}
+
+/// The companies `user` has a membership in (active or not), by slug.
+pub async fn of_member(db: &impl GenericClient, user: UserId) -> Result<Vec<Company>, DbError> {
+    let sql = format!(
+        "select {COLUMNS} from public.companies c \
+          where exists (select 1 from public.memberships m \
+                         where m.company_id = c.id and m.user_id = $1) \
+          order by slug"
+    );
+    db.query(&sql, &[&user.0])
         .await?
         .iter()
         .map(Company::try_from)

@@ -1,5 +1,6 @@
 //! Where a request came from, as sessions and the audit trail record it. The HTTP layer makes
-//! one per request; the domain only stores it.
+//! one per request, an operator command one per run ([`Origin::command`]); the domain only
+//! stores it.
 
 use std::net::IpAddr;
 
@@ -22,5 +23,17 @@ impl Origin {
             user_agent: user_agent.map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
             request_id,
         }
+    }
+
+    /// A change made by an operator command on the server (`tenantctl …`), not by a request:
+    /// no peer address, `command` (e.g. `tenantctl/0.1.0 tenant seed`) as the user agent, so the
+    /// trail says which command made it, and one fresh request id for the whole run, so its
+    /// entries can be found together.
+    pub fn command(command: &str) -> Self {
+        Self::new(
+            None,
+            Some(command),
+            Some(format!("cli-{}", uuid::Uuid::now_v7())),
+        )
     }
 }

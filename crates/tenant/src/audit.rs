@@ -62,6 +62,10 @@ pub enum Actor {
     ApiKey(ApiKeyId),
     /// Nobody authenticated (a failed login, an invitation accepted by a new account, …).
     Anonymous,
+    /// An operator command on the server (`tenantctl`), acting for no account and no key (an
+    /// account's deactivation unassigning its tasks). Stored like [`Actor::Anonymous`], with
+    /// neither actor column set; the entry's origin ([`Origin::command`]) names the command.
+    System,
 }
 
 /// Who is acting in a tenant, in which company, from where: what every tenant domain function
@@ -169,7 +173,7 @@ pub async fn record(
     let (user, key) = match actor {
         Actor::User(u) => (Some(u), None),
         Actor::ApiKey(k) => (None, Some(k)),
-        Actor::Anonymous => (None, None),
+        Actor::Anonymous | Actor::System => (None, None),
     };
     db.client()
         .execute(

@@ -15,10 +15,10 @@ use tenantry_public::mail::OutboxId;
 use tenantry_public::memberships::{self, CompanySeats, Member, Role};
 use tenantry_public::passwords::{self, PasswordError};
 use tenantry_public::users::{self, User};
-use tenantry_public::{sessions, CompanyId, Email, Password, UserId};
+use tenantry_public::{sessions, CompanyId, Email, Origin, Password, UserId};
 
 use crate::access::{self, Permission, RoleRuleError};
-use crate::audit::{Acting, Action, Audited, Entry};
+use crate::audit::{Acting, Action, Actor, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::invitations::{self, InvitationStatus};
 
@@ -264,38 +264,89 @@ pub async fn add(
     verify_link: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<(Member, OutboxId), MembershipError> {
     let tx = conn.transaction().await?;
-    let seats = lock(&tx, acting.company).await?;
-    let actor_role = actor_role(&tx, acting, Permission::MembersManage).await?;
+    let user = create_member_account(&tx, acting, email, role, new_account).await?;
+    // The new account gets a verification email, in this transaction (nothing if it rolls back).
+    let verification =
+        account_tokens::send_verification(&**tx.client(), &user, verify_link).await?;
+    let member = join(tx, acting, user.id, role, json!({"account_created": true})).await?;
+    Ok((member, verification))
+}
+
+/// [`add`] for an operator command (`tenantctl tenant seed`), never for a request: the operator
+/// vouches for the address, so the account is verified at once and no verification email is
+/// sent. Same checks (the acting member's role, the role rules, the plan limit, existing
+/// accounts refused); audited as `member.added` with `email_vouched` in `after`.
+pub async fn add_vouched(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    email: &Email,
+    role: Role,
+    new_account: NewAccount,
+) -> Result<Member, MembershipError> {
+    let tx = conn.transaction().await?;
+    let user = create_member_account(&tx, acting, email, role, new_account).await?;
+    users::mark_email_verified(&**tx.client(), user.id).await?;
+    join(
+        tx,
+        acting,
+        user.id,
+        role,
+        json!({"account_created": true, "email_vouched": true}),
+    )
+    .await
+}
+
+/// The first half of [`add`]: company lock, the caller's role and the role rules, existing
+/// accounts and the plan limit, then the new account.
+async fn create_member_account(
+    tx: &TenantTx<'_>,
+    acting: &Acting<'_>,
+    email: &Email,
+    role: Role,
+    new_account: NewAccount,
+) -> Result<User, MembershipError> {
+    let seats = lock(tx, acting.company).await?;
+    let actor_role = actor_role(tx, acting, Permission::MembersManage).await?;
     access::may_grant(actor_role, role)?;
-    let pg = &**tx.client();
-    if let Some(existing) = users::find_by_email(pg, email.as_str()).await? {
-        check_seat(&tx, &seats, acting.company, existing.id).await?;
+    if let Some(existing) = users::find_by_email(&**tx.client(), email.as_str()).await? {
+        check_seat(tx, &seats, acting.company, existing.id).await?;
         return Err(MembershipError::AccountExists);
     }
     if seats.full() {
         return Err(plan_full(&seats));
     }
-    let user = create_account(&tx, email, new_account, acting.company).await?;
-    // The new account gets a verification email, in this transaction (nothing if it rolls back).
-    let verification = account_tokens::send_verification(pg, &user, verify_link).await?;
-    memberships::add(pg, acting.company, user.id, role)
+    create_account(tx, email, new_account, acting.company).await
+}
+
+/// The second half of [`add`]: the membership, its `member.added` entry (the member's JSON and
+/// `extra`), commit.
+async fn join(
+    tx: TenantTx<'_>,
+    acting: &Acting<'_>,
+    user: UserId,
+    role: Role,
+    extra: Value,
+) -> Result<Member, MembershipError> {
+    let pg = &**tx.client();
+    memberships::add(pg, acting.company, user, role)
         .await?
         .ok_or(MembershipError::AlreadyMember)?;
-    let member = memberships::get_member(pg, acting.company, user.id, false)
+    let member = memberships::get_member(pg, acting.company, user, false)
         .await?
         .ok_or(MembershipError::NotFound)?;
     let mut after = member.audit_json();
-    after["account_created"] = json!(true);
+    if let (Some(after), Value::Object(extra)) = (after.as_object_mut(), extra) {
+        after.extend(extra);
+    }
     acting
-        .record(
-            &tx,
+        .commit(
+            tx,
             Entry::new(Action::MemberAdded)
                 .target("user", member.user_id)
                 .after(after),
         )
         .await?;
-    tx.commit().await?;
-    Ok((member, verification))
+    Ok(member)
 }
 
 /// Locks the target's membership and checks the caller may act on it (not themselves, not the
@@ -364,7 +415,7 @@ pub async fn remove(
     invitations::revoke_from_inviter(&tx, acting, user, None).await?;
     // Their open tasks are nobody's now, and they leave every team (but stay on their own
     // projects' teams: the owner always is on the team).
-    crate::tasks::unassign_open(&tx, acting, user, None).await?;
+    crate::tasks::unassign_open(&tx, acting.actor, acting.origin, user, None).await?;
     crate::teams::leave_all(&tx, acting, user).await?;
     acting
         .commit(tx, Entry::removed(Action::MemberRemoved, &before))
@@ -392,7 +443,7 @@ pub async fn set_active(
     if !active {
         sessions::revoke_for_company(pg, user, acting.company, "membership deactivated").await?;
         invitations::revoke_from_inviter(&tx, acting, user, None).await?;
-        crate::tasks::unassign_open(&tx, acting, user, None).await?;
+        crate::tasks::unassign_open(&tx, acting.actor, acting.origin, user, None).await?;
     }
     let after = memberships::get_member(pg, acting.company, user, false)
         .await?
@@ -406,6 +457,43 @@ pub async fn set_active(
         .commit(tx, Entry::changed(action, &before, &after))
         .await?;
     Ok(after)
+}
+
+/// After an operator deactivated `user`'s account (`tenantctl user deactivate`), makes the
+/// account's open tasks (not done or cancelled) in the bound tenant — whose company is `company`
+/// — nobody's, as deactivating the membership does; each audited as `task.unassigned` by
+/// [`Actor::System`] from `origin`. Returns how many; 0 when `user` is not a member here.
+///
+/// The membership row is locked first (`for update`), so an assignment that checked the
+/// account's activity before the deactivation committed (it holds that row `for share`) commits
+/// before the tasks are read, and any later one sees the account inactive and is refused.
+/// Refused ([`MembershipError::NotAllowed`]) while the account is active: only a deactivated
+/// account loses its tasks this way.
+pub async fn unassign_deactivated_account(
+    conn: &mut TenantConn,
+    company: CompanyId,
+    user: UserId,
+    origin: &Origin,
+) -> Result<usize, MembershipError> {
+    let tx = conn.transaction().await?;
+    let pg = &**tx.client();
+    if memberships::get_member(pg, company, user, true)
+        .await?
+        .is_none()
+    {
+        return Ok(0);
+    }
+    let active = users::find_by_id(pg, user)
+        .await?
+        .is_some_and(|u| u.is_active);
+    if active {
+        return Err(MembershipError::NotAllowed(
+            "the account is active; only a deactivated account's tasks are unassigned".into(),
+        ));
+    }
+    let unassigned = crate::tasks::unassign_open(&tx, Actor::System, origin, user, None).await?;
+    tx.commit().await?;
+    Ok(unassigned)
 }
 
 /// The two memberships after an ownership transfer.

@@ -255,14 +255,7 @@ pub async fn create(
         .ok_or_else(|| DbError::Corrupt("the bound tenant's company row is missing".into()))?;
     if let Some(max) = seats.max_projects {
         // Counted after the lock is held: a concurrent create has committed or not started.
-        let count: i64 = tx
-            .client()
-            .query_one("select count(*) from projects", &[])
-            .await
-            .map_err(DbError::from)?
-            .try_get(0)
-            .map_err(DbError::from)?;
-        if count >= i64::from(max) {
+        if count(&tx).await? >= i64::from(max) {
             return Err(ProjectError::PlanLimit {
                 plan: seats.plan,
                 max,
@@ -299,6 +292,15 @@ pub async fn create(
         .commit(tx, Entry::created(Action::ProjectCreated, &project))
         .await?;
     Ok(project)
+}
+
+/// How many projects the tenant has (the figure the plan's `max_projects` limits).
+pub async fn count(db: &impl TenantDb) -> Result<i64, DbError> {
+    Ok(db
+        .client()
+        .query_one("select count(*) from projects", &[])
+        .await?
+        .try_get(0)?)
 }
 
 pub async fn get(db: &impl TenantDb, id: ProjectId) -> Result<Option<Project>, DbError> {

@@ -9,7 +9,7 @@ use tenantry_public::{CompanyId, Page, UserId};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::audit::{Acting, Action, Audited, Entry};
+use crate::audit::{self, Acting, Action, Actor, Audited, Entry, Origin};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
 use crate::ordering::{Order, SortColumn, SortKind, SortValue};
@@ -569,11 +569,13 @@ async fn lock(db: &impl TenantDb, id: TaskId) -> Result<Task, TaskError> {
 }
 
 /// Unassigns `user`'s open tasks (not done or cancelled) — in `project`, or in every project —
-/// in the caller's transaction (leaving a team, or the organization), each audited as
-/// `task.unassigned` with the task before and after. Returns how many.
+/// in the caller's transaction (leaving a team, or the organization, or a deactivated account),
+/// each audited as `task.unassigned` with the task before and after, by `actor` from `origin`
+/// (the acting member's, or [`Actor::System`] for an operator command). Returns how many.
 pub(crate) async fn unassign_open(
     tx: &TenantTx<'_>,
-    acting: &Acting<'_>,
+    actor: Actor,
+    origin: &Origin,
     user: UserId,
     project: Option<ProjectId>,
 ) -> Result<usize, DbError> {
@@ -595,9 +597,13 @@ pub(crate) async fn unassign_open(
             assignee_id: Some(user),
             ..after.clone()
         };
-        acting
-            .record(tx, Entry::changed(Action::TaskUnassigned, &before, &after))
-            .await?;
+        audit::record(
+            tx,
+            actor,
+            origin,
+            Entry::changed(Action::TaskUnassigned, &before, &after),
+        )
+        .await?;
     }
     Ok(rows.len())
 }

@@ -258,7 +258,7 @@ pub async fn remove(
             &[&project, &user],
         )
         .await?;
-    crate::tasks::unassign_open(&tx, acting, user, Some(project)).await?;
+    crate::tasks::unassign_open(&tx, acting.actor, acting.origin, user, Some(project)).await?;
     let entry = Entry::new(Action::ProjectMemberRemoved)
         .target("project", project)
         .before(before.audit_json());
