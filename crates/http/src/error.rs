@@ -47,6 +47,9 @@ pub enum ApiError {
     /// 409.
     #[error("{detail}")]
     Conflict { detail: String, errors: FieldErrors },
+    /// 406: the client accepts none of the media types the route answers in.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 410: something that existed and is gone for good (a used, revoked or expired token).
     #[error("{0}")]
     Gone(String),
@@ -104,6 +107,7 @@ impl ApiError {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
+            Self::NotAcceptable(_) => "not-acceptable",
             Self::Gone(_) => "gone",
             Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge => "payload-too-large",
@@ -136,6 +140,7 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::Gone(_) => StatusCode::GONE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

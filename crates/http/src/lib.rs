@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod export;
 pub mod fields;
 pub mod headers;
 pub mod host;

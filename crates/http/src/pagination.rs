@@ -84,6 +84,16 @@ impl ListQuery {
         self
     }
 
+    /// The ordering and the filters as one JSON object (what an export's audit entry records).
+    pub fn describe(&self) -> serde_json::Value {
+        let mut object = serde_json::Map::new();
+        object.insert("ordering".into(), self.ordering.clone().into());
+        for (name, value) in &self.filters {
+            object.insert((*name).into(), value.clone().into());
+        }
+        object.into()
+    }
+
     /// What a cursor of this list is bound to: ordering and filters, hashed.
     fn fingerprint(&self) -> [u8; 8] {
         let mut hash = Sha256::new();

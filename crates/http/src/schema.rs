@@ -190,6 +190,11 @@ pub fn task_description() -> Object {
     text(tasks::MAX_DESCRIPTION)
 }
 
+/// `format=` of an export: `csv`.
+pub fn export_format() -> Object {
+    one_of(["csv"].into_iter(), false)
+}
+
 /// The member search text: at most 200 characters, no NUL.
 pub fn search() -> Object {
     text(crate::fields::MAX_SEARCH)

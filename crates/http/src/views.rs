@@ -8,6 +8,8 @@ use tenantry_public::memberships::Member;
 use tenantry_public::names::display_name;
 use tenantry_public::{users, Password, UserId};
 use tenantry_tenant::members::NewAccount;
+use tenantry_tenant::tasks::Task;
+use tenantry_tenant::{ProjectId, TaskId};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -116,5 +118,60 @@ impl AccountFields {
             None => "is required to create a new account",
         };
         Ok(Some(self.into_account(email, missing).await?))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    #[schema(value_type = Uuid)]
+    pub id: TaskId,
+    #[schema(value_type = Uuid)]
+    pub project_id: ProjectId,
+    #[schema(example = "Write the launch post")]
+    pub title: String,
+    /// Markdown, up to 20,000 characters.
+    #[schema(example = "Draft, review, publish.")]
+    pub description: String,
+    /// todo, in_progress, in_review, done or cancelled.
+    #[schema(example = "todo")]
+    pub status: String,
+    /// low, medium, high or urgent.
+    #[schema(example = "medium")]
+    pub priority: String,
+    #[schema(value_type = Option<Uuid>)]
+    pub assignee_id: Option<UserId>,
+    #[schema(value_type = Uuid)]
+    pub created_by: UserId,
+    #[schema(example = "2026-12-24T12:00:00Z")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// Set while the task is done.
+    pub completed_at: Option<DateTime<Utc>>,
+    #[schema(example = json!(["launch", "web"]))]
+    pub tags: Vec<String>,
+    /// The task's place in its project's order (lowest first; new tasks go last).
+    #[schema(minimum = 0)]
+    pub position: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Task> for TaskView {
+    fn from(t: Task) -> Self {
+        Self {
+            id: t.id,
+            project_id: t.project_id,
+            title: t.title,
+            description: t.description,
+            status: t.status.to_string(),
+            priority: t.priority.to_string(),
+            assignee_id: t.assignee_id,
+            created_by: t.created_by,
+            due_at: t.due_at,
+            completed_at: t.completed_at,
+            tags: t.tags,
+            position: t.position,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
     }
 }

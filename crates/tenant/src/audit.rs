@@ -52,6 +52,8 @@ tenantry_public::text_enum! {
         ProjectMemberAdded = "project.member_added",
         ProjectMemberRoleChanged = "project.member_role_changed",
         ProjectMemberRemoved = "project.member_removed",
+        TaskExported = "task.exported",
+        ProjectExported = "project.exported",
     }
 }
 

@@ -18,6 +18,7 @@ pub mod ordering;
 pub mod projects;
 pub mod provision;
 mod rows;
+pub mod statistics;
 pub mod tasks;
 pub mod teams;
 

@@ -15,6 +15,8 @@ use crate::ids::ProjectId;
 use crate::ordering::{Order, SortColumn, SortKind, SortValue};
 use crate::rows;
 use deadpool_postgres::GenericClient;
+use futures_util::{Stream, StreamExt};
+use tokio_postgres::types::ToSql;
 
 /// The most characters a project name may have.
 pub const MAX_NAME: usize = 200;
@@ -206,19 +208,10 @@ pub async fn list(
 ) -> Result<Page<Project>, DbError> {
     let (keyset, order_by) = order.keyset_sql(6, 7);
     let sql = format!(
-        "select {COLUMNS} from projects \
-          where ($1::text[] is null or status = any($1)) \
-            and ($2::uuid is null or owner_id = $2) \
-            and ($3::text is null or strpos(lower(name), lower($3)) > 0 \
-                 or strpos(lower(description), lower($3)) > 0) \
-            and ($4::date is null or start_date > $4) \
-            and ($5::date is null or start_date < $5) \
-            and {keyset} \
-          order by {order_by} \
-          limit $8"
+        "select {COLUMNS} from projects where {FILTERS} and {keyset} \
+          order by {order_by} limit $8"
     );
-    let statuses: Option<Vec<&str>> =
-        (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| s.as_str()).collect());
+    let statuses = statuses(filter);
     let keyset = order.keyset_params(after)?;
     let client = db.client();
     let stmt = client.prepare_cached(&sql).await?;
@@ -238,6 +231,62 @@ pub async fn list(
         )
         .await?;
     Page::from_rows(&rows, limit, |r| Project::try_from(r))
+}
+
+/// The project filters as SQL, on parameters `$1` to `$5`: the statuses ([`statuses`]), then
+/// the filter's owner, search, start_after and start_before.
+const FILTERS: &str = "($1::text[] is null or status = any($1)) \
+    and ($2::uuid is null or owner_id = $2) \
+    and ($3::text is null or strpos(lower(name), lower($3)) > 0 \
+         or strpos(lower(description), lower($3)) > 0) \
+    and ($4::date is null or start_date > $4) \
+    and ($5::date is null or start_date < $5)";
+
+fn statuses(filter: &ProjectFilter) -> Option<Vec<&'static str>> {
+    (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| s.as_str()).collect())
+}
+
+/// A project as an export row: the project and its owner's email.
+pub type ExportedProject = (Project, Option<String>);
+
+/// Every project the filter selects, in `order`, as a stream that holds `conn` until it ends
+/// (rows come as the consumer takes them). Audited as `project.exported` with `described`
+/// before the first row is read.
+pub async fn export(
+    mut conn: TenantConn,
+    acting: &Acting<'_>,
+    filter: &ProjectFilter,
+    order: ProjectOrder,
+    described: Value,
+) -> Result<impl Stream<Item = Result<ExportedProject, DbError>> + 'static, DbError> {
+    let tx = conn.transaction().await?;
+    acting
+        .commit(tx, Entry::new(Action::ProjectExported).after(described))
+        .await?;
+    let (_, order_by) = order.keyset_sql(6, 7);
+    // The users subquery exposes `uid` and `email` only, so every other name is the project's.
+    let sql = format!(
+        "select {COLUMNS}, u.email from projects \
+           left join (select id as uid, email from public.users) u on u.uid = owner_id \
+          where {FILTERS} order by {order_by}"
+    );
+    let statuses = statuses(filter);
+    let client = conn.client();
+    let stmt = client.prepare_cached(&sql).await?;
+    let params: [&(dyn ToSql + Sync); 5] = [
+        &statuses,
+        &filter.owner,
+        &filter.search,
+        &filter.start_after,
+        &filter.start_before,
+    ];
+    let rows = client.query_raw(&stmt, params).await?;
+    Ok(rows.map(move |row| {
+        // The connection stays checked out (and bound) while the rows stream.
+        let _bound = &conn;
+        let row = row?;
+        Ok((Project::try_from(&row)?, row.try_get(9)?))
+    }))
 }
 
 /// Creates a project owned by the acting member, who joins its team as lead; audited as

@@ -15,6 +15,7 @@ use crate::ids::{ProjectId, TaskId};
 use crate::ordering::{Order, SortColumn, SortKind, SortValue};
 use crate::rows;
 use deadpool_postgres::GenericClient;
+use futures_util::{Stream, StreamExt};
 
 /// The most characters a task title may have.
 pub const MAX_TITLE: usize = 300;
@@ -66,8 +67,13 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, project_id, title, description, status, priority, assignee_id, \
+/// The columns every task query returns, in the order [`Task::try_from`] reads them.
+pub(crate) const COLUMNS: &str =
+    "id, project_id, title, description, status, priority, assignee_id, \
      created_by, due_at, completed_at, tags, position, created_at, updated_at";
+
+/// How many columns [`COLUMNS`] names.
+pub(crate) const COLUMN_COUNT: usize = 14;
 
 impl rows::Table for Task {
     const TABLE: &'static str = "tasks";
@@ -289,6 +295,43 @@ pub async fn list(
     params.extend([keyset.value(), keyset.id(), &fetch]);
     let rows = client.query(&stmt, &params).await?;
     Page::from_rows(&rows, limit, |r| Task::try_from(r))
+}
+
+/// A task as an export row: the task and its assignee's email.
+pub type ExportedTask = (Task, Option<String>);
+
+/// Every task the filter selects, in `order`, as a stream that holds `conn` until it ends, so
+/// the rows come from PostgreSQL as the consumer takes them (an export never holds them all).
+/// The export is audited as `task.exported` with `described` (the filters, as the caller names
+/// them) before the first row is read.
+pub async fn export(
+    mut conn: TenantConn,
+    acting: &Acting<'_>,
+    filter: &TaskFilter,
+    order: TaskOrder,
+    described: Value,
+) -> Result<impl Stream<Item = Result<ExportedTask, DbError>> + 'static, DbError> {
+    let tx = conn.transaction().await?;
+    acting
+        .commit(tx, Entry::new(Action::TaskExported).after(described))
+        .await?;
+    let (_, order_by) = order.keyset_sql(11, 12);
+    // The users subquery exposes `uid` and `email` only, so every other column name is the task's.
+    let sql = format!(
+        "select {COLUMNS}, u.email from tasks \
+           left join (select id as uid, email from public.users) u on u.uid = assignee_id \
+          where {FILTERS} order by {order_by}"
+    );
+    let params = FilterParams::of(filter);
+    let client = conn.client();
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query_raw(&stmt, params.params()).await?;
+    Ok(rows.map(move |row| {
+        // The connection stays checked out (and bound) while the rows stream.
+        let _bound = &conn;
+        let row = row?;
+        Ok((Task::try_from(&row)?, row.try_get(COLUMN_COUNT)?))
+    }))
 }
 
 /// The task filters as SQL, on parameters `$1` to `$10` ([`FilterParams::params`]).

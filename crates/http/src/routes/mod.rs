@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod bench;
 pub mod documents;
+pub mod insights;
 pub mod invitations;
 pub mod me;
 pub mod members;
@@ -26,8 +27,9 @@ use actix_web::{web, FromRequest, Handler, HttpResponse, Responder, ResponseErro
 use crate::error::ApiError;
 
 /// Registers every `/api/v1` route. Order matters where paths overlap: `me` registers
-/// `/users/me` before `members` registers `/users/{id}`, and `invitations` registers
-/// `/invitations/accept` before `/invitations/{id}`.
+/// `/users/me` before `members` registers `/users/{id}`, `invitations` registers
+/// `/invitations/accept` before `/invitations/{id}`, and `insights` registers
+/// `/projects/statistics` before `projects` registers `/projects/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     cfg.configure(register::configure)
         .configure(token::configure)
@@ -37,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(members::configure)
         .configure(invitations::configure)
         .configure(organization::configure)
+        .configure(insights::configure)
         .configure(projects::configure)
         .configure(tasks::configure)
         .configure(documents::configure)

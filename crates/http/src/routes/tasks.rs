@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::projects;
@@ -17,14 +17,17 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
 use crate::error::ApiError;
+use crate::export::ExportParams;
 use crate::fields::{self, Field, Fields, QueryValues};
 use crate::pagination::{self, ListQuery, Page, PageParams, Paging, SortKey};
 use crate::routes::resource;
 use crate::schema;
+use crate::views::TaskView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/tasks").get(list).post(create))
         .service(resource("/tasks/mine").get(mine))
+        .service(resource("/tasks/export").get(export))
         .service(resource("/projects/{id}/tasks").get(of_project))
         .service(
             resource("/tasks/{id}")
@@ -37,63 +40,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(list, mine, of_project, create, get, update, complete, reopen, delete))]
+#[openapi(paths(
+    list, mine, of_project, export, create, get, update, complete, reopen, delete
+))]
 pub struct Api;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskView {
-    #[schema(value_type = Uuid)]
-    pub id: TaskId,
-    #[schema(value_type = Uuid)]
-    pub project_id: ProjectId,
-    #[schema(example = "Write the launch post")]
-    pub title: String,
-    /// Markdown, up to 20,000 characters.
-    #[schema(example = "Draft, review, publish.")]
-    pub description: String,
-    /// todo, in_progress, in_review, done or cancelled.
-    #[schema(example = "todo")]
-    pub status: String,
-    /// low, medium, high or urgent.
-    #[schema(example = "medium")]
-    pub priority: String,
-    #[schema(value_type = Option<Uuid>)]
-    pub assignee_id: Option<UserId>,
-    #[schema(value_type = Uuid)]
-    pub created_by: UserId,
-    #[schema(example = "2026-12-24T12:00:00Z")]
-    pub due_at: Option<DateTime<Utc>>,
-    /// Set while the task is done.
-    pub completed_at: Option<DateTime<Utc>>,
-    #[schema(example = json!(["launch", "web"]))]
-    pub tags: Vec<String>,
-    /// The task's place in its project's order (lowest first; new tasks go last).
-    #[schema(minimum = 0)]
-    pub position: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<Task> for TaskView {
-    fn from(t: Task) -> Self {
-        Self {
-            id: t.id,
-            project_id: t.project_id,
-            title: t.title,
-            description: t.description,
-            status: t.status.to_string(),
-            priority: t.priority.to_string(),
-            assignee_id: t.assignee_id,
-            created_by: t.created_by,
-            due_at: t.due_at,
-            completed_at: t.completed_at,
-            tags: t.tags,
-            position: t.position,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        }
-    }
-}
 
 /// The filters of `GET /tasks`, as documented; [`filter`] reads them from the query string
 /// (repeatable ones may also be comma lists).
@@ -540,6 +490,73 @@ async fn list_in(
         |t| pagination::sort_key(&t.sort_value(order.sort), t.id),
         TaskView::from,
     )))
+}
+
+/// The columns of a task export, in order.
+const EXPORT_HEADER: [&str; 15] = [
+    "id",
+    "project_id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "assignee_id",
+    "assignee_email",
+    "created_by",
+    "due_at",
+    "completed_at",
+    "tags",
+    "position",
+    "created_at",
+    "updated_at",
+];
+
+/// Every task the filters select, as CSV (`Accept: text/csv` or `format=csv`), streamed row by
+/// row with a header row; cells that a spreadsheet would run as a formula are neutralised.
+/// Viewers may export; each export is audited (`task.exported`, with its filters).
+#[utoipa::path(get, path = "/api/v1/tasks/export", tag = "tasks",
+    params(TaskQuery, ExportParams), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, content_type = "text/csv", body = String,
+                description = "RFC 4180 CSV with a header row; `Content-Disposition: attachment; filename=\"tasks-YYYY-MM-DD.csv\"`"),
+              (status = 400, description = "A bad filter, ordering or format (the problem names the parameter)"),
+              (status = 406, description = "`Accept` admits no text/csv")))]
+pub async fn export(
+    cx: TenantRequest,
+    req: HttpRequest,
+    query: QueryValues,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::ContentRead)?;
+    crate::export::negotiate(&req)?;
+    let (filter, order) = list_request(&query, cx.user.user_id, Scope::All)?;
+    let described = list_query(&filter, order, TaskOrder::NEWEST).describe();
+    let conn = cx.bound().await?;
+    let rows = tasks::export(conn, &cx.acting(), &filter, order, described).await?;
+    Ok(crate::export::respond(
+        "tasks",
+        &EXPORT_HEADER,
+        rows,
+        |(t, email), r| {
+            r.cell(Some(t.id))
+                .cell(Some(t.project_id))
+                .text(&t.title)
+                .text(&t.description)
+                .text(t.status.as_str())
+                .text(t.priority.as_str())
+                .cell(t.assignee_id)
+                .cell(email.as_deref())
+                .cell(Some(t.created_by))
+                .cell(t.due_at.map(rfc3339))
+                .cell(t.completed_at.map(rfc3339))
+                .text(&t.tags.join(", "))
+                .cell(Some(t.position))
+                .text(&rfc3339(t.created_at))
+                .text(&rfc3339(t.updated_at));
+        },
+    ))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Creates a task in one of the tenant's projects. Viewers may not.

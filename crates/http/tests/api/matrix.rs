@@ -270,6 +270,7 @@ fn keys_may(method: &Method, path: &str) -> bool {
     path.starts_with("/api/v1/projects")
         || path.starts_with("/api/v1/tasks")
         || path.starts_with("/api/v1/documents")
+        || path == "/api/v1/dashboard"
         || path == "/api/v1/audit-log"
         || (*method == Method::GET && path.starts_with("/api/v1/users"))
 }
@@ -355,6 +356,55 @@ async fn every_tenant_route_with_every_role() {
         case(
             Method::GET,
             "/api/v1/tasks",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/tasks/mine",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/tasks/export",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/projects/{target}/tasks",
+            Target::Project,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/projects/export",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/projects/statistics",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/projects/{target}/statistics",
+            Target::Project,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/dashboard",
             Target::None,
             Value::Null,
             "viewer",
