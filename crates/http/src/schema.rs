@@ -8,7 +8,7 @@ use tenantry_public::memberships::Role;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::Password;
 use tenantry_tenant::audit::Action;
-use tenantry_tenant::documents::{self, DocumentKind, DocumentOrdering};
+use tenantry_tenant::documents::{self, DocumentKind};
 use tenantry_tenant::invitations::InvitationStatus;
 use tenantry_tenant::ordering::{Order, SortColumn};
 use tenantry_tenant::projects::{self, ProjectStatus};
@@ -345,7 +345,7 @@ pub fn document_kind() -> Object {
 }
 
 pub fn document_ordering() -> Object {
-    one_of(DocumentOrdering::ALL.iter().map(|v| v.as_str()), false)
+    ordering::<documents::DocumentSort>()
 }
 
 /// A document list's project filter: a project id, or `none` for the organization's own.

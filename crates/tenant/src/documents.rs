@@ -14,6 +14,7 @@ use tokio_postgres::Row;
 use crate::audit::{Acting, Action, Audited, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::{DocumentId, ProjectId};
+use crate::ordering::{Order, SortColumn, SortKind, SortValue};
 use crate::rows;
 use deadpool_postgres::GenericClient;
 
@@ -35,15 +36,40 @@ tenantry_public::text_enum! {
 }
 
 tenantry_public::text_enum! {
-    /// The orderings a list may ask for: a field, `-` first for descending.
-    pub enum DocumentOrdering {
-        CreatedDesc = "-created_at",
-        CreatedAsc = "created_at",
-        TitleAsc = "title",
-        TitleDesc = "-title",
-        SizeAsc = "size",
-        SizeDesc = "-size",
+    /// The columns `GET /documents` may be ordered by (each followed by the id).
+    pub enum DocumentSort { CreatedAt = "created_at", Title = "title", Size = "size" }
+}
+
+impl SortColumn for DocumentSort {
+    const ALL: &'static [Self] = Self::ALL;
+
+    fn as_str(self) -> &'static str {
+        self.as_str()
     }
+
+    fn expr(self) -> &'static str {
+        match self {
+            Self::CreatedAt => "created_at",
+            Self::Title => "title",
+            Self::Size => "size_bytes",
+        }
+    }
+
+    fn kind(self) -> SortKind {
+        match self {
+            Self::CreatedAt => SortKind::Time,
+            Self::Title => SortKind::Text,
+            Self::Size => SortKind::Int,
+        }
+    }
+}
+
+/// A document list ordering.
+pub type DocumentOrder = Order<DocumentSort>;
+
+impl Order<DocumentSort> {
+    /// The default ordering: newest first.
+    pub const NEWEST: Self = Order::desc(DocumentSort::CreatedAt);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -224,20 +250,13 @@ pub struct DocumentFilter {
     pub search: Option<String>,
 }
 
-/// The keyset position of the last row of a page: every sort value, whatever the ordering.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Position {
-    pub id: DocumentId,
-    pub title: String,
-    pub size_bytes: i64,
-}
-
-impl From<&Document> for Position {
-    fn from(d: &Document) -> Self {
-        Self {
-            id: d.id,
-            title: d.title.clone(),
-            size_bytes: d.size_bytes,
+impl Document {
+    /// This document's value of the `sort` column.
+    pub fn sort_value(&self, sort: DocumentSort) -> SortValue {
+        match sort {
+            DocumentSort::CreatedAt => SortValue::Time(Some(self.created_at)),
+            DocumentSort::Title => SortValue::Text(Some(self.title.clone())),
+            DocumentSort::Size => SortValue::Int(Some(self.size_bytes)),
         }
     }
 }
@@ -264,24 +283,15 @@ pub enum DocumentError {
 /// The foreign key from a document to its project (tenant migration V7).
 const PROJECT_FK: &str = "documents_project_id_fkey";
 
-/// Documents in `ordering`, filtered, after the keyset position `after`.
+/// Documents in `order`, filtered, after the keyset position `after` (the sort value and the
+/// id of the previous page's last row).
 pub async fn list(
     db: &impl TenantDb,
     filter: &DocumentFilter,
-    ordering: DocumentOrdering,
-    after: Option<&Position>,
+    order: DocumentOrder,
+    after: Option<&(SortValue, DocumentId)>,
     limit: i64,
 ) -> Result<Page<Document>, DbError> {
-    use DocumentOrdering as O;
-    // Fixed SQL per ordering: the keyset comparison matches the `order by` exactly.
-    let (keyset, order) = match ordering {
-        O::CreatedDesc => ("id < $5", "id desc"),
-        O::CreatedAsc => ("id > $5", "id"),
-        O::TitleAsc => ("(title, id) > ($6, $5)", "title, id"),
-        O::TitleDesc => ("(title, id) < ($6, $5)", "title desc, id desc"),
-        O::SizeAsc => ("(size_bytes, id) > ($7, $5)", "size_bytes, id"),
-        O::SizeDesc => ("(size_bytes, id) < ($7, $5)", "size_bytes desc, id desc"),
-    };
     let (project, organization) = match filter.owner {
         Some(Owner::Project(p)) => (Some(p), false),
         Some(Owner::Organization) => (None, true),
@@ -291,26 +301,29 @@ pub async fn list(
         .search
         .as_deref()
         .map(|s| format!("%{}%", escape_like(s)));
-    let rows = db
-        .client()
+    let (keyset, order_by) = order.keyset_sql(5, 6);
+    let sql = format!(
+        "select {COLUMNS} from documents \
+          where ($1::uuid is null or project_id = $1) \
+            and (not $2 or project_id is null) \
+            and ($3::text is null or kind = $3) \
+            and ($4::text is null or title ilike $4 or filename ilike $4) \
+            and {keyset} \
+          order by {order_by} limit $7"
+    );
+    let keyset = order.keyset_params(after)?;
+    let client = db.client();
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client
         .query(
-            &format!(
-                "select {COLUMNS} from documents \
-                  where ($1::uuid is null or project_id = $1) \
-                    and (not $2 or project_id is null) \
-                    and ($3::text is null or kind = $3) \
-                    and ($4::text is null or title ilike $4 or filename ilike $4) \
-                    and ($5::uuid is null or $6::text is null or $7::bigint is null or {keyset}) \
-                  order by {order} limit $8"
-            ),
+            &stmt,
             &[
                 &project,
                 &organization,
                 &filter.kind,
                 &pattern,
-                &after.map(|a| a.id),
-                &after.map(|a| a.title.as_str()),
-                &after.map(|a| a.size_bytes),
+                keyset.value(),
+                keyset.id(),
                 &Page::<Document>::fetch_limit(limit),
             ],
         )

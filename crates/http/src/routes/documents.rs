@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::documents::{
-    self, sanitise_filename, Content, Document, DocumentFilter, DocumentKind, DocumentOrdering,
-    DocumentPatch, NewDocument, Owner, Position, MAX_NOTE_BYTES, MAX_TITLE,
+    self, sanitise_filename, Content, Document, DocumentFilter, DocumentKind, DocumentOrder,
+    DocumentPatch, DocumentSort, NewDocument, Owner, MAX_NOTE_BYTES, MAX_TITLE,
 };
 use tenantry_tenant::{DocumentId, ProjectId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -23,7 +23,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::TenantRequest;
 use crate::error::{json_error, ApiError};
 use crate::fields::{self, Field, Fields};
-use crate::pagination::{ListQuery, Page, PageParams, Paging};
+use crate::pagination::{self, ListQuery, Page, PageParams, Paging, SortKey};
 use crate::routes::resource;
 use crate::schema;
 
@@ -333,7 +333,7 @@ async fn upload(
 }
 
 /// Filters and ordering from the query string: 400 naming the parameter when one is bad.
-fn filter(q: &DocumentQuery) -> Result<(DocumentFilter, DocumentOrdering), ApiError> {
+fn filter(q: &DocumentQuery) -> Result<(DocumentFilter, DocumentOrder), ApiError> {
     let owner = fields::query("project", &q.project, |p| match p.trim() {
         "none" => Ok(Owner::Organization),
         id => project_id(id)
@@ -351,8 +351,12 @@ fn filter(q: &DocumentQuery) -> Result<(DocumentFilter, DocumentOrdering), ApiEr
         }
     })?
     .filter(|s| !s.is_empty());
-    let ordering = fields::query("ordering", &q.ordering, DocumentOrdering::parse)?
-        .unwrap_or(DocumentOrdering::CreatedDesc);
+    let ordering = q
+        .ordering
+        .as_deref()
+        .map(pagination::ordering::<DocumentSort>)
+        .transpose()?
+        .unwrap_or(DocumentOrder::NEWEST);
     Ok((
         DocumentFilter {
             owner,
@@ -364,24 +368,20 @@ fn filter(q: &DocumentQuery) -> Result<(DocumentFilter, DocumentOrdering), ApiEr
 }
 
 /// The filters as the cursor is bound to them and `next` repeats them.
-fn list_query(f: &DocumentFilter, ordering: DocumentOrdering) -> ListQuery {
+fn list_query(f: &DocumentFilter, ordering: DocumentOrder) -> ListQuery {
     let owner = f.owner.map(|o| match o {
         Owner::Project(p) => p.to_string(),
         Owner::Organization => "none".to_owned(),
     });
-    ListQuery::new(ordering.as_str())
+    ListQuery::new(ordering.name())
         .filter("project", owner)
         .filter("kind", f.kind)
         .filter("search", f.search.as_deref())
         .filter(
             "ordering",
-            (ordering != DocumentOrdering::CreatedDesc).then_some(ordering),
+            (ordering != DocumentOrder::NEWEST).then(|| ordering.name()),
         )
 }
-
-/// A page's keyset position in the cursor: id, title, size (every sort value).
-#[derive(Debug, Serialize, Deserialize)]
-struct Key(DocumentId, String, i64);
 
 /// Lists the tenant's documents, newest first unless `ordering` says otherwise.
 #[utoipa::path(get, path = "/api/v1/documents", tag = "documents", params(DocumentQuery, PageParams),
@@ -395,18 +395,17 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::ContentRead)?;
     let (filter, ordering) = filter(&query)?;
-    let page = paging.request::<Key>(list_query(&filter, ordering))?;
-    let after = page.after().map(|Key(id, title, size_bytes)| Position {
-        id: *id,
-        title: title.clone(),
-        size_bytes: *size_bytes,
-    });
+    let page = paging.request::<SortKey<DocumentId>>(list_query(&filter, ordering))?;
+    let after = page
+        .after()
+        .map(|k| pagination::sort_position(ordering, k))
+        .transpose()?;
     let conn = cx.bound().await?;
     let found = documents::list(&conn, &filter, ordering, after.as_ref(), page.limit()).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(
         found,
-        |d| Key(d.id, d.title.clone(), d.size_bytes),
+        |d| pagination::sort_key(&d.sort_value(ordering.sort), d.id),
         DocumentView::from,
     )))
 }

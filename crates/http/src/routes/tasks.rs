@@ -216,9 +216,9 @@ pub struct UpdateTask {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
-    /// A new place in the project's order (lowest first).
-    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
-    pub position: Option<i64>,
+    /// A new place in the project's order (lowest first). Read as a JSON number, so `3.0` is 3.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    pub position: Option<f64>,
 }
 
 impl TryFrom<UpdateTask> for TaskPatch {
@@ -253,13 +253,17 @@ impl TryFrom<UpdateTask> for TaskPatch {
 /// The largest position: what a JSON number holds exactly.
 const MAX_POSITION: i64 = 9_007_199_254_740_991;
 
-fn position(raw: Option<i64>) -> Field<Option<i64>> {
-    match raw {
-        Some(p) if !(0..=MAX_POSITION).contains(&p) => Err(fields::invalid(
+/// A whole number from 0 to [`MAX_POSITION`] (every such number is exact in an `f64`).
+fn position(raw: Option<f64>) -> Field<Option<i64>> {
+    let Some(p) = raw else { return Ok(None) };
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    if p.fract() == 0.0 && (0.0..=MAX_POSITION as f64).contains(&p) {
+        Ok(Some(p as i64))
+    } else {
+        Err(fields::invalid(
             "position",
-            format!("must be from 0 to {MAX_POSITION}"),
-        )),
-        p => Ok(p),
+            format!("must be a whole number from 0 to {MAX_POSITION}"),
+        ))
     }
 }
 

@@ -554,6 +554,18 @@ async fn every_ordering_pages_through_every_task_once_in_order() {
         )
         .await;
     expect_problem(r, 422, "position").await;
+    for (position, status) in [(json!(2.0), 200), (json!(1.5), 422), (json!(1e300), 422)] {
+        let r = app
+            .call(
+                Method::PATCH,
+                &t.host,
+                &format!("/api/v1/tasks/{alpha}"),
+                Some(json!({"position": position})),
+                &t.token,
+            )
+            .await;
+        assert_eq!(r.status(), status, "position {position}");
+    }
     // A cursor made for one ordering is refused by another.
     let page = expect_json(
         app.get(
