@@ -14,7 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use rand::{Rng, RngCore};
-use serde_json::{json, Value};
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tenantry_public::db::DbError;
@@ -117,24 +117,8 @@ impl TryFrom<&Row> for ApiKey {
     }
 }
 
-/// A key as its audit entries record it (never the secret).
-impl Audited for ApiKey {
-    const KIND: &'static str = "api_key";
-
-    fn audit_id(&self) -> String {
-        self.id.to_string()
-    }
-
-    fn audit_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "prefix": self.prefix,
-            "role": self.role,
-            "created_by": self.created_by,
-            "expires_at": self.expires_at,
-        })
-    }
-}
+// A key as its audit entries record it (never the secret).
+crate::audit::audited!(ApiKey, "api_key", id: id, [name, prefix, role, created_by, expires_at]);
 
 /// What to create: a trimmed name, the role and an optional expiry (checked by the caller to be
 /// in the future). The key acts as the acting member.

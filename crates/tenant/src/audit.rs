@@ -113,6 +113,27 @@ pub trait Audited {
     fn audit_json(&self) -> Value;
 }
 
+/// Implements [`Audited`] for a row type: its kind, the field that identifies it, and the fields
+/// its before/after JSON records, each under its own name.
+macro_rules! audited {
+    ($row:ty, $kind:literal, id: $id:ident, [$($field:ident),+ $(,)?]) => {
+        impl $crate::audit::Audited for $row {
+            const KIND: &'static str = $kind;
+
+            fn audit_id(&self) -> String {
+                self.$id.to_string()
+            }
+
+            fn audit_json(&self) -> serde_json::Value {
+                let mut fields = serde_json::Map::new();
+                $(fields.insert(stringify!($field).to_owned(), serde_json::json!(self.$field));)+
+                serde_json::Value::Object(fields)
+            }
+        }
+    };
+}
+pub(crate) use audited;
+
 impl Entry {
     /// `row` was created: named as the target, recorded as `after`.
     pub fn created(action: Action, row: &impl Audited) -> Self {

@@ -5,13 +5,13 @@
 //! any tenant-bound handle; changes take the acting member and are audited in their transaction.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+
 use sha2::{Digest, Sha256};
 use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::{CompanyId, Page, UserId};
 use tokio_postgres::Row;
 
-use crate::audit::{Acting, Action, Audited, Entry};
+use crate::audit::{Acting, Action, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::{DocumentId, ProjectId};
 use crate::ordering::{Order, SortColumn, SortKind, SortValue};
@@ -119,25 +119,7 @@ impl TryFrom<&Row> for Document {
     }
 }
 
-impl Audited for Document {
-    const KIND: &'static str = "document";
-
-    fn audit_id(&self) -> String {
-        self.id.to_string()
-    }
-
-    fn audit_json(&self) -> Value {
-        json!({
-            "project_id": self.project_id,
-            "title": self.title,
-            "kind": self.kind,
-            "filename": self.filename,
-            "content_type": self.content_type,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-        })
-    }
-}
+crate::audit::audited!(Document, "document", id: id, [project_id, title, kind, filename, content_type, size_bytes, sha256]);
 
 /// Content ready to store: the bytes with their type, size and digest.
 #[derive(Debug, Clone)]

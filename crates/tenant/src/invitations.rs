@@ -88,23 +88,7 @@ impl TryFrom<&Row> for Invitation {
     }
 }
 
-impl Audited for Invitation {
-    const KIND: &'static str = "invitation";
-
-    fn audit_id(&self) -> String {
-        self.id.to_string()
-    }
-
-    fn audit_json(&self) -> serde_json::Value {
-        json!({
-            "id": self.id,
-            "email": self.email,
-            "role": self.role,
-            "status": self.status,
-            "expires_at": self.expires_at,
-        })
-    }
-}
+crate::audit::audited!(Invitation, "invitation", id: id, [id, email, role, status, expires_at]);
 
 /// Invites `email` with `role`: checks the caller may grant the role, that the email is neither
 /// a member nor already invited (pending), stores the hashed token and writes the invitation

@@ -103,23 +103,8 @@ impl From<tokio_postgres::Error> for MembershipError {
     }
 }
 
-/// A membership is audited as its user ("user" targets).
-impl Audited for Member {
-    const KIND: &'static str = "user";
-
-    fn audit_id(&self) -> String {
-        self.user_id.to_string()
-    }
-
-    fn audit_json(&self) -> Value {
-        json!({
-            "user_id": self.user_id,
-            "email": self.email,
-            "role": self.role,
-            "is_active": self.is_active,
-        })
-    }
-}
+// A membership is audited as its user ("user" targets).
+crate::audit::audited!(Member, "user", id: user_id, [user_id, email, role, is_active]);
 
 /// Locks the company row and returns its seats. Call first in every membership transaction.
 pub(crate) async fn lock(tx: &TenantTx<'_>, company: CompanyId) -> Result<CompanySeats, DbError> {

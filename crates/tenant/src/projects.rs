@@ -3,13 +3,13 @@
 //! its own transaction and writes its audit entry (with before/after) in it.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::memberships;
 use tenantry_public::{Page, UserId};
 use tokio_postgres::Row;
 
-use crate::audit::{Acting, Action, Audited, Entry};
+use crate::audit::{Acting, Action, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::ProjectId;
 use crate::ordering::{Order, SortColumn, SortKind, SortValue};
@@ -73,24 +73,7 @@ impl TryFrom<&Row> for Project {
     }
 }
 
-impl Audited for Project {
-    const KIND: &'static str = "project";
-
-    fn audit_id(&self) -> String {
-        self.id.to_string()
-    }
-
-    fn audit_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "description": self.description,
-            "status": self.status,
-            "start_date": self.start_date,
-            "end_date": self.end_date,
-            "owner_id": self.owner_id,
-        })
-    }
-}
+crate::audit::audited!(Project, "project", id: id, [name, description, status, start_date, end_date, owner_id]);
 
 /// A validated new project; its owner is the acting member.
 #[derive(Debug, Clone)]

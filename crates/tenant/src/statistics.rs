@@ -172,13 +172,10 @@ pub async fn project(
     }))
 }
 
-/// `(select count(*) from projects where status = '…')` for every project status.
+/// The projects by status as a subquery `ps` (one pass over `projects`, a count per status).
 fn projects_by_status_sql() -> String {
-    ProjectStatus::ALL
-        .iter()
-        .map(|s| format!("(select count(*) from projects where status = '{s}')"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let counts = counts("status", ProjectStatus::ALL.iter().map(|s| s.as_str())).join(", ");
+    format!("(select {counts} from projects) ps")
 }
 
 fn read_projects_by_status(row: &Row, at: usize) -> Result<Vec<(ProjectStatus, i64)>, DbError> {
@@ -192,9 +189,9 @@ fn read_projects_by_status(row: &Row, at: usize) -> Result<Vec<(ProjectStatus, i
 /// The tenant's figures: projects by status and the task figures across every project.
 pub async fn tenant(db: &impl TenantDb) -> Result<TenantStatistics, DbError> {
     let sql = format!(
-        "select f.*, n.*, {} from {}",
-        projects_by_status_sql(),
-        figures_from("true")
+        "select f.*, n.*, ps.* from {} cross join {}",
+        figures_from("true"),
+        projects_by_status_sql()
     );
     let client = db.client();
     let stmt = client.prepare_cached(&sql).await?;
@@ -249,16 +246,19 @@ pub async fn dashboard(
     company: CompanyId,
     me: UserId,
 ) -> Result<Dashboard, DbError> {
+    // One pass over each table: the tenant's tasks (f, n), its projects (ps), the caller's open
+    // tasks (mine, through the assignee index), and one row each of members, storage and plan.
     let figures_sql = format!(
-        "select f.*, n.*, {projects}, \
-             (select count(*) from tasks where assignee_id = $2 and {OPEN}), \
-             (select count(*) from tasks where assignee_id = $2 and {OPEN} and due_at < now()), \
-             (select count(*) from tasks where assignee_id = $2 and {OPEN} \
-                  and due_at >= now() and due_at < now() + interval '7 days'), \
+        "select f.*, n.*, ps.*, mine.*, \
              (select count(*) from public.memberships where company_id = $1 and is_active), \
              (select coalesce(sum(size_bytes), 0)::bigint from documents), \
              p.code, p.max_members, p.max_projects, p.max_storage_mb, p.requests_per_hour \
            from {from} \
+           cross join {projects} \
+           cross join (select count(*), \
+                   count(*) filter (where due_at < now()), \
+                   count(*) filter (where due_at >= now() and due_at < now() + interval '7 days') \
+                 from tasks where assignee_id = $2 and {OPEN}) mine \
            join public.companies c on c.id = $1 \
            join public.plans p on p.code = c.plan",
         projects = projects_by_status_sql(),

@@ -3,13 +3,13 @@
 //! writes its audit entry in it (the recipe of ARCHITECTURE.md, "Adding a tenant resource").
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::{CompanyId, Page, UserId};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::audit::{self, Acting, Action, Actor, Audited, Entry, Origin};
+use crate::audit::{self, Acting, Action, Actor, Entry, Origin};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
 use crate::ordering::{Order, SortColumn, SortKind, SortValue};
@@ -103,27 +103,7 @@ impl TryFrom<&Row> for Task {
     }
 }
 
-impl Audited for Task {
-    const KIND: &'static str = "task";
-
-    fn audit_id(&self) -> String {
-        self.id.to_string()
-    }
-
-    fn audit_json(&self) -> Value {
-        json!({
-            "project_id": self.project_id,
-            "title": self.title,
-            "status": self.status,
-            "priority": self.priority,
-            "assignee_id": self.assignee_id,
-            "due_at": self.due_at,
-            "completed_at": self.completed_at,
-            "tags": self.tags,
-            "position": self.position,
-        })
-    }
-}
+crate::audit::audited!(Task, "task", id: id, [project_id, title, status, priority, assignee_id, due_at, completed_at, tags, position]);
 
 /// A validated new task; the acting member is its creator.
 #[derive(Debug, Clone)]

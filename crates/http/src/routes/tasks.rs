@@ -45,23 +45,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 ))]
 pub struct Api;
 
-/// The filters of `GET /tasks`, as documented; [`filter`] reads them from the query string
-/// (repeatable ones may also be comma lists).
+/// Whose tasks `GET /tasks` and its export show; the other lists fix these by their path.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct TaskQuery {
+pub struct TaskOwnerQuery {
     /// Only tasks of this project (id).
     #[param(schema_with = schema::id)]
     pub project: Option<String>,
+    /// Only tasks assigned to this member (user id), to `me`, or to nobody (`none`).
+    #[param(schema_with = schema::assignee_filter)]
+    pub assignee: Option<String>,
+}
+
+/// The filters and ordering every task list takes, as documented; [`list_request`] reads them
+/// from the query string (repeatable ones may also be comma lists).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
     /// Only tasks in these statuses (repeatable, or a comma list).
     #[param(schema_with = schema::task_statuses, style = Form, explode)]
     pub status: Option<Vec<String>>,
     /// Only tasks of these priorities (repeatable, or a comma list).
     #[param(schema_with = schema::task_priorities, style = Form, explode)]
     pub priority: Option<Vec<String>>,
-    /// Only tasks assigned to this member (user id), to `me`, or to nobody (`none`).
-    #[param(schema_with = schema::assignee_filter)]
-    pub assignee: Option<String>,
     /// Only tasks due before this instant (RFC 3339).
     #[param(schema_with = schema::instant)]
     pub due_before: Option<String>,
@@ -76,40 +82,9 @@ pub struct TaskQuery {
     /// A case-insensitive part of the title or description.
     #[param(schema_with = schema::search)]
     pub search: Option<String>,
-    /// The order: a column, `-` first for descending (default `-created_at`; `priority` sorts
-    /// low to urgent); ties by id, tasks without a due date last.
-    #[param(schema_with = schema::task_ordering)]
-    pub ordering: Option<String>,
-}
-
-/// The filters of `GET /tasks/mine` and `GET /projects/{id}/tasks`: those of `GET /tasks` but
-/// the one the path fixes.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ScopedTaskQuery {
-    /// Only tasks in these statuses (repeatable, or a comma list). `/tasks/mine` shows the open
-    /// ones (todo, in_progress, in_review) unless this is given.
-    #[param(schema_with = schema::task_statuses, style = Form, explode)]
-    pub status: Option<Vec<String>>,
-    /// Only tasks of these priorities (repeatable, or a comma list).
-    #[param(schema_with = schema::task_priorities, style = Form, explode)]
-    pub priority: Option<Vec<String>>,
-    /// Only tasks due before this instant (RFC 3339).
-    #[param(schema_with = schema::instant)]
-    pub due_before: Option<String>,
-    /// Only tasks due after this instant (RFC 3339).
-    #[param(schema_with = schema::instant)]
-    pub due_after: Option<String>,
-    /// `true`: only tasks due in the past and neither done nor cancelled.
-    pub overdue: Option<bool>,
-    /// Only tasks carrying this tag.
-    #[param(schema_with = schema::tag)]
-    pub tag: Option<String>,
-    /// A case-insensitive part of the title or description.
-    #[param(schema_with = schema::search)]
-    pub search: Option<String>,
-    /// The order (as for `GET /tasks`; `/tasks/mine` defaults to `due_at`, soonest first,
-    /// `/projects/{id}/tasks` to `-created_at`).
+    /// The order: a column, `-` first for descending (`priority` sorts low to urgent); ties by
+    /// id, tasks without a due date last. The default is `-created_at`, `due_at` for
+    /// `/tasks/mine`.
     #[param(schema_with = schema::task_ordering)]
     pub ordering: Option<String>,
 }
@@ -426,7 +401,7 @@ fn list_query(f: &TaskFilter, order: TaskOrder, default: TaskOrder) -> ListQuery
 }
 
 /// Lists the tenant's tasks, newest first unless `ordering` says otherwise, with filters.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery, PageParams),
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskOwnerQuery, TaskQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<TaskView>),
               (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)")))]
@@ -440,7 +415,7 @@ pub async fn list(
 
 /// The caller's tasks: the open ones unless `status` says otherwise, soonest due first
 /// (undated last) unless `ordering` says otherwise.
-#[utoipa::path(get, path = "/api/v1/tasks/mine", tag = "tasks", params(ScopedTaskQuery, PageParams),
+#[utoipa::path(get, path = "/api/v1/tasks/mine", tag = "tasks", params(TaskQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<TaskView>),
               (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)")))]
@@ -454,7 +429,7 @@ pub async fn mine(
 
 /// One project's tasks: `GET /tasks?project={id}`, and 404 for a project not of this tenant.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/tasks", tag = "tasks",
-    params(("id" = Uuid, Path, description = "Project id"), ScopedTaskQuery, PageParams),
+    params(("id" = Uuid, Path, description = "Project id"), TaskQuery, PageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<TaskView>),
               (status = 400, description = "A bad filter, ordering, cursor or limit (the problem names the parameter)"),
@@ -519,7 +494,7 @@ const EXPORT_HEADER: [&str; 15] = [
 /// row with a header row; cells that a spreadsheet would run as a formula are neutralised.
 /// Viewers may export; each export is audited (`task.exported`, with its filters).
 #[utoipa::path(get, path = "/api/v1/tasks/export", tag = "tasks",
-    params(TaskQuery, ExportParams), security(("bearer" = []), ("api_key" = [])),
+    params(TaskOwnerQuery, TaskQuery, ExportParams), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, content_type = "text/csv", body = String,
                 description = "RFC 4180 CSV with a header row; `Content-Disposition: attachment; filename=\"tasks-YYYY-MM-DD.csv\"`"),
               (status = 400, description = "A bad filter, ordering or format (the problem names the parameter)"),
