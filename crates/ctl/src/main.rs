@@ -2,6 +2,7 @@
 //! head; `tenant …` creates, lists, suspends, activates, drops and seeds tenants (`seed`); `user …`
 //! deactivates and re-activates accounts.
 
+mod jobs;
 mod seed;
 
 use anyhow::{bail, Context};
@@ -47,6 +48,9 @@ enum Command {
     /// Deactivate or re-activate an account (in every organization).
     #[command(subcommand)]
     User(UserCommand),
+    /// The periodic jobs' runs: list, run one now, failed runs, retry.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 #[derive(Subcommand)]
@@ -142,7 +146,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let jobs = match &cli.command {
         Command::MigrateSchemas(a) => usize::from(a.jobs),
-        Command::Tenant(_) | Command::User(_) => 1,
+        Command::Tenant(_) | Command::User(_) | Command::Jobs(_) => 1,
     };
     let db = Db::connect(
         &cli.database_url,
@@ -161,6 +165,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => {
             require_public_at_head(&db).await?;
             user(&db, cmd).await
+        }
+        Command::Jobs(cmd) => {
+            require_public_at_head(&db).await?;
+            jobs::run(&db, cmd).await
         }
     }
 }

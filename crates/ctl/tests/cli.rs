@@ -967,3 +967,299 @@ async fn user_deactivate_unassigns_open_tasks_in_every_organization() {
         2
     );
 }
+
+/// Sessions, account tokens and outbox rows of every age around the clean-up's rules, as of
+/// `now` (2026-12-06T03:00Z, a Sunday of ISO week 2026-W49).
+async fn seed_cleanup_rows(url: &str) {
+    exec(
+        url,
+        "insert into public.users (id, email, password_hash, full_name) \
+           values ('00000000-0000-7000-8000-000000000001', 'a@x.test', 'x', 'A') \
+           on conflict do nothing; \
+         insert into public.sessions (id, user_id, created_at, expires_at, revoked_at) values \
+           ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-000000000001', \
+            '2026-11-01', '2026-12-06T02:59:00Z', null), \
+           ('00000000-0000-7000-8000-0000000000a2', '00000000-0000-7000-8000-000000000001', \
+            '2026-11-01', '2026-12-20', null), \
+           ('00000000-0000-7000-8000-0000000000a3', '00000000-0000-7000-8000-000000000001', \
+            '2026-11-01', '2026-12-20', '2026-11-28T00:00:00Z'), \
+           ('00000000-0000-7000-8000-0000000000a4', '00000000-0000-7000-8000-000000000001', \
+            '2026-11-01', '2026-12-20', '2026-12-01T00:00:00Z') on conflict do nothing; \
+         insert into public.refresh_tokens (token_hash, session_id) values \
+           ('\\x01', '00000000-0000-7000-8000-0000000000a1'), \
+           ('\\x02', '00000000-0000-7000-8000-0000000000a2') on conflict do nothing; \
+         insert into public.account_tokens (id, user_id, purpose, token_hash, expires_at, used_at) values \
+           (gen_random_uuid(), '00000000-0000-7000-8000-000000000001', 'verify_email', \
+            decode(repeat('01', 32), 'hex'), '2026-12-04T00:00:00Z', null), \
+           (gen_random_uuid(), '00000000-0000-7000-8000-000000000001', 'verify_email', \
+            decode(repeat('02', 32), 'hex'), '2026-12-05T12:00:00Z', null), \
+           (gen_random_uuid(), '00000000-0000-7000-8000-000000000001', 'password_reset', \
+            decode(repeat('03', 32), 'hex'), '2026-12-07T00:00:00Z', '2026-12-04T00:00:00Z'), \
+           (gen_random_uuid(), '00000000-0000-7000-8000-000000000001', 'password_reset', \
+            decode(repeat('04', 32), 'hex'), '2026-12-07T00:00:00Z', null) on conflict do nothing; \
+         insert into public.outbox (payload, created_at, dispatched_at) values \
+           ('{}', '2026-11-20', '2026-11-20'), ('{}', '2026-11-20', null), \
+           ('{}', '2026-12-05', '2026-12-05');",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    seed_cleanup_rows(&url).await;
+    let at = "2026-12-06T03:00:00Z";
+    let o = tenantctl(&url, &["jobs", "run", "cleanup.platform", "--at", at]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o)
+            .contains("deleted 2 session(s), 2 account token(s), 1 delivered and 1 undelivered"),
+        "{}",
+        stdout(&o)
+    );
+    // Kept: the live session, the one revoked five days ago (inside its week of grace), the
+    // token that expired 15 hours ago (inside its day), the unused live token, the recent mail.
+    let sessions: Vec<String> = {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .query("select id::text from public.sessions order by id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(
+        sessions,
+        [
+            "00000000-0000-7000-8000-0000000000a2",
+            "00000000-0000-7000-8000-0000000000a4"
+        ]
+    );
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.refresh_tokens").await,
+        1,
+        "the expired session's refresh tokens went with it"
+    );
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.account_tokens").await,
+        2
+    );
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.outbox").await,
+        1
+    );
+    let outcome: serde_json::Value = one(
+        &url,
+        "select outcome from public.job_runs where job = 'cleanup.platform' and period = '2026-W49' and status = 'done'",
+    )
+    .await;
+    assert_eq!(outcome["sessions"], 2);
+
+    // The same week again (another worker, a retry): not run a second time.
+    seed_cleanup_rows(&url).await;
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-06T23:00:00Z",
+        ],
+    );
+    assert_ok(&o);
+    assert!(stdout(&o).contains("already run"), "{}", stdout(&o));
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.outbox").await,
+        4
+    );
+    // The next week runs.
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-13T03:00:00Z",
+        ],
+    );
+    assert_ok(&o);
+    assert!(stdout(&o).contains("2026-W50 (run"), "{}", stdout(&o));
+    let o = tenantctl(&url, &["jobs", "list"]);
+    assert_ok(&o);
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("cleanup.platform"))
+        .unwrap()
+        .to_owned();
+    let counts: Vec<&str> = line.split_whitespace().take(5).collect();
+    assert_eq!(counts, ["cleanup.platform", "2", "0", "0", "0"], "{line}");
+    assert_fails(&tenantctl(&url, &["jobs", "run", "cleanup.nothing"]));
+}
+
+#[tokio::test]
+async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_taken_over() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    seed_cleanup_rows(&url).await;
+    // Five workers at once: exactly one runs the week.
+    let at = "2026-12-06T03:00:00Z";
+    let runs: Vec<_> = (0..5)
+        .map(|_| {
+            command(&["jobs", "run", "cleanup.platform", "--at", at])
+                .env("DATABASE_URL", &url)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let ran = outputs
+        .iter()
+        .filter(|o| stdout(o).contains("deleted"))
+        .count();
+    assert_eq!(
+        ran,
+        1,
+        "{:?}",
+        outputs.iter().map(stdout).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        one::<i64>(&url, "select count(*) from public.job_runs").await,
+        1
+    );
+
+    // A claim whose worker died (running, claimed 20 minutes before the next attempt) is taken over.
+    exec(
+        &url,
+        "insert into public.job_runs (job, period, status, claimed_at) \
+           values ('cleanup.platform', '2026-W50', 'running', '2026-12-13T03:00:00Z')",
+    )
+    .await;
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-13T03:10:00Z",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("already run, being run"),
+        "fresh claim: {}",
+        stdout(&o)
+    );
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-13T03:20:00Z",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("2026-W50 (run"),
+        "stale claim: {}",
+        stdout(&o)
+    );
+    assert_eq!(
+        one::<i32>(
+            &url,
+            "select attempts from public.job_runs where period = '2026-W50'"
+        )
+        .await,
+        2
+    );
+
+    // A failed run is retried after its backoff, and left dead after five attempts until
+    // `jobs retry`.
+    exec(
+        &url,
+        "insert into public.job_runs (job, period, status, attempts, claimed_at, finished_at, last_error) \
+           values ('cleanup.platform', '2026-W51', 'failed', 1, '2026-12-20T03:00:00Z', \
+                   '2026-12-20T03:00:00Z', 'boom'), \
+                  ('cleanup.platform', '2026-W52', 'failed', 5, '2026-12-27T03:00:00Z', \
+                   '2026-12-27T03:00:00Z', 'boom again')",
+    )
+    .await;
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-20T03:00:30Z",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("waiting"),
+        "inside the backoff: {}",
+        stdout(&o)
+    );
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-20T03:01:00Z",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("2026-W51 (run"),
+        "after it: {}",
+        stdout(&o)
+    );
+    let o = tenantctl(&url, &["jobs", "failed"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("2026-W52") && stdout(&o).contains("attempts=5 dead"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("2026-W51"), "{}", stdout(&o));
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-27T04:00:00Z",
+        ],
+    );
+    assert!(stdout(&o).contains("waiting"), "dead: {}", stdout(&o));
+    let dead: i64 = one(
+        &url,
+        "select id from public.job_runs where period = '2026-W52'",
+    )
+    .await;
+    assert_ok(&tenantctl(&url, &["jobs", "retry", &dead.to_string()]));
+    let o = tenantctl(
+        &url,
+        &[
+            "jobs",
+            "run",
+            "cleanup.platform",
+            "--at",
+            "2026-12-27T04:00:00Z",
+        ],
+    );
+    assert!(stdout(&o).contains("2026-W52 (run"), "{}", stdout(&o));
+    assert_fails(&tenantctl(&url, &["jobs", "retry", "999999"]));
+}

@@ -2,12 +2,14 @@
 //! public migrations. Nothing here knows about HTTP or about any one tenant's tables.
 
 pub mod account_tokens;
+pub mod cleanup;
 pub mod common_passwords;
 pub mod companies;
 pub mod db;
 pub mod enums;
 pub mod exporter;
 pub mod ids;
+pub mod jobs;
 pub mod mail;
 pub mod memberships;
 pub mod migrate;

@@ -107,15 +107,23 @@ pub const OUTBOX_RETENTION_DAYS: i32 = 7;
 /// Deletes outbox rows older than [`OUTBOX_RETENTION_DAYS`], delivered or not; answers
 /// (delivered, undelivered) counts.
 pub async fn prune(db: &impl GenericClient) -> Result<(u64, u64), DbError> {
+    prune_at(db, chrono::Utc::now()).await
+}
+
+/// [`prune`] as of `now`.
+pub async fn prune_at(
+    db: &impl GenericClient,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(u64, u64), DbError> {
     let row = db
         .query_one(
             "with gone as ( \
                delete from public.outbox \
-                where created_at < now() - make_interval(days => $1) \
+                where created_at < $2::timestamptz - make_interval(days => $1) \
                returning dispatched_at is not null as delivered) \
              select count(*) filter (where delivered), count(*) filter (where not delivered) \
                from gone",
-            &[&OUTBOX_RETENTION_DAYS],
+            &[&OUTBOX_RETENTION_DAYS, &now],
         )
         .await?;
     let (delivered, undelivered): (i64, i64) = (row.get(0), row.get(1));

@@ -262,11 +262,12 @@ pub enum DocumentError {
     Db(#[from] DbError),
 }
 
-/// The foreign key from a document to its project (tenant migration V7).
+/// Tenant migration V7's key from `documents.project_id` to `projects`: a violation is a
+/// project that is not this tenant's.
 const PROJECT_FK: &str = "documents_project_id_fkey";
 
-/// Documents in `order`, filtered, after the keyset position `after` (the sort value and the
-/// id of the previous page's last row).
+/// One page of the tenant's documents: descriptions only (the bytes stay in
+/// `document_contents`), in `order`, from just past `after` — the previous page's last row.
 pub async fn list(
     db: &impl TenantDb,
     filter: &DocumentFilter,
@@ -519,8 +520,8 @@ pub async fn update(
     Ok(after)
 }
 
-/// Deletes a document and its content, audited as `document.deleted` with the document as it
-/// was; the bytes it took no longer count against the plan.
+/// Removes a document with its bytes (`document_contents` cascades) in one transaction; the
+/// `document.deleted` entry keeps its description, and its size stops counting against the plan.
 pub async fn delete(
     conn: &mut TenantConn,
     acting: &Acting<'_>,

@@ -15,6 +15,8 @@ pub const ENV_RUST_LOG: &str = "RUST_LOG";
 pub const ENV_HEARTBEAT_CRON: &str = "WORKER_HEARTBEAT_CRON";
 /// Environment variable holding the prefix of every Redis key and queue the worker uses.
 pub const ENV_QUEUE_PREFIX: &str = "WORKER_QUEUE_PREFIX";
+/// When the weekly platform clean-up runs (cron with seconds; needs `DATABASE_URL`).
+pub const ENV_CLEANUP_CRON: &str = "WORKER_CLEANUP_CRON";
 
 /// PostgreSQL URL: where the email outbox lives. Unset: the worker delivers no email.
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
@@ -42,6 +44,9 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 /// Default heartbeat schedule: second 0 of every minute (the `cron` crate format
 /// has a leading seconds field: `sec min hour day-of-month month day-of-week [year]`).
 pub const DEFAULT_HEARTBEAT_CRON: &str = "0 * * * * *";
+/// Sundays at 03:00 UTC. Every worker fires it; the run is claimed once per ISO week
+/// (`tenantry_public::jobs`).
+pub const DEFAULT_CLEANUP_CRON: &str = "0 0 3 * * Sun";
 /// Default Redis key / queue prefix.
 pub const DEFAULT_QUEUE_PREFIX: &str = "tenantry";
 
@@ -98,6 +103,8 @@ pub struct Config {
     pub log_filter: String,
     /// `WORKER_HEARTBEAT_CRON`: when the heartbeat job runs (default every minute).
     pub heartbeat_schedule: cron::Schedule,
+    /// `WORKER_CLEANUP_CRON`: when the platform clean-up fires (default Sundays 03:00 UTC).
+    pub cleanup_schedule: cron::Schedule,
     /// `WORKER_QUEUE_PREFIX`: prefix of every Redis key and queue (default `tenantry`).
     pub queue_prefix: String,
     /// Email delivery; `None` when `DATABASE_URL` is unset.
@@ -181,16 +188,18 @@ impl Config {
             reason: e.to_string(),
         })?;
 
-        let cron_expr =
-            get(ENV_HEARTBEAT_CRON).unwrap_or_else(|| DEFAULT_HEARTBEAT_CRON.to_owned());
-        let heartbeat_schedule =
-            cron::Schedule::from_str(cron_expr.trim()).map_err(|e| ConfigError::Invalid {
-                var: ENV_HEARTBEAT_CRON,
+        let schedule = |var: &'static str, default: &str| {
+            let expr = get(var).unwrap_or_else(|| default.to_owned());
+            cron::Schedule::from_str(expr.trim()).map_err(|e| ConfigError::Invalid {
+                var,
                 reason: format!(
-                    "`{cron_expr}` is not a cron expression \
+                    "`{expr}` is not a cron expression \
                      (format: `sec min hour day-of-month month day-of-week [year]`): {e}"
                 ),
-            })?;
+            })
+        };
+        let heartbeat_schedule = schedule(ENV_HEARTBEAT_CRON, DEFAULT_HEARTBEAT_CRON)?;
+        let cleanup_schedule = schedule(ENV_CLEANUP_CRON, DEFAULT_CLEANUP_CRON)?;
 
         let queue_prefix = get(ENV_QUEUE_PREFIX)
             .map(|p| p.trim().to_owned())
@@ -207,6 +216,7 @@ impl Config {
             log_format,
             log_filter,
             heartbeat_schedule,
+            cleanup_schedule,
             queue_prefix,
             mail,
             metrics_addr: get(ENV_METRICS_ADDR).map(|a| a.trim().to_owned()),
@@ -301,6 +311,7 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("log_filter", &self.log_filter)
             .field("heartbeat_schedule", &self.heartbeat_schedule.source())
+            .field("cleanup_schedule", &self.cleanup_schedule.source())
             .field("queue_prefix", &self.queue_prefix)
             .field(
                 "mail",

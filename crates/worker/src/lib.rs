@@ -87,6 +87,20 @@ async fn deliver_task(
     metrics::timed(metrics::DELIVER, mailer.deliver(id)).await
 }
 
+/// The platform clean-up, on every worker's schedule: only the worker that claims the week's
+/// run does it (`tenantry_public::jobs::platform_cleanup`).
+async fn cleanup_task(
+    _tick: Tick,
+    mailer: Data<Arc<mail::Mailer>>,
+) -> Result<(), tenantry_public::db::DbError> {
+    metrics::timed(metrics::CLEANUP, async {
+        tenantry_public::jobs::platform_cleanup(mailer.db(), Utc::now())
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
 async fn ping_task(job: Ping, mut ctx: Data<JobContext>) -> Result<(), JobError> {
     let JobContext { redis, prefix } = &mut *ctx;
     metrics::timed(metrics::PING, jobs::ping(redis, prefix, &job)).await
@@ -244,6 +258,7 @@ pub async fn run(
     tracing::info!(
         prefix = %prefix,
         heartbeat_cron = config.heartbeat_schedule.source(),
+        cleanup_cron = config.cleanup_schedule.source(),
         "worker started"
     );
 
@@ -358,6 +373,17 @@ async fn run_round(
                 .backend(mailer.storage().poll_with_interval(QUEUE_POLL_INTERVAL))
                 .data(mailer.clone())
                 .build(deliver_task)
+        });
+    }
+    if let Some(mailer) = mailer {
+        let mailer = mailer.clone();
+        let schedule = config.cleanup_schedule.clone();
+        let name = format!("{prefix}-cleanup");
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(mailer.clone())
+                .build(cleanup_task)
         });
     }
 

@@ -83,6 +83,11 @@ impl Mailer {
         })
     }
 
+    /// The database pool, shared with the jobs that need PostgreSQL.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The queue's storage, to push to or (with a poll strategy) to work on.
     pub fn storage(&self) -> RedisStorage<Deliver> {
         let config = apalis_redis::Config::default().queue(&self.queue);

@@ -31,6 +31,8 @@ pub const HEARTBEAT: &str = "heartbeat";
 pub const PING: &str = "ping";
 /// The `job` label of email deliveries (`{prefix}:jobs:mail`).
 pub const DELIVER: &str = "deliver";
+/// The `job` label of the weekly platform clean-up.
+pub const CLEANUP: &str = "cleanup";
 
 /// Run-time buckets (seconds): a Redis write takes milliseconds, an SMTP delivery up to many
 /// seconds.

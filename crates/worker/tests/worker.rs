@@ -437,3 +437,82 @@ fn mail_links_are_logged_only_when_asked_for() {
         other => panic!("expected Invalid, got {other:?}"),
     }
 }
+
+/// Two workers firing the platform clean-up every second against one database run each ISO
+/// week once: one `job_runs` row, done, however many ticks both saw.
+#[tokio::test]
+async fn two_workers_run_the_weekly_cleanup_once() {
+    let db = tenantry_testkit::fresh_database().await;
+    let (mut client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    tenantry_public::migrate::migrate_public(&mut client)
+        .await
+        .expect("migrate public");
+    let mail_dir = tempfile_dir();
+    let prefix = unique_prefix();
+    let url = redis_url();
+    let vars = [
+        (ENV_REDIS_URL, url.as_str()),
+        ("DATABASE_URL", db.url.as_str()),
+        ("MAIL_DIR", mail_dir.as_str()),
+        (ENV_QUEUE_PREFIX, prefix.as_str()),
+        ("WORKER_CLEANUP_CRON", "* * * * * *"),
+    ];
+    let mut stops = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let config = Config::from_lookup(lookup(&vars)).expect("config");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        stops.push(stop);
+        workers.push(spawn_worker(config, stopped));
+    }
+    // Both workers tick several times.
+    let mut done = 0_i64;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        done = client
+            .query_one(
+                "select count(*) from public.job_runs where job = 'cleanup.platform' and status = 'done'",
+                &[],
+            )
+            .await
+            .expect("count runs")
+            .get(0);
+        if done > 0 {
+            break;
+        }
+    }
+    assert_eq!(done, 1, "the week's run happened");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rows: i64 = client
+        .query_one("select count(*) from public.job_runs", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 1, "one run for the week, whatever the ticks");
+    let attempts: i32 = client
+        .query_one("select attempts from public.job_runs", &[])
+        .await
+        .expect("attempts")
+        .get(0);
+    assert_eq!(attempts, 1, "never taken over");
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for worker in workers {
+        worker.await.expect("join").expect("worker stopped cleanly");
+    }
+    let mut conn = redis().await;
+    cleanup(&mut conn, &prefix).await;
+}
+
+fn tempfile_dir() -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "tenantry-worker-mail-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("mail dir");
+    dir.to_string_lossy().into_owned()
+}

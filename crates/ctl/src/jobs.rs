@@ -1,0 +1,114 @@
+//! `tenantctl jobs …`: the periodic job runs recorded in `public.job_runs`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
+use std::process::ExitCode;
+use tenantry_public::db::Db;
+use tenantry_public::jobs::{self, Ran, RunId, PLATFORM_CLEANUP};
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Every job with its runs by status and its last run.
+    List,
+    /// Run a job now, as the worker would at `--at` (default: now). A period already run (or
+    /// being run) is not run again.
+    Run {
+        /// The job: `cleanup.platform`.
+        name: String,
+        /// The instant the run is for (RFC 3339); it picks the period.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Failed runs, newest first, with their last error (`dead` once retries are spent).
+    Failed,
+    /// Make a failed (or dead) run claimable again at once.
+    Retry { id: RunId },
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "-".to_owned(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        JobsCommand::List => {
+            let conn = db.public().await?;
+            let jobs = jobs::summary(conn.client()).await?;
+            println!(
+                "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} schedule",
+                "job", "done", "skipped", "failed", "running", "last claimed", "last finished"
+            );
+            let known = [(
+                PLATFORM_CLEANUP,
+                "WORKER_CLEANUP_CRON (default Sundays 03:00 UTC)",
+            )];
+            for (name, schedule) in known {
+                let s = jobs.iter().find(|j| j.job == name);
+                println!(
+                    "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} {schedule}",
+                    name,
+                    s.map_or(0, |s| s.done),
+                    s.map_or(0, |s| s.skipped),
+                    s.map_or(0, |s| s.failed),
+                    s.map_or(0, |s| s.running),
+                    time(s.and_then(|s| s.last_claimed_at)),
+                    time(s.and_then(|s| s.last_finished_at)),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Run { name, at } => {
+            if name != PLATFORM_CLEANUP {
+                anyhow::bail!("no job named {name:?}; the jobs are: {PLATFORM_CLEANUP}");
+            }
+            let now = at.unwrap_or_else(Utc::now);
+            match jobs::platform_cleanup(db, now).await? {
+                Ran::Done(id, done) => {
+                    println!(
+                        "{name} {} (run {id}): deleted {} session(s), {} account token(s), {} delivered and {} undelivered outbox row(s)",
+                        jobs::iso_week(now),
+                        done.sessions,
+                        done.account_tokens,
+                        done.outbox_delivered,
+                        done.outbox_undelivered
+                    );
+                }
+                Ran::NotMine => println!(
+                    "{name} {}: already run, being run, or waiting to be retried",
+                    jobs::iso_week(now)
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Failed => {
+            let conn = db.public().await?;
+            for f in jobs::failed(conn.client()).await? {
+                println!(
+                    "{} {} {} tenant={} attempts={}{} at {}: {}",
+                    f.id,
+                    f.job,
+                    f.period,
+                    f.company.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                    f.attempts,
+                    if f.dead { " dead" } else { "" },
+                    time(f.finished_at),
+                    f.last_error.as_deref().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry { id } => {
+            let conn = db.public().await?;
+            if jobs::retry(conn.client(), id).await? {
+                println!("run {id} will be retried at the job's next firing");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("tenantctl: no failed run {id}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
