@@ -5,6 +5,8 @@ use clap::Subcommand;
 use std::process::ExitCode;
 use tenantry_public::db::Db;
 use tenantry_public::jobs::{self, Ran, RunId, PLATFORM_CLEANUP};
+use tenantry_public::{companies, Slug};
+use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -13,8 +15,11 @@ pub enum JobsCommand {
     /// Run a job now, as the worker would at `--at` (default: now). A period already run (or
     /// being run) is not run again.
     Run {
-        /// The job: `cleanup.platform`.
+        /// The job: `cleanup.platform`, or `cleanup.tenant` with `--tenant`.
         name: String,
+        /// The tenant (slug) of a per-tenant job.
+        #[arg(long)]
+        tenant: Option<String>,
         /// The instant the run is for (RFC 3339); it picks the period.
         #[arg(long)]
         at: Option<DateTime<Utc>>,
@@ -60,11 +65,38 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Run { name, at } => {
-            if name != PLATFORM_CLEANUP {
-                anyhow::bail!("no job named {name:?}; the jobs are: {PLATFORM_CLEANUP}");
-            }
+        JobsCommand::Run { name, tenant, at } => {
             let now = at.unwrap_or_else(Utc::now);
+            if name == TENANT_CLEANUP {
+                let slug = tenant.ok_or_else(|| anyhow::anyhow!("{name} needs --tenant SLUG"))?;
+                let conn = db.public().await?;
+                let company = companies::find_by_slug(conn.client(), &Slug::parse(&slug)?)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no tenant {slug:?}"))?;
+                drop(conn);
+                let week = jobs::iso_week(now);
+                let ran =
+                    tenant_jobs::run_for_tenant(db, &TenantCleanup, company.id, &week, now).await?;
+                match ran {
+                    TenantRun::Done(id, done) => println!(
+                        "{name} {slug} {week} (run {id}): deleted {} invitation(s)",
+                        done.invitations
+                    ),
+                    TenantRun::Skipped(id, why) => {
+                        println!("{name} {slug} {week} (run {id}): skipped: {why}");
+                    }
+                    TenantRun::NotMine => println!(
+                        "{name} {slug} {week}: already run, being run, or waiting to be retried"
+                    ),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if name != PLATFORM_CLEANUP || tenant.is_some() {
+                anyhow::bail!(
+                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, {TENANT_CLEANUP} --tenant SLUG",
+                    if tenant.is_some() { " for a tenant" } else { "" }
+                );
+            }
             match jobs::platform_cleanup(db, now).await? {
                 Ran::Done(id, done) => {
                     println!(

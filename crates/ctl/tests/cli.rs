@@ -1101,6 +1101,33 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
     let counts: Vec<&str> = line.split_whitespace().take(5).collect();
     assert_eq!(counts, ["cleanup.platform", "2", "0", "0", "0"], "{line}");
     assert_fails(&tenantctl(&url, &["jobs", "run", "cleanup.nothing"]));
+
+    // A tenant's part, by slug: once per week.
+    create(&url, "acme", "starter");
+    let tenant_run = [
+        "jobs",
+        "run",
+        "cleanup.tenant",
+        "--tenant",
+        "acme",
+        "--at",
+        at,
+    ];
+    let o = tenantctl(&url, &tenant_run);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("acme 2026-W49 (run"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("deleted 0 invitation(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = tenantctl(&url, &tenant_run);
+    assert!(stdout(&o).contains("already run"), "{}", stdout(&o));
+    assert_fails(&tenantctl(
+        &url,
+        &["jobs", "run", "cleanup.tenant", "--tenant", "nope"],
+    ));
+    assert_fails(&tenantctl(&url, &["jobs", "run", "cleanup.tenant"]));
 }
 
 #[tokio::test]

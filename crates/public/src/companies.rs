@@ -57,6 +57,15 @@ fn corrupt(column: &str, value: &str, why: &str) -> DbError {
     DbError::Corrupt(format!("companies.{column} {value:?} {why}"))
 }
 
+pub async fn find(db: &impl GenericClient, id: CompanyId) -> Result<Option<Company>, DbError> {
+    let sql = format!("select {COLUMNS} from public.companies where id = $1");
+    db.query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(Company::try_from)
+        .transpose()
+}
+
 pub async fn find_by_slug(
     db: &impl GenericClient,
     slug: &Slug,

@@ -54,6 +54,7 @@ tenantry_public::text_enum! {
         ProjectMemberRemoved = "project.member_removed",
         TaskExported = "task.exported",
         ProjectExported = "project.exported",
+        OrganizationCleanedUp = "organization.cleaned_up",
     }
 }
 

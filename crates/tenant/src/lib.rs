@@ -12,6 +12,7 @@ pub mod binding;
 pub mod documents;
 pub mod ids;
 pub mod invitations;
+pub mod jobs;
 pub mod members;
 pub mod migrate;
 pub mod ordering;

@@ -1208,3 +1208,102 @@ async fn a_failure_after_the_schema_exists_rolls_everything_back() {
         .unwrap();
     assert!(schema_exists(&env, "tenant_second").await);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-tenant jobs
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_may_not_run() {
+    use tenantry_tenant::jobs::{run_for_tenant, TenantCleanup, TenantCleanupOutcome, TenantRun};
+    let env = env().await;
+    let acme = tenant(&env, "acme").await;
+    let globex = tenant(&env, "globex").await;
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T03:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    // Invitations expired 100 days ago (gone), 80 days ago and pending (kept), in both tenants.
+    for schema in ["tenant_acme", "tenant_globex"] {
+        exec(
+            &env,
+            &format!(
+                "insert into {schema}.invitations (id, email, role, token_hash, expires_at) values \
+                   (gen_random_uuid(), 'a@x.test', 'member', decode(repeat('01', 32), 'hex'), \
+                    timestamptz '2026-12-07T03:00:00Z' - interval '100 days'), \
+                   (gen_random_uuid(), 'b@x.test', 'member', decode(repeat('02', 32), 'hex'), \
+                    timestamptz '2026-12-07T03:00:00Z' - interval '80 days'), \
+                   (gen_random_uuid(), 'c@x.test', 'member', decode(repeat('03', 32), 'hex'), \
+                    timestamptz '2026-12-14T03:00:00Z')"
+            ),
+        )
+        .await;
+    }
+    let ran = run_for_tenant(&env.db, &TenantCleanup, acme.company.id, "2026-W50", now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            ran,
+            TenantRun::Done(_, TenantCleanupOutcome { invitations: 1 })
+        ),
+        "{ran:?}"
+    );
+    assert_eq!(
+        one::<i64>(&env, "select count(*) from tenant_acme.invitations").await,
+        2
+    );
+    // Only acme's rows: globex is untouched until its own run.
+    assert_eq!(
+        one::<i64>(&env, "select count(*) from tenant_globex.invitations").await,
+        3
+    );
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from tenant_acme.audit_log where action = 'organization.cleaned_up' \
+              and after = '{\"invitations\": 1}' and actor_user_id is null"
+        )
+        .await,
+        1
+    );
+    // The same period again: not run.
+    let again = run_for_tenant(&env.db, &TenantCleanup, acme.company.id, "2026-W50", now)
+        .await
+        .unwrap();
+    assert_eq!(again, TenantRun::NotMine);
+    // A suspended tenant is skipped, and recorded so; nothing of it changes.
+    exec(
+        &env,
+        "update public.companies set status = 'suspended' where slug = 'globex'",
+    )
+    .await;
+    let skipped = run_for_tenant(&env.db, &TenantCleanup, globex.company.id, "2026-W50", now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(skipped, TenantRun::Skipped(_, ref why) if why.contains("suspended")),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        one::<i64>(&env, "select count(*) from tenant_globex.invitations").await,
+        3
+    );
+    assert_eq!(
+        one::<String>(
+            &env,
+            "select r.status from public.job_runs r join public.companies c on c.id = r.company_id \
+              where c.slug = 'globex'"
+        )
+        .await,
+        "skipped"
+    );
+    // A tenant behind on its migrations is skipped too.
+    exec(&env, "update public.companies set status = 'active', schema_version = schema_version - 1 where slug = 'globex'").await;
+    let behind = run_for_tenant(&env.db, &TenantCleanup, globex.company.id, "2026-W51", now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(behind, TenantRun::Skipped(_, ref why) if why.contains("schema")),
+        "{behind:?}"
+    );
+}

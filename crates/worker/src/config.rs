@@ -15,8 +15,12 @@ pub const ENV_RUST_LOG: &str = "RUST_LOG";
 pub const ENV_HEARTBEAT_CRON: &str = "WORKER_HEARTBEAT_CRON";
 /// Environment variable holding the prefix of every Redis key and queue the worker uses.
 pub const ENV_QUEUE_PREFIX: &str = "WORKER_QUEUE_PREFIX";
-/// When the weekly platform clean-up runs (cron with seconds; needs `DATABASE_URL`).
+/// When the weekly clean-up fires (cron with seconds; needs `DATABASE_URL`).
 pub const ENV_CLEANUP_CRON: &str = "WORKER_CLEANUP_CRON";
+/// Over how many seconds a fan-out spreads its tenants' jobs.
+pub const ENV_FANOUT_WINDOW_SECS: &str = "WORKER_FANOUT_WINDOW_SECS";
+/// The default fan-out window: ten minutes.
+pub const DEFAULT_FANOUT_WINDOW_SECS: u64 = 600;
 
 /// PostgreSQL URL: where the email outbox lives. Unset: the worker delivers no email.
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
@@ -44,9 +48,9 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 /// Default heartbeat schedule: second 0 of every minute (the `cron` crate format
 /// has a leading seconds field: `sec min hour day-of-month month day-of-week [year]`).
 pub const DEFAULT_HEARTBEAT_CRON: &str = "0 * * * * *";
-/// Sundays at 03:00 UTC. Every worker fires it; the run is claimed once per ISO week
-/// (`tenantry_public::jobs`).
-pub const DEFAULT_CLEANUP_CRON: &str = "0 0 3 * * Sun";
+/// Every day at 03:00 UTC. Every worker fires it; each part runs once per ISO week (the first
+/// firing of the week runs it; later ones retry what failed), claimed in `public.job_runs`.
+pub const DEFAULT_CLEANUP_CRON: &str = "0 0 3 * * *";
 /// Default Redis key / queue prefix.
 pub const DEFAULT_QUEUE_PREFIX: &str = "tenantry";
 
@@ -103,8 +107,11 @@ pub struct Config {
     pub log_filter: String,
     /// `WORKER_HEARTBEAT_CRON`: when the heartbeat job runs (default every minute).
     pub heartbeat_schedule: cron::Schedule,
-    /// `WORKER_CLEANUP_CRON`: when the platform clean-up fires (default Sundays 03:00 UTC).
+    /// `WORKER_CLEANUP_CRON`: when the weekly clean-up fires (default daily 03:00 UTC; it runs
+    /// once per ISO week).
     pub cleanup_schedule: cron::Schedule,
+    /// `WORKER_FANOUT_WINDOW_SECS`: over how long a fan-out spreads its tenants (default 600 s).
+    pub fanout_window: std::time::Duration,
     /// `WORKER_QUEUE_PREFIX`: prefix of every Redis key and queue (default `tenantry`).
     pub queue_prefix: String,
     /// Email delivery; `None` when `DATABASE_URL` is unset.
@@ -200,6 +207,19 @@ impl Config {
         };
         let heartbeat_schedule = schedule(ENV_HEARTBEAT_CRON, DEFAULT_HEARTBEAT_CRON)?;
         let cleanup_schedule = schedule(ENV_CLEANUP_CRON, DEFAULT_CLEANUP_CRON)?;
+        let fanout_window = match get(ENV_FANOUT_WINDOW_SECS) {
+            None => std::time::Duration::from_secs(DEFAULT_FANOUT_WINDOW_SECS),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 86_400)
+                .map(std::time::Duration::from_secs)
+                .ok_or(ConfigError::Invalid {
+                    var: ENV_FANOUT_WINDOW_SECS,
+                    reason: format!("`{v}` is not a number of seconds from 0 to 86400"),
+                })?,
+        };
 
         let queue_prefix = get(ENV_QUEUE_PREFIX)
             .map(|p| p.trim().to_owned())
@@ -217,6 +237,7 @@ impl Config {
             log_filter,
             heartbeat_schedule,
             cleanup_schedule,
+            fanout_window,
             queue_prefix,
             mail,
             metrics_addr: get(ENV_METRICS_ADDR).map(|a| a.trim().to_owned()),

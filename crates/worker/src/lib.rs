@@ -4,6 +4,7 @@ pub mod config;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;
+pub mod tenant_jobs;
 
 use std::future::Future;
 use std::pin::pin;
@@ -87,18 +88,45 @@ async fn deliver_task(
     metrics::timed(metrics::DELIVER, mailer.deliver(id)).await
 }
 
-/// The platform clean-up, on every worker's schedule: only the worker that claims the week's
-/// run does it (`tenantry_public::jobs::platform_cleanup`).
-async fn cleanup_task(
-    _tick: Tick,
-    mailer: Data<Arc<mail::Mailer>>,
-) -> Result<(), tenantry_public::db::DbError> {
+/// What the jobs that need PostgreSQL share.
+#[derive(Clone)]
+struct DbJobs {
+    db: tenantry_public::db::Db,
+    redis: ConnectionManager,
+    prefix: Arc<str>,
+    fanout_window: Duration,
+}
+
+/// The weekly clean-up, on every worker's schedule: the platform part and the fan-out of the
+/// per-tenant part, each done only by the worker that claims it
+/// (`tenantry_public::jobs::platform_cleanup`, [`tenant_jobs::fan_out`]).
+async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs::TenantJobError> {
+    let now = Utc::now();
+    let week = tenantry_public::jobs::iso_week(now);
     metrics::timed(metrics::CLEANUP, async {
-        tenantry_public::jobs::platform_cleanup(mailer.db(), Utc::now())
-            .await
-            .map(|_| ())
+        tenantry_public::jobs::platform_cleanup(&ctx.db, now).await?;
+        tenant_jobs::fan_out(
+            &ctx.db,
+            &ctx.redis,
+            &ctx.prefix,
+            tenantry_tenant::jobs::TENANT_CLEANUP,
+            &week,
+            now,
+            ctx.fanout_window,
+        )
+        .await
+        .map(|_| ())
     })
     .await
+}
+
+async fn tenant_task(
+    job: tenant_jobs::TenantJob,
+    ctx: Data<DbJobs>,
+) -> Result<(), tenant_jobs::TenantJobError> {
+    let span = tracing::info_span!("tenant_job", job = %job.job, tenant = %job.company_id);
+    let _entered = span.enter();
+    metrics::timed(metrics::TENANT_JOB, tenant_jobs::run(&ctx.db, &job)).await
 }
 
 async fn ping_task(job: Ping, mut ctx: Data<JobContext>) -> Result<(), JobError> {
@@ -332,10 +360,17 @@ async fn run_round(
             .clone(),
         noop_worker_name.clone(),
     )];
+    let tenant_worker_name = format!("{}:{instance}", tenant_jobs::tenant_queue(&prefix));
     if let Some(mailer) = mailer {
         queues.push((
             mailer.storage().get_config().clone(),
             mail_worker_name.clone(),
+        ));
+        queues.push((
+            tenant_jobs::tenant_storage(ctx.redis.clone(), &prefix)
+                .get_config()
+                .clone(),
+            tenant_worker_name.clone(),
         ));
     }
 
@@ -376,19 +411,33 @@ async fn run_round(
         });
     }
     if let Some(mailer) = mailer {
-        let mailer = mailer.clone();
+        let jobs = DbJobs {
+            db: mailer.db().clone(),
+            redis: ctx.redis.clone(),
+            prefix: prefix.clone(),
+            fanout_window: config.fanout_window,
+        };
         let schedule = config.cleanup_schedule.clone();
         let name = format!("{prefix}-cleanup");
+        let cron_jobs = jobs.clone();
         monitor = monitor.register(move |_restarts| {
             WorkerBuilder::new(name.clone())
                 .backend(CronScheduler::new(schedule.clone()))
-                .data(mailer.clone())
+                .data(cron_jobs.clone())
                 .build(cleanup_task)
+        });
+        let name = tenant_worker_name;
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(
+                    tenant_jobs::tenant_storage(jobs.redis.clone(), &jobs.prefix)
+                        .poll_with_interval(QUEUE_POLL_INTERVAL),
+                )
+                .data(jobs.clone())
+                .build(tenant_task)
         });
     }
 
-    // A worker that fails (Redis gone) stops the others: the round ends, and `run` starts
-    // a new one once Redis answers, instead of leaving some workers running alone.
     let monitor_ctx = monitor.context();
     let stop_all = monitor_ctx.clone();
     let monitor = monitor.should_restart(move |worker, error| {

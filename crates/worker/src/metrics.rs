@@ -33,6 +33,8 @@ pub const PING: &str = "ping";
 pub const DELIVER: &str = "deliver";
 /// The `job` label of the weekly platform clean-up.
 pub const CLEANUP: &str = "cleanup";
+/// The `job` label of queued per-tenant jobs (`{prefix}:jobs:tenant`).
+pub const TENANT_JOB: &str = "tenant_job";
 
 /// Run-time buckets (seconds): a Redis write takes milliseconds, an SMTP delivery up to many
 /// seconds.

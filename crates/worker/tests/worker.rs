@@ -487,13 +487,19 @@ async fn two_workers_run_the_weekly_cleanup_once() {
     assert_eq!(done, 1, "the week's run happened");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let rows: i64 = client
-        .query_one("select count(*) from public.job_runs", &[])
+        .query_one(
+            "select count(*) from public.job_runs where job = 'cleanup.platform'",
+            &[],
+        )
         .await
         .expect("count")
         .get(0);
     assert_eq!(rows, 1, "one run for the week, whatever the ticks");
     let attempts: i32 = client
-        .query_one("select attempts from public.job_runs", &[])
+        .query_one(
+            "select attempts from public.job_runs where job = 'cleanup.platform'",
+            &[],
+        )
         .await
         .expect("attempts")
         .get(0);
@@ -515,4 +521,137 @@ fn tempfile_dir() -> String {
     ));
     std::fs::create_dir_all(&dir).expect("mail dir");
     dir.to_string_lossy().into_owned()
+}
+
+/// Two workers firing the weekly clean-up every second: one fan-out for the day, one run per
+/// tenant for the week (a suspended tenant recorded as skipped), each never taken over, and the
+/// expired invitations of every active tenant gone exactly once.
+#[tokio::test]
+async fn two_workers_fan_the_tenant_cleanup_out_once_per_tenant() {
+    use tenantry_public::names::{DomainName, Email, Password, Slug};
+    use tenantry_public::plans::PlanCode;
+    use tenantry_tenant::provision::{provision, NewTenant, Owner};
+
+    let database = tenantry_testkit::fresh_database().await;
+    let (mut client, conn) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    tenantry_public::migrate::migrate_public(&mut client)
+        .await
+        .expect("migrate public");
+    let db = tenantry_public::db::Db::connect(&database.url, &Default::default()).expect("pool");
+    for slug in ["acme", "globex", "initech"] {
+        provision(
+            &db,
+            &DomainName::parse("example.test").expect("domain"),
+            NewTenant {
+                name: format!("{slug} Inc"),
+                slug: Slug::parse(slug).expect("slug"),
+                plan: PlanCode::Free,
+                owner: Owner::New {
+                    email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
+                    password: Password::parse(&format!("password-of-{slug}")).expect("password"),
+                    full_name: String::new(),
+                },
+            },
+        )
+        .await
+        .expect("provision");
+        client
+            .batch_execute(&format!(
+                "insert into tenant_{slug}.invitations (id, email, role, token_hash, expires_at) \
+                   values (gen_random_uuid(), 'a@x.test', 'member', decode(repeat('01', 32), 'hex'), \
+                           now() - interval '100 days'), \
+                          (gen_random_uuid(), 'b@x.test', 'member', decode(repeat('02', 32), 'hex'), \
+                           now() + interval '1 day')"
+            ))
+            .await
+            .expect("invitations");
+    }
+    client
+        .batch_execute("update public.companies set status = 'suspended' where slug = 'initech'")
+        .await
+        .expect("suspend");
+
+    let mail_dir = tempfile_dir();
+    let prefix = unique_prefix();
+    let url = redis_url();
+    let vars = [
+        (ENV_REDIS_URL, url.as_str()),
+        ("DATABASE_URL", database.url.as_str()),
+        ("MAIL_DIR", mail_dir.as_str()),
+        (ENV_QUEUE_PREFIX, prefix.as_str()),
+        ("WORKER_CLEANUP_CRON", "* * * * * *"),
+        ("WORKER_FANOUT_WINDOW_SECS", "0"),
+    ];
+    let mut stops = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let config = Config::from_lookup(lookup(&vars)).expect("config");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        stops.push(stop);
+        workers.push(spawn_worker(config, stopped));
+    }
+    let finished = "select count(*) from public.job_runs \
+                     where job = 'cleanup.tenant' and status in ('done', 'skipped')";
+    let mut n = 0_i64;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n = client.query_one(finished, &[]).await.expect("count").get(0);
+        if n == 3 {
+            break;
+        }
+    }
+    assert_eq!(n, 3, "every tenant's run finished");
+    // More ticks change nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rows: Vec<(String, String, i32)> = client
+        .query(
+            "select coalesce(c.slug, '-'), r.status, r.attempts from public.job_runs r \
+               left join public.companies c on c.id = r.company_id \
+              where r.job = 'cleanup.tenant' order by 1",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("acme".to_owned(), "done".to_owned(), 1),
+            ("globex".to_owned(), "done".to_owned(), 1),
+            ("initech".to_owned(), "skipped".to_owned(), 1),
+        ]
+    );
+    let fanouts: i64 = client
+        .query_one(
+            "select count(*) from public.job_runs where job = 'cleanup.tenant.fanout'",
+            &[],
+        )
+        .await
+        .expect("fan-outs")
+        .get(0);
+    assert_eq!(fanouts, 1, "one fan-out for the day");
+    for (slug, left) in [("acme", 1_i64), ("globex", 1), ("initech", 2)] {
+        let n: i64 = client
+            .query_one(
+                &format!("select count(*) from tenant_{slug}.invitations"),
+                &[],
+            )
+            .await
+            .expect("invitations")
+            .get(0);
+        assert_eq!(n, left, "{slug}");
+    }
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for worker in workers {
+        worker.await.expect("join").expect("worker stopped cleanly");
+    }
+    let mut conn = redis().await;
+    cleanup(&mut conn, &prefix).await;
 }
