@@ -14,6 +14,7 @@ use tenantry_tenant::accounts::AccountError;
 use tenantry_tenant::api_keys::ApiKeyError;
 use tenantry_tenant::documents::DocumentError;
 use tenantry_tenant::members::MembershipError;
+use tenantry_tenant::organization::SettingsError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::tasks::TaskError;
@@ -339,6 +340,18 @@ impl From<TaskError> for ApiError {
                 "must be on the project's team (POST /api/v1/projects/{id}/members)",
             ),
             TaskError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::UnknownTimezone => Self::validation(
+                "timezone",
+                "is not a time zone this server knows (an IANA name such as Europe/Berlin)",
+            ),
+            SettingsError::Db(e) => e.into(),
         }
     }
 }

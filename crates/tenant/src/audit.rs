@@ -54,6 +54,7 @@ tenantry_public::text_enum! {
         ProjectMemberRemoved = "project.member_removed",
         TaskExported = "task.exported",
         ProjectExported = "project.exported",
+        SettingsChanged = "organization.settings_changed",
     }
 }
 

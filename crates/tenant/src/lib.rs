@@ -1,6 +1,7 @@
 //! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
 //! migrations and `migrate-schemas`, provisioning of new tenants, tenant resources (projects, tasks,
-//! project teams, members, invitations, API keys), account changes recorded in a tenant's trail (`accounts`),
+//! project teams, members, invitations, API keys, the organization's settings), account
+//! changes recorded in a tenant's trail (`accounts`),
 //! the permission matrix (`access`), the audit trail (`audit`) and the typed ids (`ids`).
 //! Nothing here knows about HTTP.
 
@@ -15,6 +16,7 @@ pub mod invitations;
 pub mod members;
 pub mod migrate;
 pub mod ordering;
+pub mod organization;
 pub mod projects;
 pub mod provision;
 mod rows;

@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::projects;
@@ -184,11 +184,11 @@ pub struct UpdateTask {
     #[serde(flatten)]
     pub traits: TaskTraits,
     /// An active member of this organization; `null` unassigns.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::id)]
     pub assignee_id: Option<Option<String>>,
     /// RFC 3339; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
     /// A new place in the project's order (lowest first). Read as a JSON number, so `3.0` is 3.
@@ -205,10 +205,10 @@ impl TryFrom<UpdateTask> for TaskPatch {
                 tenantry_public::names::display_name(t, MAX_TITLE)
             }),
             b.traits.parse(),
-            clearable(&b.assignee_id, |id| {
+            fields::clearable(&b.assignee_id, |id| {
                 fields::check("assignee_id", user_id(id))
             }),
-            clearable(&b.due_at, |d| fields::instant("due_at", d)),
+            fields::clearable(&b.due_at, |d| fields::instant("due_at", d)),
             position(b.position),
         )
             .collect()?;
@@ -230,33 +230,7 @@ const MAX_POSITION: i64 = 9_007_199_254_740_991;
 
 /// A whole number from 0 to [`MAX_POSITION`] (every such number is exact in an `f64`).
 fn position(raw: Option<f64>) -> Field<Option<i64>> {
-    let Some(p) = raw else { return Ok(None) };
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    if p.fract() == 0.0 && (0.0..=MAX_POSITION as f64).contains(&p) {
-        Ok(Some(p as i64))
-    } else {
-        Err(fields::invalid(
-            "position",
-            format!("must be a whole number from 0 to {MAX_POSITION}"),
-        ))
-    }
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// A field that may be absent (unchanged), `null` (cleared) or a value parsed by `parse`.
-fn clearable<T>(
-    value: &Option<Option<String>>,
-    parse: impl FnOnce(&str) -> Field<T>,
-) -> Field<Option<Option<T>>> {
-    value
-        .as_ref()
-        .map(|v| v.as_deref().map(parse).transpose())
+    raw.map(|p| fields::whole_number("position", p, 0, MAX_POSITION))
         .transpose()
 }
 

@@ -25,6 +25,7 @@ mod projects;
 mod register;
 mod routing;
 mod sessions;
+mod settings;
 mod tasks;
 mod teams;
 mod tokens;

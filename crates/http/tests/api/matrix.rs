@@ -592,6 +592,20 @@ async fn every_tenant_route_with_every_role() {
             Value::Null,
             "admin",
         ),
+        case(
+            Method::GET,
+            "/api/v1/organization/settings",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::PATCH,
+            "/api/v1/organization/settings",
+            Target::None,
+            json!({"reminder_lead_hours": 12, "timezone": "Europe/Berlin"}),
+            "admin",
+        ),
     ];
     f.check(&cases).await;
     // Last: once the owner has transferred, the fixture has a different owner.
