@@ -55,6 +55,7 @@ tenantry_public::text_enum! {
         TaskExported = "task.exported",
         ProjectExported = "project.exported",
         SettingsChanged = "organization.settings_changed",
+        TaskReminded = "task.reminded",
     }
 }
 

@@ -23,6 +23,7 @@ mod ops;
 mod ownership;
 mod projects;
 mod register;
+mod remind;
 mod routing;
 mod sessions;
 mod settings;
