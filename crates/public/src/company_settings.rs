@@ -325,8 +325,8 @@ mod tests {
         assert!(RetentionDays::parse(3651).is_err());
         assert!(RetentionDays::parse(i64::MAX).is_err());
         assert_eq!(
-            RetentionDays::parse(-1).unwrap_err().0,
-            "must be a whole number from 7 to 3650"
+            RetentionDays::parse(-1),
+            Err(NameError("must be a whole number from 7 to 3650"))
         );
     }
 }
