@@ -17,6 +17,8 @@ pub mod links {
     pub const RESET_PASSWORD: &str = "/reset-password";
     /// Posts the token (and, for a new account, a name and password) to `/invitations/accept`.
     pub const ACCEPT_INVITATION: &str = "/accept-invitation";
+    /// One task: `/tasks/{id}` (a reminder's link), reading `/api/v1/tasks/{id}`.
+    pub const TASKS: &str = "/tasks";
 }
 
 /// How logs are written.
@@ -313,9 +315,15 @@ impl Settings {
     /// [`links`]), where `host` is one of
     /// the Host names this server answers (the tenant's, or the base domain).
     pub fn link(&self, host: &str, path: &str, token: &str) -> String {
+        format!("{}?token={token}", self.page_link(host, path))
+    }
+
+    /// A link for an email that carries no token: `{scheme}://{host}[:port]{path}`, the host as
+    /// for [`link`](Self::link).
+    pub fn page_link(&self, host: &str, path: &str) -> String {
         match self.link_port {
-            Some(port) => format!("{}://{host}:{port}{path}?token={token}", self.link_scheme),
-            None => format!("{}://{host}{path}?token={token}", self.link_scheme),
+            Some(port) => format!("{}://{host}:{port}{path}", self.link_scheme),
+            None => format!("{}://{host}{path}", self.link_scheme),
         }
     }
 

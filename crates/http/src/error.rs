@@ -14,6 +14,8 @@ use tenantry_tenant::accounts::AccountError;
 use tenantry_tenant::api_keys::ApiKeyError;
 use tenantry_tenant::documents::DocumentError;
 use tenantry_tenant::members::MembershipError;
+use tenantry_tenant::notifications::NotificationError;
+use tenantry_tenant::organization::SettingsError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::tasks::TaskError;
@@ -339,6 +341,44 @@ impl From<TaskError> for ApiError {
                 "must be on the project's team (POST /api/v1/projects/{id}/members)",
             ),
             TaskError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<NotificationError> for ApiError {
+    fn from(e: NotificationError) -> Self {
+        use NotificationError as E;
+        match e {
+            E::NotFound => Self::NotFound,
+            e @ E::NotAllowed => Self::Forbidden(e.to_string()),
+            E::Closed(status) => Self::validation(
+                "status",
+                format!("is {status}: only an open task's assignee is reminded"),
+            ),
+            E::Unassigned => {
+                Self::validation("assignee_id", "is not set: the task has nobody to remind")
+            }
+            E::AssigneeNotMember => Self::validation(
+                "assignee_id",
+                "is not an active member of this organization",
+            ),
+            e @ E::TooSoon { retry_after } => Self::TooManyRequests {
+                detail: format!("{e}; one an hour per task"),
+                retry_after,
+            },
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::UnknownTimezone => Self::validation(
+                "timezone",
+                "is not a time zone this server knows (an IANA name such as Europe/Berlin)",
+            ),
+            SettingsError::Db(e) => e.into(),
         }
     }
 }

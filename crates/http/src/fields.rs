@@ -5,6 +5,7 @@
 //! branch anywhere.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Deserializer};
 use std::fmt::Display;
 use tenantry_public::names::display_name;
 
@@ -85,6 +86,53 @@ pub fn instant(field: &str, value: &str) -> Field<DateTime<Utc>> {
                 "must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z",
             )
         })
+}
+
+/// A whole number from `min` to `max`, read from a JSON number: `24.0` is 24, as a client (or a
+/// schema-driven fuzzer) may well write an `integer` field; `24.5` is refused. Every bound must
+/// be exact in an `f64` (at most 2^53 in magnitude).
+pub fn whole_number(field: &str, value: f64, min: i64, max: i64) -> Field<i64> {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    if value.fract() == 0.0 && (min as f64..=max as f64).contains(&value) {
+        Ok(value as i64)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be a whole number from {min} to {max}"),
+        ))
+    }
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, with
+/// `#[serde(default, deserialize_with = "fields::present")]`).
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A field that may be absent (unchanged), `null` (cleared) or a value parsed by `parse`.
+pub fn clearable<V, T>(
+    value: &Option<Option<V>>,
+    parse: impl FnOnce(&V) -> Field<T>,
+) -> Field<Option<Option<T>>> {
+    value
+        .as_ref()
+        .map(|v| v.as_ref().map(parse).transpose())
+        .transpose()
+}
+
+/// A field that may be absent (unchanged) or a value parsed by `parse`, but not `null`.
+pub fn not_null<V, T>(
+    field: &str,
+    value: &Option<Option<V>>,
+    parse: impl FnOnce(&V) -> Field<T>,
+) -> Field<Option<T>> {
+    match value {
+        None => Ok(None),
+        Some(None) => Err(invalid(field, "must not be null")),
+        Some(Some(v)) => parse(v).map(Some),
+    }
 }
 
 /// An optional query-string filter parsed by `parse`: 400 naming the parameter when bad.

@@ -28,7 +28,7 @@ use crate::routes;
         (name = "documents", description = "Notes and files of the Host's tenant and its projects"),
         (name = "members", description = "Members of the Host's tenant and their roles"),
         (name = "invitations", description = "Invitations to join the Host's tenant"),
-        (name = "organization", description = "The Host's tenant as a whole: ownership"),
+        (name = "organization", description = "The Host's tenant as a whole: settings, ownership"),
         (name = "api-keys", description = "API keys of the Host's tenant (sent as X-API-Key)"),
         (name = "audit", description = "The Host's tenant's audit trail"),
     )

@@ -4,6 +4,7 @@
 //! characters), free text (no NUL, which PostgreSQL cannot store) and tag lists. Fields use them
 //! with `#[schema(schema_with = …)]` (or `#[param(schema_with = …)]`).
 
+use tenantry_public::company_settings::{ReminderLeadHours, RetentionDays, Timezone};
 use tenantry_public::memberships::Role;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::Password;
@@ -190,6 +191,40 @@ pub fn task_description() -> Object {
     text(tasks::MAX_DESCRIPTION)
 }
 
+/// An integer from `min` to `max` (`null` too when `nullable`).
+fn integer(min: i32, max: i32, nullable: bool) -> Object {
+    let kind: SchemaType = if nullable {
+        [Type::Integer, Type::Null].into_iter().collect()
+    } else {
+        Type::Integer.into()
+    };
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .build()
+}
+
+/// An organization's time zone: `UTC` or an IANA region name (the rule of `Timezone::parse`;
+/// whether PostgreSQL knows the name is checked by the server, 422 otherwise).
+pub fn timezone() -> Object {
+    string(false)
+        .min_length(Some(3))
+        .max_length(Some(Timezone::MAX_CHARS))
+        .pattern(Some(Timezone::pattern()))
+        .build()
+}
+
+/// Hours before a due date that reminders go out.
+pub fn reminder_lead_hours() -> Object {
+    integer(ReminderLeadHours::MIN, ReminderLeadHours::MAX, false)
+}
+
+/// Days completed tasks are kept; `null` keeps them forever.
+pub fn retention_days() -> Object {
+    integer(RetentionDays::MIN, RetentionDays::MAX, true)
+}
+
 /// `format=` of an export: `csv`.
 pub fn export_format() -> Object {
     one_of(["csv"].into_iter(), false)
@@ -361,6 +396,32 @@ pub fn project_filter() -> Object {
 mod tests {
     use super::*;
     use tenantry_public::names::display_name;
+
+    /// The time zone pattern agrees with `Timezone::parse`.
+    #[test]
+    fn timezone_pattern_matches_timezone_parse() {
+        let re = regex::Regex::new(&Timezone::pattern()).expect("the pattern compiles");
+        for input in [
+            "UTC",
+            "utc",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+            "America/Port-au-Prince",
+            "Etc/GMT+5",
+            "CET",
+            "Europe",
+            "Europe/",
+            "Europe/1",
+            "Europe/A/B/C",
+            "Asia/Ho_Chi_Minh",
+        ] {
+            assert_eq!(
+                re.is_match(input),
+                Timezone::parse(input).is_ok(),
+                "{input:?}"
+            );
+        }
+    }
 
     /// The name pattern agrees with `display_name` on the edge cases: blank, control characters
     /// anywhere (also at the ends, before trimming), and ordinary text with spaces inside.

@@ -1,10 +1,11 @@
-//! The public schema: companies, domains, plans, users, memberships, Host → tenant routing and the
-//! public migrations. Nothing here knows about HTTP or about any one tenant's tables.
+//! The public schema: companies and their settings, domains, plans, users, memberships, Host →
+//! tenant routing and the public migrations. Nothing here knows about HTTP or about any one tenant's tables.
 
 pub mod account_tokens;
 pub mod cleanup;
 pub mod common_passwords;
 pub mod companies;
+pub mod company_settings;
 pub mod db;
 pub mod enums;
 pub mod exporter;

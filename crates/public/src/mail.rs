@@ -27,6 +27,19 @@ pub enum Email {
         role: String,
         link: String,
     },
+    /// A reminder about a task, to its assignee; `link` opens the task.
+    TaskReminder {
+        to: String,
+        organization: String,
+        /// Who asked for the reminder (their name, or their email without one).
+        sent_by: String,
+        task_title: String,
+        project: String,
+        /// When the task is due, in the organization's time zone (`2026-05-01 17:00
+        /// (Europe/Berlin)`); none for a task without a due date.
+        due: Option<String>,
+        link: String,
+    },
 }
 
 impl Email {
@@ -34,7 +47,8 @@ impl Email {
         match self {
             Self::VerifyEmail { to, .. }
             | Self::PasswordReset { to, .. }
-            | Self::Invitation { to, .. } => to,
+            | Self::Invitation { to, .. }
+            | Self::TaskReminder { to, .. } => to,
         }
     }
 }

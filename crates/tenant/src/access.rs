@@ -24,6 +24,8 @@ tenantry_public::text_enum! {
         AuditRead = "audit.read",
         /// Hand the owner role to another member.
         OwnershipTransfer = "organization.transfer_ownership",
+        /// Read and change the organization's settings (time zone, reminders, retention).
+        OrganizationSettings = "organization.settings",
     }
 }
 
@@ -36,15 +38,17 @@ impl Permission {
             Self::MembersManage
             | Self::InvitationsManage
             | Self::ApiKeysManage
-            | Self::AuditRead => Role::Admin,
+            | Self::AuditRead
+            | Self::OrganizationSettings => Role::Admin,
             Self::OwnershipTransfer => Role::Owner,
         }
     }
 
     /// Whether a request authenticated with an API key may use this permission at all (its role
     /// still has to allow it). Keys automate work on content and can read members and the audit
-    /// trail; they never manage people, keys or ownership, so a leaked key cannot mint new keys,
-    /// invite accounts or lock people out, and revoking it ends the leak. (One exception lives in
+    /// trail; they never manage people, keys, ownership or the organization's settings, so a
+    /// leaked key cannot mint new keys, invite accounts, lock people out or change how the
+    /// organization runs, and revoking it ends the leak. (One exception lives in
     /// the key route: a key may revoke itself.)
     pub fn allowed_for_api_keys(self) -> bool {
         match self {
@@ -52,7 +56,8 @@ impl Permission {
             Self::MembersManage
             | Self::InvitationsManage
             | Self::ApiKeysManage
-            | Self::OwnershipTransfer => false,
+            | Self::OwnershipTransfer
+            | Self::OrganizationSettings => false,
         }
     }
 }
@@ -117,6 +122,7 @@ mod tests {
             (Permission::ApiKeysManage, [true, true, false, false]),
             (Permission::AuditRead, [true, true, false, false]),
             (Permission::OwnershipTransfer, [true, false, false, false]),
+            (Permission::OrganizationSettings, [true, true, false, false]),
         ];
         assert_eq!(expected.len(), Permission::ALL.len());
         for (permission, row) in expected {
@@ -132,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn api_keys_never_manage_people_keys_or_ownership() {
+    fn api_keys_never_manage_people_keys_ownership_or_settings() {
         let allowed: Vec<_> = Permission::ALL
             .iter()
             .copied()

@@ -55,6 +55,8 @@ tenantry_public::text_enum! {
         TaskExported = "task.exported",
         ProjectExported = "project.exported",
         OrganizationCleanedUp = "organization.cleaned_up",
+        SettingsChanged = "organization.settings_changed",
+        TaskReminded = "task.reminded",
     }
 }
 

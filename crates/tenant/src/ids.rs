@@ -21,6 +21,10 @@ tenantry_public::typed_id!(
     pub ApiKeyId
 );
 tenantry_public::typed_id!(
+    /// A row of the tenant's `notifications` table (an email sent about a task).
+    pub NotificationId
+);
+tenantry_public::typed_id!(
     /// A row of the tenant's `audit_log` table (bigserial: increasing with time).
     pub AuditEntryId: i64
 );

@@ -1,6 +1,7 @@
 //! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
 //! migrations and `migrate-schemas`, provisioning of new tenants, tenant resources (projects, tasks,
-//! project teams, members, invitations, API keys), account changes recorded in a tenant's trail (`accounts`),
+//! project teams, members, invitations, API keys, the organization's settings, the emails sent about
+//! tasks), account changes recorded in a tenant's trail (`accounts`),
 //! the permission matrix (`access`), the audit trail (`audit`) and the typed ids (`ids`).
 //! Nothing here knows about HTTP.
 
@@ -15,7 +16,9 @@ pub mod invitations;
 pub mod jobs;
 pub mod members;
 pub mod migrate;
+pub mod notifications;
 pub mod ordering;
+pub mod organization;
 pub mod projects;
 pub mod provision;
 mod rows;
@@ -24,5 +27,7 @@ pub mod tasks;
 pub mod teams;
 
 pub use binding::{ActiveTenant, TenantConn, TenantDb, TenantTx, TenantUnavailable};
-pub use ids::{ApiKeyId, AuditEntryId, DocumentId, InvitationId, ProjectId, TaskId};
+pub use ids::{
+    ApiKeyId, AuditEntryId, DocumentId, InvitationId, NotificationId, ProjectId, TaskId,
+};
 pub use migrate::{tenant_head, tenant_runner};

@@ -209,6 +209,7 @@ fn kind(email: &Email) -> &'static str {
         Email::VerifyEmail { .. } => "verify_email",
         Email::PasswordReset { .. } => "password_reset",
         Email::Invitation { .. } => "invitation",
+        Email::TaskReminder { .. } => "task_reminder",
     }
 }
 
@@ -216,7 +217,8 @@ fn link(email: &Email) -> &str {
     match email {
         Email::VerifyEmail { link, .. }
         | Email::PasswordReset { link, .. }
-        | Email::Invitation { link, .. } => link,
+        | Email::Invitation { link, .. }
+        | Email::TaskReminder { link, .. } => link,
     }
 }
 
@@ -254,6 +256,25 @@ pub fn render(email: &Email) -> (String, String) {
                  invitation (valid for 7 days):\n\n{link}\n"
             ),
         ),
+        Email::TaskReminder {
+            organization,
+            sent_by,
+            task_title,
+            project,
+            due,
+            link,
+            ..
+        } => {
+            let due = due.as_deref().unwrap_or("no due date");
+            (
+                format!("Reminder: {task_title}"),
+                format!(
+                    "{sent_by} sent you a reminder about a task assigned to you in \
+                     {organization}.\n\nTask: {task_title}\nProject: {project}\nDue: {due}\n\n\
+                     Open the task:\n\n{link}\n"
+                ),
+            )
+        }
     }
 }
 
@@ -279,6 +300,15 @@ mod tests {
                 organization: "Acme".into(),
                 invited_by: "Bob".into(),
                 role: "member".into(),
+                link: link.clone(),
+            },
+            Email::TaskReminder {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                sent_by: "Bob".into(),
+                task_title: "Ship it".into(),
+                project: "Launch".into(),
+                due: Some("2026-05-01 17:00 (Europe/Berlin)".into()),
                 link: link.clone(),
             },
         ] {

@@ -1,12 +1,13 @@
 //! `/api/v1/tasks`: list (filters, keyset pages), create, read, update, complete, reopen and
-//! delete the tasks of the caller's tenant.
+//! delete the tasks of the caller's tenant, and remind a task's assignee of it by email.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
+use tenantry_tenant::notifications::{self, Reminder};
 use tenantry_tenant::projects;
 use tenantry_tenant::tasks::{
     self, Assignee, NewTask, Task, TaskFilter, TaskOrder, TaskPatch, TaskPriority, TaskSort,
@@ -16,9 +17,11 @@ use tenantry_tenant::{ProjectId, TaskId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
+use crate::config::links;
 use crate::error::ApiError;
 use crate::export::ExportParams;
 use crate::fields::{self, Field, Fields, QueryValues};
+use crate::host::link_host;
 use crate::pagination::{self, ListQuery, Page, PageParams, Paging, SortKey};
 use crate::routes::resource;
 use crate::schema;
@@ -36,12 +39,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .delete(delete),
         )
         .service(resource("/tasks/{id}/complete").post(complete))
-        .service(resource("/tasks/{id}/reopen").post(reopen));
+        .service(resource("/tasks/{id}/reopen").post(reopen))
+        .service(resource("/tasks/{id}/remind").post(remind));
 }
 
 #[derive(OpenApi)]
 #[openapi(paths(
-    list, mine, of_project, export, create, get, update, complete, reopen, delete
+    list, mine, of_project, export, create, get, update, complete, reopen, delete, remind
 ))]
 pub struct Api;
 
@@ -184,11 +188,11 @@ pub struct UpdateTask {
     #[serde(flatten)]
     pub traits: TaskTraits,
     /// An active member of this organization; `null` unassigns.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::id)]
     pub assignee_id: Option<Option<String>>,
     /// RFC 3339; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::instant)]
     pub due_at: Option<Option<String>>,
     /// A new place in the project's order (lowest first). Read as a JSON number, so `3.0` is 3.
@@ -205,10 +209,10 @@ impl TryFrom<UpdateTask> for TaskPatch {
                 tenantry_public::names::display_name(t, MAX_TITLE)
             }),
             b.traits.parse(),
-            clearable(&b.assignee_id, |id| {
+            fields::clearable(&b.assignee_id, |id| {
                 fields::check("assignee_id", user_id(id))
             }),
-            clearable(&b.due_at, |d| fields::instant("due_at", d)),
+            fields::clearable(&b.due_at, |d| fields::instant("due_at", d)),
             position(b.position),
         )
             .collect()?;
@@ -230,33 +234,7 @@ const MAX_POSITION: i64 = 9_007_199_254_740_991;
 
 /// A whole number from 0 to [`MAX_POSITION`] (every such number is exact in an `f64`).
 fn position(raw: Option<f64>) -> Field<Option<i64>> {
-    let Some(p) = raw else { return Ok(None) };
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-    if p.fract() == 0.0 && (0.0..=MAX_POSITION as f64).contains(&p) {
-        Ok(Some(p as i64))
-    } else {
-        Err(fields::invalid(
-            "position",
-            format!("must be a whole number from 0 to {MAX_POSITION}"),
-        ))
-    }
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// A field that may be absent (unchanged), `null` (cleared) or a value parsed by `parse`.
-fn clearable<T>(
-    value: &Option<Option<String>>,
-    parse: impl FnOnce(&str) -> Field<T>,
-) -> Field<Option<Option<T>>> {
-    value
-        .as_ref()
-        .map(|v| v.as_deref().map(parse).transpose())
+    raw.map(|p| fields::whole_number("position", p, 0, MAX_POSITION))
         .transpose()
 }
 
@@ -659,4 +637,68 @@ pub async fn delete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResp
     let mut conn = cx.connect(Permission::ContentWrite).await?;
     tasks::delete(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A reminder on its way: queued, delivered by the worker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReminderView {
+    #[schema(value_type = Uuid)]
+    pub task_id: TaskId,
+    /// The assignee (user id).
+    #[schema(value_type = Uuid)]
+    pub sent_to: UserId,
+    /// The address the reminder goes to.
+    pub email: String,
+    /// When it was queued.
+    pub sent_at: DateTime<Utc>,
+}
+
+impl From<Reminder> for ReminderView {
+    /// Every field named: one added to [`Reminder`] does not compile until the view decides.
+    fn from(reminder: Reminder) -> Self {
+        let Reminder {
+            id: _,
+            task_id,
+            recipient_id,
+            email,
+            sent_at,
+        } = reminder;
+        Self {
+            task_id,
+            sent_to: recipient_id,
+            email,
+            sent_at,
+        }
+    }
+}
+
+/// Emails the task's assignee a reminder of it now (title, project, due date in the
+/// organization's time zone, a link to the task). Owners, admins, and the member who created the
+/// task; at most once an hour per task. Delivery is asynchronous (the outbox and the worker), so
+/// the answer is 202. Audited as `task.reminded`.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/remind", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 202, body = ReminderView, description = "The reminder is queued"),
+              (status = 403, description = "Viewer, or a member who did not create the task"),
+              (status = 404, description = "No such task in this organization"),
+              (status = 422, description = "The task is done or cancelled (`status`), has no assignee, or its assignee is not an active member (`assignee_id`)"),
+              (status = 429, description = "A reminder about this task went out less than an hour ago; `Retry-After` says how many seconds until the next may")))]
+pub async fn remind(
+    cx: TenantRequest,
+    id: web::Path<TaskId>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::ContentWrite)?;
+    // The link opens the task on the host this request came to (already resolved to this tenant).
+    let host = link_host(&req)?;
+    let settings = &cx.state.settings;
+    let mut conn = cx.bound().await?;
+    let (reminder, email) =
+        notifications::remind(&mut conn, &cx.acting(), cx.user.role, *id, |task| {
+            settings.page_link(host.as_str(), &format!("{}/{task}", links::TASKS))
+        })
+        .await?;
+    drop(conn);
+    cx.state.mail.push([email]).await;
+    Ok(HttpResponse::Accepted().json(ReminderView::from(reminder)))
 }

@@ -509,3 +509,48 @@ async fn password_reset_requests_are_capped_per_organization() {
     assert_eq!(reset(&app, BASE, "three@x.test").await.status(), 202);
     assert_eq!(reset(&app, &g.host, "four@x.test").await.status(), 202);
 }
+
+#[tokio::test]
+async fn task_reminder_reaches_the_assignee_once_with_a_link_to_the_task() {
+    let (smtp, app, worker) = with_smtp().await;
+    let t = app.tenant("acme").await;
+    let project = app
+        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
+        .await;
+    let body = json!({"project_id": project, "title": "Ship it", "assignee_id": t.owner_id,
+                      "due_at": "2026-12-24T12:00:00Z"});
+    let r = app
+        .call(Method::POST, &t.host, "/api/v1/tasks", Some(body), &t.token)
+        .await;
+    let task = expect_json(r, 201).await["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/tasks/{task}/remind");
+    let r = app.call(Method::POST, &t.host, &path, None, &t.token).await;
+    assert_eq!(r.status(), 202);
+    let message = wait_for_message(&smtp, "reminder", |m| m.contains("Reminder: Ship it")).await;
+    assert!(message.contains("To: owner@acme.test"), "{message}");
+    assert!(message.contains("Project: Launch"), "{message}");
+    assert!(message.contains("Due: 2026-12-24 12:00 (UTC)"), "{message}");
+    assert!(
+        message.contains(&format!("://{}/tasks/{task}", t.host)),
+        "{message}"
+    );
+    eventually("the reminder delivered", || async {
+        app.count(
+            "select count(*) from public.outbox \
+              where payload->>'kind' = 'task_reminder' and dispatched_at is not null",
+        )
+        .await
+            == 1
+    })
+    .await;
+    // A second request within the hour sends nothing.
+    let r = app.call(Method::POST, &t.host, &path, None, &t.token).await;
+    assert_eq!(r.status(), 429);
+    worker.stop().await;
+    let reminders = smtp
+        .messages()
+        .iter()
+        .filter(|m| decode(&m.text()).contains("Reminder: Ship it"))
+        .count();
+    assert_eq!(reminders, 1);
+}

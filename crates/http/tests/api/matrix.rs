@@ -50,6 +50,9 @@ enum Target {
     AdminProject,
     /// `{project}/members/{user}`: the viewer on the team of a fresh project made by the admin.
     TeamSeat,
+    /// A fresh task made by the admin (so only admins, owners and the admin as its creator may
+    /// remind), in a fresh project of the admin's, assigned to the admin.
+    AdminTask,
 }
 
 struct Fixture {
@@ -143,6 +146,18 @@ impl Fixture {
                     .await;
                 assert_eq!(r.status(), 201);
                 format!("{project}/members/{viewer}")
+            }
+            Target::AdminTask => {
+                let project = self
+                    .created_by_admin("/api/v1/projects", json!({"name": format!("target {n}")}))
+                    .await;
+                let admin = self.app.user_id("admin@acme.test").await;
+                self.created_by_admin(
+                    "/api/v1/tasks",
+                    json!({"project_id": project, "title": format!("target {n}"),
+                           "assignee_id": admin}),
+                )
+                .await
             }
             Target::Project => {
                 self.created_id("/api/v1/projects", json!({"name": format!("target {n}")}))
@@ -451,6 +466,15 @@ async fn every_tenant_route_with_every_role() {
             Value::Null,
             "member",
         ),
+        // Reminders: admins and owners, or the task's creator (here the admin); a member key of
+        // the owner is neither.
+        case(
+            Method::POST,
+            "/api/v1/tasks/{target}/remind",
+            Target::AdminTask,
+            Value::Null,
+            "admin",
+        ),
         case(
             Method::GET,
             "/api/v1/documents",
@@ -590,6 +614,20 @@ async fn every_tenant_route_with_every_role() {
             "/api/v1/audit-log",
             Target::None,
             Value::Null,
+            "admin",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/organization/settings",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::PATCH,
+            "/api/v1/organization/settings",
+            Target::None,
+            json!({"reminder_lead_hours": 12, "timezone": "Europe/Berlin"}),
             "admin",
         ),
     ];
