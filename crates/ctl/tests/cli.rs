@@ -1117,7 +1117,7 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
     assert_ok(&o);
     assert!(stdout(&o).contains("acme 2026-W49 (run"), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("deleted 0 invitation(s)"),
+        stdout(&o).contains("deleted 0 task(s) and 0 invitation(s)"),
         "{}",
         stdout(&o)
     );

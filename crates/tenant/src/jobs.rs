@@ -24,10 +24,12 @@ pub trait TenantWork: Sync {
     /// What the run did, recorded as its outcome.
     type Outcome: Serialize + Send;
 
-    /// The work, in the tenant's transaction (which also records the finished run).
+    /// The work for `company`, in its tenant's transaction (which also records the finished
+    /// run).
     fn run(
         &self,
         tx: &TenantTx<'_>,
+        company: CompanyId,
         origin: &Origin,
         now: DateTime<Utc>,
     ) -> impl std::future::Future<Output = Result<Self::Outcome, DbError>> + Send;
@@ -117,7 +119,7 @@ pub async fn run_for_tenant<W: TenantWork>(
     let result = async {
         let mut conn = TenantConn::acquire(db, &company_row.schema_name).await?;
         let tx = conn.transaction().await?;
-        let done = work.run(&tx, &origin, now).await?;
+        let done = work.run(&tx, company, &origin, now).await?;
         let outcome = serde_json::to_value(&done).unwrap_or_default();
         jobs::finish(
             &**tx.client(),
@@ -155,7 +157,9 @@ pub async fn run_for_tenant<W: TenantWork>(
     }
 }
 
-/// The weekly clean-up inside one tenant: invitations whose expiry is more than
+/// The weekly clean-up inside one tenant: tasks done or cancelled longer ago than the
+/// organization's `completed_task_retention_days` (none while it is null, the default; a
+/// cancelled task's age is its last change), and invitations whose expiry is more than
 /// [`INVITATION_RETENTION`] past (pending or not; the audit trail keeps what happened to them).
 /// Audited as `organization.cleaned_up` with the counts when anything went.
 #[derive(Debug, Clone, Copy, Default)]
@@ -169,6 +173,7 @@ pub const INVITATION_RETENTION: Duration = Duration::days(90);
 /// What one tenant's clean-up deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TenantCleanupOutcome {
+    pub tasks: u64,
     pub invitations: u64,
 }
 
@@ -179,18 +184,40 @@ impl TenantWork for TenantCleanup {
     async fn run(
         &self,
         tx: &TenantTx<'_>,
+        company: CompanyId,
         origin: &Origin,
         now: DateTime<Utc>,
     ) -> Result<TenantCleanupOutcome, DbError> {
-        let invitations = tx
-            .client()
+        let client = tx.client();
+        let retention: Option<i32> = client
+            .query_opt(
+                "select completed_task_retention_days from public.company_settings \
+                  where company_id = $1",
+                &[&company],
+            )
+            .await?
+            .and_then(|r| r.get(0));
+        let tasks = match retention {
+            None => 0,
+            Some(days) => {
+                client
+                    .execute(
+                        "delete from tasks where status in ('done', 'cancelled') \
+                           and coalesce(completed_at, updated_at) \
+                               < $1::timestamptz - make_interval(days => $2)",
+                        &[&now, &days],
+                    )
+                    .await?
+            }
+        };
+        let invitations = client
             .execute(
                 "delete from invitations where expires_at < $1",
                 &[&(now - INVITATION_RETENTION)],
             )
             .await?;
-        let outcome = TenantCleanupOutcome { invitations };
-        if invitations > 0 {
+        let outcome = TenantCleanupOutcome { tasks, invitations };
+        if tasks + invitations > 0 {
             let entry = Entry::new(Action::OrganizationCleanedUp)
                 .after(serde_json::to_value(outcome).unwrap_or_default());
             audit::record(tx, Actor::System, origin, entry).await?;

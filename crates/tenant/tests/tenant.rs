@@ -1244,7 +1244,13 @@ async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_
     assert!(
         matches!(
             ran,
-            TenantRun::Done(_, TenantCleanupOutcome { invitations: 1 })
+            TenantRun::Done(
+                _,
+                TenantCleanupOutcome {
+                    tasks: 0,
+                    invitations: 1
+                }
+            )
         ),
         "{ran:?}"
     );
@@ -1261,7 +1267,7 @@ async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_
         one::<i64>(
             &env,
             "select count(*) from tenant_acme.audit_log where action = 'organization.cleaned_up' \
-              and after = '{\"invitations\": 1}' and actor_user_id is null"
+              and after = '{\"tasks\": 0, \"invitations\": 1}' and actor_user_id is null"
         )
         .await,
         1
@@ -1305,5 +1311,88 @@ async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_
     assert!(
         matches!(behind, TenantRun::Skipped(_, ref why) if why.contains("schema")),
         "{behind:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_tenant_cleanup_keeps_completed_tasks_while_retention_is_null_and_deletes_exactly_the_expired_ones(
+) {
+    use tenantry_tenant::jobs::{run_for_tenant, TenantCleanup, TenantCleanupOutcome, TenantRun};
+    let env = env().await;
+    let acme = tenant(&env, "acme").await;
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T03:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    exec(
+        &env,
+        "insert into tenant_acme.projects (id, name, owner_id) \
+           select gen_random_uuid(), 'P', user_id from public.memberships; \
+         insert into tenant_acme.tasks (id, project_id, title, status, created_by, completed_at, updated_at) \
+           select gen_random_uuid(), p.id, t.title, t.status, p.owner_id, t.completed_at::timestamptz, t.updated_at::timestamptz \
+             from tenant_acme.projects p, (values \
+               ('done long ago', 'done', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z'), \
+               ('done lately', 'done', '2026-12-03T00:00:00Z', '2026-12-03T00:00:00Z'), \
+               ('cancelled long ago', 'cancelled', null, '2026-11-01T00:00:00Z'), \
+               ('open and old', 'todo', null, '2026-01-01T00:00:00Z')) \
+               as t (title, status, completed_at, updated_at)",
+    )
+    .await;
+    // Retention null (the default): every task stays.
+    let ran = run_for_tenant(&env.db, &TenantCleanup, acme.company.id, "2026-W50", now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            ran,
+            TenantRun::Done(_, TenantCleanupOutcome { tasks: 0, .. })
+        ),
+        "{ran:?}"
+    );
+    assert_eq!(
+        one::<i64>(&env, "select count(*) from tenant_acme.tasks").await,
+        4
+    );
+    // Seven days: the two closed more than a week ago go, nothing else.
+    exec(
+        &env,
+        "update public.company_settings set completed_task_retention_days = 7",
+    )
+    .await;
+    let ran = run_for_tenant(&env.db, &TenantCleanup, acme.company.id, "2026-W51", now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            ran,
+            TenantRun::Done(
+                _,
+                TenantCleanupOutcome {
+                    tasks: 2,
+                    invitations: 0
+                }
+            )
+        ),
+        "{ran:?}"
+    );
+    let left: Vec<String> = env
+        .check
+        .get()
+        .await
+        .unwrap()
+        .query("select title from tenant_acme.tasks order by title", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["done lately", "open and old"]);
+    assert_eq!(
+        one::<i64>(
+            &env,
+            "select count(*) from tenant_acme.audit_log where action = 'organization.cleaned_up' \
+              and after = '{\"tasks\": 2, \"invitations\": 0}'"
+        )
+        .await,
+        1
     );
 }
