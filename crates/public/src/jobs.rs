@@ -94,6 +94,29 @@ pub async fn finish(
     Ok(())
 }
 
+/// [`finish`] as `done`, with `outcome` serialised.
+pub async fn done(
+    db: &impl GenericClient,
+    id: RunId,
+    outcome: &impl serde::Serialize,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let outcome = serde_json::to_value(outcome).unwrap_or(Value::Null);
+    finish(db, id, RunStatus::Done, Some(&outcome), None, now).await
+}
+
+/// [`finish`] as `failed` with `error`, on a connection of its own (the run's transaction has
+/// rolled back).
+pub async fn fail(
+    db: &crate::db::Db,
+    id: RunId,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let conn = db.public().await?;
+    finish(conn.client(), id, RunStatus::Failed, None, Some(error), now).await
+}
+
 /// Makes a dead (or any failed) run claimable again at once, as a first attempt; `false` when
 /// no failed run has that id.
 pub async fn retry(db: &impl GenericClient, id: RunId) -> Result<bool, DbError> {
@@ -217,30 +240,20 @@ pub async fn platform_cleanup(
     let mut conn = db.public().await?;
     let result = async {
         let tx = conn.transaction().await?;
-        let done = crate::cleanup::platform(&*tx, now).await?;
-        let outcome = serde_json::to_value(done).unwrap_or(Value::Null);
-        finish(&*tx, id, RunStatus::Done, Some(&outcome), None, now).await?;
+        let cleaned = crate::cleanup::platform(&*tx, now).await?;
+        done(&*tx, id, &cleaned, now).await?;
         tx.commit().await?;
-        Ok::<_, DbError>(done)
+        Ok::<_, DbError>(cleaned)
     }
     .await;
     match result {
-        Ok(done) => {
-            tracing::info!(job = PLATFORM_CLEANUP, period, ?done, "job run done");
-            Ok(Ran::Done(id, done))
+        Ok(cleaned) => {
+            tracing::info!(job = PLATFORM_CLEANUP, period, ?cleaned, "job run done");
+            Ok(Ran::Done(id, cleaned))
         }
         Err(e) => {
             tracing::warn!(job = PLATFORM_CLEANUP, period, error = %e, "job run failed");
-            let error = e.to_string();
-            finish(
-                db.public().await?.client(),
-                id,
-                RunStatus::Failed,
-                None,
-                Some(&error),
-                now,
-            )
-            .await?;
+            fail(db, id, &e.to_string(), now).await?;
             Err(e)
         }
     }

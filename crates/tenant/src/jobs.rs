@@ -120,16 +120,7 @@ pub async fn run_for_tenant<W: TenantWork>(
         let mut conn = TenantConn::acquire(db, &company_row.schema_name).await?;
         let tx = conn.transaction().await?;
         let done = work.run(&tx, company, &origin, now).await?;
-        let outcome = serde_json::to_value(&done).unwrap_or_default();
-        jobs::finish(
-            &**tx.client(),
-            id,
-            RunStatus::Done,
-            Some(&outcome),
-            None,
-            now,
-        )
-        .await?;
+        jobs::done(&**tx.client(), id, &done, now).await?;
         tx.commit().await?;
         Ok::<_, DbError>(done)
     }
@@ -142,16 +133,7 @@ pub async fn run_for_tenant<W: TenantWork>(
         Err(e) => {
             let error = e.to_string();
             tracing::warn!(job = W::JOB, tenant = %company, period, %error, "job run failed");
-            let public = db.public().await?;
-            jobs::finish(
-                public.client(),
-                id,
-                RunStatus::Failed,
-                None,
-                Some(&error),
-                now,
-            )
-            .await?;
+            jobs::fail(db, id, &error, now).await?;
             Err(e)
         }
     }

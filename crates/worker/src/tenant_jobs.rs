@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tenantry_public::db::{Db, DbError};
-use tenantry_public::jobs::{self, RunKey, RunStatus};
+use tenantry_public::jobs::{self, RunKey};
 use tenantry_public::CompanyId;
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TENANT_CLEANUP};
 
@@ -106,30 +106,12 @@ pub async fn fan_out(
         .build();
         if let Err(e) = storage.push_task(task).await {
             let error = e.to_string();
-            let conn = db.public().await?;
-            jobs::finish(
-                conn.client(),
-                id,
-                RunStatus::Failed,
-                None,
-                Some(&error),
-                now,
-            )
-            .await?;
+            jobs::fail(db, id, &error, now).await?;
             return Err(TenantJobError::Enqueue(error));
         }
     }
     let outcome = serde_json::json!({ "queued": tenants.len(), "period": period });
-    let conn = db.public().await?;
-    jobs::finish(
-        conn.client(),
-        id,
-        RunStatus::Done,
-        Some(&outcome),
-        None,
-        now,
-    )
-    .await?;
+    jobs::done(db.public().await?.client(), id, &outcome, now).await?;
     tracing::info!(job, period, queued = tenants.len(), "fan-out done");
     Ok(Some(tenants.len()))
 }

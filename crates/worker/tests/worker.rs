@@ -460,14 +460,7 @@ async fn two_workers_run_the_weekly_cleanup_once() {
         (ENV_QUEUE_PREFIX, prefix.as_str()),
         ("WORKER_CLEANUP_CRON", "* * * * * *"),
     ];
-    let mut stops = Vec::new();
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let config = Config::from_lookup(lookup(&vars)).expect("config");
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        stops.push(stop);
-        workers.push(spawn_worker(config, stopped));
-    }
+    let workers = Workers::start(&vars, 2);
     // Both workers tick several times.
     let mut done = 0_i64;
     for _ in 0..50 {
@@ -504,14 +497,7 @@ async fn two_workers_run_the_weekly_cleanup_once() {
         .expect("attempts")
         .get(0);
     assert_eq!(attempts, 1, "never taken over");
-    for stop in stops {
-        let _ = stop.send(());
-    }
-    for worker in workers {
-        worker.await.expect("join").expect("worker stopped cleanly");
-    }
-    let mut conn = redis().await;
-    cleanup(&mut conn, &prefix).await;
+    workers.stop(&prefix).await;
 }
 
 fn tempfile_dir() -> String {
@@ -585,14 +571,7 @@ async fn two_workers_fan_the_tenant_cleanup_out_once_per_tenant() {
         ("WORKER_CLEANUP_CRON", "* * * * * *"),
         ("WORKER_FANOUT_WINDOW_SECS", "0"),
     ];
-    let mut stops = Vec::new();
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let config = Config::from_lookup(lookup(&vars)).expect("config");
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        stops.push(stop);
-        workers.push(spawn_worker(config, stopped));
-    }
+    let workers = Workers::start(&vars, 2);
     let finished = "select count(*) from public.job_runs \
                      where job = 'cleanup.tenant' and status in ('done', 'skipped')";
     let mut n = 0_i64;
@@ -646,12 +625,39 @@ async fn two_workers_fan_the_tenant_cleanup_out_once_per_tenant() {
             .get(0);
         assert_eq!(n, left, "{slug}");
     }
-    for stop in stops {
-        let _ = stop.send(());
+    workers.stop(&prefix).await;
+}
+
+/// Worker processes (as tasks) sharing one configuration.
+struct Workers {
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    running: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Workers {
+    fn start(vars: &[(&str, &str)], n: usize) -> Self {
+        let mut workers = Self {
+            stops: Vec::new(),
+            running: Vec::new(),
+        };
+        for _ in 0..n {
+            let config = Config::from_lookup(lookup(vars)).expect("config");
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            workers.stops.push(stop);
+            workers.running.push(spawn_worker(config, stopped));
+        }
+        workers
     }
-    for worker in workers {
-        worker.await.expect("join").expect("worker stopped cleanly");
+
+    /// Stops every worker, checks each stopped cleanly, and deletes the prefix's Redis keys.
+    async fn stop(self, prefix: &str) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for worker in self.running {
+            worker.await.expect("join").expect("worker stopped cleanly");
+        }
+        let mut conn = redis().await;
+        cleanup(&mut conn, prefix).await;
     }
-    let mut conn = redis().await;
-    cleanup(&mut conn, &prefix).await;
 }
