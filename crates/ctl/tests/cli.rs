@@ -968,6 +968,11 @@ async fn user_deactivate_unassigns_open_tasks_in_every_organization() {
     );
 }
 
+/// `tenantctl jobs run cleanup.platform --at AT`.
+fn run_cleanup(url: &str, at: &str) -> Output {
+    tenantctl(url, &["jobs", "run", "cleanup.platform", "--at", at])
+}
+
 /// Sessions, account tokens and outbox rows of every age around the clean-up's rules, as of
 /// `now` (2026-12-06T03:00Z, a Sunday of ISO week 2026-W49).
 async fn seed_cleanup_rows(url: &str) {
@@ -1010,7 +1015,7 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
     assert_ok(&tenantctl(&url, &["migrate-schemas"]));
     seed_cleanup_rows(&url).await;
     let at = "2026-12-06T03:00:00Z";
-    let o = tenantctl(&url, &["jobs", "run", "cleanup.platform", "--at", at]);
+    let o = run_cleanup(&url, at);
     assert_ok(&o);
     assert!(
         stdout(&o)
@@ -1062,16 +1067,7 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
 
     // The same week again (another worker, a retry): not run a second time.
     seed_cleanup_rows(&url).await;
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-06T23:00:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-06T23:00:00Z");
     assert_ok(&o);
     assert!(stdout(&o).contains("already run"), "{}", stdout(&o));
     assert_eq!(
@@ -1079,16 +1075,7 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
         4
     );
     // The next week runs.
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-13T03:00:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-13T03:00:00Z");
     assert_ok(&o);
     assert!(stdout(&o).contains("2026-W50 (run"), "{}", stdout(&o));
     let o = tenantctl(&url, &["jobs", "list"]);
@@ -1172,31 +1159,13 @@ async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_t
            values ('cleanup.platform', '2026-W50', 'running', '2026-12-13T03:00:00Z')",
     )
     .await;
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-13T03:10:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-13T03:10:00Z");
     assert!(
         stdout(&o).contains("already run, being run"),
         "fresh claim: {}",
         stdout(&o)
     );
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-13T03:20:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-13T03:20:00Z");
     assert!(
         stdout(&o).contains("2026-W50 (run"),
         "stale claim: {}",
@@ -1222,31 +1191,13 @@ async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_t
                    '2026-12-27T03:00:00Z', 'boom again')",
     )
     .await;
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-20T03:00:30Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-20T03:00:30Z");
     assert!(
         stdout(&o).contains("waiting"),
         "inside the backoff: {}",
         stdout(&o)
     );
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-20T03:01:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-20T03:01:00Z");
     assert!(
         stdout(&o).contains("2026-W51 (run"),
         "after it: {}",
@@ -1260,16 +1211,7 @@ async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_t
         stdout(&o)
     );
     assert!(!stdout(&o).contains("2026-W51"), "{}", stdout(&o));
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-27T04:00:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-27T04:00:00Z");
     assert!(stdout(&o).contains("waiting"), "dead: {}", stdout(&o));
     let dead: i64 = one(
         &url,
@@ -1277,16 +1219,7 @@ async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_t
     )
     .await;
     assert_ok(&tenantctl(&url, &["jobs", "retry", &dead.to_string()]));
-    let o = tenantctl(
-        &url,
-        &[
-            "jobs",
-            "run",
-            "cleanup.platform",
-            "--at",
-            "2026-12-27T04:00:00Z",
-        ],
-    );
+    let o = run_cleanup(&url, "2026-12-27T04:00:00Z");
     assert!(stdout(&o).contains("2026-W52 (run"), "{}", stdout(&o));
     assert_fails(&tenantctl(&url, &["jobs", "retry", "999999"]));
 }

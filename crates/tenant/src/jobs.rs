@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tenantry_public::companies::{self, CompanyStatus};
+use tenantry_public::company_settings;
 use tenantry_public::db::{Db, DbError};
 use tenantry_public::jobs::{self, RunId, RunKey, RunStatus};
 use tenantry_public::{CompanyId, Origin};
@@ -171,17 +172,13 @@ impl TenantWork for TenantCleanup {
         now: DateTime<Utc>,
     ) -> Result<TenantCleanupOutcome, DbError> {
         let client = tx.client();
-        let retention: Option<i32> = client
-            .query_opt(
-                "select completed_task_retention_days from public.company_settings \
-                  where company_id = $1",
-                &[&company],
-            )
+        let retention = company_settings::get(&**client, company)
             .await?
-            .and_then(|r| r.get(0));
+            .completed_task_retention_days;
         let tasks = match retention {
             None => 0,
             Some(days) => {
+                let days = days.get();
                 client
                     .execute(
                         "delete from tasks where status in ('done', 'cancelled') \

@@ -153,15 +153,18 @@ pub async fn project(
     db: &impl TenantDb,
     id: ProjectId,
 ) -> Result<Option<ProjectStatistics>, DbError> {
-    let sql = format!(
-        "select f.*, n.*, \
-             (select count(*) from project_members where project_id = $1), \
-             exists (select 1 from projects where id = $1) \
-           from {}",
-        figures_from("project_id = $1")
-    );
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "select f.*, n.*, \
+                 (select count(*) from project_members where project_id = $1), \
+                 exists (select 1 from projects where id = $1) \
+               from {}",
+            figures_from("project_id = $1")
+        )
+    });
     let client = db.client();
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(sql).await?;
     let row = client.query_one(&stmt, &[&id]).await?;
     if !row.try_get::<_, bool>(FIGURE_COLUMNS + 1)? {
         return Ok(None);
@@ -188,13 +191,16 @@ fn read_projects_by_status(row: &Row, at: usize) -> Result<Vec<(ProjectStatus, i
 
 /// The tenant's figures: projects by status and the task figures across every project.
 pub async fn tenant(db: &impl TenantDb) -> Result<TenantStatistics, DbError> {
-    let sql = format!(
-        "select f.*, n.*, ps.* from {} cross join {}",
-        figures_from("true"),
-        projects_by_status_sql()
-    );
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "select f.*, n.*, ps.* from {} cross join {}",
+            figures_from("true"),
+            projects_by_status_sql()
+        )
+    });
     let client = db.client();
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(sql).await?;
     let row = client.query_one(&stmt, &[]).await?;
     Ok(TenantStatistics {
         projects_by_status: read_projects_by_status(&row, FIGURE_COLUMNS)?,
@@ -238,6 +244,45 @@ pub const DASHBOARD_LIST: i64 = 10;
 /// How many recently completed tasks the dashboard lists.
 pub const RECENTLY_COMPLETED: i64 = 5;
 
+/// The two statements of [`dashboard`], built once: the aggregate row (`$1` the company, `$2`
+/// the caller) and the caller's three task lists (`$1` the caller).
+fn dashboard_sql() -> &'static (String, String) {
+    static SQL: OnceLock<(String, String)> = OnceLock::new();
+    SQL.get_or_init(|| {
+        // One pass over each table: the tenant's tasks (f, n), its projects (ps), the caller's open
+        // tasks (mine, through the assignee index), and one row each of members, storage and plan.
+        let figures_sql = format!(
+            "select f.*, n.*, ps.*, mine.*, \
+                 (select count(*) from public.memberships where company_id = $1 and is_active), \
+                 (select coalesce(sum(size_bytes), 0)::bigint from documents), \
+                 p.code, p.max_members, p.max_projects, p.max_storage_mb, p.requests_per_hour \
+               from {from} \
+               cross join {projects} \
+               cross join (select count(*), \
+                       count(*) filter (where due_at < now()), \
+                       count(*) filter (where due_at >= now() and due_at < now() + interval '7 days') \
+                     from tasks where assignee_id = $2 and {OPEN}) mine \
+               join public.companies c on c.id = $1 \
+               join public.plans p on p.code = c.plan",
+            projects = projects_by_status_sql(),
+            from = figures_from("true"),
+        );
+        let columns = crate::tasks::COLUMNS;
+        let lists_sql = format!(
+            "(select {columns}, 0 from tasks where assignee_id = $1 and {OPEN} and due_at < now() \
+                order by due_at, id limit {DASHBOARD_LIST}) \
+             union all \
+             (select {columns}, 1 from tasks where assignee_id = $1 and {OPEN} \
+                and due_at >= now() and due_at < now() + interval '7 days' \
+                order by due_at, id limit {DASHBOARD_LIST}) \
+             union all \
+             (select {columns}, 2 from tasks where assignee_id = $1 and status = 'done' \
+                order by completed_at desc, id desc limit {RECENTLY_COMPLETED})"
+        );
+        (figures_sql, lists_sql)
+    })
+}
+
 /// The dashboard of `me` in `company`: two statements sent together on the bound connection
 /// (one aggregate row; the three task lists), so the whole answer costs one round trip after the
 /// binding.
@@ -246,44 +291,15 @@ pub async fn dashboard(
     company: CompanyId,
     me: UserId,
 ) -> Result<Dashboard, DbError> {
-    // One pass over each table: the tenant's tasks (f, n), its projects (ps), the caller's open
-    // tasks (mine, through the assignee index), and one row each of members, storage and plan.
-    let figures_sql = format!(
-        "select f.*, n.*, ps.*, mine.*, \
-             (select count(*) from public.memberships where company_id = $1 and is_active), \
-             (select coalesce(sum(size_bytes), 0)::bigint from documents), \
-             p.code, p.max_members, p.max_projects, p.max_storage_mb, p.requests_per_hour \
-           from {from} \
-           cross join {projects} \
-           cross join (select count(*), \
-                   count(*) filter (where due_at < now()), \
-                   count(*) filter (where due_at >= now() and due_at < now() + interval '7 days') \
-                 from tasks where assignee_id = $2 and {OPEN}) mine \
-           join public.companies c on c.id = $1 \
-           join public.plans p on p.code = c.plan",
-        projects = projects_by_status_sql(),
-        from = figures_from("true"),
-    );
-    let columns = crate::tasks::COLUMNS;
-    let lists_sql = format!(
-        "(select {columns}, 0 from tasks where assignee_id = $1 and {OPEN} and due_at < now() \
-            order by due_at, id limit {DASHBOARD_LIST}) \
-         union all \
-         (select {columns}, 1 from tasks where assignee_id = $1 and {OPEN} \
-            and due_at >= now() and due_at < now() + interval '7 days' \
-            order by due_at, id limit {DASHBOARD_LIST}) \
-         union all \
-         (select {columns}, 2 from tasks where assignee_id = $1 and status = 'done' \
-            order by completed_at desc, id desc limit {RECENTLY_COMPLETED})"
-    );
+    let (figures_sql, lists_sql) = dashboard_sql();
     let client = db.client();
     let (figures, lists) = tokio::try_join!(
         async {
-            let stmt = client.prepare_cached(&figures_sql).await?;
+            let stmt = client.prepare_cached(figures_sql).await?;
             client.query_one(&stmt, &[&company, &me]).await
         },
         async {
-            let stmt = client.prepare_cached(&lists_sql).await?;
+            let stmt = client.prepare_cached(lists_sql).await?;
             client.query(&stmt, &[&me]).await
         },
     )?;

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::documents::{
@@ -147,19 +147,12 @@ pub struct UploadFile {
 pub struct UpdateDocument {
     #[schema(schema_with = schema::document_title_or_null)]
     pub title: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::id)]
     pub project_id: Option<Option<String>>,
     /// A note's new markdown body (notes only; a file's content never changes).
     #[schema(schema_with = schema::note_body)]
     pub body: Option<String>,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 fn project_id(raw: &str) -> Result<ProjectId, &'static str> {

@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::projects::{
@@ -120,10 +120,10 @@ pub struct UpdateProject {
     pub description: Option<String>,
     #[schema(schema_with = schema::project_status)]
     pub status: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::date)]
     pub start_date: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "fields::present")]
     #[schema(schema_with = schema::date)]
     pub end_date: Option<Option<String>>,
 }
@@ -152,13 +152,6 @@ impl TryFrom<UpdateProject> for ProjectPatch {
             end_date,
         })
     }
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `#[serde(default)]`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Start and end dates: absent (`None`), cleared (`Some(None)`) or set; when both are set the
