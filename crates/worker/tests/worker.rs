@@ -442,14 +442,7 @@ fn mail_links_are_logged_only_when_asked_for() {
 /// week once: one `job_runs` row, done, however many ticks both saw.
 #[tokio::test]
 async fn two_workers_run_the_weekly_cleanup_once() {
-    let db = tenantry_testkit::fresh_database().await;
-    let (mut client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    tenantry_public::migrate::migrate_public(&mut client)
-        .await
-        .expect("migrate public");
+    let (db, client) = migrated_database().await;
     let mail_dir = tempfile_dir();
     let prefix = unique_prefix();
     let url = redis_url();
@@ -518,14 +511,7 @@ async fn two_workers_fan_the_tenant_cleanup_out_once_per_tenant() {
     use tenantry_public::plans::PlanCode;
     use tenantry_tenant::provision::{provision, NewTenant, Owner};
 
-    let database = tenantry_testkit::fresh_database().await;
-    let (mut client, conn) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    tenantry_public::migrate::migrate_public(&mut client)
-        .await
-        .expect("migrate public");
+    let (database, client) = migrated_database().await;
     let db = tenantry_public::db::Db::connect(&database.url, &Default::default()).expect("pool");
     for slug in ["acme", "globex", "initech"] {
         provision(
@@ -660,4 +646,17 @@ impl Workers {
         let mut conn = redis().await;
         cleanup(&mut conn, prefix).await;
     }
+}
+
+/// A fresh database with the public schema at head, and a client of the test's own on it.
+async fn migrated_database() -> (tenantry_testkit::TestDatabase, tokio_postgres::Client) {
+    let db = tenantry_testkit::fresh_database().await;
+    let (mut client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    tenantry_public::migrate::migrate_public(&mut client)
+        .await
+        .expect("migrate public");
+    (db, client)
 }
