@@ -45,6 +45,20 @@ fn assert_ok(o: &Output) {
     );
 }
 
+/// Asserts a failure whose stderr contains `needle`.
+#[track_caller]
+fn assert_fails_with(o: &Output, needle: &str) {
+    assert_fails(o);
+    assert!(stderr(o).contains(needle), "{}", stderr(o));
+}
+
+/// A fresh database with the public schema migrated.
+async fn migrated() -> String {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    url
+}
+
 #[track_caller]
 fn assert_fails(o: &Output) {
     assert!(
@@ -163,8 +177,7 @@ async fn tenant_lifecycle_and_migrations() {
 
     // Again: refused without --exists-ok, a no-op with it.
     let o = tenantctl(&url, CREATE);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("taken"), "{}", stderr(&o));
+    assert_fails_with(&o, "taken");
     let o = tenantctl(&url, &with(CREATE, &["--exists-ok"]));
     assert_ok(&o);
     assert!(stdout(&o).contains("already exists"), "{}", stdout(&o));
@@ -228,8 +241,7 @@ async fn tenant_lifecycle_and_migrations() {
     )
     .await;
     let o = tenantctl(&url, &["migrate-schemas", "--check"]);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("acme"), "{}", stderr(&o));
+    assert_fails_with(&o, "acme");
     assert_eq!(
         one::<i32>(&url, "select schema_version from public.companies").await,
         0,
@@ -243,8 +255,7 @@ async fn tenant_lifecycle_and_migrations() {
 
     // Drop: refused without --yes, done with it.
     let o = tenantctl(&url, &["tenant", "drop", "acme"]);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    assert_fails_with(&o, "--yes");
     assert!(schema_exists(&url, "tenant_acme").await);
     assert_eq!(
         one::<i64>(&url, "select count(*) from public.companies").await,
@@ -263,8 +274,7 @@ async fn tenant_lifecycle_and_migrations() {
     );
     // Dropping it again names the problem.
     let o = tenantctl(&url, &["tenant", "drop", "acme", "--yes"]);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("acme"), "{}", stderr(&o));
+    assert_fails_with(&o, "acme");
 }
 
 #[tokio::test]
@@ -272,8 +282,7 @@ async fn tenant_commands_need_a_migrated_public_schema() {
     let url = tenantry_testkit::fresh_database().await.url;
     for args in [CREATE, &["tenant", "list", "--json"][..]] {
         let o = tenantctl(&url, args);
-        assert_fails(&o);
-        assert!(stderr(&o).contains("migrate-schemas"), "{}", stderr(&o));
+        assert_fails_with(&o, "migrate-schemas");
     }
     // `--check` reports and changes nothing either.
     let o = tenantctl(&url, &["migrate-schemas", "--check"]);
@@ -291,27 +300,22 @@ async fn tenant_commands_need_a_migrated_public_schema() {
 
 #[tokio::test]
 async fn bad_input_is_refused_with_the_flag_named() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
 
     let mut bad = CREATE.to_vec();
     bad[5] = "Bad_Slug";
     let o = tenantctl(&url, &bad);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("--slug"), "{}", stderr(&o));
+    assert_fails_with(&o, "--slug");
 
     let mut bad = CREATE.to_vec();
     bad[9] = "short";
     let o = tenantctl(&url, &bad);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("--owner-password"), "{}", stderr(&o));
+    assert_fails_with(&o, "--owner-password");
 
     let o = tenantctl(&url, &["migrate-schemas", "--tenant", "nobody"]);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("nobody"), "{}", stderr(&o));
+    assert_fails_with(&o, "nobody");
     let o = tenantctl(&url, &["migrate-schemas", "--jobs", "0"]);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("--jobs"), "{}", stderr(&o));
+    assert_fails_with(&o, "--jobs");
 
     assert_eq!(
         one::<i64>(&url, "select count(*) from public.companies").await,
@@ -325,13 +329,11 @@ fn a_missing_database_url_is_refused() {
     let o = command(&["migrate-schemas"])
         .output()
         .expect("run tenantctl");
-    assert_fails(&o);
-    assert!(stderr(&o).contains("DATABASE_URL"), "{}", stderr(&o));
+    assert_fails_with(&o, "DATABASE_URL");
     let o = command(&["tenant", "list"])
         .output()
         .expect("run tenantctl");
-    assert_fails(&o);
-    assert!(stderr(&o).contains("DATABASE_URL"), "{}", stderr(&o));
+    assert_fails_with(&o, "DATABASE_URL");
 }
 
 #[test]
@@ -341,18 +343,12 @@ fn an_unreachable_database_is_named_in_the_error() {
         "no_such_database_for_tenantctl",
     );
     let o = tenantctl(&url, &["migrate-schemas"]);
-    assert_fails(&o);
-    assert!(
-        stderr(&o).contains("no_such_database_for_tenantctl"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "no_such_database_for_tenantctl");
 }
 
 #[tokio::test]
 async fn user_deactivate_ends_sessions_and_activate_restores_the_account() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     assert_ok(&tenantctl(&url, CREATE));
     // Two open sessions for the owner.
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -385,12 +381,7 @@ async fn user_deactivate_ends_sessions_and_activate_restores_the_account() {
     assert!(one::<bool>(&url, "select is_active from public.users").await);
 
     let o = tenantctl(&url, &["user", "deactivate", "nobody@acme.test"]);
-    assert_fails(&o);
-    assert!(
-        stderr(&o).contains("no account has the email"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "no account has the email");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,8 +414,7 @@ const SEED: &[&str] = &[
 
 #[tokio::test]
 async fn seed_fills_a_tenant_through_the_domain_and_its_audit_trail() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     create(&url, "acme", "starter");
 
     let o = tenantctl(&url, SEED);
@@ -670,8 +660,7 @@ async fn seed_fills_a_tenant_through_the_domain_and_its_audit_trail() {
 
 /// The [`fingerprint`] of acme seeded with `args` in a fresh database.
 async fn seeded_elsewhere(args: &[&str]) -> String {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     create(&url, "acme", "starter");
     assert_ok(&tenantctl(&url, args));
     fingerprint(&url).await
@@ -679,8 +668,7 @@ async fn seeded_elsewhere(args: &[&str]) -> String {
 
 #[tokio::test]
 async fn seed_refuses_what_the_plan_cannot_hold_and_changes_nothing() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     // Free: at most 5 members and 3 projects.
     create(&url, "acme", "free");
     let nothing_changed = || async {
@@ -691,8 +679,7 @@ async fn seed_refuses_what_the_plan_cannot_hold_and_changes_nothing() {
     };
 
     let o = tenantctl(&url, &["tenant", "seed", "acme", "--members", "5"]);
-    assert_fails(&o);
-    assert!(stderr(&o).contains("max_members"), "{}", stderr(&o));
+    assert_fails_with(&o, "max_members");
     assert!(stderr(&o).contains("at most 5 members"), "{}", stderr(&o));
     assert!(stderr(&o).contains("Nothing was changed"), "{}", stderr(&o));
     nothing_changed().await;
@@ -709,8 +696,7 @@ async fn seed_refuses_what_the_plan_cannot_hold_and_changes_nothing() {
             "4",
         ],
     );
-    assert_fails(&o);
-    assert!(stderr(&o).contains("max_projects"), "{}", stderr(&o));
+    assert_fails_with(&o, "max_projects");
     assert!(stderr(&o).contains("at most 3 projects"), "{}", stderr(&o));
     nothing_changed().await;
 
@@ -746,24 +732,17 @@ async fn seed_refuses_what_the_plan_cannot_hold_and_changes_nothing() {
             "1",
         ],
     );
-    assert_fails(&o);
-    assert!(stderr(&o).contains("max_projects"), "{}", stderr(&o));
+    assert_fails_with(&o, "max_projects");
     assert_eq!(count(&url, "select 1 from tenant_acme.projects").await, 3);
 
     // And an unknown tenant is named.
     let o = tenantctl(&url, &["tenant", "seed", "nobody"]);
-    assert_fails(&o);
-    assert!(
-        stderr(&o).contains("no tenant has the slug nobody"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails_with(&o, "no tenant has the slug nobody");
 }
 
 #[tokio::test]
 async fn seed_again_skips_members_and_adds_projects_unless_if_empty() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     create(&url, "acme", "starter");
     let args = [
         "tenant",
@@ -885,8 +864,7 @@ async fn tasks_for_dev(url: &str, slug: &str) {
 
 #[tokio::test]
 async fn user_deactivate_unassigns_open_tasks_in_every_organization() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     create(&url, "acme", "starter");
     create(&url, "globex", "starter");
     create(&url, "initech", "starter");
@@ -1011,8 +989,7 @@ async fn seed_cleanup_rows(url: &str) {
 
 #[tokio::test]
 async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     seed_cleanup_rows(&url).await;
     let at = "2026-12-06T03:00:00Z";
     let o = run_cleanup(&url, at);
@@ -1119,8 +1096,7 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
 
 #[tokio::test]
 async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_taken_over() {
-    let url = tenantry_testkit::fresh_database().await.url;
-    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let url = migrated().await;
     seed_cleanup_rows(&url).await;
     // Five workers at once: exactly one runs the week.
     let at = "2026-12-06T03:00:00Z";

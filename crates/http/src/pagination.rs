@@ -18,7 +18,7 @@ use std::fmt::Display;
 use std::future::{ready, Ready};
 use utoipa::ToSchema;
 
-use tenantry_tenant::ordering::{Order, SortColumn, SortValue};
+use tenantry_tenant::ordering::{Order, SortColumn, SortValue, Window};
 
 use crate::error::{query_error, ApiError};
 use crate::host::request_host;
@@ -273,6 +273,18 @@ impl<K: Serialize> PageRequest<K> {
     }
 }
 
+impl<I: Copy + Serialize> PageRequest<SortKey<I>> {
+    /// This page as the domain is asked for it, in `order` (400 when the cursor's value does not
+    /// fit the ordering's column).
+    pub fn window<S: SortColumn>(&self, order: Order<S>) -> Result<Window<S, I>, ApiError> {
+        Ok(Window {
+            order,
+            after: self.after().map(|k| sort_position(order, k)).transpose()?,
+            limit: self.limit(),
+        })
+    }
+}
+
 /// A keyset position on the wire for any `ordering=`: the row's sort value as text
 /// ([`SortValue::to_text`]) and its id.
 pub type SortKey<I> = (Option<String>, I);
@@ -284,7 +296,7 @@ pub fn sort_key<I>(value: &SortValue, id: I) -> SortKey<I> {
 
 /// The domain position of a wire position, for a list in `order` (400 when the cursor's value
 /// does not fit the ordering's column).
-pub fn sort_position<S: SortColumn, I: Copy>(
+fn sort_position<S: SortColumn, I: Copy>(
     order: Order<S>,
     key: &SortKey<I>,
 ) -> Result<(SortValue, I), ApiError> {

@@ -8,13 +8,12 @@ use chrono::{DateTime, Utc};
 
 use sha2::{Digest, Sha256};
 use tenantry_public::db::{DbError, OnConstraint};
-use tenantry_public::{CompanyId, Page, UserId};
-use tokio_postgres::Row;
+use tenantry_public::{CompanyId, UserId};
 
 use crate::audit::{Acting, Action, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::{DocumentId, ProjectId};
-use crate::ordering::{Order, SortColumn, SortKind, SortValue};
+use crate::ordering::{Order, SortColumn, SortKind, SortValue, Window};
 use crate::rows;
 use deadpool_postgres::GenericClient;
 
@@ -66,6 +65,8 @@ impl SortColumn for DocumentSort {
 
 /// A document list ordering.
 pub type DocumentOrder = Order<DocumentSort>;
+/// A page of documents as [`list`] is asked for it.
+pub type DocumentWindow = Window<DocumentSort, DocumentId>;
 
 impl Order<DocumentSort> {
     /// The default ordering: newest first.
@@ -91,33 +92,24 @@ pub struct Document {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, project_id, title, kind, filename, content_type, size_bytes, sha256, \
-     created_by, created_at, updated_at";
-
-impl rows::Table for Document {
-    const TABLE: &'static str = "documents";
-    const COLUMNS: &'static str = COLUMNS;
-}
-
-impl TryFrom<&Row> for Document {
-    type Error = DbError;
-
-    fn try_from(row: &Row) -> Result<Self, DbError> {
-        Ok(Self {
-            id: row.try_get(0)?,
-            project_id: row.try_get(1)?,
-            title: row.try_get(2)?,
-            kind: row.try_get(3)?,
-            filename: row.try_get(4)?,
-            content_type: row.try_get(5)?,
-            size_bytes: row.try_get(6)?,
-            sha256: row.try_get(7)?,
-            created_by: row.try_get(8)?,
-            created_at: row.try_get(9)?,
-            updated_at: row.try_get(10)?,
-        })
-    }
-}
+// Deleting a document (`rows::delete`) takes its bytes too: `document_contents` cascades.
+rows::table!(
+    Document, "documents", id: DocumentId, deleted: DocumentDeleted,
+    not_found: DocumentError::NotFound,
+    columns: [
+        id,
+        project_id,
+        title,
+        kind,
+        filename,
+        content_type,
+        size_bytes,
+        sha256,
+        created_by,
+        created_at,
+        updated_at,
+    ]
+);
 
 crate::audit::audited!(Document, "document", id: id, [project_id, title, kind, filename, content_type, size_bytes, sha256]);
 
@@ -266,53 +258,36 @@ pub enum DocumentError {
 /// project that is not this tenant's.
 const PROJECT_FK: &str = "documents_project_id_fkey";
 
-/// One page of the tenant's documents: descriptions only (the bytes stay in
-/// `document_contents`), in `order`, from just past `after` — the previous page's last row.
-pub async fn list(
-    db: &impl TenantDb,
-    filter: &DocumentFilter,
-    order: DocumentOrder,
-    after: Option<&(SortValue, DocumentId)>,
-    limit: i64,
-) -> Result<Page<Document>, DbError> {
-    let (project, organization) = match filter.owner {
-        Some(Owner::Project(p)) => (Some(p), false),
-        Some(Owner::Organization) => (None, true),
-        None => (None, false),
-    };
-    let pattern = filter
-        .search
-        .as_deref()
-        .map(|s| format!("%{}%", escape_like(s)));
-    let (keyset, order_by) = order.keyset_sql(5, 6);
-    let sql = format!(
-        "select {COLUMNS} from documents \
-          where ($1::uuid is null or project_id = $1) \
-            and (not $2 or project_id is null) \
-            and ($3::text is null or kind = $3) \
-            and ($4::text is null or title ilike $4 or filename ilike $4) \
-            and {keyset} \
-          order by {order_by} limit $7"
-    );
-    let keyset = order.keyset_params(after)?;
-    let client = db.client();
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &project,
-                &organization,
-                &filter.kind,
-                &pattern,
-                keyset.value(),
-                keyset.id(),
-                &Page::<Document>::fetch_limit(limit),
-            ],
-        )
-        .await?;
-    Page::from_rows(&rows, limit, |r| Document::try_from(r))
+impl rows::Listed for Document {
+    type Filter = DocumentFilter;
+    type Sort = DocumentSort;
+    const FILTERS: &'static str = FILTERS;
+
+    fn params(filter: &DocumentFilter) -> rows::Params {
+        let (project, organization) = match filter.owner {
+            Some(Owner::Project(p)) => (Some(p), false),
+            Some(Owner::Organization) => (None, true),
+            None => (None, false),
+        };
+        let pattern = filter
+            .search
+            .as_deref()
+            .map(|s| format!("%{}%", escape_like(s)));
+        vec![
+            Box::new(project),
+            Box::new(organization),
+            Box::new(filter.kind),
+            Box::new(pattern),
+        ]
+    }
 }
+
+/// The document filters as SQL, on parameters `$1` to `$4`: the project, organization-only, the
+/// kind and the search pattern.
+const FILTERS: &str = "($1::uuid is null or project_id = $1) \
+    and (not $2 or project_id is null) \
+    and ($3::text is null or kind = $3) \
+    and ($4::text is null or title ilike $4 or filename ilike $4)";
 
 /// `%`, `_` and `\` taken literally in an `ilike` pattern.
 fn escape_like(s: &str) -> String {
@@ -472,7 +447,7 @@ pub async fn update(
         // The storage lock before the row lock, so the size read under it is current.
         lock_storage(&tx).await?;
     }
-    let before = lock(&tx, id).await?;
+    let before = rows::lock::<Document>(&tx, &id).await?;
     if let Some(body) = &patch.body {
         if before.kind != DocumentKind::Note {
             return Err(DocumentError::NotANote);
@@ -518,25 +493,6 @@ pub async fn update(
         .commit(tx, Entry::changed(Action::DocumentUpdated, &before, &after))
         .await?;
     Ok(after)
-}
-
-/// Removes a document with its bytes (`document_contents` cascades) in one transaction; the
-/// `document.deleted` entry keeps its description, and its size stops counting against the plan.
-pub async fn delete(
-    conn: &mut TenantConn,
-    acting: &Acting<'_>,
-    id: DocumentId,
-) -> Result<(), DocumentError> {
-    rows::delete::<Document>(conn, acting, &id, Action::DocumentDeleted)
-        .await?
-        .ok_or(DocumentError::NotFound)
-}
-
-/// Locks one document for a change in `db`'s transaction.
-async fn lock(db: &impl TenantDb, id: DocumentId) -> Result<Document, DocumentError> {
-    rows::lock::<Document>(db, &id)
-        .await?
-        .ok_or(DocumentError::NotFound)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub mod ordering;
 pub mod organization;
 pub mod projects;
 pub mod provision;
-mod rows;
+pub mod rows;
 pub mod statistics;
 pub mod tasks;
 pub mod teams;

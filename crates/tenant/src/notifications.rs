@@ -97,7 +97,7 @@ pub async fn remind(
     link: impl FnOnce(TaskId) -> String,
 ) -> Result<(Reminder, OutboxId), NotificationError> {
     let tx = conn.transaction().await?;
-    let task = rows::lock::<Task>(&tx, &id)
+    let task = rows::try_lock::<Task>(&tx, &id)
         .await?
         .ok_or(NotificationError::NotFound)?;
     if !role.at_least(Role::Admin) && task.created_by != acting.user {

@@ -161,11 +161,7 @@ impl<S: SortColumn> Order<S> {
     pub fn keyset_sql(self, value: usize, id: usize) -> (String, String) {
         let expr = self.sort.expr();
         let ty = self.sort.kind().sql_type();
-        let (dir, cmp) = if self.descending {
-            ("desc", "<")
-        } else {
-            ("asc", ">")
-        };
+        let cmp = if self.descending { "<" } else { ">" };
         let condition = format!(
             "(${id}::uuid is null or case when ${value}::{ty} is null \
                 then ({expr}) is null and id {cmp} ${id} \
@@ -173,7 +169,13 @@ impl<S: SortColumn> Order<S> {
                      or (({expr}) = ${value}::{ty} and id {cmp} ${id}) \
                      or ({expr}) is null end)"
         );
-        (condition, format!("({expr}) {dir} nulls last, id {dir}"))
+        (condition, self.order_by())
+    }
+
+    /// The `order by` list: the column in this direction with nulls last, then the id.
+    pub fn order_by(self) -> String {
+        let dir = if self.descending { "desc" } else { "asc" };
+        format!("({}) {dir} nulls last, id {dir}", self.sort.expr())
     }
 
     /// The two keyset parameters for a page after `after` (the previous page's last row), or
@@ -195,6 +197,27 @@ impl<S: SortColumn> Order<S> {
                 value: Keyed::Owned(SortValue::null(self.sort.kind())),
                 id: None,
             }),
+        }
+    }
+}
+
+/// One page of a list as the domain is asked for it: the ordering, the position it starts after
+/// (the previous page's last row: its sort value and id; `None` for a first page), and how many
+/// rows it holds at most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window<S, I> {
+    pub order: Order<S>,
+    pub after: Option<(SortValue, I)>,
+    pub limit: i64,
+}
+
+impl<S: SortColumn, I> Window<S, I> {
+    /// The first `limit` rows in `order`.
+    pub fn first(order: Order<S>, limit: i64) -> Self {
+        Self {
+            order,
+            after: None,
+            limit,
         }
     }
 }

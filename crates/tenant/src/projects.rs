@@ -3,20 +3,16 @@
 //! its own transaction and writes its audit entry (with before/after) in it.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::Value;
 use tenantry_public::db::{DbError, OnConstraint};
 use tenantry_public::memberships;
-use tenantry_public::{Page, UserId};
-use tokio_postgres::Row;
+use tenantry_public::UserId;
 
 use crate::audit::{Acting, Action, Entry};
 use crate::binding::{TenantConn, TenantDb};
 use crate::ids::ProjectId;
-use crate::ordering::{Order, SortColumn, SortKind, SortValue};
+use crate::ordering::{Order, SortColumn, SortKind, SortValue, Window};
 use crate::rows;
 use deadpool_postgres::GenericClient;
-use futures_util::{Stream, StreamExt};
-use tokio_postgres::types::ToSql;
 
 /// The most characters a project name may have.
 pub const MAX_NAME: usize = 200;
@@ -46,32 +42,20 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The columns every query returns, in the order [`Project::try_from`] reads them.
-pub const COLUMNS: &str =
-    "id, name, description, status, start_date, end_date, owner_id, created_at, updated_at";
-
-impl rows::Table for Project {
-    const TABLE: &'static str = "projects";
-    const COLUMNS: &'static str = COLUMNS;
-}
-
-impl TryFrom<&Row> for Project {
-    type Error = DbError;
-
-    fn try_from(row: &Row) -> Result<Self, DbError> {
-        Ok(Self {
-            id: row.try_get(0)?,
-            name: row.try_get(1)?,
-            description: row.try_get(2)?,
-            status: row.try_get(3)?,
-            start_date: row.try_get(4)?,
-            end_date: row.try_get(5)?,
-            owner_id: row.try_get(6)?,
-            created_at: row.try_get(7)?,
-            updated_at: row.try_get(8)?,
-        })
-    }
-}
+rows::table!(
+    Project, "projects", id: ProjectId, deleted: ProjectDeleted, not_found: ProjectError::NotFound,
+    pub columns: [
+        id,
+        name,
+        description,
+        status,
+        start_date,
+        end_date,
+        owner_id,
+        created_at,
+        updated_at,
+    ]
+);
 
 crate::audit::audited!(Project, "project", id: id, [name, description, status, start_date, end_date, owner_id]);
 
@@ -146,6 +130,8 @@ impl SortColumn for ProjectSort {
 /// A project list ordering; nulls (only `start_date` and `end_date` have them) come last in
 /// both directions.
 pub type ProjectOrder = Order<ProjectSort>;
+/// A page of projects as [`list`] is asked for it.
+pub type ProjectWindow = Window<ProjectSort, ProjectId>;
 
 impl Order<ProjectSort> {
     /// The default ordering: newest first.
@@ -179,45 +165,8 @@ pub struct ProjectFilter {
     pub start_before: Option<NaiveDate>,
 }
 
-/// Lists projects in `order`, filtered, after the keyset position `after` (the sort value and
-/// the id of the previous page's last row). A position whose value does not fit the ordering's
-/// column is the caller's bug, refused as [`DbError::Corrupt`].
-pub async fn list(
-    db: &impl TenantDb,
-    filter: &ProjectFilter,
-    order: ProjectOrder,
-    after: Option<&(SortValue, ProjectId)>,
-    limit: i64,
-) -> Result<Page<Project>, DbError> {
-    let (keyset, order_by) = order.keyset_sql(6, 7);
-    let sql = format!(
-        "select {COLUMNS} from projects where {FILTERS} and {keyset} \
-          order by {order_by} limit $8"
-    );
-    let statuses = statuses(filter);
-    let keyset = order.keyset_params(after)?;
-    let client = db.client();
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &statuses,
-                &filter.owner,
-                &filter.search,
-                &filter.start_after,
-                &filter.start_before,
-                keyset.value(),
-                keyset.id(),
-                &Page::<Project>::fetch_limit(limit),
-            ],
-        )
-        .await?;
-    Page::from_rows(&rows, limit, |r| Project::try_from(r))
-}
-
-/// The project filters as SQL, on parameters `$1` to `$5`: the statuses ([`statuses`]), then
-/// the filter's owner, search, start_after and start_before.
+/// The project filters as SQL, on parameters `$1` to `$5`: the statuses by name (null for any),
+/// then the owner, search, start_after and start_before.
 const FILTERS: &str = "($1::text[] is null or status = any($1)) \
     and ($2::uuid is null or owner_id = $2) \
     and ($3::text is null or strpos(lower(name), lower($3)) > 0 \
@@ -225,51 +174,26 @@ const FILTERS: &str = "($1::text[] is null or status = any($1)) \
     and ($4::date is null or start_date > $4) \
     and ($5::date is null or start_date < $5)";
 
-fn statuses(filter: &ProjectFilter) -> Option<Vec<&'static str>> {
-    (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| s.as_str()).collect())
+impl rows::Listed for Project {
+    type Filter = ProjectFilter;
+    type Sort = ProjectSort;
+    const FILTERS: &'static str = FILTERS;
+
+    fn params(filter: &ProjectFilter) -> rows::Params {
+        let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        vec![
+            Box::new((!statuses.is_empty()).then_some(statuses)),
+            Box::new(filter.owner),
+            Box::new(filter.search.clone()),
+            Box::new(filter.start_after),
+            Box::new(filter.start_before),
+        ]
+    }
 }
 
-/// A project as an export row: the project and its owner's email.
-pub type ExportedProject = (Project, Option<String>);
-
-/// Every project the filter selects, in `order`, as a stream that holds `conn` until it ends
-/// (rows come as the consumer takes them). Audited as `project.exported` with `described`
-/// before the first row is read.
-pub async fn export(
-    mut conn: TenantConn,
-    acting: &Acting<'_>,
-    filter: &ProjectFilter,
-    order: ProjectOrder,
-    described: Value,
-) -> Result<impl Stream<Item = Result<ExportedProject, DbError>> + 'static, DbError> {
-    let tx = conn.transaction().await?;
-    acting
-        .commit(tx, Entry::new(Action::ProjectExported).after(described))
-        .await?;
-    let (_, order_by) = order.keyset_sql(6, 7);
-    // The users subquery exposes `uid` and `email` only, so every other name is the project's.
-    let sql = format!(
-        "select {COLUMNS}, u.email from projects \
-           left join (select id as uid, email from public.users) u on u.uid = owner_id \
-          where {FILTERS} order by {order_by}"
-    );
-    let statuses = statuses(filter);
-    let client = conn.client();
-    let stmt = client.prepare_cached(&sql).await?;
-    let params: [&(dyn ToSql + Sync); 5] = [
-        &statuses,
-        &filter.owner,
-        &filter.search,
-        &filter.start_after,
-        &filter.start_before,
-    ];
-    let rows = client.query_raw(&stmt, params).await?;
-    Ok(rows.map(move |row| {
-        // The connection stays checked out (and bound) while the rows stream.
-        let _bound = &conn;
-        let row = row?;
-        Ok((Project::try_from(&row)?, row.try_get(9)?))
-    }))
+impl rows::Exported for Project {
+    const EXPORTED: Action = Action::ProjectExported;
+    const USER_COLUMN: &'static str = "owner_id";
 }
 
 /// Creates a project owned by the acting member, who joins its team as lead; audited as
@@ -348,13 +272,6 @@ pub async fn get(db: &impl TenantDb, id: ProjectId) -> Result<Option<Project>, D
         .transpose()
 }
 
-/// Locks one project for a change in `db`'s transaction.
-async fn lock(db: &impl TenantDb, id: ProjectId) -> Result<Project, ProjectError> {
-    rows::lock::<Project>(db, &id)
-        .await?
-        .ok_or(ProjectError::NotFound)
-}
-
 /// Applies a patch, audited as `project.updated` with the project before and after.
 pub async fn update(
     conn: &mut TenantConn,
@@ -363,7 +280,7 @@ pub async fn update(
     patch: &ProjectPatch,
 ) -> Result<Project, ProjectError> {
     let tx = conn.transaction().await?;
-    let before = lock(&tx, id).await?;
+    let before = rows::lock::<Project>(&tx, &id).await?;
     let client = tx.client();
     let stmt = client
         .prepare_cached(&format!(
@@ -400,15 +317,4 @@ pub async fn update(
         .commit(tx, Entry::changed(Action::ProjectUpdated, &before, &after))
         .await?;
     Ok(after)
-}
-
-/// Deletes a project, audited as `project.deleted` with the project as it was.
-pub async fn delete(
-    conn: &mut TenantConn,
-    acting: &Acting<'_>,
-    id: ProjectId,
-) -> Result<(), ProjectError> {
-    rows::delete::<Project>(conn, acting, &id, Action::ProjectDeleted)
-        .await?
-        .ok_or(ProjectError::NotFound)
 }

@@ -3,19 +3,15 @@
 //! writes its audit entry in it (the recipe of ARCHITECTURE.md, "Adding a tenant resource").
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tenantry_public::db::{DbError, OnConstraint};
-use tenantry_public::{CompanyId, Page, UserId};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tenantry_public::{CompanyId, UserId};
 
 use crate::audit::{self, Acting, Action, Actor, Entry, Origin};
 use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::ids::{ProjectId, TaskId};
-use crate::ordering::{Order, SortColumn, SortKind, SortValue};
+use crate::ordering::{Order, SortColumn, SortKind, SortValue, Window};
 use crate::rows;
 use deadpool_postgres::GenericClient;
-use futures_util::{Stream, StreamExt};
 
 /// The most characters a task title may have.
 pub const MAX_TITLE: usize = 300;
@@ -67,41 +63,25 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The columns every task query returns, in the order [`Task::try_from`] reads them.
-pub(crate) const COLUMNS: &str =
-    "id, project_id, title, description, status, priority, assignee_id, \
-     created_by, due_at, completed_at, tags, position, created_at, updated_at";
-
-/// How many columns [`COLUMNS`] names.
-pub(crate) const COLUMN_COUNT: usize = 14;
-
-impl rows::Table for Task {
-    const TABLE: &'static str = "tasks";
-    const COLUMNS: &'static str = COLUMNS;
-}
-
-impl TryFrom<&Row> for Task {
-    type Error = DbError;
-
-    fn try_from(row: &Row) -> Result<Self, DbError> {
-        Ok(Self {
-            id: row.try_get(0)?,
-            project_id: row.try_get(1)?,
-            title: row.try_get(2)?,
-            description: row.try_get(3)?,
-            status: row.try_get(4)?,
-            priority: row.try_get(5)?,
-            assignee_id: row.try_get(6)?,
-            created_by: row.try_get(7)?,
-            due_at: row.try_get(8)?,
-            completed_at: row.try_get(9)?,
-            tags: row.try_get(10)?,
-            position: row.try_get(11)?,
-            created_at: row.try_get(12)?,
-            updated_at: row.try_get(13)?,
-        })
-    }
-}
+rows::table!(
+    Task, "tasks", id: TaskId, deleted: TaskDeleted, not_found: TaskError::NotFound,
+    pub(crate) columns: [
+        id,
+        project_id,
+        title,
+        description,
+        status,
+        priority,
+        assignee_id,
+        created_by,
+        due_at,
+        completed_at,
+        tags,
+        position,
+        created_at,
+        updated_at,
+    ]
+);
 
 crate::audit::audited!(Task, "task", id: id, [project_id, title, status, priority, assignee_id, due_at, completed_at, tags, position]);
 
@@ -172,6 +152,8 @@ impl SortColumn for TaskSort {
 
 /// A task list ordering; tasks without a due date come last in both directions.
 pub type TaskOrder = Order<TaskSort>;
+/// A page of tasks as [`list`] is asked for it.
+pub type TaskWindow = Window<TaskSort, TaskId>;
 
 impl Order<TaskSort> {
     /// The default ordering: newest first.
@@ -253,68 +235,7 @@ pub enum TaskError {
 /// The foreign key from a task to its project (tenant migration V5).
 const PROJECT_FK: &str = "tasks_project_id_fkey";
 
-/// Lists tasks in `order`, filtered, after the keyset position `after` (the sort value and the
-/// id of the previous page's last row).
-pub async fn list(
-    db: &impl TenantDb,
-    filter: &TaskFilter,
-    order: TaskOrder,
-    after: Option<&(SortValue, TaskId)>,
-    limit: i64,
-) -> Result<Page<Task>, DbError> {
-    let (keyset, order_by) = order.keyset_sql(11, 12);
-    let sql = format!(
-        "select {COLUMNS} from tasks where {FILTERS} and {keyset} order by {order_by} limit $13"
-    );
-    let keyset = order.keyset_params(after)?;
-    let filter = FilterParams::of(filter);
-    let client = db.client();
-    let stmt = client.prepare_cached(&sql).await?;
-    let mut params = filter.params();
-    let fetch = Page::<Task>::fetch_limit(limit);
-    params.extend([keyset.value(), keyset.id(), &fetch]);
-    let rows = client.query(&stmt, &params).await?;
-    Page::from_rows(&rows, limit, |r| Task::try_from(r))
-}
-
-/// A task as an export row: the task and its assignee's email.
-pub type ExportedTask = (Task, Option<String>);
-
-/// Every task the filter selects, in `order`, as a stream that holds `conn` until it ends, so
-/// the rows come from PostgreSQL as the consumer takes them (an export never holds them all).
-/// The export is audited as `task.exported` with `described` (the filters, as the caller names
-/// them) before the first row is read.
-pub async fn export(
-    mut conn: TenantConn,
-    acting: &Acting<'_>,
-    filter: &TaskFilter,
-    order: TaskOrder,
-    described: Value,
-) -> Result<impl Stream<Item = Result<ExportedTask, DbError>> + 'static, DbError> {
-    let tx = conn.transaction().await?;
-    acting
-        .commit(tx, Entry::new(Action::TaskExported).after(described))
-        .await?;
-    let (_, order_by) = order.keyset_sql(11, 12);
-    // The users subquery exposes `uid` and `email` only, so every other column name is the task's.
-    let sql = format!(
-        "select {COLUMNS}, u.email from tasks \
-           left join (select id as uid, email from public.users) u on u.uid = assignee_id \
-          where {FILTERS} order by {order_by}"
-    );
-    let params = FilterParams::of(filter);
-    let client = conn.client();
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query_raw(&stmt, params.params()).await?;
-    Ok(rows.map(move |row| {
-        // The connection stays checked out (and bound) while the rows stream.
-        let _bound = &conn;
-        let row = row?;
-        Ok((Task::try_from(&row)?, row.try_get(COLUMN_COUNT)?))
-    }))
-}
-
-/// The task filters as SQL, on parameters `$1` to `$10` ([`FilterParams::params`]).
+/// The task filters as SQL, on parameters `$1` to `$10` (`rows::Listed::params`).
 const FILTERS: &str = "($1::uuid is null or project_id = $1) \
     and ($2::text[] is null or status = any($2)) \
     and ($3::text[] is null or priority = any($3)) \
@@ -327,46 +248,38 @@ const FILTERS: &str = "($1::uuid is null or project_id = $1) \
     and ($10::text is null or strpos(lower(title), lower($10)) > 0 \
          or strpos(lower(description), lower($10)) > 0)";
 
-/// A [`TaskFilter`] as the parameters of [`FILTERS`].
-struct FilterParams<'a> {
-    filter: &'a TaskFilter,
-    assignee: Option<UserId>,
-    unassigned: bool,
-    statuses: Option<Vec<&'static str>>,
-    priorities: Option<Vec<&'static str>>,
-}
+impl rows::Listed for Task {
+    type Filter = TaskFilter;
+    type Sort = TaskSort;
+    const FILTERS: &'static str = FILTERS;
 
-impl<'a> FilterParams<'a> {
-    fn of(filter: &'a TaskFilter) -> Self {
+    fn params(filter: &TaskFilter) -> rows::Params {
         let (assignee, unassigned) = match filter.assignee {
             Some(Assignee::User(u)) => (Some(u), false),
             Some(Assignee::Nobody) => (None, true),
             None => (None, false),
         };
         let names = |v: Vec<&'static str>| (!v.is_empty()).then_some(v);
-        Self {
-            filter,
-            assignee,
-            unassigned,
-            statuses: names(filter.statuses.iter().map(|s| s.as_str()).collect()),
-            priorities: names(filter.priorities.iter().map(|p| p.as_str()).collect()),
-        }
-    }
-
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
-            &self.filter.project,
-            &self.statuses,
-            &self.priorities,
-            &self.assignee,
-            &self.unassigned,
-            &self.filter.due_before,
-            &self.filter.due_after,
-            &self.filter.overdue,
-            &self.filter.tag,
-            &self.filter.search,
+            Box::new(filter.project),
+            Box::new(names(filter.statuses.iter().map(|s| s.as_str()).collect())),
+            Box::new(names(
+                filter.priorities.iter().map(|p| p.as_str()).collect(),
+            )),
+            Box::new(assignee),
+            Box::new(unassigned),
+            Box::new(filter.due_before),
+            Box::new(filter.due_after),
+            Box::new(filter.overdue),
+            Box::new(filter.tag.clone()),
+            Box::new(filter.search.clone()),
         ]
     }
+}
+
+impl rows::Exported for Task {
+    const EXPORTED: Action = Action::TaskExported;
+    const USER_COLUMN: &'static str = "assignee_id";
 }
 
 pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError> {
@@ -517,7 +430,7 @@ async fn change(
     unchanged: impl FnOnce(&Task) -> Result<bool, TaskError>,
 ) -> Result<Task, TaskError> {
     let tx = conn.transaction().await?;
-    let before = lock(&tx, id).await?;
+    let before = rows::lock::<Task>(&tx, &id).await?;
     if let Some(assignee) = patch.assignee_id {
         check_assignee(&tx, acting.company, assignee).await?;
         check_on_team(&tx, before.project_id, assignee).await?;
@@ -571,24 +484,6 @@ async fn apply(db: &impl TenantDb, id: TaskId, patch: &TaskPatch) -> Result<Task
         .await
         .map_err(DbError::from)?;
     Ok(Task::try_from(&row)?)
-}
-
-/// Deletes a task, audited as `task.deleted` with the task as it was.
-pub async fn delete(
-    conn: &mut TenantConn,
-    acting: &Acting<'_>,
-    id: TaskId,
-) -> Result<(), TaskError> {
-    rows::delete::<Task>(conn, acting, &id, Action::TaskDeleted)
-        .await?
-        .ok_or(TaskError::NotFound)
-}
-
-/// Locks one task for a change in `db`'s transaction.
-async fn lock(db: &impl TenantDb, id: TaskId) -> Result<Task, TaskError> {
-    rows::lock::<Task>(db, &id)
-        .await?
-        .ok_or(TaskError::NotFound)
 }
 
 /// Unassigns `user`'s open tasks (not done or cancelled) — in `project`, or in every project —

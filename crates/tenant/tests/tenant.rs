@@ -16,10 +16,12 @@ use tenantry_public::Origin;
 use tenantry_public::{DomainName, Email, Password, Slug};
 use tenantry_tenant::audit::{Acting, Actor};
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, RunError, Summary};
-use tenantry_tenant::projects::{self, NewProject, ProjectStatus};
+use tenantry_tenant::ordering::Window;
+use tenantry_tenant::projects::{self, NewProject, Project, ProjectStatus};
 use tenantry_tenant::provision::{
     drop_tenant, provision, NewTenant, Owner, ProvisionError, Provisioned,
 };
+use tenantry_tenant::rows;
 use tenantry_tenant::{tenant_head, ProjectId, TenantConn, TenantDb};
 
 // ---------------------------------------------------------------------------------------------
@@ -306,12 +308,10 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
         // ... and the connection still serves a tenant afterwards.
         let conn = TenantConn::acquire(&env.db, &s).await.unwrap();
         assert_eq!(bound_path(&conn).await, ("\"tenant_acme\"".into(), pid));
-        assert!(projects::list(
+        assert!(rows::page::<Project>(
             &conn,
             &Default::default(),
-            projects::ProjectOrder::NEWEST,
-            None,
-            10
+            &Window::first(projects::ProjectOrder::NEWEST, 10)
         )
         .await
         .unwrap()
@@ -326,12 +326,10 @@ async fn no_way_of_ending_a_handle_leaks_its_search_path() {
         let name = insert_project(&tx, &t, "rolled back").await;
         assert_eq!(name, "rolled back");
         assert_eq!(
-            projects::list(
+            rows::page::<Project>(
                 &tx,
                 &Default::default(),
-                projects::ProjectOrder::NEWEST,
-                None,
-                10
+                &Window::first(projects::ProjectOrder::NEWEST, 10)
             )
             .await
             .unwrap()
@@ -394,12 +392,10 @@ async fn a_bound_connection_sees_only_its_schema() {
                 (format!("\"tenant_t{i:02}\""), pid),
                 "round {round}"
             );
-            let names: Vec<String> = projects::list(
+            let names: Vec<String> = rows::page::<Project>(
                 &conn,
                 &Default::default(),
-                projects::ProjectOrder::NEWEST,
-                None,
-                100,
+                &Window::first(projects::ProjectOrder::NEWEST, 100),
             )
             .await
             .unwrap()
@@ -1035,12 +1031,10 @@ async fn drop_tenant_removes_everything() {
     let conn = TenantConn::acquire(&env.db, &again.company.schema_name)
         .await
         .unwrap();
-    assert!(projects::list(
+    assert!(rows::page::<Project>(
         &conn,
         &Default::default(),
-        projects::ProjectOrder::NEWEST,
-        None,
-        10
+        &Window::first(projects::ProjectOrder::NEWEST, 10)
     )
     .await
     .unwrap()

@@ -17,7 +17,7 @@ use tenantry_tenant::documents::{
     self, sanitise_filename, Content, Document, DocumentFilter, DocumentKind, DocumentOrder,
     DocumentPatch, DocumentSort, NewDocument, Owner, MAX_NOTE_BYTES, MAX_TITLE,
 };
-use tenantry_tenant::{DocumentId, ProjectId};
+use tenantry_tenant::{rows, DocumentId, ProjectId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
@@ -389,12 +389,9 @@ pub async fn list(
     cx.require(Permission::ContentRead)?;
     let (filter, ordering) = filter(&query)?;
     let page = paging.request::<SortKey<DocumentId>>(list_query(&filter, ordering))?;
-    let after = page
-        .after()
-        .map(|k| pagination::sort_position(ordering, k))
-        .transpose()?;
+    let window = page.window(ordering)?;
     let conn = cx.bound().await?;
-    let found = documents::list(&conn, &filter, ordering, after.as_ref(), page.limit()).await?;
+    let found = rows::page::<Document>(&conn, &filter, &window).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(
         found,
@@ -489,7 +486,7 @@ pub async fn delete(
     id: web::Path<DocumentId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::ContentWrite).await?;
-    documents::delete(&mut conn, &cx.acting(), *id).await?;
+    rows::delete::<Document>(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

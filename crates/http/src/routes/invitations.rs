@@ -124,7 +124,6 @@ pub struct AcceptedView {
     responses((status = 201, body = InvitationView),
               (status = 403, description = "Not admin, or a role above the caller's or owner"),
               (status = 409, description = "Already a member, or an invitation is pending for this email"),
-              (status = 422, description = "Invalid values"),
               (status = 429, description = "Too many invitations to this address, or from this organization, this hour; see Retry-After")))]
 pub async fn create(
     cx: TenantRequest,

@@ -115,8 +115,7 @@ pub struct UpdateMe {
 /// Changes the caller's display name.
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "account", request_body = UpdateMe,
     security(("bearer" = [])),
-    responses((status = 200, body = MeView),
-              (status = 422, description = "Invalid values")))]
+    responses((status = 200, body = MeView)))]
 pub async fn update(
     caller: Caller,
     state: web::Data<AppState>,

@@ -11,7 +11,7 @@ use tenantry_tenant::projects::{
     self, NewProject, Project, ProjectFilter, ProjectOrder, ProjectPatch, ProjectStatus,
     MAX_DESCRIPTION, MAX_NAME,
 };
-use tenantry_tenant::ProjectId;
+use tenantry_tenant::{rows, ProjectId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
@@ -325,12 +325,9 @@ pub async fn list(
     cx.require(Permission::ContentRead)?;
     let (filter, order) = list_request(req.query_string())?;
     let page = paging.request::<SortKey<ProjectId>>(list_query(&filter, order))?;
-    let after = page
-        .after()
-        .map(|k| pagination::sort_position(order, k))
-        .transpose()?;
+    let window = page.window(order)?;
     let conn = cx.bound().await?;
-    let found = projects::list(&conn, &filter, order, after.as_ref(), page.limit()).await?;
+    let found = rows::page::<Project>(&conn, &filter, &window).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(
         found,
@@ -368,7 +365,7 @@ pub async fn export(cx: TenantRequest, req: HttpRequest) -> Result<HttpResponse,
     let (filter, order) = list_request(req.query_string())?;
     let described = list_query(&filter, order).describe();
     let conn = cx.bound().await?;
-    let rows = projects::export(conn, &cx.acting(), &filter, order, described).await?;
+    let rows = rows::export::<Project>(conn, &cx.acting(), &filter, order, described).await?;
     let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok(crate::export::respond(
         "projects",
@@ -393,8 +390,7 @@ pub async fn export(cx: TenantRequest, req: HttpRequest) -> Result<HttpResponse,
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = ProjectView),
-              (status = 403, description = "Viewer, or the plan's `max_projects` is reached (`type` ends in `plan-limit`)"),
-              (status = 422, description = "Invalid values")))]
+              (status = 403, description = "Viewer, or the plan's `max_projects` is reached (`type` ends in `plan-limit`)")))]
 pub async fn create(
     cx: TenantRequest,
     body: web::Json<CreateProject>,
@@ -424,8 +420,7 @@ pub async fn get(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResp
     params(("id" = Uuid, Path, description = "Project id")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ProjectView),
               (status = 403, description = "Viewer"),
-              (status = 404, description = "No such project in this organization"),
-              (status = 422, description = "Invalid values")))]
+              (status = 404, description = "No such project in this organization")))]
 pub async fn update(
     cx: TenantRequest,
     id: web::Path<ProjectId>,
@@ -446,6 +441,6 @@ pub async fn update(
               (status = 404, description = "No such project in this organization")))]
 pub async fn delete(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::ContentWrite).await?;
-    projects::delete(&mut conn, &cx.acting(), *id).await?;
+    rows::delete::<Project>(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

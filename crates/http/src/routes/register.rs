@@ -135,7 +135,6 @@ pub struct CompanyView {
     responses((status = 201, body = CompanyView, description = "The company is ready to use"),
               (status = 403, description = "A token for an organization rather than an account token"),
               (status = 409, description = "Slug or domain taken, or the owner email belongs to an account (sign in and sign up with its account token)"),
-              (status = 422, description = "Invalid values"),
               (status = 429, description = "Too many sign-ups from this address or in all; see Retry-After")))]
 pub async fn register(
     _: PublicHost,

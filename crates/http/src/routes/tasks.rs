@@ -13,7 +13,7 @@ use tenantry_tenant::tasks::{
     self, Assignee, NewTask, Task, TaskFilter, TaskOrder, TaskPatch, TaskPriority, TaskSort,
     TaskStatus, MAX_DESCRIPTION, MAX_TAG, MAX_TAGS, MAX_TITLE,
 };
-use tenantry_tenant::{ProjectId, TaskId};
+use tenantry_tenant::{rows, ProjectId, TaskId};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
@@ -431,12 +431,9 @@ async fn list_in(
     let (filter, order) = list_request(query, cx.user.user_id, scope)?;
     let page =
         paging.request::<SortKey<TaskId>>(list_query(&filter, order, scope.default_order()))?;
-    let after = page
-        .after()
-        .map(|k| pagination::sort_position(order, k))
-        .transpose()?;
+    let window = page.window(order)?;
     let conn = cx.bound().await?;
-    let found = tasks::list(&conn, &filter, order, after.as_ref(), page.limit()).await?;
+    let found = rows::page::<Task>(&conn, &filter, &window).await?;
     // An empty page of a project's tasks: is there such a project at all?
     if let (Scope::Project(id), true) = (scope, found.items.is_empty()) {
         projects::get(&conn, id).await?.ok_or(ApiError::NotFound)?;
@@ -487,7 +484,7 @@ pub async fn export(
     let (filter, order) = list_request(&query, cx.user.user_id, Scope::All)?;
     let described = list_query(&filter, order, TaskOrder::NEWEST).describe();
     let conn = cx.bound().await?;
-    let rows = tasks::export(conn, &cx.acting(), &filter, order, described).await?;
+    let rows = rows::export::<Task>(conn, &cx.acting(), &filter, order, described).await?;
     Ok(crate::export::respond(
         "tasks",
         &EXPORT_HEADER,
@@ -635,7 +632,7 @@ async fn set_done(cx: TenantRequest, id: TaskId, done: bool) -> Result<HttpRespo
               (status = 404, description = "No such task in this organization")))]
 pub async fn delete(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
     let mut conn = cx.connect(Permission::ContentWrite).await?;
-    tasks::delete(&mut conn, &cx.acting(), *id).await?;
+    rows::delete::<Task>(&mut conn, &cx.acting(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -48,8 +48,7 @@ const UNPROVEN: &str = "this account's email address is not verified, and the ac
     responses((status = 200, body = TokenResponse),
               (status = 401, description = "Wrong credentials, or not a member here"),
               (status = 403, description = "Right password, but the account's email address is not verified and the account was created in another organization"),
-              (status = 429, description = "Too many failed logins for this account or from this address; see Retry-After"),
-              (status = 422, description = "Missing fields")))]
+              (status = 429, description = "Too many failed logins for this account or from this address; see Retry-After")))]
 pub async fn token(
     host: HostKind,
     state: web::Data<AppState>,

@@ -42,11 +42,7 @@ async fn a_key_is_shown_once_stored_hashed_and_works_with_its_role() {
     assert_eq!(clear, 0, "the secret is nowhere in the row");
 
     // The list never shows the key.
-    let list = expect_json(
-        app.get(&t.host, "/api/v1/api-keys", Some(&t.token)).await,
-        200,
-    )
-    .await;
+    let list = app.get_json(&t, "/api/v1/api-keys", 200).await;
     assert_eq!(list["results"].as_array().unwrap().len(), 1);
     assert_eq!(list["results"][0]["prefix"], prefix.as_str());
     assert!(list["results"][0].get("key").is_none());
@@ -206,12 +202,7 @@ async fn revoked_expired_malformed_and_foreign_keys_are_refused() {
     );
     problem(projects(&acme.host, &key).await, 401).await;
     problem(app.delete(&acme.host, &revoke, &acme.token).await, 404).await;
-    let list = expect_json(
-        app.get(&acme.host, "/api/v1/api-keys", Some(&acme.token))
-            .await,
-        200,
-    )
-    .await;
+    let list = app.get_json(&acme, "/api/v1/api-keys", 200).await;
     assert!(!list.to_string().contains(&id));
     // Another tenant cannot revoke acme's key by id.
     let live = app.create_key(&acme.host, &acme.token, "viewer").await;

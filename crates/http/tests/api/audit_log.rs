@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 async fn page(app: &TestApp, t: &TestTenant, query: &str) -> Value {
     let path = format!("/api/v1/audit-log{query}");
-    expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await
+    app.get_json(t, &path, 200).await
 }
 
 fn actions(page: &Value) -> Vec<String> {
@@ -140,7 +140,7 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
     let mut walked = Vec::new();
     let mut url = "/api/v1/audit-log?limit=3".to_owned();
     for _ in 0..50 {
-        let p = expect_json(app.get(&t.host, &url, Some(&t.token)).await, 200).await;
+        let p = app.get_json(&t, &url, 200).await;
         let results = p["results"].as_array().unwrap();
         assert!(results.len() <= 3);
         walked.extend(results.iter().map(|e| e["id"].as_i64().unwrap()));
@@ -166,7 +166,7 @@ async fn what_the_api_does_is_in_the_trail_with_filters_and_pages() {
         ("?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", 422),
     ] {
         let path = format!("/api/v1/audit-log{query}");
-        problem(app.get(&t.host, &path, Some(&t.token)).await, status).await;
+        problem(app.get_as(&t, &path).await, status).await;
     }
 }
 

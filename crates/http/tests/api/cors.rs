@@ -132,7 +132,7 @@ async fn allowed_origins_are_echoed_and_lookalikes_get_no_cors_headers() {
         // The answer depends on Origin, so caches must keep it apart from allowed ones.
         assert!(varies_on_origin(&r), "{origin}");
     }
-    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    let r = app.get_as(&t, "/api/v1/projects").await;
     assert_eq!(cors_headers(&r), Vec::<String>::new(), "no Origin");
 }
 

@@ -77,9 +77,7 @@ fn path_of(doc: &Value) -> String {
 #[tokio::test]
 async fn documents_notes_round_trip_with_content_and_audit() {
     let (app, t) = spawn_tenant("acme").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     let body = "# Plan\n\nShip it, \"soon\".\n";
     let r = note(
         &app,
@@ -108,12 +106,9 @@ async fn documents_notes_round_trip_with_content_and_audit() {
         "content never passes through JSON"
     );
 
-    let r = app.get(&t.host, &path, Some(&t.token)).await;
-    assert_eq!(expect_json(r, 200).await["title"], "Launch plan");
+    assert_eq!(app.get_json(&t, &path, 200).await["title"], "Launch plan");
 
-    let r = app
-        .get(&t.host, &format!("{path}/content"), Some(&t.token))
-        .await;
+    let r = app.get_as(&t, &format!("{path}/content")).await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["content-type"], "text/markdown; charset=utf-8");
@@ -143,9 +138,7 @@ async fn documents_notes_round_trip_with_content_and_audit() {
     assert!(patched["project_id"].is_null());
     assert_eq!(patched["size_bytes"], 2);
     assert_eq!(patched["sha256"], hex_sha256(b"v2"));
-    let r = app
-        .get(&t.host, &format!("{path}/content"), Some(&t.token))
-        .await;
+    let r = app.get_as(&t, &format!("{path}/content")).await;
     assert_eq!(r.text().await.unwrap(), "v2");
     let (before, after) = app.audit_change("tenant_acme", "document.updated").await;
     assert_eq!(
@@ -155,11 +148,9 @@ async fn documents_notes_round_trip_with_content_and_audit() {
 
     let r = app.delete(&t.host, &path, &t.token).await;
     assert_eq!(r.status(), 204);
-    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    let r = app.get_as(&t, &path).await;
     expect_problem(r, 404, "").await;
-    let r = app
-        .get(&t.host, &format!("{path}/content"), Some(&t.token))
-        .await;
+    let r = app.get_as(&t, &format!("{path}/content")).await;
     expect_problem(r, 404, "").await;
     assert_eq!(stored(&app, "tenant_acme").await, (0, 0));
     for action in ["document.created", "document.updated", "document.deleted"] {
@@ -197,7 +188,7 @@ async fn documents_file_upload_sniffs_sanitises_and_downloads_with_etag() {
     );
     let content = format!("{}/content", path_of(&doc));
 
-    let r = app.get(&t.host, &content, Some(&t.token)).await;
+    let r = app.get_as(&t, &content).await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["content-type"], "image/png");
@@ -330,13 +321,7 @@ async fn documents_bad_input_is_a_problem_and_stores_nothing() {
         .unwrap();
     assert!(matches!(r.status().as_u16(), 400 | 422), "{}", r.status());
     for query in ["kind=pdf", "ordering=name", "project=nope"] {
-        let r = app
-            .get(
-                &t.host,
-                &format!("/api/v1/documents?{query}"),
-                Some(&t.token),
-            )
-            .await;
+        let r = app.get_as(&t, &format!("/api/v1/documents?{query}")).await;
         expect_problem(r, 400, query.split('=').next().unwrap()).await;
     }
     assert_eq!(stored(&app, "tenant_acme").await, (0, 0));
@@ -433,9 +418,7 @@ async fn documents_past_the_plan_storage_are_403_plan_limit_and_store_nothing() 
 #[tokio::test]
 async fn documents_list_filters_orderings_and_pages() {
     let (app, t) = spawn_tenant("acme").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     let b = expect_json(
         note(
             &app,
@@ -467,12 +450,7 @@ async fn documents_list_filters_orderings_and_pages() {
     let ids = |page: &Value| column(page, "id");
     let list = |q: &'static str| {
         let (app, t) = (&app, &t);
-        async move {
-            let r = app
-                .get(&t.host, &format!("/api/v1/documents{q}"), Some(&t.token))
-                .await;
-            expect_json(r, 200).await
-        }
+        async move { app.get_json(t, &format!("/api/v1/documents{q}"), 200).await }
     };
     let id = |d: &Value| d["id"].as_str().unwrap().to_owned();
 
@@ -502,11 +480,7 @@ async fn documents_list_filters_orderings_and_pages() {
     assert_eq!(ids(&list("?kind=note").await), [id(&a), id(&b)]);
     assert_eq!(ids(&list("?project=none").await), [id(&c), id(&a)]);
     let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/documents?project={project}"),
-            Some(&t.token),
-        )
+        .get_as(&t, &format!("/api/v1/documents?project={project}"))
         .await;
     assert_eq!(ids(&expect_json(r, 200).await), [id(&b)]);
     assert_eq!(
@@ -524,7 +498,7 @@ async fn documents_list_filters_orderings_and_pages() {
     let mut seen = Vec::new();
     let mut next = Some("/api/v1/documents?ordering=title&kind=note&limit=1".to_owned());
     while let Some(path) = next {
-        let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+        let page = app.get_json(&t, &path, 200).await;
         seen.extend(ids(&page));
         next = page["next"].as_str().map(|n| {
             assert!(
@@ -536,14 +510,9 @@ async fn documents_list_filters_orderings_and_pages() {
     }
     assert_eq!(seen, [id(&a), id(&b)]);
     // A cursor of one ordering is refused for another.
-    let r = app
-        .get(
-            &t.host,
-            "/api/v1/documents?ordering=title&limit=1",
-            Some(&t.token),
-        )
+    let page = app
+        .get_json(&t, "/api/v1/documents?ordering=title&limit=1", 200)
         .await;
-    let page = expect_json(r, 200).await;
     let cursor = page["next"]
         .as_str()
         .unwrap()
@@ -552,10 +521,9 @@ async fn documents_list_filters_orderings_and_pages() {
         .unwrap()
         .to_owned();
     let r = app
-        .get(
-            &t.host,
+        .get_as(
+            &t,
             &format!("/api/v1/documents?ordering=size&cursor={cursor}"),
-            Some(&t.token),
         )
         .await;
     expect_problem(r, 400, "cursor").await;
@@ -565,9 +533,7 @@ async fn documents_list_filters_orderings_and_pages() {
 async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
     let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let project = app
-        .create_project(&a.host, &a.token, json!({"name": "Secret"}))
-        .await;
+    let project = app.project(&a, "Secret").await;
     let doc = expect_json(
         note(
             &app,
@@ -596,15 +562,7 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
             .await;
         expect_problem(r, 404, "").await;
     }
-    assert!(column(
-        &expect_json(
-            app.get(&b.host, "/api/v1/documents", Some(&b.token)).await,
-            200
-        )
-        .await,
-        "id"
-    )
-    .is_empty());
+    assert!(column(&app.get_json(&b, "/api/v1/documents", 200).await, "id").is_empty());
     // Another tenant's project is no project here.
     let r = note(&app, &b, json!({"title": "x", "project_id": project})).await;
     expect_field_error(r, "project_id", "not a project of this organization").await;
@@ -619,8 +577,7 @@ async fn documents_of_another_tenant_are_unknown_here_and_untouched() {
     .await;
     expect_field_error(r, "project_id", "not a project of this organization").await;
     // And the document in its own tenant is as it was.
-    let r = app.get(&a.host, &path, Some(&a.token)).await;
-    assert_eq!(expect_json(r, 200).await["title"], "Secret");
+    assert_eq!(app.get_json(&a, &path, 200).await["title"], "Secret");
     assert_eq!(stored(&app, "tenant_globex").await, (0, 0));
     assert_eq!(
         app.audit_count("tenant_globex", "document.created").await,

@@ -514,9 +514,7 @@ async fn password_reset_requests_are_capped_per_organization() {
 async fn task_reminder_reaches_the_assignee_once_with_a_link_to_the_task() {
     let (smtp, app, worker) = with_smtp().await;
     let t = app.tenant("acme").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     let body = json!({"project_id": project, "title": "Ship it", "assignee_id": t.owner_id,
                       "due_at": "2026-12-24T12:00:00Z"});
     let r = app

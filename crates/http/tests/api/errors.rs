@@ -51,9 +51,7 @@ async fn unknown_paths_and_methods() {
         .await;
     problem(r, 405).await;
     // An id that is not a UUID names nothing.
-    let r = app
-        .get(&t.host, "/api/v1/projects/not-a-uuid", Some(&t.token))
-        .await;
+    let r = app.get_as(&t, "/api/v1/projects/not-a-uuid").await;
     problem(r, 404).await;
 }
 
@@ -62,7 +60,7 @@ async fn no_sql_or_schema_names_in_error_bodies() {
     let (app, t) = spawn_tenant("acme").await;
     // Make the tenant's table vanish behind the server's back: the answer is a generic 503.
     app.sql("drop table tenant_acme.projects cascade").await;
-    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    let r = app.get_as(&t, "/api/v1/projects").await;
     assert!(r.headers().get("retry-after").is_some());
     let p = problem(r, 503).await;
     let text = p.to_string();
@@ -77,10 +75,7 @@ async fn no_sql_or_schema_names_in_error_bodies() {
 async fn security_headers_and_no_store_on_every_answer() {
     let (app, t) = spawn_tenant("acme").await;
     let answers = [
-        (
-            "api 200",
-            app.get(&t.host, "/api/v1/projects", Some(&t.token)).await,
-        ),
+        ("api 200", app.get_as(&t, "/api/v1/projects").await),
         ("api 401", app.get(&t.host, "/api/v1/projects", None).await),
         (
             "api 404 host",

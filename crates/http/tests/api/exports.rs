@@ -49,9 +49,7 @@ async fn export(app: &TestApp, t: &TestTenant, token: &str, path: &str) -> reqwe
 #[tokio::test]
 async fn tasks_export_streams_quoted_neutralised_csv_with_the_lists_filters() {
     let (app, t) = spawn_tenant("acme").await;
-    let p = app
-        .create_project(&t.host, &t.token, json!({"name": "P"}))
-        .await;
+    let p = app.project(&t, "P").await;
     for (title, status, description) in [
         ("=HYPERLINK(\"http://evil\")", "todo", "plain"),
         ("a, b and \"c\"", "done", "two\nlines"),
@@ -131,11 +129,7 @@ async fn tasks_export_streams_quoted_neutralised_csv_with_the_lists_filters() {
 
     // The list's filters apply; format=csv needs no Accept.
     let r = app
-        .get(
-            &t.host,
-            "/api/v1/tasks/export?format=csv&status=done",
-            Some(&t.token),
-        )
+        .get_as(&t, "/api/v1/tasks/export?format=csv&status=done")
         .await;
     assert_eq!(r.status(), 200);
     let records = parse_csv(&r.text().await.unwrap());
@@ -161,13 +155,9 @@ async fn tasks_export_streams_quoted_neutralised_csv_with_the_lists_filters() {
     );
 
     // Bad requests: nothing audited.
-    let r = app
-        .get(&t.host, "/api/v1/tasks/export?format=xlsx", Some(&t.token))
-        .await;
+    let r = app.get_as(&t, "/api/v1/tasks/export?format=xlsx").await;
     expect_problem(r, 400, "format").await;
-    let r = app
-        .get(&t.host, "/api/v1/tasks/export?status=open", Some(&t.token))
-        .await;
+    let r = app.get_as(&t, "/api/v1/tasks/export?status=open").await;
     expect_problem(r, 400, "status").await;
     let r = app
         .request(Method::GET, &t.host, "/api/v1/tasks/export")
@@ -227,11 +217,7 @@ async fn projects_export_streams_the_filtered_projects() {
     assert!(records.iter().any(|r| r[1] == "Beta, the sequel"));
     assert_eq!(app.audit_count("tenant_acme", "project.exported").await, 2);
     let r = app
-        .get(
-            &t.host,
-            "/api/v1/projects/export?ordering=size",
-            Some(&t.token),
-        )
+        .get_as(&t, "/api/v1/projects/export?ordering=size")
         .await;
     expect_problem(r, 400, "ordering").await;
 }

@@ -130,6 +130,16 @@ impl TestApp {
         r.send().await.expect("request")
     }
 
+    /// `GET path` on the tenant's host with its owner's token.
+    pub async fn get_as(&self, t: &TestTenant, path: &str) -> Response {
+        self.get(&t.host, path, Some(&t.token)).await
+    }
+
+    /// `GET path` as [`Self::get_as`], asserting the status; the JSON body.
+    pub async fn get_json(&self, t: &TestTenant, path: &str, status: u16) -> Value {
+        expect_json(self.get_as(t, path).await, status).await
+    }
+
     pub async fn send_json(
         &self,
         method: Method,
@@ -191,6 +201,11 @@ impl TestApp {
             .nth(1)
             .expect("a token in the link")
             .to_owned()
+    }
+
+    /// The status of a login as `t`'s owner with `password`.
+    pub async fn owner_login(&self, t: &TestTenant, password: &str) -> reqwest::StatusCode {
+        self.login(&t.host, &t.owner_email, password).await.status()
     }
 
     pub async fn login(&self, host: &str, email: &str, password: &str) -> Response {
@@ -380,6 +395,12 @@ impl TestApp {
     }
 
     /// Creates a project (201) and returns its id.
+    /// A new project of `t` named `name` (created by its owner); its id.
+    pub async fn project(&self, t: &TestTenant, name: &str) -> String {
+        self.create_project(&t.host, &t.token, serde_json::json!({ "name": name }))
+            .await
+    }
+
     pub async fn create_project(&self, host: &str, token: &str, body: Value) -> String {
         let b = expect_json(self.post_project(host, token, body).await, 201).await;
         b["id"].as_str().expect("id").to_owned()

@@ -21,9 +21,7 @@ async fn seeded(app: &TestApp, t: &TestTenant) -> (String, String, String, Strin
     let p = app
         .create_project(&t.host, &t.token, json!({"name": "P", "status": "active"}))
         .await;
-    let q = app
-        .create_project(&t.host, &t.token, json!({"name": "Q"}))
-        .await;
+    let q = app.project(t, "Q").await;
     let member_token = app.member(t, "member@acme.test", "member").await;
     let member = app.user_id("member@acme.test").await;
     let r = app
@@ -86,14 +84,9 @@ async fn seeded(app: &TestApp, t: &TestTenant) -> (String, String, String, Strin
 async fn project_statistics_count_every_figure() {
     let (app, t) = spawn_tenant("acme").await;
     let (p, q, next, _) = seeded(&app, &t).await;
-    let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/projects/{p}/statistics"),
-            Some(&t.token),
-        )
+    let s = app
+        .get_json(&t, &format!("/api/v1/projects/{p}/statistics"), 200)
         .await;
-    let s = expect_json(r, 200).await;
     assert_eq!(
         s["tasks_by_status"],
         json!({"todo": 1, "in_progress": 1, "in_review": 0, "done": 2, "cancelled": 1})
@@ -115,26 +108,14 @@ async fn project_statistics_count_every_figure() {
     assert_eq!(s["next_due_task"]["project_id"], p);
 
     // A project without tasks: zeros, no ratio, no next task.
-    let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/projects/{q}/statistics"),
-            Some(&t.token),
-        )
+    let s = app
+        .get_json(&t, &format!("/api/v1/projects/{q}/statistics"), 200)
         .await;
-    let s = expect_json(r, 200).await;
     assert_eq!(s["open"], 1);
-    let empty = app
-        .create_project(&t.host, &t.token, json!({"name": "Empty"}))
+    let empty = app.project(&t, "Empty").await;
+    let s = app
+        .get_json(&t, &format!("/api/v1/projects/{empty}/statistics"), 200)
         .await;
-    let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/projects/{empty}/statistics"),
-            Some(&t.token),
-        )
-        .await;
-    let s = expect_json(r, 200).await;
     assert_eq!(s["open"], 0);
     assert_eq!(s["completion_ratio"], Value::Null);
     assert_eq!(s["next_due_task"], Value::Null);
@@ -142,31 +123,18 @@ async fn project_statistics_count_every_figure() {
 
     let missing = uuid::Uuid::new_v4();
     let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/projects/{missing}/statistics"),
-            Some(&t.token),
-        )
+        .get_as(&t, &format!("/api/v1/projects/{missing}/statistics"))
         .await;
     problem(r, 404).await;
     // Another tenant sees neither the project nor its figures.
     let other = app.tenant("globex").await;
     let r = app
-        .get(
-            &other.host,
-            &format!("/api/v1/projects/{p}/statistics"),
-            Some(&other.token),
-        )
+        .get_as(&other, &format!("/api/v1/projects/{p}/statistics"))
         .await;
     problem(r, 404).await;
-    let r = app
-        .get(
-            &other.host,
-            "/api/v1/projects/statistics",
-            Some(&other.token),
-        )
+    let s = app
+        .get_json(&other, "/api/v1/projects/statistics", 200)
         .await;
-    let s = expect_json(r, 200).await;
     assert_eq!(s["open"], 0);
     assert_eq!(s["projects_by_status"]["active"], 0);
 }
@@ -175,10 +143,7 @@ async fn project_statistics_count_every_figure() {
 async fn tenant_statistics_sum_every_project() {
     let (app, t) = spawn_tenant("acme").await;
     let (_, _, _, _) = seeded(&app, &t).await;
-    let r = app
-        .get(&t.host, "/api/v1/projects/statistics", Some(&t.token))
-        .await;
-    let s = expect_json(r, 200).await;
+    let s = app.get_json(&t, "/api/v1/projects/statistics", 200).await;
     assert_eq!(
         s["projects_by_status"],
         json!({"planned": 1, "active": 1, "completed": 0, "archived": 0})
@@ -208,8 +173,7 @@ async fn the_dashboard_shows_my_work_and_the_organization() {
         )
         .await;
     expect_json(r, 201).await;
-    let r = app.get(&t.host, "/api/v1/dashboard", Some(&t.token)).await;
-    let d = expect_json(r, 200).await;
+    let d = app.get_json(&t, "/api/v1/dashboard", 200).await;
     let me = &d["me"];
     assert_eq!(me["open"], 2);
     assert_eq!(me["overdue_count"], 1);
@@ -248,10 +212,7 @@ async fn the_dashboard_shows_my_work_and_the_organization() {
 
     // Another tenant's dashboard counts nothing of acme's.
     let other = app.tenant("globex").await;
-    let r = app
-        .get(&other.host, "/api/v1/dashboard", Some(&other.token))
-        .await;
-    let d = expect_json(r, 200).await;
+    let d = app.get_json(&other, "/api/v1/dashboard", 200).await;
     assert_eq!(d["organization"]["tasks_by_status"]["todo"], 0);
     assert_eq!(d["organization"]["members"], 1);
     assert_eq!(d["organization"]["storage_used_bytes"], 0);

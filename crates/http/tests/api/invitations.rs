@@ -127,13 +127,7 @@ async fn an_accepted_invitation_creates_a_verified_account_and_membership() {
         statuses(&app, &t.host, &t.token, "").await,
         [["nina@new.test", "accepted"]]
     );
-    let r = app
-        .get(
-            &t.host,
-            "/api/v1/invitations?status=accepted",
-            Some(&t.token),
-        )
-        .await;
+    let r = app.get_as(&t, "/api/v1/invitations?status=accepted").await;
     assert_eq!(
         expect_json(r, 200).await["results"][0]["accepted_by"],
         app.user_id("nina@new.test").await.as_str()
@@ -232,9 +226,7 @@ async fn expired_revoked_unknown_and_foreign_tokens_fail() {
         statuses(&app, &g.host, &g.token, "?status=pending").await,
         [["other@x.test", "pending"]]
     );
-    let r = app
-        .get(&t.host, "/api/v1/invitations?status=lost", Some(&t.token))
-        .await;
+    let r = app.get_as(&t, "/api/v1/invitations?status=lost").await;
     problem(r, 400).await;
 }
 

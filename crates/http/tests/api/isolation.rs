@@ -6,10 +6,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn names(app: &TestApp, t: &TestTenant) -> Vec<String> {
-    let r = app
-        .get(&t.host, "/api/v1/projects?limit=100", Some(&t.token))
-        .await;
-    column(&expect_json(r, 200).await, "name")
+    column(
+        &app.get_json(t, "/api/v1/projects?limit=100", 200).await,
+        "name",
+    )
 }
 
 #[tokio::test]
@@ -32,7 +32,7 @@ async fn one_pooled_connection_alternating_50_tenants_and_public_routes() {
             // Error paths on the same connection: a query that finds nothing, a check violation
             // raised by the database, and public routes in between.
             let missing = format!("/api/v1/projects/{}", uuid::Uuid::now_v7());
-            problem(app.get(&t.host, &missing, Some(&t.token)).await, 404).await;
+            problem(app.get_as(t, &missing).await, 404).await;
             problem(
                 app.post_json(BASE, "/api/v1/register", &json!({"slug": "x"}), None)
                     .await,
@@ -134,9 +134,7 @@ async fn two_hundred_concurrent_clients_on_two_tenants_never_cross() {
 async fn another_tenants_ids_are_404_and_untouched() {
     let (app, a) = spawn_tenant("acme").await;
     let b = app.tenant("globex").await;
-    let id = app
-        .create_project(&a.host, &a.token, json!({"name": "secret"}))
-        .await;
+    let id = app.project(&a, "secret").await;
     let path = format!("/api/v1/projects/{id}");
     for (method, body) in [
         (Method::GET, None),
@@ -153,12 +151,7 @@ async fn another_tenants_ids_are_404_and_untouched() {
 async fn database_unavailable_is_503_with_retry_after_and_recovers() {
     let app = spawn_app_with(&[("DB_POOL_SIZE", "2"), ("DB_POOL_TIMEOUT_MS", "300")]).await;
     let t = app.tenant("acme").await;
-    assert_eq!(
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.get_as(&t, "/api/v1/projects").await.status(), 200);
 
     let database = app.db_url.rsplit('/').next().unwrap().to_owned();
     let (admin, conn) =
@@ -174,7 +167,7 @@ async fn database_unavailable_is_503_with_retry_after_and_recovers() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    let r = app.get_as(&t, "/api/v1/projects").await;
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "answers quickly, never hangs"
@@ -197,10 +190,7 @@ async fn database_unavailable_is_503_with_retry_after_and_recovers() {
         .await
         .unwrap();
     eventually("recovers", || async {
-        app.get(&t.host, "/api/v1/projects", Some(&t.token))
-            .await
-            .status()
-            == 200
+        app.get_as(&t, "/api/v1/projects").await.status() == 200
     })
     .await;
 }

@@ -43,20 +43,10 @@ async fn failed_logins_are_throttled_per_account_with_retry_after_and_the_window
     .await;
     // Another account from the same address is not affected.
     let other = app.tenant("globex").await;
-    assert_eq!(
-        app.login(&other.host, &other.owner_email, "password-of-globex")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.owner_login(&other, "password-of-globex").await, 200);
     // Never a permanent lockout: after the window the right password works again.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "password-of-acme")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.owner_login(&t, "password-of-acme").await, 200);
 }
 
 #[tokio::test]
@@ -97,12 +87,7 @@ async fn failed_logins_are_throttled_per_ip_across_accounts() {
 async fn a_successful_login_clears_the_account_counter() {
     let (app, t) = spawn_tenant_with(&[("LOGIN_FAILURES_PER_ACCOUNT", "3")], "acme").await;
     wrong_logins(&app, &t, 2).await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "password-of-acme")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.owner_login(&t, "password-of-acme").await, 200);
     // Two more failures: without the reset this would be the fourth, and the third would be 429.
     wrong_logins(&app, &t, 2).await;
 }
@@ -419,18 +404,8 @@ async fn a_deactivated_account_cannot_complete_a_reset() {
         .await;
     expect_problem(r, 403, "deactivated").await;
     set_active(true).await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "password-of-acme")
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "pw-0196134e0e94")
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.owner_login(&t, "password-of-acme").await, 200);
+    assert_eq!(app.owner_login(&t, "pw-0196134e0e94").await, 401);
 }
 
 /// A Redis that accepts connections and never answers (a hung server, a black-holed network)

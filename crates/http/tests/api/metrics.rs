@@ -6,7 +6,6 @@
 //! other tests of the same process add to them.
 
 use reqwest::Response;
-use serde_json::json;
 
 use crate::helpers::*;
 
@@ -62,9 +61,7 @@ fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn requests_are_counted_by_route_pattern_and_status_never_by_path_or_tenant() {
     let (app, t) = spawn_tenant_with(&[METRICS], "metricsco").await;
-    let id = app
-        .create_project(&t.host, &t.token, json!({"name": "Counted"}))
-        .await;
+    let id = app.project(&t, "Counted").await;
     for _ in 0..2 {
         let path = format!("/api/v1/projects/{id}");
         assert_eq!(app.status_of(&t.host, &path, &t.token).await, 200);
@@ -75,9 +72,7 @@ async fn requests_are_counted_by_route_pattern_and_status_never_by_path_or_tenan
     let stray = format!("/no-such-page-{}", uuid::Uuid::new_v4().simple());
     assert_eq!(app.get(BASE, &stray, None).await.status(), 404);
     assert_eq!(
-        app.get(&t.host, "/api/v1/no-such-resource", Some(&t.token))
-            .await
-            .status(),
+        app.get_as(&t, "/api/v1/no-such-resource").await.status(),
         404
     );
 
@@ -181,7 +176,7 @@ async fn pool_gauges_and_routing_cache_counters_are_scraped() {
     // The same host three times: a notification from the sign-up may still empty the cache
     // once, so at least one of them is answered from it.
     for _ in 0..3 {
-        let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+        let r = app.get_as(&t, "/api/v1/projects").await;
         assert_eq!(r.status(), 200);
     }
     let nobody = "nobody-here.example.test";

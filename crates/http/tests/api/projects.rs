@@ -35,7 +35,7 @@ async fn crud_round_trip() {
     let id = p["id"].as_str().unwrap().to_owned();
     assert_eq!(location, format!("/api/v1/projects/{id}"));
 
-    let r = app.get(&t.host, &location, Some(&t.token)).await;
+    let r = app.get_as(&t, &location).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), p);
 
@@ -58,7 +58,7 @@ async fn crud_round_trip() {
 
     let r = app.delete(&t.host, &location, &t.token).await;
     assert_eq!(r.status(), 204);
-    problem(app.get(&t.host, &location, Some(&t.token)).await, 404).await;
+    problem(app.get_as(&t, &location).await, 404).await;
     problem(app.delete(&t.host, &location, &t.token).await, 404).await;
     assert_eq!(
         app.count("select count(*) from tenant_acme.projects").await,
@@ -161,16 +161,14 @@ async fn keyset_pages_walk_every_project_once() {
     assert_eq!(seen[0], "p24", "newest first");
     assert_eq!(seen[24], "p0");
 
-    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    let r = app.get_as(&t, "/api/v1/projects").await;
     let page: Value = r.json().await.unwrap();
     assert_eq!(
         page["results"].as_array().unwrap().len(),
         20,
         "default limit"
     );
-    let r = app
-        .get(&t.host, "/api/v1/projects?limit=1000", Some(&t.token))
-        .await;
+    let r = app.get_as(&t, "/api/v1/projects?limit=1000").await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["results"]
             .as_array()
@@ -187,7 +185,7 @@ async fn keyset_pages_walk_every_project_once() {
         "cursor=AAAA",
     ] {
         let path = format!("/api/v1/projects?{bad}");
-        problem(app.get(&t.host, &path, Some(&t.token)).await, 400).await;
+        problem(app.get_as(&t, &path).await, 400).await;
     }
 }
 
@@ -297,10 +295,9 @@ async fn a_cursor_only_works_for_the_filters_it_was_made_for() {
     for email in ["a@acme.test", "b@acme.test", "c@acme.test"] {
         app.member(&t, email, "viewer").await;
     }
-    let r = app
-        .get(&t.host, "/api/v1/users?role=viewer&limit=1", Some(&t.token))
+    let page = app
+        .get_json(&t, "/api/v1/users?role=viewer&limit=1", 200)
         .await;
-    let page = expect_json(r, 200).await;
     let next = page["next"].as_str().expect("a next link").to_owned();
     assert!(
         next.contains("role=viewer") && next.contains("limit=1"),
@@ -312,16 +309,14 @@ async fn a_cursor_only_works_for_the_filters_it_was_made_for() {
         format!("role=admin&cursor={cursor}"),
         format!("cursor={cursor}"),
     ] {
-        let r = app
-            .get(&t.host, &format!("/api/v1/users?{query}"), Some(&t.token))
-            .await;
+        let r = app.get_as(&t, &format!("/api/v1/users?{query}")).await;
         expect_problem(r, 400, "cursor is not valid").await;
     }
     let path = next
         .split_once("/api/v1")
         .map(|(_, p)| format!("/api/v1{p}"))
         .expect("path");
-    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    let r = app.get_as(&t, &path).await;
     assert_eq!(
         expect_json(r, 200).await["results"]
             .as_array()
@@ -359,11 +354,7 @@ async fn next_links_do_not_reflect_forwarding_headers() {
 /// The names `GET path` lists (one page of up to 100).
 async fn listed(app: &TestApp, t: &TestTenant, query: &str) -> Vec<String> {
     let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/projects?limit=100&{query}"),
-            Some(&t.token),
-        )
+        .get_as(t, &format!("/api/v1/projects?limit=100&{query}"))
         .await;
     column(&expect_json(r, 200).await, "name")
 }
@@ -412,14 +403,13 @@ async fn projects_filters_each_narrow_the_list() {
         assert_eq!(sorted(listed(&app, &t, query).await), want, "{query}");
     }
     // A next link repeats the filters, normalised.
-    let r = app
-        .get(
-            &t.host,
+    let page = app
+        .get_json(
+            &t,
             "/api/v1/projects?limit=1&status=planned&status=active,planned&ordering=name",
-            Some(&t.token),
+            200,
         )
         .await;
-    let page = expect_json(r, 200).await;
     let next = page["next"].as_str().unwrap();
     assert!(
         next.contains("status=planned%2Cactive") && next.contains("ordering=name"),
@@ -444,13 +434,7 @@ async fn projects_bad_filters_orderings_and_cursors_are_400_naming_the_parameter
         &format!("search={}", "x".repeat(201)),
     ] {
         let name = query.split('=').next().unwrap();
-        let r = app
-            .get(
-                &t.host,
-                &format!("/api/v1/projects?{query}"),
-                Some(&t.token),
-            )
-            .await;
+        let r = app.get_as(&t, &format!("/api/v1/projects?{query}")).await;
         expect_problem(r, 400, name).await;
     }
     for i in 0..3 {
@@ -458,11 +442,7 @@ async fn projects_bad_filters_orderings_and_cursors_are_400_naming_the_parameter
             .await;
     }
     let r = app
-        .get(
-            &t.host,
-            "/api/v1/projects?limit=1&ordering=name",
-            Some(&t.token),
-        )
+        .get_as(&t, "/api/v1/projects?limit=1&ordering=name")
         .await;
     let next = expect_json(r, 200).await["next"]
         .as_str()
@@ -471,11 +451,7 @@ async fn projects_bad_filters_orderings_and_cursors_are_400_naming_the_parameter
     let cursor = next.split("cursor=").nth(1).unwrap();
     for other in ["ordering=-name", "ordering=name&status=active", ""] {
         let r = app
-            .get(
-                &t.host,
-                &format!("/api/v1/projects?{other}&cursor={cursor}"),
-                Some(&t.token),
-            )
+            .get_as(&t, &format!("/api/v1/projects?{other}&cursor={cursor}"))
             .await;
         expect_problem(r, 400, "cursor").await;
     }
@@ -542,8 +518,7 @@ async fn projects_every_ordering_pages_consistently_while_rows_are_inserted() {
             let mut seen: Vec<String> = Vec::new();
             let mut path = format!("/api/v1/projects?limit=2&ordering={ordering}");
             loop {
-                let r = app.get(&t.host, &path, Some(&t.token)).await;
-                let page = expect_json(r, 200).await;
+                let page = app.get_json(&t, &path, 200).await;
                 seen.extend(column_of(&page, "id"));
                 // A row inserted between pages never makes a page repeat or skip an old row.
                 inserted += 1;
@@ -568,9 +543,7 @@ async fn projects_every_ordering_pages_consistently_while_rows_are_inserted() {
         }
     }
     // The default is newest first.
-    let r = app
-        .get(&t.host, "/api/v1/projects?limit=1", Some(&t.token))
-        .await;
+    let r = app.get_as(&t, "/api/v1/projects?limit=1").await;
     assert_eq!(
         column_of(&expect_json(r, 200).await, "name"),
         [format!("new {inserted}")]

@@ -311,7 +311,7 @@ async fn remind_about_another_organizations_task_is_404_and_sends_nothing() {
     );
     // Only POST: the other methods are 405 with Allow.
     let path = format!("/api/v1/tasks/{id}/remind");
-    let r = app.get(&acme.host, &path, Some(&acme.token)).await;
+    let r = app.get_as(&acme, &path).await;
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
 }

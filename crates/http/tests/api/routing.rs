@@ -81,11 +81,7 @@ async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_with
     app.sql("update public.companies set status = 'suspended' where slug = 'acme'")
         .await;
     seen("suspension is seen", 403).await;
-    problem(
-        app.get(&t.host, "/api/v1/projects", Some(&t.token)).await,
-        403,
-    )
-    .await;
+    problem(app.get_as(&t, "/api/v1/projects").await, 403).await;
     problem(
         app.login(&t.host, &t.owner_email, "password-of-acme").await,
         403,
@@ -95,7 +91,7 @@ async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_with
     app.sql("update public.companies set status = 'provisioning' where slug = 'acme'")
         .await;
     seen("provisioning is seen", 503).await;
-    let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+    let r = app.get_as(&t, "/api/v1/projects").await;
     assert!(r.headers().get("retry-after").is_some());
     problem(r, 503).await;
 
@@ -104,7 +100,7 @@ async fn suspended_is_403_provisioning_and_behind_are_503_and_changes_apply_with
     )
     .await;
     eventually("schema behind head is seen", || async {
-        let r = app.get(&t.host, "/api/v1/projects", Some(&t.token)).await;
+        let r = app.get_as(&t, "/api/v1/projects").await;
         r.status() == 503
             && r.json::<serde_json::Value>().await.unwrap()["detail"]
                 .as_str()

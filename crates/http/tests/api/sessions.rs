@@ -431,12 +431,7 @@ async fn a_token_of_an_ended_session_mints_nothing() {
         )
         .await;
     expect_problem(r, 401, "session has ended").await;
-    assert_eq!(
-        app.login(&t.host, &t.owner_email, "password-of-acme")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.owner_login(&t, "password-of-acme").await, 200);
     // Reading still works with the unexpired token.
     assert_eq!(
         app.get(&t.host, "/api/v1/projects", Some(&tenant))

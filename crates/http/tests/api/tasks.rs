@@ -6,9 +6,7 @@ use serde_json::{json, Value};
 
 /// A project of `t`, and the path of a fresh task in it.
 async fn project_and_task(app: &TestApp, t: &TestTenant, title: &str) -> (String, String) {
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(t, "Launch").await;
     let task = create(app, t, json!({"project_id": project, "title": title})).await;
     (
         project,
@@ -26,9 +24,7 @@ async fn create(app: &TestApp, t: &TestTenant, body: Value) -> Value {
 #[tokio::test]
 async fn tasks_round_trip_with_defaults_and_every_field() {
     let (app, t) = spawn_tenant("acme").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     let task = create(
         &app,
         &t,
@@ -63,8 +59,7 @@ async fn tasks_round_trip_with_defaults_and_every_field() {
     assert_eq!(full["due_at"], "2026-12-24T12:00:00Z");
 
     let path = format!("/api/v1/tasks/{}", full["id"].as_str().unwrap());
-    let r = app.get(&t.host, &path, Some(&t.token)).await;
-    assert_eq!(expect_json(r, 200).await["title"], "Ship");
+    assert_eq!(app.get_json(&t, &path, 200).await["title"], "Ship");
     // Clearing with null, leaving absent fields alone.
     let r = app
         .call(
@@ -87,7 +82,7 @@ async fn tasks_round_trip_with_defaults_and_every_field() {
         .call(Method::DELETE, &t.host, &path, None, &t.token)
         .await;
     assert_eq!(r.status(), 204);
-    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    let r = app.get_as(&t, &path).await;
     expect_problem(r, 404, "").await;
     // Deleting the project deletes its tasks.
     let r = app
@@ -106,9 +101,7 @@ async fn tasks_round_trip_with_defaults_and_every_field() {
 #[tokio::test]
 async fn invalid_values_are_422_naming_each_field_and_nothing_is_written() {
     let (app, t) = spawn_tenant("acme").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     let cases = [
         (json!({"title": "x"}), "project_id"),
         (json!({"project_id": "nope", "title": "x"}), "project_id"),
@@ -213,12 +206,8 @@ async fn complete_and_reopen_are_idempotent_and_audited() {
 #[tokio::test]
 async fn filters_and_keyset_pages() {
     let (app, t) = spawn_tenant("acme").await;
-    let a = app
-        .create_project(&t.host, &t.token, json!({"name": "A"}))
-        .await;
-    let b = app
-        .create_project(&t.host, &t.token, json!({"name": "B"}))
-        .await;
+    let a = app.project(&t, "A").await;
+    let b = app.project(&t, "B").await;
     for i in 0..5 {
         let project = if i % 2 == 0 { &a } else { &b };
         let mut body = json!({"project_id": project, "title": format!("t{i}")});
@@ -235,33 +224,30 @@ async fn filters_and_keyset_pages() {
             .map(|t| t["title"].as_str().unwrap().to_owned())
             .collect()
     };
-    let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/tasks?project={a}"),
-            Some(&t.token),
-        )
-        .await;
-    assert_eq!(titles(&expect_json(r, 200).await), ["t4", "t2", "t0"]);
-    let r = app
-        .get(&t.host, "/api/v1/tasks?assignee=me", Some(&t.token))
-        .await;
-    assert_eq!(titles(&expect_json(r, 200).await), ["t1", "t0"]);
-    let r = app
-        .get(&t.host, "/api/v1/tasks?assignee=none", Some(&t.token))
-        .await;
-    assert_eq!(titles(&expect_json(r, 200).await), ["t4", "t3", "t2"]);
+    assert_eq!(
+        titles(
+            &app.get_json(&t, &format!("/api/v1/tasks?project={a}"), 200)
+                .await
+        ),
+        ["t4", "t2", "t0"]
+    );
+    assert_eq!(
+        titles(&app.get_json(&t, "/api/v1/tasks?assignee=me", 200).await),
+        ["t1", "t0"]
+    );
+    assert_eq!(
+        titles(&app.get_json(&t, "/api/v1/tasks?assignee=none", 200).await),
+        ["t4", "t3", "t2"]
+    );
     for bad in ["status=open", "project=x", "assignee=someone", "limit=0"] {
-        let r = app
-            .get(&t.host, &format!("/api/v1/tasks?{bad}"), Some(&t.token))
-            .await;
+        let r = app.get_as(&t, &format!("/api/v1/tasks?{bad}")).await;
         problem(r, 400).await;
     }
     // Pages walk every task once, newest first.
     let mut seen = Vec::new();
     let mut next = Some(format!("/api/v1/tasks?limit=2&project={b}"));
     while let Some(path) = next {
-        let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+        let page = app.get_json(&t, &path, 200).await;
         seen.extend(titles(&page));
         next = page["next"]
             .as_str()
@@ -273,9 +259,7 @@ async fn filters_and_keyset_pages() {
 #[tokio::test]
 async fn status_priority_due_overdue_tag_and_search_filters() {
     let (app, t) = spawn_tenant("acme").await;
-    let p = app
-        .create_project(&t.host, &t.token, json!({"name": "P"}))
-        .await;
+    let p = app.project(&t, "P").await;
     for (title, status, priority, due, tags) in [
         (
             "late draft",
@@ -310,7 +294,7 @@ async fn status_priority_due_overdue_tag_and_search_filters() {
     let titles = |query: &str| {
         let (app, t, path) = (&app, &t, format!("/api/v1/tasks?{query}"));
         async move {
-            let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+            let page = app.get_json(t, &path, 200).await;
             let mut titles = column(&page, "title");
             titles.sort();
             titles
@@ -352,19 +336,13 @@ async fn status_priority_due_overdue_tag_and_search_filters() {
         ("overdue=yes", "overdue"),
         ("search=%00", "search"),
     ] {
-        let r = app
-            .get(&t.host, &format!("/api/v1/tasks?{bad}"), Some(&t.token))
-            .await;
+        let r = app.get_as(&t, &format!("/api/v1/tasks?{bad}")).await;
         expect_problem(r, 400, parameter).await;
     }
     // A cursor is bound to its filters: the same statuses in another spelling are the same list.
     let page = expect_json(
-        app.get(
-            &t.host,
-            "/api/v1/tasks?limit=1&status=todo,done",
-            Some(&t.token),
-        )
-        .await,
+        app.get_as(&t, "/api/v1/tasks?limit=1&status=todo,done")
+            .await,
         200,
     )
     .await;
@@ -377,9 +355,9 @@ async fn status_priority_due_overdue_tag_and_search_filters() {
         .next()
         .unwrap();
     let again = format!("/api/v1/tasks?limit=1&status=todo&status=done&cursor={cursor}");
-    assert_eq!(app.get(&t.host, &again, Some(&t.token)).await.status(), 200);
+    assert_eq!(app.get_as(&t, &again).await.status(), 200);
     let other = format!("/api/v1/tasks?limit=1&status=todo&cursor={cursor}");
-    problem(app.get(&t.host, &other, Some(&t.token)).await, 400).await;
+    problem(app.get_as(&t, &other).await, 400).await;
 }
 
 #[tokio::test]
@@ -388,7 +366,7 @@ async fn another_tenants_tasks_and_projects_are_unknown_here() {
     let acme = app.tenant("acme").await;
     let globex = app.tenant("globex").await;
     let (globex_project, globex_task) = project_and_task(&app, &globex, "secret").await;
-    let r = app.get(&acme.host, &globex_task, Some(&acme.token)).await;
+    let r = app.get_as(&acme, &globex_task).await;
     expect_problem(r, 404, "").await;
     let changes = [
         (
@@ -431,7 +409,7 @@ async fn another_tenants_tasks_and_projects_are_unknown_here() {
 async fn patch_honours_if_match_with_the_tasks_etag() {
     let (app, t) = spawn_tenant("acme").await;
     let (_, path) = project_and_task(&app, &t, "Draft").await;
-    let r = app.get(&t.host, &path, Some(&t.token)).await;
+    let r = app.get_as(&t, &path).await;
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with("W/\""), "{etag}");
     let patch = |title: &str, if_match: Option<&str>| {
@@ -454,7 +432,7 @@ async fn patch_honours_if_match_with_the_tasks_etag() {
     for tag in ["\"garbage\"", "W/\"1\""] {
         problem(patch("Nope", Some(tag)).await.unwrap(), 412).await;
     }
-    let task = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+    let task = app.get_json(&t, &path, 200).await;
     assert_eq!(task["title"], "First");
     assert_eq!(app.audit_count("tenant_acme", "task.updated").await, 1);
     // A list naming the current version, `*`, or no header at all: applied.
@@ -470,7 +448,7 @@ async fn walk(app: &TestApp, t: &TestTenant, path: &str) -> Vec<String> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut next = Some(format!("{path}{sep}limit=2"));
     while let Some(path) = next {
-        let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+        let page = app.get_json(t, &path, 200).await;
         seen.extend(column(&page, "title"));
         next = page["next"]
             .as_str()
@@ -482,9 +460,7 @@ async fn walk(app: &TestApp, t: &TestTenant, path: &str) -> Vec<String> {
 #[tokio::test]
 async fn every_ordering_pages_through_every_task_once_in_order() {
     let (app, t) = spawn_tenant("acme").await;
-    let p = app
-        .create_project(&t.host, &t.token, json!({"name": "P"}))
-        .await;
+    let p = app.project(&t, "P").await;
     // Created in this order (so created_at and position follow it).
     for (title, priority, due) in [
         ("delta", "low", Some("2027-03-01T00:00:00Z")),
@@ -539,9 +515,7 @@ async fn every_ordering_pages_through_every_task_once_in_order() {
     let seen = walk(&app, &t, "/api/v1/tasks?ordering=position").await;
     assert_eq!(seen[0], "alpha");
     for bad in ["ordering=due", "ordering=--title", "ordering="] {
-        let r = app
-            .get(&t.host, &format!("/api/v1/tasks?{bad}"), Some(&t.token))
-            .await;
+        let r = app.get_as(&t, &format!("/api/v1/tasks?{bad}")).await;
         expect_problem(r, 400, "ordering").await;
     }
     let r = app
@@ -568,12 +542,7 @@ async fn every_ordering_pages_through_every_task_once_in_order() {
     }
     // A cursor made for one ordering is refused by another.
     let page = expect_json(
-        app.get(
-            &t.host,
-            "/api/v1/tasks?ordering=title&limit=1",
-            Some(&t.token),
-        )
-        .await,
+        app.get_as(&t, "/api/v1/tasks?ordering=title&limit=1").await,
         200,
     )
     .await;
@@ -584,20 +553,13 @@ async fn every_ordering_pages_through_every_task_once_in_order() {
         .nth(1)
         .unwrap();
     let other = format!("/api/v1/tasks?ordering=due_at&limit=1&cursor={cursor}");
-    expect_problem(
-        app.get(&t.host, &other, Some(&t.token)).await,
-        400,
-        "cursor",
-    )
-    .await;
+    expect_problem(app.get_as(&t, &other).await, 400, "cursor").await;
 }
 
 #[tokio::test]
 async fn pages_stay_consistent_while_tasks_are_added_between_them() {
     let (app, t) = spawn_tenant("acme").await;
-    let p = app
-        .create_project(&t.host, &t.token, json!({"name": "P"}))
-        .await;
+    let p = app.project(&t, "P").await;
     for i in 0..6 {
         create(&app, &t, json!({"project_id": p, "title": format!("t{i}")})).await;
     }
@@ -606,7 +568,7 @@ async fn pages_stay_consistent_while_tasks_are_added_between_them() {
         let mut next = Some(format!("/api/v1/tasks?ordering={ordering}&limit=2"));
         let mut added = 0;
         while let Some(path) = next {
-            let page = expect_json(app.get(&t.host, &path, Some(&t.token)).await, 200).await;
+            let page = app.get_json(&t, &path, 200).await;
             seen.extend(column(&page, "title"));
             next = page["next"]
                 .as_str()
@@ -637,12 +599,8 @@ async fn pages_stay_consistent_while_tasks_are_added_between_them() {
 #[tokio::test]
 async fn my_tasks_are_the_open_ones_soonest_due_first_and_a_projects_tasks_its_own() {
     let (app, t) = spawn_tenant("acme").await;
-    let p = app
-        .create_project(&t.host, &t.token, json!({"name": "P"}))
-        .await;
-    let q = app
-        .create_project(&t.host, &t.token, json!({"name": "Q"}))
-        .await;
+    let p = app.project(&t, "P").await;
+    let q = app.project(&t, "Q").await;
     for (project, title, status, due, mine) in [
         (&p, "later", "todo", Some("2027-05-01T00:00:00Z"), true),
         (
@@ -703,21 +661,13 @@ async fn my_tasks_are_the_open_ones_soonest_due_first_and_a_projects_tasks_its_o
     );
     let missing = uuid::Uuid::new_v4();
     let r = app
-        .get(
-            &t.host,
-            &format!("/api/v1/projects/{missing}/tasks"),
-            Some(&t.token),
-        )
+        .get_as(&t, &format!("/api/v1/projects/{missing}/tasks"))
         .await;
     problem(r, 404).await;
     // Another tenant's project is as unknown as a missing one.
     let other = app.tenant("globex").await;
     let r = app
-        .get(
-            &other.host,
-            &format!("/api/v1/projects/{p}/tasks"),
-            Some(&other.token),
-        )
+        .get_as(&other, &format!("/api/v1/projects/{p}/tasks"))
         .await;
     problem(r, 404).await;
 }

@@ -58,10 +58,7 @@ async fn task(app: &TestApp, t: &TestTenant, body: Value) -> String {
 }
 
 async fn assignee(app: &TestApp, t: &TestTenant, task: &str) -> Value {
-    let r = app
-        .get(&t.host, &format!("/api/v1/tasks/{task}"), Some(&t.token))
-        .await;
-    expect_json(r, 200).await["assignee_id"].clone()
+    app.get_json(t, &format!("/api/v1/tasks/{task}"), 200).await["assignee_id"].clone()
 }
 
 #[tokio::test]
@@ -74,9 +71,7 @@ async fn projects_team_rules_owner_stays_lead_members_only_and_leads_may_change_
     let c = app.user_id("c@acme.test").await;
     let viewer = app.member(&t, "v@acme.test", "viewer").await;
     let v = app.user_id("v@acme.test").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     // The owner is on the team from the start, as lead.
     assert_eq!(
         team(&app, &t, &project).await,
@@ -185,9 +180,7 @@ async fn projects_team_rules_owner_stays_lead_members_only_and_leads_may_change_
     );
 
     // Another tenant's project is 404 on every route, and its team is untouched.
-    let theirs = app
-        .create_project(&other.host, &other.token, json!({"name": "Theirs"}))
-        .await;
+    let theirs = app.project(&other, "Theirs").await;
     let r = app.get(&t.host, &team_path(&theirs), Some(&t.token)).await;
     expect_problem(r, 404, "").await;
     let r = join(&app, &t, &t.token, &theirs, &m, "lead").await;
@@ -216,9 +209,7 @@ async fn tasks_assignee_must_be_on_the_projects_team() {
     let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "m@acme.test", "member").await;
     let m = app.user_id("m@acme.test").await;
-    let project = app
-        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
-        .await;
+    let project = app.project(&t, "Launch").await;
     let r = app
         .call(
             Method::POST,
@@ -268,22 +259,15 @@ async fn tasks_leaving_a_team_unassigns_open_tasks_in_that_project_only() {
     let (app, t) = spawn_tenant("acme").await;
     app.member(&t, "m@acme.test", "member").await;
     let m = app.user_id("m@acme.test").await;
-    let p1 = app
-        .create_project(&t.host, &t.token, json!({"name": "One"}))
-        .await;
-    let p2 = app
-        .create_project(&t.host, &t.token, json!({"name": "Two"}))
-        .await;
+    let p1 = app.project(&t, "One").await;
+    let p2 = app.project(&t, "Two").await;
     for p in [&p1, &p2] {
-        let r = put(
-            &app,
-            &t,
-            &t.token,
-            p,
-            json!({"user_id": m, "role": "contributor"}),
-        )
-        .await;
-        assert_eq!(r.status(), 201);
+        assert_eq!(
+            join(&app, &t, &t.token, p, &m, "contributor")
+                .await
+                .status(),
+            201
+        );
     }
     let open = task(
         &app,
@@ -335,24 +319,15 @@ async fn tasks_removing_or_deactivating_a_member_unassigns_their_open_tasks_ever
     let m = app.user_id("m@acme.test").await;
     app.member(&t, "n@acme.test", "member").await;
     let n = app.user_id("n@acme.test").await;
-    let p1 = app
-        .create_project(&t.host, &t.token, json!({"name": "One"}))
-        .await;
-    let p2 = app
-        .create_project(&t.host, &t.token, json!({"name": "Two"}))
-        .await;
+    let p1 = app.project(&t, "One").await;
+    let p2 = app.project(&t, "Two").await;
     let mut tasks = Vec::new();
     for p in [&p1, &p2] {
         for u in [&m, &n] {
-            let r = put(
-                &app,
-                &t,
-                &t.token,
-                p,
-                json!({"user_id": u, "role": "contributor"}),
-            )
-            .await;
-            assert_eq!(r.status(), 201);
+            assert_eq!(
+                join(&app, &t, &t.token, p, u, "contributor").await.status(),
+                201
+            );
             tasks.push((
                 u.clone(),
                 task(
