@@ -14,7 +14,13 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
    and GET /api/v1/dashboard over 100 tenants x 2,000 tasks; a CSV export of 100,000 tasks
    (rows/s, server RSS growth sampled during the export)
 
-BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants.
+7. jobs: the worker's daily overdue check over 1,000 tenants x 200 tasks (20 overdue, open,
+   assigned to the owner, who also leads the projects), emails to the .eml transport: the wall
+   time from the tick to the last email written, and each worker's peak RSS (VmHWM); one worker,
+   then two, on a fresh database of its own
+
+BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants;
+BENCH_SECTIONS=jobs runs only section 7.
 """
 
 import http.client
@@ -44,6 +50,9 @@ WRK_CONNECTIONS = 64
 TASKS_PER_TENANT = 2000
 EXPORT_TASKS = 100_000
 SECTIONS = os.environ.get("BENCH_SECTIONS", "all")
+JOB_TENANTS = int(os.environ.get("BENCH_JOB_TENANTS", "1000"))
+JOB_TASKS = 200
+JOB_OVERDUE = 20
 
 
 def log(msg):
@@ -333,6 +342,137 @@ def bench_migrations(url, jobs):
             "new_migration_summary": apply_summary, "noop_after_s": round(after_s, 3)}
 
 
+def local_zone_after_eight():
+    """A region time zone whose local time is now between 09:00 and 21:00, so a tick now is
+    past the overdue check's 08:00 and far from midnight."""
+    from zoneinfo import ZoneInfo
+    now = datetime.now(timezone.utc)
+    for zone in ["UTC", "Europe/Berlin", "Asia/Dubai", "Asia/Bangkok", "Asia/Tokyo", "Pacific/Auckland",
+                 "Pacific/Honolulu", "America/Los_Angeles", "America/Chicago", "America/New_York",
+                 "America/Sao_Paulo", "Atlantic/Azores", "Asia/Karachi", "Australia/Brisbane"]:
+        if 9 <= now.astimezone(ZoneInfo(zone)).hour < 21:
+            return zone
+    return "UTC"
+
+
+def seed_overdue(url, slugs, zone):
+    """Per tenant: two projects led by the owner, JOB_TASKS tasks of which JOB_OVERDUE are open,
+    assigned to the owner and 1 to 20 days overdue; the rest due ahead or done. The tenant's
+    time zone is `zone`."""
+    stmts = [f"update public.company_settings set timezone = '{zone}';"]
+    for slug in slugs:
+        schema = "tenant_" + slug.replace("-", "_")
+        owner = (f"(select m.user_id from public.memberships m join public.companies c on c.id = m.company_id "
+                 f"where c.slug = '{slug}' and m.role = 'owner')")
+        stmts.append(f"""
+insert into {schema}.projects (id, name, description, status, owner_id)
+select gen_random_uuid(), 'project ' || g, '', 'active', {owner} from generate_series(1, 2) g;
+insert into {schema}.project_members (project_id, user_id, role)
+select id, owner_id, 'lead' from {schema}.projects on conflict do nothing;
+with p as (select array_agg(id order by id) as ids from {schema}.projects),
+     o as (select {owner} as id)
+insert into {schema}.tasks (id, project_id, title, description, status, priority, assignee_id,
+                            created_by, due_at, completed_at, tags, position)
+select gen_random_uuid(), p.ids[1 + g % 2], 'task ' || g, '',
+       case when g <= {JOB_OVERDUE} then 'todo' when g % 3 = 0 then 'done' else 'in_progress' end,
+       'medium', o.id, o.id,
+       case when g <= {JOB_OVERDUE} then now() - g * interval '1 day' else now() + g * interval '1 hour' end,
+       case when g > {JOB_OVERDUE} and g % 3 = 0 then now() end, '{{}}', g
+  from generate_series(1, {JOB_TASKS}) g, p, o;""")
+    for i in range(0, len(stmts), 100):
+        psql(url, "\n".join(stmts[i:i + 100]))
+
+
+def overdue_run(url, workers, mail_dir):
+    """One overdue check by `workers` worker processes, from a tick a few seconds ahead (the only
+    tick of their schedule) until every tenant's run is finished and every email is written."""
+    import threading
+    from zoneinfo import ZoneInfo  # noqa: F401 (the seeding picked the zone)
+    # Nothing of an earlier run counts: its claims, notifications and emails go.
+    psql(url, "delete from public.job_runs where job like 'reminders.overdue%'; delete from public.outbox;")
+    psql(url, "do $$ declare s text; begin for s in select schema_name from public.companies loop "
+              "execute format('delete from %I.notifications', s); end loop; end $$;")
+    shutil.rmtree(mail_dir, ignore_errors=True)
+    Path(mail_dir).mkdir(parents=True)
+    tick = datetime.now(timezone.utc).replace(microsecond=0) + __import__("datetime").timedelta(seconds=6)
+    cron = f"{tick.second} {tick.minute} {tick.hour} * * *"
+    prefix = f"bench{int(time.time())}w{workers}"
+    env = dict(os.environ, DATABASE_URL=url, MAIL_DIR=mail_dir, RUST_LOG="warn", BASE_DOMAIN=BASE,
+               WORKER_QUEUE_PREFIX=prefix, WORKER_OVERDUE_CRON=cron, WORKER_FANOUT_WINDOW_SECS="0",
+               WORKER_REMINDER_CRON="0 0 0 1 1 *", WORKER_CLEANUP_CRON="0 0 0 1 1 *")
+    env.pop("METRICS_ADDR", None)
+    logs = [open(tempfile.mktemp(prefix="tenantry-bench-worker-"), "w") for _ in range(workers)]
+    procs = [subprocess.Popen([str(RELEASE / "tenantry-worker")], env=env, stdout=l, stderr=subprocess.STDOUT)
+             for l in logs]
+    peaks = [0.0] * workers
+
+    def hwm(pid):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            for i, p in enumerate(procs):
+                peaks[i] = max(peaks[i], hwm(p.pid))
+            out = subprocess.run(["psql", "-tA", "-F", " ", url, "-c",
+                                  "select (select count(*) from public.job_runs where job = 'reminders.overdue' "
+                                  "and status in ('done', 'skipped', 'failed', 'dead')), "
+                                  "(select count(*) from public.outbox), "
+                                  "(select count(*) from public.outbox where dispatched_at is null)"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            finished, emails, pending = map(int, out)
+            if finished >= JOB_TENANTS and pending == 0 and datetime.now(timezone.utc) > tick:
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"overdue run with {workers} worker(s) did not finish: {out}")
+        span = subprocess.run(["psql", "-tA", "-F", " ", url, "-c",
+                               "select extract(epoch from (select max(dispatched_at) from public.outbox) - "
+                               "(select min(claimed_at) from public.job_runs where job = 'reminders.overdue.fanout')), "
+                               "(select count(*) from public.job_runs where job = 'reminders.overdue' and status = 'done'), "
+                               "(select sum((outcome->>'overdue_tasks')::int) from public.job_runs where job = 'reminders.overdue')"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        files = len(list(Path(mail_dir).glob("*.eml")))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=40)
+    return {"workers": workers, "tenants_done": int(span[1]), "overdue_tasks": int(float(span[2] or 0)),
+            "emails": emails, "eml_files": files, "seconds": round(float(span[0]), 2),
+            "peak_rss_mib": [round(x, 1) for x in peaks]}
+
+
+def bench_jobs(url):
+    """Section 7 on a database of its own."""
+    psql(db_url("postgres"), "drop database if exists bench_jobs")
+    psql(db_url("postgres"), "create database bench_jobs")
+    jobs_url = db_url("bench_jobs")
+    tenantctl(jobs_url, "migrate-schemas")
+    server = Server(jobs_url)
+    try:
+        log(f"7. jobs: creating {JOB_TENANTS} tenants")
+        create_tenants(server, JOB_TENANTS)
+    finally:
+        server.stop()
+    zone = local_zone_after_eight()
+    slugs = [f"t{i:05d}" for i in range(JOB_TENANTS)]
+    log(f"   seeding {JOB_TASKS} tasks ({JOB_OVERDUE} overdue) per tenant, time zone {zone}")
+    seed_overdue(jobs_url, slugs, zone)
+    psql(jobs_url, "analyze")
+    mail_dir = tempfile.mkdtemp(prefix="tenantry-bench-mail-")
+    out = {"tenants": JOB_TENANTS, "tasks_per_tenant": JOB_TASKS, "overdue_per_tenant": JOB_OVERDUE,
+           "timezone": zone}
+    for workers in (1, 2):
+        out[f"workers_{workers}"] = overdue_run(jobs_url, workers, mail_dir)
+        log(f"   {out[f'workers_{workers}']}")
+    shutil.rmtree(mail_dir, ignore_errors=True)
+    psql(db_url("postgres"), "drop database if exists bench_jobs")
+    return out
+
+
 def machine_facts():
     cpu = ""
     try:
@@ -355,6 +495,8 @@ def machine_facts():
 def main():
     url = os.environ["DATABASE_URL"]
     everything = SECTIONS == "all"
+    if SECTIONS == "jobs":
+        return jobs_only(url)
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_facts(),
                "sections": SECTIONS}
     log("public schema")
@@ -422,6 +564,9 @@ def main():
             "binding_cost_le_15pct": results["binding_cost"] <= 0.15,
             "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
         })
+    if everything:
+        results["jobs"] = bench_jobs(url)
+        targets.update(jobs_targets(results["jobs"]))
     results["targets_met"] = targets
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -429,6 +574,28 @@ def main():
     (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     if everything:
         (out_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def jobs_targets(jobs):
+    one, two = jobs["workers_1"], jobs["workers_2"]
+    return {
+        "overdue_1000_tenants_le_20s": one["seconds"] <= 20,
+        "overdue_worker_rss_le_80mib": max(one["peak_rss_mib"] + two["peak_rss_mib"]) <= 80,
+        "overdue_two_workers_faster": two["seconds"] < one["seconds"],
+    }
+
+
+def jobs_only(url):
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_facts(),
+               "sections": "jobs"}
+    results["jobs"] = bench_jobs(url)
+    results["targets_met"] = jobs_targets(results["jobs"])
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
