@@ -227,12 +227,11 @@ impl Config {
         let cleanup_schedule = schedule(ENV_CLEANUP_CRON, DEFAULT_CLEANUP_CRON)?;
         let reminder_schedule = schedule(ENV_REMINDER_CRON, DEFAULT_REMINDER_CRON)?;
         let overdue_schedule = schedule(ENV_OVERDUE_CRON, DEFAULT_OVERDUE_CRON)?;
-        let links = tenantry_public::links::Links::from_lookup(&get).map_err(|e| {
-            ConfigError::Invalid {
+        let links =
+            tenantry_public::links::Links::from_lookup(&get).map_err(|e| ConfigError::Invalid {
                 var: e.var,
                 reason: e.message,
-            }
-        })?;
+            })?;
         let fanout_window = match get(ENV_FANOUT_WINDOW_SECS) {
             None => std::time::Duration::from_secs(DEFAULT_FANOUT_WINDOW_SECS),
             Some(v) => v

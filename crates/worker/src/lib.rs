@@ -149,16 +149,9 @@ async fn reminder_fan_out(
         period: &period,
         once_per: &period,
     };
-    tenant_jobs::fan_out(
-        &ctx.db,
-        &ctx.redis,
-        &ctx.prefix,
-        fan,
-        at,
-        ctx.fanout_window,
-    )
-    .await
-    .map(|_| ())
+    tenant_jobs::fan_out(&ctx.db, &ctx.redis, &ctx.prefix, fan, at, ctx.fanout_window)
+        .await
+        .map(|_| ())
 }
 
 /// The due reminders, on every worker's schedule (`WORKER_REMINDER_CRON`).

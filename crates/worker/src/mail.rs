@@ -305,7 +305,9 @@ pub fn render(email: &Email) -> (String, String) {
             let (subject, intro) = if *lead {
                 (
                     format!("{n} overdue task(s) in your projects in {organization}"),
-                    format!("These tasks of projects you lead in {organization} are overdue ({date}):"),
+                    format!(
+                        "These tasks of projects you lead in {organization} are overdue ({date}):"
+                    ),
                 )
             } else {
                 (
