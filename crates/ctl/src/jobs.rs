@@ -8,9 +8,7 @@ use tenantry_public::jobs::{self, Ran, RunId, PLATFORM_CLEANUP};
 use tenantry_public::links::Links;
 use tenantry_public::{companies, CompanyId, Slug};
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
-use tenantry_tenant::reminders::{
-    self, DueReminders, OverdueRun, DUE_REMINDERS, OVERDUE_DIGEST,
-};
+use tenantry_tenant::reminders::{self, DueReminders, OverdueRun, DUE_REMINDERS, OVERDUE_DIGEST};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -174,7 +172,11 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                     "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, \
                      {TENANT_CLEANUP} --tenant SLUG, {DUE_REMINDERS} --tenant SLUG, \
                      {OVERDUE_DIGEST} --tenant SLUG",
-                    if tenant.is_some() { " for a tenant" } else { "" }
+                    if tenant.is_some() {
+                        " for a tenant"
+                    } else {
+                        ""
+                    }
                 );
             }
             match jobs::platform_cleanup(db, now).await? {
