@@ -54,7 +54,11 @@ impl Links {
     /// `LINK_PORT` (default none). `get` is the caller's lookup (the binaries pass the
     /// environment); an empty value counts as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, LinkConfigError> {
-        let get = |var: &str| get(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |var: &str| {
+            get(var)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let err = |var: &'static str, message: String| LinkConfigError { var, message };
         let base = get("BASE_DOMAIN").unwrap_or_else(|| "localhost".to_owned());
         let base_domain =
@@ -72,9 +76,10 @@ impl Links {
         }
         if let Some(v) = get("LINK_PORT") {
             let port = v.parse::<u16>().ok().filter(|p| *p > 0);
-            links.port = Some(
-                port.ok_or_else(|| err("LINK_PORT", format!("must be a port number, got {v:?}")))?,
-            );
+            links.port =
+                Some(port.ok_or_else(|| {
+                    err("LINK_PORT", format!("must be a port number, got {v:?}"))
+                })?);
         }
         Ok(links)
     }

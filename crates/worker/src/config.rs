@@ -228,7 +228,7 @@ impl Config {
         let reminder_schedule = schedule(ENV_REMINDER_CRON, DEFAULT_REMINDER_CRON)?;
         let overdue_schedule = schedule(ENV_OVERDUE_CRON, DEFAULT_OVERDUE_CRON)?;
         let links =
-            tenantry_public::links::Links::from_lookup(&get).map_err(|e| ConfigError::Invalid {
+            tenantry_public::links::Links::from_lookup(get).map_err(|e| ConfigError::Invalid {
                 var: e.var,
                 reason: e.message,
             })?;

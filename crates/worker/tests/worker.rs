@@ -373,6 +373,15 @@ fn config_defaults_and_overrides() {
     assert_eq!(config.log_filter, "info");
     assert_eq!(config.heartbeat_schedule.source(), "0 * * * * *");
     assert_eq!(config.queue_prefix, "tenantry");
+    assert_eq!(config.reminder_schedule.source(), "0 */15 * * * *");
+    assert_eq!(config.overdue_schedule.source(), "0 */15 * * * *");
+    assert_eq!(
+        config.links,
+        tenantry_public::links::Links::new(
+            tenantry_public::names::DomainName::parse("localhost").expect("domain")
+        ),
+        "links default to http://<tenant>.localhost"
+    );
     assert_eq!(
         config.metrics_addr, None,
         "no metrics listener unless METRICS_ADDR is set"
@@ -402,6 +411,14 @@ fn config_invalid_values_name_the_variable() {
         (ENV_REDIS_URL, "not a url"),
         (ENV_LOG_FORMAT, "xml"),
         (ENV_HEARTBEAT_CRON, "every minute"),
+        (
+            tenantry_worker::config::ENV_REMINDER_CRON,
+            "every 15 minutes",
+        ),
+        (tenantry_worker::config::ENV_OVERDUE_CRON, "at eight"),
+        ("LINK_PORT", "eighty"),
+        ("LINK_SCHEME", "ftp"),
+        ("BASE_DOMAIN", "not a domain"),
         (ENV_QUEUE_PREFIX, "bad prefix"),
         (ENV_QUEUE_PREFIX, "ends:"),
     ];
