@@ -288,7 +288,9 @@ enum RoundEnd {
 ///
 /// Workers: `{prefix}-heartbeat` (cron, [`jobs::heartbeat`]), a worker on the
 /// Redis queue `{prefix}:jobs:noop` ([`Ping`] jobs) and, with a database, the email
-/// queue and its sweep ([`mail`]). With `METRICS_ADDR` it serves `GET /metrics`
+/// queue and its sweep ([`mail`]), the clean-up, due-reminder and overdue-digest crons
+/// (`{prefix}-cleanup`, `{prefix}-reminders`, `{prefix}-overdue`: fan-outs) and the tenant job
+/// queue `{prefix}:jobs:tenant` ([`tenant_jobs`]). With `METRICS_ADDR` it serves `GET /metrics`
 /// ([`metrics`]) while it runs.
 ///
 /// Redis may be unreachable at start or go away at any time: the worker keeps running,
