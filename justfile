@@ -44,7 +44,8 @@ dev:
     export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
     export JWT_SECRET="${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"
     # Emails: .eml files under .dev/mail (their links are also logged: MAIL_LOG_LINKS) unless SMTP_URL is set;
-    # links point at this server.
+    # links point at this server. Exported, so the worker reads the same BASE_DOMAIN, LINK_SCHEME and
+    # LINK_PORT for the links in its reminders and digests (WORKER_REMINDER_CRON, WORKER_OVERDUE_CRON).
     export MAIL_DIR="${MAIL_DIR:-$PWD/.dev/mail}"
     export MAIL_LOG_LINKS="${MAIL_LOG_LINKS:-true}"
     export LINK_SCHEME="${LINK_SCHEME:-http}"

@@ -5,8 +5,10 @@ use clap::Subcommand;
 use std::process::ExitCode;
 use tenantry_public::db::Db;
 use tenantry_public::jobs::{self, Ran, RunId, PLATFORM_CLEANUP};
-use tenantry_public::{companies, Slug};
+use tenantry_public::links::Links;
+use tenantry_public::{companies, CompanyId, Slug};
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
+use tenantry_tenant::reminders::{self, DueReminders, OverdueRun, DUE_REMINDERS, OVERDUE_DIGEST};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -15,7 +17,9 @@ pub enum JobsCommand {
     /// Run a job now, as the worker would at `--at` (default: now). A period already run (or
     /// being run) is not run again.
     Run {
-        /// The job: `cleanup.platform`, or `cleanup.tenant` with `--tenant`.
+        /// The job: `cleanup.platform`, or `cleanup.tenant`, `reminders.due` or
+        /// `reminders.overdue` with `--tenant`. The reminders' links use `BASE_DOMAIN`,
+        /// `LINK_SCHEME` and `LINK_PORT` as the worker does.
         name: String,
         /// The tenant (slug) of a per-tenant job.
         #[arg(long)]
@@ -37,6 +41,66 @@ fn time(t: Option<DateTime<Utc>>) -> String {
     )
 }
 
+/// The company of tenant `slug`.
+async fn tenant_id(db: &Db, slug: &str) -> anyhow::Result<CompanyId> {
+    let conn = db.public().await?;
+    Ok(companies::find_by_slug(conn.client(), &Slug::parse(slug)?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no tenant {slug:?}"))?
+        .id)
+}
+
+/// Prints a tenant run that did no work.
+fn not_done<T>(name: &str, slug: &str, period: &str, ran: &TenantRun<T>) {
+    match ran {
+        TenantRun::Done(..) => {}
+        TenantRun::Skipped(id, why) => {
+            println!("{name} {slug} {period} (run {id}): skipped: {why}");
+        }
+        TenantRun::NotMine => {
+            println!("{name} {slug} {period}: already run, being run, or waiting to be retried");
+        }
+    }
+}
+
+/// `jobs run reminders.due|reminders.overdue --tenant SLUG [--at T]`: the tenant's run as the
+/// worker's tick at `now` would make it.
+async fn run_reminders(
+    db: &Db,
+    links: &Links,
+    name: &str,
+    slug: &str,
+    company: CompanyId,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if name == DUE_REMINDERS {
+        let period = reminders::due_period(now);
+        let work = DueReminders {
+            links: links.clone(),
+        };
+        match tenant_jobs::run_for_tenant(db, &work, company, &period, now).await? {
+            TenantRun::Done(id, done) => println!(
+                "{name} {slug} {period} (run {id}): sent {} reminder(s)",
+                done.reminders
+            ),
+            other => not_done(name, slug, &period, &other),
+        }
+        return Ok(());
+    }
+    match reminders::run_overdue_digest(db, links, company, now).await? {
+        OverdueRun::NotYet => println!(
+            "{name} {slug}: not yet 08:00 in the organization's time zone at {}; nothing run",
+            time(Some(now))
+        ),
+        OverdueRun::Day(date, TenantRun::Done(id, done)) => println!(
+            "{name} {slug} {date} (run {id}): {} overdue task(s), {} email(s): {} digest(s), {} lead summary(ies)",
+            done.overdue_tasks, done.emails, done.digests, done.lead_summaries
+        ),
+        OverdueRun::Day(date, other) => not_done(name, slug, &date.to_string(), &other),
+    }
+    Ok(())
+}
+
 pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         JobsCommand::List => {
@@ -46,10 +110,24 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                 "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} schedule",
                 "job", "done", "skipped", "failed", "running", "last claimed", "last finished"
             );
-            let known = [(
-                PLATFORM_CLEANUP,
-                "WORKER_CLEANUP_CRON (default Sundays 03:00 UTC)",
-            )];
+            let known = [
+                (
+                    PLATFORM_CLEANUP,
+                    "WORKER_CLEANUP_CRON (default daily 03:00 UTC, once per ISO week)",
+                ),
+                (
+                    TENANT_CLEANUP,
+                    "WORKER_CLEANUP_CRON (per tenant, once per ISO week)",
+                ),
+                (
+                    DUE_REMINDERS,
+                    "WORKER_REMINDER_CRON (default every 15 minutes, per tenant)",
+                ),
+                (
+                    OVERDUE_DIGEST,
+                    "WORKER_OVERDUE_CRON (default every 15 minutes; per tenant once per local day from 08:00)",
+                ),
+            ];
             for (name, schedule) in known {
                 let s = jobs.iter().find(|j| j.job == name);
                 println!(
@@ -67,34 +145,38 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
         }
         JobsCommand::Run { name, tenant, at } => {
             let now = at.unwrap_or_else(Utc::now);
+            if name == DUE_REMINDERS || name == OVERDUE_DIGEST {
+                let slug = tenant.ok_or_else(|| anyhow::anyhow!("{name} needs --tenant SLUG"))?;
+                let company = tenant_id(db, &slug).await?;
+                let links = Links::from_lookup(|k| std::env::var(k).ok())?;
+                run_reminders(db, &links, &name, &slug, company, now).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if name == TENANT_CLEANUP {
                 let slug = tenant.ok_or_else(|| anyhow::anyhow!("{name} needs --tenant SLUG"))?;
-                let conn = db.public().await?;
-                let company = companies::find_by_slug(conn.client(), &Slug::parse(&slug)?)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("no tenant {slug:?}"))?;
-                drop(conn);
+                let company = tenant_id(db, &slug).await?;
                 let week = jobs::iso_week(now);
                 let ran =
-                    tenant_jobs::run_for_tenant(db, &TenantCleanup, company.id, &week, now).await?;
+                    tenant_jobs::run_for_tenant(db, &TenantCleanup, company, &week, now).await?;
                 match ran {
                     TenantRun::Done(id, done) => println!(
                         "{name} {slug} {week} (run {id}): deleted {} task(s) and {} invitation(s)",
                         done.tasks, done.invitations
                     ),
-                    TenantRun::Skipped(id, why) => {
-                        println!("{name} {slug} {week} (run {id}): skipped: {why}");
-                    }
-                    TenantRun::NotMine => println!(
-                        "{name} {slug} {week}: already run, being run, or waiting to be retried"
-                    ),
+                    other => not_done(&name, &slug, &week, &other),
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             if name != PLATFORM_CLEANUP || tenant.is_some() {
                 anyhow::bail!(
-                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, {TENANT_CLEANUP} --tenant SLUG",
-                    if tenant.is_some() { " for a tenant" } else { "" }
+                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, \
+                     {TENANT_CLEANUP} --tenant SLUG, {DUE_REMINDERS} --tenant SLUG, \
+                     {OVERDUE_DIGEST} --tenant SLUG",
+                    if tenant.is_some() {
+                        " for a tenant"
+                    } else {
+                        ""
+                    }
                 );
             }
             match jobs::platform_cleanup(db, now).await? {

@@ -14,6 +14,9 @@ fn command(args: &[&str]) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
         .env_remove("BASE_DOMAIN")
+        .env_remove("PUBLIC_SCHEME")
+        .env_remove("LINK_SCHEME")
+        .env_remove("LINK_PORT")
         .env_remove("TENANTCTL_OWNER_PASSWORD")
         .env_remove("TENANTCTL_MEMBER_PASSWORD");
     c
@@ -1198,4 +1201,99 @@ async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_t
     let o = run_cleanup(&url, "2026-12-27T04:00:00Z");
     assert!(stdout(&o).contains("2026-W52 (run"), "{}", stdout(&o));
     assert_fails(&tenantctl(&url, &["jobs", "retry", "999999"]));
+}
+
+/// `jobs run reminders.due|reminders.overdue --tenant SLUG --at T`: the tenant's run at that
+/// instant, once; the digest not before 08:00 in the organization's time zone; the links from
+/// the tenant's primary domain with `LINK_PORT`; both listed with their schedules.
+#[tokio::test]
+async fn jobs_run_the_reminders_of_a_tenant_at_an_instant() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    exec(
+        &url,
+        "update public.company_settings set timezone = 'America/New_York'; \
+         insert into tenant_acme.projects (id, name, owner_id) \
+           select gen_random_uuid(), 'Launch', id from public.users; \
+         insert into tenant_acme.project_members (project_id, user_id, role) \
+           select id, owner_id, 'lead' from tenant_acme.projects; \
+         insert into tenant_acme.tasks (id, project_id, title, assignee_id, created_by, due_at) \
+           select gen_random_uuid(), p.id, t.title, p.owner_id, p.owner_id, t.due::timestamptz \
+             from tenant_acme.projects p, (values ('Soon', '2026-05-01T18:00:00Z'), \
+                                                 ('Late', '2026-04-29T18:00:00Z')) as t (title, due);",
+    )
+    .await;
+    let run = |job: &str, at: &str| {
+        command(&["jobs", "run", job, "--tenant", "acme", "--at", at])
+            .env("DATABASE_URL", &url)
+            .env("LINK_PORT", "8080")
+            .output()
+            .expect("run tenantctl")
+    };
+    let o = run("reminders.due", "2026-05-01T12:00:00Z");
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("reminders.due acme 2026-05-01T12:00:00Z (run")
+            && stdout(&o).contains("sent 1 reminder(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run("reminders.due", "2026-05-01T12:00:00Z");
+    assert!(stdout(&o).contains("already run"), "{}", stdout(&o));
+    let o = run("reminders.due", "2026-05-01T12:15:00Z");
+    assert!(stdout(&o).contains("sent 0 reminder(s)"), "{}", stdout(&o));
+    let link: String = one(
+        &url,
+        "select payload->>'link' from public.outbox where payload->>'kind' = 'task_due'",
+    )
+    .await;
+    assert!(
+        link.starts_with("http://acme.localhost:8080/tasks/"),
+        "{link}"
+    );
+
+    // 07:59 in New York (EDT, UTC-4): not yet, and nothing claimed.
+    let o = run("reminders.overdue", "2026-05-01T11:59:00Z");
+    assert_ok(&o);
+    assert!(stdout(&o).contains("not yet 08:00"), "{}", stdout(&o));
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.job_runs where job = 'reminders.overdue'"
+        )
+        .await,
+        0
+    );
+    let o = run("reminders.overdue", "2026-05-01T12:00:00Z");
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("reminders.overdue acme 2026-05-01 (run")
+            && stdout(&o).contains("1 overdue task(s), 2 email(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run("reminders.overdue", "2026-05-02T03:59:00Z");
+    assert!(stdout(&o).contains("already run"), "{}", stdout(&o));
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.outbox where payload->>'kind' = 'overdue_digest'"
+        )
+        .await,
+        2
+    );
+
+    let o = tenantctl(&url, &["jobs", "list"]);
+    assert_ok(&o);
+    for (job, done) in [("reminders.due", "2"), ("reminders.overdue", "1")] {
+        let line = stdout(&o)
+            .lines()
+            .find(|l| l.starts_with(job))
+            .unwrap_or_default()
+            .to_owned();
+        let counts: Vec<&str> = line.split_whitespace().take(2).collect();
+        assert_eq!(counts, [job, done], "{line}");
+    }
+    assert_fails(&tenantctl(&url, &["jobs", "run", "reminders.due"]));
 }

@@ -18,7 +18,7 @@ pub mod links {
     /// Posts the token (and, for a new account, a name and password) to `/invitations/accept`.
     pub const ACCEPT_INVITATION: &str = "/accept-invitation";
     /// One task: `/tasks/{id}` (a reminder's link), reading `/api/v1/tasks/{id}`.
-    pub const TASKS: &str = "/tasks";
+    pub const TASKS: &str = tenantry_public::links::TASKS_PATH;
 }
 
 /// How logs are written.
@@ -39,8 +39,8 @@ impl Scheme {
     /// `http` for a base domain that only exists in development (`localhost`, `*.localhost`,
     /// `*.test`: reserved names no certificate authority signs for), `https` for any other.
     pub fn default_for(base_domain: &DomainName) -> Self {
-        let name = base_domain.as_str();
-        if name == "localhost" || name.ends_with(".localhost") || name.ends_with(".test") {
+        // One rule for the server's links and the worker's (`tenantry_public::links`).
+        if tenantry_public::links::is_development_domain(base_domain) {
             Scheme::Http
         } else {
             Scheme::Https

@@ -11,6 +11,7 @@ pub mod enums;
 pub mod exporter;
 pub mod ids;
 pub mod jobs;
+pub mod links;
 pub mod mail;
 pub mod memberships;
 pub mod migrate;

@@ -40,6 +40,41 @@ pub enum Email {
         due: Option<String>,
         link: String,
     },
+    /// The worker's reminder to a task's assignee that the task is due soon (within the
+    /// organization's reminder lead time).
+    TaskDue {
+        to: String,
+        organization: String,
+        task_title: String,
+        project: String,
+        /// In the organization's time zone, as in [`Email::TaskReminder`].
+        due: String,
+        link: String,
+    },
+    /// The worker's daily list of overdue tasks: to an assignee, their own tasks
+    /// (`lead: false`); to a project lead, the overdue tasks of the projects they lead
+    /// (`lead: true`, each with its assignee).
+    OverdueDigest {
+        to: String,
+        organization: String,
+        /// The organization's local date the digest is for (`2026-05-01`).
+        date: String,
+        lead: bool,
+        tasks: Vec<OverdueTask>,
+    },
+}
+
+/// One task in an [`Email::OverdueDigest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverdueTask {
+    pub title: String,
+    pub project: String,
+    /// Whole days between the local date it was due and the digest's date (0: due earlier
+    /// that day).
+    pub days_overdue: i32,
+    /// Who it is assigned to (name, or email without one); in a lead's digest only.
+    pub assignee: Option<String>,
+    pub link: String,
 }
 
 impl Email {
@@ -48,7 +83,9 @@ impl Email {
             Self::VerifyEmail { to, .. }
             | Self::PasswordReset { to, .. }
             | Self::Invitation { to, .. }
-            | Self::TaskReminder { to, .. } => to,
+            | Self::TaskReminder { to, .. }
+            | Self::TaskDue { to, .. }
+            | Self::OverdueDigest { to, .. } => to,
         }
     }
 }

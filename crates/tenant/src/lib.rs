@@ -21,6 +21,7 @@ pub mod ordering;
 pub mod organization;
 pub mod projects;
 pub mod provision;
+pub mod reminders;
 pub mod rows;
 pub mod statistics;
 pub mod tasks;

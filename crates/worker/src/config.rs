@@ -17,6 +17,10 @@ pub const ENV_HEARTBEAT_CRON: &str = "WORKER_HEARTBEAT_CRON";
 pub const ENV_QUEUE_PREFIX: &str = "WORKER_QUEUE_PREFIX";
 /// When the weekly clean-up fires (cron with seconds; needs `DATABASE_URL`).
 pub const ENV_CLEANUP_CRON: &str = "WORKER_CLEANUP_CRON";
+/// When the due reminders fire (cron with seconds; needs `DATABASE_URL`).
+pub const ENV_REMINDER_CRON: &str = "WORKER_REMINDER_CRON";
+/// When the overdue digest checks which organizations have reached 08:00 local time.
+pub const ENV_OVERDUE_CRON: &str = "WORKER_OVERDUE_CRON";
 /// Over how many seconds a fan-out spreads its tenants' jobs.
 pub const ENV_FANOUT_WINDOW_SECS: &str = "WORKER_FANOUT_WINDOW_SECS";
 /// The default fan-out window: ten minutes.
@@ -51,6 +55,12 @@ pub const DEFAULT_HEARTBEAT_CRON: &str = "0 * * * * *";
 /// Every day at 03:00 UTC. Every worker fires it; each part runs once per ISO week (the first
 /// firing of the week runs it; later ones retry what failed), claimed in `public.job_runs`.
 pub const DEFAULT_CLEANUP_CRON: &str = "0 0 3 * * *";
+/// Every 15 minutes: each tick reminds of the tasks due within the organization's lead time
+/// that were not reminded of yet, so a reminder goes out at most 15 minutes late.
+pub const DEFAULT_REMINDER_CRON: &str = "0 */15 * * * *";
+/// Every 15 minutes: an organization's digest goes out at the first tick at or after 08:00 in
+/// its time zone, so within 15 minutes of it in every zone (offsets are whole quarter hours).
+pub const DEFAULT_OVERDUE_CRON: &str = "0 */15 * * * *";
 /// Default Redis key / queue prefix.
 pub const DEFAULT_QUEUE_PREFIX: &str = "tenantry";
 
@@ -110,6 +120,14 @@ pub struct Config {
     /// `WORKER_CLEANUP_CRON`: when the weekly clean-up fires (default daily 03:00 UTC; it runs
     /// once per ISO week).
     pub cleanup_schedule: cron::Schedule,
+    /// `WORKER_REMINDER_CRON`: when the due reminders fire (default every 15 minutes).
+    pub reminder_schedule: cron::Schedule,
+    /// `WORKER_OVERDUE_CRON`: when the overdue digest looks for organizations past 08:00 local
+    /// time (default every 15 minutes; each runs once per local day).
+    pub overdue_schedule: cron::Schedule,
+    /// `BASE_DOMAIN`, `LINK_SCHEME` (or `PUBLIC_SCHEME`) and `LINK_PORT`, as the server reads
+    /// them: the links in the worker's own emails (reminders, digests).
+    pub links: tenantry_public::links::Links,
     /// `WORKER_FANOUT_WINDOW_SECS`: over how long a fan-out spreads its tenants (default 600 s).
     pub fanout_window: std::time::Duration,
     /// `WORKER_QUEUE_PREFIX`: prefix of every Redis key and queue (default `tenantry`).
@@ -207,6 +225,13 @@ impl Config {
         };
         let heartbeat_schedule = schedule(ENV_HEARTBEAT_CRON, DEFAULT_HEARTBEAT_CRON)?;
         let cleanup_schedule = schedule(ENV_CLEANUP_CRON, DEFAULT_CLEANUP_CRON)?;
+        let reminder_schedule = schedule(ENV_REMINDER_CRON, DEFAULT_REMINDER_CRON)?;
+        let overdue_schedule = schedule(ENV_OVERDUE_CRON, DEFAULT_OVERDUE_CRON)?;
+        let links =
+            tenantry_public::links::Links::from_lookup(get).map_err(|e| ConfigError::Invalid {
+                var: e.var,
+                reason: e.message,
+            })?;
         let fanout_window = match get(ENV_FANOUT_WINDOW_SECS) {
             None => std::time::Duration::from_secs(DEFAULT_FANOUT_WINDOW_SECS),
             Some(v) => v
@@ -237,6 +262,9 @@ impl Config {
             log_filter,
             heartbeat_schedule,
             cleanup_schedule,
+            reminder_schedule,
+            overdue_schedule,
+            links,
             fanout_window,
             queue_prefix,
             mail,
@@ -333,6 +361,9 @@ impl fmt::Debug for Config {
             .field("log_filter", &self.log_filter)
             .field("heartbeat_schedule", &self.heartbeat_schedule.source())
             .field("cleanup_schedule", &self.cleanup_schedule.source())
+            .field("reminder_schedule", &self.reminder_schedule.source())
+            .field("overdue_schedule", &self.overdue_schedule.source())
+            .field("links", &self.links)
             .field("queue_prefix", &self.queue_prefix)
             .field(
                 "mail",

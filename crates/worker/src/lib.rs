@@ -95,6 +95,7 @@ struct DbJobs {
     redis: ConnectionManager,
     prefix: Arc<str>,
     fanout_window: Duration,
+    links: tenantry_public::links::Links,
 }
 
 /// The weekly clean-up, on every worker's schedule: the platform part and the fan-out of the
@@ -105,12 +106,17 @@ async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs:
     let week = tenantry_public::jobs::iso_week(now);
     metrics::timed(metrics::CLEANUP, async {
         tenantry_public::jobs::platform_cleanup(&ctx.db, now).await?;
+        let day = now.date_naive().to_string();
+        let fan = tenant_jobs::Fan {
+            job: tenantry_tenant::jobs::TENANT_CLEANUP,
+            period: &week,
+            once_per: &day,
+        };
         tenant_jobs::fan_out(
             &ctx.db,
             &ctx.redis,
             &ctx.prefix,
-            tenantry_tenant::jobs::TENANT_CLEANUP,
-            &week,
+            fan,
             now,
             ctx.fanout_window,
         )
@@ -120,13 +126,65 @@ async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs:
     .await
 }
 
+/// The instant a tick was scheduled for: the same on every worker that fires it (their clocks
+/// may differ a little), so it keys the tick's fan-out and runs.
+fn tick_instant(tick: &Tick) -> chrono::DateTime<Utc> {
+    i64::try_from(tick.get_timestamp())
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .unwrap_or_else(Utc::now)
+}
+
+/// A tick of a reminder job: one fan-out per tick (claimed by one worker), the tenants' runs
+/// keyed by the tick's instant.
+async fn reminder_fan_out(
+    tick: &Tick,
+    ctx: &DbJobs,
+    job: &str,
+) -> Result<(), tenant_jobs::TenantJobError> {
+    let at = tick_instant(tick);
+    let period = tenantry_tenant::reminders::due_period(at);
+    let fan = tenant_jobs::Fan {
+        job,
+        period: &period,
+        once_per: &period,
+    };
+    tenant_jobs::fan_out(&ctx.db, &ctx.redis, &ctx.prefix, fan, at, ctx.fanout_window)
+        .await
+        .map(|_| ())
+}
+
+/// The due reminders, on every worker's schedule (`WORKER_REMINDER_CRON`).
+async fn reminder_task(tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs::TenantJobError> {
+    metrics::timed(
+        metrics::REMINDERS,
+        reminder_fan_out(&tick, &ctx, tenantry_tenant::reminders::DUE_REMINDERS),
+    )
+    .await
+}
+
+/// The overdue digest's tick (`WORKER_OVERDUE_CRON`): every tenant is queued; each one's job
+/// runs its local day's digest once its local time has reached 08:00
+/// (`tenantry_tenant::reminders::run_overdue_digest`).
+async fn overdue_task(tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs::TenantJobError> {
+    metrics::timed(
+        metrics::OVERDUE,
+        reminder_fan_out(&tick, &ctx, tenantry_tenant::reminders::OVERDUE_DIGEST),
+    )
+    .await
+}
+
 async fn tenant_task(
     job: tenant_jobs::TenantJob,
     ctx: Data<DbJobs>,
 ) -> Result<(), tenant_jobs::TenantJobError> {
     let span = tracing::info_span!("tenant_job", job = %job.job, tenant = %job.company_id);
     let _entered = span.enter();
-    metrics::timed(metrics::TENANT_JOB, tenant_jobs::run(&ctx.db, &job)).await
+    metrics::timed(
+        metrics::TENANT_JOB,
+        tenant_jobs::run(&ctx.db, &ctx.links, &job),
+    )
+    .await
 }
 
 async fn ping_task(job: Ping, mut ctx: Data<JobContext>) -> Result<(), JobError> {
@@ -230,7 +288,9 @@ enum RoundEnd {
 ///
 /// Workers: `{prefix}-heartbeat` (cron, [`jobs::heartbeat`]), a worker on the
 /// Redis queue `{prefix}:jobs:noop` ([`Ping`] jobs) and, with a database, the email
-/// queue and its sweep ([`mail`]). With `METRICS_ADDR` it serves `GET /metrics`
+/// queue and its sweep ([`mail`]), the clean-up, due-reminder and overdue-digest crons
+/// (`{prefix}-cleanup`, `{prefix}-reminders`, `{prefix}-overdue`: fan-outs) and the tenant job
+/// queue `{prefix}:jobs:tenant` ([`tenant_jobs`]). With `METRICS_ADDR` it serves `GET /metrics`
 /// ([`metrics`]) while it runs.
 ///
 /// Redis may be unreachable at start or go away at any time: the worker keeps running,
@@ -287,6 +347,8 @@ pub async fn run(
         prefix = %prefix,
         heartbeat_cron = config.heartbeat_schedule.source(),
         cleanup_cron = config.cleanup_schedule.source(),
+        reminder_cron = config.reminder_schedule.source(),
+        overdue_cron = config.overdue_schedule.source(),
         "worker started"
     );
 
@@ -416,6 +478,7 @@ async fn run_round(
             redis: ctx.redis.clone(),
             prefix: prefix.clone(),
             fanout_window: config.fanout_window,
+            links: config.links.clone(),
         };
         let schedule = config.cleanup_schedule.clone();
         let name = format!("{prefix}-cleanup");
@@ -425,6 +488,28 @@ async fn run_round(
                 .backend(CronScheduler::new(schedule.clone()))
                 .data(cron_jobs.clone())
                 .build(cleanup_task)
+        });
+        let (name, schedule, cron_jobs) = (
+            format!("{prefix}-reminders"),
+            config.reminder_schedule.clone(),
+            jobs.clone(),
+        );
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(cron_jobs.clone())
+                .build(reminder_task)
+        });
+        let (name, schedule, cron_jobs) = (
+            format!("{prefix}-overdue"),
+            config.overdue_schedule.clone(),
+            jobs.clone(),
+        );
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(cron_jobs.clone())
+                .build(overdue_task)
         });
         let name = tenant_worker_name;
         monitor = monitor.register(move |_restarts| {

@@ -210,15 +210,20 @@ fn kind(email: &Email) -> &'static str {
         Email::PasswordReset { .. } => "password_reset",
         Email::Invitation { .. } => "invitation",
         Email::TaskReminder { .. } => "task_reminder",
+        Email::TaskDue { .. } => "task_due",
+        Email::OverdueDigest { .. } => "overdue_digest",
     }
 }
 
+/// The link worth logging: the email's own, or a digest's first task's.
 fn link(email: &Email) -> &str {
     match email {
         Email::VerifyEmail { link, .. }
         | Email::PasswordReset { link, .. }
         | Email::Invitation { link, .. }
-        | Email::TaskReminder { link, .. } => link,
+        | Email::TaskReminder { link, .. }
+        | Email::TaskDue { link, .. } => link,
+        Email::OverdueDigest { tasks, .. } => tasks.first().map_or("", |t| t.link.as_str()),
     }
 }
 
@@ -275,6 +280,56 @@ pub fn render(email: &Email) -> (String, String) {
                 ),
             )
         }
+        Email::TaskDue {
+            organization,
+            task_title,
+            project,
+            due,
+            link,
+            ..
+        } => (
+            format!("Due soon: {task_title}"),
+            format!(
+                "A task assigned to you in {organization} is due soon.\n\nTask: {task_title}\n\
+                 Project: {project}\nDue: {due}\n\nOpen the task:\n\n{link}\n"
+            ),
+        ),
+        Email::OverdueDigest {
+            organization,
+            date,
+            lead,
+            tasks,
+            ..
+        } => {
+            let n = tasks.len();
+            let (subject, intro) = if *lead {
+                (
+                    format!("{n} overdue task(s) in your projects in {organization}"),
+                    format!(
+                        "These tasks of projects you lead in {organization} are overdue ({date}):"
+                    ),
+                )
+            } else {
+                (
+                    format!("{n} overdue task(s) in {organization}"),
+                    format!("These tasks assigned to you in {organization} are overdue ({date}):"),
+                )
+            };
+            let mut body = format!("{intro}\n");
+            for t in tasks {
+                let late = match t.days_overdue {
+                    0 => "due earlier today".to_owned(),
+                    1 => "1 day overdue".to_owned(),
+                    d => format!("{d} days overdue"),
+                };
+                body.push_str(&format!("\n- {} ({}), {late}", t.title, t.project));
+                if let Some(assignee) = &t.assignee {
+                    body.push_str(&format!(", assigned to {assignee}"));
+                }
+                body.push_str(&format!("\n  {}\n", t.link));
+            }
+            (subject, body)
+        }
     }
 }
 
@@ -310,6 +365,27 @@ mod tests {
                 project: "Launch".into(),
                 due: Some("2026-05-01 17:00 (Europe/Berlin)".into()),
                 link: link.clone(),
+            },
+            Email::TaskDue {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                task_title: "Ship it".into(),
+                project: "Launch".into(),
+                due: "2026-05-01 17:00 (Europe/Berlin)".into(),
+                link: link.clone(),
+            },
+            Email::OverdueDigest {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                date: "2026-05-02".into(),
+                lead: true,
+                tasks: vec![tenantry_public::mail::OverdueTask {
+                    title: "Ship it".into(),
+                    project: "Launch".into(),
+                    days_overdue: 1,
+                    assignee: Some("Ann".into()),
+                    link: link.clone(),
+                }],
             },
         ] {
             let (subject, body) = render(&email);

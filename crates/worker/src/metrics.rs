@@ -33,6 +33,10 @@ pub const PING: &str = "ping";
 pub const DELIVER: &str = "deliver";
 /// The `job` label of the weekly platform clean-up.
 pub const CLEANUP: &str = "cleanup";
+/// The `job` label of the due reminders' ticks (their fan-out).
+pub const REMINDERS: &str = "reminders";
+/// The `job` label of the overdue digest's ticks (their fan-out).
+pub const OVERDUE: &str = "overdue";
 /// The `job` label of queued per-tenant jobs (`{prefix}:jobs:tenant`).
 pub const TENANT_JOB: &str = "tenant_job";
 

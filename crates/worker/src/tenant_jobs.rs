@@ -1,5 +1,6 @@
 //! Per-tenant jobs: the fan-out that turns one scheduler tick into one queued job per ready
-//! tenant (spread over a window), and the handler that runs a tenant's part. A queued job names
+//! tenant (spread over a window), and the handler that runs a tenant's part (the weekly
+//! clean-up, the due reminders, the overdue digest). A queued job names
 //! its tenant by company id only; the schema comes from the company row when it runs
 //! (`tenantry_tenant::jobs::run_for_tenant`).
 
@@ -13,16 +14,19 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tenantry_public::db::{Db, DbError};
 use tenantry_public::jobs::{self, RunKey};
+use tenantry_public::links::Links;
 use tenantry_public::CompanyId;
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TENANT_CLEANUP};
+use tenantry_tenant::reminders::{self, DueReminders, DUE_REMINDERS, OVERDUE_DIGEST};
 
 /// One tenant's part of a periodic job, as queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantJob {
-    /// The job (`cleanup.tenant`).
+    /// The job (`cleanup.tenant`, `reminders.due`, `reminders.overdue`).
     pub job: String,
     pub company_id: CompanyId,
-    /// The period the fan-out was for (the run's key).
+    /// The period the fan-out was for (the run's key), except for `reminders.overdue`, whose
+    /// run's period is the tenant's local date, known only when it runs.
     pub period: String,
     /// The instant the run is for (the fan-out's `now`).
     pub at: DateTime<Utc>,
@@ -51,26 +55,41 @@ pub fn tenant_storage(redis: ConnectionManager, prefix: &str) -> RedisStorage<Te
     RedisStorage::new(redis).with_config(config)
 }
 
-/// The fan-out of `job` for `period` at `now`: claimed once per day (so a daily tick also
-/// re-queues the tenants whose run failed or never happened), it queues one [`TenantJob`] per
-/// tenant that has not finished the period (done or skipped), each delayed by its tenant's jitter within
-/// `window`. Answers how many it queued, or `None` when another worker has the day's fan-out.
+/// One fan-out: the job it queues, the period the queued runs are for, and the period the
+/// fan-out itself is claimed once in (`{job}.fanout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fan<'a> {
+    pub job: &'a str,
+    pub period: &'a str,
+    /// The weekly clean-up fans out once per UTC day (so a daily tick also re-queues the
+    /// tenants whose run of the week failed or never happened); the reminder jobs once per tick
+    /// (the tick's scheduled instant, the same on every worker).
+    pub once_per: &'a str,
+}
+
+/// The fan-out `fan` at `now`: claimed once per `fan.once_per`, it queues one [`TenantJob`]
+/// per tenant that has not finished `fan.period` (done or skipped), each delayed by its
+/// tenant's jitter within `window`. Answers how many it queued, or `None` when another worker
+/// has this fan-out.
 pub async fn fan_out(
     db: &Db,
     redis: &ConnectionManager,
     prefix: &str,
-    job: &str,
-    period: &str,
+    fan: Fan<'_>,
     now: DateTime<Utc>,
     window: Duration,
 ) -> Result<Option<usize>, TenantJobError> {
+    let Fan {
+        job,
+        period,
+        once_per,
+    } = fan;
     let fanout = format!("{job}.fanout");
-    let day = now.date_naive().to_string();
     let conn = db.public().await?;
     let key = RunKey {
         job: &fanout,
         company: None,
-        period: &day,
+        period: once_per,
     };
     let Some(id) = jobs::claim(conn.client(), key, now).await? else {
         return Ok(None);
@@ -116,12 +135,23 @@ pub async fn fan_out(
     Ok(Some(tenants.len()))
 }
 
-/// Runs one queued tenant job.
-pub async fn run(db: &Db, job: &TenantJob) -> Result<(), TenantJobError> {
+/// Runs one queued tenant job; `links` build the links in its emails.
+pub async fn run(db: &Db, links: &Links, job: &TenantJob) -> Result<(), TenantJobError> {
     match job.job.as_str() {
         TENANT_CLEANUP => {
             tenant_jobs::run_for_tenant(db, &TenantCleanup, job.company_id, &job.period, job.at)
                 .await?;
+            Ok(())
+        }
+        DUE_REMINDERS => {
+            let work = DueReminders {
+                links: links.clone(),
+            };
+            tenant_jobs::run_for_tenant(db, &work, job.company_id, &job.period, job.at).await?;
+            Ok(())
+        }
+        OVERDUE_DIGEST => {
+            reminders::run_overdue_digest(db, links, job.company_id, job.at).await?;
             Ok(())
         }
         other => Err(TenantJobError::Unknown(other.to_owned())),

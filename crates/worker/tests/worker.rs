@@ -373,6 +373,15 @@ fn config_defaults_and_overrides() {
     assert_eq!(config.log_filter, "info");
     assert_eq!(config.heartbeat_schedule.source(), "0 * * * * *");
     assert_eq!(config.queue_prefix, "tenantry");
+    assert_eq!(config.reminder_schedule.source(), "0 */15 * * * *");
+    assert_eq!(config.overdue_schedule.source(), "0 */15 * * * *");
+    assert_eq!(
+        config.links,
+        tenantry_public::links::Links::new(
+            tenantry_public::names::DomainName::parse("localhost").expect("domain")
+        ),
+        "links default to http://<tenant>.localhost"
+    );
     assert_eq!(
         config.metrics_addr, None,
         "no metrics listener unless METRICS_ADDR is set"
@@ -402,6 +411,14 @@ fn config_invalid_values_name_the_variable() {
         (ENV_REDIS_URL, "not a url"),
         (ENV_LOG_FORMAT, "xml"),
         (ENV_HEARTBEAT_CRON, "every minute"),
+        (
+            tenantry_worker::config::ENV_REMINDER_CRON,
+            "every 15 minutes",
+        ),
+        (tenantry_worker::config::ENV_OVERDUE_CRON, "at eight"),
+        ("LINK_PORT", "eighty"),
+        ("LINK_SCHEME", "ftp"),
+        ("BASE_DOMAIN", "not a domain"),
         (ENV_QUEUE_PREFIX, "bad prefix"),
         (ENV_QUEUE_PREFIX, "ends:"),
     ];
@@ -659,4 +676,772 @@ async fn migrated_database() -> (tenantry_testkit::TestDatabase, tokio_postgres:
         .await
         .expect("migrate public");
     (db, client)
+}
+
+// ---- Due reminders and the overdue digest ------------------------------------------------------
+
+mod reminders {
+    use super::*;
+    use serde_json::Value;
+    use tenantry_public::db::Db;
+    use tenantry_public::links::Links;
+    use tenantry_public::names::{DomainName, Email, Password, Slug};
+    use tenantry_public::plans::PlanCode;
+    use tenantry_public::CompanyId;
+    use tenantry_tenant::jobs::{run_for_tenant, TenantRun};
+    use tenantry_tenant::provision::{provision, NewTenant, Owner};
+    use tenantry_tenant::reminders::{
+        due_period, run_overdue_digest, DueReminders, DueRemindersOutcome, OverdueRun,
+    };
+    use uuid::Uuid;
+
+    pub(super) fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("RFC 3339")
+            .with_timezone(&Utc)
+    }
+
+    pub(super) fn links() -> Links {
+        Links::new(DomainName::parse("example.test").expect("domain"))
+    }
+
+    /// A provisioned tenant (primary domain `{slug}.example.test`) in `timezone`, with its
+    /// owner's id.
+    pub(super) async fn tenant(
+        db: &Db,
+        client: &tokio_postgres::Client,
+        slug: &str,
+        timezone: &str,
+    ) -> (CompanyId, Uuid) {
+        let done = provision(
+            db,
+            &DomainName::parse("example.test").expect("domain"),
+            NewTenant {
+                name: format!("{slug} Inc"),
+                slug: Slug::parse(slug).expect("slug"),
+                plan: PlanCode::Professional,
+                owner: Owner::New {
+                    email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
+                    password: Password::parse(&format!("password-of-{slug}")).expect("password"),
+                    full_name: format!("Owner of {slug}"),
+                },
+            },
+        )
+        .await
+        .expect("provision");
+        client
+            .execute(
+                "update public.company_settings set timezone = $2 where company_id = $1",
+                &[&done.company.id, &timezone],
+            )
+            .await
+            .expect("timezone");
+        (done.company.id, done.owner.id.0)
+    }
+
+    /// A member of `company`: `membership_active` false is a deactivated member,
+    /// `account_active` false a deactivated account.
+    pub(super) async fn member(
+        client: &tokio_postgres::Client,
+        company: CompanyId,
+        email: &str,
+        membership_active: bool,
+        account_active: bool,
+    ) -> Uuid {
+        let id = Uuid::now_v7();
+        client
+            .execute(
+                "insert into public.users (id, email, password_hash, full_name, email_verified_at, is_active) \
+                 values ($1, $2, 'x', '', now(), $3)",
+                &[&id, &email, &account_active],
+            )
+            .await
+            .expect("user");
+        client
+            .execute(
+                "insert into public.memberships (id, user_id, company_id, role, is_active) \
+                 values ($1, $2, $3, 'member', $4)",
+                &[&Uuid::now_v7(), &id, &company, &membership_active],
+            )
+            .await
+            .expect("membership");
+        id
+    }
+
+    /// A project of tenant `slug` owned and led by `lead`.
+    pub(super) async fn project(
+        client: &tokio_postgres::Client,
+        slug: &str,
+        name: &str,
+        lead: Uuid,
+    ) -> Uuid {
+        let id = Uuid::now_v7();
+        client
+            .execute(
+                &format!(
+                    "insert into tenant_{slug}.projects (id, name, owner_id) values ($1, $2, $3)"
+                ),
+                &[&id, &name, &lead],
+            )
+            .await
+            .expect("project");
+        client
+            .execute(
+                &format!(
+                    "insert into tenant_{slug}.project_members (project_id, user_id, role) \
+                     values ($1, $2, 'lead')"
+                ),
+                &[&id, &lead],
+            )
+            .await
+            .expect("lead");
+        id
+    }
+
+    /// A task of `project` in tenant `slug`, created by `by`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn task(
+        client: &tokio_postgres::Client,
+        slug: &str,
+        project: Uuid,
+        by: Uuid,
+        title: &str,
+        status: &str,
+        assignee: Option<Uuid>,
+        due_at: DateTime<Utc>,
+    ) -> Uuid {
+        let id = Uuid::now_v7();
+        client
+            .execute(
+                &format!(
+                    "insert into tenant_{slug}.tasks \
+                       (id, project_id, title, status, assignee_id, created_by, due_at, completed_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, case when $4 = 'done' then now() end)"
+                ),
+                &[&id, &project, &title, &status, &assignee, &by, &due_at],
+            )
+            .await
+            .expect("task");
+        id
+    }
+
+    /// Every queued email's payload, oldest first.
+    pub(super) async fn outbox(client: &tokio_postgres::Client) -> Vec<Value> {
+        client
+            .query("select payload from public.outbox order by id", &[])
+            .await
+            .expect("outbox")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    async fn remind(db: &Db, company: CompanyId, now: DateTime<Utc>) -> Option<u64> {
+        let work = DueReminders { links: links() };
+        match run_for_tenant(db, &work, company, &due_period(now), now)
+            .await
+            .expect("run")
+        {
+            TenantRun::Done(_, DueRemindersOutcome { reminders }) => Some(reminders),
+            TenantRun::Skipped(..) | TenantRun::NotMine => None,
+        }
+    }
+
+    /// The due reminders: one email per task, due instant and assignee, to active members only,
+    /// never for closed or unassigned tasks or in a suspended tenant; a changed due date or
+    /// assignee re-arms it, and the reminder for what the task no longer is never goes out.
+    #[tokio::test]
+    async fn due_reminders_go_out_once_and_again_after_a_change() {
+        let (database, client) = migrated_database().await;
+        let db = Db::connect(&database.url, &Default::default()).expect("pool");
+        let (acme, owner) = tenant(&db, &client, "acme", "Europe/Berlin").await;
+        let ann = member(&client, acme, "ann@acme.test", true, true).await;
+        let dan = member(&client, acme, "dan@acme.test", true, true).await;
+        let bob = member(&client, acme, "bob@acme.test", false, true).await;
+        let cat = member(&client, acme, "cat@acme.test", true, false).await;
+        let launch = project(&client, "acme", "Launch", owner).await;
+        let now = at("2026-05-01T12:00:00Z");
+        let hours = |h: i64| now + chrono::Duration::hours(h);
+        let ship = task(
+            &client,
+            "acme",
+            launch,
+            owner,
+            "Ship it",
+            "todo",
+            Some(ann),
+            hours(2),
+        )
+        .await;
+        let later = task(
+            &client,
+            "acme",
+            launch,
+            owner,
+            "Later",
+            "in_progress",
+            Some(ann),
+            hours(30),
+        )
+        .await;
+        let moved = task(
+            &client,
+            "acme",
+            launch,
+            owner,
+            "Moved",
+            "todo",
+            Some(ann),
+            hours(40),
+        )
+        .await;
+        for (title, status, assignee) in [
+            ("Done", "done", Some(ann)),
+            ("Cancelled", "cancelled", Some(ann)),
+            ("Nobody's", "todo", None),
+            ("Deactivated member's", "todo", Some(bob)),
+            ("Deactivated account's", "todo", Some(cat)),
+        ] {
+            task(
+                &client,
+                "acme",
+                launch,
+                owner,
+                title,
+                status,
+                assignee,
+                hours(3),
+            )
+            .await;
+        }
+        // Already overdue: too late for a reminder.
+        task(
+            &client,
+            "acme",
+            launch,
+            owner,
+            "Overdue",
+            "todo",
+            Some(ann),
+            hours(-1),
+        )
+        .await;
+        let (globex, globex_owner) = tenant(&db, &client, "globex", "UTC").await;
+        let g = project(&client, "globex", "G", globex_owner).await;
+        task(
+            &client,
+            "globex",
+            g,
+            globex_owner,
+            "Suspended",
+            "todo",
+            Some(globex_owner),
+            hours(2),
+        )
+        .await;
+        client
+            .execute(
+                "update public.companies set status = 'suspended' where id = $1",
+                &[&globex],
+            )
+            .await
+            .expect("suspend");
+
+        assert_eq!(
+            remind(&db, acme, now).await,
+            Some(1),
+            "only Ship it is due within 24 h"
+        );
+        assert_eq!(remind(&db, acme, now).await, None, "the tick's run is done");
+        assert_eq!(
+            remind(&db, globex, now).await,
+            None,
+            "a suspended tenant is skipped"
+        );
+        let mails = outbox(&client).await;
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        assert_eq!(mails[0]["kind"], "task_due");
+        assert_eq!(mails[0]["to"], "ann@acme.test");
+        assert_eq!(mails[0]["task_title"], "Ship it");
+        assert_eq!(mails[0]["project"], "Launch");
+        assert_eq!(mails[0]["organization"], "acme Inc");
+        assert_eq!(mails[0]["due"], "2026-05-01 16:00 (Europe/Berlin)");
+        assert_eq!(
+            mails[0]["link"],
+            format!("http://acme.example.test/tasks/{ship}")
+        );
+        let outcome: Value = client
+            .query_one(
+                "select outcome from public.job_runs where job = 'reminders.due' and company_id = $1",
+                &[&acme],
+            )
+            .await
+            .expect("run")
+            .get(0);
+        assert_eq!(outcome, serde_json::json!({ "reminders": 1 }));
+        let skipped: String = client
+            .query_one(
+                "select status from public.job_runs where job = 'reminders.due' and company_id = $1",
+                &[&globex],
+            )
+            .await
+            .expect("run")
+            .get(0);
+        assert_eq!(skipped, "skipped");
+
+        // The next ticks: nothing new.
+        let tick = |m: i64| now + chrono::Duration::minutes(m);
+        assert_eq!(remind(&db, acme, tick(15)).await, Some(0));
+        // "Moved" is moved into the window before it was ever reminded: one reminder, for its
+        // new due date; "Ship it" is moved to later the same day: reminded again; "Later" is
+        // given to Dan: Dan is reminded once it is within the lead time.
+        let exec = |sql: String| {
+            let client = &client;
+            async move { client.batch_execute(&sql).await.expect("change") }
+        };
+        exec(format!(
+            "update tenant_acme.tasks set due_at = '2026-05-01T20:00:00Z' where id = '{moved}'"
+        ))
+        .await;
+        exec(format!(
+            "update tenant_acme.tasks set due_at = '2026-05-01T18:00:00Z' where id = '{ship}'"
+        ))
+        .await;
+        exec(format!(
+            "update tenant_acme.tasks set assignee_id = '{dan}' where id = '{later}'"
+        ))
+        .await;
+        assert_eq!(remind(&db, acme, tick(30)).await, Some(2));
+        assert_eq!(remind(&db, acme, tick(45)).await, Some(0));
+        // A longer lead time reaches "Later" (due in 30 h), now Dan's.
+        client
+            .execute(
+                "update public.company_settings set reminder_lead_hours = 48 where company_id = $1",
+                &[&acme],
+            )
+            .await
+            .expect("lead hours");
+        assert_eq!(remind(&db, acme, tick(60)).await, Some(1));
+        let sent: Vec<(String, String, String)> = outbox(&client)
+            .await
+            .iter()
+            .map(|m| {
+                (
+                    m["to"].as_str().unwrap_or_default().to_owned(),
+                    m["task_title"].as_str().unwrap_or_default().to_owned(),
+                    m["due"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let sent: Vec<(&str, &str, &str)> = sent
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (
+                    "ann@acme.test",
+                    "Ship it",
+                    "2026-05-01 16:00 (Europe/Berlin)"
+                ),
+                (
+                    "ann@acme.test",
+                    "Ship it",
+                    "2026-05-01 20:00 (Europe/Berlin)"
+                ),
+                ("ann@acme.test", "Moved", "2026-05-01 22:00 (Europe/Berlin)"),
+                ("dan@acme.test", "Later", "2026-05-02 20:00 (Europe/Berlin)"),
+            ]
+        );
+        // One notification row per email; none for Moved's old due date or Ann's "Later".
+        let keys: Vec<(Uuid, Uuid, String)> = client
+            .query(
+                "select task_id, recipient_id, period_key from tenant_acme.notifications \
+                  where kind = 'due_reminder' order by sent_at, period_key",
+                &[],
+            )
+            .await
+            .expect("notifications")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        assert!(keys.contains(&(moved, ann, format!("2026-05-01T20:00:00.000000Z/{ann}"))));
+        assert!(keys.contains(&(later, dan, format!("2026-05-02T18:00:00.000000Z/{dan}"))));
+        assert!(!keys.iter().any(|(t, r, _)| *t == later && *r == ann));
+    }
+
+    /// Concurrent runs of different ticks (two workers, or a worker and `tenantctl`) at the same
+    /// instant: each task's reminder still goes out once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reminder_runs_send_each_reminder_once() {
+        let (database, client) = migrated_database().await;
+        let db = Db::connect(&database.url, &Default::default()).expect("pool");
+        let (acme, owner) = tenant(&db, &client, "acme", "UTC").await;
+        let p = project(&client, "acme", "P", owner).await;
+        let now = at("2026-05-01T12:00:00Z");
+        for i in 0..20 {
+            task(
+                &client,
+                "acme",
+                p,
+                owner,
+                &format!("T{i}"),
+                "todo",
+                Some(owner),
+                now + chrono::Duration::minutes(30 + i),
+            )
+            .await;
+        }
+        let mut runs = Vec::new();
+        for i in 0..6 {
+            let db = db.clone();
+            // Six different periods, so every run is claimed and all of them race.
+            runs.push(tokio::spawn(async move {
+                let work = DueReminders { links: links() };
+                let period = format!("race-{i}");
+                match run_for_tenant(&db, &work, acme, &period, now)
+                    .await
+                    .expect("run")
+                {
+                    TenantRun::Done(_, done) => done.reminders,
+                    other => panic!("{other:?}"),
+                }
+            }));
+        }
+        let mut sent = 0;
+        for run in runs {
+            sent += run.await.expect("join");
+        }
+        assert_eq!(sent, 20, "the runs together sent each reminder once");
+        assert_eq!(outbox(&client).await.len(), 20);
+    }
+
+    /// The overdue digest over two days of quarter-hour ticks, for an organization in Auckland
+    /// (UTC+13 in December) and one in Los Angeles (UTC−8): each runs once per local day, at
+    /// the first tick at or after 08:00 local (or at once when the first tick is later), none
+    /// before; every run mails each active assignee one digest and each project lead one
+    /// summary, and records its counts.
+    #[tokio::test]
+    async fn overdue_digest_runs_once_per_local_day_in_each_time_zone() {
+        let (database, client) = migrated_database().await;
+        let db = Db::connect(&database.url, &Default::default()).expect("pool");
+        let mut orgs = Vec::new();
+        for (slug, tz) in [
+            ("auckland", "Pacific/Auckland"),
+            ("angeles", "America/Los_Angeles"),
+        ] {
+            let (company, owner) = tenant(&db, &client, slug, tz).await;
+            let ann = member(&client, company, &format!("ann@{slug}.test"), true, true).await;
+            let bob = member(&client, company, &format!("bob@{slug}.test"), false, true).await;
+            let web = project(&client, slug, "Web", owner).await;
+            let app = project(&client, slug, "App", ann).await;
+            let due = at("2026-12-05T12:00:00Z");
+            task(
+                &client,
+                slug,
+                web,
+                owner,
+                "Web overdue",
+                "todo",
+                Some(ann),
+                due,
+            )
+            .await;
+            task(
+                &client,
+                slug,
+                app,
+                owner,
+                "App overdue",
+                "in_review",
+                Some(ann),
+                due,
+            )
+            .await;
+            task(&client, slug, web, owner, "Nobody's", "todo", None, due).await;
+            task(&client, slug, web, owner, "Bob's", "todo", Some(bob), due).await;
+            task(&client, slug, web, owner, "Done", "done", Some(ann), due).await;
+            task(
+                &client,
+                slug,
+                web,
+                owner,
+                "Future",
+                "todo",
+                Some(ann),
+                at("2027-01-01T00:00:00Z"),
+            )
+            .await;
+            orgs.push((slug, company));
+        }
+        let mut not_yet = Vec::new();
+        let first = at("2026-12-07T10:00:00Z");
+        for q in 0..(32 * 4) {
+            let tick = first + chrono::Duration::minutes(15 * q);
+            for (slug, company) in &orgs {
+                match run_overdue_digest(&db, &links(), *company, tick)
+                    .await
+                    .expect("run")
+                {
+                    OverdueRun::NotYet => not_yet.push((*slug, tick)),
+                    OverdueRun::Day(_, TenantRun::Done(..) | TenantRun::NotMine) => {}
+                    OverdueRun::Day(_, other) => panic!("{other:?}"),
+                }
+            }
+        }
+        let runs: Vec<(String, String, DateTime<Utc>, String)> = client
+            .query(
+                "select c.slug, r.period, r.claimed_at, r.status from public.job_runs r \
+                   join public.companies c on c.id = r.company_id \
+                  where r.job = 'reminders.overdue' order by c.slug desc, r.claimed_at",
+                &[],
+            )
+            .await
+            .expect("runs")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let expected = [
+            // 23:00 local on 7 December at the first tick: that day still gets its digest.
+            ("auckland", "2026-12-07", "2026-12-07T10:00:00Z"),
+            // 08:00 NZDT on 8 December.
+            ("auckland", "2026-12-08", "2026-12-07T19:00:00Z"),
+            // 08:00 PST on 7 and 8 December.
+            ("angeles", "2026-12-07", "2026-12-07T16:00:00Z"),
+            ("angeles", "2026-12-08", "2026-12-08T16:00:00Z"),
+        ];
+        assert_eq!(
+            runs,
+            expected
+                .iter()
+                .map(|(s, p, c)| ((*s).to_owned(), (*p).to_owned(), at(c), "done".to_owned()))
+                .collect::<Vec<_>>()
+        );
+        // Before 08:00 local nothing was claimed: Auckland from its midnight (11:00Z) until
+        // 19:00Z, Los Angeles from 10:00Z (02:00 local) until 16:00Z.
+        assert!(not_yet.contains(&("auckland", at("2026-12-07T11:00:00Z"))));
+        assert!(not_yet.contains(&("auckland", at("2026-12-07T18:45:00Z"))));
+        assert!(not_yet.contains(&("angeles", at("2026-12-07T15:45:00Z"))));
+        assert!(not_yet.contains(&("angeles", at("2026-12-08T15:45:00Z"))));
+        assert!(not_yet.contains(&("auckland", at("2026-12-08T11:00:00Z"))));
+        // Auckland: 11:00Z–18:45Z on the 7th and 11:00Z–17:45Z on the 8th; Los Angeles:
+        // 10:00Z–15:45Z on the 7th and 08:00Z–15:45Z on the 8th.
+        assert_eq!(not_yet.len(), 32 + 28 + 24 + 32, "{not_yet:?}");
+
+        // Each run: Ann's digest (her two tasks), the owner's summary of Web (three overdue
+        // tasks, Bob's and the unassigned one included) and Ann's summary of App.
+        let mails: Vec<(String, String, String, bool, Vec<String>)> = outbox(&client)
+            .await
+            .iter()
+            .map(|m| {
+                assert_eq!(m["kind"], "overdue_digest");
+                let titles = m["tasks"]
+                    .as_array()
+                    .expect("tasks")
+                    .iter()
+                    .map(|t| t["title"].as_str().unwrap_or_default().to_owned())
+                    .collect();
+                (
+                    m["organization"].as_str().unwrap_or_default().to_owned(),
+                    m["date"].as_str().unwrap_or_default().to_owned(),
+                    m["to"].as_str().unwrap_or_default().to_owned(),
+                    m["lead"].as_bool().unwrap_or_default(),
+                    titles,
+                )
+            })
+            .collect();
+        assert_eq!(mails.len(), 4 * 3, "{mails:#?}");
+        for (slug, date, _) in expected {
+            let org = format!("{slug} Inc");
+            let of = |to: &str, lead: bool| {
+                mails
+                    .iter()
+                    .filter(|m| m.0 == org && m.1 == date && m.2 == to && m.3 == lead)
+                    .map(|m| m.4.clone())
+                    .collect::<Vec<_>>()
+            };
+            let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+            assert_eq!(
+                of(&format!("ann@{slug}.test"), false),
+                [strings(&["Web overdue", "App overdue"])],
+                "{slug} {date}"
+            );
+            assert_eq!(
+                of(&format!("ann@{slug}.test"), true),
+                [strings(&["App overdue"])],
+                "{slug} {date}"
+            );
+            assert_eq!(
+                of(&format!("owner@{slug}.test"), true),
+                [strings(&["Web overdue", "Nobody's", "Bob's"])],
+                "{slug} {date}"
+            );
+            assert!(of(&format!("bob@{slug}.test"), false).is_empty());
+        }
+        // Days overdue count local dates: due 5 December 12:00Z is 6 December 01:00 in
+        // Auckland (1 day before the 7th) and 5 December 04:00 in Los Angeles (2 days).
+        assert_eq!(
+            first_of_owners_digest(&client, "auckland Inc").await.0,
+            serde_json::json!(1)
+        );
+        assert_eq!(
+            first_of_owners_digest(&client, "angeles Inc").await,
+            (serde_json::json!(2), serde_json::json!("ann@angeles.test"))
+        );
+        let outcome: Value = client
+            .query_one(
+                "select r.outcome from public.job_runs r join public.companies c on c.id = r.company_id \
+                  where c.slug = 'angeles' and r.job = 'reminders.overdue' and r.period = '2026-12-07'",
+                &[],
+            )
+            .await
+            .expect("outcome")
+            .get(0);
+        assert_eq!(
+            outcome,
+            serde_json::json!({
+                "date": "2026-12-07", "overdue_tasks": 4, "emails": 3,
+                "digests": 1, "lead_summaries": 2,
+            })
+        );
+
+        // A day run again (its run row gone, as after an operator's mistake) finds every
+        // notification written and sends nothing.
+        let (_, angeles) = orgs[1];
+        client
+            .execute(
+                "delete from public.job_runs where company_id = $1 and period = '2026-12-08'",
+                &[&angeles],
+            )
+            .await
+            .expect("forget the run");
+        match run_overdue_digest(&db, &links(), angeles, at("2026-12-08T20:00:00Z"))
+            .await
+            .expect("run")
+        {
+            OverdueRun::Day(_, TenantRun::Done(_, done)) => {
+                assert_eq!((done.overdue_tasks, done.emails), (4, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(outbox(&client).await.len(), 12);
+    }
+
+    /// The first task of the owner's summary of 7 December: its days overdue and assignee.
+    async fn first_of_owners_digest(client: &tokio_postgres::Client, org: &str) -> (Value, Value) {
+        let row = client
+            .query_one(
+                "select payload->'tasks'->0->'days_overdue', payload->'tasks'->0->'assignee' \
+                   from public.outbox where payload->>'organization' = $1 \
+                    and payload->>'date' = '2026-12-07' and payload->>'to' like 'owner@%'",
+                &[&org],
+            )
+            .await
+            .expect("digest");
+        (row.get(0), row.get(1))
+    }
+
+    /// Two workers firing both reminder ticks every second against one tenant: one due reminder
+    /// and one digest per recipient, one fan-out per tick, and each tick's run once.
+    #[tokio::test]
+    async fn two_workers_send_each_reminder_and_digest_once() {
+        let (database, client) = migrated_database().await;
+        let db = Db::connect(&database.url, &Default::default()).expect("pool");
+        // A zone where it is 08:00 or later now, so today's digest is due.
+        let tz = if Utc::now().format("%H").to_string().as_str() >= "08" {
+            "UTC"
+        } else {
+            "Pacific/Auckland"
+        };
+        let (_, owner) = tenant(&db, &client, "acme", tz).await;
+        let p = project(&client, "acme", "P", owner).await;
+        let now = Utc::now();
+        task(
+            &client,
+            "acme",
+            p,
+            owner,
+            "Soon",
+            "todo",
+            Some(owner),
+            now + chrono::Duration::hours(3),
+        )
+        .await;
+        task(
+            &client,
+            "acme",
+            p,
+            owner,
+            "Late",
+            "todo",
+            Some(owner),
+            now - chrono::Duration::hours(30),
+        )
+        .await;
+
+        let mail_dir = tempfile_dir();
+        let prefix = unique_prefix();
+        let url = redis_url();
+        let vars = [
+            (ENV_REDIS_URL, url.as_str()),
+            ("DATABASE_URL", database.url.as_str()),
+            ("MAIL_DIR", mail_dir.as_str()),
+            (ENV_QUEUE_PREFIX, prefix.as_str()),
+            ("WORKER_REMINDER_CRON", "* * * * * *"),
+            ("WORKER_OVERDUE_CRON", "* * * * * *"),
+            ("WORKER_FANOUT_WINDOW_SECS", "0"),
+            ("BASE_DOMAIN", "example.test"),
+        ];
+        let workers = Workers::start(&vars, 2);
+        let kinds = "select count(*) filter (where payload->>'kind' = 'task_due'), \
+                            count(*) filter (where payload->>'kind' = 'overdue_digest') \
+                       from public.outbox";
+        let mut counts = (0_i64, 0_i64);
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let row = client.query_one(kinds, &[]).await.expect("count");
+            counts = (row.get(0), row.get(1));
+            if counts == (1, 2) {
+                break;
+            }
+        }
+        assert_eq!(
+            counts,
+            (1, 2),
+            "one reminder; the owner's digest and lead summary"
+        );
+        // More ticks of both workers send nothing more.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let row = client.query_one(kinds, &[]).await.expect("count");
+        assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 2));
+        let per_tick: Vec<(String, i64, i64)> = client
+            .query(
+                "select job, count(*), count(distinct period) from public.job_runs \
+                  where job like 'reminders.%' group by job order by job",
+                &[],
+            )
+            .await
+            .expect("runs")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        for (job, runs, periods) in &per_tick {
+            assert_eq!(runs, periods, "{job}: one run per period");
+        }
+        let overdue_runs = per_tick
+            .iter()
+            .find(|(job, ..)| job == "reminders.overdue")
+            .map(|(_, runs, _)| *runs);
+        assert_eq!(overdue_runs, Some(1), "one digest run for the local day");
+        let links: Vec<Value> = outbox(&client).await;
+        assert!(
+            links.iter().any(|m| m["link"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("http://acme.example.test/tasks/"))),
+            "{links:?}"
+        );
+        workers.stop(&prefix).await;
+    }
 }
