@@ -40,6 +40,23 @@ pub enum Email {
         due: Option<String>,
         link: String,
     },
+    /// Welcome to an organization, once per membership (signup, added by an admin, invitation
+    /// accepted): written in the transaction that creates the membership.
+    Welcome {
+        to: String,
+        full_name: String,
+        organization: String,
+        role: String,
+    },
+    /// A project report the recipient asked for is ready; `link` opens it.
+    ReportReady {
+        to: String,
+        organization: String,
+        project: String,
+        /// When the report and its download stop being available (RFC 3339).
+        expires_at: String,
+        link: String,
+    },
 }
 
 impl Email {
@@ -48,7 +65,9 @@ impl Email {
             Self::VerifyEmail { to, .. }
             | Self::PasswordReset { to, .. }
             | Self::Invitation { to, .. }
-            | Self::TaskReminder { to, .. } => to,
+            | Self::TaskReminder { to, .. }
+            | Self::Welcome { to, .. }
+            | Self::ReportReady { to, .. } => to,
         }
     }
 }

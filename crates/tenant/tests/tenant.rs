@@ -1248,7 +1248,8 @@ async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_
                 _,
                 TenantCleanupOutcome {
                     tasks: 0,
-                    invitations: 1
+                    invitations: 1,
+                    reports: 0
                 }
             )
         ),
@@ -1368,7 +1369,8 @@ async fn the_tenant_cleanup_keeps_completed_tasks_while_retention_is_null_and_de
                 _,
                 TenantCleanupOutcome {
                     tasks: 2,
-                    invitations: 0
+                    invitations: 0,
+                    reports: 0
                 }
             )
         ),

@@ -210,6 +210,8 @@ fn kind(email: &Email) -> &'static str {
         Email::PasswordReset { .. } => "password_reset",
         Email::Invitation { .. } => "invitation",
         Email::TaskReminder { .. } => "task_reminder",
+        Email::Welcome { .. } => "welcome",
+        Email::ReportReady { .. } => "report_ready",
     }
 }
 
@@ -218,7 +220,9 @@ fn link(email: &Email) -> &str {
         Email::VerifyEmail { link, .. }
         | Email::PasswordReset { link, .. }
         | Email::Invitation { link, .. }
-        | Email::TaskReminder { link, .. } => link,
+        | Email::TaskReminder { link, .. }
+        | Email::ReportReady { link, .. } => link,
+        Email::Welcome { .. } => "",
     }
 }
 
@@ -275,6 +279,31 @@ pub fn render(email: &Email) -> (String, String) {
                 ),
             )
         }
+        Email::Welcome {
+            full_name,
+            organization,
+            role,
+            ..
+        } => (
+            format!("Welcome to {organization}"),
+            format!(
+                "Hello {full_name},\n\nyou are now a member of {organization} ({role}). \
+                 Sign in to start working with your team.\n"
+            ),
+        ),
+        Email::ReportReady {
+            organization,
+            project,
+            expires_at,
+            link,
+            ..
+        } => (
+            format!("Your report on {project} is ready"),
+            format!(
+                "The report you asked for on the project {project} in {organization} is \
+                 ready.\n\nOpen it (available until {expires_at}):\n\n{link}\n"
+            ),
+        ),
     }
 }
 
@@ -311,10 +340,32 @@ mod tests {
                 due: Some("2026-05-01 17:00 (Europe/Berlin)".into()),
                 link: link.clone(),
             },
+            Email::ReportReady {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                project: "Launch".into(),
+                expires_at: "2026-05-08T12:00:00Z".into(),
+                link: link.clone(),
+            },
         ] {
             let (subject, body) = render(&email);
             assert!(!subject.is_empty());
             assert!(body.contains(&link), "{body}");
         }
+    }
+
+    #[test]
+    fn the_welcome_names_the_organization_and_role() {
+        let (subject, body) = render(&Email::Welcome {
+            to: "a@b.test".into(),
+            full_name: "Ann".into(),
+            organization: "Acme".into(),
+            role: "member".into(),
+        });
+        assert_eq!(subject, "Welcome to Acme");
+        assert!(
+            body.contains("Hello Ann") && body.contains("(member)"),
+            "{body}"
+        );
     }
 }
