@@ -128,8 +128,8 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                     tenant_jobs::run_for_tenant(db, &TenantCleanup, company.id, &week, now).await?;
                 match ran {
                     TenantRun::Done(id, done) => println!(
-                        "{name} {slug} {week} (run {id}): deleted {} task(s) and {} invitation(s)",
-                        done.tasks, done.invitations
+                        "{name} {slug} {week} (run {id}): deleted {} task(s), {} invitation(s) and {} report(s)",
+                        done.tasks, done.invitations, done.reports
                     ),
                     TenantRun::Skipped(id, why) => {
                         println!("{name} {slug} {week} (run {id}): skipped: {why}");
