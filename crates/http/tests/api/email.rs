@@ -566,3 +566,36 @@ async fn task_reminder_reaches_the_assignee_once_with_a_link_to_the_task() {
         .count();
     assert_eq!(reminders, 1);
 }
+
+/// A report asked for through the API is built by the worker from the report queue (no sweep:
+/// it runs every minute) and its email reaches the requester with the link to the report.
+#[tokio::test]
+async fn a_requested_report_is_built_by_the_worker_and_mailed_to_the_requester() {
+    let (smtp, app, worker) = with_smtp().await;
+    let t = app.tenant("acme").await;
+    let project = app
+        .create_project(&t.host, &t.token, json!({"name": "Launch"}))
+        .await;
+    let path = format!("/api/v1/projects/{project}/reports");
+    let r = app.call(Method::POST, &t.host, &path, None, &t.token).await;
+    let id = expect_json(r, 202).await["id"].as_str().unwrap().to_owned();
+    let message = wait_for_message(&smtp, "report ready", |m| {
+        m.contains("To: owner@acme.test") && m.contains("Your report on Launch is ready")
+    })
+    .await;
+    assert!(
+        message.contains(&format!("://{}/reports/{id}", t.host)),
+        "{message}"
+    );
+    let r = app
+        .call(
+            Method::GET,
+            &t.host,
+            &format!("/api/v1/reports/{id}"),
+            None,
+            &t.token,
+        )
+        .await;
+    assert_eq!(expect_json(r, 200).await["status"], "done");
+    worker.stop().await;
+}
