@@ -492,7 +492,7 @@ pub async fn pending(db: &impl TenantDb, now: DateTime<Utc>) -> Result<Vec<Repor
 
 /// Every report the sweep should build now, across the tenants that may run jobs (active, at
 /// this binary's head), each named by company id. One statement per such tenant, on its own
-/// binding.
+/// binding; a tenant whose query fails is logged and skipped.
 pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<Vec<ReportJob>, DbError> {
     let public = db.public().await?;
     let tenants = companies::list(public.client()).await?;
@@ -503,16 +503,23 @@ pub async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<Vec<ReportJob>, DbErro
         {
             continue;
         }
-        let conn = TenantConn::acquire(db, &company.schema_name).await?;
-        jobs.extend(
-            pending(&conn, now)
-                .await?
-                .into_iter()
-                .map(|report_id| ReportJob {
-                    company_id: company.id,
-                    report_id,
-                }),
-        );
+        let found = async {
+            let conn = TenantConn::acquire(db, &company.schema_name).await?;
+            pending(&conn, now).await
+        }
+        .await;
+        match found {
+            Ok(ids) => jobs.extend(ids.into_iter().map(|report_id| ReportJob {
+                company_id: company.id,
+                report_id,
+            })),
+            // The database as a whole is gone: stop here, the next sweep tries again.
+            Err(e @ DbError::Unavailable(_)) => return Err(e),
+            // One tenant's trouble does not keep the others' reports waiting.
+            Err(error) => {
+                tracing::warn!(tenant = %company.id, %error, "report sweep skipped a tenant");
+            }
+        }
     }
     Ok(jobs)
 }

@@ -58,14 +58,20 @@ pub async fn build(
 /// past `reports::STALE_AFTER`, one after the other; answers how many it built or failed.
 ///
 /// # Errors
-/// The database's (the reports left stay for the next sweep).
+/// An unavailable database (the reports left stay for the next sweep); a report that fails
+/// otherwise is logged and the sweep goes on.
 pub async fn sweep(db: &Db, mailer: Option<&Mailer>, now: DateTime<Utc>) -> Result<usize, DbError> {
     let jobs = reports::sweep(db, now).await?;
     let mut finished = 0;
     for job in &jobs {
-        match build(db, mailer, job, now).await? {
-            Built::Done(_) | Built::Failed(_) => finished += 1,
-            Built::NotMine => {}
+        match build(db, mailer, job, now).await {
+            Ok(Built::Done(_) | Built::Failed(_)) => finished += 1,
+            Ok(Built::NotMine) => {}
+            Err(e @ DbError::Unavailable(_)) => return Err(e),
+            // This report stays for the next sweep; the others go on.
+            Err(error) => {
+                tracing::warn!(tenant = %job.company_id, report = %job.report_id, %error, "report sweep could not build a report");
+            }
         }
     }
     if finished > 0 {
