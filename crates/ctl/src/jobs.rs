@@ -12,8 +12,17 @@ use tenantry_tenant::reminders::{self, DueReminders, OverdueRun, DUE_REMINDERS, 
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
-    /// Every job with its runs by status and its last run.
-    List,
+    /// Every job with its runs by status and its last run, and the age of the worker's newest
+    /// heartbeat (read from Redis when `REDIS_URL` is given).
+    List {
+        /// Redis, where the worker writes its heartbeat.
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// The key prefix the worker and the server share (`WORKER_QUEUE_PREFIX` /
+        /// `REDIS_PREFIX`).
+        #[arg(long, env = "REDIS_PREFIX", default_value = "tenantry")]
+        redis_prefix: String,
+    },
     /// Run a job now, as the worker would at `--at` (default: now). A period already run (or
     /// being run) is not run again.
     Run {
@@ -101,9 +110,49 @@ async fn run_reminders(
     Ok(())
 }
 
+/// How long `jobs list` waits for Redis before it says so and goes on.
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `worker heartbeat: <instant> (<n>s ago)`, or why there is none. Redis is optional here: the
+/// job runs are in PostgreSQL, and the line says when Redis was not asked or did not answer.
+async fn heartbeat_line(redis_url: Option<&str>, prefix: &str, now: DateTime<Utc>) -> String {
+    let Some(url) = redis_url else {
+        return "worker heartbeat: unknown (REDIS_URL not set)".to_owned();
+    };
+    let key = jobs::heartbeat_key(prefix);
+    let read = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("GET")
+            .arg(&key)
+            .query_async::<Option<String>>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(REDIS_TIMEOUT, read).await {
+        Ok(Ok(Some(value))) => match jobs::heartbeat_age(&value, now) {
+            Some((at, age)) => format!(
+                "worker heartbeat: {} ({}s ago)",
+                at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                age.num_seconds()
+            ),
+            None => format!("worker heartbeat: unreadable value {value:?} in {key}"),
+        },
+        Ok(Ok(None)) => format!("worker heartbeat: none (no worker beat within 5 minutes; {key})"),
+        Ok(Err(e)) => format!("worker heartbeat: unknown (Redis: {e})"),
+        Err(_) => "worker heartbeat: unknown (Redis did not answer)".to_owned(),
+    }
+}
+
 pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        JobsCommand::List => {
+        JobsCommand::List {
+            redis_url,
+            redis_prefix,
+        } => {
+            println!(
+                "{}",
+                heartbeat_line(redis_url.as_deref(), &redis_prefix, Utc::now()).await
+            );
             let conn = db.public().await?;
             let jobs = jobs::summary(conn.client()).await?;
             println!(
@@ -160,8 +209,8 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                     tenant_jobs::run_for_tenant(db, &TenantCleanup, company, &week, now).await?;
                 match ran {
                     TenantRun::Done(id, done) => println!(
-                        "{name} {slug} {week} (run {id}): deleted {} task(s) and {} invitation(s)",
-                        done.tasks, done.invitations
+                        "{name} {slug} {week} (run {id}): deleted {} task(s), {} invitation(s) and {} report(s)",
+                        done.tasks, done.invitations, done.reports
                     ),
                     other => not_done(&name, &slug, &week, &other),
                 }

@@ -473,9 +473,28 @@ async fn seed_fills_a_tenant_through_the_domain_and_its_audit_trail() {
         "seeded accounts are verified"
     );
     assert_eq!(
-        count(&url, "select 1 from public.outbox").await,
+        count(
+            &url,
+            "select 1 from public.outbox where payload->>'kind' <> 'welcome'"
+        )
+        .await,
         0,
         "no verification email for vouched accounts"
+    );
+    // The owner's membership (made by `tenant create`) is welcomed; seeded members are not.
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.outbox where payload->>'kind' = 'welcome' \
+               and payload->>'to' = 'owner@acme.test'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&url, "select 1 from public.outbox").await,
+        1,
+        "nothing for the seeded members"
     );
 
     // Projects, mixed statuses, each with dates and ten tasks.
@@ -1084,7 +1103,7 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
     assert_ok(&o);
     assert!(stdout(&o).contains("acme 2026-W49 (run"), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("deleted 0 task(s) and 0 invitation(s)"),
+        stdout(&o).contains("deleted 0 task(s), 0 invitation(s) and 0 report(s)"),
         "{}",
         stdout(&o)
     );
@@ -1296,4 +1315,84 @@ async fn jobs_run_the_reminders_of_a_tenant_at_an_instant() {
         assert_eq!(counts, [job, done], "{line}");
     }
     assert_fails(&tenantctl(&url, &["jobs", "run", "reminders.due"]));
+}
+
+#[tokio::test]
+async fn jobs_list_tells_the_age_of_the_worker_heartbeat() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    let prefix = format!("test-{}", uuid_like());
+    let redis_url = tenantry_testkit::redis_url();
+    let list = |redis: Option<&str>| {
+        let mut c = command(&["jobs", "list"]);
+        c.env("DATABASE_URL", &url)
+            .env("REDIS_PREFIX", &prefix)
+            .env_remove("REDIS_URL");
+        if let Some(redis) = redis {
+            c.env("REDIS_URL", redis);
+        }
+        c.output().expect("run tenantctl")
+    };
+    // Without Redis the runs are still listed, and the line says why there is no age.
+    let o = list(None);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("worker heartbeat: unknown (REDIS_URL not set)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("cleanup.platform"), "{}", stdout(&o));
+    // No worker has beaten.
+    let o = list(Some(&redis_url));
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("worker heartbeat: none"),
+        "{}",
+        stdout(&o)
+    );
+    // A beat 90 seconds ago, as the worker writes it.
+    let at = chrono::Utc::now() - chrono::Duration::seconds(90);
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("SET")
+        .arg(format!("{prefix}:worker:heartbeat"))
+        .arg(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .arg("EX")
+        .arg(60)
+        .query_async::<()>(&mut redis)
+        .await
+        .expect("set heartbeat");
+    let o = list(Some(&redis_url));
+    assert_ok(&o);
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("worker heartbeat: "))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with(&format!(
+            "worker heartbeat: {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        "{out}"
+    );
+    let age: i64 = line
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.strip_suffix("s ago)"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(-1);
+    assert!((90..=95).contains(&age), "{out}");
+}
+
+/// A unique suffix for Redis keys (the clock and the process id are enough in one test run).
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
 }

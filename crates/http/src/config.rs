@@ -19,6 +19,9 @@ pub mod links {
     pub const ACCEPT_INVITATION: &str = "/accept-invitation";
     /// One task: `/tasks/{id}` (a reminder's link), reading `/api/v1/tasks/{id}`.
     pub const TASKS: &str = tenantry_public::links::TASKS_PATH;
+    /// One project report: `/reports/{id}` (the "report ready" email's link), reading
+    /// `/api/v1/reports/{id}`.
+    pub const REPORTS: &str = "/reports";
 }
 
 /// How logs are written.

@@ -18,6 +18,7 @@ use tenantry_tenant::notifications::NotificationError;
 use tenantry_tenant::organization::SettingsError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
+use tenantry_tenant::reports::ReportError;
 use tenantry_tenant::tasks::TaskError;
 use tenantry_tenant::teams::TeamError;
 use tenantry_tenant::TenantUnavailable;
@@ -341,6 +342,18 @@ impl From<TaskError> for ApiError {
                 "must be on the project's team (POST /api/v1/projects/{id}/members)",
             ),
             TaskError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        use ReportError as E;
+        match e {
+            E::ProjectNotFound | E::NotFound => Self::NotFound,
+            e @ E::Expired(_) => Self::Gone(e.to_string()),
+            e @ E::NotReady(_) => Self::conflict(e),
+            E::Db(e) => e.into(),
         }
     }
 }

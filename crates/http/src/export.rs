@@ -4,7 +4,7 @@
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 use std::fmt::Display;
 use utoipa::IntoParams;
@@ -60,59 +60,8 @@ fn accepts_csv(accept: &str) -> bool {
     })
 }
 
-/// One CSV record being written: cells separated by commas, ended by CRLF.
-pub struct Record<'a> {
-    out: &'a mut BytesMut,
-    first: bool,
-}
-
-impl Record<'_> {
-    /// A text cell: neutralised (a leading `=`, `+`, `-`, `@`, tab or carriage return gets a `'`
-    /// before it, so a spreadsheet shows it as text instead of running it as a formula) and
-    /// quoted when it holds a comma, a quote or a line break (quotes doubled).
-    pub fn text(&mut self, value: &str) -> &mut Self {
-        self.separator();
-        let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
-        let quoted = formula || value.contains([',', '"', '\r', '\n']);
-        if quoted {
-            self.out.put_u8(b'"');
-        }
-        if formula {
-            self.out.put_u8(b'\'');
-        }
-        for part in value.split_inclusive('"') {
-            self.out.put_slice(part.as_bytes());
-            if part.ends_with('"') {
-                self.out.put_u8(b'"');
-            }
-        }
-        if quoted {
-            self.out.put_u8(b'"');
-        }
-        self
-    }
-
-    /// A cell from any displayable value; empty for `None`.
-    pub fn cell(&mut self, value: Option<impl Display>) -> &mut Self {
-        match value {
-            Some(v) => self.text(&v.to_string()),
-            None => self.text(""),
-        }
-    }
-
-    fn separator(&mut self) {
-        if !std::mem::replace(&mut self.first, false) {
-            self.out.put_u8(b',');
-        }
-    }
-}
-
-/// Writes one record with `write`, then the CRLF that ends it.
-fn record(out: &mut BytesMut, write: impl FnOnce(&mut Record<'_>)) {
-    let mut record = Record { out, first: true };
-    write(&mut record);
-    out.put_slice(b"\r\n");
-}
+pub use tenantry_tenant::csv::Record;
+use tenantry_tenant::csv::{header as header_record, record};
 
 /// How many rows go into one chunk of the body.
 const ROWS_PER_CHUNK: usize = 512;
@@ -127,14 +76,10 @@ where
     S: Stream<Item = Result<T, E>> + 'static,
     W: FnMut(&T, &mut Record<'_>) + 'static,
 {
-    let mut head = BytesMut::new();
-    record(&mut head, |r| {
-        for column in header {
-            r.text(column);
-        }
-    });
+    let mut head = String::new();
+    header_record(&mut head, header);
     let body = rows.ready_chunks(ROWS_PER_CHUNK).map(move |chunk| {
-        let mut out = BytesMut::with_capacity(chunk.len() * 160);
+        let mut out = String::with_capacity(chunk.len() * 160);
         for row in chunk {
             match row {
                 Ok(row) => record(&mut out, |r| write(&row, r)),
@@ -144,7 +89,7 @@ where
                 }
             }
         }
-        Ok::<Bytes, actix_web::Error>(out.freeze())
+        Ok::<Bytes, actix_web::Error>(Bytes::from(out))
     });
     let filename = format!("{name}-{}.csv", chrono::Utc::now().format("%Y-%m-%d"));
     HttpResponse::Ok()
@@ -153,48 +98,12 @@ where
             disposition: DispositionType::Attachment,
             parameters: vec![DispositionParam::Filename(filename)],
         })
-        .streaming(stream::once(async move { Ok(head.freeze()) }).chain(body))
+        .streaming(stream::once(async move { Ok(Bytes::from(head)) }).chain(body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn line(cells: &[&str]) -> String {
-        let mut out = BytesMut::new();
-        record(&mut out, |r| {
-            for c in cells {
-                r.text(c);
-            }
-        });
-        String::from_utf8(out.to_vec()).unwrap_or_default()
-    }
-
-    #[test]
-    fn cells_are_quoted_as_rfc_4180_says() {
-        assert_eq!(line(&["plain", "", "two words"]), "plain,,two words\r\n");
-        assert_eq!(
-            line(&["a,b", "say \"hi\""]),
-            "\"a,b\",\"say \"\"hi\"\"\"\r\n"
-        );
-        assert_eq!(
-            line(&["line\nbreak", "cr\rlf"]),
-            "\"line\nbreak\",\"cr\rlf\"\r\n"
-        );
-    }
-
-    #[test]
-    fn formulas_are_neutralised() {
-        for cell in ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"] {
-            let out = line(&[cell]);
-            assert!(out.starts_with("\"'"), "{cell:?} became {out:?}");
-        }
-        assert_eq!(
-            line(&["=HYPERLINK(\"x\")"]),
-            "\"'=HYPERLINK(\"\"x\"\")\"\r\n"
-        );
-        assert_eq!(line(&["a=b", "1-2"]), "a=b,1-2\r\n");
-    }
 
     #[test]
     fn accept_headers_that_admit_csv() {

@@ -315,6 +315,16 @@ pub fn task_status() -> Object {
     one_of(TaskStatus::ALL.iter().map(|v| v.as_str()), true)
 }
 
+/// A project report's status (`tenant::reports::ReportStatus`).
+pub fn report_status() -> Object {
+    one_of(
+        tenantry_tenant::reports::ReportStatus::ALL
+            .iter()
+            .map(|v| v.as_str()),
+        false,
+    )
+}
+
 pub fn task_priority() -> Object {
     one_of(TaskPriority::ALL.iter().map(|v| v.as_str()), true)
 }

@@ -27,6 +27,24 @@ crate::text_enum! {
     }
 }
 
+/// The Redis key where the worker's heartbeat job writes the RFC 3339 instant of its last beat
+/// (with a five-minute expiry): `{prefix}:worker:heartbeat`. Here, not in the worker, so the
+/// server's `/ready` and `tenantctl jobs list` read the same key without knowing the worker.
+#[must_use]
+pub fn heartbeat_key(prefix: &str) -> String {
+    format!("{prefix}:worker:heartbeat")
+}
+
+/// A heartbeat value as the worker writes it, and its age at `now` (never negative: a clock a
+/// little ahead of ours reads as zero). `None` for a value that is not RFC 3339.
+#[must_use]
+pub fn heartbeat_age(value: &str, now: DateTime<Utc>) -> Option<(DateTime<Utc>, Duration)> {
+    let at = DateTime::parse_from_rfc3339(value.trim())
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at, (now - at).max(Duration::zero())))
+}
+
 /// A claim older than this whose run never finished is taken over by the next worker.
 pub const STALE_AFTER: Duration = Duration::minutes(15);
 /// Attempts after which a failed run is left failed (dead) until an operator retries it.
@@ -269,6 +287,18 @@ use chrono::Datelike as _;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn heartbeat_ages_are_read_from_rfc_3339() {
+        let now: DateTime<Utc> = "2026-05-01T12:00:10Z".parse().unwrap_or_default();
+        let (at, age) = heartbeat_age("2026-05-01T12:00:00.250Z", now).unwrap_or_default();
+        assert_eq!(at.to_rfc3339(), "2026-05-01T12:00:00.250+00:00");
+        assert_eq!(age, Duration::milliseconds(9750));
+        let ahead = heartbeat_age("2026-05-01T12:00:11Z", now).map(|a| a.1);
+        assert_eq!(ahead, Some(Duration::zero()));
+        assert_eq!(heartbeat_age("yesterday", now), None);
+        assert_eq!(heartbeat_key("t1"), "t1:worker:heartbeat");
+    }
+
     use super::*;
 
     #[test]

@@ -62,6 +62,23 @@ pub enum Email {
         lead: bool,
         tasks: Vec<OverdueTask>,
     },
+    /// Welcome to an organization, once per membership (signup, added by an admin, invitation
+    /// accepted): written in the transaction that creates the membership.
+    Welcome {
+        to: String,
+        full_name: String,
+        organization: String,
+        role: String,
+    },
+    /// A project report the recipient asked for is ready; `link` opens it.
+    ReportReady {
+        to: String,
+        organization: String,
+        project: String,
+        /// When the report and its download stop being available (RFC 3339).
+        expires_at: String,
+        link: String,
+    },
 }
 
 /// One task in an [`Email::OverdueDigest`].
@@ -85,7 +102,9 @@ impl Email {
             | Self::Invitation { to, .. }
             | Self::TaskReminder { to, .. }
             | Self::TaskDue { to, .. }
-            | Self::OverdueDigest { to, .. } => to,
+            | Self::OverdueDigest { to, .. }
+            | Self::Welcome { to, .. }
+            | Self::ReportReady { to, .. } => to,
         }
     }
 }

@@ -375,6 +375,32 @@ pub async fn add(
     Ok((n == 1).then_some(id))
 }
 
+/// Writes the welcome email for `user`'s new membership of `company` with `role` to the outbox
+/// (call it in the transaction that creates the membership, so it is written exactly once per
+/// membership: a rolled-back join writes nothing, and a second join of the same member is
+/// refused before it gets here).
+pub async fn welcome(
+    db: &impl GenericClient,
+    company: CompanyId,
+    user: UserId,
+    role: Role,
+) -> Result<crate::mail::OutboxId, DbError> {
+    let row = db
+        .query_one(
+            "select u.email, coalesce(nullif(btrim(u.full_name), ''), u.email), c.name \
+               from public.users u, public.companies c where u.id = $1 and c.id = $2",
+            &[&user.0, &company.0],
+        )
+        .await?;
+    let email = crate::mail::Email::Welcome {
+        to: row.try_get(0)?,
+        full_name: row.try_get(1)?,
+        organization: row.try_get(2)?,
+        role: role.as_str().to_owned(),
+    };
+    crate::mail::enqueue(db, &email).await
+}
+
 /// Sets a member's role; false when `user` is not a member of `company`.
 pub async fn set_role(
     db: &impl GenericClient,

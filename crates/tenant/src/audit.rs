@@ -57,6 +57,7 @@ tenantry_public::text_enum! {
         OrganizationCleanedUp = "organization.cleaned_up",
         SettingsChanged = "organization.settings_changed",
         TaskReminded = "task.reminded",
+        ReportRequested = "report.requested",
     }
 }
 

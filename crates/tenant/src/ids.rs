@@ -25,6 +25,10 @@ tenantry_public::typed_id!(
     pub NotificationId
 );
 tenantry_public::typed_id!(
+    /// A row of the tenant's `reports` table (a project report).
+    pub ReportId
+);
+tenantry_public::typed_id!(
     /// A row of the tenant's `audit_log` table (bigserial: increasing with time).
     pub AuditEntryId: i64
 );

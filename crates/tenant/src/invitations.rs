@@ -348,6 +348,8 @@ pub(crate) async fn revoke_from_inviter(
 pub struct Accepted {
     pub member: Member,
     pub joined: Joined,
+    /// The welcome email's outbox row, to queue after commit.
+    pub welcome: OutboxId,
 }
 
 /// Accepts the invitation `token` belongs to: joins the account with the invited email
@@ -398,6 +400,8 @@ pub async fn accept(
     memberships::add(pg, company, user.id, role)
         .await?
         .ok_or(MembershipError::AlreadyMember)?;
+    // Once per membership: the membership was just created in this transaction.
+    let welcome = memberships::welcome(pg, company, user.id, role).await?;
     let row = tx
         .client()
         .query_one(
@@ -441,5 +445,9 @@ pub async fn accept(
     )
     .await?;
     tx.commit().await?;
-    Ok(Accepted { member, joined })
+    Ok(Accepted {
+        member,
+        joined,
+        welcome,
+    })
 }

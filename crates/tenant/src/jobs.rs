@@ -143,7 +143,8 @@ pub async fn run_for_tenant<W: TenantWork>(
 /// The weekly clean-up inside one tenant: tasks done or cancelled longer ago than the
 /// organization's `completed_task_retention_days` (none while it is null, the default; a
 /// cancelled task's age is its last change), and invitations whose expiry is more than
-/// [`INVITATION_RETENTION`] past (pending or not; the audit trail keeps what happened to them).
+/// [`INVITATION_RETENTION`] past (pending or not; the audit trail keeps what happened to them),
+/// and project reports past their expiry (`reports::LIFETIME`).
 /// Audited as `organization.cleaned_up` with the counts when anything went.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TenantCleanup;
@@ -158,6 +159,8 @@ pub const INVITATION_RETENTION: Duration = Duration::days(90);
 pub struct TenantCleanupOutcome {
     pub tasks: u64,
     pub invitations: u64,
+    /// Project reports past their seven days.
+    pub reports: u64,
 }
 
 impl TenantWork for TenantCleanup {
@@ -195,8 +198,13 @@ impl TenantWork for TenantCleanup {
                 &[&(now - INVITATION_RETENTION)],
             )
             .await?;
-        let outcome = TenantCleanupOutcome { tasks, invitations };
-        if tasks + invitations > 0 {
+        let reports = crate::reports::delete_expired(tx, now).await?;
+        let outcome = TenantCleanupOutcome {
+            tasks,
+            invitations,
+            reports,
+        };
+        if tasks + invitations + reports > 0 {
             let entry = Entry::new(Action::OrganizationCleanedUp)
                 .after(serde_json::to_value(outcome).unwrap_or_default());
             audit::record(tx, Actor::System, origin, entry).await?;

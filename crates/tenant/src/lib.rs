@@ -1,7 +1,7 @@
 //! Everything that lives in a tenant schema: the tenant-bound connection handle, the tenant
 //! migrations and `migrate-schemas`, provisioning of new tenants, tenant resources (projects, tasks,
 //! project teams, members, invitations, API keys, the organization's settings, the emails sent about
-//! tasks), account changes recorded in a tenant's trail (`accounts`),
+//! tasks, project reports), CSV records (`csv`), account changes recorded in a tenant's trail (`accounts`),
 //! the permission matrix (`access`), the audit trail (`audit`) and the typed ids (`ids`).
 //! Nothing here knows about HTTP.
 
@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod binding;
+pub mod csv;
 pub mod documents;
 pub mod ids;
 pub mod invitations;
@@ -22,6 +23,7 @@ pub mod organization;
 pub mod projects;
 pub mod provision;
 pub mod reminders;
+pub mod reports;
 pub mod rows;
 pub mod statistics;
 pub mod tasks;
@@ -29,6 +31,6 @@ pub mod teams;
 
 pub use binding::{ActiveTenant, TenantConn, TenantDb, TenantTx, TenantUnavailable};
 pub use ids::{
-    ApiKeyId, AuditEntryId, DocumentId, InvitationId, NotificationId, ProjectId, TaskId,
+    ApiKeyId, AuditEntryId, DocumentId, InvitationId, NotificationId, ProjectId, ReportId, TaskId,
 };
 pub use migrate::{tenant_head, tenant_runner};

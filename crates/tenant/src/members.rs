@@ -247,14 +247,22 @@ pub async fn add(
     role: Role,
     new_account: NewAccount,
     verify_link: &(dyn Fn(&str) -> String + Sync),
-) -> Result<(Member, OutboxId), MembershipError> {
+) -> Result<(Member, Vec<OutboxId>), MembershipError> {
     let tx = conn.transaction().await?;
     let user = create_member_account(&tx, acting, email, role, new_account).await?;
     // The new account gets a verification email, in this transaction (nothing if it rolls back).
     let verification =
         account_tokens::send_verification(&**tx.client(), &user, verify_link).await?;
-    let member = join(tx, acting, user.id, role, json!({"account_created": true})).await?;
-    Ok((member, verification))
+    let (member, welcome) = join(
+        tx,
+        acting,
+        user.id,
+        role,
+        true,
+        json!({"account_created": true}),
+    )
+    .await?;
+    Ok((member, [verification].into_iter().chain(welcome).collect()))
 }
 
 /// [`add`] for an operator command (`tenantctl tenant seed`), never for a request: the operator
@@ -271,14 +279,17 @@ pub async fn add_vouched(
     let tx = conn.transaction().await?;
     let user = create_member_account(&tx, acting, email, role, new_account).await?;
     users::mark_email_verified(&**tx.client(), user.id).await?;
-    join(
+    // Seeded demo accounts get no email at all, so no welcome either.
+    let (member, _) = join(
         tx,
         acting,
         user.id,
         role,
+        false,
         json!({"account_created": true, "email_vouched": true}),
     )
-    .await
+    .await?;
+    Ok(member)
 }
 
 /// The first half of [`add`]: company lock, the caller's role and the role rules, existing
@@ -303,19 +314,24 @@ async fn create_member_account(
     create_account(tx, email, new_account, acting.company).await
 }
 
-/// The second half of [`add`]: the membership, its `member.added` entry (the member's JSON and
-/// `extra`), commit.
+/// The second half of [`add`]: the membership, with `welcome` its welcome email (the outbox
+/// row's id), its `member.added` entry (the member's JSON and `extra`), commit.
 async fn join(
     tx: TenantTx<'_>,
     acting: &Acting<'_>,
     user: UserId,
     role: Role,
+    welcome: bool,
     extra: Value,
-) -> Result<Member, MembershipError> {
+) -> Result<(Member, Option<OutboxId>), MembershipError> {
     let pg = &**tx.client();
     memberships::add(pg, acting.company, user, role)
         .await?
         .ok_or(MembershipError::AlreadyMember)?;
+    let welcome = match welcome {
+        true => Some(memberships::welcome(pg, acting.company, user, role).await?),
+        false => None,
+    };
     let member = memberships::get_member(pg, acting.company, user, false)
         .await?
         .ok_or(MembershipError::NotFound)?;
@@ -331,7 +347,7 @@ async fn join(
                 .after(after),
         )
         .await?;
-    Ok(member)
+    Ok((member, welcome))
 }
 
 /// Locks the target's membership and checks the caller may act on it (not themselves, not the

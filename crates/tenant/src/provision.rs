@@ -47,6 +47,8 @@ pub struct Provisioned {
     pub company: Company,
     pub domain: String,
     pub owner: User,
+    /// The owner's welcome email (outbox row), written with the membership.
+    pub welcome: OutboxId,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +197,7 @@ async fn provision_inner(
     memberships::insert(&*tx, owner.id, company_id, Role::Owner)
         .await
         .map_err(ProvisionError::from_db)?;
+    let welcome = memberships::welcome(&*tx, company_id, owner.id, Role::Owner).await?;
 
     tx.execute(
         "update public.companies set status = 'active', schema_version = $2, updated_at = now() \
@@ -211,6 +214,7 @@ async fn provision_inner(
             company,
             domain,
             owner,
+            welcome,
         },
         verification,
     ))

@@ -1242,7 +1242,8 @@ async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_
                 _,
                 TenantCleanupOutcome {
                     tasks: 0,
-                    invitations: 1
+                    invitations: 1,
+                    reports: 0
                 }
             )
         ),
@@ -1261,7 +1262,7 @@ async fn a_tenant_job_runs_once_per_period_in_its_tenant_and_skips_tenants_that_
         one::<i64>(
             &env,
             "select count(*) from tenant_acme.audit_log where action = 'organization.cleaned_up' \
-              and after = '{\"tasks\": 0, \"invitations\": 1}' and actor_user_id is null"
+              and after = '{\"tasks\": 0, \"invitations\": 1, \"reports\": 0}' and actor_user_id is null"
         )
         .await,
         1
@@ -1362,7 +1363,8 @@ async fn the_tenant_cleanup_keeps_completed_tasks_while_retention_is_null_and_de
                 _,
                 TenantCleanupOutcome {
                     tasks: 2,
-                    invitations: 0
+                    invitations: 0,
+                    reports: 0
                 }
             )
         ),
@@ -1384,7 +1386,7 @@ async fn the_tenant_cleanup_keeps_completed_tasks_while_retention_is_null_and_de
         one::<i64>(
             &env,
             "select count(*) from tenant_acme.audit_log where action = 'organization.cleaned_up' \
-              and after = '{\"tasks\": 2, \"invitations\": 0}'"
+              and after = '{\"tasks\": 2, \"invitations\": 0, \"reports\": 0}'"
         )
         .await,
         1

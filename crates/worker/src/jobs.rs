@@ -12,11 +12,9 @@ use serde::{Deserialize, Serialize};
 /// How long the heartbeat key lives; a missing key means the worker is down.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(5 * 60);
 
-/// Redis key holding the RFC 3339 time of the last heartbeat: `{prefix}:worker:heartbeat`.
-#[must_use]
-pub fn heartbeat_key(prefix: &str) -> String {
-    format!("{prefix}:worker:heartbeat")
-}
+/// Redis key holding the RFC 3339 time of the last heartbeat: `{prefix}:worker:heartbeat`
+/// (defined in `tenantry_public::jobs`, which the server and `tenantctl` read it through).
+pub use tenantry_public::jobs::heartbeat_key;
 
 /// Redis key holding the message of the last processed [`Ping`]: `{prefix}:worker:last_ping`.
 #[must_use]

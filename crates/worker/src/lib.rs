@@ -4,6 +4,7 @@ pub mod config;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;
+pub mod reports;
 pub mod tenant_jobs;
 
 use std::future::Future;
@@ -187,6 +188,20 @@ async fn tenant_task(
     .await
 }
 
+async fn report_task(
+    job: tenantry_tenant::reports::ReportJob,
+    mailer: Data<Arc<mail::Mailer>>,
+) -> Result<(), tenantry_public::db::DbError> {
+    let span = tracing::info_span!("report", tenant = %job.company_id, report = %job.report_id);
+    let _entered = span.enter();
+    metrics::timed(metrics::REPORT, async {
+        reports::build(mailer.db(), Some(&mailer), &job, Utc::now())
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
 async fn ping_task(job: Ping, mut ctx: Data<JobContext>) -> Result<(), JobError> {
     let JobContext { redis, prefix } = &mut *ctx;
     metrics::timed(metrics::PING, jobs::ping(redis, prefix, &job)).await
@@ -343,6 +358,10 @@ pub async fn run(
     // The sweep runs for the whole process, whatever Redis does; a failed sweep is logged
     // and tried again at the next interval.
     let sweeper = mailer.clone().map(|m| tokio::spawn(m.sweep_forever()));
+    // Reports whose queue push was lost, or whose worker died, are built by this sweep.
+    let report_sweeper = mailer
+        .clone()
+        .map(|m| tokio::spawn(reports::sweep_forever(m)));
     tracing::info!(
         prefix = %prefix,
         heartbeat_cron = config.heartbeat_schedule.source(),
@@ -395,7 +414,7 @@ pub async fn run(
             }
         }
     };
-    if let Some(sweeper) = &sweeper {
+    for sweeper in [&sweeper, &report_sweeper].into_iter().flatten() {
         sweeper.abort();
     }
     result
@@ -423,6 +442,10 @@ async fn run_round(
         noop_worker_name.clone(),
     )];
     let tenant_worker_name = format!("{}:{instance}", tenant_jobs::tenant_queue(&prefix));
+    let report_worker_name = format!(
+        "{}:{instance}",
+        tenantry_tenant::reports::queue_name(&prefix)
+    );
     if let Some(mailer) = mailer {
         queues.push((
             mailer.storage().get_config().clone(),
@@ -433,6 +456,12 @@ async fn run_round(
                 .get_config()
                 .clone(),
             tenant_worker_name.clone(),
+        ));
+        queues.push((
+            reports::report_storage(ctx.redis.clone(), &prefix)
+                .get_config()
+                .clone(),
+            report_worker_name.clone(),
         ));
     }
 
@@ -470,6 +499,21 @@ async fn run_round(
                 .backend(mailer.storage().poll_with_interval(QUEUE_POLL_INTERVAL))
                 .data(mailer.clone())
                 .build(deliver_task)
+        });
+    }
+    if let Some(mailer) = mailer {
+        let mailer = mailer.clone();
+        let redis = ctx.redis.clone();
+        let prefix = prefix.clone();
+        let name = report_worker_name;
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.clone())
+                .backend(
+                    reports::report_storage(redis.clone(), &prefix)
+                        .poll_with_interval(QUEUE_POLL_INTERVAL),
+                )
+                .data(mailer.clone())
+                .build(report_task)
         });
     }
     if let Some(mailer) = mailer {

@@ -212,6 +212,8 @@ fn kind(email: &Email) -> &'static str {
         Email::TaskReminder { .. } => "task_reminder",
         Email::TaskDue { .. } => "task_due",
         Email::OverdueDigest { .. } => "overdue_digest",
+        Email::Welcome { .. } => "welcome",
+        Email::ReportReady { .. } => "report_ready",
     }
 }
 
@@ -222,8 +224,10 @@ fn link(email: &Email) -> &str {
         | Email::PasswordReset { link, .. }
         | Email::Invitation { link, .. }
         | Email::TaskReminder { link, .. }
-        | Email::TaskDue { link, .. } => link,
+        | Email::TaskDue { link, .. }
+        | Email::ReportReady { link, .. } => link,
         Email::OverdueDigest { tasks, .. } => tasks.first().map_or("", |t| t.link.as_str()),
+        Email::Welcome { .. } => "",
     }
 }
 
@@ -330,6 +334,31 @@ pub fn render(email: &Email) -> (String, String) {
             }
             (subject, body)
         }
+        Email::Welcome {
+            full_name,
+            organization,
+            role,
+            ..
+        } => (
+            format!("Welcome to {organization}"),
+            format!(
+                "Hello {full_name},\n\nyou are now a member of {organization} ({role}). \
+                 Sign in to start working with your team.\n"
+            ),
+        ),
+        Email::ReportReady {
+            organization,
+            project,
+            expires_at,
+            link,
+            ..
+        } => (
+            format!("Your report on {project} is ready"),
+            format!(
+                "The report you asked for on the project {project} in {organization} is \
+                 ready.\n\nOpen it (available until {expires_at}):\n\n{link}\n"
+            ),
+        ),
     }
 }
 
@@ -387,10 +416,32 @@ mod tests {
                     link: link.clone(),
                 }],
             },
+            Email::ReportReady {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                project: "Launch".into(),
+                expires_at: "2026-05-08T12:00:00Z".into(),
+                link: link.clone(),
+            },
         ] {
             let (subject, body) = render(&email);
             assert!(!subject.is_empty());
             assert!(body.contains(&link), "{body}");
         }
+    }
+
+    #[test]
+    fn the_welcome_names_the_organization_and_role() {
+        let (subject, body) = render(&Email::Welcome {
+            to: "a@b.test".into(),
+            full_name: "Ann".into(),
+            organization: "Acme".into(),
+            role: "member".into(),
+        });
+        assert_eq!(subject, "Welcome to Acme");
+        assert!(
+            body.contains("Hello Ann") && body.contains("(member)"),
+            "{body}"
+        );
     }
 }

@@ -39,6 +39,8 @@ pub const REMINDERS: &str = "reminders";
 pub const OVERDUE: &str = "overdue";
 /// The `job` label of queued per-tenant jobs (`{prefix}:jobs:tenant`).
 pub const TENANT_JOB: &str = "tenant_job";
+/// The `job` label of project report builds (queued or swept).
+pub const REPORT: &str = "report";
 
 /// Run-time buckets (seconds): a Redis write takes milliseconds, an SMTP delivery up to many
 /// seconds.

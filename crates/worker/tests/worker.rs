@@ -1445,3 +1445,243 @@ mod reminders {
         workers.stop(&prefix).await;
     }
 }
+
+/// A `tenantry-worker` process (the real binary), killed when dropped.
+struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    fn spawn(vars: &[(&str, &str)]) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tenantry-worker"));
+        // No `.env` of the workspace: only what the test gives it.
+        command
+            .current_dir(std::env::temp_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        Self(command.spawn().expect("start tenantry-worker"))
+    }
+
+    /// SIGKILL: no shutdown, no clean-up, whatever it was doing.
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL the worker");
+        self.0.wait().expect("reap the worker");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Provisions tenant `slug` with one invitation expired long ago (the clean-up deletes it) and
+/// one pending (it stays).
+async fn tenant_with_invitations(
+    db: &tenantry_public::db::Db,
+    client: &tokio_postgres::Client,
+    slug: &str,
+) {
+    use tenantry_public::names::{DomainName, Email, Password, Slug};
+    use tenantry_public::plans::PlanCode;
+    use tenantry_tenant::provision::{provision, NewTenant, Owner};
+    provision(
+        db,
+        &DomainName::parse("example.test").expect("domain"),
+        NewTenant {
+            name: format!("{slug} Inc"),
+            slug: Slug::parse(slug).expect("slug"),
+            plan: PlanCode::Free,
+            owner: Owner::New {
+                email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
+                password: Password::parse(&format!("password-of-{slug}")).expect("password"),
+                full_name: String::new(),
+            },
+        },
+    )
+    .await
+    .expect("provision");
+    client
+        .batch_execute(&format!(
+            "insert into tenant_{slug}.invitations (id, email, role, token_hash, expires_at) \
+               values (gen_random_uuid(), 'a@x.test', 'member', decode(repeat('01', 32), 'hex'), \
+                       now() - interval '100 days'), \
+                      (gen_random_uuid(), 'b@x.test', 'member', decode(repeat('02', 32), 'hex'), \
+                       now() + interval '1 day')"
+        ))
+        .await
+        .expect("invitations");
+}
+
+/// (slug, status, attempts) of every tenant clean-up run, by slug.
+async fn tenant_runs(client: &tokio_postgres::Client) -> Vec<(String, String, i32)> {
+    client
+        .query(
+            "select c.slug, r.status, r.attempts from public.job_runs r \
+               join public.companies c on c.id = r.company_id \
+              where r.job = 'cleanup.tenant' order by 1",
+            &[],
+        )
+        .await
+        .expect("runs")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect("count").get(0)
+}
+
+const DONE_RUNS: &str =
+    "select count(*) from public.job_runs where job = 'cleanup.tenant' and status = 'done'";
+
+/// A worker process SIGKILLed in the middle of a fan-out's runs (spread over a window), then
+/// another started: every tenant's run is done exactly once (one claim each, never taken over),
+/// none is lost (the queued runs wait in Redis for the next worker) and each tenant's expired
+/// invitation is gone.
+#[tokio::test]
+async fn a_killed_worker_leaves_a_fan_out_that_the_next_worker_finishes_once() {
+    const TENANTS: i64 = 6;
+    let (database, client) = migrated_database().await;
+    let db = tenantry_public::db::Db::connect(&database.url, &Default::default()).expect("pool");
+    let slugs: Vec<String> = (0..TENANTS).map(|n| format!("tenant{n}")).collect();
+    for slug in &slugs {
+        tenant_with_invitations(&db, &client, slug).await;
+    }
+    let mail_dir = tempfile_dir();
+    let prefix = unique_prefix();
+    let url = redis_url();
+    let vars = [
+        (ENV_REDIS_URL, url.as_str()),
+        ("DATABASE_URL", database.url.as_str()),
+        ("MAIL_DIR", mail_dir.as_str()),
+        (ENV_QUEUE_PREFIX, prefix.as_str()),
+        ("WORKER_CLEANUP_CRON", "* * * * * *"),
+        // The tenants' runs spread over 20 seconds, so the kill lands between them.
+        ("WORKER_FANOUT_WINDOW_SECS", "20"),
+    ];
+    let first = WorkerProcess::spawn(&vars);
+    let mut done = 0;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        done = count(&client, DONE_RUNS).await;
+        if done > 0 {
+            break;
+        }
+    }
+    assert!(done > 0, "the first worker fanned out and ran a tenant");
+    first.kill();
+    let at_kill = count(&client, DONE_RUNS).await;
+    assert!(
+        at_kill < TENANTS,
+        "the kill came mid-run ({at_kill} of {TENANTS} done)"
+    );
+
+    let second = WorkerProcess::spawn(&vars);
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if count(&client, DONE_RUNS).await == TENANTS {
+            break;
+        }
+    }
+    // A few more ticks of the second worker change nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let runs = tenant_runs(&client).await;
+    let expected: Vec<(String, String, i32)> = slugs
+        .iter()
+        .map(|s| (s.clone(), "done".to_owned(), 1))
+        .collect();
+    assert_eq!(runs, expected, "each tenant done once, never taken over");
+    let fanouts: Vec<(String, i32)> = client
+        .query(
+            "select status, attempts from public.job_runs where job = 'cleanup.tenant.fanout'",
+            &[],
+        )
+        .await
+        .expect("fan-outs")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(fanouts, [("done".to_owned(), 1)], "one fan-out for the day");
+    for slug in &slugs {
+        let left = count(
+            &client,
+            &format!("select count(*) from tenant_{slug}.invitations"),
+        )
+        .await;
+        assert_eq!(left, 1, "{slug}: the expired invitation went, once");
+    }
+    drop(second);
+    let mut conn = redis().await;
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// The fan-out reads the tenants at each tick, not once at start: a tenant provisioned while the
+/// worker runs is in the next day's fan-out. (The fan-out is claimed per calendar day; the test
+/// turns the day over by moving today's claim to yesterday, since the process reads the real
+/// clock.)
+#[tokio::test]
+async fn a_tenant_created_after_the_worker_started_is_in_the_next_fan_out() {
+    let (database, client) = migrated_database().await;
+    let db = tenantry_public::db::Db::connect(&database.url, &Default::default()).expect("pool");
+    tenant_with_invitations(&db, &client, "early").await;
+    let mail_dir = tempfile_dir();
+    let prefix = unique_prefix();
+    let url = redis_url();
+    let vars = [
+        (ENV_REDIS_URL, url.as_str()),
+        ("DATABASE_URL", database.url.as_str()),
+        ("MAIL_DIR", mail_dir.as_str()),
+        (ENV_QUEUE_PREFIX, prefix.as_str()),
+        ("WORKER_CLEANUP_CRON", "* * * * * *"),
+        ("WORKER_FANOUT_WINDOW_SECS", "0"),
+    ];
+    let worker = WorkerProcess::spawn(&vars);
+    let wait_for = |n: i64| {
+        let client = &client;
+        async move {
+            for _ in 0..200 {
+                if count(client, DONE_RUNS).await == n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_for(1).await;
+    assert_eq!(
+        tenant_runs(&client).await,
+        [("early".to_owned(), "done".to_owned(), 1)]
+    );
+
+    tenant_with_invitations(&db, &client, "late").await;
+    // Ticks on the same day: the day's fan-out is done, so the new tenant waits for tomorrow.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count(&client, DONE_RUNS).await, 1);
+    // The day turns over.
+    client
+        .batch_execute(
+            "update public.job_runs set period = (current_date - 1)::text \
+              where job = 'cleanup.tenant.fanout'",
+        )
+        .await
+        .expect("yesterday");
+    wait_for(2).await;
+    assert_eq!(
+        tenant_runs(&client).await,
+        [
+            ("early".to_owned(), "done".to_owned(), 1),
+            ("late".to_owned(), "done".to_owned(), 1),
+        ],
+        "the late tenant ran; the early one was not run again this week"
+    );
+    let late_left = count(&client, "select count(*) from tenant_late.invitations").await;
+    assert_eq!(late_left, 1);
+    drop(worker);
+    let mut conn = redis().await;
+    cleanup(&mut conn, &prefix).await;
+}

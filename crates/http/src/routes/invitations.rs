@@ -248,6 +248,8 @@ pub async fn accept(
         &origin.0,
     )
     .await?;
+    drop(conn);
+    state.mail.push([accepted.welcome]).await;
     Ok(HttpResponse::Ok().json(AcceptedView {
         member: accepted.member.into(),
         account_created: accepted.joined == Joined::Created,

@@ -152,10 +152,10 @@ pub async fn create(
     let settings = &cx.state.settings;
     let link = |token: &str| settings.link(host.as_str(), links::VERIFY_EMAIL, token);
     let mut conn = cx.bound().await?;
-    let (member, verification) =
+    let (member, emails) =
         members::add(&mut conn, &cx.acting(), &email, role, new_account, &link).await?;
     drop(conn);
-    cx.state.mail.push([verification]).await;
+    cx.state.mail.push(emails).await;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,

@@ -14,6 +14,7 @@ pub mod ops;
 pub mod organization;
 pub mod projects;
 pub mod register;
+pub mod reports;
 pub mod sessions;
 pub mod tasks;
 pub mod teams;
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(insights::configure)
         .configure(projects::configure)
         .configure(tasks::configure)
+        .configure(reports::configure)
         .configure(documents::configure)
         .configure(teams::configure)
         .configure(api_keys::configure)

@@ -169,7 +169,10 @@ pub async fn register(
         provision_and_verify(&state.db, &settings.base_domain, new, &link).await?;
     // Other processes learn of the new company through the routing trigger; this one at once.
     state.router.invalidate_all();
-    state.mail.push(verification).await;
+    state
+        .mail
+        .push(verification.into_iter().chain([done.welcome]))
+        .await;
     tracing::info!(tenant = %done.company.slug, "company registered");
 
     let view = CompanyView {

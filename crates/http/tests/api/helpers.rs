@@ -281,6 +281,11 @@ impl TestApp {
         self.token(&tenant.host, email, password).await
     }
 
+    /// The domain crates' handle on this test's database (to run what the worker runs).
+    pub fn domain_db(&self) -> Db {
+        Db::connect(&self.db_url, &PoolSettings::default()).expect("db")
+    }
+
     pub async fn sql_one<T: for<'a> FromSql<'a>>(&self, sql: &str) -> T {
         self.sql_one_with(sql, &[]).await
     }

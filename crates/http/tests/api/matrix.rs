@@ -53,6 +53,11 @@ enum Target {
     /// A fresh task made by the admin (so only admins, owners and the admin as its creator may
     /// remind), in a fresh project of the admin's, assigned to the admin.
     AdminTask,
+    /// A fresh report asked for by the caller itself (a report is its requester's), still
+    /// queued.
+    OwnReport,
+    /// The same, built (so its CSV can be downloaded).
+    OwnBuiltReport,
 }
 
 struct Fixture {
@@ -121,11 +126,46 @@ impl Fixture {
         b["id"].as_str().unwrap().to_owned()
     }
 
+    /// A fresh report on a fresh project of the owner's, asked for with `credential` (a token
+    /// or, with `is_key`, an API key), and built when `built`.
+    async fn own_report(&self, credential: &str, is_key: bool, built: bool) -> String {
+        let project = self.target(Target::Project).await;
+        let path = format!("/api/v1/projects/{project}/reports");
+        let request = self.app.request(Method::POST, &self.tenant.host, &path);
+        let request = if is_key {
+            request.header("X-API-Key", credential)
+        } else {
+            request.bearer_auth(credential)
+        };
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if built {
+            let company = tenantry_public::CompanyId(self.tenant.company_id.parse().unwrap());
+            let built = tenantry_tenant::reports::run(
+                &self.app.domain_db(),
+                company,
+                id.parse().unwrap(),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+            assert!(matches!(built, tenantry_tenant::reports::Built::Done(_)));
+        }
+        id
+    }
+
     /// A fresh target for one request, made by the owner.
     async fn target(&self, kind: Target) -> String {
         let n = self.next();
         match kind {
             Target::None => String::new(),
+            Target::OwnReport | Target::OwnBuiltReport => {
+                unreachable!("made by own_report, with the caller's credential")
+            }
             Target::AdminProject => {
                 self.created_by_admin("/api/v1/projects", json!({"name": format!("target {n}")}))
                     .await
@@ -231,7 +271,11 @@ impl Fixture {
         let mut failures = Vec::new();
         for case in cases {
             for (role, token, is_key) in &self.tokens {
-                let target = self.target(case.target).await;
+                let target = match case.target {
+                    Target::OwnReport => self.own_report(token, *is_key, false).await,
+                    Target::OwnBuiltReport => self.own_report(token, *is_key, true).await,
+                    kind => self.target(kind).await,
+                };
                 let path = case.path.replace("{target}", &target);
                 // `{n}` makes bodies unique per request, `{target}` names the target.
                 let n = self.next().to_string();
@@ -285,6 +329,7 @@ fn keys_may(method: &Method, path: &str) -> bool {
     path.starts_with("/api/v1/projects")
         || path.starts_with("/api/v1/tasks")
         || path.starts_with("/api/v1/documents")
+        || path.starts_with("/api/v1/reports")
         || path == "/api/v1/dashboard"
         || path == "/api/v1/audit-log"
         || (*method == Method::GET && path.starts_with("/api/v1/users"))
@@ -414,6 +459,29 @@ async fn every_tenant_route_with_every_role() {
             Method::GET,
             "/api/v1/projects/{target}/statistics",
             Target::Project,
+            Value::Null,
+            "viewer",
+        ),
+        // Reports: anyone who may read the project asks; the requester reads its own (another
+        // member's report is 404 for members and viewers: tests/api/reports.rs).
+        case(
+            Method::POST,
+            "/api/v1/projects/{target}/reports",
+            Target::Project,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/reports/{target}",
+            Target::OwnReport,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/reports/{target}/download",
+            Target::OwnBuiltReport,
             Value::Null,
             "viewer",
         ),

@@ -145,3 +145,38 @@ fn registered_routes() -> Vec<(String, String)> {
     }
     routes
 }
+
+#[tokio::test]
+async fn ready_tells_the_worker_heartbeat_age_and_stays_ready_without_one() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let app = spawn_app_with(&[("REDIS_PREFIX", &prefix)]).await;
+    // No worker: ready all the same, with no heartbeat.
+    let r = app.get(BASE, "/ready", None).await;
+    let body = expect_json(r, 200).await;
+    assert_eq!(body["status"], "ready");
+    assert!(body["worker"]["heartbeat_at"].is_null(), "{body}");
+    assert!(body["worker"]["heartbeat_age_secs"].is_null(), "{body}");
+
+    // A worker beat 42 seconds ago (as `tenantry_worker::heartbeat` writes it).
+    let url = tenantry_testkit::redis_url();
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let at = chrono::Utc::now() - chrono::Duration::seconds(42);
+    let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    redis::cmd("SET")
+        .arg(format!("{prefix}:worker:heartbeat"))
+        .arg(&stamp)
+        .arg("EX")
+        .arg(60)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let r = app.get(BASE, "/ready", None).await;
+    let body = expect_json(r, 200).await;
+    assert_eq!(body["worker"]["heartbeat_at"], stamp.as_str());
+    let age = body["worker"]["heartbeat_age_secs"].as_i64().unwrap();
+    assert!((42..=45).contains(&age), "{body}");
+}
