@@ -825,10 +825,13 @@ mod reminders {
         id
     }
 
-    /// Every queued email's payload, oldest first.
+    /// Every queued email's payload about tasks (not the owners' welcome), oldest first.
     pub(super) async fn outbox(client: &tokio_postgres::Client) -> Vec<Value> {
         client
-            .query("select payload from public.outbox order by id", &[])
+            .query(
+                "select payload from public.outbox where payload->>'kind' <> 'welcome' order by id",
+                &[],
+            )
             .await
             .expect("outbox")
             .iter()
@@ -1444,6 +1447,109 @@ mod reminders {
         );
         workers.stop(&prefix).await;
     }
+
+    /// A worker SIGKILLed in the middle of the overdue check's runs (spread over a window),
+    /// then another started: every tenant's digest run is done once and every email (the
+    /// owner's digest and lead summary) is in the outbox once — none lost, none twice.
+    #[tokio::test]
+    async fn a_worker_killed_mid_overdue_check_leaves_each_email_sent_once() {
+        const TENANTS: usize = 6;
+        let (database, client) = migrated_database().await;
+        let db = Db::connect(&database.url, &Default::default()).expect("pool");
+        // A zone where it is 08:00 or later now, so today's digest is due.
+        let tz = if Utc::now().format("%H").to_string().as_str() >= "08" {
+            "UTC"
+        } else {
+            "Pacific/Auckland"
+        };
+        for n in 0..TENANTS {
+            let slug = format!("late{n}");
+            let (_, owner) = tenant(&db, &client, &slug, tz).await;
+            let p = project(&client, &slug, "P", owner).await;
+            let due = Utc::now() - chrono::Duration::hours(30);
+            task(&client, &slug, p, owner, "Late", "todo", Some(owner), due).await;
+        }
+        let mail_dir = tempfile_dir();
+        let prefix = unique_prefix();
+        let url = redis_url();
+        let vars = [
+            (ENV_REDIS_URL, url.as_str()),
+            ("DATABASE_URL", database.url.as_str()),
+            ("MAIL_DIR", mail_dir.as_str()),
+            (ENV_QUEUE_PREFIX, prefix.as_str()),
+            ("WORKER_OVERDUE_CRON", "* * * * * *"),
+            // The tenants' runs spread over 20 seconds, so the kill lands between them.
+            ("WORKER_FANOUT_WINDOW_SECS", "20"),
+            ("BASE_DOMAIN", "example.test"),
+        ];
+        let done_runs = "select count(*) from public.job_runs \
+                          where job = 'reminders.overdue' and status = 'done'";
+        let first = WorkerProcess::spawn(&vars);
+        let mut done = 0;
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            done = count(&client, done_runs).await;
+            if done > 0 {
+                break;
+            }
+        }
+        assert!(done > 0, "the first worker fanned out and ran a tenant");
+        first.kill();
+        let at_kill = count(&client, done_runs).await;
+        assert!(
+            at_kill < TENANTS as i64,
+            "the kill came mid-run ({at_kill} of {TENANTS} done)"
+        );
+
+        let second = WorkerProcess::spawn(&vars);
+        for _ in 0..400 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if count(&client, done_runs).await == TENANTS as i64 {
+                break;
+            }
+        }
+        // A few more ticks of the second worker change nothing.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let runs: Vec<(String, i32, i64)> = client
+            .query(
+                "select c.slug, r.attempts, count(*) over (partition by r.company_id) \
+                   from public.job_runs r join public.companies c on c.id = r.company_id \
+                  where r.job = 'reminders.overdue' and r.status = 'done' order by c.slug",
+                &[],
+            )
+            .await
+            .expect("runs")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let expected: Vec<(String, i32, i64)> =
+            (0..TENANTS).map(|n| (format!("late{n}"), 1, 1)).collect();
+        assert_eq!(
+            runs, expected,
+            "each tenant's day run once, never taken over"
+        );
+        let emails: Vec<(String, bool, i64)> = client
+            .query(
+                "select payload->>'to', (payload->>'lead')::boolean, count(*) from public.outbox \
+                  where payload->>'kind' = 'overdue_digest' group by 1, 2 order by 1, 2",
+                &[],
+            )
+            .await
+            .expect("emails")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let expected: Vec<(String, bool, i64)> = (0..TENANTS)
+            .flat_map(|n| {
+                let to = format!("owner@late{n}.test");
+                [(to.clone(), false, 1), (to, true, 1)]
+            })
+            .collect();
+        assert_eq!(emails, expected, "each digest and lead summary once");
+        drop(second);
+        let mut conn = redis().await;
+        cleanup(&mut conn, &prefix).await;
+    }
 }
 
 /// A `tenantry-worker` process (the real binary), killed when dropped.
@@ -1644,7 +1750,8 @@ async fn a_tenant_created_after_the_worker_started_is_in_the_next_fan_out() {
     let wait_for = |n: i64| {
         let client = &client;
         async move {
-            for _ in 0..200 {
+            // Up to 40 s: on a loaded machine a tick, the fan-out and the run take a while.
+            for _ in 0..400 {
                 if count(client, DONE_RUNS).await == n {
                     return;
                 }
