@@ -19,6 +19,8 @@ pub mod links {
     pub const ACCEPT_INVITATION: &str = "/accept-invitation";
     /// One task: `/tasks/{id}` (a reminder's link), reading `/api/v1/tasks/{id}`.
     pub const TASKS: &str = "/tasks";
+    /// The organization's subscription and invoices (subscription notices link here).
+    pub const BILLING: &str = "/settings/billing";
 }
 
 /// How logs are written.

@@ -18,6 +18,7 @@ use tenantry_tenant::notifications::NotificationError;
 use tenantry_tenant::organization::SettingsError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
+use tenantry_tenant::subscription::SubscriptionError;
 use tenantry_tenant::tasks::TaskError;
 use tenantry_tenant::teams::TeamError;
 use tenantry_tenant::TenantUnavailable;
@@ -453,6 +454,32 @@ impl From<ProvisionError> for ApiError {
             ProvisionError::OwnerInactive => Self::Unauthorized("the account is not active"),
             ProvisionError::Db(db) => db.into(),
             other => Self::Unexpected(other.into()),
+        }
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> Self {
+        match e {
+            e @ SubscriptionError::NotSelfService(_) => Self::validation("plan", e.to_string()),
+            SubscriptionError::OverLimits { ref exceeded, .. } => {
+                let errors = exceeded
+                    .iter()
+                    .map(|x| {
+                        let message = format!(
+                            "is {} on the new plan; the organization uses {}",
+                            x.max, x.used
+                        );
+                        (x.limit.to_owned(), vec![message])
+                    })
+                    .collect();
+                Self::Conflict {
+                    detail: e.to_string(),
+                    errors,
+                }
+            }
+            e @ SubscriptionError::NotApplicable(_) => Self::conflict(e),
+            SubscriptionError::Db(e) => e.into(),
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::routes;
         (name = "organization", description = "The Host's tenant as a whole: settings, ownership"),
         (name = "api-keys", description = "API keys of the Host's tenant (sent as X-API-Key)"),
         (name = "audit", description = "The Host's tenant's audit trail"),
+        (name = "billing", description = "Plans, the organization's subscription and invoices, and the billing provider's webhook"),
     )
 )]
 struct ApiDoc;
@@ -41,6 +42,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for part in [
         routes::ops::Api::openapi(),
         routes::register::Api::openapi(),
+        routes::plans::Api::openapi(),
         routes::token::Api::openapi(),
         routes::sessions::Api::openapi(),
         routes::verification::Api::openapi(),
@@ -48,6 +50,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::members::Api::openapi(),
         routes::invitations::Api::openapi(),
         routes::organization::Api::openapi(),
+        routes::subscription::Api::openapi(),
         routes::insights::Api::openapi(),
         routes::projects::Api::openapi(),
         routes::tasks::Api::openapi(),

@@ -57,6 +57,14 @@ tenantry_public::text_enum! {
         OrganizationCleanedUp = "organization.cleaned_up",
         SettingsChanged = "organization.settings_changed",
         TaskReminded = "task.reminded",
+        SubscriptionPlanChanged = "subscription.plan_changed",
+        SubscriptionChangeScheduled = "subscription.change_scheduled",
+        SubscriptionCancelScheduled = "subscription.cancel_scheduled",
+        SubscriptionResumed = "subscription.resumed",
+        /// The billing provider's event changed the subscription (actor: system).
+        SubscriptionSynced = "subscription.synced",
+        InvoicePaid = "invoice.paid",
+        InvoicePaymentFailed = "invoice.payment_failed",
     }
 }
 

@@ -23,6 +23,7 @@ pub mod projects;
 pub mod provision;
 pub mod rows;
 pub mod statistics;
+pub mod subscription;
 pub mod tasks;
 pub mod teams;
 

@@ -210,6 +210,7 @@ fn kind(email: &Email) -> &'static str {
         Email::PasswordReset { .. } => "password_reset",
         Email::Invitation { .. } => "invitation",
         Email::TaskReminder { .. } => "task_reminder",
+        Email::SubscriptionNotice { .. } => "subscription_notice",
     }
 }
 
@@ -218,7 +219,8 @@ fn link(email: &Email) -> &str {
         Email::VerifyEmail { link, .. }
         | Email::PasswordReset { link, .. }
         | Email::Invitation { link, .. }
-        | Email::TaskReminder { link, .. } => link,
+        | Email::TaskReminder { link, .. }
+        | Email::SubscriptionNotice { link, .. } => link,
     }
 }
 
@@ -275,6 +277,15 @@ pub fn render(email: &Email) -> (String, String) {
                 ),
             )
         }
+        Email::SubscriptionNotice {
+            organization,
+            what,
+            link,
+            ..
+        } => (
+            format!("Your {organization} subscription"),
+            format!("{what}\n\nSee the organization's subscription:\n\n{link}\n"),
+        ),
     }
 }
 
@@ -309,6 +320,12 @@ mod tests {
                 task_title: "Ship it".into(),
                 project: "Launch".into(),
                 due: Some("2026-05-01 17:00 (Europe/Berlin)".into()),
+                link: link.clone(),
+            },
+            Email::SubscriptionNotice {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                what: "The plan is now Starter.".into(),
                 link: link.clone(),
             },
         ] {

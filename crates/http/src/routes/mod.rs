@@ -12,9 +12,11 @@ pub mod me;
 pub mod members;
 pub mod ops;
 pub mod organization;
+pub mod plans;
 pub mod projects;
 pub mod register;
 pub mod sessions;
+pub mod subscription;
 pub mod tasks;
 pub mod teams;
 pub mod token;
@@ -32,6 +34,7 @@ use crate::error::ApiError;
 /// `/projects/statistics` before `projects` registers `/projects/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     cfg.configure(register::configure)
+        .configure(plans::configure)
         .configure(token::configure)
         .configure(sessions::configure)
         .configure(verification::configure)
@@ -39,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(members::configure)
         .configure(invitations::configure)
         .configure(organization::configure)
+        .configure(subscription::configure)
         .configure(insights::configure)
         .configure(projects::configure)
         .configure(tasks::configure)
