@@ -12,6 +12,7 @@ use tenantry_public::passwords::PasswordError;
 use tenantry_tenant::access::RoleRuleError;
 use tenantry_tenant::accounts::AccountError;
 use tenantry_tenant::api_keys::ApiKeyError;
+use tenantry_tenant::billing::{BillingError, SignatureError};
 use tenantry_tenant::documents::DocumentError;
 use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::notifications::NotificationError;
@@ -480,6 +481,21 @@ impl From<SubscriptionError> for ApiError {
             }
             e @ SubscriptionError::NotApplicable(_) => Self::conflict(e),
             SubscriptionError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<SignatureError> for ApiError {
+    fn from(e: SignatureError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            e @ BillingError::Malformed(_) => Self::BadRequest(e.to_string()),
+            BillingError::Db(e) => e.into(),
         }
     }
 }

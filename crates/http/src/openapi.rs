@@ -43,6 +43,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::ops::Api::openapi(),
         routes::register::Api::openapi(),
         routes::plans::Api::openapi(),
+        routes::billing::Api::openapi(),
         routes::token::Api::openapi(),
         routes::sessions::Api::openapi(),
         routes::verification::Api::openapi(),

@@ -9,6 +9,7 @@ pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod binding;
 pub mod documents;
 pub mod ids;

@@ -5,9 +5,7 @@
 //! and project limits are checked under, so usage cannot grow past a downgrade's limits while it
 //! is checked), is audited in the tenant's trail and emails the owner (outbox, same transaction).
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 use tenantry_public::db::DbError;
 use tenantry_public::mail::{self, Email, OutboxId};
 use tenantry_public::memberships;
@@ -314,9 +312,4 @@ pub(crate) async fn notify(
         },
     )
     .await
-}
-
-/// The JSON the trail records for a provider event's effect.
-pub(crate) fn event_json(id: &str, kind: &str, created: DateTime<Utc>) -> serde_json::Value {
-    json!({"event_id": id, "type": kind, "created": created})
 }

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod bench;
+pub mod billing;
 pub mod documents;
 pub mod insights;
 pub mod invitations;
@@ -35,6 +36,7 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     cfg.configure(register::configure)
         .configure(plans::configure)
+        .configure(billing::configure)
         .configure(token::configure)
         .configure(sessions::configure)
         .configure(verification::configure)

@@ -299,7 +299,11 @@ async fn billing_downgrade_over_the_limits_is_409_listing_each_and_changes_nothi
     let body = expect_json(app.get(&t.host, SUBSCRIPTION, Some(&t.token)).await, 200).await;
     assert_eq!(body["plan"], "starter");
     assert!(body["scheduled_plan"].is_null());
-    assert_eq!(app.audit_count("tenant_acme", "subscription.change_scheduled").await, 0);
+    assert_eq!(
+        app.audit_count("tenant_acme", "subscription.change_scheduled")
+            .await,
+        0
+    );
     assert_eq!(notices(&app, &t).await, 0);
 }
 
@@ -307,7 +311,10 @@ async fn billing_downgrade_over_the_limits_is_409_listing_each_and_changes_nothi
 async fn billing_downgrade_that_fits_is_scheduled_for_the_period_end() {
     let (app, t) = spawn_tenant("acme").await;
     let body = expect_json(change(&app, &t, "free").await, 200).await;
-    assert_eq!(body["plan"], "starter", "the plan stays until the period end");
+    assert_eq!(
+        body["plan"], "starter",
+        "the plan stays until the period end"
+    );
     assert_eq!(body["scheduled_plan"], "free");
     assert_eq!(
         app.sql_one::<String>("select plan from public.companies where slug = 'acme'")
@@ -345,13 +352,268 @@ async fn billing_cancel_at_period_end_and_resume() {
     );
     let body = expect_json(post(&app, &t, "resume").await, 200).await;
     assert_eq!(body["cancel_at_period_end"], false);
-    assert_eq!(app.audit_count("tenant_acme", "subscription.resumed").await, 1);
+    assert_eq!(
+        app.audit_count("tenant_acme", "subscription.resumed").await,
+        1
+    );
     assert_eq!(notices(&app, &t).await, 2);
-    assert!(!app
-        .sql_one::<bool>("select cancel_at_period_end from public.subscriptions")
-        .await);
+    assert!(
+        !app.sql_one::<bool>("select cancel_at_period_end from public.subscriptions")
+            .await
+    );
 
     // Free has nothing to cancel.
     app.sql("update public.companies set plan = 'free'").await;
     expect_problem(post(&app, &t, "cancel").await, 409, "free plan").await;
+}
+
+const WEBHOOK: &str = "/api/v1/billing/webhook";
+const SECRET: &str = "whsec_test_current_0123456789";
+const PREVIOUS: &str = "whsec_test_previous_0123456789";
+
+fn sign(secret: &str, t: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={hex}")
+}
+
+async fn billing_app() -> (TestApp, TestTenant) {
+    spawn_tenant_with(
+        &[
+            ("BILLING_WEBHOOK_SECRET", SECRET),
+            ("BILLING_WEBHOOK_PREVIOUS_SECRET", PREVIOUS),
+        ],
+        "acme",
+    )
+    .await
+}
+
+async fn deliver_signed(app: &TestApp, body: &str, signature: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, BASE, WEBHOOK)
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn deliver(app: &TestApp, event: &Value) -> reqwest::Response {
+    let body = event.to_string();
+    let t = chrono::Utc::now().timestamp();
+    deliver_signed(app, &body, &sign(SECRET, t, &body)).await
+}
+
+fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+    json!({"id": id, "object": "event", "type": kind, "created": created, "data": {"object": object}})
+}
+
+async fn events(app: &TestApp) -> i64 {
+    app.count("select count(*) from public.billing_events")
+        .await
+}
+
+async fn sub(app: &TestApp) -> tokio_postgres::Row {
+    app.sql_row_with(
+        "select plan, status, provider_customer_id, provider_subscription_id, cancel_at_period_end \
+           from public.subscriptions",
+        &[],
+    )
+    .await
+}
+
+/// Links the company to customer `cus_1` through a checkout session.
+async fn checkout(app: &TestApp, t: &TestTenant, created: i64) {
+    let e = event(
+        "evt_checkout",
+        "checkout.session.completed",
+        created,
+        json!({"id": "cs_1", "client_reference_id": t.company_id, "customer": "cus_1", "subscription": "sub_1"}),
+    );
+    let body = expect_json(deliver(app, &e).await, 200).await;
+    assert_eq!(body["outcome"], "applied");
+}
+
+fn subscription_event(id: &str, created: i64, status: &str, lookup_key: &str) -> Value {
+    event(
+        id,
+        "customer.subscription.updated",
+        created,
+        json!({"id": "sub_1", "customer": "cus_1", "status": status, "cancel_at_period_end": false,
+               "current_period_end": created + 30 * 86400,
+               "items": {"data": [{"price": {"lookup_key": lookup_key}}]}}),
+    )
+}
+
+#[tokio::test]
+async fn billing_webhook_applies_signed_events_once_and_in_order() {
+    let (app, t) = billing_app().await;
+    let now = chrono::Utc::now().timestamp();
+    checkout(&app, &t, now - 100).await;
+    let row = sub(&app).await;
+    assert_eq!(
+        row.get::<_, Option<String>>("provider_customer_id")
+            .as_deref(),
+        Some("cus_1")
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>("provider_subscription_id")
+            .as_deref(),
+        Some("sub_1")
+    );
+
+    // The subscription moves to professional, active.
+    let e = subscription_event("evt_2", now - 50, "active", "professional_monthly");
+    assert_eq!(
+        expect_json(deliver(&app, &e).await, 200).await["outcome"],
+        "applied"
+    );
+    let row = sub(&app).await;
+    assert_eq!(row.get::<_, String>("plan"), "professional");
+    assert_eq!(row.get::<_, String>("status"), "active");
+    assert_eq!(
+        app.sql_one::<String>("select plan from public.companies")
+            .await,
+        "professional"
+    );
+    assert_eq!(
+        app.audit_count("tenant_acme", "subscription.synced").await,
+        2
+    );
+
+    // Replayed: 200, nothing changes.
+    assert_eq!(
+        expect_json(deliver(&app, &e).await, 200).await["outcome"],
+        "duplicate"
+    );
+    assert_eq!(events(&app).await, 2);
+    assert_eq!(
+        app.audit_count("tenant_acme", "subscription.synced").await,
+        2
+    );
+
+    // An older event arriving late changes nothing (recorded as stale).
+    let old = subscription_event("evt_old", now - 80, "active", "starter_monthly");
+    assert_eq!(
+        expect_json(deliver(&app, &old).await, 200).await["outcome"],
+        "stale"
+    );
+    assert_eq!(sub(&app).await.get::<_, String>("plan"), "professional");
+    assert_eq!(
+        app.sql_one::<String>("select outcome from public.billing_events where id = 'evt_old'")
+            .await,
+        "stale"
+    );
+
+    // A failed payment: past due, the owner emailed; a paid invoice: active again, recorded.
+    let failed = event(
+        "evt_fail",
+        "invoice.payment_failed",
+        now - 40,
+        json!({"id": "in_1", "customer": "cus_1", "subscription": "sub_1"}),
+    );
+    expect_json(deliver(&app, &failed).await, 200).await;
+    assert_eq!(sub(&app).await.get::<_, String>("status"), "past_due");
+    assert_eq!(notices(&app, &t).await, 1);
+    let paid = event(
+        "evt_paid",
+        "invoice.paid",
+        now - 30,
+        json!({"id": "in_1", "customer": "cus_1", "subscription": "sub_1", "amount_paid": 9900,
+               "currency": "usd", "period_start": now - 30, "period_end": now + 86400 * 30,
+               "status_transitions": {"paid_at": now - 30}}),
+    );
+    expect_json(deliver(&app, &paid).await, 200).await;
+    assert_eq!(sub(&app).await.get::<_, String>("status"), "active");
+    assert_eq!(
+        app.sql_one::<i64>("select amount_paid_cents from public.invoices where id = 'in_1'")
+            .await,
+        9900
+    );
+    assert_eq!(app.audit_count("tenant_acme", "invoice.paid").await, 1);
+
+    // Deleted: canceled, back on free.
+    let deleted = event(
+        "evt_del",
+        "customer.subscription.deleted",
+        now - 10,
+        json!({"id": "sub_1", "customer": "cus_1", "status": "canceled"}),
+    );
+    expect_json(deliver(&app, &deleted).await, 200).await;
+    let row = sub(&app).await;
+    assert_eq!(row.get::<_, String>("plan"), "free");
+    assert_eq!(row.get::<_, String>("status"), "canceled");
+
+    // Unknown types: 200, ignored, nothing changed.
+    let unknown = event("evt_x", "customer.created", now, json!({"id": "cus_9"}));
+    assert_eq!(
+        expect_json(deliver(&app, &unknown).await, 200).await["outcome"],
+        "ignored"
+    );
+    assert_eq!(sub(&app).await.get::<_, String>("plan"), "free");
+}
+
+#[tokio::test]
+async fn billing_webhook_refuses_bad_signatures_old_timestamps_and_big_bodies_recording_nothing() {
+    let (app, t) = billing_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let e = event(
+        "evt_1",
+        "checkout.session.completed",
+        now,
+        json!({"client_reference_id": t.company_id, "customer": "cus_1"}),
+    )
+    .to_string();
+
+    // Wrong secret, tampered body, missing or malformed header: 400.
+    let r = deliver_signed(&app, &e, &sign("whsec_someone_else_000000", now, &e)).await;
+    expect_problem(r, 400, "signature").await;
+    let r = deliver_signed(&app, &format!("{e} "), &sign(SECRET, now, &e)).await;
+    expect_problem(r, 400, "signature").await;
+    for header in ["", "t=1", "nonsense"] {
+        let r = deliver_signed(&app, &e, header).await;
+        expect_problem(r, 400, "signature").await;
+    }
+    // Older than 300 seconds: 400.
+    let r = deliver_signed(&app, &e, &sign(SECRET, now - 301, &e)).await;
+    expect_problem(r, 400, "300 seconds").await;
+    // Over 256 KiB: 413.
+    let big = "x".repeat(256 * 1024 + 1);
+    let r = deliver_signed(&app, &big, &sign(SECRET, now, &big)).await;
+    problem(r, 413).await;
+    assert_eq!(events(&app).await, 0);
+    assert!(sub(&app)
+        .await
+        .get::<_, Option<String>>("provider_customer_id")
+        .is_none());
+
+    // The previous secret still works during a rotation.
+    let r = deliver_signed(&app, &e, &sign(PREVIOUS, now, &e)).await;
+    assert_eq!(expect_json(r, 200).await["outcome"], "applied");
+    assert_eq!(events(&app).await, 1);
+
+    // A tenant host does not serve it.
+    let r = app
+        .request(reqwest::Method::POST, &t.host, WEBHOOK)
+        .header("Stripe-Signature", sign(SECRET, now, &e))
+        .body(e.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn billing_webhook_is_not_served_without_a_secret() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let r = deliver_signed(&app, "{}", &sign(SECRET, now, "{}")).await;
+    problem(r, 404).await;
 }
