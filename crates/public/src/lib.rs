@@ -10,6 +10,7 @@ pub mod db;
 pub mod enums;
 pub mod exporter;
 pub mod ids;
+pub mod invoices;
 pub mod jobs;
 pub mod mail;
 pub mod memberships;

@@ -128,6 +128,16 @@ pub async fn overview(conn: &TenantConn, company: CompanyId) -> Result<Overview,
     })
 }
 
+/// The organization's paid invoices, newest first, after the keyset position `after`.
+pub async fn invoices(
+    conn: &TenantConn,
+    company: CompanyId,
+    after: Option<&(chrono::DateTime<chrono::Utc>, String)>,
+    limit: i64,
+) -> Result<tenantry_public::Page<tenantry_public::invoices::Invoice>, DbError> {
+    tenantry_public::invoices::list(&***conn.client(), company, after, limit).await
+}
+
 /// What a change did: the subscription after it, and the owner's email to queue after commit
 /// (none when nothing changed).
 #[derive(Debug)]

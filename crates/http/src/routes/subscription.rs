@@ -5,6 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenantry_public::invoices::Invoice;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::subscriptions::{Subscription, SubscriptionStatus};
 use tenantry_tenant::access::Permission;
@@ -16,6 +17,7 @@ use crate::config::links;
 use crate::error::ApiError;
 use crate::fields::{self, Fields};
 use crate::host::link_host;
+use crate::pagination::{ListQuery, Page, PageParams, Paging};
 use crate::routes::resource;
 use crate::schema;
 
@@ -23,11 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/organization/subscription").get(get_subscription))
         .service(resource("/organization/subscription/change").post(change_plan))
         .service(resource("/organization/subscription/cancel").post(cancel))
-        .service(resource("/organization/subscription/resume").post(resume));
+        .service(resource("/organization/subscription/resume").post(resume))
+        .service(resource("/organization/billing/invoices").get(list_invoices));
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(get_subscription, change_plan, cancel, resume))]
+#[openapi(paths(get_subscription, change_plan, cancel, resume, list_invoices))]
 pub struct Api;
 
 /// A limited resource: the plan's limit (`null` unlimited) and what the organization uses.
@@ -192,4 +195,53 @@ pub async fn resume(cx: TenantRequest, req: HttpRequest) -> Result<HttpResponse,
     let changed = subscription::resume(&mut conn, &cx.acting(), &link).await?;
     drop(conn);
     Ok(answer(&cx, changed).await)
+}
+
+/// A paid invoice of the billing history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvoiceView {
+    /// The billing provider's invoice id.
+    #[schema(example = "in_1PqrSt")]
+    pub id: String,
+    /// In the currency's minor unit (cents).
+    #[schema(minimum = 0, example = 1900)]
+    pub amount_paid_cents: i64,
+    #[schema(example = "usd")]
+    pub currency: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub paid_at: DateTime<Utc>,
+    /// The provider's page for the invoice, when it gave one.
+    pub hosted_invoice_url: Option<String>,
+}
+
+impl From<Invoice> for InvoiceView {
+    fn from(i: Invoice) -> Self {
+        Self {
+            id: i.id,
+            amount_paid_cents: i.amount_paid_cents,
+            currency: i.currency,
+            period_start: i.period_start,
+            period_end: i.period_end,
+            paid_at: i.paid_at,
+            hosted_invoice_url: i.hosted_invoice_url,
+        }
+    }
+}
+
+/// The organization's paid invoices, newest first (keyset pages). Owners and admins (signed in,
+/// not with a key).
+#[utoipa::path(get, path = "/api/v1/organization/billing/invoices", tag = "billing",
+    params(PageParams), security(("bearer" = [])),
+    responses((status = 200, body = Page<InvoiceView>),
+              (status = 400, description = "Bad cursor or limit"),
+              (status = 403, description = "Not an owner or admin, or an API key")))]
+pub async fn list_invoices(cx: TenantRequest, paging: Paging) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::BillingRead)?;
+    let page = paging.request::<(DateTime<Utc>, String)>(ListQuery::new("-paid_at"))?;
+    let conn = cx.bound().await?;
+    let found =
+        subscription::invoices(&conn, cx.acting().company, page.after(), page.limit()).await?;
+    drop(conn);
+    Ok(HttpResponse::Ok().json(page.respond(found, Invoice::key, InvoiceView::from)))
 }

@@ -617,3 +617,60 @@ async fn billing_webhook_is_not_served_without_a_secret() {
     let r = deliver_signed(&app, "{}", &sign(SECRET, now, "{}")).await;
     problem(r, 404).await;
 }
+
+#[tokio::test]
+async fn billing_invoices_list_newest_first_in_keyset_pages() {
+    let (app, t) = billing_app().await;
+    let now = chrono::Utc::now().timestamp();
+    checkout(&app, &t, now - 100).await;
+    for (n, paid) in [(1, now - 90), (2, now - 60), (3, now - 30)] {
+        let e = event(
+            &format!("evt_in_{n}"),
+            "invoice.paid",
+            paid,
+            json!({"id": format!("in_{n}"), "customer": "cus_1", "amount_paid": 1900 * n,
+                   "currency": "usd", "status_transitions": {"paid_at": paid}}),
+        );
+        expect_json(deliver(&app, &e).await, 200).await;
+    }
+    let admin = app.member(&t, "admin@acme.test", "admin").await;
+    let path = "/api/v1/organization/billing/invoices?limit=2";
+    let first = expect_json(app.get(&t.host, path, Some(&admin)).await, 200).await;
+    assert_eq!(column(&first, "id"), ["in_3", "in_2"]);
+    assert_eq!(first["results"][0]["amount_paid_cents"], 5700);
+    let next = first["next"].as_str().unwrap();
+    let next = next.split_once("/api/v1").unwrap().1;
+    let second = expect_json(
+        app.get(&t.host, &format!("/api/v1{next}"), Some(&admin))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(column(&second, "id"), ["in_1"]);
+    assert!(second["next"].is_null());
+    // Another organization sees none of them.
+    let other = app.tenant("globex").await;
+    let body = expect_json(
+        app.get(
+            &other.host,
+            "/api/v1/organization/billing/invoices",
+            Some(&other.token),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(body["results"], json!([]));
+    let member = app.member(&t, "member@acme.test", "member").await;
+    problem(app.get(&t.host, path, Some(&member)).await, 403).await;
+    problem(
+        app.get(
+            &t.host,
+            "/api/v1/organization/billing/invoices?cursor=bogus",
+            Some(&admin),
+        )
+        .await,
+        400,
+    )
+    .await;
+}

@@ -637,6 +637,13 @@ async fn every_tenant_route_with_every_role() {
             Value::Null,
             "admin",
         ),
+        case(
+            Method::GET,
+            "/api/v1/organization/billing/invoices",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
         // On enterprise (above): a downgrade it fits in, scheduled for the trial's end.
         case(
             Method::POST,
