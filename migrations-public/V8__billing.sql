@@ -32,6 +32,9 @@ create table public.subscriptions (
     provider_subscription_id text unique check (length(provider_subscription_id) between 1 and 255),
     -- `created` of the last provider event applied: an older event changes nothing.
     last_event_at timestamptz,
+    -- Set when a trial or a cancelled subscription ended on free while the organization was over
+    -- free's limits: writes answer 402 until it is on a plan it fits (or fits free again).
+    payment_required boolean not null default false,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     constraint subscriptions_trial_has_end check (status <> 'trialing' or trial_end is not null)

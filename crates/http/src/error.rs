@@ -42,6 +42,10 @@ pub enum ApiError {
     /// detail names the limit.
     #[error("{0}")]
     PlanLimit(String),
+    /// 402 (`type` ending in `payment-required`): the organization is read-only until it pays
+    /// for a plan it fits.
+    #[error("{0}")]
+    PaymentRequired(String),
     /// 404: also for ids that are not in this tenant, and for hosts that name nothing.
     #[error("not found")]
     NotFound,
@@ -108,6 +112,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::PlanLimit(_) => "plan-limit",
+            Self::PaymentRequired(_) => "payment-required",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
@@ -141,6 +146,7 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::PlanLimit(_) => StatusCode::FORBIDDEN,
+            Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -480,6 +486,7 @@ impl From<SubscriptionError> for ApiError {
                 }
             }
             e @ SubscriptionError::NotApplicable(_) => Self::conflict(e),
+            e @ SubscriptionError::PaymentRequired { .. } => Self::PaymentRequired(e.to_string()),
             SubscriptionError::Db(e) => e.into(),
         }
     }

@@ -38,12 +38,14 @@ pub struct Subscription {
     pub provider_customer_id: Option<String>,
     pub provider_subscription_id: Option<String>,
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Writes answer 402 (a trial or cancellation ended on free over free's limits).
+    pub payment_required: bool,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "company_id, plan, status, current_period_end, trial_end, \
                        cancel_at_period_end, scheduled_plan, provider_customer_id, \
-                       provider_subscription_id, last_event_at, updated_at";
+                       provider_subscription_id, last_event_at, payment_required, updated_at";
 
 impl TryFrom<&Row> for Subscription {
     type Error = DbError;
@@ -60,7 +62,8 @@ impl TryFrom<&Row> for Subscription {
             provider_customer_id: row.try_get(7)?,
             provider_subscription_id: row.try_get(8)?,
             last_event_at: row.try_get(9)?,
-            updated_at: row.try_get(10)?,
+            payment_required: row.try_get(10)?,
+            updated_at: row.try_get(11)?,
         })
     }
 }
@@ -119,7 +122,7 @@ pub async fn store(db: &impl GenericClient, s: &Subscription) -> Result<Subscrip
         "update public.subscriptions set plan = $2, status = $3, current_period_end = $4, \
                 trial_end = $5, cancel_at_period_end = $6, scheduled_plan = $7, \
                 provider_customer_id = $8, provider_subscription_id = $9, last_event_at = $10, \
-                updated_at = now() \
+                payment_required = $11, updated_at = now() \
           where company_id = $1 returning {COLUMNS}"
     );
     let row = db
@@ -136,6 +139,7 @@ pub async fn store(db: &impl GenericClient, s: &Subscription) -> Result<Subscrip
                 &s.provider_customer_id,
                 &s.provider_subscription_id,
                 &s.last_event_at,
+                &s.payment_required,
             ],
         )
         .await?;
@@ -154,4 +158,36 @@ pub async fn start_trial(
     s.status = SubscriptionStatus::Trialing;
     s.trial_end = Some(now + Duration::days(TRIAL_DAYS));
     store(db, &s).await
+}
+
+/// The companies whose self-managed subscription (no provider subscription: the provider ends
+/// its own) has reached its period's or trial's end at `now` with something to do there: a
+/// trial to end, a scheduled plan change or a cancellation.
+pub async fn due(db: &impl GenericClient, now: DateTime<Utc>) -> Result<Vec<CompanyId>, DbError> {
+    let rows = db
+        .query(
+            "select company_id from public.subscriptions \
+              where provider_subscription_id is null and status <> 'canceled' \
+                and ((status = 'trialing' and trial_end <= $1) \
+                  or ((scheduled_plan is not null or cancel_at_period_end) \
+                      and coalesce(current_period_end, trial_end) <= $1)) \
+              order by company_id",
+            &[&now],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Whether writes of `company` answer 402.
+pub async fn payment_required(
+    db: &impl GenericClient,
+    company: CompanyId,
+) -> Result<bool, DbError> {
+    let row = db
+        .query_opt(
+            "select payment_required from public.subscriptions where company_id = $1",
+            &[&company],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)).unwrap_or(false))
 }

@@ -61,6 +61,9 @@ tenantry_public::text_enum! {
         SubscriptionChangeScheduled = "subscription.change_scheduled",
         SubscriptionCancelScheduled = "subscription.cancel_scheduled",
         SubscriptionResumed = "subscription.resumed",
+        /// The period or the trial ended: a trial or a cancellation moved to free, or a
+        /// scheduled change applied (actor: system, the worker).
+        SubscriptionPeriodEnded = "subscription.period_ended",
         /// The billing provider's event changed the subscription (actor: system).
         SubscriptionSynced = "subscription.synced",
         InvoicePaid = "invoice.paid",

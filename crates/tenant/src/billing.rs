@@ -306,6 +306,7 @@ pub async fn apply(
                 if plan != after.plan {
                     after.plan = plan;
                     after.scheduled_plan = None;
+                    after.payment_required = false;
                 }
             }
             if let Some(status) = str_of(o, &["status"]).and_then(status_of) {

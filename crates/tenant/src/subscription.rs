@@ -18,7 +18,7 @@ use crate::binding::{TenantConn, TenantDb};
 use crate::{documents, projects};
 use deadpool_postgres::GenericClient as _;
 
-crate::audit::audited!(Subscription, "subscription", id: company_id, [plan, status, current_period_end, trial_end, cancel_at_period_end, scheduled_plan]);
+crate::audit::audited!(Subscription, "subscription", id: company_id, [plan, status, current_period_end, trial_end, cancel_at_period_end, scheduled_plan, payment_required]);
 
 /// What the organization uses of each limited resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,6 +86,13 @@ pub enum SubscriptionError {
     /// Cancelling what is not a paid subscription, or resuming one that is not being cancelled.
     #[error("{0}")]
     NotApplicable(&'static str),
+    /// The trial or the subscription ended on free while the organization is over free's limits:
+    /// reads and deletions go on, other writes wait for a plan it fits.
+    #[error("the organization is over the {plan} plan's limits ({}); choose a paid plan (POST /api/v1/organization/subscription/change) or delete to fit", describe(.exceeded))]
+    PaymentRequired {
+        plan: PlanCode,
+        exceeded: Vec<Exceeded>,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -113,6 +120,37 @@ pub async fn usage(db: &impl TenantDb, company: CompanyId) -> Result<Usage, DbEr
         projects: projects::count(db).await?,
         storage_bytes: documents::storage_used(db).await?,
     })
+}
+
+/// Refuses a write while the organization is in the read-only state (`payment_required`) and
+/// still over its plan's limits; once it fits again (members removed, projects or documents
+/// deleted) the state is lifted here, on the first write that finds it so.
+pub async fn check_writable(
+    conn: &TenantConn,
+    company: CompanyId,
+) -> Result<(), SubscriptionError> {
+    let client = &***conn.client();
+    if !subscriptions::payment_required(client, company).await? {
+        return Ok(());
+    }
+    let subscription = subscriptions::get(client, company).await?;
+    let plan = plans::get(client, subscription.plan).await?;
+    let exceeded = usage(conn, company).await?.exceeds(&plan);
+    if !exceeded.is_empty() {
+        return Err(SubscriptionError::PaymentRequired {
+            plan: subscription.plan,
+            exceeded,
+        });
+    }
+    client
+        .execute(
+            "update public.subscriptions set payment_required = false, updated_at = now() \
+              where company_id = $1",
+            &[&company],
+        )
+        .await
+        .map_err(DbError::from)?;
+    Ok(())
 }
 
 /// The subscription, its plan and the usage beside each limit.
@@ -215,6 +253,7 @@ pub async fn change_plan(
     } else {
         after.plan = target;
         after.scheduled_plan = None;
+        after.payment_required = false;
         (
             Action::SubscriptionPlanChanged,
             format!("The plan is now {} (was {}).", wanted.name, current.name),
@@ -322,4 +361,134 @@ pub(crate) async fn notify(
         },
     )
     .await
+}
+
+/// The job name of the daily run that ends trials and periods ([`end_periods`]).
+pub const PERIOD_END_JOB: &str = "billing.period_end";
+
+/// What a period-end run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeriodEnds {
+    /// Trials and cancellations that ended on free.
+    pub moved_to_free: usize,
+    /// Of those, the organizations over free's limits (now 402 for writes).
+    pub payment_required: usize,
+    /// Scheduled plan changes applied.
+    pub changes_applied: usize,
+}
+
+/// Ends what is due at `now` in every self-managed subscription (the provider ends its own and
+/// tells the webhook): an expired trial or a cancellation moves to free (`payment_required`
+/// when the organization is over free's limits), a scheduled downgrade applies. Claimed once per
+/// day in `public.job_runs`; each company changes in its own tenant transaction, audited as
+/// `subscription.period_ended` by the system, and each re-checks under the row lock, so a run
+/// taken over after a crash does the rest and nothing twice.
+pub async fn end_periods(
+    db: &tenantry_public::db::Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<tenantry_public::jobs::Ran<PeriodEnds>, DbError> {
+    use tenantry_public::jobs::{self, Ran, RunKey};
+    let day = now.date_naive().to_string();
+    let key = RunKey {
+        job: PERIOD_END_JOB,
+        company: None,
+        period: &day,
+    };
+    let Some(id) = jobs::claim(db.public().await?.client(), key, now).await? else {
+        return Ok(Ran::NotMine);
+    };
+    let origin = tenantry_public::Origin::new(
+        None,
+        Some(&format!(
+            "tenantry-worker/{} {PERIOD_END_JOB}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        Some(format!("job-{id}")),
+    );
+    let result = async {
+        let due = subscriptions::due(db.public().await?.client(), now).await?;
+        let mut ends = PeriodEnds::default();
+        for company in due {
+            end_period(db, company, now, &origin, &mut ends).await?;
+        }
+        jobs::done(db.public().await?.client(), id, &ends, now).await?;
+        Ok::<_, DbError>(ends)
+    }
+    .await;
+    match result {
+        Ok(ends) => {
+            tracing::info!(job = PERIOD_END_JOB, period = day, ?ends, "job run done");
+            Ok(Ran::Done(id, ends))
+        }
+        Err(e) => {
+            tracing::warn!(job = PERIOD_END_JOB, period = day, error = %e, "job run failed");
+            jobs::fail(db, id, &e.to_string(), now).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn end_period(
+    db: &tenantry_public::db::Db,
+    company: CompanyId,
+    now: chrono::DateTime<chrono::Utc>,
+    origin: &tenantry_public::Origin,
+    ends: &mut PeriodEnds,
+) -> Result<(), DbError> {
+    let Some(row) = tenantry_public::companies::find(db.public().await?.client(), company).await?
+    else {
+        return Ok(());
+    };
+    let mut conn = TenantConn::acquire(db, &row.schema_name).await?;
+    let tx = conn.transaction().await?;
+    let client = &**tx.client();
+    memberships::lock_company(client, company).await?;
+    let before = subscriptions::lock(client, company).await?;
+    let ended = |at: Option<chrono::DateTime<chrono::Utc>>| at.is_some_and(|at| at <= now);
+    let mut after = before.clone();
+    let trial_over = before.status == SubscriptionStatus::Trialing && ended(before.trial_end);
+    let period_over = ended(before.period_end());
+    if before.provider_subscription_id.is_some() || before.status == SubscriptionStatus::Canceled {
+        return Ok(());
+    }
+    if (trial_over && before.scheduled_plan.is_none())
+        || (period_over && before.cancel_at_period_end)
+    {
+        let free = plans::get(client, PlanCode::Free).await?;
+        after.plan = PlanCode::Free;
+        after.status = if before.cancel_at_period_end {
+            SubscriptionStatus::Canceled
+        } else {
+            SubscriptionStatus::Active
+        };
+        after.trial_end = None;
+        after.current_period_end = None;
+        after.scheduled_plan = None;
+        after.cancel_at_period_end = false;
+        after.payment_required = !usage(&tx, company).await?.exceeds(&free).is_empty();
+        ends.moved_to_free += 1;
+        ends.payment_required += usize::from(after.payment_required);
+    } else if period_over {
+        if let Some(plan) = before.scheduled_plan {
+            after.plan = plan;
+            after.scheduled_plan = None;
+            if before.status == SubscriptionStatus::Trialing {
+                after.status = SubscriptionStatus::Active;
+                after.trial_end = None;
+            }
+            ends.changes_applied += 1;
+        }
+    }
+    if after == before {
+        return Ok(());
+    }
+    let after = subscriptions::store(client, &after).await?;
+    crate::audit::record(
+        &tx,
+        crate::audit::Actor::System,
+        origin,
+        Entry::changed(Action::SubscriptionPeriodEnded, &before, &after),
+    )
+    .await?;
+    tx.commit().await
 }

@@ -105,6 +105,8 @@ async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs:
     let week = tenantry_public::jobs::iso_week(now);
     metrics::timed(metrics::CLEANUP, async {
         tenantry_public::jobs::platform_cleanup(&ctx.db, now).await?;
+        // Trials and periods that ended: claimed once per day like the clean-up.
+        tenantry_tenant::subscription::end_periods(&ctx.db, now).await?;
         tenant_jobs::fan_out(
             &ctx.db,
             &ctx.redis,

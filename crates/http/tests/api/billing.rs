@@ -674,3 +674,159 @@ async fn billing_invoices_list_newest_first_in_keyset_pages() {
     )
     .await;
 }
+
+async fn end_periods(
+    app: &TestApp,
+    now: chrono::DateTime<chrono::Utc>,
+) -> tenantry_public::jobs::Ran<tenantry_tenant::subscription::PeriodEnds> {
+    let db = tenantry_public::db::Db::connect(&app.db_url, &Default::default()).unwrap();
+    tenantry_tenant::subscription::end_periods(&db, now)
+        .await
+        .unwrap()
+}
+
+fn ends(
+    ran: tenantry_public::jobs::Ran<tenantry_tenant::subscription::PeriodEnds>,
+) -> tenantry_tenant::subscription::PeriodEnds {
+    match ran {
+        tenantry_public::jobs::Ran::Done(_, ends) => ends,
+        tenantry_public::jobs::Ran::NotMine => panic!("the run was not claimed"),
+    }
+}
+
+#[tokio::test]
+async fn billing_expired_trial_moves_to_free_and_writes_answer_402_until_it_fits() {
+    let (app, t) = spawn_tenant("acme").await;
+    for n in 0..5 {
+        app.member(&t, &format!("m{n}@acme.test"), "viewer").await;
+    }
+    let projects: Vec<String> = {
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            ids.push(app.project(&t, &format!("P{n}")).await);
+        }
+        ids
+    };
+    let now = chrono::Utc::now();
+    // Not yet: the trial runs 14 days.
+    let ran = ends(end_periods(&app, now).await);
+    assert_eq!(ran.moved_to_free, 0);
+    // The next day, after the trial's end.
+    let later = now + chrono::Duration::days(15);
+    let ran = ends(end_periods(&app, later).await);
+    assert_eq!((ran.moved_to_free, ran.payment_required), (1, 1));
+    // Claimed once per day.
+    assert!(matches!(
+        end_periods(&app, later).await,
+        tenantry_public::jobs::Ran::NotMine
+    ));
+    let row = app
+        .sql_row_with(
+            "select plan, status, trial_end, payment_required from public.subscriptions",
+            &[],
+        )
+        .await;
+    assert_eq!(row.get::<_, String>(0), "free");
+    assert_eq!(row.get::<_, String>(1), "active");
+    assert!(row
+        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(2)
+        .is_none());
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(
+        app.audit_count("tenant_acme", "subscription.period_ended")
+            .await,
+        1
+    );
+
+    // Writes answer 402 (nothing created); reads and deletions go on.
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Blocked"}))
+        .await;
+    let body = problem(r, 402).await;
+    assert!(body["type"].as_str().unwrap().ends_with("payment-required"));
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.projects").await,
+        4
+    );
+    let r = app
+        .send_json(
+            reqwest::Method::PATCH,
+            &t.host,
+            "/api/v1/organization/settings",
+            &json!({"reminder_lead_hours": 12}),
+            Some(&t.token),
+        )
+        .await;
+    problem(r, 402).await;
+    expect_json(
+        app.get(&t.host, "/api/v1/projects", Some(&t.token)).await,
+        200,
+    )
+    .await;
+    let r = app
+        .delete(
+            &t.host,
+            &format!("/api/v1/projects/{}", projects[0]),
+            &t.token,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    // Still over free's members: still read-only.
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Blocked"}))
+        .await;
+    problem(r, 402).await;
+    let member = app.user_id("m0@acme.test").await;
+    let r = app
+        .delete(&t.host, &format!("/api/v1/users/{member}"), &t.token)
+        .await;
+    assert_eq!(r.status(), 204);
+    // It fits free now: the state is lifted, and free's own limits apply (3 projects).
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Fourth"}))
+        .await;
+    let body = problem(r, 403).await;
+    assert!(body["type"].as_str().unwrap().ends_with("plan-limit"));
+    assert!(
+        !app.sql_one::<bool>("select payment_required from public.subscriptions")
+            .await
+    );
+}
+
+#[tokio::test]
+async fn billing_period_end_applies_scheduled_changes_and_cancellations() {
+    let app = spawn_app().await;
+    let a = app.tenant("acme").await;
+    let b = app.tenant("globex").await;
+    expect_json(change(&app, &a, "free").await, 200).await;
+    expect_json(post(&app, &b, "cancel").await, 200).await;
+    let later = chrono::Utc::now() + chrono::Duration::days(15);
+    let ran = ends(end_periods(&app, later).await);
+    assert_eq!((ran.changes_applied, ran.moved_to_free), (1, 1));
+    let row = |slug: &'static str| {
+        let app = &app;
+        async move {
+            app.sql_row_with(
+                "select s.plan, s.status, s.scheduled_plan, s.cancel_at_period_end, s.payment_required \
+                   from public.subscriptions s join public.companies c on c.id = s.company_id \
+                  where c.slug = $1",
+                &[&slug],
+            )
+            .await
+        }
+    };
+    let acme = row("acme").await;
+    assert_eq!(acme.get::<_, String>(0), "free");
+    assert_eq!(acme.get::<_, String>(1), "active");
+    assert!(acme.get::<_, Option<String>>(2).is_none());
+    let globex = row("globex").await;
+    assert_eq!(globex.get::<_, String>(0), "free");
+    assert_eq!(globex.get::<_, String>(1), "canceled");
+    assert!(!globex.get::<_, bool>(3));
+    assert!(!globex.get::<_, bool>(4), "it fits free");
+    assert_eq!(
+        app.sql_one::<String>("select plan from public.companies where slug = 'acme'")
+            .await,
+        "free"
+    );
+}
