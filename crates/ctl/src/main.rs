@@ -313,6 +313,8 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 name: display_name(&name, 200).map_err(|e| anyhow::anyhow!("--name {e}"))?,
                 slug: Slug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug {slug:?} {e}"))?,
                 plan: PlanCode::parse(&plan).map_err(|e| anyhow::anyhow!("--plan {e}"))?,
+                // An operator's company is simply active on its plan (no trial).
+                trial_from: None,
                 owner: Owner::New {
                     email: Email::parse(&owner_email)
                         .map_err(|e| anyhow::anyhow!("--owner-email {e}"))?,

@@ -271,6 +271,9 @@ pub struct TenantRequest {
     pub user: TenantUser,
     pub origin: Origin,
     pub state: web::Data<AppState>,
+    /// A write (POST, PUT, PATCH) that the 402 read-only state refuses; deletions (which free
+    /// what the plan limits) and the subscription's own routes are never refused.
+    pub refusable_write: bool,
 }
 
 impl TenantRequest {
@@ -287,8 +290,18 @@ impl TenantRequest {
     }
 
     /// A pooled connection bound to this tenant's schema (the permission already checked).
+    /// For a write, 402 while the organization is in the read-only state
+    /// (`tenantry_tenant::subscription::check_writable`).
     pub async fn bound(&self) -> Result<TenantConn, ApiError> {
-        Ok(self.user.tenant.connect(&self.state.db).await?)
+        let conn = self.user.tenant.connect(&self.state.db).await?;
+        if self.refusable_write {
+            tenantry_tenant::subscription::check_writable(
+                &conn,
+                self.user.tenant.route().company_id,
+            )
+            .await?;
+        }
+        Ok(conn)
     }
 
     /// 401 unless the caller signed in with a session that is still live; an API key (which has
@@ -319,6 +332,12 @@ impl FromRequest for TenantRequest {
         let user = TenantUser::from_request(req, payload);
         let origin = RequestOrigin::of(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let refusable_write = matches!(
+            *req.method(),
+            actix_web::http::Method::POST
+                | actix_web::http::Method::PUT
+                | actix_web::http::Method::PATCH
+        ) && !req.path().starts_with("/api/v1/organization/subscription");
         Box::pin(async move {
             let user = user.await?;
             let state = state.ok_or_else(|| anyhow::anyhow!("application state missing"))?;
@@ -326,6 +345,7 @@ impl FromRequest for TenantRequest {
                 user,
                 origin,
                 state,
+                refusable_write,
             })
         })
     }

@@ -22,6 +22,8 @@ pub mod links {
     /// One project report: `/reports/{id}` (the "report ready" email's link), reading
     /// `/api/v1/reports/{id}`.
     pub const REPORTS: &str = "/reports";
+    /// The organization's subscription and invoices (subscription notices link here).
+    pub const BILLING: &str = "/settings/billing";
 }
 
 /// How logs are written.
@@ -126,6 +128,11 @@ pub struct Settings {
     /// e.g. `127.0.0.1:9090`). Unset: no metrics listener and no recorder, because metrics
     /// belong on an address the operator chose to keep internal, never on the API by default.
     pub metrics_addr: Option<String>,
+    /// `BILLING_WEBHOOK_SECRET`: the billing provider's webhook signing secret. Unset, the
+    /// webhook route answers 404 (billing is not served).
+    pub billing_webhook_secret: Option<SecretString>,
+    /// `BILLING_WEBHOOK_PREVIOUS_SECRET`: also accepted while the provider's secret is rotated.
+    pub billing_webhook_previous_secret: Option<SecretString>,
 }
 
 /// A configuration problem, naming the variable.
@@ -278,7 +285,27 @@ impl Settings {
             per_ip: at_least_one("INVITATIONS_PER_ORG", 100)?,
             window: Duration::from_secs(3600),
         };
+        let secret = |var: &'static str| -> Result<Option<SecretString>, ConfigError> {
+            match get(var)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+            {
+                None => Ok(None),
+                Some(v) if v.len() < 16 => Err(err(var, "must be at least 16 bytes")),
+                Some(v) => Ok(Some(SecretString::from(v))),
+            }
+        };
+        let billing_webhook_secret = secret("BILLING_WEBHOOK_SECRET")?;
+        let billing_webhook_previous_secret = secret("BILLING_WEBHOOK_PREVIOUS_SECRET")?;
+        if billing_webhook_previous_secret.is_some() && billing_webhook_secret.is_none() {
+            return Err(err(
+                "BILLING_WEBHOOK_PREVIOUS_SECRET",
+                "is set but BILLING_WEBHOOK_SECRET is not",
+            ));
+        }
         Ok(Self {
+            billing_webhook_secret,
+            billing_webhook_previous_secret,
             redis_prefix,
             login_throttle,
             signup_throttle,

@@ -12,6 +12,7 @@ use tenantry_public::passwords::PasswordError;
 use tenantry_tenant::access::RoleRuleError;
 use tenantry_tenant::accounts::AccountError;
 use tenantry_tenant::api_keys::ApiKeyError;
+use tenantry_tenant::billing::{BillingError, SignatureError};
 use tenantry_tenant::documents::DocumentError;
 use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::notifications::NotificationError;
@@ -19,6 +20,7 @@ use tenantry_tenant::organization::SettingsError;
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::reports::ReportError;
+use tenantry_tenant::subscription::SubscriptionError;
 use tenantry_tenant::tasks::TaskError;
 use tenantry_tenant::teams::TeamError;
 use tenantry_tenant::TenantUnavailable;
@@ -41,6 +43,10 @@ pub enum ApiError {
     /// detail names the limit.
     #[error("{0}")]
     PlanLimit(String),
+    /// 402 (`type` ending in `payment-required`): the organization is read-only until it pays
+    /// for a plan it fits.
+    #[error("{0}")]
+    PaymentRequired(String),
     /// 404: also for ids that are not in this tenant, and for hosts that name nothing.
     #[error("not found")]
     NotFound,
@@ -107,6 +113,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::PlanLimit(_) => "plan-limit",
+            Self::PaymentRequired(_) => "payment-required",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict { .. } => "conflict",
@@ -140,6 +147,7 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::PlanLimit(_) => StatusCode::FORBIDDEN,
+            Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -466,6 +474,48 @@ impl From<ProvisionError> for ApiError {
             ProvisionError::OwnerInactive => Self::Unauthorized("the account is not active"),
             ProvisionError::Db(db) => db.into(),
             other => Self::Unexpected(other.into()),
+        }
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> Self {
+        match e {
+            e @ SubscriptionError::NotSelfService(_) => Self::validation("plan", e.to_string()),
+            SubscriptionError::OverLimits { ref exceeded, .. } => {
+                let errors = exceeded
+                    .iter()
+                    .map(|x| {
+                        let message = format!(
+                            "is {} on the new plan; the organization uses {}",
+                            x.max, x.used
+                        );
+                        (x.limit.to_owned(), vec![message])
+                    })
+                    .collect();
+                Self::Conflict {
+                    detail: e.to_string(),
+                    errors,
+                }
+            }
+            e @ SubscriptionError::NotApplicable(_) => Self::conflict(e),
+            e @ SubscriptionError::PaymentRequired { .. } => Self::PaymentRequired(e.to_string()),
+            SubscriptionError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<SignatureError> for ApiError {
+    fn from(e: SignatureError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            e @ BillingError::Malformed(_) => Self::BadRequest(e.to_string()),
+            BillingError::Db(e) => e.into(),
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::routes;
         (name = "organization", description = "The Host's tenant as a whole: settings, ownership"),
         (name = "api-keys", description = "API keys of the Host's tenant (sent as X-API-Key)"),
         (name = "audit", description = "The Host's tenant's audit trail"),
+        (name = "billing", description = "Plans, the organization's subscription and invoices, and the billing provider's webhook"),
     )
 )]
 struct ApiDoc;
@@ -42,6 +43,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for part in [
         routes::ops::Api::openapi(),
         routes::register::Api::openapi(),
+        routes::plans::Api::openapi(),
+        routes::billing::Api::openapi(),
         routes::token::Api::openapi(),
         routes::sessions::Api::openapi(),
         routes::verification::Api::openapi(),
@@ -49,6 +52,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::members::Api::openapi(),
         routes::invitations::Api::openapi(),
         routes::organization::Api::openapi(),
+        routes::subscription::Api::openapi(),
         routes::insights::Api::openapi(),
         routes::projects::Api::openapi(),
         routes::tasks::Api::openapi(),
@@ -64,6 +68,18 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// Paths whose writes never answer 402: base-host and account routes (not a tenant's data),
+/// and the subscription's own routes (the way out of the read-only state).
+const READ_ONLY_EXEMPT: [&str; 7] = [
+    "/api/v1/register",
+    "/api/v1/auth/",
+    "/api/v1/users/me",
+    "/api/v1/billing/",
+    "/api/v1/organization/subscription",
+    "/api/v1/invitations/accept",
+    "/api/v1/me/",
+];
+
 /// The problem-body media type and schema every error answer carries.
 const PROBLEM: &str = "application/problem+json";
 
@@ -78,15 +94,33 @@ impl Modify for CommonAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let api = path.starts_with("/api/v1/");
+            // Writes on a tenant host answer 402 in the read-only state (`TenantRequest::bound`).
+            let tenant_write = api && !READ_ONLY_EXEMPT.iter().any(|p| path.starts_with(p));
             let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.patch,
-                &mut item.delete,
+                (&mut item.get, false),
+                (&mut item.put, tenant_write),
+                (&mut item.post, tenant_write),
+                (&mut item.patch, tenant_write),
+                (&mut item.delete, false),
             ];
-            for operation in operations.into_iter().flatten() {
-                add_common_answers(operation, api);
+            for (operation, write) in operations {
+                if let Some(operation) = operation {
+                    add_common_answers(operation, api);
+                    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                    let responses = &mut operation.responses.responses;
+                    if write && secured && !responses.contains_key("402") {
+                        let mut answer = Response::new(
+                            "The organization is read-only: its trial or subscription ended on \
+                             free while it is over free's limits (choose a paid plan, or delete \
+                             to fit)",
+                        );
+                        answer.content.insert(
+                            PROBLEM.to_owned(),
+                            Content::new(Some(Ref::from_schema_name("Problem"))),
+                        );
+                        responses.insert("402".to_owned(), answer.into());
+                    }
+                }
             }
         }
     }

@@ -268,8 +268,14 @@ pub fn grantable_role() -> Object {
     one_of(grantable.map(|v| v.as_str()), false)
 }
 
+/// A plan an organization may choose itself (sign-up, plan changes): never enterprise.
 pub fn plan() -> Object {
-    one_of(PlanCode::ALL.iter().map(|v| v.as_str()), true)
+    one_of(PlanCode::self_service().map(|v| v.as_str()), true)
+}
+
+/// [`plan`], required.
+pub fn required_plan() -> Object {
+    one_of(PlanCode::self_service().map(|v| v.as_str()), false)
 }
 
 pub fn project_status() -> Object {

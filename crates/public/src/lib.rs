@@ -10,6 +10,7 @@ pub mod db;
 pub mod enums;
 pub mod exporter;
 pub mod ids;
+pub mod invoices;
 pub mod jobs;
 pub mod links;
 pub mod mail;
@@ -23,6 +24,7 @@ pub mod plans;
 pub mod routing;
 pub mod secrets;
 pub mod sessions;
+pub mod subscriptions;
 pub mod users;
 
 pub use ids::{CompanyId, MembershipId, OutboxId, SessionId, UserId};

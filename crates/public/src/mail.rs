@@ -79,6 +79,14 @@ pub enum Email {
         expires_at: String,
         link: String,
     },
+    /// A change to the organization's subscription, to its owner: `what` says what happened
+    /// (one sentence); `link` opens the billing page.
+    SubscriptionNotice {
+        to: String,
+        organization: String,
+        what: String,
+        link: String,
+    },
 }
 
 /// One task in an [`Email::OverdueDigest`].
@@ -104,12 +112,31 @@ impl Email {
             | Self::TaskDue { to, .. }
             | Self::OverdueDigest { to, .. }
             | Self::Welcome { to, .. }
-            | Self::ReportReady { to, .. } => to,
+            | Self::ReportReady { to, .. }
+            | Self::SubscriptionNotice { to, .. } => to,
         }
     }
 }
 
 pub use crate::ids::OutboxId;
+
+/// The owner of `company` (email) and the company's name: who subscription notices go to.
+pub async fn owner_of(
+    db: &impl GenericClient,
+    company: crate::CompanyId,
+) -> Result<(String, String), DbError> {
+    let row = db
+        .query_opt(
+            "select u.email, c.name from public.memberships m \
+               join public.users u on u.id = m.user_id \
+               join public.companies c on c.id = m.company_id \
+              where m.company_id = $1 and m.role = 'owner'",
+            &[&company],
+        )
+        .await?
+        .ok_or_else(|| DbError::Corrupt(format!("company {company} has no owner")))?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
 
 /// Writes `email` to the outbox on `db` (call it inside the transaction of the change).
 pub async fn enqueue(db: &impl GenericClient, email: &Email) -> Result<OutboxId, DbError> {

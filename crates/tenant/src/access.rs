@@ -26,6 +26,10 @@ tenantry_public::text_enum! {
         OwnershipTransfer = "organization.transfer_ownership",
         /// Read and change the organization's settings (time zone, reminders, retention).
         OrganizationSettings = "organization.settings",
+        /// Read the organization's subscription, usage and invoices.
+        BillingRead = "billing.read",
+        /// Change the plan, cancel and resume the subscription.
+        BillingManage = "billing.manage",
     }
 }
 
@@ -39,8 +43,9 @@ impl Permission {
             | Self::InvitationsManage
             | Self::ApiKeysManage
             | Self::AuditRead
-            | Self::OrganizationSettings => Role::Admin,
-            Self::OwnershipTransfer => Role::Owner,
+            | Self::OrganizationSettings
+            | Self::BillingRead => Role::Admin,
+            Self::OwnershipTransfer | Self::BillingManage => Role::Owner,
         }
     }
 
@@ -57,7 +62,9 @@ impl Permission {
             | Self::InvitationsManage
             | Self::ApiKeysManage
             | Self::OwnershipTransfer
-            | Self::OrganizationSettings => false,
+            | Self::OrganizationSettings
+            | Self::BillingRead
+            | Self::BillingManage => false,
         }
     }
 }
@@ -123,6 +130,8 @@ mod tests {
             (Permission::AuditRead, [true, true, false, false]),
             (Permission::OwnershipTransfer, [true, false, false, false]),
             (Permission::OrganizationSettings, [true, true, false, false]),
+            (Permission::BillingRead, [true, true, false, false]),
+            (Permission::BillingManage, [true, false, false, false]),
         ];
         assert_eq!(expected.len(), Permission::ALL.len());
         for (permission, row) in expected {

@@ -58,6 +58,17 @@ tenantry_public::text_enum! {
         SettingsChanged = "organization.settings_changed",
         TaskReminded = "task.reminded",
         ReportRequested = "report.requested",
+        SubscriptionPlanChanged = "subscription.plan_changed",
+        SubscriptionChangeScheduled = "subscription.change_scheduled",
+        SubscriptionCancelScheduled = "subscription.cancel_scheduled",
+        SubscriptionResumed = "subscription.resumed",
+        /// The period or the trial ended: a trial or a cancellation moved to free, or a
+        /// scheduled change applied (actor: system, the worker).
+        SubscriptionPeriodEnded = "subscription.period_ended",
+        /// The billing provider's event changed the subscription (actor: system).
+        SubscriptionSynced = "subscription.synced",
+        InvoicePaid = "invoice.paid",
+        InvoicePaymentFailed = "invoice.payment_failed",
     }
 }
 

@@ -9,6 +9,7 @@ pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod binding;
 pub mod csv;
 pub mod documents;
@@ -26,6 +27,7 @@ pub mod reminders;
 pub mod reports;
 pub mod rows;
 pub mod statistics;
+pub mod subscription;
 pub mod tasks;
 pub mod teams;
 

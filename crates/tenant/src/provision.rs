@@ -1,6 +1,7 @@
 //! Provisioning: a new company, its domain, its schema at head, its owner account and membership,
 //! all in one transaction. A failure anywhere leaves nothing behind: no schema, no rows.
 
+use chrono::{DateTime, Utc};
 use tenantry_public::account_tokens;
 use tenantry_public::companies::{self, Company};
 use tenantry_public::db::{sqlstate, Db, DbError};
@@ -10,6 +11,7 @@ use tenantry_public::memberships::{self, Role};
 use tenantry_public::migrate::MigrateError;
 use tenantry_public::passwords::{self, PasswordError};
 use tenantry_public::plans::PlanCode;
+use tenantry_public::subscriptions;
 use tenantry_public::users::{self, User};
 use tenantry_public::{DomainName, Email, Password, Slug, UserId};
 
@@ -22,6 +24,10 @@ pub struct NewTenant {
     pub name: String,
     pub slug: Slug,
     pub plan: PlanCode,
+    /// `Some(now)`: the plan starts as a [`subscriptions::TRIAL_DAYS`]-day trial from `now`
+    /// (self-service sign-up on a paid plan); `None`: it is simply active (free, or an operator's
+    /// `tenantctl tenant create`).
+    pub trial_from: Option<DateTime<Utc>>,
     pub owner: Owner,
 }
 
@@ -157,6 +163,10 @@ async fn provision_inner(
         ],
     )
     .await?;
+    // The company's trigger made its subscription, active on the plan; a trial says so.
+    if let Some(now) = new.trial_from {
+        subscriptions::start_trial(&*tx, company_id, new.plan, now).await?;
+    }
     tx.execute(
         "insert into public.domains (domain, company_id, is_primary) values ($1, $2, true)",
         &[&domain, &company_id.0],

@@ -82,6 +82,7 @@ fn new_tenant(s: &str) -> NewTenant {
         name: format!("{s} Inc"),
         slug: slug(s),
         plan: PlanCode::Free,
+        trial_from: None,
         owner: Owner::New {
             email: Email::parse(&format!("owner@{s}.test")).unwrap(),
             password: Password::parse(&format!("password-of-{s}")).unwrap(),

@@ -107,6 +107,8 @@ async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs:
     let week = tenantry_public::jobs::iso_week(now);
     metrics::timed(metrics::CLEANUP, async {
         tenantry_public::jobs::platform_cleanup(&ctx.db, now).await?;
+        // Trials and periods that ended: claimed once per day like the clean-up.
+        tenantry_tenant::subscription::end_periods(&ctx.db, now).await?;
         let day = now.date_naive().to_string();
         let fan = tenant_jobs::Fan {
             job: tenantry_tenant::jobs::TENANT_CLEANUP,

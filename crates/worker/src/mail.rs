@@ -214,6 +214,7 @@ fn kind(email: &Email) -> &'static str {
         Email::OverdueDigest { .. } => "overdue_digest",
         Email::Welcome { .. } => "welcome",
         Email::ReportReady { .. } => "report_ready",
+        Email::SubscriptionNotice { .. } => "subscription_notice",
     }
 }
 
@@ -225,7 +226,8 @@ fn link(email: &Email) -> &str {
         | Email::Invitation { link, .. }
         | Email::TaskReminder { link, .. }
         | Email::TaskDue { link, .. }
-        | Email::ReportReady { link, .. } => link,
+        | Email::ReportReady { link, .. }
+        | Email::SubscriptionNotice { link, .. } => link,
         Email::OverdueDigest { tasks, .. } => tasks.first().map_or("", |t| t.link.as_str()),
         Email::Welcome { .. } => "",
     }
@@ -359,6 +361,15 @@ pub fn render(email: &Email) -> (String, String) {
                  ready.\n\nOpen it (available until {expires_at}):\n\n{link}\n"
             ),
         ),
+        Email::SubscriptionNotice {
+            organization,
+            what,
+            link,
+            ..
+        } => (
+            format!("Your {organization} subscription"),
+            format!("{what}\n\nSee the organization's subscription:\n\n{link}\n"),
+        ),
     }
 }
 
@@ -421,6 +432,12 @@ mod tests {
                 organization: "Acme".into(),
                 project: "Launch".into(),
                 expires_at: "2026-05-08T12:00:00Z".into(),
+                link: link.clone(),
+            },
+            Email::SubscriptionNotice {
+                to: "a@b.test".into(),
+                organization: "Acme".into(),
+                what: "The plan is now Starter.".into(),
                 link: link.clone(),
             },
         ] {

@@ -538,6 +538,7 @@ async fn two_workers_fan_the_tenant_cleanup_out_once_per_tenant() {
                 name: format!("{slug} Inc"),
                 slug: Slug::parse(slug).expect("slug"),
                 plan: PlanCode::Free,
+                trial_from: None,
                 owner: Owner::New {
                     email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
                     password: Password::parse(&format!("password-of-{slug}")).expect("password"),
@@ -720,6 +721,7 @@ mod reminders {
                 name: format!("{slug} Inc"),
                 slug: Slug::parse(slug).expect("slug"),
                 plan: PlanCode::Professional,
+                trial_from: None,
                 owner: Owner::New {
                     email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
                     password: Password::parse(&format!("password-of-{slug}")).expect("password"),
@@ -1601,6 +1603,7 @@ async fn tenant_with_invitations(
             name: format!("{slug} Inc"),
             slug: Slug::parse(slug).expect("slug"),
             plan: PlanCode::Free,
+            trial_from: None,
             owner: Owner::New {
                 email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
                 password: Password::parse(&format!("password-of-{slug}")).expect("password"),

@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod bench;
+pub mod billing;
 pub mod documents;
 pub mod insights;
 pub mod invitations;
@@ -12,10 +13,12 @@ pub mod me;
 pub mod members;
 pub mod ops;
 pub mod organization;
+pub mod plans;
 pub mod projects;
 pub mod register;
 pub mod reports;
 pub mod sessions;
+pub mod subscription;
 pub mod tasks;
 pub mod teams;
 pub mod token;
@@ -33,6 +36,8 @@ use crate::error::ApiError;
 /// `/projects/statistics` before `projects` registers `/projects/{id}`.
 pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
     cfg.configure(register::configure)
+        .configure(plans::configure)
+        .configure(billing::configure)
         .configure(token::configure)
         .configure(sessions::configure)
         .configure(verification::configure)
@@ -40,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(members::configure)
         .configure(invitations::configure)
         .configure(organization::configure)
+        .configure(subscription::configure)
         .configure(insights::configure)
         .configure(projects::configure)
         .configure(tasks::configure)

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenantry_public::names::display_name;
 use tenantry_public::plans::PlanCode;
-use tenantry_public::{CompanyId, Email, Password, Slug, UserId};
+use tenantry_public::subscriptions::{self, SubscriptionStatus};
+use tenantry_public::{CompanyId, Email, NameError, Password, Slug, UserId};
 use tenantry_tenant::provision::{provision_and_verify, NewTenant, Owner};
 use utoipa::{OpenApi, ToSchema};
 
@@ -50,17 +51,22 @@ pub struct RegisterRequest {
     pub owner_password: Option<String>,
     #[schema(schema_with = schema::optional_full_name)]
     pub owner_full_name: Option<String>,
-    /// free, starter, professional or enterprise (default free).
+    /// free (the default), starter or professional. A paid plan starts as a 14-day trial
+    /// (`subscription.status` `trialing`); enterprise is arranged with sales (422).
     #[schema(example = "free")]
     #[schema(schema_with = schema::plan)]
     pub plan: Option<String>,
+    /// Whether the plan starts as a 14-day trial: implied (and only possible) for a paid plan,
+    /// so `true` with free and `false` with a paid plan are 422.
+    #[schema(value_type = Option<bool>)]
+    pub trial: Option<bool>,
 }
 
 impl RegisterRequest {
     /// The validated signup. With `owner` (an account signed in with an account token) that
     /// account owns the new company and the owner fields are not needed; without it they
     /// describe a new account.
-    fn parse(self, owner: Option<UserId>) -> Result<NewTenant, ApiError> {
+    fn parse(self, owner: Option<UserId>, now: DateTime<Utc>) -> Result<NewTenant, ApiError> {
         let b = self;
         let new_owner = || {
             (
@@ -89,7 +95,25 @@ impl RegisterRequest {
         let (name, slug, plan, owner) = (
             fields::name("name", &b.name, schema::MAX_PERSON_NAME),
             fields::parse("slug", &b.slug, Slug::parse),
-            fields::parse_opt("plan", &b.plan, PlanCode::parse),
+            fields::parse_opt("plan", &b.plan, |p| {
+                PlanCode::parse(p).and_then(|p| match p.is_self_service() {
+                    true => Ok(p),
+                    false => Err(NameError(
+                        "is not self-service: enterprise is arranged with sales",
+                    )),
+                })
+            })
+            .and_then(|plan| {
+                let plan = plan.unwrap_or(PlanCode::Free);
+                match (plan.is_paid(), b.trial) {
+                    (true, Some(false)) => Err(fields::invalid(
+                        "trial",
+                        "must be true (or absent): a paid plan starts as a 14-day trial",
+                    )),
+                    (false, Some(true)) => Err(fields::invalid("trial", "is only for a paid plan")),
+                    _ => Ok(plan),
+                }
+            }),
             match owner {
                 Some(user) => Ok(Owner::Existing(user)),
                 None => new_owner(),
@@ -99,7 +123,8 @@ impl RegisterRequest {
         Ok(NewTenant {
             name,
             slug,
-            plan: plan.unwrap_or(PlanCode::Free),
+            plan,
+            trial_from: plan.is_paid().then_some(now),
             owner,
         })
     }
@@ -122,6 +147,11 @@ pub struct CompanyView {
     pub domain: String,
     pub plan: String,
     pub status: String,
+    /// `trialing` (a paid plan's 14-day trial) or `active` (free).
+    #[schema(value_type = String, example = "trialing")]
+    pub subscription_status: SubscriptionStatus,
+    /// When the trial ends; null when not on trial.
+    pub trial_end: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub owner: OwnerView,
 }
@@ -161,7 +191,10 @@ pub async fn register(
     } else {
         None
     };
-    let new = body.into_inner().parse(owner)?;
+    let new = body.into_inner().parse(owner, Utc::now())?;
+    let trial_end = new
+        .trial_from
+        .map(|from| from + chrono::Duration::days(subscriptions::TRIAL_DAYS));
     let settings = &state.settings;
     let link =
         |token: &str| settings.link(settings.base_domain.as_str(), links::VERIFY_EMAIL, token);
@@ -182,6 +215,11 @@ pub async fn register(
         domain: done.domain,
         plan: done.company.plan,
         status: done.company.status.as_str().to_owned(),
+        subscription_status: match trial_end {
+            Some(_) => SubscriptionStatus::Trialing,
+            None => SubscriptionStatus::Active,
+        },
+        trial_end,
         created_at: done.company.created_at,
         owner: OwnerView {
             id: done.owner.id,

@@ -276,7 +276,8 @@ impl Server {
             .header("Host", host)
     }
 
-    /// Signs `slug` up on the base host (201).
+    /// Signs `slug` up on the base host (201), on a trial of professional (enterprise is not
+    /// self-service; professional's limits are far above what these tests create).
     async fn register(&self, slug: &str) -> Answer {
         Answer::of(
             self.request(Method::POST, BASE, "/api/v1/register")
@@ -285,7 +286,7 @@ impl Server {
                     "slug": slug,
                     "owner_email": format!("owner@{slug}.test"),
                     "owner_password": format!("password-of-{slug}"),
-                    "plan": "enterprise",
+                    "plan": "professional",
                 })),
         )
         .await

@@ -5,6 +5,7 @@
 mod account_verification;
 mod api_keys;
 mod audit_log;
+mod billing;
 mod cors;
 mod documents;
 mod email;

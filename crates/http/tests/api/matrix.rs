@@ -698,6 +698,42 @@ async fn every_tenant_route_with_every_role() {
             json!({"reminder_lead_hours": 12, "timezone": "Europe/Berlin"}),
             "admin",
         ),
+        case(
+            Method::GET,
+            "/api/v1/organization/subscription",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::GET,
+            "/api/v1/organization/billing/invoices",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        // On enterprise (above): a downgrade it fits in, scheduled for the trial's end.
+        case(
+            Method::POST,
+            "/api/v1/organization/subscription/change",
+            Target::None,
+            json!({"plan": "professional"}),
+            "owner",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/organization/subscription/cancel",
+            Target::None,
+            Value::Null,
+            "owner",
+        ),
+        case(
+            Method::POST,
+            "/api/v1/organization/subscription/resume",
+            Target::None,
+            Value::Null,
+            "owner",
+        ),
     ];
     f.check(&cases).await;
     // Last: once the owner has transferred, the fixture has a different owner.

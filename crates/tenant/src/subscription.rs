@@ -1,0 +1,494 @@
+//! The organization's subscription as its owner manages it: the plan, status and period with the
+//! usage beside each limit, and the changes — a plan change (an upgrade at once; a downgrade the
+//! organization fits in, scheduled for the period end), cancelling at the period end and resuming.
+//! Each change runs under the company row lock (`memberships::lock_company`, the lock the member
+//! and project limits are checked under, so usage cannot grow past a downgrade's limits while it
+//! is checked), is audited in the tenant's trail and emails the owner (outbox, same transaction).
+
+use serde::Serialize;
+use tenantry_public::db::DbError;
+use tenantry_public::mail::{self, Email, OutboxId};
+use tenantry_public::memberships;
+use tenantry_public::plans::{self, Plan, PlanCode};
+use tenantry_public::subscriptions::{self, Subscription, SubscriptionStatus};
+use tenantry_public::CompanyId;
+
+use crate::audit::{Acting, Action, Entry};
+use crate::binding::{TenantConn, TenantDb};
+use crate::{documents, projects};
+use deadpool_postgres::GenericClient as _;
+
+crate::audit::audited!(Subscription, "subscription", id: company_id, [plan, status, current_period_end, trial_end, cancel_at_period_end, scheduled_plan, payment_required]);
+
+/// What the organization uses of each limited resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Memberships, active or not (a deactivated member holds a seat).
+    pub members: i64,
+    pub projects: i64,
+    /// The documents' bytes.
+    pub storage_bytes: i64,
+}
+
+/// One limit of a plan the organization's usage exceeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exceeded {
+    /// `max_members`, `max_projects` or `max_storage_mb`.
+    pub limit: &'static str,
+    /// The plan's limit, in its own unit (MiB for storage).
+    pub max: i64,
+    /// The organization's figure, in the same unit (storage rounded up to whole MiB).
+    pub used: i64,
+}
+
+impl Usage {
+    /// The limits of `plan` this usage is over.
+    pub fn exceeds(&self, plan: &Plan) -> Vec<Exceeded> {
+        let mib = 1024 * 1024;
+        let figures = [
+            ("max_members", plan.max_members, self.members),
+            ("max_projects", plan.max_projects, self.projects),
+            (
+                "max_storage_mb",
+                plan.max_storage_mb,
+                (self.storage_bytes + mib - 1) / mib,
+            ),
+        ];
+        figures
+            .into_iter()
+            .filter_map(|(limit, max, used)| {
+                let max = i64::from(max?);
+                (used > max).then_some(Exceeded { limit, max, used })
+            })
+            .collect()
+    }
+}
+
+/// The subscription with its plan and the organization's usage.
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub subscription: Subscription,
+    pub plan: Plan,
+    pub usage: Usage,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    /// The plan is not one an organization may choose itself (enterprise).
+    #[error("the {0} plan is not self-service: it is arranged with sales")]
+    NotSelfService(PlanCode),
+    /// A downgrade to a plan whose limits the organization is over.
+    #[error("the organization uses more than the {plan} plan allows: {}", describe(.exceeded))]
+    OverLimits {
+        plan: PlanCode,
+        exceeded: Vec<Exceeded>,
+    },
+    /// Cancelling what is not a paid subscription, or resuming one that is not being cancelled.
+    #[error("{0}")]
+    NotApplicable(&'static str),
+    /// The trial or the subscription ended on free while the organization is over free's limits:
+    /// reads and deletions go on, other writes wait for a plan it fits.
+    #[error("the organization is over the {plan} plan's limits ({}); choose a paid plan (POST /api/v1/organization/subscription/change) or delete to fit", describe(.exceeded))]
+    PaymentRequired {
+        plan: PlanCode,
+        exceeded: Vec<Exceeded>,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+fn describe(exceeded: &[Exceeded]) -> String {
+    exceeded
+        .iter()
+        .map(|e| format!("{} is {} (uses {})", e.limit, e.max, e.used))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The organization's usage, read on its bound connection.
+pub async fn usage(db: &impl TenantDb, company: CompanyId) -> Result<Usage, DbError> {
+    let members: i64 = db
+        .client()
+        .query_one(
+            "select count(*) from public.memberships where company_id = $1",
+            &[&company],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(Usage {
+        members,
+        projects: projects::count(db).await?,
+        storage_bytes: documents::storage_used(db).await?,
+    })
+}
+
+/// Refuses a write while the organization is in the read-only state (`payment_required`) and
+/// still over its plan's limits; once it fits again (members removed, projects or documents
+/// deleted) the state is lifted here, on the first write that finds it so.
+pub async fn check_writable(
+    conn: &TenantConn,
+    company: CompanyId,
+) -> Result<(), SubscriptionError> {
+    let client = &***conn.client();
+    if !subscriptions::payment_required(client, company).await? {
+        return Ok(());
+    }
+    let subscription = subscriptions::get(client, company).await?;
+    let plan = plans::get(client, subscription.plan).await?;
+    let exceeded = usage(conn, company).await?.exceeds(&plan);
+    if !exceeded.is_empty() {
+        return Err(SubscriptionError::PaymentRequired {
+            plan: subscription.plan,
+            exceeded,
+        });
+    }
+    client
+        .execute(
+            "update public.subscriptions set payment_required = false, updated_at = now() \
+              where company_id = $1",
+            &[&company],
+        )
+        .await
+        .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// The subscription, its plan and the usage beside each limit.
+pub async fn overview(conn: &TenantConn, company: CompanyId) -> Result<Overview, DbError> {
+    let client = &***conn.client();
+    let subscription = subscriptions::get(client, company).await?;
+    let plan = plans::get(client, subscription.plan).await?;
+    let usage = usage(conn, company).await?;
+    Ok(Overview {
+        subscription,
+        plan,
+        usage,
+    })
+}
+
+/// The organization's paid invoices, newest first, after the keyset position `after`.
+pub async fn invoices(
+    conn: &TenantConn,
+    company: CompanyId,
+    after: Option<&(chrono::DateTime<chrono::Utc>, String)>,
+    limit: i64,
+) -> Result<tenantry_public::Page<tenantry_public::invoices::Invoice>, DbError> {
+    tenantry_public::invoices::list(&***conn.client(), company, after, limit).await
+}
+
+/// What a change did: the subscription after it, and the owner's email to queue after commit
+/// (none when nothing changed).
+#[derive(Debug)]
+pub struct Changed {
+    pub subscription: Subscription,
+    pub email: Option<OutboxId>,
+}
+
+/// Moves the organization to `target`. An upgrade (or any change without a billing period to
+/// wait for) applies at once; a downgrade is refused when the organization is over any of the
+/// target's limits, and otherwise scheduled for the period end (`scheduled_plan`). Asking for the
+/// current plan drops a scheduled change. Audited as `subscription.plan_changed` or
+/// `subscription.change_scheduled`; the owner is emailed. `link` opens the billing page.
+pub async fn change_plan(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    target: PlanCode,
+    link: &str,
+) -> Result<Changed, SubscriptionError> {
+    if !target.is_self_service() {
+        return Err(SubscriptionError::NotSelfService(target));
+    }
+    let tx = conn.transaction().await?;
+    let client = &**tx.client();
+    memberships::lock_company(client, acting.company).await?;
+    let before = subscriptions::lock(client, acting.company).await?;
+    let current = plans::get(client, before.plan).await?;
+    let wanted = plans::get(client, target).await?;
+    let mut after = before.clone();
+    let (action, what) = if target == before.plan {
+        if before.scheduled_plan.is_none() {
+            return Ok(Changed {
+                subscription: before,
+                email: None,
+            });
+        }
+        after.scheduled_plan = None;
+        (
+            Action::SubscriptionChangeScheduled,
+            format!(
+                "The scheduled plan change was dropped: the plan stays {}.",
+                current.name
+            ),
+        )
+    } else if wanted.is_below(&current) {
+        let exceeded = usage(&tx, acting.company).await?.exceeds(&wanted);
+        if !exceeded.is_empty() {
+            return Err(SubscriptionError::OverLimits {
+                plan: target,
+                exceeded,
+            });
+        }
+        match before.period_end() {
+            Some(end) => {
+                after.scheduled_plan = Some(target);
+                (
+                    Action::SubscriptionChangeScheduled,
+                    format!(
+                        "The plan changes from {} to {} at the end of the period ({}).",
+                        current.name,
+                        wanted.name,
+                        end.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                )
+            }
+            None => {
+                after.plan = target;
+                after.scheduled_plan = None;
+                (
+                    Action::SubscriptionPlanChanged,
+                    format!("The plan is now {} (was {}).", wanted.name, current.name),
+                )
+            }
+        }
+    } else {
+        after.plan = target;
+        after.scheduled_plan = None;
+        after.payment_required = false;
+        (
+            Action::SubscriptionPlanChanged,
+            format!("The plan is now {} (was {}).", wanted.name, current.name),
+        )
+    };
+    let after = subscriptions::store(client, &after).await?;
+    let email = notify(client, acting.company, what, link).await?;
+    acting
+        .commit(tx, Entry::changed(action, &before, &after))
+        .await?;
+    Ok(Changed {
+        subscription: after,
+        email: Some(email),
+    })
+}
+
+/// Cancels the subscription at the end of its period (`cancel_at_period_end`); the plan stays
+/// until then. Free has nothing to cancel. A repeat changes nothing. Audited as
+/// `subscription.cancel_scheduled`; the owner is emailed.
+pub async fn cancel(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    link: &str,
+) -> Result<Changed, SubscriptionError> {
+    set_cancel(conn, acting, true, link).await
+}
+
+/// Takes back a cancellation that has not taken effect. A subscription that is not being
+/// cancelled is left as it is. Audited as `subscription.resumed`; the owner is emailed.
+pub async fn resume(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    link: &str,
+) -> Result<Changed, SubscriptionError> {
+    set_cancel(conn, acting, false, link).await
+}
+
+async fn set_cancel(
+    conn: &mut TenantConn,
+    acting: &Acting<'_>,
+    cancel: bool,
+    link: &str,
+) -> Result<Changed, SubscriptionError> {
+    let tx = conn.transaction().await?;
+    let client = &**tx.client();
+    let before = subscriptions::lock(client, acting.company).await?;
+    if before.status == SubscriptionStatus::Canceled {
+        return Err(SubscriptionError::NotApplicable(
+            "the subscription has ended; choose a plan to start again",
+        ));
+    }
+    if cancel && !before.plan.is_paid() {
+        return Err(SubscriptionError::NotApplicable(
+            "the free plan has no subscription to cancel",
+        ));
+    }
+    if before.cancel_at_period_end == cancel {
+        return Ok(Changed {
+            subscription: before,
+            email: None,
+        });
+    }
+    let mut after = before.clone();
+    after.cancel_at_period_end = cancel;
+    let after = subscriptions::store(client, &after).await?;
+    let end = before
+        .period_end()
+        .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "the end of the period".into());
+    let (action, what) = match cancel {
+        true => (
+            Action::SubscriptionCancelScheduled,
+            format!("The subscription is cancelled: it ends on {end}, and the organization moves to the free plan then."),
+        ),
+        false => (
+            Action::SubscriptionResumed,
+            "The cancellation was taken back: the subscription goes on.".to_owned(),
+        ),
+    };
+    let email = notify(client, acting.company, what, link).await?;
+    acting
+        .commit(tx, Entry::changed(action, &before, &after))
+        .await?;
+    Ok(Changed {
+        subscription: after,
+        email: Some(email),
+    })
+}
+
+/// Writes the owner's notice to the outbox (inside the caller's transaction).
+pub(crate) async fn notify(
+    db: &impl tokio_postgres::GenericClient,
+    company: CompanyId,
+    what: String,
+    link: &str,
+) -> Result<OutboxId, DbError> {
+    let (to, organization) = mail::owner_of(db, company).await?;
+    mail::enqueue(
+        db,
+        &Email::SubscriptionNotice {
+            to,
+            organization,
+            what,
+            link: link.to_owned(),
+        },
+    )
+    .await
+}
+
+/// The job name of the daily run that ends trials and periods ([`end_periods`]).
+pub const PERIOD_END_JOB: &str = "billing.period_end";
+
+/// What a period-end run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeriodEnds {
+    /// Trials and cancellations that ended on free.
+    pub moved_to_free: usize,
+    /// Of those, the organizations over free's limits (now 402 for writes).
+    pub payment_required: usize,
+    /// Scheduled plan changes applied.
+    pub changes_applied: usize,
+}
+
+/// Ends what is due at `now` in every self-managed subscription (the provider ends its own and
+/// tells the webhook): an expired trial or a cancellation moves to free (`payment_required`
+/// when the organization is over free's limits), a scheduled downgrade applies. Claimed once per
+/// day in `public.job_runs`; each company changes in its own tenant transaction, audited as
+/// `subscription.period_ended` by the system, and each re-checks under the row lock, so a run
+/// taken over after a crash does the rest and nothing twice.
+pub async fn end_periods(
+    db: &tenantry_public::db::Db,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<tenantry_public::jobs::Ran<PeriodEnds>, DbError> {
+    use tenantry_public::jobs::{self, Ran, RunKey};
+    let day = now.date_naive().to_string();
+    let key = RunKey {
+        job: PERIOD_END_JOB,
+        company: None,
+        period: &day,
+    };
+    let Some(id) = jobs::claim(db.public().await?.client(), key, now).await? else {
+        return Ok(Ran::NotMine);
+    };
+    let origin = tenantry_public::Origin::new(
+        None,
+        Some(&format!(
+            "tenantry-worker/{} {PERIOD_END_JOB}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        Some(format!("job-{id}")),
+    );
+    let result = async {
+        let due = subscriptions::due(db.public().await?.client(), now).await?;
+        let mut ends = PeriodEnds::default();
+        for company in due {
+            end_period(db, company, now, &origin, &mut ends).await?;
+        }
+        jobs::done(db.public().await?.client(), id, &ends, now).await?;
+        Ok::<_, DbError>(ends)
+    }
+    .await;
+    match result {
+        Ok(ends) => {
+            tracing::info!(job = PERIOD_END_JOB, period = day, ?ends, "job run done");
+            Ok(Ran::Done(id, ends))
+        }
+        Err(e) => {
+            tracing::warn!(job = PERIOD_END_JOB, period = day, error = %e, "job run failed");
+            jobs::fail(db, id, &e.to_string(), now).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn end_period(
+    db: &tenantry_public::db::Db,
+    company: CompanyId,
+    now: chrono::DateTime<chrono::Utc>,
+    origin: &tenantry_public::Origin,
+    ends: &mut PeriodEnds,
+) -> Result<(), DbError> {
+    let Some(row) = tenantry_public::companies::find(db.public().await?.client(), company).await?
+    else {
+        return Ok(());
+    };
+    let mut conn = TenantConn::acquire(db, &row.schema_name).await?;
+    let tx = conn.transaction().await?;
+    let client = &**tx.client();
+    memberships::lock_company(client, company).await?;
+    let before = subscriptions::lock(client, company).await?;
+    let ended = |at: Option<chrono::DateTime<chrono::Utc>>| at.is_some_and(|at| at <= now);
+    let mut after = before.clone();
+    let trial_over = before.status == SubscriptionStatus::Trialing && ended(before.trial_end);
+    let period_over = ended(before.period_end());
+    if before.provider_subscription_id.is_some() || before.status == SubscriptionStatus::Canceled {
+        return Ok(());
+    }
+    if (trial_over && before.scheduled_plan.is_none())
+        || (period_over && before.cancel_at_period_end)
+    {
+        let free = plans::get(client, PlanCode::Free).await?;
+        after.plan = PlanCode::Free;
+        after.status = if before.cancel_at_period_end {
+            SubscriptionStatus::Canceled
+        } else {
+            SubscriptionStatus::Active
+        };
+        after.trial_end = None;
+        after.current_period_end = None;
+        after.scheduled_plan = None;
+        after.cancel_at_period_end = false;
+        after.payment_required = !usage(&tx, company).await?.exceeds(&free).is_empty();
+        ends.moved_to_free += 1;
+        ends.payment_required += usize::from(after.payment_required);
+    } else if period_over {
+        if let Some(plan) = before.scheduled_plan {
+            after.plan = plan;
+            after.scheduled_plan = None;
+            if before.status == SubscriptionStatus::Trialing {
+                after.status = SubscriptionStatus::Active;
+                after.trial_end = None;
+            }
+            ends.changes_applied += 1;
+        }
+    }
+    if after == before {
+        return Ok(());
+    }
+    let after = subscriptions::store(client, &after).await?;
+    crate::audit::record(
+        &tx,
+        crate::audit::Actor::System,
+        origin,
+        Entry::changed(Action::SubscriptionPeriodEnded, &before, &after),
+    )
+    .await?;
+    tx.commit().await
+}
