@@ -22,6 +22,7 @@ pub mod plans;
 pub mod routing;
 pub mod secrets;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 
 pub use ids::{CompanyId, MembershipId, OutboxId, SessionId, UserId};
