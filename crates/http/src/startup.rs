@@ -21,10 +21,11 @@ use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error};
 use crate::mailq::MailQueue;
 use crate::metrics::MetricsServer;
+use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
-use crate::{auth, cors, headers, host, routes, telemetry};
+use crate::{auth, cors, headers, host, ratelimit, routes, telemetry};
 
 pub struct Application {
     port: u16,
@@ -107,6 +108,11 @@ impl Application {
         let signup_throttle = settings.signup_throttle.clone().map(|limits| {
             LoginThrottle::counting("signups", redis.clone(), &settings.redis_prefix, limits)
         });
+        let rate_limiter = RateLimiter::new(
+            redis.clone(),
+            &settings.redis_prefix,
+            settings.rate_limits.clone(),
+        );
         let mail = MailQueue::new(redis.clone(), &settings.redis_prefix);
         let metrics = settings
             .metrics_addr
@@ -133,6 +139,7 @@ impl Application {
             reset_throttle,
             invitation_throttle,
             signup_throttle,
+            rate_limiter,
             mail,
             settings,
         });
@@ -215,6 +222,9 @@ fn build_app(
         )
         .service(
             web::scope("/api/v1")
+                // Inside Host resolution: the limits are the Host's tenant's (or the client's on
+                // the base host); before every handler, so a request over them costs no query.
+                .wrap(from_fn(ratelimit::limit))
                 .wrap(from_fn(host::resolve_host))
                 // Outermost, so a key in the URL is refused before anything looks at the Host.
                 .wrap(from_fn(auth::refuse_keys_in_query))

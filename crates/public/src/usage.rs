@@ -157,10 +157,7 @@ pub async fn add_batch(
 
 /// Deletes hourly counts of hours that started before `before` and batch records older than
 /// `before` (monthly counts are kept).
-pub async fn forget_before(
-    db: &impl GenericClient,
-    before: DateTime<Utc>,
-) -> Result<u64, DbError> {
+pub async fn forget_before(db: &impl GenericClient, before: DateTime<Utc>) -> Result<u64, DbError> {
     let hours = db
         .execute(
             "delete from public.usage_counters where granularity = 'hour' and period_start < $1",
