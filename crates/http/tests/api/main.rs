@@ -22,6 +22,7 @@ mod metrics;
 mod ops;
 mod ownership;
 mod projects;
+mod ratelimits;
 mod register;
 mod remind;
 mod routing;
