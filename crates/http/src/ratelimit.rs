@@ -28,7 +28,7 @@ use chrono::Utc;
 use redis::Script;
 use std::time::Duration;
 use tenantry_public::routing::Resolution;
-use tenantry_public::usage::{Count, Granularity};
+use tenantry_public::usage::{self, Count, Granularity};
 use tenantry_public::CompanyId;
 use tenantry_tenant::api_keys;
 
@@ -167,12 +167,6 @@ impl RateLimiter {
         self.redis.fail_opens()
     }
 
-    /// The Redis hash of usage counts not yet flushed to PostgreSQL (the worker moves them;
-    /// its `WORKER_QUEUE_PREFIX` must equal `REDIS_PREFIX`).
-    pub fn pending_usage_key(prefix: &str) -> String {
-        format!("{prefix}:usage:pending")
-    }
-
     fn plan(&self, req: &ServiceRequest) -> Option<Plan> {
         match req.extensions().get::<Resolution>()? {
             Resolution::Tenant(route) => {
@@ -232,7 +226,7 @@ impl RateLimiter {
     /// Checks and counts one request against `buckets` (and `company`'s usage) in one script.
     async fn check(&self, buckets: &[Bucket], company: Option<CompanyId>) -> Outcome {
         let now = Utc::now();
-        let usage_key = Self::pending_usage_key(&self.prefix);
+        let usage_key = usage::pending_key(&self.prefix);
         let answer = self
             .redis
             .bounded(async {

@@ -23,6 +23,12 @@ crate::text_enum! {
     }
 }
 
+/// The Redis hash of counts not yet flushed, for a server's `REDIS_PREFIX` (equal to the
+/// worker's `WORKER_QUEUE_PREFIX`). Only the name: this crate has no Redis client.
+pub fn pending_key(prefix: &str) -> String {
+    format!("{prefix}:usage:pending")
+}
+
 /// The first instant of the UTC hour `at` is in.
 pub fn hour_start(at: DateTime<Utc>) -> DateTime<Utc> {
     at.with_nanosecond(0)

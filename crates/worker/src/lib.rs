@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod mail;
 pub mod metrics;
 pub mod tenant_jobs;
+pub mod usage;
 
 use std::future::Future;
 use std::pin::pin;
@@ -283,6 +284,16 @@ pub async fn run(
     // The sweep runs for the whole process, whatever Redis does; a failed sweep is logged
     // and tried again at the next interval.
     let sweeper = mailer.clone().map(|m| tokio::spawn(m.sweep_forever()));
+    // Usage counts move to PostgreSQL on their own interval, whatever Redis does (a failed
+    // flush is retried at the next one).
+    let usage_flusher = mailer.as_ref().map(|m| {
+        tokio::spawn(usage::flush_forever(
+            redis.clone(),
+            m.db().clone(),
+            config.queue_prefix.clone(),
+            config.usage_flush_every,
+        ))
+    });
     tracing::info!(
         prefix = %prefix,
         heartbeat_cron = config.heartbeat_schedule.source(),
@@ -335,6 +346,9 @@ pub async fn run(
     };
     if let Some(sweeper) = &sweeper {
         sweeper.abort();
+    }
+    if let Some(flusher) = &usage_flusher {
+        flusher.abort();
     }
     result
 }

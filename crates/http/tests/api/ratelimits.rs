@@ -291,3 +291,75 @@ async fn with_redis_down_requests_are_served_at_once_without_limits() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn the_worker_flush_moves_usage_to_postgresql_once() {
+    let prefix = format!("test-usage-{}", uuid::Uuid::new_v4().simple());
+    let (app, t) = tenant_with_quota(&[("REDIS_PREFIX", &prefix)], 1000, "usageco").await;
+    for _ in 0..4 {
+        assert_eq!(app.get_as(&t, "/api/v1/projects").await.status(), 200);
+    }
+    let company = tenantry_public::CompanyId(t.company_id.parse().unwrap());
+    let db = tenantry_public::db::Db::connect(
+        &app.db_url,
+        &tenantry_public::db::PoolSettings::default(),
+    )
+    .unwrap();
+    let used = || async {
+        let conn = db.public().await.unwrap();
+        tenantry_public::usage::requests_used(conn.client(), company, chrono::Utc::now())
+            .await
+            .unwrap()
+    };
+    assert_eq!(used().await.this_month, 0, "nothing flushed yet");
+
+    let mut redis = tenantry_worker::connect(&tenantry_testkit::redis_url())
+        .await
+        .unwrap();
+    let flushed = tenantry_worker::usage::flush(&mut redis, &db, &prefix)
+        .await
+        .unwrap();
+    assert!(!flushed.repeated);
+    // The owner's login and four lists.
+    let usage = used().await;
+    assert_eq!((usage.this_hour, usage.this_month), (5, 5));
+    let pending: i64 = redis
+        .exists(tenantry_public::usage::pending_key(&prefix))
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "the flushed counts left Redis");
+
+    // Nothing pending: nothing to do.
+    let again = tenantry_worker::usage::flush(&mut redis, &db, &prefix)
+        .await
+        .unwrap();
+    assert_eq!(again.batch, None);
+
+    // A batch the worker added but could not delete (it died in between) is not added twice.
+    let batch = flushed.batch.unwrap();
+    let field = tenantry_public::usage::Count::field(
+        company,
+        tenantry_public::usage::Granularity::Month,
+        chrono::Utc::now(),
+    );
+    let _: () = redis
+        .hset_multiple(
+            format!("{prefix}:usage:flushing"),
+            &[("#batch", batch.as_str()), (field.as_str(), "5")],
+        )
+        .await
+        .unwrap();
+    let retried = tenantry_worker::usage::flush(&mut redis, &db, &prefix)
+        .await
+        .unwrap();
+    assert!(retried.repeated);
+    assert_eq!(used().await.this_month, 5);
+
+    // Counts made since go on adding up; what was flushed is read from PostgreSQL alone.
+    assert_eq!(app.get_as(&t, "/api/v1/projects").await.status(), 200);
+    tenantry_worker::usage::flush(&mut redis, &db, &prefix)
+        .await
+        .unwrap();
+    let usage = used().await;
+    assert_eq!((usage.this_hour, usage.this_month), (6, 6));
+}
