@@ -260,7 +260,12 @@ async fn rate_limits_off_sends_no_fields_and_limits_nothing() {
 async fn with_redis_down_requests_are_served_at_once_without_limits() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
-    let (app, t) = tenant_with_quota(&[("REDIS_URL", &url)], 1000, "downco").await;
+    let (app, t) = tenant_with_quota(
+        &[("REDIS_URL", &url), ("METRICS_ADDR", "127.0.0.1:0")],
+        1000,
+        "downco",
+    )
+    .await;
     let r = app.get_as(&t, "/api/v1/projects").await;
     assert!(
         header(&r, "ratelimit").is_some(),
@@ -277,6 +282,27 @@ async fn with_redis_down_requests_are_served_at_once_without_limits() {
             took < Duration::from_millis(100),
             "request {i} took {took:?} with Redis down"
         );
+    }
+    // Logged and counted: the fail-opens are in the metrics.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.metrics_address.as_deref().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "throttle_fail_opens_total{throttle=\"rate-limit\"}",
+        "rate_limit_decisions_total{scope=\"tenant\",decision=\"fail_open\"}",
+    ] {
+        let line = metrics.lines().find(|l| l.starts_with(series));
+        let count: f64 = line
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in the metrics"));
+        assert!(count >= 20.0, "{series} = {count}");
     }
     // Back: limited again (after the one-second cool-down).
     redis.start_again();
