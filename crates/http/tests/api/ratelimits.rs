@@ -286,7 +286,10 @@ async fn with_redis_down_requests_are_served_at_once_without_limits() {
     // Logged and counted: the fail-opens are in the metrics.
     let metrics = app
         .http
-        .get(format!("{}/metrics", app.metrics_address.as_deref().unwrap()))
+        .get(format!(
+            "{}/metrics",
+            app.metrics_address.as_deref().unwrap()
+        ))
         .send()
         .await
         .unwrap()
