@@ -244,7 +244,7 @@ def bench_rate_limit_cost(server, url, slugs, tokens):
     off = Server(url, rate_limits=False)
     try:
         on_rps, off_rps = [], []
-        for _ in range(3):
+        for _ in range(int(os.environ.get("BENCH_RATELIMIT_PAIRS", "3"))):
             on_rps.append(wrk(server, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)["req_per_s"])
             off_rps.append(wrk(off, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)["req_per_s"])
     finally:

@@ -35,7 +35,6 @@ use tenantry_tenant::api_keys;
 use crate::auth::API_KEY_HEADER;
 use crate::error::ApiError;
 use crate::metrics;
-use crate::state::AppState;
 use crate::throttle::{client_of, RedisGuard};
 
 /// Limits that do not come from a plan, from configuration.
@@ -299,14 +298,13 @@ pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let Some(state) = state.filter(|s| s.rate_limiter.enabled()) else {
+    let limiter = req.app_data::<web::Data<RateLimiter>>().cloned();
+    let Some(limiter) = limiter.filter(|l| l.enabled()) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let limiter = &state.rate_limiter;
     let Some(plan) = limiter.plan(&req) else {
         return next
             .call(req)

@@ -7,7 +7,6 @@ use tenantry_public::sessions::Rotation;
 
 use crate::config::Settings;
 use crate::mailq::MailQueue;
-use crate::ratelimit::RateLimiter;
 use crate::throttle::LoginThrottle;
 use crate::tokens::JwtKeys;
 
@@ -26,8 +25,6 @@ pub struct AppState {
     pub invitation_throttle: LoginThrottle,
     /// Sign-ups per client and in all; `None` when turned off.
     pub signup_throttle: Option<LoginThrottle>,
-    /// API rate limits per plan, per API key and per anonymous client.
-    pub rate_limiter: RateLimiter,
     /// Hands committed outbox rows (emails) to the worker.
     pub mail: MailQueue,
     pub settings: Settings,
