@@ -14,13 +14,18 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
    and GET /api/v1/dashboard over 100 tenants x 2,000 tasks; a CSV export of 100,000 tasks
    (rows/s, server RSS growth sampled during the export)
 
+7. rate-limit cost: the list of section 2 against a server with RATE_LIMITS=on (every plan's
+   quota raised so nothing trips: the limiter still runs its Redis script on every request) and
+   one with RATE_LIMITS=off, 3 interleaved pairs of 5 s runs, medians; the cost is
+   1 - on / off (target <= 10 %)
 7. jobs: the worker's daily overdue check over 1,000 tenants x 200 tasks (20 overdue, open,
    assigned to the owner, who also leads the projects), emails to the .eml transport: the wall
    time from the tick to the last email written, and each worker's peak RSS (VmHWM); one worker,
    then two, on a fresh database of its own
 
 BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants;
-BENCH_SECTIONS=jobs runs only section 7.
+BENCH_SECTIONS=ratelimit runs only section 7, on 101 tenants; BENCH_SECTIONS=jobs runs only
+section 8.
 """
 
 import http.client
@@ -83,9 +88,12 @@ def percentile(values, p):
 
 
 class Server:
-    def __init__(self, database_url, bench_routes=False):
+    def __init__(self, database_url, bench_routes=False, rate_limits=True):
         self.port = free_port()
+        # Every sign-up comes from one address: the base host's per-address limit is raised (the
+        # plans' quotas are raised in the database, see main), the limiter stays on unless asked.
         env = dict(os.environ, DATABASE_URL=database_url, BASE_DOMAIN=BASE,
+                   ANON_REQUESTS_PER_HOUR="1000000000", RATE_LIMITS="on" if rate_limits else "off",
                    BIND_ADDR=f"127.0.0.1:{self.port}", RUST_LOG="warn",
                    JWT_SECRET="bench-secret-bench-secret-bench-secret-0",
                    DB_POOL_SIZE=os.environ.get("BENCH_DB_POOL_SIZE", "16"), SIGNUP_RATE_PER_HOUR="0", TENANTRY_BENCH_ROUTES="1" if bench_routes else "0")
@@ -236,6 +244,23 @@ def bench_export(server, slug, token):
     return {"status": r.status, "rows": rows, "bytes": size, "seconds": round(elapsed, 3),
             "rows_per_s": round(rows / elapsed), "rss_before_mib": before, "rss_peak_mib": peak,
             "rss_growth_mib": round(peak - before, 1)}
+
+
+def bench_rate_limit_cost(server, url, slugs, tokens):
+    """Section 7: the list with the limiter on (this server) and off (a second server on the same
+    database), interleaved so both see the same machine load."""
+    off = Server(url, rate_limits=False)
+    try:
+        on_rps, off_rps = [], []
+        for _ in range(int(os.environ.get("BENCH_RATELIMIT_PAIRS", "3"))):
+            on_rps.append(wrk(server, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)["req_per_s"])
+            off_rps.append(wrk(off, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)["req_per_s"])
+    finally:
+        off.stop()
+    on_median, off_median = statistics.median(on_rps), statistics.median(off_rps)
+    return {"on_req_per_s": on_rps, "off_req_per_s": off_rps, "on_median": on_median,
+            "off_median": off_median, "on_to_off_ratio": round(on_median / off_median, 3),
+            "cost": round(1 - on_median / off_median, 3)}
 
 
 def bench_work(server, url, slugs, tokens, export_slug):
@@ -501,6 +526,8 @@ def main():
                "sections": SECTIONS}
     log("public schema")
     tenantctl(url, "migrate-schemas")
+    # Limits stay on, far above what the loads send (section 7 measures what they cost).
+    psql(url, "update public.plans set requests_per_hour = 1000000000 where requests_per_hour is not null")
     server = Server(url, bench_routes=True)
     try:
         results["rss_mib"] = {"start": server.rss_mib()}
@@ -533,10 +560,19 @@ def main():
             log(f"   {results['binding']}")
             results["rss_mib"]["after_list_load"] = server.rss_mib()
             log(f"   server RSS {results['rss_mib']}")
+        if everything or SECTIONS == "ratelimit":
+            log("7. rate-limit cost: 3 interleaved pairs of 5 s list runs, limiter on vs. off, medians")
+            results["rate_limit"] = bench_rate_limit_cost(server, url, slugs, tokens)
+            log(f"   {results['rate_limit']}")
+        if SECTIONS == "ratelimit":
+            server.stop()
+            return report(results, {"rate_limit_cost_le_10pct": results["rate_limit"]["cost"] <= 0.10},
+                          everything)
         results["work"] = bench_work(server, url, slugs, tokens, export_slug=f"t{LIST_TENANTS:05d}")
         results["rss_mib"]["after_work"] = server.rss_mib()
     finally:
-        server.stop()
+        if server.proc.poll() is None:
+            server.stop()
     results["pgbench"] = pgbench(url)
     log(f"   pgbench {results['pgbench']}")
     tps = results["pgbench"]["tps"]
@@ -563,10 +599,15 @@ def main():
             "list_p99_le_20ms": results["list"]["p99_ms"] <= 20,
             "binding_cost_le_15pct": results["binding_cost"] <= 0.15,
             "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
+            "rate_limit_cost_le_10pct": results["rate_limit"]["cost"] <= 0.10,
         })
     if everything:
         results["jobs"] = bench_jobs(url)
         targets.update(jobs_targets(results["jobs"]))
+    return report(results, targets, everything)
+
+
+def report(results, targets, everything):
     results["targets_met"] = targets
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -591,13 +632,7 @@ def jobs_only(url):
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_facts(),
                "sections": "jobs"}
     results["jobs"] = bench_jobs(url)
-    results["targets_met"] = jobs_targets(results["jobs"])
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    return 0
+    return report(results, jobs_targets(results["jobs"]), everything=False)
 
 
 if __name__ == "__main__":

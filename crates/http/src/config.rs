@@ -7,6 +7,7 @@ use std::time::Duration;
 use tenantry_public::DomainName;
 
 use crate::cors::CorsPolicy;
+use crate::ratelimit::RateLimitSettings;
 use crate::throttle::ThrottleSettings;
 
 /// The front-end pages that emailed links open; each posts the link's token back to the API.
@@ -110,6 +111,9 @@ pub struct Settings {
     /// Sign-ups per hour per client (`SIGNUP_RATE_PER_HOUR`, default 20) and in all
     /// (`SIGNUP_GLOBAL_RATE_PER_HOUR`, default 2000); `None` when the per-client rate is 0.
     pub signup_throttle: Option<ThrottleSettings>,
+    /// API rate limits per plan and per anonymous client (`RATE_LIMITS`, default `on`;
+    /// `ANON_REQUESTS_PER_HOUR`, default 300; `RATE_LIMIT_KEY_SHARE_PERCENT`, default 50).
+    pub rate_limits: RateLimitSettings,
     /// The scheme clients reach this server with, in front of any TLS-terminating proxy
     /// (`PUBLIC_SCHEME`; [`Scheme::default_for`] the base domain). `https` sends
     /// `Strict-Transport-Security` on every answer.
@@ -285,6 +289,28 @@ impl Settings {
             per_ip: at_least_one("INVITATIONS_PER_ORG", 100)?,
             window: Duration::from_secs(3600),
         };
+        let rate_limits = RateLimitSettings {
+            enabled: match get("RATE_LIMITS").as_deref().map(str::trim) {
+                None | Some("" | "on" | "true" | "1") => true,
+                Some("off" | "false" | "0") => false,
+                Some(other) => {
+                    return Err(err(
+                        "RATE_LIMITS",
+                        format!("must be on or off, got {other:?}"),
+                    ))
+                }
+            },
+            anonymous_per_hour: at_least_one("ANON_REQUESTS_PER_HOUR", 300)?,
+            key_share_percent: match at_least_one("RATE_LIMIT_KEY_SHARE_PERCENT", 50)? {
+                n @ 1..=100 => n,
+                _ => {
+                    return Err(err(
+                        "RATE_LIMIT_KEY_SHARE_PERCENT",
+                        "must be between 1 and 100",
+                    ))
+                }
+            },
+        };
         let secret = |var: &'static str| -> Result<Option<SecretString>, ConfigError> {
             match get(var)
                 .map(|v| v.trim().to_owned())
@@ -306,6 +332,7 @@ impl Settings {
         Ok(Self {
             billing_webhook_secret,
             billing_webhook_previous_secret,
+            rate_limits,
             redis_prefix,
             login_throttle,
             signup_throttle,
@@ -502,6 +529,25 @@ mod tests {
         assert_eq!(e.var, "CORS_ALLOW_CREDENTIALS");
         let e = with(&[("CORS_ALLOW_CREDENTIALS", "true")]).expect_err("no origins");
         assert_eq!(e.var, "CORS_ALLOW_CREDENTIALS");
+    }
+
+    #[test]
+    fn rate_limits_are_on_by_default_and_named_when_invalid() {
+        let s = with(&[]).expect("valid");
+        assert!(s.rate_limits.enabled);
+        assert_eq!(s.rate_limits.anonymous_per_hour, 300);
+        assert_eq!(s.rate_limits.key_share_percent, 50);
+        let s = with(&[("RATE_LIMITS", "off"), ("ANON_REQUESTS_PER_HOUR", "7")]).expect("valid");
+        assert!(!s.rate_limits.enabled);
+        assert_eq!(s.rate_limits.anonymous_per_hour, 7);
+        for (var, bad) in [
+            ("RATE_LIMITS", "sometimes"),
+            ("ANON_REQUESTS_PER_HOUR", "0"),
+            ("RATE_LIMIT_KEY_SHARE_PERCENT", "101"),
+        ] {
+            let e = with(&[(var, bad)]).expect_err(bad);
+            assert_eq!(e.var, var);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod mailq;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod ratelimit;
 pub mod routes;
 pub mod schema;
 pub mod startup;

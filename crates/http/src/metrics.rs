@@ -40,6 +40,10 @@ pub const THROTTLE_DECISIONS: &str = "throttle_decisions_total";
 /// Counter of throttle calls that let the request through because Redis failed or did not
 /// answer within the budget, by `throttle`.
 pub const THROTTLE_FAIL_OPENS: &str = "throttle_fail_opens_total";
+/// Counter of rate-limit checks by scope (`tenant`, `key`, `anonymous`) and decision
+/// (`allowed`, `limited`, `fail_open`); fail-opens are also in [`THROTTLE_FAIL_OPENS`] as
+/// `throttle="rate-limit"`.
+pub const RATE_LIMIT_DECISIONS: &str = "rate_limit_decisions_total";
 
 /// The `route` of a request that matched no route (404s of unknown paths, scanners): one
 /// series for all of them instead of one per path.
@@ -89,6 +93,10 @@ fn describe() {
     describe_counter!(
         THROTTLE_FAIL_OPENS,
         "Throttle calls let through because Redis failed or was too slow."
+    );
+    describe_counter!(
+        RATE_LIMIT_DECISIONS,
+        "API rate-limit checks by scope (tenant, key, anonymous) and decision (allowed, limited, fail_open)."
     );
 }
 

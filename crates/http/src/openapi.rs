@@ -3,7 +3,9 @@
 //! under the API's info, tags and security schemes, and [`CommonAnswers`] adds what every
 //! operation of a kind can answer, so a route's annotation lists only the statuses that are its own.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
@@ -171,8 +173,16 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
         answers.push(("400", "Both an Authorization header and an X-API-Key"));
         answers.push(("401", "No or bad credentials, or their session has ended"));
     }
+    if api {
+        answers.push((
+            "429",
+            "Over the plan's hourly request quota (per organization, and per API key for a key's \
+             requests), or over ANON_REQUESTS_PER_HOUR for one client address on the base host; \
+             see Retry-After",
+        ));
+    }
     let responses = &mut operation.responses.responses;
-    for status in ["400", "401", "404", "413", "415", "422", "503"] {
+    for status in ["400", "401", "404", "413", "415", "422", "429", "503"] {
         let reasons: Vec<&str> = answers
             .iter()
             .filter(|(s, _)| *s == status)
@@ -183,6 +193,9 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
         }
     }
     for (status, response) in responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (api, &mut *response) {
+            add_rate_limit_headers(status, response);
+        }
         let error = status.starts_with('4') || status.starts_with('5');
         if let (true, RefOr::T(response)) = (error, response) {
             if response.content.is_empty() {
@@ -192,6 +205,43 @@ fn add_common_answers(operation: &mut Operation, api: bool) {
                     .insert(PROBLEM.to_owned(), Content::new(Some(schema)));
             }
         }
+    }
+}
+
+/// The rate-limit fields (`ratelimit` module) on an `/api/v1` answer, and `Retry-After` on its
+/// 429. Not required: an unlimited plan, an answer before the limiter (unknown Host) and a
+/// limiter failing open send none.
+fn add_rate_limit_headers(status: &str, response: &mut Response) {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let headers = [
+        (
+            "RateLimit-Policy",
+            "The quotas that apply (IETF httpapi ratelimit-headers draft), e.g. \
+             `\"hour\";q=1000;w=3600`; a request with an API key also `\"key\";q=…;w=3600`",
+        ),
+        (
+            "RateLimit",
+            "What is left of each quota: `\"hour\";r=<remaining>;t=<seconds until full>`",
+        ),
+    ];
+    for (name, description) in headers {
+        response.headers.entry(name.to_owned()).or_insert_with(|| {
+            HeaderBuilder::new()
+                .schema(text())
+                .description(Some(description))
+                .build()
+        });
+    }
+    if status == "429" {
+        response
+            .headers
+            .entry("Retry-After".to_owned())
+            .or_insert_with(|| {
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until the request may be sent again"))
+                    .build()
+            });
     }
 }
 

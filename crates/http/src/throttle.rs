@@ -48,8 +48,12 @@ pub const REDIS_BUDGET: Duration = Duration::from_millis(50);
 /// after it tries Redis again.
 pub const REDIS_COOL_DOWN: Duration = Duration::from_secs(1);
 
-pub struct LoginThrottle {
-    /// What is counted, in the Redis keys: `login-failures` or `password-resets`.
+/// One lazily connected Redis connection with the fail-open rule every limiter in this crate
+/// follows: each call within [`REDIS_BUDGET`], a failure logged and counted (as `what`, the
+/// `throttle` label of `throttle_fail_opens_total`), then [`REDIS_COOL_DOWN`] without asking.
+/// Shared by the throttles here and the rate limiter (`ratelimit`).
+pub struct RedisGuard {
+    /// What is limited, in logs, metrics and the Redis keys (`login-failures`, `rate-limit`, …).
     what: &'static str,
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
@@ -57,6 +61,10 @@ pub struct LoginThrottle {
     fail_opens: AtomicU64,
     /// Until when calls fail open without asking Redis (set when a call failed).
     cool_down_until: Mutex<Option<Instant>>,
+}
+
+pub struct LoginThrottle {
+    redis: RedisGuard,
     prefix: String,
     settings: ThrottleSettings,
     attempt: Script,
@@ -104,35 +112,20 @@ end
 return 1
 ";
 
-impl LoginThrottle {
-    pub fn new(client: redis::Client, prefix: &str, settings: ThrottleSettings) -> Self {
-        Self::counting("login-failures", client, prefix, settings)
-    }
-
-    /// The same fixed windows for another kind of event (e.g. password-reset requests, each
-    /// counted by [`LoginThrottle::attempt`] and never given back).
-    pub fn counting(
-        what: &'static str,
-        client: redis::Client,
-        prefix: &str,
-        settings: ThrottleSettings,
-    ) -> Self {
+impl RedisGuard {
+    pub fn new(what: &'static str, client: redis::Client) -> Self {
         Self {
             what,
             client,
             conn: OnceCell::new(),
             fail_opens: AtomicU64::new(0),
             cool_down_until: Mutex::new(None),
-            prefix: prefix.to_owned(),
-            settings,
-            attempt: Script::new(ATTEMPT),
-            refund: Script::new(REFUND),
         }
     }
 
     /// The connection, made lazily (no I/O here): connecting and every answer are bounded by
     /// [`REDIS_BUDGET`], and a lost connection is re-established in the background.
-    async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
+    pub async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
         self.conn
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
@@ -148,7 +141,7 @@ impl LoginThrottle {
     /// Runs one Redis call within [`REDIS_BUDGET`]; a failure or a timeout is logged, counted and
     /// answered with `None` (the caller fails open), and starts a [`REDIS_COOL_DOWN`] during
     /// which calls are answered with `None` at once.
-    async fn bounded<T>(
+    pub async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
     ) -> Option<T> {
@@ -202,6 +195,34 @@ impl LoginThrottle {
     pub fn fail_opens(&self) -> u64 {
         self.fail_opens.load(Ordering::Relaxed)
     }
+}
+
+impl LoginThrottle {
+    pub fn new(client: redis::Client, prefix: &str, settings: ThrottleSettings) -> Self {
+        Self::counting("login-failures", client, prefix, settings)
+    }
+
+    /// The same fixed windows for another kind of event (e.g. password-reset requests, each
+    /// counted by [`LoginThrottle::attempt`] and never given back).
+    pub fn counting(
+        what: &'static str,
+        client: redis::Client,
+        prefix: &str,
+        settings: ThrottleSettings,
+    ) -> Self {
+        Self {
+            redis: RedisGuard::new(what, client),
+            prefix: prefix.to_owned(),
+            settings,
+            attempt: Script::new(ATTEMPT),
+            refund: Script::new(REFUND),
+        }
+    }
+
+    /// How many calls failed open since start (for metrics and tests).
+    pub fn fail_opens(&self) -> u64 {
+        self.redis.fail_opens()
+    }
 
     fn account_key(&self, email: &str) -> String {
         self.scope_key("account", email)
@@ -211,11 +232,11 @@ impl LoginThrottle {
     fn scope_key(&self, scope: &str, value: &str) -> String {
         let digest = Sha256::digest(value.trim().to_lowercase().as_bytes());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:{}:{scope}:{hex}", self.prefix, self.what)
+        format!("{}:{}:{scope}:{hex}", self.prefix, self.redis.what)
     }
 
     fn ip_key(&self, ip: IpAddr) -> String {
-        format!("{}:{}:ip:{}", self.prefix, self.what, client_of(ip))
+        format!("{}:{}:ip:{}", self.prefix, self.redis.what, client_of(ip))
     }
 
     fn keys(&self, email: &str, ip: Option<IpAddr>) -> (Vec<String>, Vec<u32>) {
@@ -253,8 +274,9 @@ impl LoginThrottle {
     async fn count(&self, keys: Vec<String>, limits: Vec<u32>) -> Verdict {
         let window_ms = self.settings.window.as_millis() as u64;
         let result = self
+            .redis
             .bounded(async {
-                let mut conn = self.conn().await?;
+                let mut conn = self.redis.conn().await?;
                 let mut invocation = self.attempt.prepare_invoke();
                 for key in &keys {
                     invocation.key(key);
@@ -278,7 +300,7 @@ impl LoginThrottle {
         };
         ::metrics::counter!(
             metrics::THROTTLE_DECISIONS,
-            "throttle" => self.what,
+            "throttle" => self.redis.what,
             "decision" => decision
         )
         .increment(1);
@@ -301,21 +323,22 @@ impl LoginThrottle {
     /// decremented.
     pub async fn succeeded(&self, email: &str, ip: Option<IpAddr>) {
         let (keys, _) = self.keys(email, ip);
-        self.bounded(async {
-            let mut conn = self.conn().await?;
-            let mut invocation = self.refund.prepare_invoke();
-            for key in &keys {
-                invocation.key(key);
-            }
-            invocation.invoke_async::<i64>(&mut conn).await
-        })
-        .await;
+        self.redis
+            .bounded(async {
+                let mut conn = self.redis.conn().await?;
+                let mut invocation = self.refund.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                invocation.invoke_async::<i64>(&mut conn).await
+            })
+            .await;
     }
 }
 
 /// The client an address stands for: an IPv4 address itself, an IPv6 address's /64 (one
 /// subscriber's allocation: rotating through it must not buy more attempts).
-fn client_of(ip: IpAddr) -> String {
+pub fn client_of(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

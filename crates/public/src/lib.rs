@@ -25,6 +25,7 @@ pub mod routing;
 pub mod secrets;
 pub mod sessions;
 pub mod subscriptions;
+pub mod usage;
 pub mod users;
 
 pub use ids::{CompanyId, MembershipId, OutboxId, SessionId, UserId};

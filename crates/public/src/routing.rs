@@ -43,6 +43,9 @@ pub struct TenantRoute {
     pub slug: Slug,
     pub schema: SchemaName,
     pub plan: String,
+    /// The plan's `requests_per_hour` (`None`: unlimited), for the rate limiter. Plan changes
+    /// notify like company changes, so a cached route never keeps an old limit for long.
+    pub requests_per_hour: Option<i32>,
     pub status: CompanyStatus,
     pub schema_version: Option<i32>,
     pub schema_exists: bool,
@@ -103,17 +106,18 @@ enum Miss {
 const TOO_MANY_MISSES: &str = "too many lookups of unknown hosts; retry shortly";
 
 const RESOLVE_SQL: &str = "\
-    select c.id, c.slug, c.schema_name, c.plan, c.status, c.schema_version, \
+    select c.id, c.slug, c.schema_name, c.plan, p.requests_per_hour, c.status, c.schema_version, \
            exists (select 1 from pg_catalog.pg_namespace n where n.nspname = c.schema_name) \
              as schema_exists, \
            0 as priority \
       from public.domains d join public.companies c on c.id = d.company_id \
+      join public.plans p on p.code = c.plan \
      where d.domain = $1 \
     union all \
-    select c.id, c.slug, c.schema_name, c.plan, c.status, c.schema_version, \
+    select c.id, c.slug, c.schema_name, c.plan, p.requests_per_hour, c.status, c.schema_version, \
            exists (select 1 from pg_catalog.pg_namespace n where n.nspname = c.schema_name), \
            1 \
-      from public.companies c \
+      from public.companies c join public.plans p on p.code = c.plan \
      where c.slug = $2 \
     order by priority \
     limit 1";
@@ -232,6 +236,7 @@ impl Router {
             slug,
             schema,
             plan: row.try_get("plan")?,
+            requests_per_hour: row.try_get("requests_per_hour")?,
             status,
             schema_version: row.try_get("schema_version")?,
             schema_exists: row.try_get("schema_exists")?,

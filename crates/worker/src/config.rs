@@ -42,6 +42,11 @@ pub const ENV_MAIL_SWEEP_SECS: &str = "MAIL_SWEEP_SECS";
 /// Where the worker serves `GET /metrics` (e.g. `127.0.0.1:9091`). Unset: no metrics listener.
 pub const ENV_METRICS_ADDR: &str = "METRICS_ADDR";
 
+/// Seconds between flushes of API usage counts from Redis to PostgreSQL (needs `DATABASE_URL`).
+pub const ENV_USAGE_FLUSH_SECS: &str = "WORKER_USAGE_FLUSH_SECS";
+/// The default usage flush interval: a minute.
+pub const DEFAULT_USAGE_FLUSH_SECS: u64 = 60;
+
 /// Default From header.
 pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@localhost>";
 /// Default sweep interval.
@@ -134,6 +139,9 @@ pub struct Config {
     pub queue_prefix: String,
     /// Email delivery; `None` when `DATABASE_URL` is unset.
     pub mail: Option<MailConfig>,
+    /// `WORKER_USAGE_FLUSH_SECS`: how often API usage counts move from Redis to PostgreSQL
+    /// (default 60 s; only with `DATABASE_URL`).
+    pub usage_flush_every: std::time::Duration,
     /// `METRICS_ADDR`: where `GET /metrics` is served; `None` (the default) serves none, since
     /// only the operator knows which address stays internal.
     pub metrics_addr: Option<String>,
@@ -251,6 +259,20 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_QUEUE_PREFIX.to_owned());
         validate_prefix(&queue_prefix)?;
 
+        let usage_flush_every = match get(ENV_USAGE_FLUSH_SECS) {
+            None => std::time::Duration::from_secs(DEFAULT_USAGE_FLUSH_SECS),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=3600).contains(s))
+                .map(std::time::Duration::from_secs)
+                .ok_or(ConfigError::Invalid {
+                    var: ENV_USAGE_FLUSH_SECS,
+                    reason: format!("`{v}` is not a number of seconds from 1 to 3600"),
+                })?,
+        };
+
         let mail = match get(ENV_DATABASE_URL) {
             None => None,
             Some(database_url) => Some(mail_config(database_url.trim().to_owned(), &get)?),
@@ -268,6 +290,7 @@ impl Config {
             fanout_window,
             queue_prefix,
             mail,
+            usage_flush_every,
             metrics_addr: get(ENV_METRICS_ADDR).map(|a| a.trim().to_owned()),
         })
     }
@@ -372,6 +395,7 @@ impl fmt::Debug for Config {
                     MailTransport::Directory(dir) => format!("files in {}", dir.display()),
                 }),
             )
+            .field("usage_flush_every", &self.usage_flush_every)
             .field("metrics_addr", &self.metrics_addr)
             .finish()
     }

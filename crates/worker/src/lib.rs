@@ -6,6 +6,7 @@ pub mod mail;
 pub mod metrics;
 pub mod reports;
 pub mod tenant_jobs;
+pub mod usage;
 
 use std::future::Future;
 use std::pin::pin;
@@ -364,6 +365,16 @@ pub async fn run(
     let report_sweeper = mailer
         .clone()
         .map(|m| tokio::spawn(reports::sweep_forever(m)));
+    // Usage counts move to PostgreSQL on their own interval, whatever Redis does (a failed
+    // flush is retried at the next one).
+    let usage_flusher = mailer.as_ref().map(|m| {
+        tokio::spawn(usage::flush_forever(
+            redis.clone(),
+            m.db().clone(),
+            config.queue_prefix.clone(),
+            config.usage_flush_every,
+        ))
+    });
     tracing::info!(
         prefix = %prefix,
         heartbeat_cron = config.heartbeat_schedule.source(),
@@ -418,6 +429,9 @@ pub async fn run(
     };
     for sweeper in [&sweeper, &report_sweeper].into_iter().flatten() {
         sweeper.abort();
+    }
+    if let Some(flusher) = &usage_flusher {
+        flusher.abort();
     }
     result
 }

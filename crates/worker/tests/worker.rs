@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use tenantry_worker::{
     config::{
         ENV_HEARTBEAT_CRON, ENV_LOG_FORMAT, ENV_METRICS_ADDR, ENV_QUEUE_PREFIX, ENV_REDIS_URL,
-        ENV_RUST_LOG,
+        ENV_RUST_LOG, ENV_USAGE_FLUSH_SECS,
     },
     Config, ConfigError, LogFormat, Ping,
 };
@@ -382,6 +382,7 @@ fn config_defaults_and_overrides() {
         ),
         "links default to http://<tenant>.localhost"
     );
+    assert_eq!(config.usage_flush_every, Duration::from_secs(60));
     assert_eq!(
         config.metrics_addr, None,
         "no metrics listener unless METRICS_ADDR is set"
@@ -393,8 +394,21 @@ fn config_defaults_and_overrides() {
         (ENV_RUST_LOG, "debug,apalis=warn"),
         (ENV_HEARTBEAT_CRON, "*/5 * * * * *"),
         (ENV_QUEUE_PREFIX, "t1"),
+        (ENV_USAGE_FLUSH_SECS, "5"),
     ]))
     .expect("overrides");
+    assert_eq!(config.usage_flush_every, Duration::from_secs(5));
+    for bad in ["0", "3601", "soon"] {
+        let e = Config::from_lookup(lookup(&[
+            (ENV_REDIS_URL, "redis://localhost:6379/"),
+            (ENV_USAGE_FLUSH_SECS, bad),
+        ]))
+        .expect_err(bad);
+        assert!(
+            matches!(e, ConfigError::Invalid { var, .. } if var == ENV_USAGE_FLUSH_SECS),
+            "{bad}: {e}"
+        );
+    }
     assert_eq!(config.log_format, LogFormat::Json);
     assert_eq!(config.log_filter, "debug,apalis=warn");
     assert_eq!(config.heartbeat_schedule.source(), "*/5 * * * * *");

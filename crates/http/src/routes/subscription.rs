@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use tenantry_public::invoices::Invoice;
 use tenantry_public::plans::PlanCode;
 use tenantry_public::subscriptions::{Subscription, SubscriptionStatus};
+use tenantry_public::usage::{self, RequestUsage};
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::subscription::{self, Changed, Overview};
+use tenantry_tenant::TenantDb;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
@@ -49,8 +51,11 @@ pub struct UsageFigures {
     pub projects: UsageView,
     /// Bytes of documents; the limit is the plan's `max_storage_mb` in bytes.
     pub storage_bytes: UsageView,
-    /// Requests this hour against the plan's `requests_per_hour`; `used` is null for now.
+    /// Requests this hour against the plan's `requests_per_hour`, as the worker last flushed
+    /// them from the rate limiter (up to `WORKER_USAGE_FLUSH_SECS` behind).
     pub requests_this_hour: UsageView,
+    /// Requests this calendar month (UTC); no plan limits a month, so `limit` is null.
+    pub requests_this_month: UsageView,
 }
 
 /// The organization's subscription.
@@ -85,8 +90,9 @@ impl SubscriptionView {
     }
 }
 
-impl From<Overview> for SubscriptionView {
-    fn from(o: Overview) -> Self {
+impl SubscriptionView {
+    /// The subscription with its usage, `requests` being the flushed request counts.
+    fn with_usage(o: Overview, requests: RequestUsage) -> Self {
         let limit = |max: Option<i32>| max.map(i64::from);
         let mut view = Self::of(o.subscription);
         view.usage = Some(UsageFigures {
@@ -104,7 +110,11 @@ impl From<Overview> for SubscriptionView {
             },
             requests_this_hour: UsageView {
                 limit: limit(o.plan.requests_per_hour),
-                used: None,
+                used: Some(requests.this_hour),
+            },
+            requests_this_month: UsageView {
+                limit: None,
+                used: Some(requests.this_month),
             },
         });
         view
@@ -119,8 +129,11 @@ impl From<Overview> for SubscriptionView {
               (status = 403, description = "Not an owner or admin, or an API key")))]
 pub async fn get_subscription(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::BillingRead).await?;
-    let overview = subscription::overview(&conn, cx.acting().company).await?;
-    Ok(HttpResponse::Ok().json(SubscriptionView::from(overview)))
+    let company = cx.acting().company;
+    let overview = subscription::overview(&conn, company).await?;
+    let requests = usage::requests_used(&***conn.client(), company, Utc::now()).await?;
+    drop(conn);
+    Ok(HttpResponse::Ok().json(SubscriptionView::with_usage(overview, requests)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -220,8 +220,23 @@ async fn billing_subscription_shows_plan_status_and_usage_beside_each_limit() {
     );
     assert_eq!(
         usage["requests_this_hour"],
-        json!({"limit": 10000, "used": null})
+        json!({"limit": 10000, "used": 0})
     );
+    assert_eq!(
+        usage["requests_this_month"],
+        json!({"limit": null, "used": 0})
+    );
+    // The figures are the counts the worker flushed from the rate limiter.
+    app.sql_with(
+        "insert into public.usage_counters (company_id, granularity, period_start, requests) \
+         values ($1::text::uuid, 'hour', date_trunc('hour', now() at time zone 'utc') at time zone 'utc', 7), \
+                ($1::text::uuid, 'month', date_trunc('month', now() at time zone 'utc') at time zone 'utc', 42)",
+        &[&t.company_id],
+    )
+    .await;
+    let body = expect_json(app.get(&t.host, SUBSCRIPTION, Some(&admin)).await, 200).await;
+    assert_eq!(body["usage"]["requests_this_hour"]["used"], 7);
+    assert_eq!(body["usage"]["requests_this_month"]["used"], 42);
     let member = app.member(&t, "member@acme.test", "member").await;
     expect_problem(app.get(&t.host, SUBSCRIPTION, Some(&member)).await, 403, "").await;
 }

@@ -23,6 +23,7 @@ mod metrics;
 mod ops;
 mod ownership;
 mod projects;
+mod ratelimits;
 mod register;
 mod remind;
 mod reports;

@@ -83,7 +83,21 @@ async fn openapi_documents_every_route_and_docs_are_served() {
             let responses = op["responses"].as_object().expect("responses");
             let mut wanted = Vec::new();
             if path.starts_with("/api/v1/") {
-                wanted.extend(["400", "404", "503"]);
+                wanted.extend(["400", "404", "429", "503"]);
+                // Rate limits: every answer may carry the fields, a 429 also Retry-After.
+                for (status, response) in responses {
+                    for header in ["RateLimit-Policy", "RateLimit"] {
+                        if response["headers"].get(header).is_none() {
+                            gaps.push(format!("{method} {path}: {status} without {header}"));
+                        }
+                    }
+                }
+                if responses
+                    .get("429")
+                    .is_some_and(|r| r["headers"].get("Retry-After").is_none())
+                {
+                    gaps.push(format!("{method} {path}: 429 without Retry-After"));
+                }
             }
             if op.get("requestBody").is_some() {
                 wanted.extend(["400", "413", "415"]);
