@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use apalis::prelude::{BackendExt, Data, Event, Monitor, WorkerBuilder, WorkerContext};
+use apalis::prelude::{
+    BackendExt, Data, Event, Monitor, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+};
 use apalis_cron::{CronScheduler, Tick};
 use chrono::Utc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -31,6 +33,11 @@ pub use jobs::{
 pub const QUEUE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long workers get to finish in-flight jobs after shutdown is requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How many jobs of one queue a worker runs at once. Each holds a pooled PostgreSQL connection
+/// while it runs, and the worker's pool ([`mail::POOL_SIZE`]) is shared by every queue, the
+/// sweeps and the ticks: without a bound, a fan-out of 1,000 tenants starts 1,000 runs that wait
+/// for 8 connections and fail on the pool's timeout.
+pub const QUEUE_CONCURRENCY: usize = 3;
 /// Upper bound for establishing the initial Redis connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -514,6 +521,7 @@ async fn run_round(
             WorkerBuilder::new(name.clone())
                 .backend(mailer.storage().poll_with_interval(QUEUE_POLL_INTERVAL))
                 .data(mailer.clone())
+                .concurrency(QUEUE_CONCURRENCY)
                 .build(deliver_task)
         });
     }
@@ -529,6 +537,7 @@ async fn run_round(
                         .poll_with_interval(QUEUE_POLL_INTERVAL),
                 )
                 .data(mailer.clone())
+                .concurrency(QUEUE_CONCURRENCY)
                 .build(report_task)
         });
     }
@@ -579,6 +588,7 @@ async fn run_round(
                         .poll_with_interval(QUEUE_POLL_INTERVAL),
                 )
                 .data(jobs.clone())
+                .concurrency(QUEUE_CONCURRENCY)
                 .build(tenant_task)
         });
     }

@@ -37,6 +37,11 @@ enum Sender {
 }
 
 /// Everything a delivery needs; shared by the queue worker and the sweep.
+/// The worker's PostgreSQL connections: the queues run at most
+/// [`crate::QUEUE_CONCURRENCY`] jobs each (mail, tenant jobs, reports), beside the sweeps, the
+/// ticks and the usage flush.
+pub const POOL_SIZE: usize = 8;
+
 pub struct Mailer {
     db: Db,
     sender: Sender,
@@ -59,7 +64,7 @@ impl Mailer {
         let db = Db::connect(
             &config.database_url,
             &PoolSettings {
-                max_size: 4,
+                max_size: POOL_SIZE,
                 ..PoolSettings::default()
             },
         )?;
