@@ -3,8 +3,11 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Subcommand;
 use std::process::ExitCode;
+use std::str::FromStr;
 use tenantry_public::db::Db;
-use tenantry_public::jobs::{self, Ran, RunId, PLATFORM_CLEANUP};
+use tenantry_public::jobs::{
+    self, Ran, RunId, CLEANUP_SCHEDULE, OVERDUE_SCHEDULE, PLATFORM_CLEANUP, REMINDER_SCHEDULE,
+};
 use tenantry_public::links::Links;
 use tenantry_public::{companies, CompanyId, Slug};
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
@@ -155,32 +158,49 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
             );
             let conn = db.public().await?;
             let jobs = jobs::summary(conn.client()).await?;
-            println!(
-                "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} schedule",
-                "job", "done", "skipped", "failed", "running", "last claimed", "last finished"
-            );
+            let now = Utc::now();
+            let daily = (CLEANUP_SCHEDULE, "daily 03:00 UTC");
+            let quarter = |s| (s, "every 15 minutes");
             let known = [
+                (PLATFORM_CLEANUP, daily, "once per ISO week"),
+                (TENANT_CLEANUP, daily, "per tenant, once per ISO week"),
                 (
-                    PLATFORM_CLEANUP,
-                    "WORKER_CLEANUP_CRON (default daily 03:00 UTC, once per ISO week)",
+                    tenantry_tenant::subscription::PERIOD_END_JOB,
+                    daily,
+                    "once per day",
                 ),
-                (
-                    TENANT_CLEANUP,
-                    "WORKER_CLEANUP_CRON (per tenant, once per ISO week)",
-                ),
-                (
-                    DUE_REMINDERS,
-                    "WORKER_REMINDER_CRON (default every 15 minutes, per tenant)",
-                ),
+                (DUE_REMINDERS, quarter(REMINDER_SCHEDULE), "per tenant"),
                 (
                     OVERDUE_DIGEST,
-                    "WORKER_OVERDUE_CRON (default every 15 minutes; per tenant once per local day from 08:00)",
+                    quarter(OVERDUE_SCHEDULE),
+                    "per tenant once per local day from 08:00",
                 ),
             ];
-            for (name, schedule) in known {
+            println!(
+                "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} {:<21} schedule",
+                "job",
+                "done",
+                "skipped",
+                "failed",
+                "running",
+                "last claimed",
+                "last finished",
+                "next run"
+            );
+            for (name, (setting, default_text), note) in known {
                 let s = jobs.iter().find(|j| j.job == name);
+                let (expr, shown) = match std::env::var(setting.var) {
+                    Ok(expr) => (expr.clone(), expr),
+                    Err(_) => (
+                        setting.default.to_owned(),
+                        format!("default {default_text}"),
+                    ),
+                };
+                let next = cron::Schedule::from_str(expr.trim())
+                    .ok()
+                    .and_then(|c| c.after(&now).next());
                 println!(
-                    "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} {schedule}",
+                    "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<21} {:<21} {:<21} {} ({shown}; {note})",
                     name,
                     s.map_or(0, |s| s.done),
                     s.map_or(0, |s| s.skipped),
@@ -188,6 +208,8 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                     s.map_or(0, |s| s.running),
                     time(s.and_then(|s| s.last_claimed_at)),
                     time(s.and_then(|s| s.last_finished_at)),
+                    time(next),
+                    setting.var,
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -1086,6 +1086,11 @@ async fn jobs_run_cleanup_deletes_exactly_what_is_spent_once_per_week() {
         .to_owned();
     let counts: Vec<&str> = line.split_whitespace().take(5).collect();
     assert_eq!(counts, ["cleanup.platform", "2", "0", "0", "0"], "{line}");
+    // The next firing of the default schedule (daily 03:00 UTC), after now.
+    let next = line.split_whitespace().nth(7).unwrap_or_default();
+    let next = chrono::DateTime::parse_from_rfc3339(next).expect(&line);
+    assert!(next.to_rfc3339().contains("T03:00:00"), "{line}");
+    assert!(next > chrono::Utc::now(), "{line}");
     assert_fails(&tenantctl(&url, &["jobs", "run", "cleanup.nothing"]));
 
     // A tenant's part, by slug: once per week.

@@ -315,3 +315,29 @@ mod tests {
         );
     }
 }
+
+/// The setting that schedules a periodic job: its environment variable and its default, a cron
+/// expression with a leading seconds field (`sec min hour day-of-month month day-of-week`). The
+/// worker fires the job on it; `tenantctl jobs list` shows the next firing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleSetting {
+    pub var: &'static str,
+    pub default: &'static str,
+}
+
+/// The weekly clean-ups (platform and per tenant) and the billing period end: every day at 03:00
+/// UTC; each part runs once per period, claimed here.
+pub const CLEANUP_SCHEDULE: ScheduleSetting = ScheduleSetting {
+    var: "WORKER_CLEANUP_CRON",
+    default: "0 0 3 * * *",
+};
+/// The due reminders: every 15 minutes.
+pub const REMINDER_SCHEDULE: ScheduleSetting = ScheduleSetting {
+    var: "WORKER_REMINDER_CRON",
+    default: "0 */15 * * * *",
+};
+/// The overdue digest's look for organizations past 08:00 local time: every 15 minutes.
+pub const OVERDUE_SCHEDULE: ScheduleSetting = ScheduleSetting {
+    var: "WORKER_OVERDUE_CRON",
+    default: "0 */15 * * * *",
+};

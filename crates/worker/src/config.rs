@@ -16,11 +16,11 @@ pub const ENV_HEARTBEAT_CRON: &str = "WORKER_HEARTBEAT_CRON";
 /// Environment variable holding the prefix of every Redis key and queue the worker uses.
 pub const ENV_QUEUE_PREFIX: &str = "WORKER_QUEUE_PREFIX";
 /// When the weekly clean-up fires (cron with seconds; needs `DATABASE_URL`).
-pub const ENV_CLEANUP_CRON: &str = "WORKER_CLEANUP_CRON";
+pub const ENV_CLEANUP_CRON: &str = tenantry_public::jobs::CLEANUP_SCHEDULE.var;
 /// When the due reminders fire (cron with seconds; needs `DATABASE_URL`).
-pub const ENV_REMINDER_CRON: &str = "WORKER_REMINDER_CRON";
+pub const ENV_REMINDER_CRON: &str = tenantry_public::jobs::REMINDER_SCHEDULE.var;
 /// When the overdue digest checks which organizations have reached 08:00 local time.
-pub const ENV_OVERDUE_CRON: &str = "WORKER_OVERDUE_CRON";
+pub const ENV_OVERDUE_CRON: &str = tenantry_public::jobs::OVERDUE_SCHEDULE.var;
 /// Over how many seconds a fan-out spreads its tenants' jobs.
 pub const ENV_FANOUT_WINDOW_SECS: &str = "WORKER_FANOUT_WINDOW_SECS";
 /// The default fan-out window: ten minutes.
@@ -59,13 +59,13 @@ pub const DEFAULT_LOG_FILTER: &str = "info";
 pub const DEFAULT_HEARTBEAT_CRON: &str = "0 * * * * *";
 /// Every day at 03:00 UTC. Every worker fires it; each part runs once per ISO week (the first
 /// firing of the week runs it; later ones retry what failed), claimed in `public.job_runs`.
-pub const DEFAULT_CLEANUP_CRON: &str = "0 0 3 * * *";
+pub const DEFAULT_CLEANUP_CRON: &str = tenantry_public::jobs::CLEANUP_SCHEDULE.default;
 /// Every 15 minutes: each tick reminds of the tasks due within the organization's lead time
 /// that were not reminded of yet, so a reminder goes out at most 15 minutes late.
-pub const DEFAULT_REMINDER_CRON: &str = "0 */15 * * * *";
+pub const DEFAULT_REMINDER_CRON: &str = tenantry_public::jobs::REMINDER_SCHEDULE.default;
 /// Every 15 minutes: an organization's digest goes out at the first tick at or after 08:00 in
 /// its time zone, so within 15 minutes of it in every zone (offsets are whole quarter hours).
-pub const DEFAULT_OVERDUE_CRON: &str = "0 */15 * * * *";
+pub const DEFAULT_OVERDUE_CRON: &str = tenantry_public::jobs::OVERDUE_SCHEDULE.default;
 /// Default Redis key / queue prefix.
 pub const DEFAULT_QUEUE_PREFIX: &str = "tenantry";
 

@@ -95,7 +95,9 @@ impl Mailer {
 
     /// The queue's storage, to push to or (with a poll strategy) to work on.
     pub fn storage(&self) -> RedisStorage<Deliver> {
-        let config = apalis_redis::Config::default().queue(&self.queue);
+        let config = apalis_redis::Config::default()
+            .batch_size(crate::QUEUE_BATCH)
+            .queue(&self.queue);
         RedisStorage::new(self.redis.clone()).with_config(config)
     }
 

@@ -23,7 +23,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The apalis-redis storage behind `{prefix}:jobs:report`.
 #[must_use]
 pub fn report_storage(redis: ConnectionManager, prefix: &str) -> RedisStorage<ReportJob> {
-    let config = apalis_redis::Config::default().queue(reports::queue_name(prefix));
+    let config = apalis_redis::Config::default()
+        .batch_size(crate::QUEUE_BATCH)
+        .queue(reports::queue_name(prefix));
     RedisStorage::new(redis).with_config(config)
 }
 
