@@ -107,7 +107,6 @@ impl Modify for CommonAnswers {
             ];
             for (operation, write) in operations {
                 if let Some(operation) = operation {
-                    add_common_answers(operation, api);
                     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                     let responses = &mut operation.responses.responses;
                     if write && secured && !responses.contains_key("402") {
@@ -122,6 +121,8 @@ impl Modify for CommonAnswers {
                         );
                         responses.insert("402".to_owned(), answer.into());
                     }
+                    // Last, so the 402 gets the rate-limit fields like every other answer.
+                    add_common_answers(operation, api);
                 }
             }
         }

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use serde::Serialize;
 use tenantry_public::db::{Db, DbError};
 use tenantry_public::links::Links;
-use tenantry_public::mail::{self, Email, OverdueTask};
+use tenantry_public::mail::{self, Email, OutboxId, OverdueTask};
 use tenantry_public::{CompanyId, Origin, Slug, UserId};
 
 use crate::binding::{TenantDb, TenantTx};
@@ -116,9 +116,13 @@ pub struct DueReminders {
 }
 
 /// What one due-reminder run sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DueRemindersOutcome {
     pub reminders: u64,
+    /// The emails' outbox rows, for the worker to queue for delivery once the run committed
+    /// (not part of the recorded outcome).
+    #[serde(skip)]
+    pub outbox: Vec<OutboxId>,
 }
 
 /// Tasks to remind: the key is computed here once, so the `not exists` and the insert agree.
@@ -166,7 +170,7 @@ impl TenantWork for DueReminders {
             if !record(tx, task, NotificationKind::DueReminder, assignee, &key, now).await? {
                 continue;
             }
-            mail::enqueue(
+            let queued = mail::enqueue(
                 &**tx.client(),
                 &Email::TaskDue {
                     to: row.try_get(4)?,
@@ -178,6 +182,7 @@ impl TenantWork for DueReminders {
                 },
             )
             .await?;
+            outcome.outbox.push(queued);
             outcome.reminders += 1;
         }
         Ok(outcome)
@@ -226,6 +231,10 @@ pub struct OverdueOutcome {
     pub emails: u64,
     pub digests: u64,
     pub lead_summaries: u64,
+    /// The emails' outbox rows, for the worker to queue for delivery once the run committed
+    /// (not part of the recorded outcome).
+    #[serde(skip)]
+    pub outbox: Vec<OutboxId>,
 }
 
 /// The assignees' overdue tasks; `$3` the local date, `$4` the time zone.
@@ -314,7 +323,7 @@ impl TenantWork for OverdueDay<'_> {
                 if tasks.is_empty() {
                     continue;
                 }
-                mail::enqueue(
+                let queued = mail::enqueue(
                     &**client,
                     &Email::OverdueDigest {
                         to,
@@ -325,6 +334,7 @@ impl TenantWork for OverdueDay<'_> {
                     },
                 )
                 .await?;
+                outcome.outbox.push(queued);
                 outcome.emails += 1;
                 if lead {
                     outcome.lead_summaries += 1;

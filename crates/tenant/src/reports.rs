@@ -284,30 +284,21 @@ fn summary(
     tasks: usize,
     now: DateTime<Utc>,
 ) -> Value {
-    let TaskFigures {
-        by_status,
-        by_priority,
-        open,
-        overdue,
-        done_last_7_days,
-        done_last_30_days,
-        completion_ratio,
-        next_due,
-    } = &stats.tasks;
+    let f: &TaskFigures = &stats.tasks;
     let counts =
         |c: Vec<(String, i64)>| Value::Object(c.into_iter().map(|(k, v)| (k, json!(v))).collect());
     json!({
         "project": {"id": project, "name": name},
         "generated_at": rfc3339(now),
         "task_count": tasks,
-        "tasks_by_status": counts(by_status.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect()),
-        "tasks_by_priority": counts(by_priority.iter().map(|(p, n)| (p.as_str().to_owned(), *n)).collect()),
-        "open": open,
-        "overdue": overdue,
-        "done_last_7_days": done_last_7_days,
-        "done_last_30_days": done_last_30_days,
-        "completion_ratio": completion_ratio,
-        "next_due_task": next_due.as_ref().map(|t| json!({
+        "tasks_by_status": counts(f.by_status.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect()),
+        "tasks_by_priority": counts(f.by_priority.iter().map(|(p, n)| (p.as_str().to_owned(), *n)).collect()),
+        "open": f.open,
+        "overdue": f.overdue,
+        "done_last_7_days": f.done_last_7_days,
+        "done_last_30_days": f.done_last_30_days,
+        "completion_ratio": f.completion_ratio,
+        "next_due_task": f.next_due.as_ref().map(|t| json!({
             "id": t.id, "project_id": t.project_id, "title": t.title, "due_at": rfc3339(t.due_at),
         })),
         "team_size": stats.team_size,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::prelude::{
-    BackendExt, Data, Event, Monitor, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+    BackendExt, Data, Event, Monitor, TaskSink, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
 use apalis_cron::{CronScheduler, Tick};
 use chrono::Utc;
@@ -109,6 +109,8 @@ struct DbJobs {
     prefix: Arc<str>,
     fanout_window: Duration,
     links: tenantry_public::links::Links,
+    /// Where a tenant job's emails are queued for delivery once its run committed.
+    mailer: Arc<mail::Mailer>,
 }
 
 /// The weekly clean-up, on every worker's schedule: the platform part and the fan-out of the
@@ -195,11 +197,24 @@ async fn tenant_task(
 ) -> Result<(), tenant_jobs::TenantJobError> {
     let span = tracing::info_span!("tenant_job", job = %job.job, tenant = %job.company_id);
     let _entered = span.enter();
-    metrics::timed(
+    let written = metrics::timed(
         metrics::TENANT_JOB,
         tenant_jobs::run(&ctx.db, &ctx.links, &job),
     )
-    .await
+    .await?;
+    // The run committed: its emails go to delivery now. A failed push is only late: the mail
+    // sweep relays every undelivered row.
+    let mut storage = ctx.mailer.storage();
+    for id in written {
+        if let Err(error) = storage
+            .push(tenantry_public::mail::Deliver { outbox_id: id.0 })
+            .await
+        {
+            tracing::warn!(%error, "could not queue a job's email; the mail sweep will");
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn report_task(
@@ -552,6 +567,7 @@ async fn run_round(
             prefix: prefix.clone(),
             fanout_window: config.fanout_window,
             links: config.links.clone(),
+            mailer: mailer.clone(),
         };
         let schedule = config.cleanup_schedule.clone();
         let name = format!("{prefix}-cleanup");

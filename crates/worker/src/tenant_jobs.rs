@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use tenantry_public::db::{Db, DbError};
 use tenantry_public::jobs::{self, RunKey};
 use tenantry_public::links::Links;
+use tenantry_public::mail::OutboxId;
 use tenantry_public::CompanyId;
-use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TENANT_CLEANUP};
-use tenantry_tenant::reminders::{self, DueReminders, DUE_REMINDERS, OVERDUE_DIGEST};
+use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
+use tenantry_tenant::reminders::{self, DueReminders, OverdueRun, DUE_REMINDERS, OVERDUE_DIGEST};
 
 /// One tenant's part of a periodic job, as queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,23 +139,32 @@ pub async fn fan_out(
 }
 
 /// Runs one queued tenant job; `links` build the links in its emails.
-pub async fn run(db: &Db, links: &Links, job: &TenantJob) -> Result<(), TenantJobError> {
+///
+/// Answers the outbox rows of the emails the run wrote, to be queued for delivery now that they
+/// are committed (the mail sweep would relay them too, but only a batch per interval).
+pub async fn run(db: &Db, links: &Links, job: &TenantJob) -> Result<Vec<OutboxId>, TenantJobError> {
     match job.job.as_str() {
         TENANT_CLEANUP => {
             tenant_jobs::run_for_tenant(db, &TenantCleanup, job.company_id, &job.period, job.at)
                 .await?;
-            Ok(())
+            Ok(Vec::new())
         }
         DUE_REMINDERS => {
             let work = DueReminders {
                 links: links.clone(),
             };
-            tenant_jobs::run_for_tenant(db, &work, job.company_id, &job.period, job.at).await?;
-            Ok(())
+            match tenant_jobs::run_for_tenant(db, &work, job.company_id, &job.period, job.at)
+                .await?
+            {
+                TenantRun::Done(_, done) => Ok(done.outbox),
+                _ => Ok(Vec::new()),
+            }
         }
         OVERDUE_DIGEST => {
-            reminders::run_overdue_digest(db, links, job.company_id, job.at).await?;
-            Ok(())
+            match reminders::run_overdue_digest(db, links, job.company_id, job.at).await? {
+                OverdueRun::Day(_, TenantRun::Done(_, done)) => Ok(done.outbox),
+                _ => Ok(Vec::new()),
+            }
         }
         other => Err(TenantJobError::Unknown(other.to_owned())),
     }
