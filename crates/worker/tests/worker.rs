@@ -538,40 +538,10 @@ fn tempfile_dir() -> String {
 /// expired invitations of every active tenant gone exactly once.
 #[tokio::test]
 async fn two_workers_fan_the_tenant_cleanup_out_once_per_tenant() {
-    use tenantry_public::names::{DomainName, Email, Password, Slug};
-    use tenantry_public::plans::PlanCode;
-    use tenantry_tenant::provision::{provision, NewTenant, Owner};
-
     let (database, client) = migrated_database().await;
     let db = tenantry_public::db::Db::connect(&database.url, &Default::default()).expect("pool");
     for slug in ["acme", "globex", "initech"] {
-        provision(
-            &db,
-            &DomainName::parse("example.test").expect("domain"),
-            NewTenant {
-                name: format!("{slug} Inc"),
-                slug: Slug::parse(slug).expect("slug"),
-                plan: PlanCode::Free,
-                trial_from: None,
-                owner: Owner::New {
-                    email: Email::parse(&format!("owner@{slug}.test")).expect("email"),
-                    password: Password::parse(&format!("password-of-{slug}")).expect("password"),
-                    full_name: String::new(),
-                },
-            },
-        )
-        .await
-        .expect("provision");
-        client
-            .batch_execute(&format!(
-                "insert into tenant_{slug}.invitations (id, email, role, token_hash, expires_at) \
-                   values (gen_random_uuid(), 'a@x.test', 'member', decode(repeat('01', 32), 'hex'), \
-                           now() - interval '100 days'), \
-                          (gen_random_uuid(), 'b@x.test', 'member', decode(repeat('02', 32), 'hex'), \
-                           now() + interval '1 day')"
-            ))
-            .await
-            .expect("invitations");
+        tenant_with_invitations(&db, &client, slug).await;
     }
     client
         .batch_execute("update public.companies set status = 'suspended' where slug = 'initech'")
@@ -1510,32 +1480,7 @@ mod reminders {
         ];
         let done_runs = "select count(*) from public.job_runs \
                           where job = 'reminders.overdue' and status = 'done'";
-        let first = WorkerProcess::spawn(&vars);
-        let mut done = 0;
-        for _ in 0..300 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            done = count(&client, done_runs).await;
-            if done > 0 {
-                break;
-            }
-        }
-        assert!(done > 0, "the first worker fanned out and ran a tenant");
-        first.kill();
-        let at_kill = count(&client, done_runs).await;
-        assert!(
-            at_kill < TENANTS as i64,
-            "the kill came mid-run ({at_kill} of {TENANTS} done)"
-        );
-
-        let second = WorkerProcess::spawn(&vars);
-        for _ in 0..400 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if count(&client, done_runs).await == TENANTS as i64 {
-                break;
-            }
-        }
-        // A few more ticks of the second worker change nothing.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let second = kill_mid_run_then_finish(&client, &vars, done_runs, TENANTS as i64).await;
         let runs: Vec<(String, i32, i64)> = client
             .query(
                 "select c.slug, r.attempts, count(*) over (partition by r.company_id) \
@@ -1621,6 +1566,44 @@ impl Drop for WorkerProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts a worker with `vars`, SIGKILLs it once `done_runs` (a count of finished runs) is
+/// above zero and asserts that came before all `total` were done, then starts another and waits
+/// for all of them and a few more ticks. Answers the second worker, still running.
+async fn kill_mid_run_then_finish(
+    client: &tokio_postgres::Client,
+    vars: &[(&str, &str)],
+    done_runs: &str,
+    total: i64,
+) -> WorkerProcess {
+    let first = WorkerProcess::spawn(vars);
+    let mut done = 0;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        done = count(client, done_runs).await;
+        if done > 0 {
+            break;
+        }
+    }
+    assert!(done > 0, "the first worker fanned out and ran a tenant");
+    first.kill();
+    let at_kill = count(client, done_runs).await;
+    assert!(
+        at_kill < total,
+        "the kill came mid-run ({at_kill} of {total} done)"
+    );
+
+    let second = WorkerProcess::spawn(vars);
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if count(client, done_runs).await == total {
+            break;
+        }
+    }
+    // A few more ticks of the second worker change nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    second
 }
 
 /// Provisions tenant `slug` with one invitation expired long ago (the clean-up deletes it) and
@@ -1710,32 +1693,7 @@ async fn a_killed_worker_leaves_a_fan_out_that_the_next_worker_finishes_once() {
         // The tenants' runs spread over 20 seconds, so the kill lands between them.
         ("WORKER_FANOUT_WINDOW_SECS", "20"),
     ];
-    let first = WorkerProcess::spawn(&vars);
-    let mut done = 0;
-    for _ in 0..300 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        done = count(&client, DONE_RUNS).await;
-        if done > 0 {
-            break;
-        }
-    }
-    assert!(done > 0, "the first worker fanned out and ran a tenant");
-    first.kill();
-    let at_kill = count(&client, DONE_RUNS).await;
-    assert!(
-        at_kill < TENANTS,
-        "the kill came mid-run ({at_kill} of {TENANTS} done)"
-    );
-
-    let second = WorkerProcess::spawn(&vars);
-    for _ in 0..400 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if count(&client, DONE_RUNS).await == TENANTS {
-            break;
-        }
-    }
-    // A few more ticks of the second worker change nothing.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = kill_mid_run_then_finish(&client, &vars, DONE_RUNS, TENANTS).await;
     let runs = tenant_runs(&client).await;
     let expected: Vec<(String, String, i32)> = slugs
         .iter()
