@@ -14,7 +14,7 @@ use tenantry_public::subscriptions::{self, Subscription, SubscriptionStatus};
 use tenantry_public::CompanyId;
 
 use crate::audit::{Acting, Action, Entry};
-use crate::binding::{TenantConn, TenantDb};
+use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::{documents, projects};
 use deadpool_postgres::GenericClient as _;
 
@@ -259,10 +259,24 @@ pub async fn change_plan(
             format!("The plan is now {} (was {}).", wanted.name, current.name),
         )
     };
-    let after = subscriptions::store(client, &after).await?;
+    apply(tx, acting, &before, &after, (action, what), link).await
+}
+
+/// The last step of every owner change: stores `after`, emails the owner `what` and commits
+/// with the change audited as `action` (before and after), in the transaction `tx`.
+async fn apply(
+    tx: TenantTx<'_>,
+    acting: &Acting<'_>,
+    before: &Subscription,
+    after: &Subscription,
+    (action, what): (Action, String),
+    link: &str,
+) -> Result<Changed, SubscriptionError> {
+    let client = &**tx.client();
+    let after = subscriptions::store(client, after).await?;
     let email = notify(client, acting.company, what, link).await?;
     acting
-        .commit(tx, Entry::changed(action, &before, &after))
+        .commit(tx, Entry::changed(action, before, &after))
         .await?;
     Ok(Changed {
         subscription: after,
@@ -318,12 +332,11 @@ async fn set_cancel(
     }
     let mut after = before.clone();
     after.cancel_at_period_end = cancel;
-    let after = subscriptions::store(client, &after).await?;
     let end = before
         .period_end()
         .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| "the end of the period".into());
-    let (action, what) = match cancel {
+    let change = match cancel {
         true => (
             Action::SubscriptionCancelScheduled,
             format!("The subscription is cancelled: it ends on {end}, and the organization moves to the free plan then."),
@@ -333,14 +346,7 @@ async fn set_cancel(
             "The cancellation was taken back: the subscription goes on.".to_owned(),
         ),
     };
-    let email = notify(client, acting.company, what, link).await?;
-    acting
-        .commit(tx, Entry::changed(action, &before, &after))
-        .await?;
-    Ok(Changed {
-        subscription: after,
-        email: Some(email),
-    })
+    apply(tx, acting, &before, &after, change, link).await
 }
 
 /// Writes the owner's notice to the outbox (inside the caller's transaction).

@@ -590,15 +590,10 @@ async fn a_requested_report_is_built_by_the_worker_and_mailed_to_the_requester()
         message.contains(&format!("://{}/reports/{id}", t.host)),
         "{message}"
     );
-    let r = app
-        .call(
-            Method::GET,
-            &t.host,
-            &format!("/api/v1/reports/{id}"),
-            None,
-            &t.token,
-        )
-        .await;
-    assert_eq!(expect_json(r, 200).await["status"], "done");
+    assert_eq!(
+        app.get_json(&t, &format!("/api/v1/reports/{id}"), 200)
+            .await["status"],
+        "done"
+    );
     worker.stop().await;
 }

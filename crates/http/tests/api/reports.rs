@@ -105,12 +105,9 @@ async fn reports_go_from_queued_to_done_with_summary_download_and_email() {
 
     // Not built yet: queued, and no CSV.
     let path = format!("/api/v1/reports/{id}");
-    let r = app.call(Method::GET, &t.host, &path, None, &t.token).await;
-    assert_eq!(expect_json(r, 200).await["status"], "queued");
+    assert_eq!(app.get_json(&t, &path, 200).await["status"], "queued");
     let download = format!("/api/v1/reports/{id}/download");
-    let r = app
-        .call(Method::GET, &t.host, &download, None, &t.token)
-        .await;
+    let r = app.get_as(&t, &download).await;
     expect_problem(r, 409, "queued").await;
 
     let built = build(&app, &t, &id).await;
@@ -118,8 +115,7 @@ async fn reports_go_from_queued_to_done_with_summary_download_and_email() {
     // Once: a second run (the queue and the sweep both reaching it) does nothing.
     assert_eq!(build(&app, &t, &id).await, Built::NotMine);
 
-    let r = app.call(Method::GET, &t.host, &path, None, &t.token).await;
-    let body = expect_json(r, 200).await;
+    let body = app.get_json(&t, &path, 200).await;
     assert_eq!(body["status"], "done");
     assert_eq!(body["download_url"], download.as_str());
     assert!(body["finished_at"].is_string(), "{body}");
@@ -132,9 +128,7 @@ async fn reports_go_from_queued_to_done_with_summary_download_and_email() {
     assert_eq!(summary["open"], 2);
     assert_eq!(summary["team_size"], 1);
 
-    let r = app
-        .call(Method::GET, &t.host, &download, None, &t.token)
-        .await;
+    let r = app.get_as(&t, &download).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
@@ -208,15 +202,7 @@ async fn a_report_is_read_by_its_requester_and_admins_only() {
     let unknown = uuid::Uuid::now_v7();
     let r = request(&app, &t, &t.token, &unknown.to_string()).await;
     expect_problem(r, 404, "").await;
-    let r = app
-        .call(
-            Method::GET,
-            &t.host,
-            &format!("/api/v1/reports/{unknown}"),
-            None,
-            &t.token,
-        )
-        .await;
+    let r = app.get_as(&t, &format!("/api/v1/reports/{unknown}")).await;
     expect_problem(r, 404, "").await;
     assert_eq!(app.audit_count("tenant_acme", "report.requested").await, 1);
 }
@@ -237,9 +223,7 @@ async fn another_tenants_report_is_404_and_untouched() {
         format!("/api/v1/reports/{id}"),
         format!("/api/v1/reports/{id}/download"),
     ] {
-        let r = app
-            .call(Method::GET, &globex.host, &path, None, &globex.token)
-            .await;
+        let r = app.get_as(&globex, &path).await;
         expect_problem(r, 404, "").await;
     }
     // Nor can globex ask for a report on acme's project.
@@ -280,16 +264,9 @@ async fn a_report_whose_builds_keep_dying_fails() {
         matches!(&built, Built::Failed(reason) if reason.contains("3 attempts")),
         "{built:?}"
     );
-    let r = app
-        .call(
-            Method::GET,
-            &t.host,
-            &format!("/api/v1/reports/{id}"),
-            None,
-            &t.token,
-        )
+    let body = app
+        .get_json(&t, &format!("/api/v1/reports/{id}"), 200)
         .await;
-    let body = expect_json(r, 200).await;
     assert_eq!(body["status"], "failed");
     assert!(
         body["error"].as_str().unwrap().contains("attempts"),
@@ -297,13 +274,7 @@ async fn a_report_whose_builds_keep_dying_fails() {
     );
     assert!(body["summary"].is_null() && body["download_url"].is_null());
     let r = app
-        .call(
-            Method::GET,
-            &t.host,
-            &format!("/api/v1/reports/{id}/download"),
-            None,
-            &t.token,
-        )
+        .get_as(&t, &format!("/api/v1/reports/{id}/download"))
         .await;
     expect_problem(r, 409, "failed").await;
     assert!(report_emails(&app).await.is_empty());
@@ -381,7 +352,7 @@ async fn expired_reports_are_gone_then_deleted_by_the_weekly_clean_up() {
         format!("/api/v1/reports/{old}"),
         format!("/api/v1/reports/{old}/download"),
     ] {
-        let r = app.call(Method::GET, &t.host, &path, None, &t.token).await;
+        let r = app.get_as(&t, &path).await;
         expect_problem(r, 410, "expired").await;
     }
     // The sweep finds the fresh one only (the expired one is done and past its time).
@@ -404,24 +375,11 @@ async fn expired_reports_are_gone_then_deleted_by_the_weekly_clean_up() {
         matches!(&ran, tenantry_tenant::jobs::TenantRun::Done(_, o) if o.reports == 1),
         "{ran:?}"
     );
-    let r = app
-        .call(
-            Method::GET,
-            &t.host,
-            &format!("/api/v1/reports/{old}"),
-            None,
-            &t.token,
-        )
-        .await;
+    let r = app.get_as(&t, &format!("/api/v1/reports/{old}")).await;
     expect_problem(r, 404, "").await;
-    let r = app
-        .call(
-            Method::GET,
-            &t.host,
-            &format!("/api/v1/reports/{fresh}"),
-            None,
-            &t.token,
-        )
-        .await;
-    assert_eq!(expect_json(r, 200).await["status"], "queued");
+    assert_eq!(
+        app.get_json(&t, &format!("/api/v1/reports/{fresh}"), 200)
+            .await["status"],
+        "queued"
+    );
 }
