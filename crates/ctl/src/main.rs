@@ -1,7 +1,9 @@
 //! `tenantctl`: the operator command. `migrate-schemas` brings public and every tenant schema to
 //! head; `tenant …` creates, lists, suspends, activates, drops and seeds tenants (`seed`); `user …`
-//! deactivates and re-activates accounts.
+//! deactivates and re-activates accounts; `domain …` manages tenants' domains; `jobs …` the
+//! periodic jobs' runs.
 
+mod domain;
 mod jobs;
 mod seed;
 
@@ -51,6 +53,13 @@ enum Command {
     /// The periodic jobs' runs: list, run one now, failed runs, retry.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// A tenant's domains: list, add, remove, make primary. Changes are routed at once and
+    /// audited in the tenant's trail.
+    ///
+    /// Exit status 3: the name is refused (the base domain, or a name under it that is not the
+    /// tenant's own `<slug>.BASE_DOMAIN`); 4: another tenant has the domain; 1: anything else.
+    #[command(subcommand)]
+    Domain(domain::DomainCommand),
 }
 
 #[derive(Subcommand)]
@@ -146,7 +155,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let jobs = match &cli.command {
         Command::MigrateSchemas(a) => usize::from(a.jobs),
-        Command::Tenant(_) | Command::User(_) | Command::Jobs(_) => 1,
+        Command::Tenant(_) | Command::User(_) | Command::Jobs(_) | Command::Domain(_) => 1,
     };
     let db = Db::connect(
         &cli.database_url,
@@ -169,6 +178,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(cmd) => {
             require_public_at_head(&db).await?;
             jobs::run(&db, cmd).await
+        }
+        Command::Domain(cmd) => {
+            require_public_at_head(&db).await?;
+            domain::run(&db, cmd).await
         }
     }
 }

@@ -1401,3 +1401,129 @@ fn uuid_like() -> String {
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     )
 }
+
+#[tokio::test]
+async fn domain_commands_add_list_move_primary_and_remove_audited() {
+    let url = migrated().await;
+    create(&url, "acme", "starter");
+    create(&url, "globex", "free");
+    let ok = |args: &[&str]| {
+        let o = tenantctl(&url, args);
+        assert_ok(&o);
+        stdout(&o)
+    };
+    let refused = |args: &[&str], code: i32, needle: &str| {
+        let o = tenantctl(&url, args);
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{}", stderr(&o));
+    };
+    let primary = || async {
+        one::<String>(
+            &url,
+            "select d.domain from public.domains d join public.companies c on c.id = d.company_id \
+              where c.slug = 'acme' and d.is_primary",
+        )
+        .await
+    };
+
+    assert!(ok(&["domain", "add", "acme", "Tasks.Acme-Corp.test."]).contains("now routes to acme"));
+    assert!(ok(&["domain", "add", "acme", "tasks.acme-corp.test"]).contains("unchanged"));
+    refused(
+        &["domain", "add", "globex", "tasks.acme-corp.test"],
+        4,
+        "another organization",
+    );
+    refused(&["domain", "add", "acme", "localhost"], 3, "base domain");
+    refused(
+        &["domain", "add", "acme", "globex.localhost"],
+        3,
+        "slug hosts",
+    );
+    refused(
+        &["domain", "add", "acme", "app.acme.localhost"],
+        3,
+        "slug hosts",
+    );
+    assert_fails_with(
+        &tenantctl(&url, &["domain", "add", "acme", "bad_name.test"]),
+        "letters",
+    );
+    assert_fails_with(
+        &tenantctl(&url, &["domain", "add", "nobody", "x.test"]),
+        "no tenant",
+    );
+    // With a base domain given, the old default is an ordinary name.
+    let o = command(&["domain", "add", "globex", "globex.localhost"])
+        .env("DATABASE_URL", &url)
+        .env("BASE_DOMAIN", "example.com")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("unchanged"), "{}", stdout(&o));
+
+    assert_eq!(primary().await, "acme.localhost");
+    assert!(
+        ok(&["domain", "primary", "acme", "tasks.acme-corp.test"]).contains("was acme.localhost")
+    );
+    assert_eq!(primary().await, "tasks.acme-corp.test");
+    assert!(ok(&["domain", "primary", "acme", "tasks.acme-corp.test"]).contains("already"));
+    assert_fails_with(
+        &tenantctl(&url, &["domain", "remove", "acme", "tasks.acme-corp.test"]),
+        "primary domain cannot be removed",
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&["domain", "list", "acme", "--json"])).unwrap();
+    assert_eq!(listed[0]["domain"], "tasks.acme-corp.test");
+    assert_eq!(listed[0]["is_primary"], true);
+    assert_eq!(listed[1]["domain"], "acme.localhost");
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    ok(&["domain", "primary", "acme", "acme.localhost"]);
+    assert!(ok(&["domain", "remove", "acme", "tasks.acme-corp.test"]).contains("no longer routes"));
+    assert_fails_with(
+        &tenantctl(&url, &["domain", "remove", "acme", "tasks.acme-corp.test"]),
+        "no such domain",
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.domains where domain like '%acme-corp%'"
+        )
+        .await,
+        0
+    );
+    let schema: String = one(
+        &url,
+        "select schema_name from public.companies where slug = 'acme'",
+    )
+    .await;
+    let actions: Vec<String> = {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .query(
+                &format!(
+                    "select action || ' ' || user_agent from \"{schema}\".audit_log \
+                      where action like 'domain.%' order by id"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let agent = format!("tenantctl/{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        actions,
+        [
+            format!("domain.added {agent} domain add"),
+            format!("domain.primary_changed {agent} domain primary"),
+            format!("domain.primary_changed {agent} domain primary"),
+            format!("domain.removed {agent} domain remove"),
+        ]
+    );
+}

@@ -54,6 +54,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         routes::members::Api::openapi(),
         routes::invitations::Api::openapi(),
         routes::organization::Api::openapi(),
+        routes::domains::Api::openapi(),
         routes::subscription::Api::openapi(),
         routes::insights::Api::openapi(),
         routes::projects::Api::openapi(),

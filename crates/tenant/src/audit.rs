@@ -69,6 +69,10 @@ tenantry_public::text_enum! {
         SubscriptionSynced = "subscription.synced",
         InvoicePaid = "invoice.paid",
         InvoicePaymentFailed = "invoice.payment_failed",
+        /// An operator added, removed or made primary a domain (actor: system, `tenantctl`).
+        DomainAdded = "domain.added",
+        DomainRemoved = "domain.removed",
+        DomainMadePrimary = "domain.primary_changed",
     }
 }
 

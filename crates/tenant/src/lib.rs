@@ -13,6 +13,7 @@ pub mod billing;
 pub mod binding;
 pub mod csv;
 pub mod documents;
+pub mod domains;
 pub mod ids;
 pub mod invitations;
 pub mod jobs;

@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod bench;
 pub mod billing;
 pub mod documents;
+pub mod domains;
 pub mod insights;
 pub mod invitations;
 pub mod me;
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, bench_routes: bool) {
         .configure(members::configure)
         .configure(invitations::configure)
         .configure(organization::configure)
+        .configure(domains::configure)
         .configure(subscription::configure)
         .configure(insights::configure)
         .configure(projects::configure)

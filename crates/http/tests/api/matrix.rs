@@ -700,6 +700,13 @@ async fn every_tenant_route_with_every_role() {
         ),
         case(
             Method::GET,
+            "/api/v1/organization/domains",
+            Target::None,
+            Value::Null,
+            "admin",
+        ),
+        case(
+            Method::GET,
             "/api/v1/organization/subscription",
             Target::None,
             Value::Null,

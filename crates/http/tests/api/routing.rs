@@ -177,3 +177,115 @@ async fn lookups_of_unknown_hosts_are_remembered_and_bounded() {
     )
     .await;
 }
+
+/// Domains changed the way `tenantctl domain` changes them route at once, are listed to admins,
+/// and are refused when they are the base domain, another slug host or another tenant's.
+#[tokio::test]
+async fn operator_domain_changes_route_at_once_and_are_listed() {
+    use tenantry_public::domains::DomainError;
+    use tenantry_public::{companies, DomainName, Origin, Slug};
+    use tenantry_tenant::domains::{self as changes, Changed};
+
+    let (app, t) = spawn_tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    let db = app.domain_db();
+    let find = |slug: &'static str| {
+        let db = db.clone();
+        async move {
+            let slug = Slug::parse(slug).unwrap();
+            companies::find_by_slug(db.public().await.unwrap().client(), &slug)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let (acme, globex_co) = (find("acme").await, find("globex").await);
+    let base = DomainName::parse(BASE).unwrap();
+    let name = |s: &str| DomainName::parse(s).unwrap();
+    let origin = Origin::command("tests");
+    let custom = name("tasks.acme-corp.test");
+
+    let added = changes::add(&db, &acme, &base, &custom, &origin)
+        .await
+        .unwrap();
+    assert!(
+        matches!(added, Changed::Added(ref d) if !d.is_primary),
+        "{added:?}"
+    );
+    eventually("the added domain routes", || async {
+        projects_status(&app, custom.as_str(), &t.token).await == 200
+    })
+    .await;
+    let again = changes::add(&db, &acme, &base, &custom, &origin)
+        .await
+        .unwrap();
+    assert_eq!(again, Changed::AlreadyThere);
+
+    for refused in [BASE, "globex.example.test", "x.acme.example.test"] {
+        let e = changes::add(&db, &acme, &base, &name(refused), &origin).await;
+        assert!(
+            matches!(e, Err(DomainError::Reserved(_))),
+            "{refused}: {e:?}"
+        );
+    }
+    let e = changes::add(&db, &globex_co, &base, &custom, &origin).await;
+    assert!(matches!(e, Err(DomainError::TakenByOther)), "{e:?}");
+
+    // Primary moves: the old primary is listed second, and the new one cannot be removed.
+    let made = changes::make_primary(&db, &acme, &custom, &origin)
+        .await
+        .unwrap();
+    assert!(
+        matches!(made, Changed::MadePrimary { previous: Some(ref p) } if p.domain == t.host),
+        "{made:?}"
+    );
+    let list = app.get_json(&t, "/api/v1/organization/domains", 200).await;
+    assert_eq!(
+        column(&list, "domain"),
+        [custom.to_string(), t.host.clone()]
+    );
+    assert_eq!(list["results"][0]["is_primary"], true);
+    assert_eq!(list["results"][1]["is_primary"], false);
+    let e = changes::remove(&db, &acme, &custom, &origin).await;
+    assert!(matches!(e, Err(DomainError::Primary)), "{e:?}");
+    // Globex's list is its own.
+    let theirs = app
+        .get_json(&globex, "/api/v1/organization/domains", 200)
+        .await;
+    assert_eq!(column(&theirs, "domain"), vec![globex.host.clone()]);
+
+    changes::make_primary(&db, &acme, &name(&t.host), &origin)
+        .await
+        .unwrap();
+    let removed = changes::remove(&db, &acme, &custom, &origin).await.unwrap();
+    assert!(matches!(removed, Changed::Removed(_)), "{removed:?}");
+    eventually("the removed domain no longer routes", || async {
+        projects_status(&app, custom.as_str(), &t.token).await == 404
+    })
+    .await;
+    let e = changes::remove(&db, &acme, &custom, &origin).await;
+    assert!(matches!(e, Err(DomainError::NotFound)), "{e:?}");
+    // The slug host routes whatever the table says.
+    assert_eq!(projects_status(&app, &t.host, &t.token).await, 200);
+
+    let schema = app
+        .sql_one_with::<String>(
+            "select schema_name from public.companies where slug = 'acme'",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        app.audit_actions(&schema)
+            .await
+            .into_iter()
+            .filter(|a| a.starts_with("domain."))
+            .collect::<Vec<_>>(),
+        // Refused and no-op changes wrote nothing.
+        [
+            "domain.added",
+            "domain.primary_changed",
+            "domain.primary_changed",
+            "domain.removed"
+        ]
+    );
+}
