@@ -153,3 +153,8 @@ lint:
 # Benchmarks (bench/run.sh); results land in bench/results/.
 bench *ARGS:
     bash bench/run.sh "$@"
+
+# Cost growth to 10,000 tenants in one database (bench/scale.sh); tenants are kept in .bench-scale/
+# between runs (`--fresh` starts over). Results land in bench/results/scale-*.json.
+bench-scale *ARGS:
+    bash bench/scale.sh "$@"

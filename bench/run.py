@@ -90,6 +90,7 @@ def percentile(values, p):
 class Server:
     def __init__(self, database_url, bench_routes=False, rate_limits=True):
         self.port = free_port()
+        self.database_url = database_url
         # Every sign-up comes from one address: the base host's per-address limit is raised (the
         # plans' quotas are raised in the database, see main), the limiter stays on unless asked.
         env = dict(os.environ, DATABASE_URL=database_url, BASE_DOMAIN=BASE,
