@@ -1393,3 +1393,40 @@ async fn the_tenant_cleanup_keeps_completed_tasks_while_retention_is_null_and_de
         1
     );
 }
+
+/// Tenant tables hold account ids without foreign keys to `public.users` (V11): each such key
+/// would put two triggers per tenant on the one shared table. Keys between a tenant's own tables
+/// stay.
+#[tokio::test]
+async fn tenants_put_no_triggers_on_public_users() {
+    let env = env().await;
+    let before: i64 = one(
+        &env,
+        "select count(*) from pg_trigger where tgrelid = 'public.users'::regclass",
+    )
+    .await;
+    tenant(&env, "acme").await;
+    tenant(&env, "globex").await;
+    let after: i64 = one(
+        &env,
+        "select count(*) from pg_trigger where tgrelid = 'public.users'::regclass",
+    )
+    .await;
+    assert_eq!(after, before);
+    let to_users: i64 = one(
+        &env,
+        "select count(*) from pg_constraint where contype = 'f' \
+           and confrelid = 'public.users'::regclass \
+           and connamespace::regnamespace::text like 'tenant_%'",
+    )
+    .await;
+    assert_eq!(to_users, 0);
+    let inside: i64 = one(
+        &env,
+        "select count(*) from pg_constraint c join pg_namespace n on n.oid = c.connamespace \
+          where c.contype = 'f' and n.nspname = 'tenant_acme' \
+            and c.confrelid::regclass::text like 'tenant_acme.%'",
+    )
+    .await;
+    assert!(inside >= 5, "keys inside the tenant: {inside}");
+}
