@@ -7,6 +7,7 @@ pub mod common_passwords;
 pub mod companies;
 pub mod company_settings;
 pub mod db;
+pub mod domains;
 pub mod enums;
 pub mod exporter;
 pub mod ids;

@@ -69,6 +69,11 @@ tenantry_public::text_enum! {
         SubscriptionSynced = "subscription.synced",
         InvoicePaid = "invoice.paid",
         InvoicePaymentFailed = "invoice.payment_failed",
+        OrganizationRenamed = "organization.renamed",
+        /// The owner deleted the organization: suspended, to be dropped after the grace period.
+        OrganizationDeletionRequested = "organization.deletion_requested",
+        /// An operator restored a deleted organization within its grace period (actor: system).
+        OrganizationRestored = "organization.restored",
     }
 }
 

@@ -222,6 +222,8 @@ fn kind(email: &Email) -> &'static str {
         Email::Welcome { .. } => "welcome",
         Email::ReportReady { .. } => "report_ready",
         Email::SubscriptionNotice { .. } => "subscription_notice",
+        Email::OrganizationDeleted { .. } => "organization_deleted",
+        Email::OrganizationRestored { .. } => "organization_restored",
     }
 }
 
@@ -236,7 +238,9 @@ fn link(email: &Email) -> &str {
         | Email::ReportReady { link, .. }
         | Email::SubscriptionNotice { link, .. } => link,
         Email::OverdueDigest { tasks, .. } => tasks.first().map_or("", |t| t.link.as_str()),
-        Email::Welcome { .. } => "",
+        Email::Welcome { .. }
+        | Email::OrganizationDeleted { .. }
+        | Email::OrganizationRestored { .. } => "",
     }
 }
 
@@ -376,6 +380,27 @@ pub fn render(email: &Email) -> (String, String) {
         } => (
             format!("Your {organization} subscription"),
             format!("{what}\n\nSee the organization's subscription:\n\n{link}\n"),
+        ),
+        Email::OrganizationDeleted {
+            organization,
+            drop_after,
+            ..
+        } => (
+            format!("{organization} was deleted"),
+            format!(
+                "You deleted the organization {organization}. It is suspended: its members can \
+                 no longer sign in to it and its API keys no longer work.\n\nIt and all its data \
+                 (projects, tasks, documents, members, audit trail) will be dropped for good on \
+                 {drop_after}. Until then an operator can restore it: reply to this email or \
+                 contact support if this was a mistake.\n"
+            ),
+        ),
+        Email::OrganizationRestored { organization, .. } => (
+            format!("{organization} was restored"),
+            format!(
+                "The organization {organization} was restored by an operator: it is active \
+                 again and will not be dropped. Its members can sign in to it as before.\n"
+            ),
         ),
     }
 }
