@@ -283,11 +283,13 @@ pub async fn drop_due(
                 Ok(false) => {}
                 Err(DbError::Unavailable(e)) => return Err(DbError::Unavailable(e)),
                 Err(e) => {
-                    tracing::warn!(job = DROP_JOB, tenant = %company.slug, error = %e,
+                    // With its causes: a query error's own text is only "db error".
+                    let error = tenantry_public::db::error_chain(&e);
+                    tracing::warn!(job = DROP_JOB, tenant = %company.slug, error,
                         "dropping a tenant failed; the next run tries again");
                     drops.failed.push(DropFailure {
                         slug: company.slug.to_string(),
-                        error: e.to_string(),
+                        error,
                     });
                 }
             }

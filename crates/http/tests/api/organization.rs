@@ -130,17 +130,16 @@ async fn renaming_is_validated_for_owners_and_admins_and_audited() {
         0
     );
 
-    // 200 characters (trimmed) is the longest name.
+    // Trimmed; 200 characters is the longest name.
+    let b = expect_json(
+        send(&app, &t, Method::PATCH, &admin, json!({"name": "  Acme  "})).await,
+        200,
+    )
+    .await;
+    assert_eq!(b["name"], "Acme");
     let long = "é".repeat(200);
     let b = expect_json(
-        send(
-            &app,
-            &t,
-            Method::PATCH,
-            &admin,
-            json!({"name": format!(" {long} ")}),
-        )
-        .await,
+        send(&app, &t, Method::PATCH, &admin, json!({"name": long})).await,
         200,
     )
     .await;
@@ -169,7 +168,7 @@ async fn renaming_is_validated_for_owners_and_admins_and_audited() {
     assert_eq!(stored, "Acme Corporation");
     assert_eq!(
         app.audit_count("tenant_acme", "organization.renamed").await,
-        2
+        3
     );
     let row = app
         .sql_row_with(
@@ -200,7 +199,7 @@ async fn renaming_is_validated_for_owners_and_admins_and_audited() {
     assert_eq!(b["name"], "Acme Corporation");
     assert_eq!(
         app.audit_count("tenant_acme", "organization.renamed").await,
-        2
+        3
     );
 }
 
