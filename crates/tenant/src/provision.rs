@@ -252,7 +252,7 @@ pub async fn drop_due_company(db: &Db, id: CompanyId, now: DateTime<Utc>) -> Res
     let Some(company) = companies::lock(&*tx, id).await? else {
         return Ok(false);
     };
-    if !company.deletion.is_some_and(|d| d.drop_after <= now) {
+    if company.deletion.is_none_or(|d| d.drop_after > now) {
         return Ok(false);
     }
     drop_in(tx, &company).await?;
