@@ -51,7 +51,7 @@ pub struct Api;
 
 /// One of the hosts the organization is served on.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DomainView {
+pub struct OverviewDomain {
     #[schema(example = "acme.example.com")]
     pub domain: String,
     /// The host links in emails use.
@@ -60,7 +60,7 @@ pub struct DomainView {
 
 /// The organization as a whole.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OrganizationView {
+pub struct OrganizationOverview {
     #[schema(example = "Acme Inc")]
     pub name: String,
     #[schema(example = "acme")]
@@ -72,12 +72,12 @@ pub struct OrganizationView {
     #[schema(value_type = String, example = "active")]
     pub subscription_status: SubscriptionStatus,
     /// The primary first, then by name.
-    pub domains: Vec<DomainView>,
+    pub domains: Vec<OverviewDomain>,
     pub settings: SettingsView,
     pub created_at: DateTime<Utc>,
 }
 
-impl From<Overview> for OrganizationView {
+impl From<Overview> for OrganizationOverview {
     fn from(o: Overview) -> Self {
         Self {
             name: o.company.name,
@@ -87,7 +87,7 @@ impl From<Overview> for OrganizationView {
             domains: o
                 .domains
                 .into_iter()
-                .map(|d| DomainView {
+                .map(|d| OverviewDomain {
                     domain: d.domain,
                     is_primary: d.is_primary,
                 })
@@ -102,11 +102,11 @@ impl From<Overview> for OrganizationView {
 /// and API keys.
 #[utoipa::path(get, path = "/api/v1/organization", tag = "organization",
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = OrganizationView)))]
+    responses((status = 200, body = OrganizationOverview)))]
 pub async fn get_organization(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::OrganizationRead).await?;
     let overview = organization::overview(&conn, cx.acting().company).await?;
-    Ok(HttpResponse::Ok().json(OrganizationView::from(overview)))
+    Ok(HttpResponse::Ok().json(OrganizationOverview::from(overview)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,7 +120,7 @@ pub struct RenameOrganization {
 /// is not recorded). Owners and admins only. Answers the organization as `GET` does.
 #[utoipa::path(patch, path = "/api/v1/organization", tag = "organization",
     request_body = RenameOrganization, security(("bearer" = [])),
-    responses((status = 200, body = OrganizationView),
+    responses((status = 200, body = OrganizationOverview),
               (status = 403, description = "Not an owner or admin, or an API key"),
               (status = 422, description = "`name` missing, null, blank, longer than 200 characters or with control characters")))]
 pub async fn rename_organization(
@@ -131,7 +131,7 @@ pub async fn rename_organization(
     let (name,) = (fields::name("name", &body.name, schema::MAX_PERSON_NAME),).collect()?;
     let mut conn = cx.bound().await?;
     let overview = organization::rename(&mut conn, &cx.acting(), &name).await?;
-    Ok(HttpResponse::Ok().json(OrganizationView::from(overview)))
+    Ok(HttpResponse::Ok().json(OrganizationOverview::from(overview)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
