@@ -480,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn the_deletion_email_names_the_drop_date_and_the_way_back() {
+        let (subject, body) = render(&Email::OrganizationDeleted {
+            to: "a@b.test".into(),
+            organization: "Acme".into(),
+            drop_after: "2027-01-06T12:00:00+00:00".into(),
+        });
+        assert_eq!(subject, "Acme was deleted");
+        assert!(
+            body.contains("2027-01-06T12:00:00+00:00") && body.contains("an operator can restore"),
+            "{body}"
+        );
+        let (subject, body) = render(&Email::OrganizationRestored {
+            to: "a@b.test".into(),
+            organization: "Acme".into(),
+        });
+        assert_eq!(subject, "Acme was restored");
+        assert!(body.contains("active again"), "{body}");
+    }
+
+    #[test]
     fn the_welcome_names_the_organization_and_role() {
         let (subject, body) = render(&Email::Welcome {
             to: "a@b.test".into(),

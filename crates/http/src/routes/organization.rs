@@ -102,7 +102,8 @@ impl From<Overview> for OrganizationOverview {
 /// and API keys.
 #[utoipa::path(get, path = "/api/v1/organization", tag = "organization",
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = OrganizationOverview)))]
+    responses((status = 200, body = OrganizationOverview),
+              (status = 403, description = "The organization is suspended (an operator's, or deleted by its owner), or the token is another organization's")))]
 pub async fn get_organization(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
     let conn = cx.connect(Permission::OrganizationRead).await?;
     let overview = organization::overview(&conn, cx.acting().company).await?;
