@@ -474,3 +474,31 @@ async fn a_deleted_organization_is_refused_at_once_and_restored_within_its_grace
     );
     assert_eq!(company_state(&app, &t.company_id).await.0, "suspended");
 }
+
+/// Two deletions at once: one wins; the other is refused (409 under the row lock, or 403 when
+/// the host was already suspended as it arrived), and the trail and the outbox have one of each.
+#[tokio::test]
+async fn concurrent_deletions_delete_once() {
+    let (app, t) = spawn_tenant("acme").await;
+    let body = json!({"password": "password-of-acme"});
+    let (a, b) = tokio::join!(
+        send(&app, &t, Method::DELETE, &t.token, body.clone()),
+        send(&app, &t, Method::DELETE, &t.token, body),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 202, "{statuses:?}");
+    assert!([403, 409].contains(&statuses[1]), "{statuses:?}");
+    assert_eq!(
+        app.audit_count("tenant_acme", "organization.deletion_requested")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "select count(*) from public.outbox where payload->>'kind' = 'organization_deleted'"
+        )
+        .await,
+        1
+    );
+}
