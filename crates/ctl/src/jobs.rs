@@ -11,6 +11,7 @@ use tenantry_public::jobs::{
 use tenantry_public::links::Links;
 use tenantry_public::{companies, CompanyId, Slug};
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
+use tenantry_tenant::organization::DROP_JOB;
 use tenantry_tenant::reminders::{self, DueReminders, OverdueRun, DUE_REMINDERS, OVERDUE_DIGEST};
 
 #[derive(Subcommand)]
@@ -29,7 +30,8 @@ pub enum JobsCommand {
     /// Run a job now, as the worker would at `--at` (default: now). A period already run (or
     /// being run) is not run again.
     Run {
-        /// The job: `cleanup.platform`, or `cleanup.tenant`, `reminders.due` or
+        /// The job: `cleanup.platform`, `organization.drop` (deleted organizations past their
+        /// grace period), or `cleanup.tenant`, `reminders.due` or
         /// `reminders.overdue` with `--tenant`. The reminders' links use `BASE_DOMAIN`,
         /// `LINK_SCHEME` and `LINK_PORT` as the worker does.
         name: String,
@@ -169,6 +171,11 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                     daily,
                     "once per day",
                 ),
+                (
+                    tenantry_tenant::organization::DROP_JOB,
+                    daily,
+                    "once per day",
+                ),
                 (DUE_REMINDERS, quarter(REMINDER_SCHEDULE), "per tenant"),
                 (
                     OVERDUE_DIGEST,
@@ -238,9 +245,35 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            if name == DROP_JOB && tenant.is_none() {
+                let day = now.date_naive();
+                match tenantry_tenant::organization::drop_due(db, now).await? {
+                    Ran::Done(id, done) => {
+                        println!(
+                            "{name} {day} (run {id}): dropped {} tenant(s){}{}",
+                            done.dropped.len(),
+                            if done.dropped.is_empty() { "" } else { ": " },
+                            done.dropped.join(", ")
+                        );
+                        for f in &done.failed {
+                            eprintln!("tenantctl: {name}: dropping {} failed: {}", f.slug, f.error);
+                        }
+                        if !done.failed.is_empty() {
+                            anyhow::bail!(
+                                "{} tenant(s) could not be dropped; the next day's run tries again",
+                                done.failed.len()
+                            );
+                        }
+                    }
+                    Ran::NotMine => {
+                        println!("{name} {day}: already run, being run, or waiting to be retried")
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             if name != PLATFORM_CLEANUP || tenant.is_some() {
                 anyhow::bail!(
-                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, \
+                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, {DROP_JOB}, \
                      {TENANT_CLEANUP} --tenant SLUG, {DUE_REMINDERS} --tenant SLUG, \
                      {OVERDUE_DIGEST} --tenant SLUG",
                     if tenant.is_some() {

@@ -1,7 +1,7 @@
 //! `tenantctl`: the operator command. `migrate-schemas` brings public and every tenant schema to
-//! head; `tenant …` creates, lists, suspends, activates, drops and seeds tenants (`seed`); `user …`
-//! deactivates and re-activates accounts; `domain …` manages tenants' domains; `jobs …` the
-//! periodic jobs' runs.
+//! head; `tenant …` creates, lists, suspends, activates, restores (an owner's deletion), drops
+//! and seeds tenants (`seed`); `user …` deactivates and re-activates accounts; `domain …` manages
+//! tenants' domains; `jobs …` the periodic jobs' runs.
 
 mod domain;
 mod jobs;
@@ -23,6 +23,7 @@ use tenantry_public::{sessions, users};
 use tenantry_public::{DomainName, Email, Origin, Password, Slug};
 use tenantry_tenant::members;
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, SchemaReport};
+use tenantry_tenant::organization;
 use tenantry_tenant::provision::{drop_tenant, provision, NewTenant, Owner, ProvisionError};
 use tenantry_tenant::TenantConn;
 
@@ -44,7 +45,7 @@ struct Cli {
 enum Command {
     /// Migrate the public schema, then every tenant schema, in parallel.
     MigrateSchemas(MigrateArgs),
-    /// Create, list, suspend, activate, drop or seed tenants.
+    /// Create, list, suspend, activate, restore, drop or seed tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Deactivate or re-activate an account (in every organization).
@@ -116,8 +117,12 @@ enum TenantCommand {
     },
     /// Suspend a tenant: its hosts answer 403.
     Suspend { slug: String },
-    /// Re-activate a suspended tenant.
+    /// Re-activate a suspended tenant (not one its owner deleted: that is `restore`).
     Activate { slug: String },
+    /// Undo an owner's deletion within its grace period: the tenant is active again and will
+    /// not be dropped; audited in its trail (`organization.restored`, user agent
+    /// `tenantctl/<version> tenant restore`) and its owner emailed.
+    Restore { slug: String },
     /// Drop a tenant's schema and every row of it. Irreversible.
     Drop {
         slug: String,
@@ -306,6 +311,8 @@ struct TenantRow {
     schema: String,
     plan: String,
     status: String,
+    /// When the worker drops a tenant its owner deleted (RFC 3339); null otherwise.
+    drop_after: Option<String>,
     schema_version: Option<i32>,
     created_at: String,
 }
@@ -364,6 +371,7 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                     schema: c.schema_name.to_string(),
                     plan: c.plan,
                     status: c.status.as_str().to_owned(),
+                    drop_after: c.deletion.map(|d| d.drop_after.to_rfc3339()),
                     schema_version: c.schema_version,
                     created_at: c.created_at.to_rfc3339(),
                 })
@@ -372,14 +380,18 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<24} {:<14} {:<12} {:>7}  {:<28} NAME",
+                    "{:<24} {:<28} {:<12} {:>7}  {:<28} NAME",
                     "SLUG", "STATUS", "PLAN", "VERSION", "SCHEMA"
                 );
                 for r in &rows {
+                    let status = match &r.drop_after {
+                        Some(at) => format!("{} (drops {})", r.status, &at[..10]),
+                        None => r.status.clone(),
+                    };
                     println!(
-                        "{:<24} {:<14} {:<12} {:>7}  {:<28} {}",
+                        "{:<24} {:<28} {:<12} {:>7}  {:<28} {}",
                         r.slug,
-                        r.status,
+                        status,
                         r.plan,
                         r.schema_version.map_or("-".into(), |v| v.to_string()),
                         r.schema,
@@ -392,6 +404,19 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
         }
         TenantCommand::Suspend { slug } => set_status(db, &slug, CompanyStatus::Suspended).await,
         TenantCommand::Activate { slug } => set_status(db, &slug, CompanyStatus::Active).await,
+        TenantCommand::Restore { slug } => {
+            let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
+            let origin = Origin::command(&format!(
+                "tenantctl/{} tenant restore",
+                env!("CARGO_PKG_VERSION")
+            ));
+            let restored = organization::restore(db, &slug, &origin, chrono::Utc::now()).await?;
+            println!(
+                "{slug} is active again; its deletion is cancelled and its owner will be emailed"
+            );
+            debug_assert!(restored.deletion.is_none());
+            Ok(ExitCode::SUCCESS)
+        }
         TenantCommand::Drop { slug, yes } => {
             let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
             if !yes {
@@ -411,6 +436,18 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
 async fn set_status(db: &Db, slug: &str, status: CompanyStatus) -> anyhow::Result<ExitCode> {
     let slug = Slug::parse(slug).map_err(|e| anyhow::anyhow!("{slug:?} {e}"))?;
     let client = db.public().await?;
+    if status == CompanyStatus::Active {
+        let pending = companies::find_by_slug(client.client(), &slug)
+            .await?
+            .and_then(|c| c.deletion);
+        if let Some(d) = pending {
+            bail!(
+                "{slug} was deleted by its owner and is dropped after {}; use `tenantctl tenant \
+                 restore {slug}` to cancel the deletion",
+                d.drop_after.to_rfc3339()
+            );
+        }
+    }
     if companies::set_status(client.client(), &slug, status).await? {
         println!("{slug} is now {}", status.as_str());
         Ok(ExitCode::SUCCESS)

@@ -1402,6 +1402,116 @@ fn uuid_like() -> String {
     )
 }
 
+/// An organization its owner deleted (marked here as `DELETE /api/v1/organization` marks it):
+/// `tenant list` shows the pending drop, `tenant activate` refuses and points to `restore`,
+/// `tenant restore` re-activates it within the grace period (audited as the command in the
+/// tenant's trail, the owner emailed) and refuses, naming why, a tenant that is not pending
+/// deletion, an unknown one, and one whose grace period is over.
+#[tokio::test]
+async fn tenant_restore_undoes_an_owners_deletion_within_its_grace() {
+    let url = migrated().await;
+    create(&url, "acme", "starter");
+    create(&url, "globex", "free");
+    let mark = |drop_after: &str| {
+        format!(
+            "update public.companies set status = 'suspended', \
+                    deletion_requested_at = timestamptz '{drop_after}' - interval '30 days', \
+                    drop_after = timestamptz '{drop_after}' where slug = 'acme'"
+        )
+    };
+    exec(&url, &mark("2099-01-06T12:00:00Z")).await;
+
+    let o = tenantctl(&url, &["tenant", "list", "--json"]);
+    assert_ok(&o);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["slug"], "acme");
+    assert_eq!(list[0]["status"], "suspended");
+    assert_eq!(list[0]["drop_after"], "2099-01-06T12:00:00+00:00");
+    assert_eq!(list[1]["drop_after"], serde_json::Value::Null);
+    let o = tenantctl(&url, &["tenant", "list"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("suspended (drops 2099-01-06)"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = tenantctl(&url, &["tenant", "activate", "acme"]);
+    assert_fails_with(&o, "tenantctl tenant restore acme");
+    assert_eq!(
+        one::<String>(
+            &url,
+            "select status from public.companies where slug = 'acme'"
+        )
+        .await,
+        "suspended"
+    );
+
+    let o = tenantctl(&url, &["tenant", "restore", "acme"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("acme is active again"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.companies where slug = 'acme' and status = 'active' \
+               and deletion_requested_at is null and drop_after is null"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_acme.audit_log where action = 'organization.restored' \
+               and actor_user_id is null and user_agent like 'tenantctl/% tenant restore'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.outbox where payload->>'kind' = 'organization_restored' \
+               and payload->>'to' = 'owner@acme.test'"
+        )
+        .await,
+        1
+    );
+
+    // Not pending: refused, nothing recorded twice.
+    let o = tenantctl(&url, &["tenant", "restore", "acme"]);
+    assert_fails_with(&o, "acme is not pending deletion");
+    let o = tenantctl(&url, &["tenant", "restore", "globex"]);
+    assert_fails_with(&o, "globex is not pending deletion");
+    let o = tenantctl(&url, &["tenant", "restore", "nobody"]);
+    assert_fails_with(&o, "no tenant has the slug nobody");
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_acme.audit_log where action = 'organization.restored'"
+        )
+        .await,
+        1
+    );
+
+    // The grace period is over (the worker has not dropped it yet): too late.
+    exec(&url, &mark("2020-01-06T12:00:00Z")).await;
+    let o = tenantctl(&url, &["tenant", "restore", "acme"]);
+    assert_fails_with(&o, "can no longer be restored");
+    assert_eq!(
+        one::<String>(
+            &url,
+            "select status from public.companies where slug = 'acme'"
+        )
+        .await,
+        "suspended"
+    );
+}
+
 #[tokio::test]
 async fn domain_commands_add_list_move_primary_and_remove_audited() {
     let url = migrated().await;

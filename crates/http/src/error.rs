@@ -16,7 +16,7 @@ use tenantry_tenant::billing::{BillingError, SignatureError};
 use tenantry_tenant::documents::DocumentError;
 use tenantry_tenant::members::MembershipError;
 use tenantry_tenant::notifications::NotificationError;
-use tenantry_tenant::organization::SettingsError;
+use tenantry_tenant::organization::{DeletionError, SettingsError};
 use tenantry_tenant::projects::ProjectError;
 use tenantry_tenant::provision::ProvisionError;
 use tenantry_tenant::reports::ReportError;
@@ -400,6 +400,20 @@ impl From<SettingsError> for ApiError {
                 "is not a time zone this server knows (an IANA name such as Europe/Berlin)",
             ),
             SettingsError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeletionError> for ApiError {
+    fn from(e: DeletionError) -> Self {
+        use DeletionError as E;
+        match e {
+            e @ (E::WrongPassword | E::NotOwner) => Self::Forbidden(e.to_string()),
+            e @ E::AlreadyDeleted => Self::conflict(e),
+            // Operator refusals (`tenantctl tenant restore`); no route answers them.
+            e @ (E::NoSuchTenant(_) | E::NotPending(..) | E::GraceOver(..)) => Self::conflict(e),
+            E::Password(e) => e.into(),
+            E::Db(e) => e.into(),
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::routes;
         (name = "documents", description = "Notes and files of the Host's tenant and its projects"),
         (name = "members", description = "Members of the Host's tenant and their roles"),
         (name = "invitations", description = "Invitations to join the Host's tenant"),
-        (name = "organization", description = "The Host's tenant as a whole: settings, ownership"),
+        (name = "organization", description = "The Host's tenant as a whole: overview, name, settings, deletion, ownership"),
         (name = "api-keys", description = "API keys of the Host's tenant (sent as X-API-Key)"),
         (name = "audit", description = "The Host's tenant's audit trail"),
         (name = "billing", description = "Plans, the organization's subscription and invoices, and the billing provider's webhook"),

@@ -27,10 +27,25 @@ pub struct Company {
     pub schema_version: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Pending deletion: when the owner deleted the organization (it is suspended since), and
+    /// when the worker drops it. Both set or both `None` (a CHECK holds them together).
+    pub deletion: Option<Deletion>,
 }
 
-pub(crate) const COLUMNS: &str =
-    "id, name, slug, schema_name, plan, status, schema_version, created_at, updated_at";
+/// A company its owner deleted: suspended at `requested_at`, dropped by the worker once
+/// `drop_after` has passed, restorable by an operator until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletion {
+    pub requested_at: DateTime<Utc>,
+    pub drop_after: DateTime<Utc>,
+}
+
+/// How long a deleted organization waits before the worker drops it (and an operator can
+/// still restore it).
+pub const DELETION_GRACE: chrono::Duration = chrono::Duration::days(30);
+
+pub(crate) const COLUMNS: &str = "id, name, slug, schema_name, plan, status, schema_version, \
+                                  created_at, updated_at, deletion_requested_at, drop_after";
 
 impl TryFrom<&Row> for Company {
     type Error = DbError;
@@ -49,6 +64,16 @@ impl TryFrom<&Row> for Company {
             schema_version: row.try_get("schema_version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            deletion: match (
+                row.try_get("deletion_requested_at")?,
+                row.try_get("drop_after")?,
+            ) {
+                (Some(requested_at), Some(drop_after)) => Some(Deletion {
+                    requested_at,
+                    drop_after,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -96,6 +121,70 @@ pub async fn of_member(db: &impl GenericClient, user: UserId) -> Result<Vec<Comp
           order by slug"
     );
     db.query(&sql, &[&user.0])
+        .await?
+        .iter()
+        .map(Company::try_from)
+        .collect()
+}
+
+/// Locks the company row (`for update`) and reads it: what a deletion, a restore and the
+/// worker's drop serialise on.
+pub async fn lock(db: &impl GenericClient, id: CompanyId) -> Result<Option<Company>, DbError> {
+    let sql = format!("select {COLUMNS} from public.companies where id = $1 for update");
+    db.query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(Company::try_from)
+        .transpose()
+}
+
+/// Renames the company; returns the row as it is now.
+pub async fn rename(
+    db: &impl GenericClient,
+    id: CompanyId,
+    name: &str,
+) -> Result<Company, DbError> {
+    let sql = format!(
+        "update public.companies set name = $2, updated_at = now() where id = $1 \
+         returning {COLUMNS}"
+    );
+    Company::try_from(&db.query_one(&sql, &[&id, &name]).await?)
+}
+
+/// Suspends the company and marks it for deletion at `now`, to be dropped at `drop_after`.
+pub async fn mark_for_deletion(
+    db: &impl GenericClient,
+    id: CompanyId,
+    now: DateTime<Utc>,
+    drop_after: DateTime<Utc>,
+) -> Result<Company, DbError> {
+    let sql = format!(
+        "update public.companies set status = 'suspended', deletion_requested_at = $2, \
+                drop_after = $3, updated_at = now() \
+          where id = $1 returning {COLUMNS}"
+    );
+    Company::try_from(&db.query_one(&sql, &[&id, &now, &drop_after]).await?)
+}
+
+/// Clears the deletion mark and re-activates the company.
+pub async fn restore(db: &impl GenericClient, id: CompanyId) -> Result<Company, DbError> {
+    let sql = format!(
+        "update public.companies set status = 'active', deletion_requested_at = null, \
+                drop_after = null, updated_at = now() \
+          where id = $1 returning {COLUMNS}"
+    );
+    Company::try_from(&db.query_one(&sql, &[&id]).await?)
+}
+
+/// The companies whose grace period has ended at `now`, oldest first.
+pub async fn due_for_drop(
+    db: &impl GenericClient,
+    now: DateTime<Utc>,
+) -> Result<Vec<Company>, DbError> {
+    let sql = format!(
+        "select {COLUMNS} from public.companies where drop_after <= $1 order by drop_after, id"
+    );
+    db.query(&sql, &[&now])
         .await?
         .iter()
         .map(Company::try_from)

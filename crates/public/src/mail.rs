@@ -87,6 +87,15 @@ pub enum Email {
         what: String,
         link: String,
     },
+    /// The owner deleted the organization: it is suspended, and dropped with all its data at
+    /// `drop_after` (RFC 3339) unless an operator restores it before then.
+    OrganizationDeleted {
+        to: String,
+        organization: String,
+        drop_after: String,
+    },
+    /// An operator restored the organization its owner had deleted: it is active again.
+    OrganizationRestored { to: String, organization: String },
 }
 
 /// One task in an [`Email::OverdueDigest`].
@@ -113,7 +122,9 @@ impl Email {
             | Self::OverdueDigest { to, .. }
             | Self::Welcome { to, .. }
             | Self::ReportReady { to, .. }
-            | Self::SubscriptionNotice { to, .. } => to,
+            | Self::SubscriptionNotice { to, .. }
+            | Self::OrganizationDeleted { to, .. }
+            | Self::OrganizationRestored { to, .. } => to,
         }
     }
 }

@@ -24,8 +24,13 @@ tenantry_public::text_enum! {
         AuditRead = "audit.read",
         /// Hand the owner role to another member.
         OwnershipTransfer = "organization.transfer_ownership",
-        /// Read and change the organization's settings (time zone, reminders, retention).
+        /// Read the organization as a whole: name, plan, subscription status, domains, settings.
+        OrganizationRead = "organization.read",
+        /// Read and change the organization's settings (time zone, reminders, retention) and
+        /// its name.
         OrganizationSettings = "organization.settings",
+        /// Delete the organization (suspended at once, dropped after the grace period).
+        OrganizationDelete = "organization.delete",
         /// Read the organization's subscription, usage and invoices.
         BillingRead = "billing.read",
         /// Change the plan, cancel and resume the subscription.
@@ -37,7 +42,7 @@ impl Permission {
     /// The least powerful role that holds this permission.
     pub fn minimum_role(self) -> Role {
         match self {
-            Self::ContentRead | Self::MembersRead => Role::Viewer,
+            Self::ContentRead | Self::MembersRead | Self::OrganizationRead => Role::Viewer,
             Self::ContentWrite => Role::Member,
             Self::MembersManage
             | Self::InvitationsManage
@@ -45,24 +50,30 @@ impl Permission {
             | Self::AuditRead
             | Self::OrganizationSettings
             | Self::BillingRead => Role::Admin,
-            Self::OwnershipTransfer | Self::BillingManage => Role::Owner,
+            Self::OwnershipTransfer | Self::BillingManage | Self::OrganizationDelete => Role::Owner,
         }
     }
 
     /// Whether a request authenticated with an API key may use this permission at all (its role
     /// still has to allow it). Keys automate work on content and can read members and the audit
-    /// trail; they never manage people, keys, ownership or the organization's settings, so a
+    /// trail and the organization's overview; they never manage people, keys, ownership or the
+    /// organization's settings, so a
     /// leaked key cannot mint new keys, invite accounts, lock people out or change how the
     /// organization runs, and revoking it ends the leak. (One exception lives in
     /// the key route: a key may revoke itself.)
     pub fn allowed_for_api_keys(self) -> bool {
         match self {
-            Self::ContentRead | Self::ContentWrite | Self::MembersRead | Self::AuditRead => true,
+            Self::ContentRead
+            | Self::ContentWrite
+            | Self::MembersRead
+            | Self::AuditRead
+            | Self::OrganizationRead => true,
             Self::MembersManage
             | Self::InvitationsManage
             | Self::ApiKeysManage
             | Self::OwnershipTransfer
             | Self::OrganizationSettings
+            | Self::OrganizationDelete
             | Self::BillingRead
             | Self::BillingManage => false,
         }
@@ -129,7 +140,9 @@ mod tests {
             (Permission::ApiKeysManage, [true, true, false, false]),
             (Permission::AuditRead, [true, true, false, false]),
             (Permission::OwnershipTransfer, [true, false, false, false]),
+            (Permission::OrganizationRead, [true, true, true, true]),
             (Permission::OrganizationSettings, [true, true, false, false]),
+            (Permission::OrganizationDelete, [true, false, false, false]),
             (Permission::BillingRead, [true, true, false, false]),
             (Permission::BillingManage, [true, false, false, false]),
         ];
@@ -159,7 +172,8 @@ mod tests {
                 Permission::ContentRead,
                 Permission::ContentWrite,
                 Permission::MembersRead,
-                Permission::AuditRead
+                Permission::AuditRead,
+                Permission::OrganizationRead
             ]
         );
     }

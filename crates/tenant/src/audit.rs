@@ -73,6 +73,11 @@ tenantry_public::text_enum! {
         DomainAdded = "domain.added",
         DomainRemoved = "domain.removed",
         DomainMadePrimary = "domain.primary_changed",
+        OrganizationRenamed = "organization.renamed",
+        /// The owner deleted the organization: suspended, to be dropped after the grace period.
+        OrganizationDeletionRequested = "organization.deletion_requested",
+        /// An operator restored a deleted organization within its grace period (actor: system).
+        OrganizationRestored = "organization.restored",
     }
 }
 

@@ -238,6 +238,30 @@ pub async fn drop_tenant(db: &Db, slug: &Slug) -> Result<bool, DbError> {
     let Some(company) = companies::find_by_slug(&*tx, slug).await? else {
         return Ok(false);
     };
+    drop_in(tx, &company).await?;
+    Ok(true)
+}
+
+/// The worker's drop of a deleted organization ([`crate::organization::drop_due`]): like
+/// [`drop_tenant`], but only while the company, read under its row lock, is still marked for
+/// deletion with `drop_after` at or before `now`. False when it is gone or no longer due (an
+/// operator restored it first), so a second run drops nothing.
+pub async fn drop_due_company(db: &Db, id: CompanyId, now: DateTime<Utc>) -> Result<bool, DbError> {
+    let mut client = db.public().await?;
+    let tx = client.transaction().await?;
+    let Some(company) = companies::lock(&*tx, id).await? else {
+        return Ok(false);
+    };
+    if company.deletion.is_none_or(|d| d.drop_after > now) {
+        return Ok(false);
+    }
+    drop_in(tx, &company).await?;
+    Ok(true)
+}
+
+/// Drops `company`'s schema (under the per-schema lock migrations and provisioning take) and its
+/// company row (every public row of it cascades), and commits.
+async fn drop_in(tx: deadpool_postgres::Transaction<'_>, company: &Company) -> Result<(), DbError> {
     lock_schema(&tx, &company.schema_name)
         .await
         .map_err(|e| match e {
@@ -255,5 +279,5 @@ pub async fn drop_tenant(db: &Db, slug: &Slug) -> Result<bool, DbError> {
     )
     .await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(())
 }

@@ -113,9 +113,11 @@ struct DbJobs {
     mailer: Arc<mail::Mailer>,
 }
 
-/// The weekly clean-up, on every worker's schedule: the platform part and the fan-out of the
-/// per-tenant part, each done only by the worker that claims it
-/// (`tenantry_public::jobs::platform_cleanup`, [`tenant_jobs::fan_out`]).
+/// The weekly clean-up, on every worker's schedule: the platform part, the billing period ends,
+/// the drop of deleted organizations past their grace period and the fan-out of the per-tenant
+/// part, each done only by the worker that claims it (`tenantry_public::jobs::platform_cleanup`,
+/// `tenantry_tenant::subscription::end_periods`, `tenantry_tenant::organization::drop_due`,
+/// [`tenant_jobs::fan_out`]).
 async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs::TenantJobError> {
     let now = Utc::now();
     let week = tenantry_public::jobs::iso_week(now);
@@ -123,6 +125,8 @@ async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs:
         tenantry_public::jobs::platform_cleanup(&ctx.db, now).await?;
         // Trials and periods that ended: claimed once per day like the clean-up.
         tenantry_tenant::subscription::end_periods(&ctx.db, now).await?;
+        // Deleted organizations whose grace period has passed: claimed once per day.
+        tenantry_tenant::organization::drop_due(&ctx.db, now).await?;
         let day = now.date_naive().to_string();
         let fan = tenant_jobs::Fan {
             job: tenantry_tenant::jobs::TENANT_CLEANUP,

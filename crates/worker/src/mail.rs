@@ -222,6 +222,8 @@ fn kind(email: &Email) -> &'static str {
         Email::Welcome { .. } => "welcome",
         Email::ReportReady { .. } => "report_ready",
         Email::SubscriptionNotice { .. } => "subscription_notice",
+        Email::OrganizationDeleted { .. } => "organization_deleted",
+        Email::OrganizationRestored { .. } => "organization_restored",
     }
 }
 
@@ -236,7 +238,9 @@ fn link(email: &Email) -> &str {
         | Email::ReportReady { link, .. }
         | Email::SubscriptionNotice { link, .. } => link,
         Email::OverdueDigest { tasks, .. } => tasks.first().map_or("", |t| t.link.as_str()),
-        Email::Welcome { .. } => "",
+        Email::Welcome { .. }
+        | Email::OrganizationDeleted { .. }
+        | Email::OrganizationRestored { .. } => "",
     }
 }
 
@@ -377,6 +381,27 @@ pub fn render(email: &Email) -> (String, String) {
             format!("Your {organization} subscription"),
             format!("{what}\n\nSee the organization's subscription:\n\n{link}\n"),
         ),
+        Email::OrganizationDeleted {
+            organization,
+            drop_after,
+            ..
+        } => (
+            format!("{organization} was deleted"),
+            format!(
+                "You deleted the organization {organization}. It is suspended: its members can \
+                 no longer sign in to it and its API keys no longer work.\n\nIt and all its data \
+                 (projects, tasks, documents, members, audit trail) will be dropped for good on \
+                 {drop_after}. Until then an operator can restore it: reply to this email or \
+                 contact support if this was a mistake.\n"
+            ),
+        ),
+        Email::OrganizationRestored { organization, .. } => (
+            format!("{organization} was restored"),
+            format!(
+                "The organization {organization} was restored by an operator: it is active \
+                 again and will not be dropped. Its members can sign in to it as before.\n"
+            ),
+        ),
     }
 }
 
@@ -452,6 +477,26 @@ mod tests {
             assert!(!subject.is_empty());
             assert!(body.contains(&link), "{body}");
         }
+    }
+
+    #[test]
+    fn the_deletion_email_names_the_drop_date_and_the_way_back() {
+        let (subject, body) = render(&Email::OrganizationDeleted {
+            to: "a@b.test".into(),
+            organization: "Acme".into(),
+            drop_after: "2027-01-06T12:00:00+00:00".into(),
+        });
+        assert_eq!(subject, "Acme was deleted");
+        assert!(
+            body.contains("2027-01-06T12:00:00+00:00") && body.contains("an operator can restore"),
+            "{body}"
+        );
+        let (subject, body) = render(&Email::OrganizationRestored {
+            to: "a@b.test".into(),
+            organization: "Acme".into(),
+        });
+        assert_eq!(subject, "Acme was restored");
+        assert!(body.contains("active again"), "{body}");
     }
 
     #[test]

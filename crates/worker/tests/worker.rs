@@ -1790,3 +1790,137 @@ async fn a_tenant_created_after_the_worker_started_is_in_the_next_fan_out() {
     let mut conn = redis().await;
     cleanup(&mut conn, &prefix).await;
 }
+
+/// Deleted organizations are dropped by `organization.drop` (on the clean-up tick) once their
+/// grace period has passed, and not before: the schema and the company row go, another tenant
+/// (and one still in its grace period) stays, a tenant whose drop fails is counted and does not
+/// stop the others, and the next day's run drops it.
+#[tokio::test]
+async fn deleted_organizations_are_dropped_after_their_grace_and_not_before() {
+    use tenantry_public::jobs::Ran;
+    use tenantry_tenant::organization::{drop_due, DropFailure, DELETION_GRACE};
+    let (database, client) = migrated_database().await;
+    let db = tenantry_public::db::Db::connect(&database.url, &Default::default()).expect("pool");
+    for slug in ["gone", "broken", "later", "kept"] {
+        tenant_with_invitations(&db, &client, slug).await;
+    }
+    let deleted_at: DateTime<Utc> = "2026-11-02T10:00:00Z".parse().expect("instant");
+    let delete = |slug: &'static str, at: DateTime<Utc>| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "update public.companies set status = 'suspended', \
+                            deletion_requested_at = $2, drop_after = $3 where slug = $1",
+                    &[&slug, &at, &(at + DELETION_GRACE)],
+                )
+                .await
+                .expect("mark for deletion")
+        }
+    };
+    delete("gone", deleted_at).await;
+    delete("broken", deleted_at).await;
+    delete("later", deleted_at + chrono::Duration::days(10)).await;
+    // A drop the database refuses (as any failure would), for one tenant only.
+    client
+        .batch_execute(
+            "create function public.refuse_drop() returns trigger language plpgsql as $$ \
+             begin if old.slug = 'broken' then raise exception 'refused for the test'; end if; \
+             return old; end $$; \
+             create trigger refuse_drop before delete on public.companies \
+             for each row execute function public.refuse_drop();",
+        )
+        .await
+        .expect("trigger");
+    let schemas = || async {
+        let rows = client
+            .query(
+                "select nspname::text from pg_catalog.pg_namespace \
+                  where nspname like 'tenant\\_%' order by 1",
+                &[],
+            )
+            .await
+            .expect("schemas");
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let companies = || async {
+        let rows = client
+            .query("select slug from public.companies order by slug", &[])
+            .await
+            .expect("companies");
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let all = ["broken", "gone", "kept", "later"];
+
+    // A day before the grace period ends: nothing.
+    let early = deleted_at + DELETION_GRACE - chrono::Duration::days(1);
+    match drop_due(&db, early).await.expect("run") {
+        Ran::Done(_, drops) => assert_eq!(drops, Default::default()),
+        Ran::NotMine => panic!("the day's run is this caller's"),
+    }
+    assert_eq!(companies().await, all);
+    assert_eq!(
+        schemas().await,
+        [
+            "tenant_broken",
+            "tenant_gone",
+            "tenant_kept",
+            "tenant_later"
+        ]
+    );
+
+    // Past it: `gone` is dropped; `broken` fails and is counted; the others stay.
+    let due = deleted_at + DELETION_GRACE + chrono::Duration::hours(1);
+    let Ran::Done(run, drops) = drop_due(&db, due).await.expect("run") else {
+        panic!("the day's run is this caller's");
+    };
+    assert_eq!(drops.dropped, ["gone"]);
+    assert_eq!(
+        drops
+            .failed
+            .iter()
+            .map(|f| f.slug.as_str())
+            .collect::<Vec<_>>(),
+        ["broken"]
+    );
+    assert!(
+        matches!(&drops.failed[..], [DropFailure { error, .. }] if error.contains("refused for the test"))
+    );
+    assert_eq!(companies().await, ["broken", "kept", "later"]);
+    assert_eq!(
+        schemas().await,
+        ["tenant_broken", "tenant_kept", "tenant_later"]
+    );
+    let kept: i64 = count(&client, "select count(*) from tenant_kept.invitations").await;
+    assert_eq!(kept, 2, "another tenant's rows are untouched");
+    let outcome: serde_json::Value = client
+        .query_one(
+            "select outcome from public.job_runs where id = $1 and status = 'done'",
+            &[&run],
+        )
+        .await
+        .expect("the run, done")
+        .get(0);
+    assert_eq!(outcome["dropped"], serde_json::json!(["gone"]));
+    assert_eq!(outcome["failed"][0]["slug"], "broken");
+    // The day's run is claimed once.
+    assert_eq!(drop_due(&db, due).await.expect("run"), Ran::NotMine);
+
+    // The next day, with the refusal gone, `broken` goes too; `later` is still in its grace.
+    client
+        .batch_execute("drop trigger refuse_drop on public.companies")
+        .await
+        .expect("drop trigger");
+    let next = due + chrono::Duration::days(1);
+    let Ran::Done(_, drops) = drop_due(&db, next).await.expect("run") else {
+        panic!("the next day's run is this caller's");
+    };
+    assert_eq!(drops.dropped, ["broken"]);
+    assert!(drops.failed.is_empty());
+    assert_eq!(companies().await, ["kept", "later"]);
+    assert_eq!(schemas().await, ["tenant_kept", "tenant_later"]);
+}

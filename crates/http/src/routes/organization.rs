@@ -1,16 +1,19 @@
-//! `/api/v1/organization/*` on a tenant host: the organization as a whole (its settings,
-//! ownership transfer).
+//! `/api/v1/organization/*` on a tenant host: the organization as a whole (its overview, name,
+//! settings, deletion, ownership transfer).
 
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenantry_public::companies::Deletion;
 use tenantry_public::company_settings::{
     CompanySettings, ReminderLeadHours, RetentionDays, SettingsPatch, Timezone,
 };
+use tenantry_public::subscriptions::SubscriptionStatus;
 use tenantry_public::UserId;
 use tenantry_tenant::access::Permission;
 use tenantry_tenant::accounts;
 use tenantry_tenant::members::{self, MembershipError};
-use tenantry_tenant::organization;
+use tenantry_tenant::organization::{self, DeletionError, Overview};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::TenantRequest;
@@ -22,6 +25,12 @@ use crate::views::MemberView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        resource("/organization")
+            .get(get_organization)
+            .patch(rename_organization)
+            .delete(delete_organization),
+    )
+    .service(
         resource("/organization/settings")
             .get(get_settings)
             .patch(update_settings),
@@ -30,8 +39,170 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(get_settings, update_settings, transfer_ownership))]
+#[openapi(paths(
+    get_organization,
+    rename_organization,
+    delete_organization,
+    get_settings,
+    update_settings,
+    transfer_ownership
+))]
 pub struct Api;
+
+/// One of the hosts the organization is served on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverviewDomain {
+    #[schema(example = "acme.example.com")]
+    pub domain: String,
+    /// The host links in emails use.
+    pub is_primary: bool,
+}
+
+/// The organization as a whole.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationOverview {
+    #[schema(example = "Acme Inc")]
+    pub name: String,
+    #[schema(example = "acme")]
+    pub slug: String,
+    /// The plan in force (`free`, `starter`, `professional`, `enterprise`).
+    #[schema(example = "starter")]
+    pub plan: String,
+    /// The subscription's status: `trialing`, `active`, `past_due` or `canceled`.
+    #[schema(value_type = String, example = "active")]
+    pub subscription_status: SubscriptionStatus,
+    /// The primary first, then by name.
+    pub domains: Vec<OverviewDomain>,
+    pub settings: SettingsView,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Overview> for OrganizationOverview {
+    fn from(o: Overview) -> Self {
+        Self {
+            name: o.company.name,
+            slug: o.company.slug.to_string(),
+            plan: o.subscription.plan.as_str().to_owned(),
+            subscription_status: o.subscription.status,
+            domains: o
+                .domains
+                .into_iter()
+                .map(|d| OverviewDomain {
+                    domain: d.domain,
+                    is_primary: d.is_primary,
+                })
+                .collect(),
+            settings: o.settings.into(),
+            created_at: o.company.created_at,
+        }
+    }
+}
+
+/// The organization: name, slug, plan, subscription status, domains, settings. Every member,
+/// and API keys.
+#[utoipa::path(get, path = "/api/v1/organization", tag = "organization",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = OrganizationOverview),
+              (status = 403, description = "The organization is suspended (an operator's, or deleted by its owner), or the token is another organization's")))]
+pub async fn get_organization(cx: TenantRequest) -> Result<HttpResponse, ApiError> {
+    let conn = cx.connect(Permission::OrganizationRead).await?;
+    let overview = organization::overview(&conn, cx.acting().company).await?;
+    Ok(HttpResponse::Ok().json(OrganizationOverview::from(overview)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenameOrganization {
+    /// The organization's display name: 1 to 200 characters (trimmed), no control characters.
+    #[schema(schema_with = schema::company_name, required = true)]
+    pub name: Option<String>,
+}
+
+/// Renames the organization, audited as `organization.renamed` (before and after; the same name
+/// is not recorded). Owners and admins only. Answers the organization as `GET` does.
+#[utoipa::path(patch, path = "/api/v1/organization", tag = "organization",
+    request_body = RenameOrganization, security(("bearer" = [])),
+    responses((status = 200, body = OrganizationOverview),
+              (status = 403, description = "Not an owner or admin, or an API key"),
+              (status = 422, description = "`name` missing, null, blank, longer than 200 characters or with control characters")))]
+pub async fn rename_organization(
+    cx: TenantRequest,
+    body: web::Json<RenameOrganization>,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::OrganizationSettings)?;
+    let (name,) = (fields::name("name", &body.name, schema::MAX_PERSON_NAME),).collect()?;
+    let mut conn = cx.bound().await?;
+    let overview = organization::rename(&mut conn, &cx.acting(), &name).await?;
+    Ok(HttpResponse::Ok().json(OrganizationOverview::from(overview)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteOrganization {
+    /// The owner's password, to confirm.
+    #[schema(value_type = String, required = true, nullable = false)]
+    pub password: Option<String>,
+}
+
+/// A deleted organization, waiting to be dropped.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionView {
+    /// Always `suspended`: the organization's hosts answer 403 from now on.
+    #[schema(example = "suspended")]
+    pub status: &'static str,
+    pub deletion_requested_at: DateTime<Utc>,
+    /// When the worker drops the organization and all its data, unless an operator restores it
+    /// before (`tenantctl tenant restore`).
+    pub drop_after: DateTime<Utc>,
+}
+
+impl From<Deletion> for DeletionView {
+    fn from(d: Deletion) -> Self {
+        Self {
+            status: "suspended",
+            deletion_requested_at: d.requested_at,
+            drop_after: d.drop_after,
+        }
+    }
+}
+
+/// Deletes the organization. Owner only, with their password. It is suspended at once (its
+/// hosts answer 403 from the next request on, for every member and key) and dropped with all
+/// its data after a 30-day grace period, during which an operator can restore it. Audited as
+/// `organization.deletion_requested`; the owner is emailed the drop date.
+#[utoipa::path(delete, path = "/api/v1/organization", tag = "organization",
+    request_body = DeleteOrganization, security(("bearer" = [])),
+    responses((status = 202, body = DeletionView, description = "Suspended; dropped at `drop_after`"),
+              (status = 403, description = "Not the owner (also when no longer the owner), an API key, or wrong password"),
+              (status = 409, description = "Already deleted by a concurrent request"),
+              (status = 422, description = "`password` missing"),
+              (status = 429, description = "Too many failed password checks; see Retry-After")))]
+pub async fn delete_organization(
+    cx: TenantRequest,
+    body: web::Json<DeleteOrganization>,
+) -> Result<HttpResponse, ApiError> {
+    cx.require(Permission::OrganizationDelete)?;
+    let (password,) = (fields::required("password", &body.password),).collect()?;
+    // The confirmation password is checked through the login throttle, as for an ownership
+    // transfer; only a wrong password keeps its attempt.
+    let email = accounts::find(&cx.state.db, cx.user.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized("the account no longer exists"))?
+        .email;
+    cx.state.login_throttle.admit(&email, cx.origin.ip).await?;
+    let mut conn = cx.bound().await?;
+    let done = organization::request_deletion(&mut conn, &cx.acting(), password, Utc::now()).await;
+    if !matches!(done, Err(DeletionError::WrongPassword)) {
+        cx.state
+            .login_throttle
+            .succeeded(&email, cx.origin.ip)
+            .await;
+    }
+    let done = done?;
+    // The status change notifies every server's routing listener; this server forgets its
+    // routes at once too, so the very next request here is refused without waiting for it.
+    cx.state.router.invalidate_all();
+    cx.state.mail.push([done.email]).await;
+    Ok(HttpResponse::Accepted().json(DeletionView::from(done.deletion)))
+}
 
 /// The organization's settings.
 #[derive(Debug, Serialize, ToSchema)]

@@ -597,3 +597,30 @@ async fn a_requested_report_is_built_by_the_worker_and_mailed_to_the_requester()
     );
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_the_organization_emails_its_owner_the_drop_date() {
+    let (smtp, app, worker) = with_smtp().await;
+    let t = app.tenant("acme").await;
+    let r = app
+        .call(
+            Method::DELETE,
+            &t.host,
+            "/api/v1/organization",
+            Some(json!({"password": "password-of-acme"})),
+            &t.token,
+        )
+        .await;
+    let b = expect_json(r, 202).await;
+    let drop_after = b["drop_after"].as_str().unwrap().to_owned();
+    let message = wait_for_message(&smtp, "deletion", |m| m.contains("acme Inc was deleted")).await;
+    assert!(message.contains("To: owner@acme.test"), "{message}");
+    // The drop date as stored (RFC 3339), and that an operator can still restore it.
+    let stored: chrono::DateTime<chrono::Utc> = drop_after.parse().unwrap();
+    assert!(
+        message.contains(&stored.to_rfc3339()),
+        "{stored} in {message}"
+    );
+    assert!(message.contains("an operator can restore it"), "{message}");
+    worker.stop().await;
+}

@@ -21,6 +21,7 @@ mod matrix;
 mod members;
 mod metrics;
 mod ops;
+mod organization;
 mod ownership;
 mod projects;
 mod ratelimits;

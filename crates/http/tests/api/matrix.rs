@@ -268,9 +268,19 @@ impl Fixture {
     }
 
     async fn check(&self, cases: &[Case]) {
+        self.check_with(cases, self.tokens.iter()).await;
+    }
+
+    /// `check` with the credentials in `tokens`' order (the organization's deletion suspends it
+    /// for everyone, so the owner goes last there).
+    async fn check_with<'a>(
+        &'a self,
+        cases: &[Case],
+        tokens: impl Iterator<Item = &'a (String, String, bool)> + Clone,
+    ) {
         let mut failures = Vec::new();
         for case in cases {
-            for (role, token, is_key) in &self.tokens {
+            for (role, token, is_key) in tokens.clone() {
                 let target = match case.target {
                     Target::OwnReport => self.own_report(token, *is_key, false).await,
                     Target::OwnBuiltReport => self.own_report(token, *is_key, true).await,
@@ -333,6 +343,7 @@ fn keys_may(method: &Method, path: &str) -> bool {
         || path == "/api/v1/dashboard"
         || path == "/api/v1/audit-log"
         || (*method == Method::GET && path.starts_with("/api/v1/users"))
+        || (*method == Method::GET && path == "/api/v1/organization")
 }
 
 fn case(
@@ -686,6 +697,20 @@ async fn every_tenant_route_with_every_role() {
         ),
         case(
             Method::GET,
+            "/api/v1/organization",
+            Target::None,
+            Value::Null,
+            "viewer",
+        ),
+        case(
+            Method::PATCH,
+            "/api/v1/organization",
+            Target::None,
+            json!({"name": "Acme {n}"}),
+            "admin",
+        ),
+        case(
+            Method::GET,
             "/api/v1/organization/settings",
             Target::None,
             Value::Null,
@@ -743,6 +768,32 @@ async fn every_tenant_route_with_every_role() {
         ),
     ];
     f.check(&cases).await;
+    // The deletion suspends the organization for every credential: the owner goes last, and
+    // the organization is put back as an operator's restore would.
+    f.check_with(
+        &[case(
+            Method::DELETE,
+            "/api/v1/organization",
+            Target::None,
+            json!({"password": "password-of-acme"}),
+            "owner",
+        )],
+        f.tokens.iter().rev(),
+    )
+    .await;
+    f.app
+        .sql(
+            "update public.companies set status = 'active', deletion_requested_at = null, \
+             drop_after = null",
+        )
+        .await;
+    eventually("the organization serves again", || async {
+        f.app
+            .status_of(&f.tenant.host, "/api/v1/organization", &f.tenant.token)
+            .await
+            == 200
+    })
+    .await;
     // Last: once the owner has transferred, the fixture has a different owner.
     f.check(&[case(
         Method::POST,
