@@ -505,10 +505,13 @@ async fn record_conflict(
     constraint: &str,
 ) -> Result<Outcome, DbError> {
     let client = db.public().await?;
+    // A resend that still conflicts finds its `conflict` row and says so again.
     let n = client
         .execute(
             "insert into public.billing_events (id, type, created, company_id, outcome) \
-             values ($1, $2, $3, $4, 'conflict') on conflict (id) do nothing",
+             values ($1, $2, $3, $4, 'conflict') \
+             on conflict (id) do update set received_at = now() \
+             where billing_events.outcome = 'conflict'",
             &[&e.id, &e.kind, &e.created, &company.id],
         )
         .await?;

@@ -1164,6 +1164,15 @@ async fn billing_checkout_for_a_customer_linked_elsewhere_is_a_conflict_applying
         "cus_1"
     );
 
+    // Resent before anything was sorted out: still a conflict, still nothing applied.
+    let body = expect_json(deliver(&app, &e).await, 200).await;
+    assert_eq!(body["outcome"], "conflict");
+    assert_eq!(
+        app.count("select count(*) from public.billing_events where id = 'evt_checkout_globex'")
+            .await,
+        1
+    );
+
     // Once an operator unlinks it from acme, the provider's resend of the event is applied.
     app.sql(
         "update public.subscriptions set provider_customer_id = null, provider_subscription_id = null \
