@@ -13,6 +13,7 @@ use tenantry_public::{companies, CompanyId, Slug};
 use tenantry_tenant::jobs::{self as tenant_jobs, TenantCleanup, TenantRun, TENANT_CLEANUP};
 use tenantry_tenant::organization::DROP_JOB;
 use tenantry_tenant::reminders::{self, DueReminders, OverdueRun, DUE_REMINDERS, OVERDUE_DIGEST};
+use tenantry_tenant::subscription::PERIOD_END_JOB;
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -30,10 +31,12 @@ pub enum JobsCommand {
     /// Run a job now, as the worker would at `--at` (default: now). A period already run (or
     /// being run) is not run again.
     Run {
-        /// The job: `cleanup.platform`, `organization.drop` (deleted organizations past their
-        /// grace period), or `cleanup.tenant`, `reminders.due` or
-        /// `reminders.overdue` with `--tenant`. The reminders' links use `BASE_DOMAIN`,
-        /// `LINK_SCHEME` and `LINK_PORT` as the worker does.
+        /// The job: `cleanup.platform`, `billing.period_end`, `organization.drop` (deleted
+        /// organizations past their grace period), or `cleanup.tenant`, `reminders.due` or
+        /// `reminders.overdue` with `--tenant`. The emails' links use `BASE_DOMAIN`,
+        /// `LINK_SCHEME` and `LINK_PORT` as the worker does; `billing.period_end` reads
+        /// `BILLING_PAST_DUE_GRACE_DAYS` (default 7) as the worker does. Emails are written to the
+        /// outbox; the worker's mail sweep sends them.
         name: String,
         /// The tenant (slug) of a per-tenant job.
         #[arg(long)]
@@ -115,6 +118,47 @@ async fn run_reminders(
     Ok(())
 }
 
+/// `jobs run billing.period_end [--at T]`: the day's run as the worker's tick at `now` would
+/// make it (trials and periods ended, past-due grace run out, trial reminders).
+async fn run_period_end(db: &Db, name: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+    use tenantry_tenant::subscription::{
+        end_periods, PeriodEndSettings, DEFAULT_PAST_DUE_GRACE_DAYS, PAST_DUE_GRACE_VAR,
+    };
+    let days = match std::env::var(PAST_DUE_GRACE_VAR) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (0..=90).contains(d))
+            .ok_or_else(|| {
+                anyhow::anyhow!("{PAST_DUE_GRACE_VAR}: `{v}` is not a number of days from 0 to 90")
+            })?,
+        _ => i64::from(DEFAULT_PAST_DUE_GRACE_DAYS),
+    };
+    let settings = PeriodEndSettings {
+        links: Links::from_lookup(|k| std::env::var(k).ok())?,
+        past_due_grace: chrono::Duration::days(days),
+    };
+    let day = now.date_naive();
+    match end_periods(db, &settings, now).await? {
+        Ran::Done(id, e) => println!(
+            "{name} {day} (run {id}): {} moved to free ({} over its limits, now read-only), \
+             {} scheduled change(s) applied, {} past due beyond {days} day(s) made read-only, \
+             {} trial reminder(s); {} email(s) queued",
+            e.moved_to_free,
+            e.payment_required,
+            e.changes_applied,
+            e.past_due_locked,
+            e.trial_reminders,
+            e.emails.len()
+        ),
+        Ran::NotMine => {
+            println!("{name} {day}: already run, being run, or waiting to be retried")
+        }
+    }
+    Ok(())
+}
+
 /// How long `jobs list` waits for Redis before it says so and goes on.
 const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -166,16 +210,8 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
             let known = [
                 (PLATFORM_CLEANUP, daily, "once per ISO week"),
                 (TENANT_CLEANUP, daily, "per tenant, once per ISO week"),
-                (
-                    tenantry_tenant::subscription::PERIOD_END_JOB,
-                    daily,
-                    "once per day",
-                ),
-                (
-                    tenantry_tenant::organization::DROP_JOB,
-                    daily,
-                    "once per day",
-                ),
+                (PERIOD_END_JOB, daily, "once per day"),
+                (DROP_JOB, daily, "once per day"),
                 (DUE_REMINDERS, quarter(REMINDER_SCHEDULE), "per tenant"),
                 (
                     OVERDUE_DIGEST,
@@ -245,6 +281,10 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            if name == PERIOD_END_JOB && tenant.is_none() {
+                run_period_end(db, &name, now).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if name == DROP_JOB && tenant.is_none() {
                 let day = now.date_naive();
                 match tenantry_tenant::organization::drop_due(db, now).await? {
@@ -273,7 +313,7 @@ pub async fn run(db: &Db, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
             }
             if name != PLATFORM_CLEANUP || tenant.is_some() {
                 anyhow::bail!(
-                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, {DROP_JOB}, \
+                    "no job named {name:?}{}; the jobs are: {PLATFORM_CLEANUP}, {PERIOD_END_JOB}, {DROP_JOB}, \
                      {TENANT_CLEANUP} --tenant SLUG, {DUE_REMINDERS} --tenant SLUG, \
                      {OVERDUE_DIGEST} --tenant SLUG",
                     if tenant.is_some() {

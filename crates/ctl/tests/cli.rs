@@ -17,6 +17,7 @@ fn command(args: &[&str]) -> Command {
         .env_remove("PUBLIC_SCHEME")
         .env_remove("LINK_SCHEME")
         .env_remove("LINK_PORT")
+        .env_remove("BILLING_PAST_DUE_GRACE_DAYS")
         .env_remove("TENANTCTL_OWNER_PASSWORD")
         .env_remove("TENANTCTL_MEMBER_PASSWORD");
     c
@@ -1225,6 +1226,111 @@ async fn concurrent_runs_of_one_period_run_once_and_stale_or_failed_claims_are_t
     let o = run_cleanup(&url, "2026-12-27T04:00:00Z");
     assert!(stdout(&o).contains("2026-W52 (run"), "{}", stdout(&o));
     assert_fails(&tenantctl(&url, &["jobs", "retry", "999999"]));
+}
+
+/// `jobs run billing.period_end --at T`: the day's run, once: an expired trial moves to free,
+/// a past_due subscription beyond `BILLING_PAST_DUE_GRACE_DAYS` becomes read-only, each owner
+/// emailed through the outbox.
+#[tokio::test]
+async fn jobs_run_billing_period_end_once_per_day() {
+    let url = tenantry_testkit::fresh_database().await.url;
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    create(&url, "globex", "starter");
+    create(&url, "initech", "starter");
+    exec(
+        &url,
+        "update public.subscriptions s set status = 'trialing', \
+                trial_end = '2026-05-01T00:00:00Z' \
+           from public.companies c where c.id = s.company_id and c.slug = 'acme'; \
+         update public.subscriptions s set status = 'past_due', \
+                past_due_since = '2026-04-28T12:00:00Z', provider_subscription_id = 'sub_g' \
+           from public.companies c where c.id = s.company_id and c.slug = 'globex'; \
+         update public.subscriptions s set status = 'past_due', \
+                past_due_since = '2026-04-30T12:00:00Z', provider_subscription_id = 'sub_i' \
+           from public.companies c where c.id = s.company_id and c.slug = 'initech';",
+    )
+    .await;
+    let run = |at: &str| {
+        command(&["jobs", "run", "billing.period_end", "--at", at])
+            .env("DATABASE_URL", &url)
+            .env("BILLING_PAST_DUE_GRACE_DAYS", "3")
+            .output()
+            .expect("run tenantctl")
+    };
+    let o = run("2026-05-02T03:00:00Z");
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("billing.period_end 2026-05-02"), "{out}");
+    assert!(out.contains("1 moved to free"), "{out}");
+    // globex is past due since 3.6 days (over a grace of 3), initech since 1.6 days.
+    assert!(
+        out.contains("1 past due beyond 3 day(s) made read-only"),
+        "{out}"
+    );
+    assert!(out.contains("2 email(s) queued"), "{out}");
+    let state = |slug: &'static str| {
+        let url = url.clone();
+        async move {
+            one::<String>(
+                &url,
+                &format!(
+                    "select s.plan || ' ' || s.status || ' ' || (s.past_due_locked_at is not null) \
+                       from public.subscriptions s join public.companies c on c.id = s.company_id \
+                      where c.slug = '{slug}'"
+                ),
+            )
+            .await
+        }
+    };
+    assert_eq!(state("acme").await, "free active false");
+    assert_eq!(state("globex").await, "starter past_due true");
+    assert_eq!(state("initech").await, "starter past_due false");
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.outbox where payload->>'kind' = 'subscription_notice'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from tenant_globex.audit_log where action = 'subscription.past_due_locked'"
+        )
+        .await,
+        1
+    );
+    // The same day again: not run twice.
+    let o = run("2026-05-02T09:00:00Z");
+    assert_ok(&o);
+    assert!(stdout(&o).contains("already run"), "{}", stdout(&o));
+    assert_eq!(
+        count(
+            &url,
+            "select 1 from public.outbox where payload->>'kind' = 'subscription_notice'"
+        )
+        .await,
+        2
+    );
+    // A bad grace is refused, naming the variable.
+    let o = command(&[
+        "jobs",
+        "run",
+        "billing.period_end",
+        "--at",
+        "2026-05-03T03:00:00Z",
+    ])
+    .env("DATABASE_URL", &url)
+    .env("BILLING_PAST_DUE_GRACE_DAYS", "soon")
+    .output()
+    .expect("run tenantctl");
+    assert_fails_with(&o, "BILLING_PAST_DUE_GRACE_DAYS");
+    // Listed with its schedule.
+    let o = tenantctl(&url, &["jobs", "list"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("billing.period_end"), "{}", stdout(&o));
 }
 
 /// `jobs run reminders.due|reminders.overdue --tenant SLUG --at T`: the tenant's run at that

@@ -24,7 +24,7 @@ pub mod links {
     /// `/api/v1/reports/{id}`.
     pub const REPORTS: &str = "/reports";
     /// The organization's subscription and invoices (subscription notices link here).
-    pub const BILLING: &str = "/settings/billing";
+    pub const BILLING: &str = tenantry_public::links::BILLING_PATH;
 }
 
 /// How logs are written.

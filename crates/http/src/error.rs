@@ -514,6 +514,7 @@ impl From<SubscriptionError> for ApiError {
             }
             e @ SubscriptionError::NotApplicable(_) => Self::conflict(e),
             e @ SubscriptionError::PaymentRequired { .. } => Self::PaymentRequired(e.to_string()),
+            e @ SubscriptionError::PastDue { .. } => Self::PaymentRequired(e.to_string()),
             SubscriptionError::Db(e) => e.into(),
         }
     }

@@ -114,7 +114,8 @@ impl Modify for CommonAnswers {
                         let mut answer = Response::new(
                             "The organization is read-only: its trial or subscription ended on \
                              free while it is over free's limits (choose a paid plan, or delete \
-                             to fit)",
+                             to fit), or a payment has been failing for longer than the grace \
+                             period (pay the open invoice)",
                         );
                         answer.content.insert(
                             PROBLEM.to_owned(),

@@ -136,6 +136,8 @@ pub enum Outcome {
 pub struct RateLimiter {
     redis: RedisGuard,
     prefix: String,
+    /// The pending usage hash (`usage::pending_key`), named once rather than per request.
+    usage_key: String,
     settings: RateLimitSettings,
     script: Script,
 }
@@ -152,6 +154,7 @@ impl RateLimiter {
         Self {
             redis: RedisGuard::new("rate-limit", client),
             prefix: prefix.to_owned(),
+            usage_key: usage::pending_key(prefix),
             settings,
             script: Script::new(GCRA),
         }
@@ -225,7 +228,6 @@ impl RateLimiter {
     /// Checks and counts one request against `buckets` (and `company`'s usage) in one script.
     async fn check(&self, buckets: &[Bucket], company: Option<CompanyId>) -> Outcome {
         let now = Utc::now();
-        let usage_key = usage::pending_key(&self.prefix);
         let answer = self
             .redis
             .bounded(async {
@@ -240,7 +242,7 @@ impl RateLimiter {
                     invocation.arg(bucket.quota);
                 }
                 if let Some(company) = company {
-                    invocation.key(&usage_key);
+                    invocation.key(&self.usage_key);
                     invocation.arg(Count::field(company, Granularity::Hour, now));
                     invocation.arg(Count::field(company, Granularity::Month, now));
                 }
@@ -270,23 +272,33 @@ impl RateLimiter {
     }
 }
 
-/// `RateLimit-Policy` and `RateLimit` for `states`; nothing when no bucket applies.
+/// `RateLimit-Policy` and `RateLimit` for `states`; nothing when no bucket applies. Each value
+/// is written into one buffer (this runs on every limited answer).
 fn set_headers(headers: &mut actix_web::http::header::HeaderMap, states: &[BucketState]) {
+    use std::fmt::Write as _;
     if states.is_empty() {
         return;
     }
-    let policy = states
-        .iter()
-        .map(|s| format!("\"{}\";q={};w={}", s.policy, s.quota, WINDOW.as_secs()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let left = states
-        .iter()
-        .map(|s| format!("\"{}\";r={};t={}", s.policy, s.remaining, s.reset))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut policy = String::with_capacity(32 * states.len());
+    let mut left = String::with_capacity(32 * states.len());
+    for (i, s) in states.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            policy,
+            "{sep}\"{}\";q={};w={}",
+            s.policy,
+            s.quota,
+            WINDOW.as_secs()
+        );
+        let _ = write!(
+            left,
+            "{sep}\"{}\";r={};t={}",
+            s.policy, s.remaining, s.reset
+        );
+    }
     for (name, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, left)] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(name.clone(), value);
         }
     }

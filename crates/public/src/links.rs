@@ -9,6 +9,8 @@ use crate::names::{DomainName, Slug};
 
 /// The page of one task: `/tasks/{id}` (the front end reads `/api/v1/tasks/{id}`).
 pub const TASKS_PATH: &str = "/tasks";
+/// The path of the organization's billing page (subscription, plan, invoices) on a tenant host.
+pub const BILLING_PATH: &str = "/settings/billing";
 
 /// Whether `base_domain` only exists in development (`localhost`, `*.localhost`, `*.test`:
 /// reserved names no certificate authority signs for), so its links default to `http`.

@@ -41,11 +41,20 @@ pub struct Subscription {
     /// Writes answer 402 (a trial or cancellation ended on free over free's limits).
     pub payment_required: bool,
     pub updated_at: DateTime<Utc>,
+    /// When the subscription became past_due (the provider event's `created`); `Some` exactly
+    /// while the status is past_due ([`Subscription::settle_past_due`]).
+    pub past_due_since: Option<DateTime<Utc>>,
+    /// When the past-due grace ran out and writes began to answer 402; cleared with
+    /// `past_due_since`. Apart from `payment_required`: lifting one never lifts the other.
+    pub past_due_locked_at: Option<DateTime<Utc>>,
+    /// The `trial_end` the "trial ends soon" email was sent for (once per trial).
+    pub trial_reminder_for: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "company_id, plan, status, current_period_end, trial_end, \
                        cancel_at_period_end, scheduled_plan, provider_customer_id, \
-                       provider_subscription_id, last_event_at, payment_required, updated_at";
+                       provider_subscription_id, last_event_at, payment_required, updated_at, \
+                       past_due_since, past_due_locked_at, trial_reminder_for";
 
 impl TryFrom<&Row> for Subscription {
     type Error = DbError;
@@ -64,6 +73,9 @@ impl TryFrom<&Row> for Subscription {
             last_event_at: row.try_get(9)?,
             payment_required: row.try_get(10)?,
             updated_at: row.try_get(11)?,
+            past_due_since: row.try_get(12)?,
+            past_due_locked_at: row.try_get(13)?,
+            trial_reminder_for: row.try_get(14)?,
         })
     }
 }
@@ -73,6 +85,25 @@ impl Subscription {
     /// cancellation takes effect. `None` when there is no billing period (free).
     pub fn period_end(&self) -> Option<DateTime<Utc>> {
         self.current_period_end.or(self.trial_end)
+    }
+
+    /// Keeps the past-due bookkeeping true to the status, before a change is stored: entering
+    /// past_due starts the grace at `at`; leaving it ends the grace and lifts the past-due lock.
+    /// Returns `true` when a past-due lock was lifted (the owner is told).
+    pub fn settle_past_due(&mut self, at: DateTime<Utc>) -> bool {
+        if self.status == SubscriptionStatus::PastDue {
+            if self.past_due_since.is_none() {
+                self.past_due_since = Some(at);
+            }
+            return false;
+        }
+        self.past_due_since = None;
+        self.past_due_locked_at.take().is_some()
+    }
+
+    /// Whether writes answer 402, for either reason.
+    pub fn read_only(&self) -> bool {
+        self.payment_required || self.past_due_locked_at.is_some()
     }
 }
 
@@ -122,7 +153,8 @@ pub async fn store(db: &impl GenericClient, s: &Subscription) -> Result<Subscrip
         "update public.subscriptions set plan = $2, status = $3, current_period_end = $4, \
                 trial_end = $5, cancel_at_period_end = $6, scheduled_plan = $7, \
                 provider_customer_id = $8, provider_subscription_id = $9, last_event_at = $10, \
-                payment_required = $11, updated_at = now() \
+                payment_required = $11, past_due_since = $12, past_due_locked_at = $13, \
+                trial_reminder_for = $14, updated_at = now() \
           where company_id = $1 returning {COLUMNS}"
     );
     let row = db
@@ -140,6 +172,9 @@ pub async fn store(db: &impl GenericClient, s: &Subscription) -> Result<Subscrip
                 &s.provider_subscription_id,
                 &s.last_event_at,
                 &s.payment_required,
+                &s.past_due_since,
+                &s.past_due_locked_at,
+                &s.trial_reminder_for,
             ],
         )
         .await?;
@@ -178,14 +213,55 @@ pub async fn due(db: &impl GenericClient, now: DateTime<Utc>) -> Result<Vec<Comp
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-/// Whether writes of `company` answer 402.
+/// The past_due subscriptions (of any kind: the provider keeps retrying, the lock is ours) whose
+/// grace of `grace` since they became past_due has run out at `now` and that are not locked yet.
+pub async fn past_due_over_grace(
+    db: &impl GenericClient,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Result<Vec<CompanyId>, DbError> {
+    let rows = db
+        .query(
+            "select company_id from public.subscriptions \
+              where status = 'past_due' and past_due_locked_at is null \
+                and past_due_since <= $1 \
+              order by company_id",
+            &[&(now - grace)],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// The self-managed trials (the provider reminds of its own) that end within `lead` after
+/// `now` and whose owner has not been reminded of this trial's end yet.
+pub async fn trials_ending(
+    db: &impl GenericClient,
+    now: DateTime<Utc>,
+    lead: Duration,
+) -> Result<Vec<CompanyId>, DbError> {
+    let rows = db
+        .query(
+            "select company_id from public.subscriptions \
+              where provider_subscription_id is null and status = 'trialing' \
+                and trial_end > $1 and trial_end <= $2 \
+                and trial_reminder_for is distinct from trial_end \
+              order by company_id",
+            &[&now, &(now + lead)],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Whether writes of `company` answer 402 (over the plan's limits, or past due beyond the
+/// grace).
 pub async fn payment_required(
     db: &impl GenericClient,
     company: CompanyId,
 ) -> Result<bool, DbError> {
     let row = db
         .query_opt(
-            "select payment_required from public.subscriptions where company_id = $1",
+            "select payment_required or past_due_locked_at is not null \
+               from public.subscriptions where company_id = $1",
             &[&company],
         )
         .await?;

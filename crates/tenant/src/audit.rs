@@ -65,6 +65,9 @@ tenantry_public::text_enum! {
         /// The period or the trial ended: a trial or a cancellation moved to free, or a
         /// scheduled change applied (actor: system, the worker).
         SubscriptionPeriodEnded = "subscription.period_ended",
+        /// A past_due subscription's grace ran out: writes answer 402 until it is paid (actor:
+        /// system, the worker).
+        SubscriptionPastDueLocked = "subscription.past_due_locked",
         /// The billing provider's event changed the subscription (actor: system).
         SubscriptionSynced = "subscription.synced",
         InvoicePaid = "invoice.paid",

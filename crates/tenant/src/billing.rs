@@ -6,6 +6,16 @@
 //! transaction, so a redelivery finds it and changes nothing. In order: the subscription keeps
 //! the `created` of the last event applied to it (`last_event_at`); an older event is recorded
 //! as `stale` and changes nothing.
+//!
+//! An event naming a provider customer or subscription id already linked to another company
+//! cannot be applied (the ids are unique): it is recorded as `conflict`, nothing else changes,
+//! a warning is logged, and the answer is still 200 — retrying cannot fix it, and a provider
+//! that keeps getting errors retries for days and may disable the endpoint. Once an operator has
+//! sorted the ids out, a redelivery of that event (Stripe's "Resend") is applied.
+//!
+//! Past due: entering `past_due` starts the grace (`past_due_since`, the event's `created`);
+//! leaving it (`invoice.paid`, an update back to active, a deletion) clears the grace and lifts
+//! the worker's past-due lock, never the over-the-limits one (`payment_required`).
 
 use chrono::{DateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
@@ -20,7 +30,7 @@ use tenantry_public::{CompanyId, Origin};
 
 use crate::audit::{self, Action, Actor, Entry};
 use crate::binding::{TenantConn, TenantDb};
-use crate::subscription::notify;
+use crate::subscription::{notify, read_only_note, usage};
 use deadpool_postgres::GenericClient as _;
 
 /// How far a signature's timestamp may be from now, in seconds.
@@ -106,6 +116,8 @@ pub enum Outcome {
     Stale,
     /// Received before: nothing changed.
     Duplicate,
+    /// Names a provider id already linked to another company: recorded, nothing changed.
+    Conflict,
 }
 
 impl Outcome {
@@ -115,6 +127,7 @@ impl Outcome {
             Self::Ignored => "ignored",
             Self::Stale => "stale",
             Self::Duplicate => "duplicate",
+            Self::Conflict => "conflict",
         }
     }
 }
@@ -254,10 +267,15 @@ pub async fn apply(
     let mut conn = TenantConn::acquire(db, &company.schema_name).await?;
     let tx = conn.transaction().await?;
     let pg = &**tx.client();
+    // A redelivery of an event recorded as a conflict is tried again (the operator may have
+    // sorted the ids out); any other redelivery finds its row and changes nothing.
     let inserted = pg
         .execute(
             "insert into public.billing_events (id, type, created, company_id, outcome) \
-             values ($1, $2, $3, $4, 'applied') on conflict (id) do nothing",
+             values ($1, $2, $3, $4, 'applied') \
+             on conflict (id) do update set outcome = 'applied', company_id = excluded.company_id, \
+                                            received_at = now() \
+             where billing_events.outcome = 'conflict'",
             &[&e.id, &e.kind, &e.created, &company.id],
         )
         .await
@@ -279,7 +297,7 @@ pub async fn apply(
     let mut after = before.clone();
     after.last_event_at = Some(e.created);
     let o = &e.object;
-    let mut email = None;
+    let mut notes: Vec<String> = Vec::new();
     let mut entry = None;
     match e.kind.as_str() {
         "checkout.session.completed" => {
@@ -344,6 +362,21 @@ pub async fn apply(
             after.scheduled_plan = None;
             after.cancel_at_period_end = false;
             after.trial_end = None;
+            // On free as after an expired trial: over free's limits, writes answer 402.
+            let free = plans::get(pg, PlanCode::Free).await?;
+            let exceeded = usage(&tx, company.id).await?.exceeds(&free);
+            after.payment_required = !exceeded.is_empty();
+            if before.status != SubscriptionStatus::Canceled || before.plan != PlanCode::Free {
+                let mut text = format!(
+                    "The subscription ended at the billing provider: the organization is now on \
+                     the {} plan.",
+                    free.name
+                );
+                if after.payment_required {
+                    text.push_str(&read_only_note(&free, &exceeded));
+                }
+                notes.push(text);
+            }
             entry = Some(Action::SubscriptionSynced);
         }
         "invoice.paid" => {
@@ -402,16 +435,11 @@ pub async fn apply(
                     .after(json!({"event_id": e.id})),
             )
             .await?;
-            email = Some(
-                notify(
-                    pg,
-                    company.id,
-                    "A payment failed: the subscription is past due. Please update the payment \
-                     method to keep the plan."
-                        .to_owned(),
-                    &link(&company),
-                )
-                .await?,
+            notes.push(
+                "A payment failed: the subscription is past due. Please update the payment \
+                 method to keep the plan; if it is still unpaid when the grace period ends, the \
+                 organization becomes read-only until it is."
+                    .to_owned(),
             );
             if after.status != before.status {
                 entry = Some(Action::SubscriptionSynced);
@@ -419,12 +447,88 @@ pub async fn apply(
         }
         _ => {}
     }
-    let after = subscriptions::store(pg, &after).await?;
+    if after.settle_past_due(e.created) {
+        notes.push(if after.payment_required {
+            format!(
+                "The subscription is paid up: the past-due lock is lifted. The organization stays \
+                 read-only while it uses more than the {} plan allows (choose a plan it fits, \
+                 or delete what is over).",
+                plans::get(pg, after.plan).await?.name
+            )
+        } else {
+            "The subscription is paid up: the organization is no longer read-only, and changes \
+             are allowed again."
+                .to_owned()
+        });
+    }
+    let after = match subscriptions::store(pg, &after).await {
+        Err(err) if is_provider_conflict(&err) => {
+            let constraint = err.constraint().unwrap_or_default().to_owned();
+            // Nothing of the event stays: the transaction (its `applied` row, invoice, audit
+            // entries) rolls back here.
+            drop(tx);
+            return Ok((
+                record_conflict(db, &e, &company, &after, &constraint).await?,
+                None,
+            ));
+        }
+        stored => stored?,
+    };
     if let Some(action) = entry {
         record_change(&tx, origin, action, &before, &after, &e).await?;
     }
+    let email = match notes.is_empty() {
+        true => None,
+        false => Some(notify(pg, company.id, notes.join("\n\n"), &link(&company)).await?),
+    };
     tx.commit().await?;
     Ok((Outcome::Applied, email))
+}
+
+/// The unique keys of the provider's ids: another company already has this one.
+fn is_provider_conflict(err: &DbError) -> bool {
+    matches!(
+        err.constraint(),
+        Some(
+            "subscriptions_provider_customer_id_key" | "subscriptions_provider_subscription_id_key"
+        )
+    )
+}
+
+/// Records an event that could not be applied because a provider id it names belongs to
+/// another company, and says so in the log for an operator.
+async fn record_conflict(
+    db: &Db,
+    e: &Event,
+    company: &Company,
+    wanted: &Subscription,
+    constraint: &str,
+) -> Result<Outcome, DbError> {
+    let client = db.public().await?;
+    // A resend that still conflicts finds its `conflict` row and says so again.
+    let n = client
+        .execute(
+            "insert into public.billing_events (id, type, created, company_id, outcome) \
+             values ($1, $2, $3, $4, 'conflict') \
+             on conflict (id) do update set received_at = now() \
+             where billing_events.outcome = 'conflict'",
+            &[&e.id, &e.kind, &e.created, &company.id],
+        )
+        .await?;
+    tracing::warn!(
+        event_id = %e.id,
+        event_type = %e.kind,
+        company = %company.id,
+        customer = wanted.provider_customer_id.as_deref().unwrap_or("-"),
+        subscription = wanted.provider_subscription_id.as_deref().unwrap_or("-"),
+        constraint,
+        "billing event names a provider id already linked to another company: nothing applied"
+    );
+    Ok(if n == 1 {
+        Outcome::Conflict
+    } else {
+        Outcome::Duplicate
+    })
 }
 
 async fn record_change(

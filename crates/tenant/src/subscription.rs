@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use tenantry_public::db::DbError;
+use tenantry_public::links::Links;
 use tenantry_public::mail::{self, Email, OutboxId};
 use tenantry_public::memberships;
 use tenantry_public::plans::{self, Plan, PlanCode};
@@ -18,7 +19,7 @@ use crate::binding::{TenantConn, TenantDb, TenantTx};
 use crate::{documents, projects};
 use deadpool_postgres::GenericClient as _;
 
-crate::audit::audited!(Subscription, "subscription", id: company_id, [plan, status, current_period_end, trial_end, cancel_at_period_end, scheduled_plan, payment_required]);
+crate::audit::audited!(Subscription, "subscription", id: company_id, [plan, status, current_period_end, trial_end, cancel_at_period_end, scheduled_plan, payment_required, past_due_since, past_due_locked_at]);
 
 /// What the organization uses of each limited resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +94,12 @@ pub enum SubscriptionError {
         plan: PlanCode,
         exceeded: Vec<Exceeded>,
     },
+    /// A payment has been failing for longer than the grace: reads and deletions go on, other
+    /// writes wait until the provider reports the subscription paid.
+    #[error("a payment has been failing since {} and the grace period is over: the organization is read-only until the open invoice is paid (update the payment method on the billing page)", .since.format("%Y-%m-%d"))]
+    PastDue {
+        since: chrono::DateTime<chrono::Utc>,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -122,9 +129,11 @@ pub async fn usage(db: &impl TenantDb, company: CompanyId) -> Result<Usage, DbEr
     })
 }
 
-/// Refuses a write while the organization is in the read-only state (`payment_required`) and
-/// still over its plan's limits; once it fits again (members removed, projects or documents
-/// deleted) the state is lifted here, on the first write that finds it so.
+/// Refuses a write while the organization is in a read-only state. Past due beyond the grace
+/// (`past_due_locked_at`) holds until the provider reports the subscription paid. Over the
+/// plan's limits (`payment_required`) holds while it is still over: once it fits again (members
+/// removed, projects or documents deleted) that state is lifted here, on the first write that
+/// finds it so.
 pub async fn check_writable(
     conn: &TenantConn,
     company: CompanyId,
@@ -134,6 +143,12 @@ pub async fn check_writable(
         return Ok(());
     }
     let subscription = subscriptions::get(client, company).await?;
+    if let (Some(_), Some(since)) = (subscription.past_due_locked_at, subscription.past_due_since) {
+        return Err(SubscriptionError::PastDue { since });
+    }
+    if !subscription.payment_required {
+        return Ok(());
+    }
     let plan = plans::get(client, subscription.plan).await?;
     let exceeded = usage(conn, company).await?.exceeds(&plan);
     if !exceeded.is_empty() {
@@ -372,6 +387,23 @@ pub(crate) async fn notify(
 /// The job name of the daily run that ends trials and periods ([`end_periods`]).
 pub const PERIOD_END_JOB: &str = "billing.period_end";
 
+/// The variable (read by the worker and `tenantctl`) with the days a past_due subscription
+/// keeps writing before the organization becomes read-only.
+pub const PAST_DUE_GRACE_VAR: &str = "BILLING_PAST_DUE_GRACE_DAYS";
+/// The default of [`PAST_DUE_GRACE_VAR`].
+pub const DEFAULT_PAST_DUE_GRACE_DAYS: u32 = 7;
+/// How long before a self-managed trial ends its owner is reminded (once per trial).
+pub const TRIAL_REMINDER_DAYS: i64 = 3;
+
+/// What the period-end run needs besides the database.
+#[derive(Debug, Clone)]
+pub struct PeriodEndSettings {
+    /// Where the owner's emails link to (the billing page on the tenant's host).
+    pub links: Links,
+    /// How long a past_due subscription keeps writing ([`PAST_DUE_GRACE_VAR`]).
+    pub past_due_grace: chrono::Duration,
+}
+
 /// What a period-end run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PeriodEnds {
@@ -381,16 +413,26 @@ pub struct PeriodEnds {
     pub payment_required: usize,
     /// Scheduled plan changes applied.
     pub changes_applied: usize,
+    /// Past_due subscriptions whose grace ran out (now 402 for writes).
+    pub past_due_locked: usize,
+    /// Owners reminded that their trial ends within [`TRIAL_REMINDER_DAYS`].
+    pub trial_reminders: usize,
+    /// The owners' emails the run queued (committed): the caller pushes them to delivery.
+    #[serde(skip)]
+    pub emails: Vec<OutboxId>,
 }
 
 /// Ends what is due at `now` in every self-managed subscription (the provider ends its own and
 /// tells the webhook): an expired trial or a cancellation moves to free (`payment_required`
-/// when the organization is over free's limits), a scheduled downgrade applies. Claimed once per
-/// day in `public.job_runs`; each company changes in its own tenant transaction, audited as
-/// `subscription.period_ended` by the system, and each re-checks under the row lock, so a run
-/// taken over after a crash does the rest and nothing twice.
+/// when the organization is over free's limits), a scheduled downgrade applies. Then any
+/// past_due subscription whose grace has run out becomes read-only (`past_due_locked_at`), and
+/// the owners of self-managed trials ending within [`TRIAL_REMINDER_DAYS`] are reminded. Claimed
+/// once per day in `public.job_runs`; each company changes in its own tenant transaction,
+/// audited by the system and with the owner's email queued in it, and each re-checks under the
+/// row lock, so a run taken over after a crash does the rest and nothing twice.
 pub async fn end_periods(
     db: &tenantry_public::db::Db,
+    settings: &PeriodEndSettings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<tenantry_public::jobs::Ran<PeriodEnds>, DbError> {
     use tenantry_public::jobs::{self, Ran, RunKey};
@@ -411,22 +453,47 @@ pub async fn end_periods(
         )),
         Some(format!("job-{id}")),
     );
+    let run = Run {
+        db,
+        settings,
+        now,
+        origin: &origin,
+    };
+    let mut ends = PeriodEnds::default();
     let result = async {
-        let due = subscriptions::due(db.public().await?.client(), now).await?;
-        let mut ends = PeriodEnds::default();
+        let public = db.public().await?;
+        let due = subscriptions::due(public.client(), now).await?;
+        let past_due =
+            subscriptions::past_due_over_grace(public.client(), now, settings.past_due_grace)
+                .await?;
+        let trials = subscriptions::trials_ending(
+            public.client(),
+            now,
+            chrono::Duration::days(TRIAL_REMINDER_DAYS),
+        )
+        .await?;
+        drop(public);
         for company in due {
-            end_period(db, company, now, &origin, &mut ends).await?;
+            run.end_period(company, &mut ends).await?;
+        }
+        for company in past_due {
+            run.lock_past_due(company, &mut ends).await?;
+        }
+        for company in trials {
+            run.remind_trial(company, &mut ends).await?;
         }
         jobs::done(db.public().await?.client(), id, &ends, now).await?;
-        Ok::<_, DbError>(ends)
+        Ok::<_, DbError>(())
     }
     .await;
     match result {
-        Ok(ends) => {
+        Ok(()) => {
             tracing::info!(job = PERIOD_END_JOB, period = day, ?ends, "job run done");
             Ok(Ran::Done(id, ends))
         }
         Err(e) => {
+            // The companies done before the failure committed (emails included); the retry
+            // re-checks each under its row lock and does only the rest.
             tracing::warn!(job = PERIOD_END_JOB, period = day, error = %e, "job run failed");
             jobs::fail(db, id, &e.to_string(), now).await?;
             Err(e)
@@ -434,67 +501,258 @@ pub async fn end_periods(
     }
 }
 
-async fn end_period(
-    db: &tenantry_public::db::Db,
-    company: CompanyId,
+/// One period-end run.
+struct Run<'a> {
+    db: &'a tenantry_public::db::Db,
+    settings: &'a PeriodEndSettings,
     now: chrono::DateTime<chrono::Utc>,
-    origin: &tenantry_public::Origin,
-    ends: &mut PeriodEnds,
-) -> Result<(), DbError> {
-    let Some(row) = tenantry_public::companies::find(db.public().await?.client(), company).await?
-    else {
-        return Ok(());
-    };
-    let mut conn = TenantConn::acquire(db, &row.schema_name).await?;
-    let tx = conn.transaction().await?;
-    let client = &**tx.client();
-    memberships::lock_company(client, company).await?;
-    let before = subscriptions::lock(client, company).await?;
-    let ended = |at: Option<chrono::DateTime<chrono::Utc>>| at.is_some_and(|at| at <= now);
-    let mut after = before.clone();
-    let trial_over = before.status == SubscriptionStatus::Trialing && ended(before.trial_end);
-    let period_over = ended(before.period_end());
-    if before.provider_subscription_id.is_some() || before.status == SubscriptionStatus::Canceled {
-        return Ok(());
+    origin: &'a tenantry_public::Origin,
+}
+
+fn day(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// What free-over-limits means for the owner, in the email that moved the organization there.
+pub(crate) fn read_only_note(free: &Plan, exceeded: &[Exceeded]) -> String {
+    format!(
+        " It uses more than the {} plan allows ({}), so changes are refused (402 Payment \
+         Required) until you choose a paid plan or delete what is over; reading, exporting and \
+         deleting keep working, and nothing was deleted.",
+        free.name,
+        describe(exceeded)
+    )
+}
+
+impl Run<'_> {
+    /// The company's schema, or `None` when it was dropped meanwhile.
+    async fn schema(
+        &self,
+        company: CompanyId,
+    ) -> Result<Option<tenantry_public::SchemaName>, DbError> {
+        Ok(
+            tenantry_public::companies::find(self.db.public().await?.client(), company)
+                .await?
+                .map(|row| row.schema_name),
+        )
     }
-    if (trial_over && before.scheduled_plan.is_none())
-        || (period_over && before.cancel_at_period_end)
-    {
-        let free = plans::get(client, PlanCode::Free).await?;
-        after.plan = PlanCode::Free;
-        after.status = if before.cancel_at_period_end {
-            SubscriptionStatus::Canceled
-        } else {
-            SubscriptionStatus::Active
+
+    /// The billing page of `company`, on its primary domain or `<slug>.BASE_DOMAIN`.
+    async fn link(
+        &self,
+        db: &impl tokio_postgres::GenericClient,
+        company: CompanyId,
+    ) -> Result<String, DbError> {
+        let row = db
+            .query_one(
+                "select c.slug, d.domain from public.companies c \
+                   left join public.domains d on d.company_id = c.id and d.is_primary \
+                  where c.id = $1",
+                &[&company],
+            )
+            .await?;
+        let slug: String = row.try_get(0)?;
+        let slug = tenantry_public::Slug::parse(&slug)
+            .map_err(|e| DbError::Corrupt(format!("companies.slug {slug:?} {}", e.0)))?;
+        let domain: Option<String> = row.try_get(1)?;
+        let links = &self.settings.links;
+        Ok(links.page(
+            &links.tenant_host(&slug, domain.as_deref()),
+            tenantry_public::links::BILLING_PATH,
+        ))
+    }
+
+    async fn end_period(&self, company: CompanyId, ends: &mut PeriodEnds) -> Result<(), DbError> {
+        let now = self.now;
+        let Some(schema) = self.schema(company).await? else {
+            return Ok(());
         };
-        after.trial_end = None;
-        after.current_period_end = None;
-        after.scheduled_plan = None;
-        after.cancel_at_period_end = false;
-        after.payment_required = !usage(&tx, company).await?.exceeds(&free).is_empty();
-        ends.moved_to_free += 1;
-        ends.payment_required += usize::from(after.payment_required);
-    } else if period_over {
-        if let Some(plan) = before.scheduled_plan {
+        let mut conn = TenantConn::acquire(self.db, &schema).await?;
+        let tx = conn.transaction().await?;
+        let client = &**tx.client();
+        memberships::lock_company(client, company).await?;
+        let before = subscriptions::lock(client, company).await?;
+        let ended = |at: Option<chrono::DateTime<chrono::Utc>>| at.is_some_and(|at| at <= now);
+        let mut after = before.clone();
+        let trial_over = before.status == SubscriptionStatus::Trialing && ended(before.trial_end);
+        let period_over = ended(before.period_end());
+        if before.provider_subscription_id.is_some()
+            || before.status == SubscriptionStatus::Canceled
+        {
+            return Ok(());
+        }
+        let old = plans::get(client, before.plan).await?;
+        let what;
+        if (trial_over && before.scheduled_plan.is_none())
+            || (period_over && before.cancel_at_period_end)
+        {
+            let free = plans::get(client, PlanCode::Free).await?;
+            after.plan = PlanCode::Free;
+            after.status = if before.cancel_at_period_end {
+                SubscriptionStatus::Canceled
+            } else {
+                SubscriptionStatus::Active
+            };
+            after.trial_end = None;
+            after.current_period_end = None;
+            after.scheduled_plan = None;
+            after.cancel_at_period_end = false;
+            let exceeded = usage(&tx, company).await?.exceeds(&free);
+            after.payment_required = !exceeded.is_empty();
+            ends.moved_to_free += 1;
+            ends.payment_required += usize::from(after.payment_required);
+            let mut text = if before.cancel_at_period_end {
+                format!(
+                    "The cancelled subscription ended: the organization is now on the {} plan \
+                     (was {}).",
+                    free.name, old.name
+                )
+            } else {
+                format!(
+                    "The trial of the {} plan ended without a paid subscription: the \
+                     organization is now on the {} plan.",
+                    old.name, free.name
+                )
+            };
+            if after.payment_required {
+                text.push_str(&read_only_note(&free, &exceeded));
+            }
+            what = text;
+        } else if let (true, Some(plan)) = (period_over, before.scheduled_plan) {
+            let new = plans::get(client, plan).await?;
             after.plan = plan;
             after.scheduled_plan = None;
-            if before.status == SubscriptionStatus::Trialing {
+            what = if before.status == SubscriptionStatus::Trialing {
                 after.status = SubscriptionStatus::Active;
                 after.trial_end = None;
-            }
+                format!(
+                    "The trial ended and the scheduled plan change took effect: the plan is now \
+                     {} (was {}).",
+                    new.name, old.name
+                )
+            } else {
+                format!(
+                    "The scheduled plan change took effect at the end of the period: the plan \
+                     is now {} (was {}).",
+                    new.name, old.name
+                )
+            };
             ends.changes_applied += 1;
+        } else {
+            return Ok(());
         }
+        after.settle_past_due(now);
+        let after = subscriptions::store(client, &after).await?;
+        crate::audit::record(
+            &tx,
+            crate::audit::Actor::System,
+            self.origin,
+            Entry::changed(Action::SubscriptionPeriodEnded, &before, &after),
+        )
+        .await?;
+        let link = self.link(client, company).await?;
+        let email = notify(client, company, what, &link).await?;
+        tx.commit().await?;
+        ends.emails.push(email);
+        Ok(())
     }
-    if after == before {
-        return Ok(());
+
+    /// Makes a past_due subscription whose grace has run out read-only: audited as
+    /// `subscription.past_due_locked`, the owner emailed.
+    async fn lock_past_due(
+        &self,
+        company: CompanyId,
+        ends: &mut PeriodEnds,
+    ) -> Result<(), DbError> {
+        let Some(schema) = self.schema(company).await? else {
+            return Ok(());
+        };
+        let mut conn = TenantConn::acquire(self.db, &schema).await?;
+        let tx = conn.transaction().await?;
+        let client = &**tx.client();
+        let before = subscriptions::lock(client, company).await?;
+        let grace = self.settings.past_due_grace;
+        let Some(since) = before.past_due_since else {
+            return Ok(());
+        };
+        if before.status != SubscriptionStatus::PastDue
+            || before.past_due_locked_at.is_some()
+            || since + grace > self.now
+        {
+            return Ok(());
+        }
+        let mut after = before.clone();
+        after.past_due_locked_at = Some(self.now);
+        let after = subscriptions::store(client, &after).await?;
+        crate::audit::record(
+            &tx,
+            crate::audit::Actor::System,
+            self.origin,
+            Entry::changed(Action::SubscriptionPastDueLocked, &before, &after),
+        )
+        .await?;
+        let what = format!(
+            "A payment has been failing since {} and the {}-day grace period is over: the \
+             organization is now read-only. Changes are refused (402 Payment Required); reading, \
+             exporting and deleting keep working, and nothing was deleted. Pay the open invoice \
+             or update the payment method, and writing is allowed again as soon as the payment \
+             goes through.",
+            day(since),
+            grace.num_days()
+        );
+        let link = self.link(client, company).await?;
+        let email = notify(client, company, what, &link).await?;
+        tx.commit().await?;
+        ends.past_due_locked += 1;
+        ends.emails.push(email);
+        Ok(())
     }
-    let after = subscriptions::store(client, &after).await?;
-    crate::audit::record(
-        &tx,
-        crate::audit::Actor::System,
-        origin,
-        Entry::changed(Action::SubscriptionPeriodEnded, &before, &after),
-    )
-    .await?;
-    tx.commit().await
+
+    /// Reminds the owner that the trial ends within [`TRIAL_REMINDER_DAYS`], once per trial
+    /// (`trial_reminder_for` keeps the `trial_end` reminded of). Not audited: it changes
+    /// nothing the organization sees.
+    async fn remind_trial(&self, company: CompanyId, ends: &mut PeriodEnds) -> Result<(), DbError> {
+        let Some(schema) = self.schema(company).await? else {
+            return Ok(());
+        };
+        let mut conn = TenantConn::acquire(self.db, &schema).await?;
+        let tx = conn.transaction().await?;
+        let client = &**tx.client();
+        let before = subscriptions::lock(client, company).await?;
+        let lead = chrono::Duration::days(TRIAL_REMINDER_DAYS);
+        let Some(end) = before.trial_end else {
+            return Ok(());
+        };
+        if before.status != SubscriptionStatus::Trialing
+            || before.provider_subscription_id.is_some()
+            || before.trial_reminder_for == Some(end)
+            || end <= self.now
+            || end > self.now + lead
+        {
+            return Ok(());
+        }
+        let mut after = before.clone();
+        after.trial_reminder_for = Some(end);
+        subscriptions::store(client, &after).await?;
+        let plan = plans::get(client, before.plan).await?;
+        let then = match (before.cancel_at_period_end, before.scheduled_plan) {
+            (false, Some(next)) => format!(
+                "the plan then becomes {}",
+                plans::get(client, next).await?.name
+            ),
+            _ => "the organization then moves to the free plan".to_owned(),
+        };
+        let what = format!(
+            "The trial of the {} plan ends on {}: choose a paid plan to keep it; otherwise {}.",
+            plan.name,
+            day(end),
+            then
+        );
+        let link = self.link(client, company).await?;
+        let email = notify(client, company, what, &link).await?;
+        tx.commit().await?;
+        ends.trial_reminders += 1;
+        ends.emails.push(email);
+        Ok(())
+    }
 }

@@ -46,6 +46,12 @@ pub const ENV_METRICS_ADDR: &str = "METRICS_ADDR";
 pub const ENV_USAGE_FLUSH_SECS: &str = "WORKER_USAGE_FLUSH_SECS";
 /// The default usage flush interval: a minute.
 pub const DEFAULT_USAGE_FLUSH_SECS: u64 = 60;
+/// Environment variable with the days a past_due subscription keeps writing before the
+/// organization becomes read-only (checked by the daily `billing.period_end` run).
+pub const ENV_PAST_DUE_GRACE_DAYS: &str = tenantry_tenant::subscription::PAST_DUE_GRACE_VAR;
+/// Default of [`ENV_PAST_DUE_GRACE_DAYS`].
+pub const DEFAULT_PAST_DUE_GRACE_DAYS: u32 =
+    tenantry_tenant::subscription::DEFAULT_PAST_DUE_GRACE_DAYS;
 
 /// Default From header.
 pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@localhost>";
@@ -142,6 +148,9 @@ pub struct Config {
     /// `WORKER_USAGE_FLUSH_SECS`: how often API usage counts move from Redis to PostgreSQL
     /// (default 60 s; only with `DATABASE_URL`).
     pub usage_flush_every: std::time::Duration,
+    /// `BILLING_PAST_DUE_GRACE_DAYS`: how long a past_due subscription keeps writing before the
+    /// daily `billing.period_end` run makes the organization read-only (default 7 days, 0–90).
+    pub past_due_grace: chrono::Duration,
     /// `METRICS_ADDR`: where `GET /metrics` is served; `None` (the default) serves none, since
     /// only the operator knows which address stays internal.
     pub metrics_addr: Option<String>,
@@ -273,6 +282,20 @@ impl Config {
                 })?,
         };
 
+        let past_due_grace = match get(ENV_PAST_DUE_GRACE_DAYS) {
+            None => chrono::Duration::days(i64::from(DEFAULT_PAST_DUE_GRACE_DAYS)),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|d| (0..=90).contains(d))
+                .map(chrono::Duration::days)
+                .ok_or(ConfigError::Invalid {
+                    var: ENV_PAST_DUE_GRACE_DAYS,
+                    reason: format!("`{v}` is not a number of days from 0 to 90"),
+                })?,
+        };
+
         let mail = match get(ENV_DATABASE_URL) {
             None => None,
             Some(database_url) => Some(mail_config(database_url.trim().to_owned(), &get)?),
@@ -291,6 +314,7 @@ impl Config {
             queue_prefix,
             mail,
             usage_flush_every,
+            past_due_grace,
             metrics_addr: get(ENV_METRICS_ADDR).map(|a| a.trim().to_owned()),
         })
     }
@@ -396,6 +420,7 @@ impl fmt::Debug for Config {
                 }),
             )
             .field("usage_flush_every", &self.usage_flush_every)
+            .field("past_due_grace_days", &self.past_due_grace.num_days())
             .field("metrics_addr", &self.metrics_addr)
             .finish()
     }

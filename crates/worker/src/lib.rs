@@ -109,8 +109,28 @@ struct DbJobs {
     prefix: Arc<str>,
     fanout_window: Duration,
     links: tenantry_public::links::Links,
+    /// The daily `billing.period_end` run's links and past-due grace.
+    billing: tenantry_tenant::subscription::PeriodEndSettings,
     /// Where a tenant job's emails are queued for delivery once its run committed.
     mailer: Arc<mail::Mailer>,
+}
+
+/// Queues committed outbox rows for delivery now. A failed push is only late: the mail sweep
+/// relays every undelivered row.
+async fn push_emails(
+    mailer: &mail::Mailer,
+    written: impl IntoIterator<Item = tenantry_public::mail::OutboxId>,
+) {
+    let mut storage = mailer.storage();
+    for id in written {
+        if let Err(error) = storage
+            .push(tenantry_public::mail::Deliver { outbox_id: id.0 })
+            .await
+        {
+            tracing::warn!(%error, "could not queue a job's email; the mail sweep will");
+            break;
+        }
+    }
 }
 
 /// The weekly clean-up, on every worker's schedule: the platform part, the billing period ends,
@@ -123,8 +143,13 @@ async fn cleanup_task(_tick: Tick, ctx: Data<DbJobs>) -> Result<(), tenant_jobs:
     let week = tenantry_public::jobs::iso_week(now);
     metrics::timed(metrics::CLEANUP, async {
         tenantry_public::jobs::platform_cleanup(&ctx.db, now).await?;
-        // Trials and periods that ended: claimed once per day like the clean-up.
-        tenantry_tenant::subscription::end_periods(&ctx.db, now).await?;
+        // Trials and periods that ended, past-due grace run out, trials ending soon: claimed
+        // once per day like the clean-up; its emails go to delivery once each change committed.
+        if let tenantry_public::jobs::Ran::Done(_, ends) =
+            tenantry_tenant::subscription::end_periods(&ctx.db, &ctx.billing, now).await?
+        {
+            push_emails(&ctx.mailer, ends.emails).await;
+        }
         // Deleted organizations whose grace period has passed: claimed once per day.
         tenantry_tenant::organization::drop_due(&ctx.db, now).await?;
         let day = now.date_naive().to_string();
@@ -206,18 +231,8 @@ async fn tenant_task(
         tenant_jobs::run(&ctx.db, &ctx.links, &job),
     )
     .await?;
-    // The run committed: its emails go to delivery now. A failed push is only late: the mail
-    // sweep relays every undelivered row.
-    let mut storage = ctx.mailer.storage();
-    for id in written {
-        if let Err(error) = storage
-            .push(tenantry_public::mail::Deliver { outbox_id: id.0 })
-            .await
-        {
-            tracing::warn!(%error, "could not queue a job's email; the mail sweep will");
-            break;
-        }
-    }
+    // The run committed: its emails go to delivery now.
+    push_emails(&ctx.mailer, written).await;
     Ok(())
 }
 
@@ -571,6 +586,10 @@ async fn run_round(
             prefix: prefix.clone(),
             fanout_window: config.fanout_window,
             links: config.links.clone(),
+            billing: tenantry_tenant::subscription::PeriodEndSettings {
+                links: config.links.clone(),
+                past_due_grace: config.past_due_grace,
+            },
             mailer: mailer.clone(),
         };
         let schedule = config.cleanup_schedule.clone();

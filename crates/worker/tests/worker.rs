@@ -384,6 +384,11 @@ fn config_defaults_and_overrides() {
     );
     assert_eq!(config.usage_flush_every, Duration::from_secs(60));
     assert_eq!(
+        config.past_due_grace,
+        chrono::Duration::days(7),
+        "BILLING_PAST_DUE_GRACE_DAYS defaults to 7"
+    );
+    assert_eq!(
         config.metrics_addr, None,
         "no metrics listener unless METRICS_ADDR is set"
     );
@@ -395,9 +400,11 @@ fn config_defaults_and_overrides() {
         (ENV_HEARTBEAT_CRON, "*/5 * * * * *"),
         (ENV_QUEUE_PREFIX, "t1"),
         (ENV_USAGE_FLUSH_SECS, "5"),
+        ("BILLING_PAST_DUE_GRACE_DAYS", "3"),
     ]))
     .expect("overrides");
     assert_eq!(config.usage_flush_every, Duration::from_secs(5));
+    assert_eq!(config.past_due_grace, chrono::Duration::days(3));
     for bad in ["0", "3601", "soon"] {
         let e = Config::from_lookup(lookup(&[
             (ENV_REDIS_URL, "redis://localhost:6379/"),
@@ -435,6 +442,8 @@ fn config_invalid_values_name_the_variable() {
         ("BASE_DOMAIN", "not a domain"),
         (ENV_QUEUE_PREFIX, "bad prefix"),
         (ENV_QUEUE_PREFIX, "ends:"),
+        ("BILLING_PAST_DUE_GRACE_DAYS", "a week"),
+        ("BILLING_PAST_DUE_GRACE_DAYS", "91"),
     ];
     for (var, value) in cases {
         let mut vars = vec![(var, value)];

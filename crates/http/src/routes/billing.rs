@@ -33,7 +33,9 @@ pub struct Api;
 pub struct WebhookAnswer {
     pub received: bool,
     /// `applied`, `ignored` (a type not handled, or no company known here), `stale` (older than
-    /// the last event applied to the subscription) or `duplicate` (received before).
+    /// the last event applied to the subscription), `duplicate` (received before) or `conflict`
+    /// (a customer or subscription id it names is already linked to another organization:
+    /// nothing applied, logged for an operator; a redelivery is tried again).
     #[schema(example = "applied")]
     pub outcome: String,
 }
@@ -67,7 +69,9 @@ async fn read_capped(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec
 /// nothing is recorded. Each event is applied once (a redelivery answers 200 and changes
 /// nothing), and never over a newer one. Handled: `customer.subscription.created|updated|deleted`,
 /// `invoice.paid`, `invoice.payment_failed`, `checkout.session.completed`; other types are
-/// answered 200 and ignored. 404 when no secret is configured.
+/// answered 200 and ignored. An event naming a provider id already linked to another
+/// organization is answered 200 with the outcome `conflict` (nothing applied; retrying cannot
+/// fix it). 404 when no secret is configured.
 #[utoipa::path(post, path = "/api/v1/billing/webhook", tag = "billing",
     request_body(content = Object, content_type = "application/json", description = "A Stripe event, signed"),
     params(("Stripe-Signature" = String, Header, description = "t=<unix time>,v1=<hex HMAC-SHA256>[,v1=…]")),

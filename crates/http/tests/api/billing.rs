@@ -695,9 +695,28 @@ async fn end_periods(
     now: chrono::DateTime<chrono::Utc>,
 ) -> tenantry_public::jobs::Ran<tenantry_tenant::subscription::PeriodEnds> {
     let db = tenantry_public::db::Db::connect(&app.db_url, &Default::default()).unwrap();
-    tenantry_tenant::subscription::end_periods(&db, now)
+    let settings = tenantry_tenant::subscription::PeriodEndSettings {
+        links: tenantry_public::links::Links::new(
+            tenantry_public::DomainName::parse(BASE).unwrap(),
+        ),
+        past_due_grace: chrono::Duration::days(7),
+    };
+    tenantry_tenant::subscription::end_periods(&db, &settings, now)
         .await
         .unwrap()
+}
+
+/// The texts of the subscription notices the owner of `t` was sent, oldest first.
+async fn notice_texts(app: &TestApp, t: &TestTenant) -> Vec<String> {
+    app.sql_rows_with(
+        "select payload->>'what' from public.outbox \
+          where payload->>'kind' = 'subscription_notice' and payload->>'to' = $1 order by id",
+        &[&t.owner_email],
+    )
+    .await
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
 
 fn ends(
@@ -752,6 +771,11 @@ async fn billing_expired_trial_moves_to_free_and_writes_answer_402_until_it_fits
             .await,
         1
     );
+    // The owner is told, with why writes are now refused.
+    let texts = notice_texts(&app, &t).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("trial"), "{}", texts[0]);
+    assert!(texts[0].contains("402 Payment Required"), "{}", texts[0]);
 
     // Writes answer 402 (nothing created); reads and deletions go on.
     let r = app
@@ -844,4 +868,348 @@ async fn billing_period_end_applies_scheduled_changes_and_cancellations() {
             .await,
         "free"
     );
+    // Each owner is told what took effect (after the email of their own change).
+    let acme = notice_texts(&app, &a).await;
+    assert_eq!(acme.len(), 2, "{acme:?}");
+    assert!(
+        acme[1].contains("scheduled plan change took effect"),
+        "{}",
+        acme[1]
+    );
+    let globex = notice_texts(&app, &b).await;
+    assert_eq!(globex.len(), 2, "{globex:?}");
+    assert!(
+        globex[1].contains("cancelled subscription ended"),
+        "{}",
+        globex[1]
+    );
+    assert!(!globex[1].contains("402"), "it fits free: {}", globex[1]);
+}
+
+/// An organization over free's limits: 5 more members and 4 projects (free allows 3 of each).
+async fn fill_over_free(app: &TestApp, t: &TestTenant) {
+    for n in 0..5 {
+        app.member(t, &format!("m{n}@acme.test"), "viewer").await;
+    }
+    for n in 0..4 {
+        app.project(t, &format!("P{n}")).await;
+    }
+}
+
+async fn past_due_state(app: &TestApp) -> (String, bool, bool, bool) {
+    let row = app
+        .sql_row_with(
+            "select status, past_due_since is not null, past_due_locked_at is not null, \
+                    payment_required from public.subscriptions",
+            &[],
+        )
+        .await;
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+fn failed_payment(created: i64) -> Value {
+    event(
+        "evt_fail",
+        "invoice.payment_failed",
+        created,
+        json!({"id": "in_1", "customer": "cus_1", "subscription": "sub_1"}),
+    )
+}
+
+fn paid_invoice(created: i64) -> Value {
+    event(
+        "evt_paid",
+        "invoice.paid",
+        created,
+        json!({"id": "in_1", "customer": "cus_1", "subscription": "sub_1", "amount_paid": 1900,
+               "currency": "usd", "status_transitions": {"paid_at": created}}),
+    )
+}
+
+#[tokio::test]
+async fn billing_past_due_beyond_the_grace_is_read_only_until_the_invoice_is_paid() {
+    let (app, t) = billing_app().await;
+    let now = chrono::Utc::now();
+    let ts = now.timestamp();
+    checkout(&app, &t, ts - 100).await;
+    expect_json(deliver(&app, &failed_payment(ts - 40)).await, 200).await;
+    assert_eq!(
+        past_due_state(&app).await,
+        ("past_due".into(), true, false, false)
+    );
+    assert_eq!(notices(&app, &t).await, 1);
+
+    // Within the grace (7 days): nothing locked, writes go on.
+    let ran = ends(end_periods(&app, now + chrono::Duration::days(6)).await);
+    assert_eq!(ran.past_due_locked, 0);
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Within grace"}))
+        .await;
+    assert_eq!(r.status(), 201);
+
+    // Past it: read-only, audited, the owner told.
+    let ran = ends(end_periods(&app, now + chrono::Duration::days(8)).await);
+    assert_eq!(ran.past_due_locked, 1);
+    assert_eq!(ran.emails.len(), 1);
+    assert_eq!(
+        past_due_state(&app).await,
+        ("past_due".into(), true, true, false)
+    );
+    assert_eq!(
+        app.audit_count("tenant_acme", "subscription.past_due_locked")
+            .await,
+        1
+    );
+    let texts = notice_texts(&app, &t).await;
+    assert_eq!(texts.len(), 2);
+    assert!(texts[1].contains("read-only"), "{}", texts[1]);
+    assert!(texts[1].contains("402"), "{}", texts[1]);
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Blocked"}))
+        .await;
+    let body = problem(r, 402).await;
+    assert!(body["type"].as_str().unwrap().ends_with("payment-required"));
+    assert!(
+        body["detail"].as_str().unwrap().contains("payment"),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.projects").await,
+        1
+    );
+    expect_json(
+        app.get(&t.host, "/api/v1/projects", Some(&t.token)).await,
+        200,
+    )
+    .await;
+    // Unlike the over-the-limits state, deleting does not lift it.
+    let project: String = app
+        .sql_one("select id::text from tenant_acme.projects")
+        .await;
+    let r = app
+        .delete(&t.host, &format!("/api/v1/projects/{project}"), &t.token)
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Still blocked"}))
+        .await;
+    problem(r, 402).await;
+
+    // The next day's run locks nothing again.
+    let ran = ends(end_periods(&app, now + chrono::Duration::days(9)).await);
+    assert_eq!(ran.past_due_locked, 0);
+
+    // The invoice is paid: active, the lock lifted, the owner told, writes allowed again.
+    expect_json(deliver(&app, &paid_invoice(ts - 30)).await, 200).await;
+    assert_eq!(
+        past_due_state(&app).await,
+        ("active".into(), false, false, false)
+    );
+    let texts = notice_texts(&app, &t).await;
+    assert_eq!(texts.len(), 3);
+    assert!(texts[2].contains("no longer read-only"), "{}", texts[2]);
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Paid up"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    let lifted = app
+        .sql_one::<i64>(
+            "select count(*) from tenant_acme.audit_log where action = 'subscription.synced' \
+              and before->>'past_due_locked_at' is not null and after->>'past_due_locked_at' is null",
+        )
+        .await;
+    assert_eq!(lifted, 1);
+}
+
+/// The two read-only states are kept apart: a paid invoice lifts the past-due lock only; an
+/// organization still over free's limits stays read-only for that reason.
+#[tokio::test]
+async fn billing_invoice_paid_does_not_lift_the_over_free_limits_state() {
+    let (app, t) = billing_app().await;
+    fill_over_free(&app, &t).await;
+    let now = chrono::Utc::now();
+    let ts = now.timestamp();
+    // The trial ends on free over its limits.
+    let ran = ends(end_periods(&app, now + chrono::Duration::days(15)).await);
+    assert_eq!((ran.moved_to_free, ran.payment_required), (1, 1));
+    let texts = notice_texts(&app, &t).await;
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("trial"), "{}", texts[0]);
+    assert!(texts[0].contains("402"), "{}", texts[0]);
+    assert!(texts[0].contains("max_members"), "{}", texts[0]);
+
+    // A checkout, then the first payment fails: past due on top of it.
+    checkout(&app, &t, ts - 100).await;
+    expect_json(deliver(&app, &failed_payment(ts - 40)).await, 200).await;
+    let ran = ends(end_periods(&app, now + chrono::Duration::days(16)).await);
+    assert_eq!(ran.past_due_locked, 1);
+    assert_eq!(
+        past_due_state(&app).await,
+        ("past_due".into(), true, true, true)
+    );
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Blocked"}))
+        .await;
+    let body = problem(r, 402).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("grace period"),
+        "{body}"
+    );
+
+    // Paid: the past-due lock goes, the over-the-limits state stays (and says why).
+    expect_json(deliver(&app, &paid_invoice(ts - 30)).await, 200).await;
+    assert_eq!(
+        past_due_state(&app).await,
+        ("active".into(), false, false, true)
+    );
+    let texts = notice_texts(&app, &t).await;
+    assert!(
+        texts.last().unwrap().contains("stays read-only"),
+        "{texts:?}"
+    );
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Still over"}))
+        .await;
+    let body = problem(r, 402).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("max_members"),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("select count(*) from tenant_acme.projects").await,
+        4
+    );
+}
+
+/// A subscription the provider deletes ends on free like an expired trial: over free's limits,
+/// writes answer 402; the owner is told.
+#[tokio::test]
+async fn billing_subscription_deleted_over_free_limits_is_read_only() {
+    let (app, t) = billing_app().await;
+    fill_over_free(&app, &t).await;
+    let ts = chrono::Utc::now().timestamp();
+    checkout(&app, &t, ts - 100).await;
+    let deleted = event(
+        "evt_del",
+        "customer.subscription.deleted",
+        ts - 10,
+        json!({"id": "sub_1", "customer": "cus_1", "status": "canceled"}),
+    );
+    expect_json(deliver(&app, &deleted).await, 200).await;
+    assert_eq!(
+        past_due_state(&app).await,
+        ("canceled".into(), false, false, true)
+    );
+    let texts = notice_texts(&app, &t).await;
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("402"), "{}", texts[0]);
+    let r = app
+        .post_project(&t.host, &t.token, json!({"name": "Blocked"}))
+        .await;
+    problem(r, 402).await;
+}
+
+#[tokio::test]
+async fn billing_checkout_for_a_customer_linked_elsewhere_is_a_conflict_applying_nothing() {
+    let (app, t) = billing_app().await;
+    let other = app.tenant("globex").await;
+    let ts = chrono::Utc::now().timestamp();
+    checkout(&app, &t, ts - 100).await;
+    let audits_before = app
+        .audit_count("tenant_globex", "subscription.synced")
+        .await;
+
+    // globex's checkout names acme's customer: 200 (retrying cannot fix it), nothing applied.
+    let e = event(
+        "evt_checkout_globex",
+        "checkout.session.completed",
+        ts - 50,
+        json!({"id": "cs_2", "client_reference_id": other.company_id, "customer": "cus_1",
+               "subscription": "sub_2"}),
+    );
+    let body = expect_json(deliver(&app, &e).await, 200).await;
+    assert_eq!(body["outcome"], "conflict");
+    let globex = app
+        .sql_row_with(
+            "select s.provider_customer_id, s.provider_subscription_id, s.last_event_at \
+               from public.subscriptions s join public.companies c on c.id = s.company_id \
+              where c.slug = 'globex'",
+            &[],
+        )
+        .await;
+    assert!(globex.get::<_, Option<String>>(0).is_none());
+    assert!(globex.get::<_, Option<String>>(1).is_none());
+    assert!(globex
+        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(2)
+        .is_none());
+    assert_eq!(
+        app.sql_one::<String>(
+            "select outcome from public.billing_events where id = 'evt_checkout_globex'"
+        )
+        .await,
+        "conflict"
+    );
+    assert_eq!(
+        app.audit_count("tenant_globex", "subscription.synced")
+            .await,
+        audits_before
+    );
+    // acme keeps its customer.
+    assert_eq!(
+        app.sql_one::<String>(
+            "select s.provider_customer_id from public.subscriptions s \
+               join public.companies c on c.id = s.company_id where c.slug = 'acme'"
+        )
+        .await,
+        "cus_1"
+    );
+
+    // Resent before anything was sorted out: still a conflict, still nothing applied.
+    let body = expect_json(deliver(&app, &e).await, 200).await;
+    assert_eq!(body["outcome"], "conflict");
+    assert_eq!(
+        app.count("select count(*) from public.billing_events where id = 'evt_checkout_globex'")
+            .await,
+        1
+    );
+
+    // Once an operator unlinks it from acme, the provider's resend of the event is applied.
+    app.sql(
+        "update public.subscriptions set provider_customer_id = null, provider_subscription_id = null \
+          where company_id = (select id from public.companies where slug = 'acme')",
+    )
+    .await;
+    let body = expect_json(deliver(&app, &e).await, 200).await;
+    assert_eq!(body["outcome"], "applied");
+    assert_eq!(
+        app.sql_one::<String>(
+            "select s.provider_customer_id from public.subscriptions s \
+               join public.companies c on c.id = s.company_id where c.slug = 'globex'"
+        )
+        .await,
+        "cus_1"
+    );
+    // And a further resend is a duplicate.
+    let body = expect_json(deliver(&app, &e).await, 200).await;
+    assert_eq!(body["outcome"], "duplicate");
+}
+
+#[tokio::test]
+async fn billing_trial_reminder_is_sent_once_three_days_before_the_end() {
+    let (app, t) = spawn_tenant("acme").await;
+    let now = chrono::Utc::now();
+    let day = chrono::Duration::days(1);
+    // The trial ends 14 days from sign-up: 4 days before, no reminder yet.
+    let ran = ends(end_periods(&app, now + day * 10).await);
+    assert_eq!(ran.trial_reminders, 0);
+    let ran = ends(end_periods(&app, now + day * 11 + chrono::Duration::hours(12)).await);
+    assert_eq!(ran.trial_reminders, 1);
+    let texts = notice_texts(&app, &t).await;
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("trial"), "{}", texts[0]);
+    assert!(texts[0].contains("ends on"), "{}", texts[0]);
+    // The next day: not again for the same trial.
+    let ran = ends(end_periods(&app, now + day * 12 + chrono::Duration::hours(12)).await);
+    assert_eq!(ran.trial_reminders, 0);
+    assert_eq!(notice_texts(&app, &t).await.len(), 1);
 }

@@ -392,3 +392,69 @@ async fn the_worker_flush_moves_usage_to_postgresql_once() {
     let usage = used().await;
     assert_eq!((usage.this_hour, usage.this_month), (6, 6));
 }
+
+/// The calls per command name in Redis's `INFO commandstats`.
+async fn command_stats(redis: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    let mut stats: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| name != "info" && !name.starts_with("config"))
+        .collect();
+    stats.sort();
+    stats
+}
+
+/// The limiter costs one round trip per request: one `EVALSHA` of the GCRA script (which also
+/// counts the usage), nothing else — no script load once it is cached, no separate counter
+/// call. Counted on a Redis of its own, with the commands the script runs inside it.
+#[tokio::test]
+async fn each_limited_request_is_one_redis_call() {
+    let redis_server = PrivateRedis::start();
+    let url = redis_server.url();
+    let (app, t) = tenant_with_quota(&[("REDIS_URL", &url)], 1000, "tripco").await;
+    // The first request loads the script (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    assert_eq!(app.get_as(&t, "/api/v1/projects").await.status(), 200);
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let n = 10u64;
+    for _ in 0..n {
+        let r = app.get_as(&t, "/api/v1/projects").await;
+        assert_eq!(r.status(), 200);
+        assert!(header(&r, "ratelimit").is_some());
+    }
+    // Inside the script, per request: TIME, GET and SET of the one bucket, two HINCRBY of the
+    // usage hash (Redis counts a script's own commands too).
+    let expected: Vec<(String, u64)> = [
+        ("evalsha", n),
+        ("get", n),
+        ("hincrby", 2 * n),
+        ("set", n),
+        ("time", n),
+    ]
+    .into_iter()
+    .map(|(c, k)| (c.to_owned(), k))
+    .collect();
+    assert_eq!(command_stats(&mut redis).await, expected);
+}
