@@ -6,7 +6,10 @@
 #   scripts/services.sh stop DIR    stop them; fine if they are not running
 #
 # `just dev` keeps its services in .dev/ (reused across runs); `just test` uses a temporary
-# directory through scripts/with-services.sh. The data is disposable: fsync is off.
+# directory through scripts/with-services.sh. The data is disposable: fsync is off. Dynamic shared
+# memory lives in files of the data directory (`mmap`), not in /dev/shm, which every cluster on the
+# machine shares (several at once, as parallel test runs start them, met "could not open shared
+# memory segment … Permission denied" there).
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
 
@@ -197,7 +200,8 @@ start() {
       sockopt="-c unix_socket_directories=''"
     fi
     as_pg "$PGBIN/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 60 -o "-p $pgport -c listen_addresses=127.0.0.1 $sockopt \
--c max_connections=400 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+-c max_connections=400 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+-c dynamic_shared_memory_type=mmap" \
       start >/dev/null 2>&1 9>&- || { tail -n 30 "$dir/pg.log" >&2; die "PostgreSQL did not start (log: $dir/pg.log)"; }
   fi
 

@@ -42,6 +42,24 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// sweeps and the ticks: without a bound, a fan-out of 1,000 tenants starts 1,000 runs that wait
 /// for 8 connections and fail on the pool's timeout.
 pub const QUEUE_CONCURRENCY: usize = 3;
+/// How often a queue worker tells Redis it is alive, and ([`QUEUE_MISSED_HEARTBEATS`]) how many
+/// beats it may miss before another worker re-enqueues the jobs it had fetched. A worker fetches
+/// up to [`QUEUE_BATCH`] due jobs at once and runs [`QUEUE_CONCURRENCY`] of them at a time, so a
+/// killed worker can leave many fetched jobs behind: they run again within 15 s
+/// (apalis-redis' defaults, 30 s × 10, left them for five minutes).
+pub const QUEUE_HEARTBEAT: Duration = Duration::from_secs(5);
+pub const QUEUE_MISSED_HEARTBEATS: usize = 3;
+
+/// The settings every queue of the worker shares, for `queue`.
+#[must_use]
+pub fn queue_config(queue: impl AsRef<str>) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .batch_size(QUEUE_BATCH)
+        .heartbeat_interval(QUEUE_HEARTBEAT)
+        .missed_heartbeats(QUEUE_MISSED_HEARTBEATS)
+        .queue(queue)
+}
+
 /// Upper bound for establishing the initial Redis connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

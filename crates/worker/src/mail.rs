@@ -95,9 +95,7 @@ impl Mailer {
 
     /// The queue's storage, to push to or (with a poll strategy) to work on.
     pub fn storage(&self) -> RedisStorage<Deliver> {
-        let config = apalis_redis::Config::default()
-            .batch_size(crate::QUEUE_BATCH)
-            .queue(&self.queue);
+        let config = crate::queue_config(&self.queue);
         RedisStorage::new(self.redis.clone()).with_config(config)
     }
 

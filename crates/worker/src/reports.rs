@@ -23,9 +23,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The apalis-redis storage behind `{prefix}:jobs:report`.
 #[must_use]
 pub fn report_storage(redis: ConnectionManager, prefix: &str) -> RedisStorage<ReportJob> {
-    let config = apalis_redis::Config::default()
-        .batch_size(crate::QUEUE_BATCH)
-        .queue(reports::queue_name(prefix));
+    let config = crate::queue_config(reports::queue_name(prefix));
     RedisStorage::new(redis).with_config(config)
 }
 

@@ -52,9 +52,7 @@ pub fn tenant_queue(prefix: &str) -> String {
 
 #[must_use]
 pub fn tenant_storage(redis: ConnectionManager, prefix: &str) -> RedisStorage<TenantJob> {
-    let config = apalis_redis::Config::default()
-        .batch_size(crate::QUEUE_BATCH)
-        .queue(tenant_queue(prefix));
+    let config = crate::queue_config(tenant_queue(prefix));
     RedisStorage::new(redis).with_config(config)
 }
 
