@@ -70,7 +70,7 @@ def account_token(server):
     return json.loads(data)["access_token"]
 
 
-def provision(server, url, account):
+def provision(server, url):
     existing = set(query(url, "select slug from public.companies where slug ~ '^s[0-9]{5}$'").split())
     missing = [slug(i) for i in range(TENANTS) if slug(i) not in existing]
     log(f"1. provisioning: {len(existing)} tenants kept, {len(missing)} to create")
@@ -92,11 +92,14 @@ def provision(server, url, account):
     t = time.perf_counter()
     done = 0
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for elapsed in pool.map(one, missing):
-            times.append(elapsed)
-            done += 1
-            if done % 500 == 0:
-                log(f"   {done}/{len(missing)} created, {done / (time.perf_counter() - t):.1f}/s")
+        # In chunks, each with a fresh account token (they expire after 15 minutes).
+        for start in range(0, len(missing), 1000):
+            account = account_token(server)
+            for elapsed in pool.map(one, missing[start:start + 1000]):
+                times.append(elapsed)
+                done += 1
+                if done % 500 == 0:
+                    log(f"   {done}/{len(missing)} created, {done / (time.perf_counter() - t):.1f}/s")
     seconds = time.perf_counter() - t
     seed_projects(url)
     result = {"created": len(missing), "kept": len(existing), "concurrency": 4}
@@ -186,8 +189,7 @@ def main():
               "max_projects = null, max_storage_mb = null")
     server = Server(url)
     try:
-        account = account_token(server)
-        results["provisioning"] = provision(server, url, account)
+        results["provisioning"] = provision(server, url)
         log(f"   {results['provisioning']}")
     finally:
         server.stop()
