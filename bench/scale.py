@@ -123,6 +123,7 @@ begin
                    'select gen_random_uuid(), ''Project '' || g, %L::uuid '
                    'from generate_series(1, {PROJECTS}) g '
                    'where not exists (select 1 from %I.projects)', s, '{owner}', s);
+    commit;  -- one tenant at a time: 10,000 tables' locks do not fit in one transaction
   end loop;
 end $$""")
 
@@ -174,6 +175,7 @@ begin
   for s in select schema_name from public.companies loop
     execute format('drop table if exists %I.bench_trivial', s);
     execute format('delete from %I.refinery_schema_history where version = {head}', s);
+    commit;
   end loop;
   update public.companies set schema_version = {head - 1} where schema_version = {head};
 end $$""")
