@@ -3,10 +3,11 @@
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
+use moka::future::Cache;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Row, Statement};
 
 /// How a pool is sized and how long a caller may wait for a connection.
 #[derive(Debug, Clone)]
@@ -32,19 +33,34 @@ impl Default for PoolSettings {
 /// next user, whatever happened to the previous handle.
 pub const RESET_SQL: &str = "reset search_path";
 
+/// How many statements of [`Db::checkout_read`] are kept prepared per pooled connection, on
+/// average: the cache holds `max_size` times this many in all. Each is a named prepared statement
+/// in a PostgreSQL backend (with its plan) and a [`Statement`] here, so the bound is what keeps
+/// 10,000 tenants from growing either side's memory.
+pub const STATEMENTS_PER_CONNECTION: u64 = 128;
+
 /// The database: a pool whose connections can only be taken through a statement that both
 /// verifies the connection and sets its `search_path` — [`Db::public`] resets it, tenant handles
 /// (in `tenantry-tenant`) set it to one tenant schema. There is no way to take a connection that
-/// skips that first statement, so each checkout costs exactly one statement of overhead.
+/// skips that first statement, so each checkout costs exactly one statement of overhead, sent
+/// ahead of the caller's first query without waiting for its answer ([`Db::checkout_read`]).
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// The statements of [`Db::checkout_read`], per connection and text, bounded (least recently
+    /// and least frequently used go first). An evicted [`Statement`] is dropped, and dropping it
+    /// closes the prepared statement on its connection (tokio-postgres sends `Close`, the
+    /// protocol's `DEALLOCATE`); entries of discarded connections are never hit again and age
+    /// out the same way. Keyed by the pool's object id, so a statement is only ever executed on
+    /// the connection that prepared it.
+    statements: Cache<(deadpool::managed::ObjectId, String), Statement>,
 }
 
 impl Db {
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
         Ok(Self {
             pool: pool(database_url, settings)?,
+            statements: Cache::new(settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
         })
     }
 
@@ -80,6 +96,92 @@ impl Db {
         }
     }
 
+    /// Takes a pooled connection, runs `first` (as [`Db::checkout`]) and the read `query` on it
+    /// in one round trip: both are sent before either answer is awaited (tokio-postgres
+    /// pipelines requests on one connection, and PostgreSQL runs them in order), so `query` runs
+    /// after `first` has set `search_path`. `query` is prepared once per connection and kept in
+    /// a bounded cache ([`STATEMENTS_PER_CONNECTION`]); its first use on a connection costs a
+    /// second round trip (the prepare, itself sent after `first`).
+    ///
+    /// `first` decides: when it fails, the query's answer is dropped unread, the connection is
+    /// discarded (its state is unknown), and a connection-level failure is retried once on a
+    /// fresh connection. Since PostgreSQL still runs a pipelined statement after an earlier one
+    /// failed, `query` must write nothing and must name the schema it reads (tenant callers use
+    /// `tenantry_tenant::binding::SchemaSql`), so even then it could only have read its own
+    /// tenant's rows.
+    pub async fn checkout_read(
+        &self,
+        first: &str,
+        params: &[&(dyn ToSql + Sync)],
+        query: &str,
+        query_params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Object, Vec<Row>), DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.pool.get().await?;
+            match self
+                .pipelined(&client, first, params, query, query_params)
+                .await
+            {
+                Ok(rows) => return Ok((client, rows)),
+                Err(Failed::First(e)) => {
+                    // Whatever the query answered is never looked at, and the connection, whose
+                    // path is now unknown, never goes back to the pool.
+                    drop(Object::take(client));
+                    if is_connection_error(&e) && attempt == 1 {
+                        tracing::debug!(error = %e, "discarding a dead pooled connection");
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+                Err(Failed::Query(e)) if is_connection_error(&e) && attempt == 1 => {
+                    tracing::debug!(error = %e, "discarding a dead pooled connection");
+                    drop(Object::take(client));
+                }
+                Err(Failed::Query(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `first` and `query` on `client`, sent back to back; `first`'s outcome is looked at first.
+    async fn pipelined(
+        &self,
+        client: &Object,
+        first: &str,
+        params: &[&(dyn ToSql + Sync)],
+        query: &str,
+        query_params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Failed> {
+        // Cached per connection by deadpool after its first use: no round trip.
+        let first = client.prepare_cached(first).await.map_err(Failed::First)?;
+        let key = (Object::id(client), query.to_owned());
+        let cached = self.statements.get(&key).await;
+        // `join` polls `first` before `query`, and each sends its messages at its first poll:
+        // both go out before anything is awaited, `first` ahead.
+        let first = client.execute(&first, params);
+        let query = async {
+            let statement = match cached {
+                Some(statement) => statement,
+                None => {
+                    let statement = client.prepare(query).await?;
+                    self.statements.insert(key, statement.clone()).await;
+                    statement
+                }
+            };
+            client.query(&statement, query_params).await
+        };
+        let (first, rows) = futures_util::future::join(first, query).await;
+        first.map_err(Failed::First)?;
+        rows.map_err(Failed::Query)
+    }
+
+    /// How many [`Db::checkout_read`] statements are cached now (for tests and metrics).
+    pub async fn cached_statements(&self) -> u64 {
+        self.statements.run_pending_tasks().await;
+        self.statements.entry_count()
+    }
+
     async fn checkout_simple(&self, first: &str) -> Result<Object, DbError> {
         let mut attempt = 0;
         loop {
@@ -100,6 +202,12 @@ impl Db {
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
     }
+}
+
+/// Which of a pipelined checkout's two statements failed.
+enum Failed {
+    First(tokio_postgres::Error),
+    Query(tokio_postgres::Error),
 }
 
 /// A pooled connection for public-schema work. Public tables are always written `public.x`.
