@@ -153,3 +153,9 @@ lint:
 # Benchmarks (bench/run.sh); results land in bench/results/.
 bench *ARGS:
     bash bench/run.sh "$@"
+
+# A flame graph of the release server under the list load: bench/results/flamegraph-list.svg
+# (needs perf and inferno: `apt-get install linux-perf`, `cargo install inferno`).
+profile:
+    cargo build --release --bins
+    scripts/with-services.sh python3 bench/profile.py

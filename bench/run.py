@@ -7,7 +7,9 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
 1. signup: 50 sequential POST /api/v1/register (real argon2id hashing) - p50/p99
 2. throughput: wrk GET /api/v1/projects?limit=20 over 100 tenants x 50 projects, beside
    pgbench -S (prepared) on the same server in the same run
-3. binding cost: the same list through a bench-only route that skips tenant binding
+3. binding cost: the same list through a bench-only route that skips tenant binding (a public
+   checkout, then the schema-qualified query: two round trips, where the bound list takes one);
+   rotation cost: the list rotating over the 100 tenants vs. the same load on one tenant
 4. migrate-schemas over 1,000 tenants: a no-op run, then one new trivial tenant migration
 5. server RSS (VmRSS) at start, after the 1,050 sign-ups, and after the list loads
 6. work inside a tenant: GET /api/v1/tasks?assignee=me&status=todo,in_progress&ordering=due_at
@@ -558,6 +560,15 @@ def main():
                                   "bound_median": statistics.median(bound),
                                   "unbound_median": statistics.median(unbound)}
             log(f"   {results['binding']}")
+            log("3b. rotation cost: 3 interleaved pairs of 5 s runs, 100 tenants vs. one, medians")
+            rotating, single = [], []
+            for _ in range(3):
+                rotating.append(wrk(server, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)["req_per_s"])
+                single.append(wrk(server, "/api/v1/projects?limit=20", slugs[:1], tokens, seconds=5)["req_per_s"])
+            results["rotation"] = {"rotating_req_per_s": rotating, "one_tenant_req_per_s": single,
+                                   "rotating_median": statistics.median(rotating),
+                                   "one_tenant_median": statistics.median(single)}
+            log(f"   {results['rotation']}")
             results["rss_mib"]["after_list_load"] = server.rss_mib()
             log(f"   server RSS {results['rss_mib']}")
         if everything or SECTIONS == "ratelimit":
@@ -588,6 +599,7 @@ def main():
     if everything:
         results["list"]["ratio_to_pgbench"] = round(results["list"]["req_per_s"] / tps, 3)
         results["binding_cost"] = round(1 - results["binding"]["bound_median"] / results["binding"]["unbound_median"], 3)
+        results["rotation_cost"] = round(1 - results["rotation"]["rotating_median"] / results["rotation"]["one_tenant_median"], 3)
         log("4. migrate-schemas over all tenants")
         results["migrate"] = bench_migrations(url, jobs=int(os.environ.get("BENCH_JOBS", "8")))
         log(f"   {results['migrate']}")
@@ -598,6 +610,7 @@ def main():
             "list_ge_30pct_of_pgbench": results["list"]["ratio_to_pgbench"] >= 0.30,
             "list_p99_le_20ms": results["list"]["p99_ms"] <= 20,
             "binding_cost_le_15pct": results["binding_cost"] <= 0.15,
+            "rotation_cost_le_10pct": results["rotation_cost"] <= 0.10,
             "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
             "rate_limit_cost_le_10pct": results["rate_limit"]["cost"] <= 0.10,
         })
