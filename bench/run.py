@@ -25,7 +25,8 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
    time from the tick to the last email written, and each worker's peak RSS (VmHWM); one worker,
    then two, on a fresh database of its own
 
-BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants;
+BENCH_SECTIONS=list runs only sections 2 and 3 (list, binding and rotation cost, pgbench), on 101
+tenants; BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants;
 BENCH_SECTIONS=ratelimit runs only section 7, on 101 tenants; BENCH_SECTIONS=jobs runs only
 section 8.
 """
@@ -547,7 +548,7 @@ def main():
         slugs = [f"t{i:05d}" for i in range(LIST_TENANTS)]
         seed_projects(url, slugs)
         tokens = {s: login(server, s) for s in slugs}
-        if everything:
+        if everything or SECTIONS == "list":
             log("2. throughput: wrk list over 100 tenants, and pgbench -S")
             results["list"] = wrk(server, "/api/v1/projects?limit=20", slugs, tokens)
             log(f"   list {results['list']}")
@@ -575,6 +576,9 @@ def main():
             log("7. rate-limit cost: 3 interleaved pairs of 5 s list runs, limiter on vs. off, medians")
             results["rate_limit"] = bench_rate_limit_cost(server, url, slugs, tokens)
             log(f"   {results['rate_limit']}")
+        if SECTIONS == "list":
+            server.stop()
+            return list_only(url, results)
         if SECTIONS == "ratelimit":
             server.stop()
             return report(results, {"rate_limit_cost_le_10pct": results["rate_limit"]["cost"] <= 0.10},
@@ -639,6 +643,21 @@ def jobs_targets(jobs):
         "overdue_worker_rss_le_80mib": max(one["peak_rss_mib"] + two["peak_rss_mib"]) <= 80,
         "overdue_two_workers_faster": two["seconds"] < one["seconds"],
     }
+
+
+def list_only(url, results):
+    """BENCH_SECTIONS=list: sections 2 and 3 (list, binding and rotation cost) and pgbench."""
+    results["pgbench"] = pgbench(url)
+    log(f"   pgbench {results['pgbench']}")
+    results["list"]["ratio_to_pgbench"] = round(results["list"]["req_per_s"] / results["pgbench"]["tps"], 3)
+    results["binding_cost"] = round(1 - results["binding"]["bound_median"] / results["binding"]["unbound_median"], 3)
+    results["rotation_cost"] = round(1 - results["rotation"]["rotating_median"] / results["rotation"]["one_tenant_median"], 3)
+    return report(results, {
+        "list_ge_30pct_of_pgbench": results["list"]["ratio_to_pgbench"] >= 0.30,
+        "list_p99_le_20ms": results["list"]["p99_ms"] <= 20,
+        "rotation_cost_le_10pct": results["rotation_cost"] <= 0.10,
+        "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
+    }, everything=False)
 
 
 def jobs_only(url):

@@ -5,8 +5,9 @@ use deadpool_postgres::{
 };
 use moka::future::Cache;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row, Statement};
 
 /// How a pool is sized and how long a caller may wait for a connection.
@@ -53,14 +54,28 @@ pub struct Db {
     /// protocol's `DEALLOCATE`); entries of discarded connections are never hit again and age
     /// out the same way. Keyed by the pool's object id, so a statement is only ever executed on
     /// the connection that prepared it.
-    statements: Cache<(deadpool::managed::ObjectId, String), Statement>,
+    statements: Cache<StatementKey, Statement>,
+    /// Keys that missed once lately (four times as many as `statements` holds): a statement is
+    /// prepared and kept on its second miss, so a connection rotating over more tenants than it
+    /// could keep runs each read unnamed in one round trip instead of preparing, using once and
+    /// evicting.
+    missed: Cache<StatementKey, ()>,
+    /// The parameter types of each statement shape (the text before its schema is filled in),
+    /// learned from its first prepare: what an unnamed read declares. One entry per shape in the
+    /// code, bounded all the same.
+    shapes: Cache<String, Arc<[Type]>>,
 }
+
+/// A statement on one connection: the pool's object id and the text.
+type StatementKey = (deadpool::managed::ObjectId, String);
 
 impl Db {
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
         Ok(Self {
             pool: pool(database_url, settings)?,
             statements: Cache::new(settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
+            missed: Cache::new(4 * settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
+            shapes: Cache::new(1024),
         })
     }
 
@@ -99,9 +114,12 @@ impl Db {
     /// Takes a pooled connection, runs `first` (as [`Db::checkout`]) and the read `query` on it
     /// in one round trip: both are sent before either answer is awaited (tokio-postgres
     /// pipelines requests on one connection, and PostgreSQL runs them in order), so `query` runs
-    /// after `first` has set `search_path`. `query` is prepared once per connection and kept in
-    /// a bounded cache ([`STATEMENTS_PER_CONNECTION`]); its first use on a connection costs a
-    /// second round trip (the prepare, itself sent after `first`).
+    /// after `first` has set `search_path`. `query` (whose text is `shape` with its schema
+    /// filled in) is prepared on its second use on a connection and kept in a bounded cache
+    /// ([`STATEMENTS_PER_CONNECTION`]); that use costs a second round trip (the prepare, itself
+    /// sent after `first`), and so does the first use of a shape in the process, which learns
+    /// its parameter types. Other uses of an uncached statement run it unnamed (parse, plan and
+    /// run in one message) in the one round trip.
     ///
     /// `first` decides: when it fails, the query's answer is dropped unread, the connection is
     /// discarded (its state is unknown), and a connection-level failure is retried once on a
@@ -113,6 +131,7 @@ impl Db {
         &self,
         first: &str,
         params: &[&(dyn ToSql + Sync)],
+        shape: &str,
         query: &str,
         query_params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Object, Vec<Row>), DbError> {
@@ -121,7 +140,7 @@ impl Db {
             attempt += 1;
             let client = self.pool.get().await?;
             match self
-                .pipelined(&client, first, params, query, query_params)
+                .pipelined(&client, first, params, shape, query, query_params)
                 .await
             {
                 Ok(rows) => return Ok((client, rows)),
@@ -150,6 +169,7 @@ impl Db {
         client: &Object,
         first: &str,
         params: &[&(dyn ToSql + Sync)],
+        shape: &str,
         query: &str,
         query_params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Failed> {
@@ -157,15 +177,33 @@ impl Db {
         let first = client.prepare_cached(first).await.map_err(Failed::First)?;
         let key = (Object::id(client), query.to_owned());
         let cached = self.statements.get(&key).await;
+        let unnamed = match (&cached, self.shapes.get(shape).await) {
+            (None, Some(types)) if self.missed.get(&key).await.is_none() => {
+                self.missed.insert(key.clone(), ()).await;
+                Some(types)
+            }
+            _ => None,
+        };
         // `join` polls `first` before `query`, and each sends its messages at its first poll:
         // both go out before anything is awaited, `first` ahead.
         let first = client.execute(&first, params);
         let query = async {
+            if let Some(types) = unnamed {
+                let typed: Vec<(&(dyn ToSql + Sync), Type)> = query_params
+                    .iter()
+                    .copied()
+                    .zip(types.iter().cloned())
+                    .collect();
+                return client.query_typed(query, &typed).await;
+            }
             let statement = match cached {
                 Some(statement) => statement,
                 None => {
                     let statement = client.prepare(query).await?;
                     self.statements.insert(key, statement.clone()).await;
+                    self.shapes
+                        .insert(shape.to_owned(), statement.params().into())
+                        .await;
                     statement
                 }
             };

@@ -71,7 +71,13 @@ impl TenantConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Self, Vec<Row>), DbError> {
         let (client, rows) = db
-            .checkout_read(BIND_SQL, &[&sql.schema.quoted()], &sql.text, params)
+            .checkout_read(
+                BIND_SQL,
+                &[&sql.schema.quoted()],
+                &sql.template,
+                &sql.text,
+                params,
+            )
             .await?;
         Ok((
             Self {
@@ -118,6 +124,8 @@ impl TenantDb for TenantConn {
 #[derive(Debug, Clone)]
 pub struct SchemaSql {
     schema: SchemaName,
+    /// The text with `{schema}` in it: the statement's shape, the same for every tenant.
+    template: String,
     text: String,
 }
 
@@ -139,6 +147,7 @@ impl SchemaSql {
         }
         Ok(Self {
             schema: schema.clone(),
+            template: template.to_owned(),
             text: template.replace("{schema}", &schema.quoted()),
         })
     }

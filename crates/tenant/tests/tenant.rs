@@ -550,6 +550,7 @@ async fn a_failed_binding_discards_the_read_and_the_connection() {
         .checkout_read(
             "select 1 / 0 where $1::text is not null",
             &[&"x"],
+            "select name from {schema}.projects",
             "select name from \"tenant_acme\".projects",
             &[],
         )
