@@ -63,8 +63,9 @@ impl TenantConn {
 
     /// Takes a pooled connection bound to `schema` and runs the read `sql` on it, in one round
     /// trip: the binding and `sql` are sent together, the binding first (see the module doc).
-    /// `sql` is prepared once per connection and tenant and kept (bounded), so each tenant's
-    /// plan survives the others' requests on the same connection.
+    /// `sql` is prepared on its second use on a connection and kept (bounded; before that it
+    /// runs unnamed, in the same round trip), so each tenant's plan survives the others'
+    /// requests on the same connection.
     pub async fn acquire_read(
         db: &Db,
         sql: &SchemaSql,
