@@ -158,3 +158,9 @@ bench *ARGS:
 # between runs (`--fresh` starts over). Results land in bench/results/scale-*.json.
 bench-scale *ARGS:
     bash bench/scale.sh "$@"
+
+# A flame graph of the release server under the list load: bench/results/flamegraph-list.svg
+# (needs perf and inferno: `apt-get install linux-perf`, `cargo install inferno`).
+profile:
+    cargo build --release --bins
+    scripts/with-services.sh python3 bench/profile.py

@@ -7,7 +7,9 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
 1. signup: 50 sequential POST /api/v1/register (real argon2id hashing) - p50/p99
 2. throughput: wrk GET /api/v1/projects?limit=20 over 100 tenants x 50 projects, beside
    pgbench -S (prepared) on the same server in the same run
-3. binding cost: the same list through a bench-only route that skips tenant binding
+3. binding cost: the same list through a bench-only route that skips tenant binding (a public
+   checkout, then the schema-qualified query: two round trips, where the bound list takes one);
+   rotation cost: the list rotating over the 100 tenants vs. the same load on one tenant
 4. migrate-schemas over 1,000 tenants: a no-op run, then one new trivial tenant migration
 5. server RSS (VmRSS) at start, after the 1,050 sign-ups, and after the list loads
 6. work inside a tenant: GET /api/v1/tasks?assignee=me&status=todo,in_progress&ordering=due_at
@@ -23,7 +25,8 @@ DATABASE_URL and REDIS_URL. Every load targets 127.0.0.1 and is bounded in time.
    time from the tick to the last email written, and each worker's peak RSS (VmHWM); one worker,
    then two, on a fresh database of its own
 
-BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants;
+BENCH_SECTIONS=list runs only sections 2 and 3 (list, binding and rotation cost, pgbench), on 101
+tenants; BENCH_SECTIONS=work runs only section 6 (with pgbench beside it), on 101 tenants;
 BENCH_SECTIONS=ratelimit runs only section 7, on 101 tenants; BENCH_SECTIONS=jobs runs only
 section 8.
 """
@@ -546,7 +549,7 @@ def main():
         slugs = [f"t{i:05d}" for i in range(LIST_TENANTS)]
         seed_projects(url, slugs)
         tokens = {s: login(server, s) for s in slugs}
-        if everything:
+        if everything or SECTIONS == "list":
             log("2. throughput: wrk list over 100 tenants, and pgbench -S")
             results["list"] = wrk(server, "/api/v1/projects?limit=20", slugs, tokens)
             log(f"   list {results['list']}")
@@ -559,12 +562,24 @@ def main():
                                   "bound_median": statistics.median(bound),
                                   "unbound_median": statistics.median(unbound)}
             log(f"   {results['binding']}")
+            log("3b. rotation cost: 3 interleaved pairs of 5 s runs, 100 tenants vs. one, medians")
+            rotating, single = [], []
+            for _ in range(3):
+                rotating.append(wrk(server, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)["req_per_s"])
+                single.append(wrk(server, "/api/v1/projects?limit=20", slugs[:1], tokens, seconds=5)["req_per_s"])
+            results["rotation"] = {"rotating_req_per_s": rotating, "one_tenant_req_per_s": single,
+                                   "rotating_median": statistics.median(rotating),
+                                   "one_tenant_median": statistics.median(single)}
+            log(f"   {results['rotation']}")
             results["rss_mib"]["after_list_load"] = server.rss_mib()
             log(f"   server RSS {results['rss_mib']}")
         if everything or SECTIONS == "ratelimit":
             log("7. rate-limit cost: 3 interleaved pairs of 5 s list runs, limiter on vs. off, medians")
             results["rate_limit"] = bench_rate_limit_cost(server, url, slugs, tokens)
             log(f"   {results['rate_limit']}")
+        if SECTIONS == "list":
+            server.stop()
+            return list_only(url, results)
         if SECTIONS == "ratelimit":
             server.stop()
             return report(results, {"rate_limit_cost_le_10pct": results["rate_limit"]["cost"] <= 0.10},
@@ -589,6 +604,7 @@ def main():
     if everything:
         results["list"]["ratio_to_pgbench"] = round(results["list"]["req_per_s"] / tps, 3)
         results["binding_cost"] = round(1 - results["binding"]["bound_median"] / results["binding"]["unbound_median"], 3)
+        results["rotation_cost"] = round(1 - results["rotation"]["rotating_median"] / results["rotation"]["one_tenant_median"], 3)
         log("4. migrate-schemas over all tenants")
         results["migrate"] = bench_migrations(url, jobs=int(os.environ.get("BENCH_JOBS", "8")))
         log(f"   {results['migrate']}")
@@ -599,6 +615,7 @@ def main():
             "list_ge_30pct_of_pgbench": results["list"]["ratio_to_pgbench"] >= 0.30,
             "list_p99_le_20ms": results["list"]["p99_ms"] <= 20,
             "binding_cost_le_15pct": results["binding_cost"] <= 0.15,
+            "rotation_cost_le_10pct": results["rotation_cost"] <= 0.10,
             "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
             "rate_limit_cost_le_10pct": results["rate_limit"]["cost"] <= 0.10,
         })
@@ -627,6 +644,21 @@ def jobs_targets(jobs):
         "overdue_worker_rss_le_80mib": max(one["peak_rss_mib"] + two["peak_rss_mib"]) <= 80,
         "overdue_two_workers_faster": two["seconds"] < one["seconds"],
     }
+
+
+def list_only(url, results):
+    """BENCH_SECTIONS=list: sections 2 and 3 (list, binding and rotation cost) and pgbench."""
+    results["pgbench"] = pgbench(url)
+    log(f"   pgbench {results['pgbench']}")
+    results["list"]["ratio_to_pgbench"] = round(results["list"]["req_per_s"] / results["pgbench"]["tps"], 3)
+    results["binding_cost"] = round(1 - results["binding"]["bound_median"] / results["binding"]["unbound_median"], 3)
+    results["rotation_cost"] = round(1 - results["rotation"]["rotating_median"] / results["rotation"]["one_tenant_median"], 3)
+    return report(results, {
+        "list_ge_30pct_of_pgbench": results["list"]["ratio_to_pgbench"] >= 0.30,
+        "list_p99_le_20ms": results["list"]["p99_ms"] <= 20,
+        "rotation_cost_le_10pct": results["rotation_cost"] <= 0.10,
+        "server_rss_le_64mib": (results["rss_mib"]["after_list_load"] or 0) <= 64,
+    }, everything=False)
 
 
 def jobs_only(url):

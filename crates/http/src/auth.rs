@@ -17,10 +17,13 @@ use futures_util::future::{Either, LocalBoxFuture};
 use std::future::{ready, Ready};
 use tenantry_public::db::Db;
 use tenantry_public::memberships::Role;
+use tenantry_public::Page;
 use tenantry_public::{sessions, Origin, SessionId, UserId};
 use tenantry_tenant::access::{self, Permission};
 use tenantry_tenant::api_keys;
 use tenantry_tenant::audit::{Acting, Actor};
+use tenantry_tenant::ordering::Window;
+use tenantry_tenant::rows;
 use tenantry_tenant::{ActiveTenant, TenantConn};
 
 use crate::error::ApiError;
@@ -238,18 +241,15 @@ impl TenantUser {
         }))
     }
 
-    /// Looks the key up in the Host's tenant: one connection, one query (plus a `last_used_at`
-    /// write at most once a minute per key).
+    /// Looks the key up in the Host's tenant: one connection, one round trip (binding and lookup
+    /// together; plus a `last_used_at` write at most once a minute per key).
     async fn from_api_key(
         tenant: ActiveTenant,
         state: web::Data<AppState>,
         key: String,
     ) -> Result<Self, ApiError> {
         let company = tenant.route().company_id;
-        let found = {
-            let conn = tenant.connect(&state.db).await?;
-            api_keys::authenticate(&conn, company, &key).await?
-        };
+        let found = api_keys::authenticate(&state.db, tenant.schema(), company, &key).await?;
         let Some(found) = found else {
             tracing::info!("API key refused");
             return Err(ApiError::Unauthorized(INVALID_KEY));
@@ -302,6 +302,17 @@ impl TenantRequest {
             .await?;
         }
         Ok(conn)
+    }
+
+    /// The first page of a list on a new connection bound to this tenant: the binding and the
+    /// page's query in one round trip (`tenantry_tenant::rows::first_page`). For reads only.
+    pub async fn first_page<T: rows::Listed>(
+        &self,
+        filter: &T::Filter,
+        window: &Window<T::Sort, T::Id>,
+    ) -> Result<(TenantConn, Page<T>), ApiError> {
+        let schema = self.user.tenant.schema();
+        Ok(rows::first_page::<T>(&self.state.db, schema, filter, window).await?)
     }
 
     /// 401 unless the caller signed in with a session that is still live; an API key (which has

@@ -3,10 +3,12 @@
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
+use moka::future::Cache;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row, Statement};
 
 /// How a pool is sized and how long a caller may wait for a connection.
 #[derive(Debug, Clone)]
@@ -32,19 +34,48 @@ impl Default for PoolSettings {
 /// next user, whatever happened to the previous handle.
 pub const RESET_SQL: &str = "reset search_path";
 
+/// How many statements of [`Db::checkout_read`] are kept prepared per pooled connection, on
+/// average: the cache holds `max_size` times this many in all. Each is a named prepared statement
+/// in a PostgreSQL backend (with its plan) and a [`Statement`] here, so the bound is what keeps
+/// 10,000 tenants from growing either side's memory.
+pub const STATEMENTS_PER_CONNECTION: u64 = 128;
+
 /// The database: a pool whose connections can only be taken through a statement that both
 /// verifies the connection and sets its `search_path` — [`Db::public`] resets it, tenant handles
 /// (in `tenantry-tenant`) set it to one tenant schema. There is no way to take a connection that
-/// skips that first statement, so each checkout costs exactly one statement of overhead.
+/// skips that first statement, so each checkout costs exactly one statement of overhead, sent
+/// ahead of the caller's first query without waiting for its answer ([`Db::checkout_read`]).
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// The statements of [`Db::checkout_read`], per connection and text, bounded (least recently
+    /// and least frequently used go first). An evicted [`Statement`] is dropped, and dropping it
+    /// closes the prepared statement on its connection (tokio-postgres sends `Close`, the
+    /// protocol's `DEALLOCATE`); entries of discarded connections are never hit again and age
+    /// out the same way. Keyed by the pool's object id, so a statement is only ever executed on
+    /// the connection that prepared it.
+    statements: Cache<StatementKey, Statement>,
+    /// Keys that missed once lately (four times as many as `statements` holds): a statement is
+    /// prepared and kept on its second miss, so a connection rotating over more tenants than it
+    /// could keep runs each read unnamed in one round trip instead of preparing, using once and
+    /// evicting.
+    missed: Cache<StatementKey, ()>,
+    /// The parameter types of each statement shape (the text before its schema is filled in),
+    /// learned from its first prepare: what an unnamed read declares. One entry per shape in the
+    /// code, bounded all the same.
+    shapes: Cache<String, Arc<[Type]>>,
 }
+
+/// A statement on one connection: the pool's object id and the text.
+type StatementKey = (deadpool::managed::ObjectId, String);
 
 impl Db {
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
         Ok(Self {
             pool: pool(database_url, settings)?,
+            statements: Cache::new(settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
+            missed: Cache::new(4 * settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
+            shapes: Cache::new(1024),
         })
     }
 
@@ -80,6 +111,119 @@ impl Db {
         }
     }
 
+    /// Takes a pooled connection, runs `first` (as [`Db::checkout`]) and the read `query` on it
+    /// in one round trip: both are sent before either answer is awaited (tokio-postgres
+    /// pipelines requests on one connection, and PostgreSQL runs them in order), so `query` runs
+    /// after `first` has set `search_path`. `query` (whose text is `shape` with its schema
+    /// filled in) is prepared on its second use on a connection and kept in a bounded cache
+    /// ([`STATEMENTS_PER_CONNECTION`]); that use costs a second round trip (the prepare, itself
+    /// sent after `first`), and so does the first use of a shape in the process, which learns
+    /// its parameter types. Other uses of an uncached statement run it unnamed (parse, plan and
+    /// run in one message) in the one round trip.
+    ///
+    /// `first` decides: when it fails, the query's answer is dropped unread, the connection is
+    /// discarded (its state is unknown), and a connection-level failure is retried once on a
+    /// fresh connection. Since PostgreSQL still runs a pipelined statement after an earlier one
+    /// failed, `query` must write nothing and must name the schema it reads (tenant callers use
+    /// `tenantry_tenant::binding::SchemaSql`), so even then it could only have read its own
+    /// tenant's rows.
+    pub async fn checkout_read(
+        &self,
+        first: &str,
+        params: &[&(dyn ToSql + Sync)],
+        shape: &str,
+        query: &str,
+        query_params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(Object, Vec<Row>), DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.pool.get().await?;
+            match self
+                .pipelined(&client, first, params, shape, query, query_params)
+                .await
+            {
+                Ok(rows) => return Ok((client, rows)),
+                Err(Failed::First(e)) => {
+                    // Whatever the query answered is never looked at, and the connection, whose
+                    // path is now unknown, never goes back to the pool.
+                    drop(Object::take(client));
+                    if is_connection_error(&e) && attempt == 1 {
+                        tracing::debug!(error = %e, "discarding a dead pooled connection");
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+                Err(Failed::Query(e)) if is_connection_error(&e) && attempt == 1 => {
+                    tracing::debug!(error = %e, "discarding a dead pooled connection");
+                    drop(Object::take(client));
+                }
+                Err(Failed::Query(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `first` and `query` on `client`, sent back to back; `first`'s outcome is looked at first.
+    async fn pipelined(
+        &self,
+        client: &Object,
+        first: &str,
+        params: &[&(dyn ToSql + Sync)],
+        shape: &str,
+        query: &str,
+        query_params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Failed> {
+        // Cached per connection by deadpool after its first use: no round trip.
+        let first = client.prepare_cached(first).await.map_err(Failed::First)?;
+        let key = (Object::id(client), query.to_owned());
+        let cached = self.statements.get(&key).await;
+        let unnamed = match (&cached, self.shapes.get(shape).await) {
+            (None, Some(types)) if self.missed.get(&key).await.is_none() => {
+                self.missed.insert(key.clone(), ()).await;
+                Some(types)
+            }
+            _ => None,
+        };
+        // `join` polls `first` before `query`, and each sends its messages at its first poll:
+        // both go out before anything is awaited, `first` ahead.
+        let first = client.execute(&first, params);
+        let query = async {
+            if let Some(types) = unnamed {
+                let typed: Vec<(&(dyn ToSql + Sync), Type)> = query_params
+                    .iter()
+                    .copied()
+                    .zip(types.iter().cloned())
+                    .collect();
+                let rows = client.query_typed_raw(query, typed).await?;
+                return collect(rows).await;
+            }
+            let statement = match cached {
+                Some(statement) => statement,
+                None => {
+                    let statement = client.prepare(query).await?;
+                    self.statements.insert(key, statement.clone()).await;
+                    self.shapes
+                        .insert(shape.to_owned(), statement.params().into())
+                        .await;
+                    statement
+                }
+            };
+            let rows = client
+                .query_raw(&statement, query_params.iter().copied())
+                .await?;
+            collect(rows).await
+        };
+        let (first, rows) = futures_util::future::join(first, query).await;
+        first.map_err(Failed::First)?;
+        rows.map_err(Failed::Query)
+    }
+
+    /// How many [`Db::checkout_read`] statements are cached now (for tests and metrics).
+    pub async fn cached_statements(&self) -> u64 {
+        self.statements.run_pending_tasks().await;
+        self.statements.entry_count()
+    }
+
     async fn checkout_simple(&self, first: &str) -> Result<Object, DbError> {
         let mut attempt = 0;
         loop {
@@ -100,6 +244,27 @@ impl Db {
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
     }
+}
+
+/// The rows of a read, into a vector sized for a page at once (`Client::query` grows its vector
+/// from empty: visible in the profile of the list load).
+async fn collect(rows: tokio_postgres::RowStream) -> Result<Vec<Row>, tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
+    let mut rows = std::pin::pin!(rows);
+    let mut out = Vec::with_capacity(READ_ROWS);
+    while let Some(row) = rows.try_next().await? {
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// Rows a read's vector starts with room for: a default page and its look-ahead row.
+const READ_ROWS: usize = 32;
+
+/// Which of a pipelined checkout's two statements failed.
+enum Failed {
+    First(tokio_postgres::Error),
+    Query(tokio_postgres::Error),
 }
 
 /// A pooled connection for public-schema work. Public tables are always written `public.x`.

@@ -17,14 +17,14 @@ use rand::{Rng, RngCore};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tenantry_public::db::DbError;
+use tenantry_public::db::{Db, DbError};
 use tenantry_public::memberships::Role;
 use tenantry_public::{CompanyId, SchemaName, UserId};
 use tokio_postgres::Row;
 
 use crate::access::{self, RoleRuleError};
 use crate::audit::{Acting, Action, Audited, Entry};
-use crate::binding::{TenantConn, TenantDb};
+use crate::binding::{SchemaSql, TenantConn, TenantDb};
 use crate::ids::ApiKeyId;
 
 /// Every key starts with this, so that secret scanners and people can recognise one.
@@ -276,6 +276,17 @@ pub async fn revoke_all_created_by(
     Ok(revoked)
 }
 
+/// The key and its creator's membership in this company, by the key's prefix.
+const LOOKUP: &str = "select k.id, k.secret_hash, k.role, k.created_by, \
+        (k.revoked_at is null and (k.expires_at is null or k.expires_at > now())) as live, \
+        (k.last_used_at is null \
+           or k.last_used_at < now() - make_interval(secs => $3)) as stale, \
+        (select m.role from public.memberships m \
+           join public.users u on u.id = m.user_id \
+          where m.user_id = k.created_by and m.company_id = $2 \
+            and m.is_active and u.is_active) as member_role \
+   from {schema}.api_keys k where k.prefix = $1";
+
 /// A key that authenticated: who it acts as, and with which role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authenticated {
@@ -289,10 +300,12 @@ pub struct Authenticated {
 /// not revoked, not expired, and its creator still an active member of `company` with an active
 /// account. `None` for every kind of failure, so callers cannot tell them apart.
 ///
-/// One query reads the key and the creator's membership; `last_used_at` is written only when it
-/// is older than a minute.
+/// One query reads the key and the creator's membership, as the first query of a connection
+/// bound to `schema` (one round trip with the binding); `last_used_at` is written only when it is
+/// older than a minute.
 pub async fn authenticate(
-    db: &impl TenantDb,
+    db: &Db,
+    schema: &SchemaName,
     company: CompanyId,
     presented: &str,
 ) -> Result<Option<Authenticated>, DbError> {
@@ -300,21 +313,12 @@ pub async fn authenticate(
         return Ok(None);
     };
     let digest = hash(presented);
-    let row = db
-        .client()
-        .query_opt(
-            "select k.id, k.secret_hash, k.role, k.created_by, \
-                    (k.revoked_at is null and (k.expires_at is null or k.expires_at > now())) as live, \
-                    (k.last_used_at is null \
-                       or k.last_used_at < now() - make_interval(secs => $3)) as stale, \
-                    (select m.role from public.memberships m \
-                       join public.users u on u.id = m.user_id \
-                      where m.user_id = k.created_by and m.company_id = $2 \
-                        and m.is_active and u.is_active) as member_role \
-               from api_keys k where k.prefix = $1",
-            &[&prefix, &company, &f64::from(TOUCH_AFTER_SECS)],
-        )
-        .await?;
+    // The first query of a new bound connection: binding and lookup in one round trip.
+    let sql = SchemaSql::new(LOOKUP, schema)?;
+    let (conn, rows) =
+        TenantConn::acquire_read(db, &sql, &[&prefix, &company, &f64::from(TOUCH_AFTER_SECS)])
+            .await?;
+    let row = rows.first();
     let Some(row) = row else {
         // Compare anyway, so an unknown prefix costs the same as a wrong secret.
         let _ = digest.ct_eq(&[0u8; 32]);
@@ -334,7 +338,7 @@ pub async fn authenticate(
     let key_id: ApiKeyId = row.try_get("id")?;
     if row.try_get::<_, bool>("stale")? {
         // A failed touch must not fail the request: the key is valid.
-        if let Err(e) = db
+        if let Err(e) = conn
             .client()
             .execute(
                 "update api_keys set last_used_at = now() where id = $1",

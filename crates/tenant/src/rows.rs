@@ -9,11 +9,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::audit::{Acting, Action, Audited, Entry};
-use crate::binding::{TenantConn, TenantDb};
+use crate::binding::{SchemaSql, TenantConn, TenantDb};
 use crate::ordering::{Order, SortColumn, Window};
 use deadpool_postgres::GenericClient;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use tenantry_public::db::Db;
+use tenantry_public::SchemaName;
 
 /// A tenant table whose rows are one domain type (declared with [`table!`]).
 pub trait Table: Audited + for<'r> TryFrom<&'r Row, Error = DbError> {
@@ -129,6 +131,36 @@ pub async fn page<T: Listed>(
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &all).await?;
     Page::from_rows(&rows, window.limit, |r| T::try_from(r))
+}
+
+/// One page as [`page`] reads it, as the first query of a new bound connection
+/// ([`TenantConn::acquire_read`]: binding and query in one round trip, the statement named after
+/// `schema` and kept per connection, so its plan survives tenant rotation). The connection comes
+/// back for whatever the caller reads next.
+pub async fn first_page<T: Listed>(
+    db: &Db,
+    schema: &SchemaName,
+    filter: &T::Filter,
+    window: &Window<T::Sort, T::Id>,
+) -> Result<(TenantConn, Page<T>), DbError> {
+    let params = T::params(filter);
+    let n = params.len();
+    let (keyset, order_by) = window.order.keyset_sql(n + 1, n + 2);
+    let template = format!(
+        "select {} from {{schema}}.{} where {} and {keyset} order by {order_by} limit ${}",
+        T::COLUMNS,
+        T::TABLE,
+        T::FILTERS,
+        n + 3
+    );
+    let sql = SchemaSql::new(&template, schema)?;
+    let keyset = window.order.keyset_params(window.after.as_ref())?;
+    let fetch = Page::<T>::fetch_limit(window.limit);
+    let mut all = refs(&params);
+    all.extend([keyset.value(), keyset.id(), &fetch]);
+    let (conn, rows) = TenantConn::acquire_read(db, &sql, &all).await?;
+    let page = Page::from_rows(&rows, window.limit, |r| T::try_from(r))?;
+    Ok((conn, page))
 }
 
 /// An exported row: the row and the email of the user its [`Exported::USER_COLUMN`] names.

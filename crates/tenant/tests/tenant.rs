@@ -15,6 +15,7 @@ use tenantry_public::plans::PlanCode;
 use tenantry_public::Origin;
 use tenantry_public::{DomainName, Email, Password, Slug};
 use tenantry_tenant::audit::{Acting, Actor};
+use tenantry_tenant::binding::SchemaSql;
 use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, RunError, Summary};
 use tenantry_tenant::ordering::Window;
 use tenantry_tenant::projects::{self, NewProject, Project, ProjectStatus};
@@ -405,6 +406,11 @@ async fn a_bound_connection_sees_only_its_schema() {
             .map(|p| p.name)
             .collect();
             assert_eq!(names, vec![format!("marker-{i}")], "round {round}");
+            drop(conn);
+            // The same through a pipelined read (binding and query in one round trip).
+            let (names, path) = first_page_names(&env, t).await;
+            assert_eq!(names, vec![format!("marker-{i}")], "round {round}");
+            assert_eq!(path, (format!("\"tenant_t{i:02}\""), pid), "round {round}");
         }
     }
 
@@ -433,6 +439,196 @@ async fn a_bound_connection_sees_only_its_schema() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+}
+
+/// The names of the first page of `t`'s projects, read as the first query of a new bound
+/// connection (binding and query in one round trip), with that connection's path and pid.
+async fn first_page_names(env: &Env, t: &Provisioned) -> (Vec<String>, (String, i32)) {
+    let (conn, page) = rows::first_page::<Project>(
+        &env.db,
+        &t.company.schema_name,
+        &Default::default(),
+        &Window::first(projects::ProjectOrder::NEWEST, 10),
+    )
+    .await
+    .unwrap();
+    let names = page.items.into_iter().map(|p| p.name).collect();
+    (names, bound_path(&conn).await)
+}
+
+#[tokio::test]
+async fn a_pipelined_read_binds_first_and_keeps_one_statement_per_tenant() {
+    let env = env_with(pool_of_one()).await;
+    let a = tenant(&env, "acme").await;
+    let b = tenant(&env, "bravo").await;
+    marker(&env, &a, "marker-acme").await;
+    marker(&env, &b, "marker-bravo").await;
+    let (_, pid) = next_public(&env).await;
+    let before = env.db.cached_statements().await;
+    // One connection, rotated between two tenants: each read sees its own rows, and the
+    // connection it hands back is bound to its tenant.
+    for round in 0..3 {
+        for (t, s) in [(&a, "acme"), (&b, "bravo")] {
+            let (names, path) = first_page_names(&env, t).await;
+            assert_eq!(names, vec![format!("marker-{s}")], "round {round}");
+            assert_eq!(path, (format!("\"tenant_{s}\""), pid), "round {round}");
+            assert_eq!(next_public(&env).await, (DEFAULT_PATH.into(), pid));
+        }
+    }
+    // One prepared statement per tenant on the connection, kept across the rotation (each
+    // tenant's plan survives the other's requests).
+    assert_eq!(env.db.cached_statements().await - before, 2);
+    let prepared: Vec<String> = env
+        .db
+        .public()
+        .await
+        .unwrap()
+        .query(
+            "select statement from pg_prepared_statements \
+              where statement like '%from \"tenant\\_%\".projects where%' order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(prepared.len(), 2, "{prepared:#?}");
+    assert!(prepared[0].contains("from \"tenant_acme\".projects"));
+    assert!(prepared[1].contains("from \"tenant_bravo\".projects"));
+}
+
+#[tokio::test]
+async fn a_schema_named_statement_never_names_another_tenant() {
+    let env = env_with(pool_of_one()).await;
+    let a = tenant(&env, "acme").await;
+    let b = tenant(&env, "bravo").await;
+    marker(&env, &a, "marker-acme").await;
+    marker(&env, &b, "marker-bravo").await;
+    let acme = &a.company.schema_name;
+    let sql = SchemaSql::new("select name from {schema}.projects", acme).unwrap();
+    assert_eq!(sql.text(), "select name from \"tenant_acme\".projects");
+
+    // Every way of naming bravo's schema in a statement made for acme is refused, and so is
+    // anything that is not one plain read.
+    for template in [
+        "select name from \"tenant_bravo\".projects",
+        "select name from tenant_bravo.projects",
+        "select name from TENANT_BRAVO.projects",
+        "select name from {schema}.projects union all select name from tenant_bravo.projects",
+        "select name from {schema}.projects union all select name from \"x\".projects",
+        "select name from projects",
+        "insert into {schema}.projects (name) values ('x') returning name",
+        "with x as (delete from {schema}.projects returning name) select name from x",
+        "select name from {schema}.projects; delete from {schema}.projects",
+        "select name from {schema}.projects for update",
+    ] {
+        let err = SchemaSql::new(template, acme).expect_err(template);
+        assert!(matches!(err, DbError::Corrupt(_)), "{template}: {err:?}");
+    }
+
+    // On the one connection, last bound to bravo, acme's statement reads acme's rows.
+    let (names, _) = first_page_names(&env, &b).await;
+    assert_eq!(names, vec!["marker-bravo"]);
+    let (conn, rows) = TenantConn::acquire_read(&env.db, &sql, &[]).await.unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, vec!["marker-acme"]);
+    assert_eq!(conn.schema(), acme);
+}
+
+#[tokio::test]
+async fn a_failed_binding_discards_the_read_and_the_connection() {
+    let env = env_with(pool_of_one()).await;
+    let a = tenant(&env, "acme").await;
+    marker(&env, &a, "marker-acme").await;
+    let (_, pid) = next_public(&env).await;
+
+    // A first statement that fails: the read sent after it answered, but its rows are never
+    // handed out, and the connection (whose state is unknown) is discarded.
+    let err = env
+        .db
+        .checkout_read(
+            "select 1 / 0 where $1::text is not null",
+            &[&"x"],
+            "select name from {schema}.projects",
+            "select name from \"tenant_acme\".projects",
+            &[],
+        )
+        .await
+        .map(|_| ())
+        .expect_err("the first statement failed");
+    assert_eq!(err.code(), Some("22012"), "{err:?}");
+    let (path, new_pid) = next_public(&env).await;
+    assert_eq!(path, DEFAULT_PATH);
+    assert_ne!(new_pid, pid, "the connection was discarded");
+
+    // The previous holder left its connection inside a failed transaction: the binding fails
+    // (25P02), so do the pipelined read's rows, and one fresh connection serves the read.
+    let pid = new_pid;
+    {
+        let conn = TenantConn::acquire(&env.db, &a.company.schema_name)
+            .await
+            .unwrap();
+        conn.client().batch_execute("begin").await.unwrap();
+        conn.client()
+            .batch_execute("select 1 / 0")
+            .await
+            .expect_err("division by zero");
+    }
+    let (names, (path, new_pid)) = first_page_names(&env, &a).await;
+    assert_eq!(names, vec!["marker-acme"]);
+    assert_eq!(path, "\"tenant_acme\"");
+    assert_ne!(new_pid, pid, "the aborted connection was replaced");
+}
+
+#[tokio::test]
+async fn a_cancelled_or_panicking_read_leaks_no_path() {
+    let env = env_with(pool_of_one()).await;
+    let a = tenant(&env, "acme").await;
+    let b = tenant(&env, "bravo").await;
+    marker(&env, &a, "marker-acme").await;
+    marker(&env, &b, "marker-bravo").await;
+    // Warm: the connection exists and holds the binding's statement.
+    first_page_names(&env, &a).await;
+    let (_, pid) = next_public(&env).await;
+
+    // Dropped between sending and receiving: binding and a slow read are in flight.
+    let slow = SchemaSql::new(
+        "select pg_sleep(0.5)::text from {schema}.projects",
+        &a.company.schema_name,
+    )
+    .unwrap();
+    let read = TenantConn::acquire_read(&env.db, &slow, &[]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), read)
+            .await
+            .is_err(),
+        "the read was still running at the timeout"
+    );
+    assert_eq!(
+        next_public(&env).await,
+        (DEFAULT_PATH.into(), pid),
+        "cancelled read"
+    );
+    let (names, path) = first_page_names(&env, &b).await;
+    assert_eq!(names, vec!["marker-bravo"]);
+    assert_eq!(path, ("\"tenant_bravo\"".into(), pid));
+
+    // A panic while holding the connection a read handed back.
+    let db = env.db.clone();
+    let schema = a.company.schema_name.clone();
+    let joined = tokio::spawn(async move {
+        let sql = SchemaSql::new("select name from {schema}.projects", &schema).unwrap();
+        let (_conn, rows) = TenantConn::acquire_read(&db, &sql, &[]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        panic!("handler panicked while holding a pipelined read's connection");
+    })
+    .await;
+    assert!(joined.unwrap_err().is_panic());
+    assert_eq!(next_public(&env).await, (DEFAULT_PATH.into(), pid), "panic");
+    let (names, path) = first_page_names(&env, &b).await;
+    assert_eq!(names, vec!["marker-bravo"]);
+    assert_eq!(path, ("\"tenant_bravo\"".into(), pid));
 }
 
 #[tokio::test]

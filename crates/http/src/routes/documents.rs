@@ -390,8 +390,7 @@ pub async fn list(
     let (filter, ordering) = filter(&query)?;
     let page = paging.request::<SortKey<DocumentId>>(list_query(&filter, ordering))?;
     let window = page.window(ordering)?;
-    let conn = cx.bound().await?;
-    let found = rows::page::<Document>(&conn, &filter, &window).await?;
+    let (conn, found) = cx.first_page::<Document>(&filter, &window).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(
         found,

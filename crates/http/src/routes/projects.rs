@@ -326,8 +326,7 @@ pub async fn list(
     let (filter, order) = list_request(req.query_string())?;
     let page = paging.request::<SortKey<ProjectId>>(list_query(&filter, order))?;
     let window = page.window(order)?;
-    let conn = cx.bound().await?;
-    let found = rows::page::<Project>(&conn, &filter, &window).await?;
+    let (conn, found) = cx.first_page::<Project>(&filter, &window).await?;
     drop(conn);
     Ok(HttpResponse::Ok().json(page.respond(
         found,

@@ -432,8 +432,7 @@ async fn list_in(
     let page =
         paging.request::<SortKey<TaskId>>(list_query(&filter, order, scope.default_order()))?;
     let window = page.window(order)?;
-    let conn = cx.bound().await?;
-    let found = rows::page::<Task>(&conn, &filter, &window).await?;
+    let (conn, found) = cx.first_page::<Task>(&filter, &window).await?;
     // An empty page of a project's tasks: is there such a project at all?
     if let (Scope::Project(id), true) = (scope, found.items.is_empty()) {
         projects::get(&conn, id).await?.ok_or(ApiError::NotFound)?;

@@ -58,13 +58,19 @@ pub async fn spawn_tenant_with(overrides: &[(&str, &str)], slug: &str) -> (TestA
 
 /// Spawns the app with extra environment-style settings (e.g. `("DB_POOL_SIZE", "1")`).
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_via(|url| url.to_owned(), overrides).await
+}
+
+/// Spawns the app with the database URL it is given rewritten by `via` (e.g. to reach
+/// PostgreSQL through a proxy); the test's own pool and SQL helpers use the real URL.
+pub async fn spawn_app_via(via: impl Fn(&str) -> String, overrides: &[(&str, &str)]) -> TestApp {
     let database = tenantry_testkit::fresh_database().await;
     let db = db::pool(&database.url, &PoolSettings::default()).expect("pool");
     let migrator = Db::connect(&database.url, &PoolSettings::default()).expect("db");
     migrate_schemas(&migrator, &MigrateOptions::default(), &|_, _| {})
         .await
         .expect("migrate public");
-    let app = build(&database.url, overrides)
+    let app = build(&via(&database.url), overrides)
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -28,6 +28,7 @@ mod ratelimits;
 mod register;
 mod remind;
 mod reports;
+mod roundtrips;
 mod routing;
 mod sessions;
 mod settings;
