@@ -52,6 +52,9 @@ pub async fn migrate_schema_in(
     tx: &Transaction<'_>,
     schema: &SchemaName,
 ) -> Result<(Vec<i32>, i32), MigrateError> {
+    // On Citus: tables of a distributed schema may keep their triggers.
+    tx.batch_execute(tenantry_public::cluster::TENANT_DDL_SQL)
+        .await?;
     tx.batch_execute(&format!("create schema if not exists {}", schema.quoted()))
         .await?;
     tx.execute(

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use tenantry_public::account_tokens;
+use tenantry_public::cluster;
 use tenantry_public::companies::{self, Company};
 use tenantry_public::db::{sqlstate, Db, DbError};
 use tenantry_public::ids::CompanyId;
@@ -173,10 +174,14 @@ async fn provision_inner(
     )
     .await?;
 
+    // On Citus the schema is migrated as a plain schema, then distributed (below).
+    tx.batch_execute(cluster::NEW_SCHEMA_SQL).await?;
     tx.batch_execute(&format!("create schema {}", schema.quoted()))
         .await?;
     lock_schema(&tx, &schema).await?;
     let (_, version) = migrate_schema_in(&tx, &schema).await?;
+    // On a Citus coordinator the schema, at head, becomes a distributed schema on a worker.
+    cluster::distribute_new_schema(&*tx, &schema).await?;
 
     let mut verification = None;
     let owner = match (&new.owner, password_hash) {
@@ -248,6 +253,13 @@ pub async fn drop_tenant(db: &Db, slug: &Slug) -> Result<bool, DbError> {
         "drop schema if exists {} cascade",
         company.schema_name.quoted()
     ))
+    .await?;
+    // The foreign key does this on a single server; on Citus it is gone (public migration V12:
+    // a reference table cannot set null through a key to a local table).
+    tx.execute(
+        "update public.users set origin_company_id = null where origin_company_id = $1",
+        &[&company.id.0],
+    )
     .await?;
     tx.execute(
         "delete from public.companies where id = $1",
