@@ -240,8 +240,10 @@ start() {
     "$here/citus.sh" || die "could not install Citus (scripts/citus.sh)"
     # Citus: logical replication moves schemas between nodes; multi-node transactions commit
     # with two-phase commit.
+    # Citus runs a maintenance daemon (a background worker) per database, and the tests make a
+    # database each.
     preload=(-c shared_preload_libraries=citus -c wal_level=logical -c max_prepared_transactions=200
-      -c max_wal_senders=20 -c max_replication_slots=20)
+      -c max_wal_senders=20 -c max_replication_slots=20 -c max_worker_processes=200)
   fi
   local nodes=(pg) node all_reused=1
   if [ -n "$cluster" ]; then nodes=(pg pg-w1 pg-w2); fi

@@ -1,11 +1,10 @@
 //! Cluster mode: whether the database is a single PostgreSQL server or the coordinator of a Citus
 //! cluster (README, "Running on Citus"), and where each tenant schema lives on such a cluster.
 //!
-//! The same binaries run on both. What differs is done where it is harmless on a single server:
-//! public migration V12 makes `public.users` a reference table only when the citus extension is
-//! installed, provisioning distributes the new schema only then ([`distribute_new_schema`]), and
-//! [`TENANT_DDL_SQL`] (run before tenant migrations) sets a Citus setting that plain PostgreSQL
-//! keeps as an unused placeholder.
+//! The same binaries run on both. What differs is done only when the citus extension is
+//! installed: public migration V12 makes `public.users` a reference table, and migrating a tenant
+//! schema that is not distributed yet (a new tenant's) makes it a distributed schema
+//! ([`prepare_schema`], [`finish_schema`]).
 
 use tokio_postgres::GenericClient;
 
@@ -69,40 +68,73 @@ pub enum ClusterError {
     Db(#[from] DbError),
 }
 
-/// Settings for the transaction that creates or migrates a tenant schema. On Citus,
-/// `citus.enable_unsafe_triggers` lets tenant tables keep their triggers when they are distributed
-/// (the audit log's append-only guard: it only raises errors, so running it on the worker holding
-/// the shard is safe). On plain PostgreSQL it is a placeholder nobody reads.
-pub const TENANT_DDL_SQL: &str =
-    "select pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true)";
-
 const HAS_CITUS: &str =
     "select exists (select 1 from pg_catalog.pg_extension where extname = 'citus')";
 
-/// Run before a new tenant schema is created and migrated: on Citus its tables stay plain
-/// PostgreSQL tables until [`distribute_new_schema`], also those with a foreign key to the
-/// reference table `public.users` (Citus would otherwise turn each into a "Citus local table" as
-/// the key is created, and then refuse DDL that tenant migrations contain). A placeholder on plain
-/// PostgreSQL.
-pub const NEW_SCHEMA_SQL: &str =
-    "select pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true)";
+/// Where a tenant schema about to be migrated stands on the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaPlacement {
+    /// Plain PostgreSQL: nothing to do.
+    Single,
+    /// Citus, and the schema is a distributed schema: its tables are on a worker, and new ones
+    /// are created there.
+    Distributed,
+    /// Citus, and the schema is new (or plain): it is migrated as a plain schema and then
+    /// distributed ([`finish_schema`]).
+    ToDistribute,
+}
 
-/// Makes a new tenant schema, already migrated to head, a distributed schema when the database
-/// is a Citus coordinator (and does nothing otherwise): its tables become single-shard tables
-/// placed together on one worker, and queries are routed there by `search_path`.
-///
-/// The schema is migrated as a plain schema first because Citus refuses some DDL in a distributed
-/// schema that tenant migrations contain (several `alter table` subcommands with `add
-/// constraint`, V8) and mis-plans an `insert … select` of V6; later migrations of an existing
-/// tenant run in the distributed schema (ARCHITECTURE, "Adding a tenant resource").
+/// Prepares the transaction that migrates `schema` (created or not yet) and says how to finish
+/// it. On Citus, a schema that is not distributed yet is migrated as plain PostgreSQL tables,
+/// also those with a foreign key to the reference table `public.users` (Citus would otherwise make
+/// each a "Citus local table" as the key is created, and then refuse DDL that tenant migrations
+/// contain: several `alter table` subcommands with `add constraint`, V8), and distributed whole
+/// at the end. Tables of a distributed schema may keep their triggers
+/// (`citus.enable_unsafe_triggers`: the audit log's append-only guard only raises errors, so
+/// running it on the worker is safe). Later migrations of a distributed schema run there, under
+/// Citus's DDL rules (ARCHITECTURE, "Adding a tenant resource").
 #[tracing::instrument(skip_all, err)]
-pub async fn distribute_new_schema(
+pub async fn prepare_schema(
     client: &impl GenericClient,
     schema: &crate::SchemaName,
-) -> Result<bool, DbError> {
+) -> Result<SchemaPlacement, DbError> {
     let citus: bool = client.query_one(HAS_CITUS, &[]).await?.try_get(0)?;
-    if citus {
-        client.batch_execute(TENANT_DDL_SQL).await?;
+    if !citus {
+        return Ok(SchemaPlacement::Single);
+    }
+    let distributed: bool = client
+        .query_one(
+            "select exists (select 1 from pg_dist_schema \
+                            where schemaid = to_regnamespace($1)::oid)",
+            &[&schema.as_str()],
+        )
+        .await?
+        .try_get(0)?;
+    client
+        .batch_execute("select pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true)")
+        .await?;
+    if distributed {
+        return Ok(SchemaPlacement::Distributed);
+    }
+    client
+        .batch_execute(
+            "select pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', \
+             'off', true)",
+        )
+        .await?;
+    Ok(SchemaPlacement::ToDistribute)
+}
+
+/// Ends what [`prepare_schema`] began: a schema to distribute becomes a distributed schema (its
+/// tables single-shard tables placed together on one worker, queries routed there by
+/// `search_path`).
+#[tracing::instrument(skip_all, err)]
+pub async fn finish_schema(
+    client: &impl GenericClient,
+    schema: &crate::SchemaName,
+    placement: SchemaPlacement,
+) -> Result<(), DbError> {
+    if placement == SchemaPlacement::ToDistribute {
         client
             .execute(
                 "select citus_schema_distribute($1::text::regnamespace)",
@@ -116,7 +148,7 @@ pub async fn distribute_new_schema(
             )
             .await?;
     }
-    Ok(citus)
+    Ok(())
 }
 
 /// Detects the topology: Citus when the citus extension is installed in the database.

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use tenantry_public::account_tokens;
-use tenantry_public::cluster;
 use tenantry_public::companies::{self, Company};
 use tenantry_public::db::{sqlstate, Db, DbError};
 use tenantry_public::ids::CompanyId;
@@ -174,14 +173,10 @@ async fn provision_inner(
     )
     .await?;
 
-    // On Citus the schema is migrated as a plain schema, then distributed (below).
-    tx.batch_execute(cluster::NEW_SCHEMA_SQL).await?;
     tx.batch_execute(&format!("create schema {}", schema.quoted()))
         .await?;
     lock_schema(&tx, &schema).await?;
     let (_, version) = migrate_schema_in(&tx, &schema).await?;
-    // On a Citus coordinator the schema, at head, becomes a distributed schema on a worker.
-    cluster::distribute_new_schema(&*tx, &schema).await?;
 
     let mut verification = None;
     let owner = match (&new.owner, password_hash) {

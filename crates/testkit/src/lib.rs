@@ -104,7 +104,10 @@ async fn execute(url: &str, sql: &str) {
     client
         .batch_execute(sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql} on {url}: {e}"));
+        .unwrap_or_else(|e| match e.as_db_error() {
+            Some(db) => panic!("{sql} on {url}: {}: {:?}", db.message(), db.where_()),
+            None => panic!("{sql} on {url}: {e}"),
+        });
     drop(client);
     let _ = driver.await;
 }
