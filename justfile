@@ -178,3 +178,7 @@ lint:
 # Benchmarks (bench/run.sh); results land in bench/results/.
 bench *ARGS:
     bash bench/run.sh "$@"
+
+# List throughput and p99 on one server vs a Citus coordinator + 2 workers in the same run, and the time to move a tenant with 10,000 tasks (bench/citus.sh).
+bench-citus *ARGS:
+    bash bench/citus.sh "$@"
