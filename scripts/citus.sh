@@ -7,7 +7,8 @@
 #   scripts/citus.sh --check    exit 0 when citus.so is installed, 1 otherwise
 #
 # The source is the vendored archive ($CITUS_SRC, default ../shared/vendor/citus next to the
-# clone); the build is cached outside the clone in
+# clone), else the tag's archive from GitHub, checked against the vendored archive's sha256; the
+# build is cached outside the clone in
 # ${XDG_CACHE_HOME:-$HOME/.cache}/tenantry/citus-VERSION-pgMINOR/ as a staged install (DESTDIR),
 # so a warm machine copies files instead of compiling (about 3 minutes on 2 cores).
 # The patches in scripts/citus-patches/ are applied on top (each says why); the cache key and the
@@ -19,6 +20,8 @@
 set -euo pipefail
 
 CITUS_VERSION=13.2.2
+# sha256 of citus-13.2.2.tar.gz (the vendored archive; a download must match it).
+CITUS_SHA256=dd2453caec20a830e5e63f1def5c5a98cb6f57ae510407cdcd800916fcdab430
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
@@ -76,7 +79,19 @@ fi
 if [ ! -f "$cache/.done" ]; then
   src_dir="${CITUS_SRC:-$root/../shared/vendor/citus}"
   archive="$src_dir/citus-$CITUS_VERSION.tar.gz"
-  [ -f "$archive" ] || die "the Citus source $archive is missing (set CITUS_SRC to its directory)"
+  mkdir -p "$(dirname "$cache")"
+  if [ ! -f "$archive" ]; then
+    archive="$(dirname "$cache")/citus-$CITUS_VERSION.tar.gz"
+    if [ ! -f "$archive" ]; then
+      url="https://github.com/citusdata/citus/archive/refs/tags/v$CITUS_VERSION.tar.gz"
+      note "no vendored source in $src_dir; downloading $url"
+      command -v curl >/dev/null 2>&1 || die "curl is missing (or set CITUS_SRC to the vendored source's directory)"
+      curl -fsSL "$url" -o "$archive.part" || die "could not download $url (set CITUS_SRC)"
+      mv "$archive.part" "$archive"
+    fi
+  fi
+  echo "$CITUS_SHA256  $archive" | sha256sum -c --quiet - >/dev/null 2>&1 \
+    || die "$archive does not have the sha256 of Citus $CITUS_VERSION's vendored source ($CITUS_SHA256); set CITUS_SRC to the vendored source's directory"
 
   # Build dependencies; the headers of exactly the installed server version when apt has them.
   deps=(build-essential libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev)
@@ -102,10 +117,11 @@ if [ ! -f "$cache/.done" ]; then
   tar xzf "$archive" -C "$cache"
   build="$cache/citus-$CITUS_VERSION"
   # PostgreSQL 15.20 exports have_createdb_privilege(), which Citus 13.2.2 defines as a static
-  # compatibility function; the vendored patch removes it when the headers declare it.
+  # compatibility function; this patch (the vendored one, copied here) removes it when the
+  # headers declare it.
   if grep -q have_createdb_privilege "$("$PG_CONFIG" --includedir-server)/commands/dbcommands.h" 2>/dev/null; then
     note "applying pg15.20-have_createdb_privilege.patch"
-    (cd "$build" && patch -p1 -s <"$src_dir/pg15.20-have_createdb_privilege.patch")
+    (cd "$build" && patch -p1 -s <"$here/citus-pg15.20-have_createdb_privilege.patch")
   fi
   for p in "${patches[@]}"; do
     note "applying $(basename "$p")"
