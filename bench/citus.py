@@ -21,6 +21,9 @@ from datetime import datetime, timezone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (the shared helpers of `just bench`)
 
+if os.environ.get("BENCH_BIN_DIR"):
+    run.RELEASE = run.Path(os.environ["BENCH_BIN_DIR"]).resolve()
+
 TENANTS = int(os.environ.get("BENCH_CITUS_TENANTS", "40"))
 ROUNDS = int(os.environ.get("BENCH_CITUS_ROUNDS", "3"))
 MOVE_TASKS = int(os.environ.get("BENCH_MOVE_TASKS", "10000"))
