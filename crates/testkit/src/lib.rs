@@ -82,8 +82,14 @@ pub async fn fresh_database() -> TestDatabase {
         let (host, port) = coordinator
             .rsplit_once(':')
             .expect("DATABASE_URL names host:port");
-        let mut setup =
-            format!("create extension citus; select citus_set_coordinator_host('{host}', {port});");
+        // Replication slots are named after the operation id, and slots belong to the server,
+        // not the database: each test database starts its operation ids somewhere else, so that
+        // two tests moving tenants at once do not ask for the same slot.
+        let first_operation = 1 + Uuid::new_v4().as_u128() % 1_000_000_000;
+        let mut setup = format!(
+            "create extension citus; select citus_set_coordinator_host('{host}', {port}); \
+             select setval('pg_catalog.pg_dist_operationid_seq', {first_operation});"
+        );
         for worker in &workers {
             let (host, port) = worker
                 .rsplit_once(':')
