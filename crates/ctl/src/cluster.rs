@@ -1,7 +1,8 @@
 //! `tenantctl cluster …` and `tenantctl tenant move`: where tenants live on a Citus cluster and
 //! moving them between nodes (README, "Running on Citus"). Each tenant schema is a distributed
-//! schema that lives whole on one node; moving it is Citus's `citus_schema_move`, online (logical
-//! replication, writes wait only for the final switch-over).
+//! schema that lives whole on one node; moving it is Citus's `citus_schema_move` in `block_writes`
+//! mode: reads go on, writes wait for the copy (the logical-replication mode lost an acknowledged
+//! write under load in testing: ARCHITECTURE, "Cluster topology (Citus)").
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -154,10 +155,10 @@ async fn rebalance(db: &Db, dry_run: bool) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let client = db.public().await?;
-    // The rebalancer runs the moves of the plan above, each with citus_schema_move's
-    // logical-replication mode when every table has a primary key (all tenant tables do).
+    // The rebalancer runs the moves of the plan above, blocking each tenant's writes while it
+    // is copied (as `tenant move` does).
     client
-        .batch_execute("select rebalance_table_shards(shard_transfer_mode => 'auto')")
+        .batch_execute("select rebalance_table_shards(shard_transfer_mode => 'block_writes')")
         .await
         .context("rebalance_table_shards")?;
     println!(
@@ -244,7 +245,7 @@ pub async fn move_tenant(
     };
     let moved = client
         .execute(
-            "select citus_schema_move($1::text::regnamespace, $2, $3, shard_transfer_mode => 'auto')",
+            "select citus_schema_move($1::text::regnamespace, $2, $3, shard_transfer_mode => 'block_writes')",
             &[&schema.as_str(), &host, &port],
         )
         .await;

@@ -114,7 +114,7 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Move a tenant to another node of a Citus cluster, online (citus_schema_move).
+    /// Move a tenant to another node of a Citus cluster (citus_schema_move; reads go on, writes wait).
     Move {
         slug: String,
         /// The node, as `tenantctl cluster nodes` lists it.

@@ -23,7 +23,7 @@ async fn node_of(app: &crate::helpers::TestApp, schema: &str) -> String {
 }
 
 /// Four clients create projects in one tenant without pause while its schema moves to the other
-/// worker (`citus_schema_move`, logical replication). Afterwards every project the API
+/// worker (`citus_schema_move` in `block_writes` mode, as `tenantctl tenant move` does). Afterwards every project the API
 /// acknowledged (201) exists exactly once, nothing else was written, and no request answered a
 /// status other than 201 or 503 (the documented window: a request that waited longer than
 /// `DB_POOL_TIMEOUT_MS` for a connection while the move switched over; it wrote nothing). The
@@ -89,7 +89,7 @@ async fn citus_a_tenant_moved_under_write_load_keeps_every_acknowledged_write() 
         }
         app.sql_with(
             "select citus_schema_move('tenant_moving'::regnamespace, $1, $2, \
-             shard_transfer_mode => 'auto')",
+             shard_transfer_mode => 'block_writes')",
             &[&host, &port],
         )
         .await;
