@@ -86,19 +86,47 @@ pub async fn fresh_database() -> TestDatabase {
         // not the database: each test database starts its operation ids somewhere else, so that
         // two tests moving tenants at once do not ask for the same slot.
         let first_operation = 1 + Uuid::new_v4().as_u128() % 1_000_000_000;
-        let mut setup = format!(
-            "create extension citus; select citus_set_coordinator_host('{host}', {port}); \
-             select setval('pg_catalog.pg_dist_operationid_seq', {first_operation});"
-        );
+        execute(
+            &url,
+            &format!(
+                "create extension citus; select citus_set_coordinator_host('{host}', {port}); \
+                 select setval('pg_catalog.pg_dist_operationid_seq', {first_operation});"
+            ),
+        )
+        .await;
         for worker in &workers {
             let (host, port) = worker
                 .rsplit_once(':')
                 .expect("CITUS_WORKERS holds host:port");
-            setup.push_str(&format!("select citus_add_node('{host}', {port});"));
+            // On a busy machine the coordinator's first connection to a worker's brand-new
+            // database now and then fails ("failure on connection marked as essential"); adding
+            // the node again is harmless, so it is tried up to five times.
+            let add = format!("select citus_add_node('{host}', {port})");
+            for attempt in 1..=5 {
+                match try_execute(&url, &add).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == 5 => panic!("{add} on {url}: {e}"),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                }
+            }
         }
-        execute(&url, &setup).await;
     }
     TestDatabase { name, url }
+}
+
+/// Runs `sql` (simple protocol) on its own connection to `url`; the error's message if it fails.
+async fn try_execute(url: &str, sql: &str) -> Result<(), String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let result = client.batch_execute(sql).await.map_err(|e| {
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+    });
+    drop(client);
+    let _ = driver.await;
+    result
 }
 
 /// Runs `sql` (simple protocol) on its own connection to `url`.
