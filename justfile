@@ -31,6 +31,31 @@ test *ARGS:
       scripts/with-services.sh scripts/fuzz.sh
     fi
 
+# Tenant binding (pool of one, rotation, errors, cancellation), provisioning, migrations and drops
+# under the advisory lock, HTTP isolation and routing, the placement commands and a tenant moved
+# under write load, on a Citus cluster built from source by scripts/citus.sh when missing.
+# Isolation and placement tests against a Citus coordinator + 2 workers (extra args go to the runner).
+test-citus *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # Test names (substrings); the same list for nextest and for cargo test.
+    tests=(
+      no_way_of_ending_a_handle_leaks_its_search_path a_bound_connection_sees_only_its_schema
+      a_dead_pooled_connection_is_replaced_at_checkout a_handle_left_in_a_failed_transaction
+      an_exhausted_pool_answers_unavailable_quickly provisioning_is_all_or_nothing
+      drop_tenant_removes_everything concurrent_runs_never_apply_a_migration_twice
+      a_tenant_dropped_during_migrate_schemas_stays_dropped migrate_schemas_noop_check_and_resume
+      the_database_holds_exactly_one_owner_per_company
+      isolation:: routing:: citus
+    )
+    if cargo nextest --version >/dev/null 2>&1; then
+      filter=$(IFS='|'; echo "${tests[*]}")
+      runner=(cargo nextest run --workspace --no-fail-fast -E "test(/$filter/)")
+    else
+      runner=(cargo test --workspace --no-fail-fast -- "${tests[@]}")
+    fi
+    CLUSTER=citus scripts/with-services.sh "${runner[@]}" "$@"
+
 # Schemathesis against the served OpenAPI document, every check, as a tenant owner (extra args go to `st run`).
 fuzz *ARGS:
     scripts/with-services.sh scripts/fuzz.sh "$@"
@@ -164,3 +189,7 @@ bench-scale *ARGS:
 profile:
     cargo build --release --bins
     scripts/with-services.sh python3 bench/profile.py
+
+# List throughput and p99 on one server vs a Citus coordinator + 2 workers in the same run, and the time to move a tenant with 10,000 tasks (bench/citus.sh).
+bench-citus *ARGS:
+    bash bench/citus.sh "$@"

@@ -5,6 +5,13 @@
 #                                   DIR/services.env (DATABASE_URL, REDIS_URL, PG_BIN, PGPORT_TENANTRY)
 #   scripts/services.sh stop DIR    stop them; fine if they are not running
 #
+# CLUSTER=citus: PostgreSQL is a Citus cluster instead, a coordinator (DIR/pg, DATABASE_URL) and two
+# workers (DIR/pg-w1, DIR/pg-w2) on 127.0.0.1, each with the citus extension in database tenantry,
+# the workers added with citus_add_node and the coordinator registered with
+# citus_set_coordinator_host. Citus is built and installed first when missing (scripts/citus.sh).
+# services.env then also exports CLUSTER=citus and CITUS_WORKERS (host:port,host:port), which the
+# test harness uses to create each test's database on every node.
+#
 # `just dev` keeps its services in .dev/ (reused across runs); `just test` uses a temporary
 # directory through scripts/with-services.sh. The data is disposable: fsync is off. Dynamic shared
 # memory lives in files of the data directory (`mmap`), not in /dev/shm, which every cluster on the
@@ -12,6 +19,8 @@
 # memory segment … Permission denied" there).
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Connection settings from the caller's environment must not leak into our own psql/pg_ctl calls.
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS PGSSLMODE PGDATA
@@ -99,9 +108,9 @@ pid_alive() {
   [ -z "$comm" ] || [[ "$comm" == "$name"* ]]
 }
 
-# The postmaster pid for DIR/pg if it is running, else nothing.
+# The postmaster pid for DIR/NODE (default pg) if it is running, else nothing.
 pg_pid() {
-  local f=$1/pg/postmaster.pid pid
+  local f=$1/${2:-pg}/postmaster.pid pid
   [ -f "$f" ] || return 1
   pid=$(sed -n 1p "$f")
   pid_alive "$pid" postgres && echo "$pid"
@@ -139,6 +148,71 @@ lock() {
   fi
 }
 
+# Starts (or reuses) the PostgreSQL cluster DIR/NODE on a free port, with database tenantry;
+# extra server options follow. Its port goes to DIR/NODE.port, its log to DIR/NODE.log.
+# Sets NODE_REUSED=1 when it was already running.
+start_node() {
+  local dir=$1 node=$2 port i
+  shift 2
+  local extra="$*"
+  local data=$dir/$node
+  NODE_REUSED=0
+  if pg_pid "$dir" "$node" >/dev/null; then
+    sed -n 4p "$data/postmaster.pid" >"$dir/$node.port"
+    NODE_REUSED=1
+    return 0
+  fi
+  if [ -f "$data/PG_VERSION" ]; then
+    local have; have=$(cat "$data/PG_VERSION")
+    [ "$have" = "$major" ] || die "$data holds a PostgreSQL $have cluster but the binaries in $PGBIN are PostgreSQL $major; delete $dir (or set PG_BIN)"
+  else
+    if [ -e "$data" ]; then
+      note "removing $data left over by an unfinished initdb"
+      rm -rf "$data"
+    fi
+    mkdir -p "$data"
+    if is_root; then chown postgres: "$data"; fi
+    as_pg "$PGBIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >"$dir/initdb-$node.log" 2>&1 \
+      || { cat "$dir/initdb-$node.log" >&2; die "initdb failed (log: $dir/initdb-$node.log)"; }
+  fi
+  if is_root && [ "$(stat -c %U "$data")" != postgres ]; then chown -R postgres: "$data"; fi
+  rm -f "$data/postmaster.pid" # stale: no live postmaster owns it
+
+  port=$(cat "$dir/$node.port" 2>/dev/null || true)
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || port_busy "$port"; then
+    port=$(free_port)
+  fi
+  echo "$port" >"$dir/$node.port"
+
+  mkdir -p "$dir/sock"
+  touch "$dir/$node.log"
+  if is_root; then chown postgres: "$dir/sock" "$dir/$node.log"; fi
+  # Unix socket paths are limited to 107 bytes; fall back to TCP only for very deep DIRs.
+  local sockopt="-c unix_socket_directories='$dir/sock'"
+  if [ ${#dir} -gt 80 ]; then
+    note "$dir is too long for a Unix socket path; PostgreSQL listens on TCP only"
+    sockopt="-c unix_socket_directories=''"
+  fi
+  local buffers=256MB
+  [ "$node" = pg ] || buffers=128MB
+  as_pg "$PGBIN/pg_ctl" -D "$data" -l "$dir/$node.log" -w -t 60 -o "-p $port -c listen_addresses=127.0.0.1 $sockopt \
+-c max_connections=400 -c shared_buffers=$buffers -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+-c dynamic_shared_memory_type=mmap $extra" \
+    start >/dev/null 2>&1 9>&- || { tail -n 30 "$dir/$node.log" >&2; die "PostgreSQL did not start (log: $dir/$node.log)"; }
+
+  for i in $(seq 1 300); do
+    "$pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres && break
+    [ "$i" = 300 ] && { tail -n 30 "$dir/$node.log" >&2; die "PostgreSQL on 127.0.0.1:$port is not accepting connections (log: $dir/$node.log)"; }
+    sleep 0.1
+  done
+  local q=("$psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres -tA)
+  if [ "$("${q[@]}" -c "select 1 from pg_database where datname = 'tenantry'")" != 1 ]; then
+    "${q[@]}" -c 'create database tenantry' >/dev/null 2>&1 \
+      || [ "$("${q[@]}" -c "select 1 from pg_database where datname = 'tenantry'")" = 1 ] \
+      || die "could not create database tenantry on $node"
+  fi
+}
+
 start() {
   local dir=$1
   mkdir -p "$dir" || die "cannot create $dir"
@@ -163,60 +237,44 @@ start() {
   local pgport redisport rpid reused=()
 
   # --- PostgreSQL ---------------------------------------------------------------------------
-  if pg_pid "$dir" >/dev/null; then
-    pgport=$(sed -n 4p "$dir/pg/postmaster.pid")
-    echo "$pgport" >"$dir/pg.port"
-    reused+=(PostgreSQL)
-  else
-    if [ -f "$dir/pg/PG_VERSION" ]; then
-      local have; have=$(cat "$dir/pg/PG_VERSION")
-      [ "$have" = "$major" ] || die "$dir/pg holds a PostgreSQL $have cluster but the binaries in $PGBIN are PostgreSQL $major; delete $dir (or set PG_BIN)"
-    else
-      if [ -e "$dir/pg" ]; then
-        note "removing $dir/pg left over by an unfinished initdb"
-        rm -rf "$dir/pg"
-      fi
-      mkdir -p "$dir/pg"
-      if is_root; then chown postgres: "$dir/pg"; fi
-      as_pg "$PGBIN/initdb" -D "$dir/pg" -U postgres --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
-        || { cat "$dir/initdb.log" >&2; die "initdb failed (log: $dir/initdb.log)"; }
-    fi
-    if is_root && [ "$(stat -c %U "$dir/pg")" != postgres ]; then chown -R postgres: "$dir/pg"; fi
-    rm -f "$dir/pg/postmaster.pid" # stale: no live postmaster owns it
-
-    pgport=$(cat "$dir/pg.port" 2>/dev/null || true)
-    if ! [[ "$pgport" =~ ^[0-9]+$ ]] || port_busy "$pgport"; then
-      pgport=$(free_port)
-    fi
-    echo "$pgport" >"$dir/pg.port"
-
-    mkdir -p "$dir/sock"
-    touch "$dir/pg.log"
-    if is_root; then chown postgres: "$dir/sock" "$dir/pg.log"; fi
-    # Unix socket paths are limited to 107 bytes; fall back to TCP only for very deep DIRs.
-    local sockopt="-c unix_socket_directories='$dir/sock'"
-    if [ ${#dir} -gt 80 ]; then
-      note "$dir is too long for a Unix socket path; PostgreSQL listens on TCP only"
-      sockopt="-c unix_socket_directories=''"
-    fi
-    as_pg "$PGBIN/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 60 -o "-p $pgport -c listen_addresses=127.0.0.1 $sockopt \
--c max_connections=400 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
--c dynamic_shared_memory_type=mmap" \
-      start >/dev/null 2>&1 9>&- || { tail -n 30 "$dir/pg.log" >&2; die "PostgreSQL did not start (log: $dir/pg.log)"; }
+  local cluster=${CLUSTER:-}
+  case $cluster in "" | single | none) cluster="" ;; citus) ;; *) die "CLUSTER must be citus (or empty), not '$cluster'" ;; esac
+  local preload=()
+  if [ -n "$cluster" ]; then
+    "$here/citus.sh" || die "could not install Citus (scripts/citus.sh)"
+    # Citus: logical replication moves schemas between nodes; multi-node transactions commit
+    # with two-phase commit.
+    # Citus runs a maintenance daemon (a background worker) per database, and the tests make a
+    # database each.
+    preload=(-c shared_preload_libraries=citus -c wal_level=logical -c max_prepared_transactions=200
+      -c max_wal_senders=20 -c max_replication_slots=20 -c max_worker_processes=200)
   fi
-
-  local i
-  for i in $(seq 1 300); do
-    "$pg_isready" -q -h 127.0.0.1 -p "$pgport" -U postgres -d postgres && break
-    [ "$i" = 300 ] && { tail -n 30 "$dir/pg.log" >&2; die "PostgreSQL on 127.0.0.1:$pgport is not accepting connections (log: $dir/pg.log)"; }
-    sleep 0.1
+  local nodes=(pg) node all_reused=1
+  if [ -n "$cluster" ]; then nodes=(pg pg-w1 pg-w2); fi
+  for node in "${nodes[@]}"; do
+    start_node "$dir" "$node" "${preload[@]}"
+    [ "$NODE_REUSED" = 1 ] || all_reused=0
   done
+  pgport=$(cat "$dir/pg.port")
+  [ "$all_reused" = 1 ] && reused+=(PostgreSQL)
 
-  local q=("$psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pgport" -U postgres -d postgres -tA)
-  if [ "$("${q[@]}" -c "select 1 from pg_database where datname = 'tenantry'")" != 1 ]; then
-    "${q[@]}" -c 'create database tenantry' >/dev/null 2>&1 \
-      || [ "$("${q[@]}" -c "select 1 from pg_database where datname = 'tenantry'")" = 1 ] \
-      || die "could not create database tenantry"
+  local workers=()
+  if [ -n "$cluster" ]; then
+    workers=("127.0.0.1:$(cat "$dir/pg-w1.port")" "127.0.0.1:$(cat "$dir/pg-w2.port")")
+    local w
+    for w in "127.0.0.1:$pgport" "${workers[@]}"; do
+      local q=("$psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${w##*:}" -U postgres -tA)
+      "${q[@]}" -d tenantry -c 'create extension if not exists citus' >/dev/null \
+        || die "could not create the citus extension on $w"
+    done
+    local q=("$psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pgport" -U postgres -d tenantry -tA)
+    "${q[@]}" -c "select citus_set_coordinator_host('127.0.0.1', $pgport)" >/dev/null \
+      || die "citus_set_coordinator_host failed"
+    for w in "${workers[@]}"; do
+      if [ "$("${q[@]}" -c "select count(*) from pg_dist_node where nodename = '127.0.0.1' and nodeport = ${w##*:}")" = 0 ]; then
+        "${q[@]}" -c "select citus_add_node('127.0.0.1', ${w##*:})" >/dev/null || die "citus_add_node $w failed"
+      fi
+    done
   fi
 
   # --- Redis --------------------------------------------------------------------------------
@@ -248,12 +306,21 @@ export REDIS_URL=redis://127.0.0.1:$redisport/
 export PG_BIN=$PGBIN
 export PGPORT_TENANTRY=$pgport
 ENV
+  if [ -n "$cluster" ]; then
+    local list
+    list=$(IFS=,; echo "${workers[*]}")
+    printf 'export CLUSTER=citus\nexport CITUS_WORKERS=%s\n' "$list" >>"$dir/services.env.tmp"
+  fi
   mv -f "$dir/services.env.tmp" "$dir/services.env"
 
   local state=started
   [ ${#reused[@]} -eq 2 ] && state="already running"
   note "$state in $dir"
   note "$(printf '  %-14s %-50s log: %s' "PostgreSQL $major" "postgres://postgres@127.0.0.1:$pgport/tenantry" "$dir/pg.log")"
+  if [ -n "$cluster" ]; then
+    note "$(printf '  %-14s %-50s log: %s' "Citus worker" "postgres://postgres@${workers[0]}/tenantry" "$dir/pg-w1.log")"
+    note "$(printf '  %-14s %-50s log: %s' "Citus worker" "postgres://postgres@${workers[1]}/tenantry" "$dir/pg-w2.log")"
+  fi
   note "$(printf '  %-14s %-50s log: %s' Redis "redis://127.0.0.1:$redisport/" "$dir/redis.log")"
   note "  environment: . $dir/services.env    stop: $0 stop $dir"
 }
@@ -265,18 +332,20 @@ stop() {
   lock "$dir"
   local pid i stopped=()
 
-  if pid=$(pg_pid "$dir"); then
+  local node
+  for node in pg-w2 pg-w1 pg; do
+    pid=$(pg_pid "$dir" "$node") || continue
     if [ -z "${PG_BIN:-}" ] && [ -f "$dir/services.env" ]; then
       PG_BIN=$(sed -n 's/^export PG_BIN=//p' "$dir/services.env")
     fi
     if PGBIN=$(find_pg_bin); then
-      as_pg "$PGBIN/pg_ctl" -D "$dir/pg" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+      as_pg "$PGBIN/pg_ctl" -D "$dir/$node" -m fast -w -t 60 stop >/dev/null 2>&1 || true
     fi
     if pid_alive "$pid" postgres; then kill -INT "$pid" 2>/dev/null || true; fi # fast shutdown
     for i in $(seq 1 300); do pid_alive "$pid" postgres || break; sleep 0.1; done
     pid_alive "$pid" postgres && die "PostgreSQL (pid $pid) did not stop"
-    stopped+=(PostgreSQL)
-  fi
+    [ "$node" = pg ] && stopped+=(PostgreSQL)
+  done
 
   if pid=$(redis_pid "$dir"); then
     redis-cli -h 127.0.0.1 -p "$(cat "$dir/redis.port" 2>/dev/null || echo 0)" shutdown nosave >/dev/null 2>&1 || true

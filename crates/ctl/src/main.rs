@@ -3,6 +3,7 @@
 //! and seeds tenants (`seed`); `user …` deactivates and re-activates accounts; `domain …` manages
 //! tenants' domains; `jobs …` the periodic jobs' runs.
 
+mod cluster;
 mod domain;
 mod jobs;
 mod seed;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
+use tenantry_public::cluster::{self as cluster_topology, ClusterSetting};
 use tenantry_public::companies::{self, CompanyStatus};
 use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
@@ -37,6 +39,10 @@ struct Cli {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// `citus` refuses to run unless DATABASE_URL is a Citus coordinator; unset detects it.
+    #[arg(long, env = "CLUSTER", default_value = "", hide_default_value = true,
+          value_parser = |v: &str| ClusterSetting::parse(v))]
+    cluster: ClusterSetting,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +67,9 @@ enum Command {
     /// tenant's own `<slug>.BASE_DOMAIN`); 4: another tenant has the domain; 1: anything else.
     #[command(subcommand)]
     Domain(domain::DomainCommand),
+    /// A Citus cluster's nodes and rebalancing (README, "Running on Citus").
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -115,6 +124,13 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a tenant to another node of a Citus cluster (citus_schema_move; reads go on, writes wait).
+    Move {
+        slug: String,
+        /// The node, as `tenantctl cluster nodes` lists it.
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+    },
     /// Suspend a tenant: its hosts answer 403.
     Suspend { slug: String },
     /// Re-activate a suspended tenant (not one its owner deleted: that is `restore`).
@@ -160,7 +176,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let jobs = match &cli.command {
         Command::MigrateSchemas(a) => usize::from(a.jobs),
-        Command::Tenant(_) | Command::User(_) | Command::Jobs(_) | Command::Domain(_) => 1,
+        Command::Tenant(_)
+        | Command::User(_)
+        | Command::Jobs(_)
+        | Command::Domain(_)
+        | Command::Cluster(_) => 1,
     };
     let db = Db::connect(
         &cli.database_url,
@@ -174,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MigrateSchemas(args) => migrate(&db, args).await,
         Command::Tenant(cmd) => {
             require_public_at_head(&db).await?;
-            tenant(&db, cmd).await
+            tenant(&db, cli.cluster, cmd).await
+        }
+        Command::Cluster(cmd) => {
+            require_public_at_head(&db).await?;
+            cluster::run(&db, cli.cluster, cmd).await
         }
         Command::User(cmd) => {
             require_public_at_head(&db).await?;
@@ -315,9 +339,12 @@ struct TenantRow {
     drop_after: Option<String>,
     schema_version: Option<i32>,
     created_at: String,
+    /// The node (`host:port`) on a Citus cluster; absent on a single server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
-async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
+async fn tenant(db: &Db, setting: ClusterSetting, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TenantCommand::Create {
             name,
@@ -362,6 +389,22 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
         }
         TenantCommand::List { json } => {
             let client = db.public().await?;
+            let citus = cluster_topology::detect(client.client(), setting)
+                .await?
+                .is_citus();
+            let placements = if citus {
+                cluster_topology::placements(client.client()).await?
+            } else {
+                Vec::new()
+            };
+            let node_of = |schema: &str| {
+                citus.then(|| {
+                    placements
+                        .iter()
+                        .find(|p| p.schema == schema)
+                        .map_or_else(|| "-".to_owned(), |p| p.node.clone())
+                })
+            };
             let rows: Vec<TenantRow> = companies::list(client.client())
                 .await?
                 .into_iter()
@@ -374,14 +417,28 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                     drop_after: c.deletion.map(|d| d.drop_after.to_rfc3339()),
                     schema_version: c.schema_version,
                     created_at: c.created_at.to_rfc3339(),
+                    node: node_of(c.schema_name.as_str()),
                 })
                 .collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
+                // The NODE column only on a Citus cluster.
+                let node = |n: &str| {
+                    if citus {
+                        format!("{n:<22} ")
+                    } else {
+                        String::new()
+                    }
+                };
                 println!(
-                    "{:<24} {:<28} {:<12} {:>7}  {:<28} NAME",
-                    "SLUG", "STATUS", "PLAN", "VERSION", "SCHEMA"
+                    "{:<24} {:<28} {:<12} {:>7}  {:<28} {}NAME",
+                    "SLUG",
+                    "STATUS",
+                    "PLAN",
+                    "VERSION",
+                    "SCHEMA",
+                    node("NODE")
                 );
                 for r in &rows {
                     let status = match &r.drop_after {
@@ -389,12 +446,13 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
                         None => r.status.clone(),
                     };
                     println!(
-                        "{:<24} {:<28} {:<12} {:>7}  {:<28} {}",
+                        "{:<24} {:<28} {:<12} {:>7}  {:<28} {}{}",
                         r.slug,
                         status,
                         r.plan,
                         r.schema_version.map_or("-".into(), |v| v.to_string()),
                         r.schema,
+                        node(r.node.as_deref().unwrap_or("-")),
                         r.name
                     );
                 }
@@ -402,6 +460,7 @@ async fn tenant(db: &Db, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        TenantCommand::Move { slug, to } => cluster::move_tenant(db, setting, &slug, &to).await,
         TenantCommand::Suspend { slug } => set_status(db, &slug, CompanyStatus::Suspended).await,
         TenantCommand::Activate { slug } => set_status(db, &slug, CompanyStatus::Active).await,
         TenantCommand::Restore { slug } => {

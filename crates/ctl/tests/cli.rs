@@ -1742,4 +1742,154 @@ async fn domain_commands_add_list_move_primary_and_remove_audited() {
             format!("domain.removed {agent} domain remove"),
         ]
     );
+
+/// Where `tenant list --json` says each tenant lives (`None` when it names no node).
+fn nodes_of(url: &str) -> Vec<(String, Option<String>)> {
+    let o = tenantctl(url, &["tenant", "list", "--json"]);
+    assert_ok(&o);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["slug"].as_str().unwrap().to_owned(),
+                r["node"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// On a Citus cluster (`just test-citus`): each tenant lives on a worker, `cluster nodes` counts
+/// them, `tenant move` moves one online with its data, the rebalancer's dry run changes nothing,
+/// and bad targets are refused. On a single server (`just test`): the placement commands refuse
+/// with a message naming Citus and `tenant list` names no node.
+#[tokio::test]
+async fn citus_placement_commands_list_move_and_rebalance_tenants() {
+    let url = migrated().await;
+    create(&url, "acme", "starter");
+    create(&url, "globex", "starter");
+    let workers = tenantry_testkit::citus_workers();
+
+    if workers.is_empty() {
+        assert!(nodes_of(&url).iter().all(|(_, node)| node.is_none()));
+        for args in [
+            &["cluster", "nodes"][..],
+            &["cluster", "rebalance", "--dry-run"],
+            &["tenant", "move", "acme", "--to", "127.0.0.1:5432"],
+        ] {
+            assert_fails_with(&tenantctl(&url, args), "needs a Citus cluster");
+        }
+        return;
+    }
+
+    // Every tenant is on a worker.
+    let placed = nodes_of(&url);
+    assert_eq!(placed.len(), 2);
+    for (slug, node) in &placed {
+        let node = node
+            .as_deref()
+            .unwrap_or_else(|| panic!("{slug} has no node"));
+        assert!(
+            workers.iter().any(|w| w == node),
+            "{slug} on {node}, not a worker"
+        );
+    }
+
+    // `cluster nodes`: the coordinator and both workers, tenant counts adding up.
+    let o = tenantctl(&url, &["cluster", "nodes", "--json"]);
+    assert_ok(&o);
+    let nodes: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert_eq!(
+        nodes.iter().filter(|n| n["role"] == "coordinator").count(),
+        1
+    );
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n["tenants"].as_i64().unwrap())
+            .sum::<i64>(),
+        2
+    );
+    for worker in &workers {
+        let on: i64 = placed
+            .iter()
+            .filter(|(_, n)| n.as_deref() == Some(worker))
+            .count()
+            .try_into()
+            .unwrap();
+        let n = nodes.iter().find(|n| n["node"] == worker.as_str()).unwrap();
+        assert_eq!(n["tenants"].as_i64().unwrap(), on, "{worker}");
+        if on > 0 {
+            assert!(n["bytes"].as_i64().unwrap() > 0, "{n}");
+        }
+    }
+
+    // Data written before the move is there after it.
+    exec(
+        &url,
+        "insert into tenant_acme.audit_log (action, actor_user_id, target_type, target_id) \
+         select 'citus.marker', id, 'user', id::text from public.users where email = 'owner@acme.test'",
+    )
+    .await;
+    let acme_from = placed[0].1.clone().unwrap();
+    assert_eq!(placed[0].0, "acme");
+    let target = workers.iter().find(|w| **w != acme_from).unwrap().clone();
+    let o = tenantctl(&url, &["tenant", "move", "acme", "--to", &target]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains(&format!("moved acme to {target} in ")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        nodes_of(&url),
+        vec![("acme".to_owned(), Some(target.clone())), placed[1].clone()]
+    );
+    assert_eq!(
+        one::<i64>(
+            &url,
+            "select count(*) from tenant_acme.audit_log where action = 'citus.marker'"
+        )
+        .await,
+        1
+    );
+
+    // Again to the same node: nothing to do. Unknown nodes and tenants are refused.
+    let o = tenantctl(&url, &["tenant", "move", "acme", "--to", &target]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("already on"), "{}", stdout(&o));
+    assert_fails_with(
+        &tenantctl(&url, &["tenant", "move", "acme", "--to", "127.0.0.1:1"]),
+        "is not a node of this cluster",
+    );
+    assert_fails_with(
+        &tenantctl(&url, &["tenant", "move", "nobody", "--to", &target]),
+        "no tenant has the slug nobody",
+    );
+    assert_fails_with(
+        &tenantctl(&url, &["tenant", "move", "acme", "--to", "nowhere"]),
+        "must be HOST:PORT",
+    );
+
+    // The rebalancer's dry run prints its plan and moves nothing.
+    let before = nodes_of(&url);
+    let o = tenantctl(&url, &["cluster", "rebalance", "--dry-run"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("dry run: nothing moved") || stdout(&o).contains("balanced"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(nodes_of(&url), before);
+    // And the real run leaves one tenant per worker when both were on one.
+    let o = tenantctl(&url, &["cluster", "rebalance"]);
+    assert_ok(&o);
+    let after = nodes_of(&url);
+    let mut used: Vec<_> = after.iter().filter_map(|(_, n)| n.clone()).collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 2, "{after:?}\n{}", stdout(&o));
 }

@@ -4,6 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::time::Duration;
+use tenantry_public::cluster::ClusterSetting;
 use tenantry_public::DomainName;
 
 use crate::cors::CorsPolicy;
@@ -71,6 +72,9 @@ impl fmt::Display for Scheme {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: SecretString,
+    /// `CLUSTER`: unset detects a Citus coordinator at start-up; `citus` refuses to start on
+    /// anything else (README, "Running on Citus").
+    pub cluster: ClusterSetting,
     pub redis_url: SecretString,
     pub base_domain: DomainName,
     pub bind_addr: String,
@@ -188,6 +192,8 @@ impl Settings {
         if jwt_previous_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(err("JWT_PREVIOUS_SECRET", "must be at least 32 bytes"));
         }
+        let cluster = ClusterSetting::parse(&get("CLUSTER").unwrap_or_default())
+            .map_err(|m| err("CLUSTER", m))?;
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("") | Some("pretty") | Some("text") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -343,6 +349,7 @@ impl Settings {
             link_scheme,
             link_port,
             cors,
+            cluster,
             database_url: SecretString::from(required("DATABASE_URL")?),
             redis_url: SecretString::from(required("REDIS_URL")?),
             base_domain,

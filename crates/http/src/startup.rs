@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
+use tenantry_public::cluster;
 use tenantry_public::db::{Db, PoolSettings};
 use tenantry_public::migrate::public_status;
 use tenantry_public::routing::{listen_for_changes, Router, RouterSettings};
@@ -51,6 +52,11 @@ impl Application {
                 .public()
                 .await
                 .context("cannot connect to PostgreSQL at DATABASE_URL")?;
+            // The coordinator of a Citus cluster serves the same queries (README, "Running on
+            // Citus"); knowing which it is only goes to the log, and CLUSTER=citus turns a plain
+            // server into a start-up error.
+            let topology = cluster::detect(client.client(), settings.cluster).await?;
+            tracing::info!(%topology, "database topology");
             let status = public_status(&client).await?;
             if !status.is_current() {
                 bail!(

@@ -383,14 +383,47 @@ impl DbError {
 
     /// The violated constraint's name, for integrity-constraint violations (SQLSTATE class 23:
     /// unique, check, foreign key, exclusion, not null).
+    ///
+    /// On a Citus cluster a violation on a worker's shard reaches the coordinator without the
+    /// constraint field, its name only in the message and with the shard's suffix
+    /// (`duplicate key value violates unique constraint "users_email_key_102008"`): the name is
+    /// read from there, without the suffix, so callers match the same names on every topology.
+    /// A violation on the shard of a Citus local table (public tables on the coordinator) has the
+    /// field, with the shard's suffix: it goes too.
+    /// A violation on the shard of a Citus local table (public tables on the coordinator) has the
+    /// field, with the shard's suffix: it goes too.
     pub fn constraint(&self) -> Option<&str> {
         match self {
             Self::Query(e) if self.code().is_some_and(|c| c.starts_with("23")) => {
-                e.as_db_error().and_then(|d| d.constraint())
+                let db = e.as_db_error()?;
+                match db.constraint() {
+                    // A Citus local table's shard on the coordinator: the shard's names.
+                    Some(name) => Some(match (db.table(), name.rsplit_once('_')) {
+                        (Some(table), Some((base, shard)))
+                            if is_shard_id(shard) && table.ends_with(&format!("_{shard}")) =>
+                        {
+                            base
+                        }
+                        _ => name,
+                    }),
+                    None => shard_constraint(db.message()),
+                }
             }
             _ => None,
         }
     }
+}
+
+/// The constraint named in a violation message from a Citus shard, without the shard id.
+fn shard_constraint(message: &str) -> Option<&str> {
+    let start = message.find("constraint \"")? + "constraint \"".len();
+    let name = &message[start..start + message[start..].find('"')?];
+    let (base, shard) = name.rsplit_once('_')?;
+    (!base.is_empty() && is_shard_id(shard)).then_some(base)
+}
+
+fn is_shard_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Turns the violation of one named constraint into a domain error where the query runs, so no
@@ -471,4 +504,31 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const CRASH_SHUTDOWN: &str = "57P02";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_constraint;
+
+    #[test]
+    fn reads_a_shard_constraint_from_the_message() {
+        assert_eq!(
+            shard_constraint(
+                "duplicate key value violates unique constraint \"users_email_key_102008\""
+            ),
+            Some("users_email_key")
+        );
+        assert_eq!(
+            shard_constraint(
+                "insert or update on table \"tasks_102030\" violates foreign key constraint \
+                 \"tasks_project_id_fkey_102030\""
+            ),
+            Some("tasks_project_id_fkey")
+        );
+        assert_eq!(
+            shard_constraint("violates check constraint \"plain\""),
+            None
+        );
+        assert_eq!(shard_constraint("no name here"), None);
+    }
 }

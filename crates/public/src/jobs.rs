@@ -62,6 +62,10 @@ pub struct RunKey<'a> {
 /// Claims the run at `now`: `Some` when this caller is to run it — no row yet, a running claim
 /// older than [`STALE_AFTER`], or a failed run whose backoff is over and that has attempts
 /// left — and `None` when it is done, skipped, being run, dead, or waiting out its backoff.
+/// The backoff is written `now - finished_at >= interval` (immutable operators) rather than
+/// `finished_at + interval <= now` (stable): Citus accepts only immutable functions in the `where`
+/// of an `on conflict` on its tables (README, "Running on Citus"). A retried run's `-infinity`
+/// (which cannot be subtracted from) is over at once.
 pub async fn claim(
     db: &impl GenericClient,
     key: RunKey<'_>,
@@ -77,8 +81,9 @@ pub async fn claim(
                     finished_at = null \
               where (job_runs.status = 'running' and job_runs.claimed_at < $5) \
                  or (job_runs.status = 'failed' and job_runs.attempts < $6 \
-                     and job_runs.finished_at \
-                         + make_interval(mins => 1 << (job_runs.attempts - 1)) <= $4) \
+                     and case when job_runs.finished_at = '-infinity' then true \
+                              else $4 - job_runs.finished_at \
+                                   >= make_interval(mins => 1 << (job_runs.attempts - 1)) end) \
              returning id",
             &[
                 &key.job,

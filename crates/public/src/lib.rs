@@ -3,6 +3,7 @@
 
 pub mod account_tokens;
 pub mod cleanup;
+pub mod cluster;
 pub mod common_passwords;
 pub mod companies;
 pub mod company_settings;

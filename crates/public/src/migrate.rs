@@ -55,7 +55,12 @@ impl AsyncTransaction for InTransaction<'_, '_> {
         async move {
             let mut count = 0;
             for query in queries {
-                self.0.batch_execute(query).await?;
+                // One statement at a time: Citus forwards some DDL (e.g. `create index` in a
+                // distributed schema) to the worker as the whole query string it came in, and a
+                // worker refuses several commands in one. Same transaction, same effect.
+                for statement in statements(query) {
+                    self.0.batch_execute(statement).await?;
+                }
                 count += 1;
             }
             Ok(count)
@@ -93,6 +98,81 @@ impl AsyncQuery<Vec<Migration>> for InTransaction<'_, '_> {
 }
 
 impl AsyncMigrate for InTransaction<'_, '_> {}
+
+/// Splits SQL text into its statements at top-level semicolons, keeping string literals,
+/// quoted identifiers, dollar-quoted bodies and comments whole. Pieces holding only
+/// whitespace and comments are dropped; each statement keeps its terminating semicolon.
+pub fn statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i, mut code) = (0, 0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                // Block comments nest in PostgreSQL.
+                let mut depth = 0;
+                while i < bytes.len() {
+                    if bytes[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            quote @ (b'\'' | b'"') => {
+                code = true;
+                // A doubled quote inside is an escaped quote: scanning on finds the next one.
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                code = true;
+                // $tag$ … $tag$ (the tag may be empty); a `$1` parameter has no closing `$`.
+                let tag_end = sql[i + 1..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .map(|n| i + 1 + n);
+                match tag_end {
+                    Some(end) if bytes[end] == b'$' && !bytes[i + 1].is_ascii_digit() => {
+                        let tag = &sql[i..=end];
+                        i = sql[end + 1..]
+                            .find(tag)
+                            .map_or(bytes.len(), |n| end + 1 + n + tag.len());
+                    }
+                    _ => i += 1,
+                }
+            }
+            b';' => {
+                if code {
+                    out.push(&sql[start..=i]);
+                }
+                i += 1;
+                start = i;
+                code = false;
+            }
+            c => {
+                code |= !c.is_ascii_whitespace();
+                i += 1;
+            }
+        }
+    }
+    if code {
+        out.push(&sql[start..]);
+    }
+    out
+}
 
 /// Applies every pending migration of `runner` inside `tx`, against whatever `search_path` the
 /// transaction has set. Nothing is committed here.
@@ -174,4 +254,39 @@ pub async fn public_status(client: &Client) -> Result<PublicStatus, DbError> {
         None
     };
     Ok(PublicStatus { applied, head })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{public_runner, statements};
+
+    #[test]
+    fn splits_at_top_level_semicolons() {
+        let sql = "-- a comment; not a statement\ncreate table t (a text default 'x;y''z;');\n\
+                   create function f() returns trigger language plpgsql as $$\nbegin\n  \
+                   raise exception 'no; never';\nend\n$$;\n/* c; /* nested; */ */\n\
+                   select $1, \"a;b\" from t;\n-- trailing comment;\n";
+        let parts = statements(sql);
+        assert_eq!(parts.len(), 3, "{parts:#?}");
+        assert!(parts[0].trim_start().starts_with("-- a comment"));
+        assert!(parts[0].ends_with("'x;y''z;');"));
+        assert!(parts[1].contains("raise exception 'no; never';\nend\n$$;"));
+        assert!(parts[2].trim_end().ends_with("from t;"));
+        assert_eq!(statements("select 1"), vec!["select 1"]);
+        assert!(statements("  -- nothing\n").is_empty());
+    }
+
+    #[test]
+    fn every_public_migration_splits_into_whole_statements() {
+        for migration in public_runner().get_migrations() {
+            let sql = migration.sql().unwrap_or_default();
+            let parts = statements(sql);
+            assert!(!parts.is_empty(), "{}", migration.name());
+            // Nothing but comments and whitespace is left out.
+            let joined: String = parts.concat();
+            assert!(sql.starts_with(&joined), "{}", migration.name());
+            let rest = &sql[joined.len()..];
+            assert!(statements(rest).is_empty(), "{}: {rest}", migration.name());
+        }
+    }
 }

@@ -11,6 +11,7 @@ use futures_util::stream::{self, StreamExt};
 use refinery::{Migration, Runner};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tenantry_public::cluster;
 use tenantry_public::db::{Db, DbError};
 use tenantry_public::ids::CompanyId;
 use tenantry_public::migrate::{
@@ -52,6 +53,8 @@ pub async fn migrate_schema_in(
     tx: &Transaction<'_>,
     schema: &SchemaName,
 ) -> Result<(Vec<i32>, i32), MigrateError> {
+    // On Citus a schema that is not distributed yet is migrated plain, then distributed.
+    let placement = cluster::prepare_schema(tx, schema).await?;
     tx.batch_execute(&format!("create schema if not exists {}", schema.quoted()))
         .await?;
     tx.execute(
@@ -64,6 +67,7 @@ pub async fn migrate_schema_in(
         .query_one("select max(version) from refinery_schema_history", &[])
         .await?
         .try_get(0)?;
+    cluster::finish_schema(tx, schema, placement).await?;
     let applied = report
         .applied_migrations()
         .iter()

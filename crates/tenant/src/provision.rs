@@ -273,6 +273,13 @@ async fn drop_in(tx: deadpool_postgres::Transaction<'_>, company: &Company) -> R
         company.schema_name.quoted()
     ))
     .await?;
+    // The foreign key does this on a single server; on Citus it is gone (public migration V12:
+    // a reference table cannot set null through a key to a local table).
+    tx.execute(
+        "update public.users set origin_company_id = null where origin_company_id = $1",
+        &[&company.id.0],
+    )
+    .await?;
     tx.execute(
         "delete from public.companies where id = $1",
         &[&company.id.0],

@@ -38,22 +38,125 @@ pub struct TestDatabase {
     pub url: String,
 }
 
+/// The Citus workers (`host:port`) when the tests run against a Citus cluster
+/// (`CLUSTER=citus scripts/with-services.sh`, which exports `CITUS_WORKERS`), else none.
+pub fn citus_workers() -> Vec<String> {
+    if std::env::var("CLUSTER").as_deref() != Ok("citus") {
+        return Vec::new();
+    }
+    std::env::var("CITUS_WORKERS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether the tests run against a Citus cluster.
+pub fn is_citus() -> bool {
+    !citus_workers().is_empty()
+}
+
 /// Creates an empty database with a unique name and returns its URL.
+///
+/// Against a Citus cluster the database is a cluster of its own: it is created on the
+/// coordinator and on every worker, each with the citus extension, and the coordinator
+/// registers itself and the workers (Citus keeps its node list per database).
 pub async fn fresh_database() -> TestDatabase {
     let admin = admin_url();
-    let (client, connection) = tokio_postgres::connect(&admin, NoTls)
-        .await
-        .expect("connect to the test PostgreSQL server (DATABASE_URL)");
-    let driver = tokio::spawn(connection);
     let name = format!("t_{}", Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("create database \"{name}\""))
+    execute(&admin, &format!("create database \"{name}\"")).await;
+    let url = with_database(&admin, &name);
+    let workers = citus_workers();
+    if !workers.is_empty() {
+        for worker in &workers {
+            let worker_admin = with_host(&admin, worker);
+            execute(&worker_admin, &format!("create database \"{name}\"")).await;
+            execute(
+                &with_database(&worker_admin, &name),
+                "create extension citus",
+            )
+            .await;
+        }
+        let coordinator = host_port(&admin);
+        let (host, port) = coordinator
+            .rsplit_once(':')
+            .expect("DATABASE_URL names host:port");
+        // Replication slots are named after the operation id, and slots belong to the server,
+        // not the database: each test database starts its operation ids somewhere else, so that
+        // two tests moving tenants at once do not ask for the same slot.
+        let first_operation = 1 + Uuid::new_v4().as_u128() % 1_000_000_000;
+        execute(
+            &url,
+            &format!(
+                "create extension citus; select citus_set_coordinator_host('{host}', {port}); \
+                 select setval('pg_catalog.pg_dist_operationid_seq', {first_operation});"
+            ),
+        )
+        .await;
+        for worker in &workers {
+            let (host, port) = worker
+                .rsplit_once(':')
+                .expect("CITUS_WORKERS holds host:port");
+            // On a busy machine the coordinator's first connection to a worker's brand-new
+            // database now and then fails ("failure on connection marked as essential"); adding
+            // the node again is harmless, so it is tried up to five times.
+            let add = format!("select citus_add_node('{host}', {port})");
+            for attempt in 1..=5 {
+                match try_execute(&url, &add).await {
+                    Ok(()) => break,
+                    Err(e) if attempt == 5 => panic!("{add} on {url}: {e}"),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                }
+            }
+        }
+    }
+    TestDatabase { name, url }
+}
+
+/// Runs `sql` (simple protocol) on its own connection to `url`; the error's message if it fails.
+async fn try_execute(url: &str, sql: &str) -> Result<(), String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .expect("create test database");
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let result = client.batch_execute(sql).await.map_err(|e| {
+        e.as_db_error()
+            .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+    });
     drop(client);
     let _ = driver.await;
-    let url = with_database(&admin, &name);
-    TestDatabase { name, url }
+    result
+}
+
+/// Runs `sql` (simple protocol) on its own connection to `url`.
+async fn execute(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test PostgreSQL server {url}: {e}"));
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| match e.as_db_error() {
+            Some(db) => panic!("{sql} on {url}: {}: {:?}", db.message(), db.where_()),
+            None => panic!("{sql} on {url}: {e}"),
+        });
+    drop(client);
+    let _ = driver.await;
+}
+
+/// The `host:port` of a `postgres://user@host:port/db` URL.
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_owned()
+}
+
+/// Replaces the `host:port` of a `postgres://` URL.
+pub fn with_host(url: &str, host_port_new: &str) -> String {
+    let old = host_port(url);
+    url.replacen(&format!("@{old}"), &format!("@{host_port_new}"), 1)
 }
 
 /// Replaces the database name in a `postgres://` URL.
@@ -75,7 +178,16 @@ pub fn with_database(url: &str, database: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{host_port, with_database, with_host};
+
+    #[test]
+    fn replaces_host() {
+        assert_eq!(host_port("postgres://u@h:1/x?a=b"), "h:1");
+        assert_eq!(
+            with_host("postgres://u@h:1/x", "127.0.0.1:2"),
+            "postgres://u@127.0.0.1:2/x"
+        );
+    }
 
     #[test]
     fn replaces_database() {

@@ -6,6 +6,7 @@ mod account_verification;
 mod api_keys;
 mod audit_log;
 mod billing;
+mod citus;
 mod cors;
 mod documents;
 mod email;
