@@ -1742,6 +1742,7 @@ async fn domain_commands_add_list_move_primary_and_remove_audited() {
             format!("domain.removed {agent} domain remove"),
         ]
     );
+}
 
 /// Where `tenant list --json` says each tenant lives (`None` when it names no node).
 fn nodes_of(url: &str) -> Vec<(String, Option<String>)> {
