@@ -92,6 +92,9 @@ pub struct Settings {
     pub document_max_bytes: usize,
     pub http_workers: Option<usize>,
     pub routing_cache_ttl: Duration,
+    /// Hosts the routing cache keeps (`ROUTING_CACHE_SIZE`, default 100,000): more than there are
+    /// tenants, or a rotation over all of them evicts routes and re-queries them.
+    pub routing_cache_size: u64,
     /// Database lookups of uncached hosts per second (`ROUTING_MISSES_PER_SEC`, default 200;
     /// 0 is unbounded): past it an uncached host answers 503 and cached tenants are unaffected.
     pub routing_misses_per_sec: u32,
@@ -365,6 +368,7 @@ impl Settings {
             document_max_bytes: parsed("DOCUMENT_MAX_BYTES", 25 * 1024 * 1024)? as usize,
             http_workers,
             routing_cache_ttl: Duration::from_secs(parsed("ROUTING_CACHE_TTL_SECS", 30)?),
+            routing_cache_size: parsed("ROUTING_CACHE_SIZE", 100_000)?,
             routing_misses_per_sec: u32::try_from(parsed("ROUTING_MISSES_PER_SEC", 200)?)
                 .map_err(|_| err("ROUTING_MISSES_PER_SEC", "must be at most 4294967295"))?,
             refresh_grace: Duration::from_secs(parsed("REFRESH_REUSE_GRACE_SECS", 10)?),

@@ -73,6 +73,8 @@ impl Application {
             db.clone(),
             &RouterSettings {
                 ttl: settings.routing_cache_ttl,
+                max_entries: settings.routing_cache_size,
+                max_negative_entries: settings.routing_cache_size,
                 max_misses_per_sec: settings.routing_misses_per_sec,
                 ..RouterSettings::default()
             },
