@@ -91,7 +91,7 @@ def percentile(values, p):
 
 
 class Server:
-    def __init__(self, database_url, bench_routes=False, rate_limits=True):
+    def __init__(self, database_url, bench_routes=False, rate_limits=True, extra_env=None):
         self.port = free_port()
         self.database_url = database_url
         # Every sign-up comes from one address: the base host's per-address limit is raised (the
@@ -101,6 +101,7 @@ class Server:
                    BIND_ADDR=f"127.0.0.1:{self.port}", RUST_LOG="warn",
                    JWT_SECRET="bench-secret-bench-secret-bench-secret-0",
                    DB_POOL_SIZE=os.environ.get("BENCH_DB_POOL_SIZE", "16"), SIGNUP_RATE_PER_HOUR="0", TENANTRY_BENCH_ROUTES="1" if bench_routes else "0")
+        env.update(extra_env or {})
         self.log = open(tempfile.mktemp(prefix="tenantry-bench-server-"), "w")
         self.proc = subprocess.Popen([str(RELEASE / "tenantry-server")], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)

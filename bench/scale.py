@@ -16,7 +16,8 @@ provisioned by one run are reused by the next; `just bench-scale --fresh` starts
    afterwards so the kept database stays at the real head)
 5. the catalogue: pg_class rows, pg_class + pg_attribute sizes, database size; server RSS
 
-BENCH_SCALE_PROVISION_ONLY=1 stops after step 1 (provision on a busy machine, measure later).
+BENCH_SCALE_PROVISION_ONLY=1 stops after step 1 (provision on a busy machine, measure later);
+BENCH_SCALE_SKIP_MIGRATE=1 skips step 4.
 """
 
 import json
@@ -201,8 +202,10 @@ def main():
         print(json.dumps(results, indent=2))
         return 0
     slugs = [slug(i) for i in range(TENANTS)]
-    # A fresh server for the measurements: its RSS is what serving N tenants costs.
-    server = Server(url)
+    # A fresh server for the measurements: its RSS is what serving N tenants costs. Its routing
+    # miss budget (ROUTING_MISSES_PER_SEC, 200 new hosts a second by default, so a cold server
+    # meets 10,000 hosts over 50 s with 503s) is lifted: what is measured is the warm state.
+    server = Server(url, extra_env={"ROUTING_MISSES_PER_SEC": "0"})
     try:
         results["rss_mib"] = {"start": server.rss_mib()}
         account = account_token(server)
@@ -212,7 +215,7 @@ def main():
         wrk(server, "/api/v1/projects?limit=20", few, tokens, seconds=3)  # warm-up
         results["list_few"] = wrk(server, "/api/v1/projects?limit=20", few, tokens)
         log(f"   over {FEW}: {results['list_few']}")
-        wrk(server, "/api/v1/projects?limit=20", slugs, tokens, seconds=3)
+        wrk(server, "/api/v1/projects?limit=20", slugs, tokens, seconds=5)  # every host seen
         results["list_all"] = wrk(server, "/api/v1/projects?limit=20", slugs, tokens)
         log(f"   over {len(slugs)}: {results['list_all']}")
         results["rss_mib"]["after_list_load"] = server.rss_mib()
@@ -222,20 +225,24 @@ def main():
         results["rss_mib"]["end"] = server.rss_mib()
     finally:
         server.stop()
-    log("4. migrate-schemas over every tenant")
-    try:
-        results["migrate"] = run.bench_migrations(url, jobs=int(os.environ.get("BENCH_JOBS", "8")))
-    finally:
-        undo_trivial_migration(url)
-    log(f"   {results['migrate']}")
+    if os.environ.get("BENCH_SCALE_SKIP_MIGRATE"):
+        results["migrate"] = {"skipped": True}
+    else:
+        log("4. migrate-schemas over every tenant")
+        try:
+            results["migrate"] = run.bench_migrations(url, jobs=int(os.environ.get("BENCH_JOBS", "8")))
+        finally:
+            undo_trivial_migration(url)
+        log(f"   {results['migrate']}")
     few_p99, all_p99 = results["list_few"]["p99_ms"], results["list_all"]["p99_ms"]
     results["list_p99_growth"] = round(all_p99 / few_p99 - 1, 3)
     targets = {
         "list_p99_within_20pct": results["list_p99_growth"] <= 0.20,
         "signup_p50_le_100ms": results["signup"]["p50_ms"] <= 100,
-        "migrate_noop_le_1s": results["migrate"]["noop_s"] <= 1,
-        "migrate_new_le_60s": results["migrate"]["new_migration_s"] <= 60,
     }
+    if "noop_s" in results["migrate"]:
+        targets["migrate_noop_le_1s"] = results["migrate"]["noop_s"] <= 1
+        targets["migrate_new_le_60s"] = results["migrate"]["new_migration_s"] <= 60
     results["targets_met"] = targets
     out_dir = run.ROOT / "bench" / "results"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
