@@ -181,21 +181,12 @@ pub async fn delete_organization(
 ) -> Result<HttpResponse, ApiError> {
     cx.require(Permission::OrganizationDelete)?;
     let (password,) = (fields::required("password", &body.password),).collect()?;
-    // The confirmation password is checked through the login throttle, as for an ownership
-    // transfer; only a wrong password keeps its attempt.
-    let email = accounts::find(&cx.state.db, cx.user.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized("the account no longer exists"))?
-        .email;
-    cx.state.login_throttle.admit(&email, cx.origin.ip).await?;
+    let confirmation = PasswordConfirmation::admit(&cx).await?;
     let mut conn = cx.bound().await?;
     let done = organization::request_deletion(&mut conn, &cx.acting(), password, Utc::now()).await;
-    if !matches!(done, Err(DeletionError::WrongPassword)) {
-        cx.state
-            .login_throttle
-            .succeeded(&email, cx.origin.ip)
-            .await;
-    }
+    confirmation
+        .settle(&cx, matches!(done, Err(DeletionError::WrongPassword)))
+        .await;
     let done = done?;
     // The status change notifies every server's routing listener; this server forgets its
     // routes at once too, so the very next request here is refused without waiting for it.
@@ -363,24 +354,42 @@ pub async fn transfer_ownership(
         fields::required("password", &body.password),
     )
         .collect()?;
-    // The confirmation password is checked through the login throttle; only a wrong password
-    // keeps its attempt.
-    let email = accounts::find(&cx.state.db, cx.user.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized("the account no longer exists"))?
-        .email;
-    cx.state.login_throttle.admit(&email, cx.origin.ip).await?;
+    let confirmation = PasswordConfirmation::admit(&cx).await?;
     let mut conn = cx.bound().await?;
     let done = members::transfer_ownership(&mut conn, &cx.acting(), target, password).await;
-    if !matches!(done, Err(MembershipError::WrongPassword)) {
-        cx.state
-            .login_throttle
-            .succeeded(&email, cx.origin.ip)
-            .await;
-    }
+    confirmation
+        .settle(&cx, matches!(done, Err(MembershipError::WrongPassword)))
+        .await;
     let done = done?;
     Ok(HttpResponse::Ok().json(TransferResult {
         previous_owner: done.previous_owner.into(),
         owner: done.new_owner.into(),
     }))
+}
+
+/// The caller's password, asked again to confirm a grave change (deleting the organization,
+/// handing it over), is checked through the login throttle: refused while the caller's email or
+/// address is throttled, and only a wrong password keeps its attempt.
+struct PasswordConfirmation {
+    email: String,
+}
+
+impl PasswordConfirmation {
+    async fn admit(cx: &TenantRequest) -> Result<Self, ApiError> {
+        let email = accounts::find(&cx.state.db, cx.user.user_id)
+            .await?
+            .ok_or(ApiError::Unauthorized("the account no longer exists"))?
+            .email;
+        cx.state.login_throttle.admit(&email, cx.origin.ip).await?;
+        Ok(Self { email })
+    }
+
+    async fn settle(self, cx: &TenantRequest, wrong_password: bool) {
+        if !wrong_password {
+            cx.state
+                .login_throttle
+                .succeeded(&self.email, cx.origin.ip)
+                .await;
+        }
+    }
 }
