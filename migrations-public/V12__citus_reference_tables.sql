@@ -1,8 +1,10 @@
 -- Cluster mode (README, "Running on Citus"; ARCHITECTURE, "Cluster topology"). On plain PostgreSQL
 -- this migration does nothing. On a Citus coordinator (the citus extension is installed in this
 -- database) it makes public.users a reference table, copied to every node: tenant tables live on
--- workers (each tenant schema is a distributed schema) and reference public.users by foreign key,
--- which Citus allows only to a reference table.
+-- workers (each tenant schema is a distributed schema) and join public.users (an assignee's or a
+-- member's email, a creator's name), which Citus routes to the tenant's worker only when a copy
+-- of public.users is there. (Tenant V11 dropped the tenants' foreign keys to public.users; Citus
+-- would have allowed them only to a reference table too.)
 --
 -- Every other public table stays on the coordinator. Citus turns the tables linked to users by
 -- foreign keys (companies, memberships, sessions, ...) into "Citus local tables" as it creates the
