@@ -562,6 +562,23 @@ impl Run<'_> {
         ))
     }
 
+    /// Emails the owner `what` (with a link to the billing page) in `tx` and commits: the email
+    /// is queued with the change it tells of, and goes to delivery once that has committed.
+    async fn commit_telling_owner(
+        &self,
+        tx: TenantTx<'_>,
+        company: CompanyId,
+        what: String,
+        ends: &mut PeriodEnds,
+    ) -> Result<(), DbError> {
+        let client = &**tx.client();
+        let link = self.link(client, company).await?;
+        let email = notify(client, company, what, &link).await?;
+        tx.commit().await?;
+        ends.emails.push(email);
+        Ok(())
+    }
+
     async fn end_period(&self, company: CompanyId, ends: &mut PeriodEnds) -> Result<(), DbError> {
         let now = self.now;
         let Some(schema) = self.schema(company).await? else {
@@ -650,11 +667,7 @@ impl Run<'_> {
             Entry::changed(Action::SubscriptionPeriodEnded, &before, &after),
         )
         .await?;
-        let link = self.link(client, company).await?;
-        let email = notify(client, company, what, &link).await?;
-        tx.commit().await?;
-        ends.emails.push(email);
-        Ok(())
+        self.commit_telling_owner(tx, company, what, ends).await
     }
 
     /// Makes a past_due subscription whose grace has run out read-only: audited as
@@ -700,11 +713,8 @@ impl Run<'_> {
             day(since),
             grace.num_days()
         );
-        let link = self.link(client, company).await?;
-        let email = notify(client, company, what, &link).await?;
-        tx.commit().await?;
+        self.commit_telling_owner(tx, company, what, ends).await?;
         ends.past_due_locked += 1;
-        ends.emails.push(email);
         Ok(())
     }
 
@@ -748,11 +758,8 @@ impl Run<'_> {
             day(end),
             then
         );
-        let link = self.link(client, company).await?;
-        let email = notify(client, company, what, &link).await?;
-        tx.commit().await?;
+        self.commit_telling_owner(tx, company, what, ends).await?;
         ends.trial_reminders += 1;
-        ends.emails.push(email);
         Ok(())
     }
 }
