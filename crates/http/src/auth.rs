@@ -315,6 +315,20 @@ impl TenantRequest {
         Ok(rows::first_page::<T>(&self.state.db, schema, filter, window).await?)
     }
 
+    /// One row of this tenant by its id, after checking `permission`, on a new connection bound
+    /// to this tenant: the binding and the read in one round trip
+    /// (`tenantry_tenant::rows::first_by_id`). 404 when this tenant has no such row.
+    pub async fn row<T: rows::Table>(
+        &self,
+        permission: Permission,
+        id: &T::Id,
+    ) -> Result<T, ApiError> {
+        self.require(permission)?;
+        let schema = self.user.tenant.schema();
+        let (_conn, row) = rows::first_by_id::<T>(&self.state.db, schema, id).await?;
+        row.ok_or(ApiError::NotFound)
+    }
+
     /// 401 unless the caller signed in with a session that is still live; an API key (which has
     /// no session) passes, its own liveness having been checked when it was looked up.
     pub async fn require_live_session(&self) -> Result<(), ApiError> {

@@ -163,6 +163,35 @@ pub async fn first_page<T: Listed>(
     Ok((conn, page))
 }
 
+/// One row by its id, as the first query of a new bound connection, like [`first_page`]: the
+/// binding and the read in one round trip. `None` when this tenant has no such row. The
+/// connection comes back for whatever the caller reads next.
+pub async fn first_by_id<T: Table>(
+    db: &Db,
+    schema: &SchemaName,
+    id: &T::Id,
+) -> Result<(TenantConn, Option<T>), DbError> {
+    let template = format!(
+        "select {} from {{schema}}.{} where id = $1",
+        T::COLUMNS,
+        T::TABLE
+    );
+    let sql = SchemaSql::new(&template, schema)?;
+    let (conn, rows) = TenantConn::acquire_read(db, &sql, &[id]).await?;
+    let row = match rows.as_slice() {
+        [] => None,
+        [row] => Some(T::try_from(row)?),
+        more => {
+            return Err(DbError::Corrupt(format!(
+                "{} rows of {} have one id",
+                more.len(),
+                T::TABLE
+            )))
+        }
+    };
+    Ok((conn, row))
+}
+
 /// An exported row: the row and the email of the user its [`Exported::USER_COLUMN`] names.
 pub type ExportRow<T> = (T, Option<String>);
 

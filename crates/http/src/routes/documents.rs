@@ -446,10 +446,7 @@ pub async fn create(
     responses((status = 200, body = DocumentView),
               (status = 404, description = "No such document in this organization")))]
 pub async fn get(cx: TenantRequest, id: web::Path<DocumentId>) -> Result<HttpResponse, ApiError> {
-    let conn = cx.connect(Permission::ContentRead).await?;
-    let document = documents::get(&conn, *id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let document: Document = cx.row(Permission::ContentRead, &id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(DocumentView::from(document)))
 }
 

@@ -409,8 +409,7 @@ pub async fn create(
     responses((status = 200, body = ProjectView),
               (status = 404, description = "No such project in this organization")))]
 pub async fn get(cx: TenantRequest, id: web::Path<ProjectId>) -> Result<HttpResponse, ApiError> {
-    let conn = cx.connect(Permission::ContentRead).await?;
-    let project = projects::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
+    let project: Project = cx.row(Permission::ContentRead, &id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
 }
 

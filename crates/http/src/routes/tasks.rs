@@ -537,8 +537,7 @@ pub async fn create(
     responses((status = 200, body = TaskView),
               (status = 404, description = "No such task in this organization")))]
 pub async fn get(cx: TenantRequest, id: web::Path<TaskId>) -> Result<HttpResponse, ApiError> {
-    let conn = cx.connect(Permission::ContentRead).await?;
-    let task = tasks::get(&conn, *id).await?.ok_or(ApiError::NotFound)?;
+    let task: Task = cx.row(Permission::ContentRead, &id.into_inner()).await?;
     Ok(answer(HttpResponse::Ok(), task))
 }
 

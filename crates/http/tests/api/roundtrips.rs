@@ -198,6 +198,8 @@ async fn a_list_request_with_a_token_costs_one_database_round_trip() {
         )
         .await;
     assert_eq!(created.status(), 201);
+    let task: serde_json::Value = created.json().await.unwrap();
+    let task_id = task["id"].as_str().unwrap().to_owned();
 
     // A JWT is verified in process (no query) and the Host comes from the routing cache, so
     // the binding and the page's query are the whole of it: one round trip.
@@ -215,6 +217,22 @@ async fn a_list_request_with_a_token_costs_one_database_round_trip() {
         )
         .await,
         1
+    );
+    // One row by its id: the same, the binding and the row's query together.
+    assert_eq!(
+        round_trips(&app, &proxy, &a, &format!("/api/v1/projects/{id}")).await,
+        1
+    );
+    assert_eq!(
+        round_trips(&app, &proxy, &a, &format!("/api/v1/tasks/{task_id}")).await,
+        1
+    );
+    // Another tenant's id is not found on its own host, in the same one trip.
+    assert_eq!(
+        app.get_as(&b, &format!("/api/v1/projects/{id}"))
+            .await
+            .status(),
+        404
     );
     // Rotating tenants on the one pooled connection: one each, and each sees its own. A
     // tenant's second list on a connection also prepares its statement (a second trip; the
