@@ -4,6 +4,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
 use moka::future::Cache;
+use std::hash::{BuildHasher, RandomState};
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,22 +53,34 @@ pub struct Db {
     /// and least frequently used go first). An evicted [`Statement`] is dropped, and dropping it
     /// closes the prepared statement on its connection (tokio-postgres sends `Close`, the
     /// protocol's `DEALLOCATE`); entries of discarded connections are never hit again and age
-    /// out the same way. Keyed by the pool's object id, so a statement is only ever executed on
-    /// the connection that prepared it.
-    statements: Cache<StatementKey, Statement>,
+    /// out the same way. Keyed by a hash of the connection (the pool's object id) and the text,
+    /// the entry holding both: a hit for another
+    /// connection or text (a hash collision) is a miss, so a statement never runs on another
+    /// connection or for a text other than its own. A lookup allocates nothing.
+    statements: Cache<StatementKey, Arc<Prepared>>,
     /// Keys that missed once lately (four times as many as `statements` holds): a statement is
     /// prepared and kept on its second miss, so a connection rotating over more tenants than it
     /// could keep runs each read unnamed in one round trip instead of preparing, using once and
-    /// evicting.
+    /// evicting. Hashes only: a collision can only make a statement be prepared one use early.
     missed: Cache<StatementKey, ()>,
+    /// The hasher of [`StatementKey`]s (random per process).
+    keys: RandomState,
     /// The parameter types of each statement shape (the text before its schema is filled in),
     /// learned from its first prepare: what an unnamed read declares. One entry per shape in the
     /// code, bounded all the same.
     shapes: Cache<String, Arc<[Type]>>,
 }
 
-/// A statement on one connection: the pool's object id and the text.
-type StatementKey = (deadpool::managed::ObjectId, String);
+/// A statement on one connection: a hash of the pool's object id and the text.
+type StatementKey = u64;
+
+/// A statement of [`Db::checkout_read`] prepared on one connection, with that connection's id and
+/// its text.
+struct Prepared {
+    connection: deadpool::managed::ObjectId,
+    text: Box<str>,
+    statement: Statement,
+}
 
 impl Db {
     pub fn connect(database_url: &str, settings: &PoolSettings) -> Result<Self, DbError> {
@@ -76,6 +89,7 @@ impl Db {
             statements: Cache::new(settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
             missed: Cache::new(4 * settings.max_size as u64 * STATEMENTS_PER_CONNECTION),
             shapes: Cache::new(1024),
+            keys: RandomState::new(),
         })
     }
 
@@ -175,11 +189,17 @@ impl Db {
     ) -> Result<Vec<Row>, Failed> {
         // Cached per connection by deadpool after its first use: no round trip.
         let first = client.prepare_cached(first).await.map_err(Failed::First)?;
-        let key = (Object::id(client), query.to_owned());
-        let cached = self.statements.get(&key).await;
+        let connection = Object::id(client);
+        let key = self.keys.hash_one((connection, query));
+        let cached = self
+            .statements
+            .get(&key)
+            .await
+            .filter(|p| p.connection == connection && &*p.text == query)
+            .map(|p| p.statement.clone());
         let unnamed = match (&cached, self.shapes.get(shape).await) {
             (None, Some(types)) if self.missed.get(&key).await.is_none() => {
-                self.missed.insert(key.clone(), ()).await;
+                self.missed.insert(key, ()).await;
                 Some(types)
             }
             _ => None,
@@ -201,7 +221,12 @@ impl Db {
                 Some(statement) => statement,
                 None => {
                     let statement = client.prepare(query).await?;
-                    self.statements.insert(key, statement.clone()).await;
+                    let prepared = Prepared {
+                        connection,
+                        text: query.into(),
+                        statement: statement.clone(),
+                    };
+                    self.statements.insert(key, Arc::new(prepared)).await;
                     self.shapes
                         .insert(shape.to_owned(), statement.params().into())
                         .await;
