@@ -6,6 +6,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tenantry_tenant::migrate::{migrate_schemas, MigrateOptions, Outcome, Summary};
 
 /// The node (`host:port`) holding `schema`'s tables on a Citus cluster.
 async fn node_of(app: &crate::helpers::TestApp, schema: &str) -> String {
@@ -132,4 +133,165 @@ async fn citus_a_tenant_moved_under_write_load_keeps_every_acknowledged_write() 
     assert_eq!(r.status(), 201);
     let r = app.get_as(&t, "/api/v1/projects?limit=1").await;
     assert_eq!(r.status(), 200);
+}
+
+/// The upgrade path from one server to a cluster (README, "Running on Citus"): tenants created
+/// while the database was a single server, with data, become distributed schemas when the
+/// citus extension arrives and `migrate-schemas` runs, with everything they held and the API
+/// serving them throughout. On a single server (`just test`) the same run changes nothing.
+#[tokio::test]
+async fn citus_tenants_from_a_single_server_are_distributed_by_migrate_schemas() {
+    let database = tenantry_testkit::fresh_plain_database().await;
+    let app = crate::helpers::spawn_app_on(database, |url| url.to_owned(), &[]).await;
+    let citus = tenantry_testkit::is_citus();
+
+    // Two tenants with projects and tasks, on a database without Citus.
+    let mut tenants = Vec::new();
+    for slug in ["early1", "early2"] {
+        let t = app.tenant(slug).await;
+        for p in 0..3 {
+            let project = app.project(&t, &format!("{slug}-p{p}")).await;
+            for k in 0..2 {
+                let r = app
+                    .call(
+                        reqwest::Method::POST,
+                        &t.host,
+                        "/api/v1/tasks",
+                        Some(json!({"project_id": project, "title": format!("t{p}-{k}"),
+                                    "assignee_id": t.owner_id})),
+                        &t.token,
+                    )
+                    .await;
+                assert_eq!(r.status(), 201);
+            }
+        }
+        tenants.push(t);
+    }
+    let mut before = Vec::new();
+    for t in &tenants {
+        before.push((
+            app.get_json(t, "/api/v1/projects?limit=100", 200).await,
+            app.get_json(t, "/api/v1/tasks?limit=100", 200).await,
+        ));
+    }
+    let users: i64 = app.count("select count(*) from public.users").await;
+
+    // The operator installs Citus: the extension on the server, the workers added.
+    let database = tenantry_testkit::TestDatabase {
+        name: app.db_url.rsplit('/').next().unwrap().to_owned(),
+        url: app.db_url.clone(),
+    };
+    tenantry_testkit::add_citus(&database).await;
+    let db = app.domain_db();
+    let run = |check| {
+        let db = db.clone();
+        async move {
+            migrate_schemas(
+                &db,
+                &MigrateOptions {
+                    check,
+                    ..MigrateOptions::default()
+                },
+                &|_, _| {},
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let outcomes = |s: &Summary| -> Vec<(String, Outcome)> {
+        s.reports
+            .iter()
+            .map(|r| (r.name.clone(), r.outcome.clone()))
+            .collect()
+    };
+
+    // --check names what the run would do, and does none of it.
+    let s = run(true).await;
+    if citus {
+        assert!(!s.ok());
+        assert_eq!(
+            outcomes(&s),
+            [
+                ("public".into(), Outcome::NotDistributed),
+                ("early1".into(), Outcome::NotDistributed),
+                ("early2".into(), Outcome::NotDistributed)
+            ]
+        );
+    } else {
+        assert!(s.ok() && s.up_to_date == 3, "{s:?}");
+    }
+
+    // The run: public.users becomes a reference table, each tenant a distributed schema.
+    let s = run(false).await;
+    assert!(s.ok(), "{s:?}");
+    let mut got = outcomes(&s);
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    if citus {
+        assert_eq!(
+            got,
+            [
+                ("early1".into(), Outcome::Distributed),
+                ("early2".into(), Outcome::Distributed),
+                ("public".into(), Outcome::Distributed),
+            ]
+        );
+        assert_eq!((s.distributed, s.migrated, s.failed), (3, 0, 0));
+        let workers = tenantry_testkit::citus_workers();
+        for t in &tenants {
+            let node = node_of(&app, &format!("tenant_{}", t.slug)).await;
+            assert!(workers.contains(&node), "{} is on {node}", t.slug);
+        }
+        assert_eq!(
+            app.sql_col_with::<String>(
+                "select citus_table_type from citus_tables \
+                  where table_name = 'public.users'::regclass",
+                &[]
+            )
+            .await,
+            ["reference"]
+        );
+    } else {
+        assert_eq!(got, [("public".into(), Outcome::UpToDate)]);
+        assert_eq!(s.up_to_date, 3);
+    }
+
+    // A second run has nothing to do, and says so in its check.
+    let s = run(false).await;
+    assert_eq!(
+        (s.up_to_date, s.migrated, s.distributed, s.failed),
+        (3, 0, 0, 0),
+        "{s:?}"
+    );
+    assert!(run(true).await.ok());
+
+    // Everything is still there and served as before: the same pages, the same accounts, logins.
+    assert_eq!(
+        app.count("select count(*) from public.users").await,
+        users
+    );
+    for (t, (projects, tasks)) in tenants.iter().zip(&before) {
+        assert_eq!(
+            &app.get_json(t, "/api/v1/projects?limit=100", 200).await,
+            projects
+        );
+        assert_eq!(&app.get_json(t, "/api/v1/tasks?limit=100", 200).await, tasks);
+        let token = app
+            .token(&t.host, &t.owner_email, &format!("password-of-{}", t.slug))
+            .await;
+        let r = app
+            .post_json(&t.host, "/api/v1/projects", &json!({"name": "after"}), Some(&token))
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    assert_eq!(
+        app.count("select count(*) from tenant_early1.projects").await,
+        4
+    );
+
+    // A tenant signed up now is distributed from the start.
+    let t = app.tenant("late").await;
+    app.project(&t, "new").await;
+    if citus {
+        assert!(tenantry_testkit::citus_workers().contains(&node_of(&app, "tenant_late").await));
+    }
 }
