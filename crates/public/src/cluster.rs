@@ -163,7 +163,8 @@ pub enum PublicPlacement {
     /// Plain PostgreSQL: nothing to do.
     Single,
     /// Citus, and `public.users` is a reference table (public V12 ran on Citus, or
-    /// [`distribute_public`] did its work since).
+    /// [`distribute_public`] did its work since), or there is no `public.users` yet (V12 will
+    /// make it one).
     Distributed,
     /// Citus, and `public.users` is still a plain table: the database was a single server when
     /// public V12 ran (a no-op there) and got the citus extension later.
@@ -179,11 +180,13 @@ pub async fn public_placement(client: &impl GenericClient) -> Result<PublicPlace
     }
     // A reference table has one shard copied to every node: partition method `n` (none) and
     // the two-phase-commit replication model `t`; a "Citus local table" has `n` and `s`.
+    // (to_regclass: a database not migrated yet has no public.users.)
     let reference: bool = client
         .query_one(
-            "select exists (select 1 from pg_dist_partition \
-                            where logicalrelid = 'public.users'::regclass \
-                              and partmethod = 'n' and repmodel = 't')",
+            "select to_regclass('public.users') is null \
+                    or exists (select 1 from pg_dist_partition \
+                                where logicalrelid = to_regclass('public.users') \
+                                  and partmethod = 'n' and repmodel = 't')",
             &[],
         )
         .await?
