@@ -200,7 +200,10 @@ pub async fn move_tenant(
         .into_iter()
         .find(|p| p.schema == schema.as_str());
     let Some(from) = from else {
-        bail!("{slug}'s schema {schema} is not a distributed schema (created before Citus?)");
+        bail!(
+            "{slug}'s schema {schema} is not a distributed schema yet (created before Citus was \
+             installed): `tenantctl migrate-schemas` distributes it"
+        );
     };
     if from.node == format!("{host}:{port}") {
         println!("{slug} is already on {to}; nothing to move");
