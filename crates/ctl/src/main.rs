@@ -261,7 +261,11 @@ async fn migrate(db: &Db, args: MigrateArgs) -> anyhow::Result<ExitCode> {
                 | Outcome::Missing
                 | Outcome::NotDistributed
         );
-        if !tty || problem {
+        if !tty {
+            // A hidden progress bar drops what it is asked to print: off a terminal, every
+            // schema's line goes straight to stdout.
+            println!("{line}");
+        } else if problem {
             bar.println(line);
         } else {
             bar.set_message(report.name.clone());

@@ -218,6 +218,66 @@ pub async fn distribute_public(client: &impl GenericClient) -> Result<bool, DbEr
     Ok(true)
 }
 
+/// How a tenant schema is moved between nodes ([`move_mode`]): Citus's `shard_transfer_mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveMode {
+    /// `auto`: logical replication. The tenant is copied while it serves reads and writes, and
+    /// its writes wait only for the final switch-over (Citus checks that every table has a
+    /// replica identity; tenant tables have primary keys).
+    Logical,
+    /// `block_writes`: the tenant's writes wait for the whole copy. Used where a logical move
+    /// could lose acknowledged writes; `reason` says why.
+    BlockWrites { reason: String },
+}
+
+impl MoveMode {
+    /// The value of `citus_schema_move`'s `shard_transfer_mode`.
+    pub fn transfer_mode(&self) -> &'static str {
+        match self {
+            Self::Logical => "auto",
+            Self::BlockWrites { .. } => "block_writes",
+        }
+    }
+}
+
+/// Chooses how to move tenants: logical replication, unless a worker commits asynchronously
+/// (`synchronous_commit = off` for the connections the coordinator makes to it). Citus ends a
+/// logical move's final catch-up at the source's WAL *write* position (`pg_current_wal_lsn()`),
+/// and an asynchronous commit made just before the move blocks writes may still sit beyond that
+/// position in WAL buffers: the write was acknowledged, is never replicated, and goes with the
+/// old shard (Citus 13.2.2; reproduced in `citus_a_write_just_before_a_logical_move_blocks_writes`).
+/// A worker that cannot be asked counts as asynchronous.
+#[tracing::instrument(skip_all, err)]
+pub async fn move_mode(client: &impl GenericClient) -> Result<MoveMode, DbError> {
+    let rows = client
+        .query(
+            "select nodename || ':' || nodeport, success, result \
+               from run_command_on_workers($$show synchronous_commit$$) order by 1",
+            &[],
+        )
+        .await?;
+    let mut asynchronous = Vec::new();
+    for row in &rows {
+        let node: String = row.try_get(0)?;
+        let success: bool = row.try_get(1)?;
+        let result: String = row.try_get(2)?;
+        if !success || result == "off" {
+            asynchronous.push(node);
+        }
+    }
+    Ok(if asynchronous.is_empty() {
+        MoveMode::Logical
+    } else {
+        MoveMode::BlockWrites {
+            reason: format!(
+                "synchronous_commit is off (or unknown) on {}: a logical-replication move could \
+                 lose writes committed just before its switch-over",
+                asynchronous.join(", ")
+            ),
+        }
+    })
+}
+
 /// Detects the topology: Citus when the citus extension is installed in the database.
 /// `CLUSTER=citus` ([`ClusterSetting::Citus`]) turns a plain server into an error.
 #[tracing::instrument(skip_all, err)]

@@ -24,8 +24,9 @@ async fn node_of(app: &crate::helpers::TestApp, schema: &str) -> String {
 }
 
 /// Four clients create projects in one tenant without pause while its schema moves to the other
-/// worker (`citus_schema_move` in `block_writes` mode, as `tenantctl tenant move` does). Afterwards every project the API
-/// acknowledged (201) exists exactly once, nothing else was written, and no request answered a
+/// worker (`citus_schema_move` in the mode `tenantctl tenant move` picks, which on the test
+/// cluster is logical replication: writes go on during the copy). Afterwards every project the
+/// API acknowledged (201) exists exactly once, nothing else was written, and no request answered a
 /// status other than 201 or 503 (the documented window: a request that waited longer than
 /// `DB_POOL_TIMEOUT_MS` for a connection while the move switched over; it wrote nothing). The
 /// tenant is then on the other worker and still takes writes.
@@ -88,10 +89,17 @@ async fn citus_a_tenant_moved_under_write_load_keeps_every_acknowledged_write() 
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        let mode = {
+            let client = app.db.get().await.unwrap();
+            let client: &tokio_postgres::Client = &client;
+            tenantry_public::cluster::move_mode(client).await.unwrap()
+        };
+        // The test cluster commits synchronously (scripts/services.sh), so the move is online.
+        assert_eq!(mode, tenantry_public::cluster::MoveMode::Logical);
         app.sql_with(
             "select citus_schema_move('tenant_moving'::regnamespace, $1, $2, \
-             shard_transfer_mode => 'block_writes')",
-            &[&host, &port],
+             shard_transfer_mode => $3::text::citus.shard_transfer_mode)",
+            &[&host, &port, &mode.transfer_mode()],
         )
         .await;
         assert_eq!(node_of(&app, "tenant_moving").await, to);
@@ -294,4 +302,129 @@ async fn citus_tenants_from_a_single_server_are_distributed_by_migrate_schemas()
     if citus {
         assert!(tenantry_testkit::citus_workers().contains(&node_of(&app, "tenant_late").await));
     }
+}
+
+/// Connects to `url` for the rest of the test.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The race that made logical moves lose acknowledged writes, pinned down: a write committed
+/// right before a logical-replication move blocks writes (held there through Citus's own
+/// isolation-test gate, the advisory lock (44000, 55152) it takes after the copy and catch-up
+/// under `citus.running_under_citus_test_suite`). With the workers committing synchronously, as
+/// the test cluster does, the write is on the new node. With `synchronous_commit = off` on a
+/// worker, Citus 13.2.2 loses such a write (its final catch-up stops at the source's WAL write
+/// position, short of a commit still in WAL buffers: ARCHITECTURE, "Cluster topology (Citus)"),
+/// and [`tenantry_public::cluster::move_mode`] then chooses `block_writes`. On a single server
+/// (`just test`) there is nothing to move.
+#[tokio::test]
+async fn citus_a_write_just_before_a_logical_move_blocks_writes() {
+    use tenantry_public::cluster::{move_mode, MoveMode};
+    let workers = tenantry_testkit::citus_workers();
+    if workers.is_empty() {
+        return;
+    }
+    let database = tenantry_testkit::fresh_database().await;
+    let admin = connect(&database.url).await;
+    assert_eq!(move_mode(&admin).await.unwrap(), MoveMode::Logical);
+    admin
+        .batch_execute(
+            "create schema gated; create table gated.items (id int primary key, v text); \
+             select citus_schema_distribute('gated'); \
+             insert into gated.items select g, 'x' from generate_series(1, 1000) g",
+        )
+        .await
+        .unwrap();
+    let placed = "select nodename || ':' || nodeport from citus_shards \
+                  where table_name = 'gated.items'::regclass";
+    let from: String = admin.query_one(placed, &[]).await.unwrap().get(0);
+    let to = workers.iter().find(|w| **w != from).unwrap().clone();
+    let (host, port) = to.rsplit_once(':').unwrap();
+    let (host, port) = (host.to_owned(), port.parse::<i32>().unwrap());
+
+    let gate = connect(&database.url).await;
+    gate.batch_execute("select pg_advisory_lock(44000, 55152)")
+        .await
+        .unwrap();
+    let mover = connect(&database.url).await;
+    mover
+        .batch_execute("set citus.running_under_citus_test_suite = on")
+        .await
+        .unwrap();
+    let moving = tokio::spawn(async move {
+        mover
+            .execute(
+                "select citus_schema_move('gated', $1, $2, shard_transfer_mode => 'auto')",
+                &[&host, &port],
+            )
+            .await
+    });
+    // The move waits at the gate: copied, caught up, writes not blocked yet.
+    let started = std::time::Instant::now();
+    while admin
+        .query_one(
+            "select count(*) from pg_locks where locktype = 'advisory' and not granted \
+               and classid = 44000 and objid = 55152",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(started.elapsed().as_secs() < 120, "the move never reached the gate");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    admin
+        .execute("insert into gated.items values (0, 'last')", &[])
+        .await
+        .unwrap();
+    gate.batch_execute("select pg_advisory_unlock(44000, 55152)")
+        .await
+        .unwrap();
+    moving.await.unwrap().unwrap();
+    assert_eq!(admin.query_one(placed, &[]).await.unwrap().get::<_, String>(0), to);
+    assert_eq!(
+        admin
+            .query_one("select count(*) from gated.items where id = 0", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1,
+        "the write acknowledged just before the switch-over is on the new node"
+    );
+
+    // A worker committing asynchronously for this database: moves block writes instead.
+    let worker = tenantry_testkit::with_database(
+        &tenantry_testkit::with_host(&tenantry_testkit::admin_url(), &workers[0]),
+        &database.name,
+    );
+    let set = |value: &'static str| {
+        let (worker, name) = (worker.clone(), database.name.clone());
+        async move {
+            connect(&worker)
+                .await
+                .batch_execute(&format!(
+                    "set citus.enable_ddl_propagation = off; \
+                     alter database \"{name}\" set synchronous_commit = {value}"
+                ))
+                .await
+                .unwrap();
+        }
+    };
+    set("off").await;
+    match move_mode(&connect(&database.url).await).await.unwrap() {
+        MoveMode::BlockWrites { reason } => assert!(reason.contains(&workers[0]), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    set("on").await;
+    assert_eq!(
+        move_mode(&connect(&database.url).await).await.unwrap(),
+        MoveMode::Logical
+    );
 }
