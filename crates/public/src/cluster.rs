@@ -210,7 +210,9 @@ pub async fn distribute_public(client: &impl GenericClient) -> Result<bool, DbEr
         return Ok(false);
     }
     client
-        .batch_execute("alter table public.users drop constraint if exists users_origin_company_id_fkey")
+        .batch_execute(
+            "alter table public.users drop constraint if exists users_origin_company_id_fkey",
+        )
         .await?;
     client
         .batch_execute("select create_reference_table('public.users')")

@@ -273,26 +273,32 @@ async fn citus_tenants_from_a_single_server_are_distributed_by_migrate_schemas()
     assert!(run(true).await.ok());
 
     // Everything is still there and served as before: the same pages, the same accounts, logins.
-    assert_eq!(
-        app.count("select count(*) from public.users").await,
-        users
-    );
+    assert_eq!(app.count("select count(*) from public.users").await, users);
     for (t, (projects, tasks)) in tenants.iter().zip(&before) {
         assert_eq!(
             &app.get_json(t, "/api/v1/projects?limit=100", 200).await,
             projects
         );
-        assert_eq!(&app.get_json(t, "/api/v1/tasks?limit=100", 200).await, tasks);
+        assert_eq!(
+            &app.get_json(t, "/api/v1/tasks?limit=100", 200).await,
+            tasks
+        );
         let token = app
             .token(&t.host, &t.owner_email, &format!("password-of-{}", t.slug))
             .await;
         let r = app
-            .post_json(&t.host, "/api/v1/projects", &json!({"name": "after"}), Some(&token))
+            .post_json(
+                &t.host,
+                "/api/v1/projects",
+                &json!({"name": "after"}),
+                Some(&token),
+            )
             .await;
         assert_eq!(r.status(), 201);
     }
     assert_eq!(
-        app.count("select count(*) from tenant_early1.projects").await,
+        app.count("select count(*) from tenant_early1.projects")
+            .await,
         4
     );
 
@@ -377,7 +383,10 @@ async fn citus_a_write_just_before_a_logical_move_blocks_writes() {
         .get::<_, i64>(0)
         == 0
     {
-        assert!(started.elapsed().as_secs() < 120, "the move never reached the gate");
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the move never reached the gate"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     admin
@@ -388,7 +397,14 @@ async fn citus_a_write_just_before_a_logical_move_blocks_writes() {
         .await
         .unwrap();
     moving.await.unwrap().unwrap();
-    assert_eq!(admin.query_one(placed, &[]).await.unwrap().get::<_, String>(0), to);
+    assert_eq!(
+        admin
+            .query_one(placed, &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        to
+    );
     assert_eq!(
         admin
             .query_one("select count(*) from gated.items where id = 0", &[])
