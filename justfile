@@ -38,7 +38,8 @@ test *ARGS:
 test-citus *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    # Test names (substrings); the same list for nextest and for cargo test.
+    # Test names (substrings); the same list for nextest and for cargo test. `citus` takes every
+    # test named citus_* (moves, the upgrade from one server, placement commands).
     tests=(
       no_way_of_ending_a_handle_leaks_its_search_path a_bound_connection_sees_only_its_schema
       a_dead_pooled_connection_is_replaced_at_checkout a_handle_left_in_a_failed_transaction

@@ -5,7 +5,8 @@
    projects, single server and cluster interleaved (BENCH_CITUS_ROUNDS rounds of
    BENCH_WRK_SECONDS s each), medians;
 2. the time to move a tenant with BENCH_MOVE_TASKS tasks (default 10,000) to the other worker
-   (`tenantctl tenant move`: citus_schema_move, block_writes).
+   (`tenantctl tenant move`: citus_schema_move, online by logical replication on the bench
+   cluster, which commits synchronously).
 
 On one machine the cluster is slower (three servers share the cores, every query goes through the
 coordinator); the point is the figures, the move time, and that nothing answers an error.

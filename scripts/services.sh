@@ -246,8 +246,14 @@ start() {
     # with two-phase commit.
     # Citus runs a maintenance daemon (a background worker) per database, and the tests make a
     # database each.
+    # synchronous_commit stays on (it overrides the `off` above): Citus's logical-replication
+    # move ends its catch-up at the source's WAL *write* position, and a commit made with
+    # synchronous_commit=off may still sit beyond it in WAL buffers, acknowledged and then lost
+    # with the old shard (ARCHITECTURE, "Cluster topology (Citus)"; tenantctl falls back to
+    # block_writes where a worker commits asynchronously). fsync stays off, so it costs little.
     preload=(-c shared_preload_libraries=citus -c wal_level=logical -c max_prepared_transactions=200
-      -c max_wal_senders=20 -c max_replication_slots=20 -c max_worker_processes=200)
+      -c max_wal_senders=20 -c max_replication_slots=20 -c max_worker_processes=200
+      -c synchronous_commit=on)
   fi
   local nodes=(pg) node all_reused=1
   if [ -n "$cluster" ]; then nodes=(pg pg-w1 pg-w2); fi

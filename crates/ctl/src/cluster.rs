@@ -1,8 +1,10 @@
 //! `tenantctl cluster …` and `tenantctl tenant move`: where tenants live on a Citus cluster and
 //! moving them between nodes (README, "Running on Citus"). Each tenant schema is a distributed
-//! schema that lives whole on one node; moving it is Citus's `citus_schema_move` in `block_writes`
-//! mode: reads go on, writes wait for the copy (the logical-replication mode lost an acknowledged
-//! write under load in testing: ARCHITECTURE, "Cluster topology (Citus)").
+//! schema that lives whole on one node; moving it is Citus's `citus_schema_move` with logical
+//! replication: reads and writes go on during the copy, writes wait only for the switch-over. Where
+//! a worker commits asynchronously (`synchronous_commit = off`), moves block the tenant's writes
+//! for the whole copy instead, as such a logical move can lose acknowledged writes
+//! ([`cluster::move_mode`]; ARCHITECTURE, "Cluster topology (Citus)").
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -155,10 +157,14 @@ async fn rebalance(db: &Db, dry_run: bool) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let client = db.public().await?;
-    // The rebalancer runs the moves of the plan above, blocking each tenant's writes while it
-    // is copied (as `tenant move` does).
+    // The rebalancer runs the moves of the plan above, each as `tenant move` does.
+    let mode = cluster::move_mode(client.client()).await?;
+    announce(&mode);
     client
-        .batch_execute("select rebalance_table_shards(shard_transfer_mode => 'block_writes')")
+        .execute(
+            "select rebalance_table_shards(shard_transfer_mode => $1::text::citus.shard_transfer_mode)",
+            &[&mode.transfer_mode()],
+        )
         .await
         .context("rebalance_table_shards")?;
     println!(
@@ -167,6 +173,18 @@ async fn rebalance(db: &Db, dry_run: bool) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says how the tenants will move, and why not online where it is not.
+fn announce(mode: &cluster::MoveMode) {
+    match mode {
+        cluster::MoveMode::Logical => {
+            println!("online move (logical replication): writes wait only for the switch-over");
+        }
+        cluster::MoveMode::BlockWrites { reason } => {
+            println!("blocking writes during the copy (block_writes): {reason}");
+        }
+    }
 }
 
 /// `tenantctl tenant move SLUG --to HOST:PORT`.
@@ -200,7 +218,10 @@ pub async fn move_tenant(
         .into_iter()
         .find(|p| p.schema == schema.as_str());
     let Some(from) = from else {
-        bail!("{slug}'s schema {schema} is not a distributed schema (created before Citus?)");
+        bail!(
+            "{slug}'s schema {schema} is not a distributed schema yet (created before Citus was \
+             installed): `tenantctl migrate-schemas` distributes it"
+        );
     };
     if from.node == format!("{host}:{port}") {
         println!("{slug} is already on {to}; nothing to move");
@@ -211,6 +232,8 @@ pub async fn move_tenant(
         size(from.bytes),
         from.node
     );
+    let mode = cluster::move_mode(client.client()).await?;
+    announce(&mode);
 
     // Progress from a second connection while the move runs on the first.
     let started = Instant::now();
@@ -245,8 +268,9 @@ pub async fn move_tenant(
     };
     let moved = client
         .execute(
-            "select citus_schema_move($1::text::regnamespace, $2, $3, shard_transfer_mode => 'block_writes')",
-            &[&schema.as_str(), &host, &port],
+            "select citus_schema_move($1::text::regnamespace, $2, $3, \
+             shard_transfer_mode => $4::text::citus.shard_transfer_mode)",
+            &[&schema.as_str(), &host, &port, &mode.transfer_mode()],
         )
         .await;
     watcher.abort();

@@ -256,9 +256,16 @@ async fn migrate(db: &Db, args: MigrateArgs) -> anyhow::Result<ExitCode> {
         // On a TTY only problems get their own line; elsewhere every schema does.
         let problem = matches!(
             report.outcome,
-            Outcome::Failed { .. } | Outcome::Behind { .. } | Outcome::Missing
+            Outcome::Failed { .. }
+                | Outcome::Behind { .. }
+                | Outcome::Missing
+                | Outcome::NotDistributed
         );
-        if !tty || problem {
+        if !tty {
+            // A hidden progress bar drops what it is asked to print: off a terminal, every
+            // schema's line goes straight to stdout.
+            println!("{line}");
+        } else if problem {
             bar.println(line);
         } else {
             bar.set_message(report.name.clone());
@@ -269,16 +276,23 @@ async fn migrate(db: &Db, args: MigrateArgs) -> anyhow::Result<ExitCode> {
         .context("migrate-schemas")?;
     bar.finish_and_clear();
     let verb = if args.check {
-        "behind or missing"
+        "behind, missing or not distributed"
     } else {
         "failed"
     };
     println!(
-        "summary: {} schemas (public + {} tenants): migrated {}, up to date {}, {} {}; {:.3}s",
+        "summary: {} schemas (public + {} tenants): migrated {}, up to date {}, {}{} {}; {:.3}s",
         summary.tenants + 1,
         summary.tenants,
         summary.migrated,
         summary.up_to_date,
+        // Citus only, and only when this run distributed something (a database that got the
+        // citus extension after its tenants were created).
+        if summary.distributed > 0 {
+            format!("distributed {}, ", summary.distributed)
+        } else {
+            String::new()
+        },
         if args.check {
             summary.behind
         } else {
@@ -296,7 +310,10 @@ async fn migrate(db: &Db, args: MigrateArgs) -> anyhow::Result<ExitCode> {
             .filter(|r| {
                 matches!(
                     r.outcome,
-                    Outcome::Failed { .. } | Outcome::Behind { .. } | Outcome::Missing
+                    Outcome::Failed { .. }
+                        | Outcome::Behind { .. }
+                        | Outcome::Missing
+                        | Outcome::NotDistributed
                 )
             })
             .map(|r| r.name.as_str())
@@ -309,12 +326,30 @@ async fn migrate(db: &Db, args: MigrateArgs) -> anyhow::Result<ExitCode> {
 fn describe(r: &SchemaReport) -> String {
     let ms = r.duration.as_secs_f64() * 1000.0;
     match &r.outcome {
-        Outcome::Migrated { from, to, applied } => format!(
-            "{:<24} migrated {} -> {} (applied {:?}) in {ms:.1} ms",
+        Outcome::Migrated {
+            from,
+            to,
+            applied,
+            distributed,
+        } => format!(
+            "{:<24} migrated {} -> {} (applied {:?}){} in {ms:.1} ms",
             r.name,
             from.map_or("none".into(), |v| v.to_string()),
             to,
-            applied
+            applied,
+            if *distributed { " and distributed" } else { "" }
+        ),
+        Outcome::Distributed if r.name == "public" => format!(
+            "{:<24} distributed (public.users made a reference table) in {ms:.1} ms",
+            r.name
+        ),
+        Outcome::Distributed => format!(
+            "{:<24} distributed ({} is now a distributed schema) in {ms:.1} ms",
+            r.name, r.schema
+        ),
+        Outcome::NotDistributed => format!(
+            "{:<24} NOT DISTRIBUTED (created before Citus; migrate-schemas distributes it)",
+            r.name
         ),
         Outcome::UpToDate => format!("{:<24} up to date", r.name),
         Outcome::Behind { version } => format!(

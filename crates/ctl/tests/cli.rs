@@ -1845,6 +1845,12 @@ async fn citus_placement_commands_list_move_and_rebalance_tenants() {
         "{}",
         stdout(&o)
     );
+    // The test cluster commits synchronously, so the move is online.
+    assert!(
+        stdout(&o).contains("online move (logical replication)"),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(
         nodes_of(&url),
         vec![("acme".to_owned(), Some(target.clone())), placed[1].clone()]
@@ -1893,4 +1899,67 @@ async fn citus_placement_commands_list_move_and_rebalance_tenants() {
     used.sort();
     used.dedup();
     assert_eq!(used.len(), 2, "{after:?}\n{}", stdout(&o));
+}
+
+/// The upgrade from one server to a cluster, as an operator runs it (README, "Running on
+/// Citus"): tenants created on a database without Citus stay plain schemas on the coordinator
+/// when the citus extension arrives; `migrate-schemas --check` names them (and public) and exits
+/// 1, `migrate-schemas` distributes them and says so, and then they are on workers and movable.
+/// On a single server (`just test`) both runs find nothing to do.
+#[tokio::test]
+async fn citus_migrate_schemas_distributes_tenants_created_before_citus() {
+    let database = tenantry_testkit::fresh_plain_database().await;
+    let url = database.url.clone();
+    assert_ok(&tenantctl(&url, &["migrate-schemas"]));
+    create(&url, "acme", "starter");
+    create(&url, "globex", "starter");
+    tenantry_testkit::add_citus(&database).await;
+    let workers = tenantry_testkit::citus_workers();
+
+    let check = tenantctl(&url, &["migrate-schemas", "--check"]);
+    let run = tenantctl(&url, &["migrate-schemas"]);
+    assert_ok(&run);
+    if workers.is_empty() {
+        assert_ok(&check);
+        assert!(
+            stdout(&run).contains("up to date 3, 0 failed"),
+            "{}",
+            stdout(&run)
+        );
+        return;
+    }
+    assert_fails_with(&check, "not distributed: public, acme, globex");
+    for name in ["public", "acme", "globex"] {
+        assert!(
+            stdout(&check)
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("NOT DISTRIBUTED")),
+            "{name}: {}",
+            stdout(&check)
+        );
+        assert!(
+            stdout(&run)
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(" distributed (")),
+            "{name}: {}",
+            stdout(&run)
+        );
+    }
+    assert!(
+        stdout(&run).contains("migrated 0, up to date 0, distributed 3, 0 failed"),
+        "{}",
+        stdout(&run)
+    );
+    for (slug, node) in nodes_of(&url) {
+        let node = node.unwrap_or_else(|| panic!("{slug} has no node"));
+        assert!(workers.contains(&node), "{slug} on {node}");
+    }
+    let again = tenantctl(&url, &["migrate-schemas"]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("migrated 0, up to date 3, 0 failed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_ok(&tenantctl(&url, &["migrate-schemas", "--check"]));
 }

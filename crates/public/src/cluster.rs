@@ -5,6 +5,11 @@
 //! installed: public migration V12 makes `public.users` a reference table, and migrating a tenant
 //! schema that is not distributed yet (a new tenant's) makes it a distributed schema
 //! ([`prepare_schema`], [`finish_schema`]).
+//!
+//! A database that was a single server first and got the citus extension later is converted by
+//! the next `migrate-schemas` run: public V12 ran there as a no-op, so [`distribute_public`] does
+//! its Citus part, and every tenant schema that is not in `pg_dist_schema` yet is distributed
+//! under its lock (ARCHITECTURE, "Cluster topology (Citus)", upgrade path).
 
 use tokio_postgres::GenericClient;
 
@@ -149,6 +154,130 @@ pub async fn finish_schema(
             .await?;
     }
     Ok(())
+}
+
+/// Where the public schema stands on the cluster, read in one query on a single server and two
+/// on Citus ([`public_placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicPlacement {
+    /// Plain PostgreSQL: nothing to do.
+    Single,
+    /// Citus, and `public.users` is a reference table (public V12 ran on Citus, or
+    /// [`distribute_public`] did its work since), or there is no `public.users` yet (V12 will
+    /// make it one).
+    Distributed,
+    /// Citus, and `public.users` is still a plain table: the database was a single server when
+    /// public V12 ran (a no-op there) and got the citus extension later.
+    ToDistribute,
+}
+
+/// Reads where the public schema stands (see [`PublicPlacement`]).
+#[tracing::instrument(skip_all, err)]
+pub async fn public_placement(client: &impl GenericClient) -> Result<PublicPlacement, DbError> {
+    let citus: bool = client.query_one(HAS_CITUS, &[]).await?.try_get(0)?;
+    if !citus {
+        return Ok(PublicPlacement::Single);
+    }
+    // A reference table has one shard copied to every node: partition method `n` (none) and
+    // the two-phase-commit replication model `t`; a "Citus local table" has `n` and `s`.
+    // (to_regclass: a database not migrated yet has no public.users.)
+    let reference: bool = client
+        .query_one(
+            "select to_regclass('public.users') is null \
+                    or exists (select 1 from pg_dist_partition \
+                                where logicalrelid = to_regclass('public.users') \
+                                  and partmethod = 'n' and repmodel = 't')",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(if reference {
+        PublicPlacement::Distributed
+    } else {
+        PublicPlacement::ToDistribute
+    })
+}
+
+/// What public V12 does on Citus, for a database that got the citus extension after V12 ran:
+/// `public.users` becomes a reference table (its rows copied to every node) and loses the
+/// `origin_company_id` key a reference table may not have, while the tables linked to it become
+/// Citus local tables on the coordinator. V12 explains why. The caller holds the public
+/// migration lock, so that two runs do not both try; returns whether it changed anything
+/// (`false` on a single server and when it was done already).
+#[tracing::instrument(skip_all, err)]
+pub async fn distribute_public(client: &impl GenericClient) -> Result<bool, DbError> {
+    if public_placement(client).await? != PublicPlacement::ToDistribute {
+        return Ok(false);
+    }
+    client
+        .batch_execute(
+            "alter table public.users drop constraint if exists users_origin_company_id_fkey",
+        )
+        .await?;
+    client
+        .batch_execute("select create_reference_table('public.users')")
+        .await?;
+    Ok(true)
+}
+
+/// How a tenant schema is moved between nodes ([`move_mode`]): Citus's `shard_transfer_mode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveMode {
+    /// `auto`: logical replication. The tenant is copied while it serves reads and writes, and
+    /// its writes wait only for the final switch-over (Citus checks that every table has a
+    /// replica identity; tenant tables have primary keys).
+    Logical,
+    /// `block_writes`: the tenant's writes wait for the whole copy. Used where a logical move
+    /// could lose acknowledged writes; `reason` says why.
+    BlockWrites { reason: String },
+}
+
+impl MoveMode {
+    /// The value of `citus_schema_move`'s `shard_transfer_mode`.
+    pub fn transfer_mode(&self) -> &'static str {
+        match self {
+            Self::Logical => "auto",
+            Self::BlockWrites { .. } => "block_writes",
+        }
+    }
+}
+
+/// Chooses how to move tenants: logical replication, unless a worker commits asynchronously
+/// (`synchronous_commit = off` for the connections the coordinator makes to it). Citus ends a
+/// logical move's final catch-up at the source's WAL *write* position (`pg_current_wal_lsn()`),
+/// and an asynchronous commit made just before the move blocks writes may still sit beyond that
+/// position in WAL buffers: the write was acknowledged, is never replicated, and goes with the
+/// old shard (Citus 13.2.2; reproduced in `citus_a_write_just_before_a_logical_move_blocks_writes`).
+/// A worker that cannot be asked counts as asynchronous.
+#[tracing::instrument(skip_all, err)]
+pub async fn move_mode(client: &impl GenericClient) -> Result<MoveMode, DbError> {
+    let rows = client
+        .query(
+            "select nodename || ':' || nodeport, success, result \
+               from run_command_on_workers($$show synchronous_commit$$) order by 1",
+            &[],
+        )
+        .await?;
+    let mut asynchronous = Vec::new();
+    for row in &rows {
+        let node: String = row.try_get(0)?;
+        let success: bool = row.try_get(1)?;
+        let result: String = row.try_get(2)?;
+        if !success || result == "off" {
+            asynchronous.push(node);
+        }
+    }
+    Ok(if asynchronous.is_empty() {
+        MoveMode::Logical
+    } else {
+        MoveMode::BlockWrites {
+            reason: format!(
+                "synchronous_commit is off (or unknown) on {}: a logical-replication move could \
+                 lose writes committed just before its switch-over",
+                asynchronous.join(", ")
+            ),
+        }
+    })
 }
 
 /// Detects the topology: Citus when the citus extension is installed in the database.

@@ -199,9 +199,20 @@ impl From<tokio_postgres::Error> for MigrateError {
     }
 }
 
-/// Brings the public schema to head, under an advisory lock so concurrent runs queue up.
-/// Returns the versions applied.
-pub async fn migrate_public(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
+/// What [`migrate_public`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublicMigration {
+    /// The versions applied.
+    pub applied: Vec<i32>,
+    /// Citus only: `public.users` was made a reference table by this run, after the fact
+    /// (the database got the citus extension after public V12 ran; [`crate::cluster::distribute_public`]).
+    pub distributed: bool,
+}
+
+/// Brings the public schema to head, under an advisory lock so concurrent runs queue up, and on
+/// a Citus coordinator does what V12 does there if it has not been done (the citus extension came
+/// after V12), in the same transaction.
+pub async fn migrate_public(client: &mut Client) -> Result<PublicMigration, MigrateError> {
     let runner = public_runner();
     let tx = client.transaction().await?;
     tx.execute(
@@ -211,12 +222,16 @@ pub async fn migrate_public(client: &mut Client) -> Result<Vec<i32>, MigrateErro
     .await?;
     tx.batch_execute("set local search_path to public").await?;
     let report = run_in_transaction(&tx, &runner).await?;
+    let distributed = crate::cluster::distribute_public(&tx).await?;
     tx.commit().await?;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(Migration::version)
-        .collect())
+    Ok(PublicMigration {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(Migration::version)
+            .collect(),
+        distributed,
+    })
 }
 
 /// Where the public schema stands against the migrations compiled into this binary.

@@ -6,6 +6,11 @@
 //! lives inside it), and records the result in `public.companies.schema_version`. Two concurrent
 //! runs therefore queue per schema and never apply a migration twice, a failure leaves that
 //! schema exactly as it was, and a no-op run needs one query to know nothing is pending.
+//!
+//! On a Citus coordinator "pending" also covers a schema that is not a distributed schema yet: a
+//! tenant created while the database was a single server, before the citus extension came. The
+//! same run distributes it under the same lock (outcome [`Outcome::Distributed`]), after public has
+//! been brought to what V12 does on Citus ([`tenantry_public::cluster::distribute_public`]).
 
 use futures_util::stream::{self, StreamExt};
 use refinery::{Migration, Runner};
@@ -46,13 +51,24 @@ pub async fn lock_schema(tx: &Transaction<'_>, schema: &SchemaName) -> Result<()
     Ok(())
 }
 
-/// Creates `schema` if needed and brings it to head inside `tx`. The caller holds the schema's
-/// lock ([`lock_schema`]). Returns the versions applied and the version the schema is now at.
-/// Commits nothing.
+/// What [`migrate_schema_in`] did to one schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaMigration {
+    /// The versions applied.
+    pub applied: Vec<i32>,
+    /// The version the schema is now at.
+    pub version: i32,
+    /// Citus only: the schema was not a distributed schema and now is.
+    pub distributed: bool,
+}
+
+/// Creates `schema` if needed and brings it to head inside `tx`; on Citus it also makes it a
+/// distributed schema if it is not one yet. The caller holds the schema's lock
+/// ([`lock_schema`]). Commits nothing.
 pub async fn migrate_schema_in(
     tx: &Transaction<'_>,
     schema: &SchemaName,
-) -> Result<(Vec<i32>, i32), MigrateError> {
+) -> Result<SchemaMigration, MigrateError> {
     // On Citus a schema that is not distributed yet is migrated plain, then distributed.
     let placement = cluster::prepare_schema(tx, schema).await?;
     tx.batch_execute(&format!("create schema if not exists {}", schema.quoted()))
@@ -68,12 +84,15 @@ pub async fn migrate_schema_in(
         .await?
         .try_get(0)?;
     cluster::finish_schema(tx, schema, placement).await?;
-    let applied = report
-        .applied_migrations()
-        .iter()
-        .map(Migration::version)
-        .collect();
-    Ok((applied, version.unwrap_or(0)))
+    Ok(SchemaMigration {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(Migration::version)
+            .collect(),
+        version: version.unwrap_or(0),
+        distributed: placement == cluster::SchemaPlacement::ToDistribute,
+    })
 }
 
 /// What to migrate and how.
@@ -100,16 +119,26 @@ impl Default for MigrateOptions {
 /// What happened to one schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Migrations were applied; the schema is now at `to`.
+    /// Migrations were applied; the schema is now at `to`. `distributed`: on Citus the schema
+    /// was not a distributed schema and now is (for public: `public.users` was made a reference
+    /// table after the fact).
     Migrated {
         from: Option<i32>,
         to: i32,
         applied: Vec<i32>,
+        distributed: bool,
     },
+    /// Citus only: the schema was at head but not a distributed schema (a tenant created before
+    /// the citus extension was installed), and now is one; for public: `public.users` was made a
+    /// reference table.
+    Distributed,
     /// Nothing was pending.
     UpToDate,
     /// `--check` only: the schema is behind head at this version.
     Behind { version: Option<i32> },
+    /// `--check` only, Citus only: the schema is at head but not distributed yet (it lives on the
+    /// coordinator); for public: `public.users` is not a reference table yet.
+    NotDistributed,
     /// `--check` only: the company's schema does not exist.
     Missing,
     /// Migrating failed; the schema is unchanged.
@@ -132,6 +161,9 @@ pub struct SchemaReport {
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub migrated: usize,
+    /// Schemas made distributed (Citus) by this run, whether or not migrations were applied to
+    /// them too (those also count in `migrated`).
+    pub distributed: usize,
     pub up_to_date: usize,
     pub behind: usize,
     pub failed: usize,
@@ -150,9 +182,13 @@ impl Summary {
 
     fn add(&mut self, report: SchemaReport) {
         match &report.outcome {
-            Outcome::Migrated { .. } => self.migrated += 1,
+            Outcome::Migrated { distributed, .. } => {
+                self.migrated += 1;
+                self.distributed += usize::from(*distributed);
+            }
+            Outcome::Distributed => self.distributed += 1,
             Outcome::UpToDate => self.up_to_date += 1,
-            Outcome::Behind { .. } | Outcome::Missing => self.behind += 1,
+            Outcome::Behind { .. } | Outcome::Missing | Outcome::NotDistributed => self.behind += 1,
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Dropped => self.dropped += 1,
         }
@@ -177,6 +213,8 @@ struct Candidate {
     schema: SchemaName,
     version: Option<i32>,
     exists: bool,
+    /// Always true on a single server.
+    distributed: bool,
 }
 
 /// Runs migrate-schemas. `progress` is called once per schema as it finishes, with the number of
@@ -193,22 +231,32 @@ pub async fn migrate_schemas(
     let t = Instant::now();
     let mut client = db.public().await?;
     let status = public_status(&client).await?;
-    let public_outcome = if status.is_current() {
+    let placement = cluster::public_placement(client.client()).await?;
+    let undistributed = placement == cluster::PublicPlacement::ToDistribute;
+    let public_outcome = if status.is_current() && !undistributed {
         Outcome::UpToDate
     } else if options.check {
-        Outcome::Behind {
-            version: status.applied,
+        if status.is_current() {
+            Outcome::NotDistributed
+        } else {
+            Outcome::Behind {
+                version: status.applied,
+            }
         }
     } else {
         match migrate_public(&mut client).await {
-            Ok(applied) => Outcome::Migrated {
+            Ok(done) if done.applied.is_empty() && done.distributed => Outcome::Distributed,
+            Ok(done) if done.applied.is_empty() => Outcome::UpToDate,
+            Ok(done) => Outcome::Migrated {
                 from: status.applied,
                 to: status.head,
-                applied,
+                applied: done.applied,
+                distributed: done.distributed,
             },
             Err(e) => return Err(RunError::Public(e)),
         }
     };
+    let citus = placement != cluster::PublicPlacement::Single;
 
     // Without a public schema there are no companies to look at; --check reports public alone.
     if options.check && status.applied.is_none() {
@@ -227,11 +275,11 @@ pub async fn migrate_schemas(
     let head = tenant_head();
     let rows = client
         .query(
-            "select c.id, c.slug, c.schema_name, c.schema_version, \
-                    exists (select 1 from pg_catalog.pg_namespace n where n.nspname = c.schema_name) \
-               from public.companies c \
-              where $1::text is null or c.slug = $1 \
-              order by c.slug",
+            if citus {
+                CANDIDATES_CITUS
+            } else {
+                CANDIDATES_SINGLE
+            },
             &[&options.tenant.as_ref().map(Slug::as_str)],
         )
         .await
@@ -253,8 +301,9 @@ pub async fn migrate_schemas(
                 .map_err(|e| DbError::Corrupt(format!("companies.schema_name {schema:?} {e}")))?,
             version: row.try_get(3).map_err(DbError::from)?,
             exists: row.try_get(4).map_err(DbError::from)?,
+            distributed: row.try_get(5).map_err(DbError::from)?,
         };
-        if candidate.exists && candidate.version == Some(head) {
+        if candidate.exists && candidate.version == Some(head) && candidate.distributed {
             summary.up_to_date += 1;
         } else {
             pending.push(candidate);
@@ -277,10 +326,12 @@ pub async fn migrate_schemas(
             let report = SchemaReport {
                 name: c.slug,
                 schema: c.schema.to_string(),
-                outcome: if c.exists {
+                outcome: if !c.exists {
+                    Outcome::Missing
+                } else if c.version != Some(head) {
                     Outcome::Behind { version: c.version }
                 } else {
-                    Outcome::Missing
+                    Outcome::NotDistributed
                 },
                 duration: Duration::ZERO,
             };
@@ -300,20 +351,36 @@ pub async fn migrate_schemas(
     Ok(summary)
 }
 
+/// Every company with its schema's state, in one query. On Citus `pg_dist_schema` says which
+/// schemas are distributed (the catalog exists only there).
+const CANDIDATES_SINGLE: &str = "select c.id, c.slug, c.schema_name, c.schema_version, \
+            n.oid is not null, true \
+       from public.companies c \
+       left join pg_catalog.pg_namespace n on n.nspname = c.schema_name \
+      where $1::text is null or c.slug = $1 \
+      order by c.slug";
+const CANDIDATES_CITUS: &str = "select c.id, c.slug, c.schema_name, c.schema_version, \
+            n.oid is not null, \
+            exists (select 1 from pg_catalog.pg_dist_schema d where d.schemaid = n.oid) \
+       from public.companies c \
+       left join pg_catalog.pg_namespace n on n.nspname = c.schema_name \
+      where $1::text is null or c.slug = $1 \
+      order by c.slug";
+
 #[tracing::instrument(skip_all, fields(tenant = %c.slug))]
 async fn migrate_one(db: &Db, c: Candidate) -> SchemaReport {
     let started = Instant::now();
     let outcome = match try_migrate_one(db, &c).await {
         Ok(None) => Outcome::Dropped,
-        Ok(Some((applied, version))) if applied.is_empty() => {
-            // Another run got here first, or schema_version was stale: nothing to apply.
-            let _ = version;
-            Outcome::UpToDate
-        }
-        Ok(Some((applied, version))) => Outcome::Migrated {
+        // A tenant from before Citus came: at head, now distributed.
+        Ok(Some(done)) if done.applied.is_empty() && done.distributed => Outcome::Distributed,
+        // Another run got here first, or schema_version was stale: nothing to apply.
+        Ok(Some(done)) if done.applied.is_empty() => Outcome::UpToDate,
+        Ok(Some(done)) => Outcome::Migrated {
             from: c.version,
-            to: version,
-            applied,
+            to: done.version,
+            applied: done.applied,
+            distributed: done.distributed,
         },
         Err(e) => {
             tracing::warn!(error = %e, "tenant migration failed");
@@ -331,7 +398,7 @@ async fn migrate_one(db: &Db, c: Candidate) -> SchemaReport {
 }
 
 /// `Ok(None)` when the company was dropped while this run waited for the schema's lock.
-async fn try_migrate_one(db: &Db, c: &Candidate) -> Result<Option<(Vec<i32>, i32)>, MigrateError> {
+async fn try_migrate_one(db: &Db, c: &Candidate) -> Result<Option<SchemaMigration>, MigrateError> {
     let mut client = db.public().await?;
     let tx = client.transaction().await?;
     lock_schema(&tx, &c.schema).await?;
@@ -346,8 +413,8 @@ async fn try_migrate_one(db: &Db, c: &Candidate) -> Result<Option<(Vec<i32>, i32
     if !still_there {
         return Ok(None);
     }
-    let (applied, version) = migrate_schema_in(&tx, &c.schema).await?;
-    tenantry_public::companies::set_schema_version(&*tx, c.id, version).await?;
+    let done = migrate_schema_in(&tx, &c.schema).await?;
+    tenantry_public::companies::set_schema_version(&*tx, c.id, done.version).await?;
     tx.commit().await?;
-    Ok(Some((applied, version)))
+    Ok(Some(done))
 }

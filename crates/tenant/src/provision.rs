@@ -176,7 +176,7 @@ async fn provision_inner(
     tx.batch_execute(&format!("create schema {}", schema.quoted()))
         .await?;
     lock_schema(&tx, &schema).await?;
-    let (_, version) = migrate_schema_in(&tx, &schema).await?;
+    let version = migrate_schema_in(&tx, &schema).await?.version;
 
     let mut verification = None;
     let owner = match (&new.owner, password_hash) {

@@ -63,55 +63,74 @@ pub fn is_citus() -> bool {
 /// coordinator and on every worker, each with the citus extension, and the coordinator
 /// registers itself and the workers (Citus keeps its node list per database).
 pub async fn fresh_database() -> TestDatabase {
+    let database = fresh_plain_database().await;
+    add_citus(&database).await;
+    database
+}
+
+/// Creates an empty database with a unique name on the server `DATABASE_URL` names, without
+/// the citus extension even against a Citus cluster: a single server that may become a Citus
+/// coordinator later ([`add_citus`]), as a production database does when it outgrows one server.
+pub async fn fresh_plain_database() -> TestDatabase {
     let admin = admin_url();
     let name = format!("t_{}", Uuid::new_v4().simple());
     execute(&admin, &format!("create database \"{name}\"")).await;
     let url = with_database(&admin, &name);
+    TestDatabase { name, url }
+}
+
+/// Against a Citus cluster, makes `database` (made by [`fresh_plain_database`], whatever it holds
+/// by now) the coordinator of a cluster of its own, as an operator does on a production server:
+/// the database on every worker with the citus extension, then `create extension citus` on the
+/// coordinator, which registers itself and the workers. Does nothing on a single server.
+pub async fn add_citus(database: &TestDatabase) {
     let workers = citus_workers();
-    if !workers.is_empty() {
-        for worker in &workers {
-            let worker_admin = with_host(&admin, worker);
-            execute(&worker_admin, &format!("create database \"{name}\"")).await;
-            execute(
-                &with_database(&worker_admin, &name),
-                "create extension citus",
-            )
-            .await;
-        }
-        let coordinator = host_port(&admin);
-        let (host, port) = coordinator
-            .rsplit_once(':')
-            .expect("DATABASE_URL names host:port");
-        // Replication slots are named after the operation id, and slots belong to the server,
-        // not the database: each test database starts its operation ids somewhere else, so that
-        // two tests moving tenants at once do not ask for the same slot.
-        let first_operation = 1 + Uuid::new_v4().as_u128() % 1_000_000_000;
+    if workers.is_empty() {
+        return;
+    }
+    let (name, url) = (&database.name, &database.url);
+    let admin = admin_url();
+    for worker in &workers {
+        let worker_admin = with_host(&admin, worker);
+        execute(&worker_admin, &format!("create database \"{name}\"")).await;
         execute(
-            &url,
-            &format!(
-                "create extension citus; select citus_set_coordinator_host('{host}', {port}); \
-                 select setval('pg_catalog.pg_dist_operationid_seq', {first_operation});"
-            ),
+            &with_database(&worker_admin, name),
+            "create extension citus",
         )
         .await;
-        for worker in &workers {
-            let (host, port) = worker
-                .rsplit_once(':')
-                .expect("CITUS_WORKERS holds host:port");
-            // On a busy machine the coordinator's first connection to a worker's brand-new
-            // database now and then fails ("failure on connection marked as essential"); adding
-            // the node again is harmless, so it is tried up to five times.
-            let add = format!("select citus_add_node('{host}', {port})");
-            for attempt in 1..=5 {
-                match try_execute(&url, &add).await {
-                    Ok(()) => break,
-                    Err(e) if attempt == 5 => panic!("{add} on {url}: {e}"),
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-                }
+    }
+    let coordinator = host_port(&admin);
+    let (host, port) = coordinator
+        .rsplit_once(':')
+        .expect("DATABASE_URL names host:port");
+    // Replication slots are named after the operation id, and slots belong to the server,
+    // not the database: each test database starts its operation ids somewhere else, so that
+    // two tests moving tenants at once do not ask for the same slot.
+    let first_operation = 1 + Uuid::new_v4().as_u128() % 1_000_000_000;
+    execute(
+        url,
+        &format!(
+            "create extension citus; select citus_set_coordinator_host('{host}', {port}); \
+             select setval('pg_catalog.pg_dist_operationid_seq', {first_operation});"
+        ),
+    )
+    .await;
+    for worker in &workers {
+        let (host, port) = worker
+            .rsplit_once(':')
+            .expect("CITUS_WORKERS holds host:port");
+        // On a busy machine the coordinator's first connection to a worker's brand-new
+        // database now and then fails ("failure on connection marked as essential"); adding
+        // the node again is harmless, so it is tried up to five times.
+        let add = format!("select citus_add_node('{host}', {port})");
+        for attempt in 1..=5 {
+            match try_execute(url, &add).await {
+                Ok(()) => break,
+                Err(e) if attempt == 5 => panic!("{add} on {url}: {e}"),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
             }
         }
     }
-    TestDatabase { name, url }
 }
 
 /// Runs `sql` (simple protocol) on its own connection to `url`; the error's message if it fails.

@@ -64,7 +64,16 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// Spawns the app with the database URL it is given rewritten by `via` (e.g. to reach
 /// PostgreSQL through a proxy); the test's own pool and SQL helpers use the real URL.
 pub async fn spawn_app_via(via: impl Fn(&str) -> String, overrides: &[(&str, &str)]) -> TestApp {
-    let database = tenantry_testkit::fresh_database().await;
+    spawn_app_on(tenantry_testkit::fresh_database().await, via, overrides).await
+}
+
+/// Spawns the app on `database` (fresh, e.g. [`tenantry_testkit::fresh_plain_database`]), after
+/// `migrate-schemas`, as [`spawn_app_via`].
+pub async fn spawn_app_on(
+    database: tenantry_testkit::TestDatabase,
+    via: impl Fn(&str) -> String,
+    overrides: &[(&str, &str)],
+) -> TestApp {
     let db = db::pool(&database.url, &PoolSettings::default()).expect("pool");
     let migrator = Db::connect(&database.url, &PoolSettings::default()).expect("db");
     migrate_schemas(&migrator, &MigrateOptions::default(), &|_, _| {})
