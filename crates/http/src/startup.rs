@@ -1,4 +1,4 @@
-//! Building the application: pools, routing cache and its listener, the HTTP server (and the
+//! Building the application: pools, the route table and its listener, the HTTP server (and the
 //! metrics listener when `METRICS_ADDR` is set). Production (`main.rs`) and the tests use the
 //! same [`Application::build`].
 
@@ -79,6 +79,18 @@ impl Application {
                 ..RouterSettings::default()
             },
         ));
+        // Every tenant's hosts before the first request: a restarted server routes all of them
+        // from memory at once (routing.rs). A failure here is not fatal: the listener loads the
+        // table as soon as it connects, and until then hosts are looked up one by one.
+        let started = std::time::Instant::now();
+        match router.load_all().await {
+            Ok(companies) => tracing::info!(
+                companies,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "route table loaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "route table not loaded at start-up"),
+        }
         let listener_task = tokio::spawn(listen_for_changes(
             settings.database_url().to_owned(),
             router.clone(),
