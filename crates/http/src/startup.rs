@@ -80,21 +80,26 @@ impl Application {
             },
         ));
         // Every tenant's hosts before the first request: a restarted server routes all of them
-        // from memory at once (routing.rs). A failure here is not fatal: the listener loads the
-        // table as soon as it connects, and until then hosts are looked up one by one.
+        // from memory at once (routing.rs). The listener loads the table right after its LISTEN
+        // (so nothing is missed in between); a failure here is not fatal: until the table is
+        // loaded, hosts are looked up one by one within ROUTING_MISSES_PER_SEC.
         let started = std::time::Instant::now();
-        match router.load_all().await {
-            Ok(companies) => tracing::info!(
-                companies,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "route table loaded"
-            ),
-            Err(e) => tracing::warn!(error = %e, "route table not loaded at start-up"),
-        }
+        let (ready, loaded) = tokio::sync::oneshot::channel();
         let listener_task = tokio::spawn(listen_for_changes(
             settings.database_url().to_owned(),
             router.clone(),
+            Some(ready),
         ));
+        match tokio::time::timeout(Duration::from_secs(10), loaded).await {
+            Ok(Ok(())) => tracing::info!(
+                companies = router.companies(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "route table loaded"
+            ),
+            _ => {
+                tracing::warn!("route table not loaded at start-up; hosts are looked up meanwhile")
+            }
+        }
         let redis = redis::Client::open(settings.redis_url())
             .context("REDIS_URL is not a valid Redis URL")?;
         let jwt = JwtKeys::with_previous(

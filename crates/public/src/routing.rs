@@ -26,6 +26,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::AsyncMessage;
 
 use crate::companies::CompanyStatus;
@@ -217,8 +218,8 @@ const RESOLVE_SQL: &str = "\
 const MAX_PARTIAL_RELOAD: usize = 1_000;
 
 impl Router {
-    /// A router with an empty route table: call [`Router::load_all`] before serving (the server's
-    /// start-up does), or every host starts as a lookup.
+    /// A router with an empty route table: [`listen_for_changes`] loads it (the server's start-up
+    /// waits for that), or every host starts as a lookup.
     pub fn new(base: DomainName, db: Db, settings: &RouterSettings) -> Self {
         let cache = Cache::builder()
             .max_capacity(settings.max_entries)
@@ -347,14 +348,18 @@ impl Router {
     pub async fn load_all(&self) -> Result<usize, DbError> {
         let _order = self.reloading.lock().await;
         let client = self.db.public().await?;
-        let rows = client.query(ROUTES_SQL, &[]).await?;
-        drop(client);
+        // Row by row as they arrive: 10,000 rows are never held at once besides the table.
+        let rows = client
+            .query_raw(ROUTES_SQL, std::iter::empty::<&(dyn ToSql + Sync)>())
+            .await?;
+        futures_util::pin_mut!(rows);
         let mut table = Table::default();
-        for row in &rows {
-            if let Some(loaded) = loaded_of(row)? {
+        while let Some(row) = rows.next().await {
+            if let Some(loaded) = loaded_of(&row?)? {
                 table.insert(&self.base, loaded);
             }
         }
+        drop(client);
         let companies = table.companies();
         let old = std::mem::replace(
             &mut *self.table.write().unwrap_or_else(PoisonError::into_inner),
@@ -489,10 +494,17 @@ impl Reload {
 /// Listens for routing changes on a dedicated connection and applies them to the route table,
 /// reloading it whole on every (re)connection and every [`RouterSettings::ttl`]; reconnects with
 /// back-off. Runs until the task is dropped.
-pub async fn listen_for_changes(database_url: String, router: Arc<Router>) {
+///
+/// `ready` is told once the table is first loaded: the server's start-up waits for it, so the
+/// table is loaded once, by the listener, with nothing missed between the load and LISTEN.
+pub async fn listen_for_changes(
+    database_url: String,
+    router: Arc<Router>,
+    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&database_url, &router, &mut backoff).await {
+        match listen_once(&database_url, &router, &mut backoff, &mut ready).await {
             Ok(()) => tracing::warn!("routing listener connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "routing listener failed; reconnecting"),
         }
@@ -501,8 +513,13 @@ pub async fn listen_for_changes(database_url: String, router: Arc<Router>) {
         // Changes made while nobody listens are unknown to us: reload through the pool now (if
         // the database answers), so the table is never staler than one back-off, listener or
         // not.
-        if let Err(e) = router.load_all().await {
-            tracing::debug!(error = %e, "route table reload without a listener failed");
+        match router.load_all().await {
+            Ok(_) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "route table reload without a listener failed"),
         }
     }
 }
@@ -511,6 +528,7 @@ async fn listen_once(
     database_url: &str,
     router: &Router,
     backoff: &mut Duration,
+    ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), DbError> {
     let (client, mut connection) =
         tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
@@ -535,6 +553,9 @@ async fn listen_once(
         .await?;
     // Anything that changed before LISTEN took effect is unknown to us.
     router.load_all().await?;
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
     *backoff = Duration::from_millis(200);
     tracing::debug!("routing listener ready");
     let mut next_full = Instant::now() + router.ttl;

@@ -780,7 +780,9 @@ async fn both_statement_paths_make_the_same_schema_and_history() {
     }
     let (per_file, one_by_one) = (&described[0], &described[1]);
     assert!(
-        per_file.iter().any(|d| d == "column projects.id uuid not null"),
+        per_file
+            .iter()
+            .any(|d| d == "column projects.id uuid not null"),
         "{per_file:#?}"
     );
     assert!(
