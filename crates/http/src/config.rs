@@ -91,12 +91,15 @@ pub struct Settings {
     /// and nothing is stored.
     pub document_max_bytes: usize,
     pub http_workers: Option<usize>,
+    /// How often the route table (every tenant's hosts, in memory) is reloaded whole, and how
+    /// long a host looked up outside it is remembered (`ROUTING_CACHE_TTL_SECS`, default 30).
     pub routing_cache_ttl: Duration,
-    /// Hosts the routing cache keeps (`ROUTING_CACHE_SIZE`, default 100,000): more than there are
-    /// tenants, or a rotation over all of them evicts routes and re-queries them.
+    /// Hosts outside the route table remembered after a lookup, found and unknown apart
+    /// (`ROUTING_CACHE_SIZE`, default 100,000). The route table itself holds every company.
     pub routing_cache_size: u64,
-    /// Database lookups of uncached hosts per second (`ROUTING_MISSES_PER_SEC`, default 200;
-    /// 0 is unbounded): past it an uncached host answers 503 and cached tenants are unaffected.
+    /// Database lookups of hosts outside the route table per second (`ROUTING_MISSES_PER_SEC`,
+    /// default 200; 0 is unbounded): past it such a host answers 503, and every tenant in the
+    /// table is unaffected.
     pub routing_misses_per_sec: u32,
     /// How long a just-spent refresh token may be presented again and get the same successor
     /// (`REFRESH_REUSE_GRACE_SECS`, default 10; 0 turns the grace off).

@@ -80,11 +80,15 @@ fn describe() {
     );
     describe_counter!(
         routing::CACHE_HITS,
-        "Host resolutions answered from a routing cache (tenants or unknown hosts)."
+        "Host resolutions answered without a query (the route table, or a remembered lookup of a host outside it)."
     );
     describe_counter!(
         routing::CACHE_MISSES,
-        "Host resolutions not answered from a routing cache (they query the public schema, or wait on a lookup already under way)."
+        "Host resolutions of hosts outside the route table that query the public schema (or wait on a lookup already under way)."
+    );
+    ::metrics::describe_gauge!(
+        routing::TABLE_COMPANIES,
+        "Companies in the route table (every tenant's hosts, held in memory)."
     );
     describe_counter!(
         THROTTLE_DECISIONS,

@@ -1,4 +1,4 @@
-//! Building the application: pools, routing cache and its listener, the HTTP server (and the
+//! Building the application: pools, the route table and its listener, the HTTP server (and the
 //! metrics listener when `METRICS_ADDR` is set). Production (`main.rs`) and the tests use the
 //! same [`Application::build`].
 
@@ -80,10 +80,27 @@ impl Application {
                 ..RouterSettings::default()
             },
         ));
+        // Every tenant's hosts before the first request: a restarted server routes all of them
+        // from memory at once (routing.rs). The listener loads the table right after its LISTEN
+        // (so nothing is missed in between); a failure here is not fatal: until the table is
+        // loaded, hosts are looked up one by one within ROUTING_MISSES_PER_SEC.
+        let started = std::time::Instant::now();
+        let (ready, loaded) = tokio::sync::oneshot::channel();
         let listener_task = tokio::spawn(listen_for_changes(
             settings.database_url().to_owned(),
             router.clone(),
+            Some(ready),
         ));
+        match tokio::time::timeout(Duration::from_secs(10), loaded).await {
+            Ok(Ok(())) => tracing::info!(
+                companies = router.companies(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "route table loaded"
+            ),
+            _ => {
+                tracing::warn!("route table not loaded at start-up; hosts are looked up meanwhile")
+            }
+        }
         let redis = redis::Client::open(settings.redis_url())
             .context("REDIS_URL is not a valid Redis URL")?;
         let jwt = JwtKeys::with_previous(

@@ -40,8 +40,25 @@ pub fn head_of(runner: &Runner) -> i32 {
         .unwrap_or(0)
 }
 
-/// Runs refinery's statements on a transaction the caller owns and will commit.
-pub struct InTransaction<'a, 'b>(pub &'a Transaction<'b>);
+/// How refinery's SQL reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    /// Each migration file and its history row in one round trip (the simple-query protocol
+    /// runs several statements in one message, inside our transaction): plain PostgreSQL.
+    PerFile,
+    /// One statement per round trip: Citus forwards some DDL (e.g. `create index` in a
+    /// distributed schema) to the worker as the whole query string it came in, and a worker
+    /// refuses several commands in one.
+    OneByOne,
+}
+
+/// Runs refinery's statements on a transaction the caller owns and will commit. Either way the
+/// same statements run in the same order in the same transaction, so the schema and refinery's
+/// history come out identical; only the number of round trips differs.
+pub struct InTransaction<'a, 'b> {
+    pub tx: &'a Transaction<'b>,
+    pub statements: Statements,
+}
 
 impl AsyncTransaction for InTransaction<'_, '_> {
     type Error = tokio_postgres::Error;
@@ -54,14 +71,29 @@ impl AsyncTransaction for InTransaction<'_, '_> {
     ) -> impl Future<Output = Result<usize, Self::Error>> + Send + 's {
         async move {
             let mut count = 0;
-            for query in queries {
-                // One statement at a time: Citus forwards some DDL (e.g. `create index` in a
-                // distributed schema) to the worker as the whole query string it came in, and a
-                // worker refuses several commands in one. Same transaction, same effect.
-                for statement in statements(query) {
-                    self.0.batch_execute(statement).await?;
+            match self.statements {
+                Statements::PerFile => {
+                    // refinery passes a migration's SQL and its history insert together. The
+                    // separator ends a trailing line comment and an unterminated last statement;
+                    // an empty statement is harmless.
+                    let mut batch = String::new();
+                    for query in queries {
+                        batch.push_str(query);
+                        batch.push_str("\n;\n");
+                        count += 1;
+                    }
+                    if count > 0 {
+                        self.tx.batch_execute(&batch).await?;
+                    }
                 }
-                count += 1;
+                Statements::OneByOne => {
+                    for query in queries {
+                        for statement in statements(query) {
+                            self.tx.batch_execute(statement).await?;
+                        }
+                        count += 1;
+                    }
+                }
             }
             Ok(count)
         }
@@ -75,7 +107,7 @@ impl AsyncQuery<Vec<Migration>> for InTransaction<'_, '_> {
         query: &'s str,
     ) -> impl Future<Output = Result<Vec<Migration>, Self::Error>> + Send + 's {
         async move {
-            let rows = self.0.query(query, &[]).await?;
+            let rows = self.tx.query(query, &[]).await?;
             let mut applied = Vec::with_capacity(rows.len());
             for row in rows {
                 let applied_on: String = row.try_get(2)?;
@@ -179,8 +211,9 @@ pub fn statements(sql: &str) -> Vec<&str> {
 pub async fn run_in_transaction(
     tx: &Transaction<'_>,
     runner: &Runner,
+    statements: Statements,
 ) -> Result<Report, refinery::Error> {
-    let mut target = InTransaction(tx);
+    let mut target = InTransaction { tx, statements };
     runner.run_async(&mut target).await
 }
 
@@ -221,7 +254,8 @@ pub async fn migrate_public(client: &mut Client) -> Result<PublicMigration, Migr
     )
     .await?;
     tx.batch_execute("set local search_path to public").await?;
-    let report = run_in_transaction(&tx, &runner).await?;
+    // Rare and small: one statement at a time on every topology, as Citus needs.
+    let report = run_in_transaction(&tx, &runner, Statements::OneByOne).await?;
     let distributed = crate::cluster::distribute_public(&tx).await?;
     tx.commit().await?;
     Ok(PublicMigration {

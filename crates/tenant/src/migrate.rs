@@ -20,7 +20,8 @@ use tenantry_public::cluster;
 use tenantry_public::db::{Db, DbError};
 use tenantry_public::ids::CompanyId;
 use tenantry_public::migrate::{
-    migrate_public, public_status, run_in_transaction, MigrateError, MIGRATION_LOCK_NAMESPACE,
+    migrate_public, public_status, run_in_transaction, MigrateError, Statements,
+    MIGRATION_LOCK_NAMESPACE,
 };
 use tenantry_public::{SchemaName, Slug};
 use tokio_postgres::Transaction;
@@ -78,7 +79,14 @@ pub async fn migrate_schema_in(
         &[&schema.quoted()],
     )
     .await?;
-    let report = run_in_transaction(tx, &tenant_runner()).await?;
+    // Citus keeps the one-statement path for every tenant schema, new or distributed.
+    let statements = match placement {
+        cluster::SchemaPlacement::Single => Statements::PerFile,
+        cluster::SchemaPlacement::Distributed | cluster::SchemaPlacement::ToDistribute => {
+            Statements::OneByOne
+        }
+    };
+    let report = run_in_transaction(tx, &tenant_runner(), statements).await?;
     let version: Option<i32> = tx
         .query_one("select max(version) from refinery_schema_history", &[])
         .await?

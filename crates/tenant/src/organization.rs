@@ -69,8 +69,8 @@ pub async fn overview(conn: &TenantConn, company: CompanyId) -> Result<Overview,
 
 /// Renames the acting member's company to `name` (already a valid display name), audited as
 /// `organization.renamed` (before and after) in the same transaction. The same name writes
-/// nothing and no entry. Routing reads the company row, so a rename empties every server's
-/// Host cache like any change to `companies` (names are rarely changed).
+/// nothing and no entry. Like any change to `companies`, a rename notifies every server's
+/// routing listener, which reloads this company's routes.
 pub async fn rename(
     conn: &mut TenantConn,
     acting: &Acting<'_>,
@@ -138,7 +138,7 @@ pub struct Deleted {
 /// active owner, in one transaction: the company is suspended and marked to be dropped at
 /// `now + DELETION_GRACE`, `organization.deletion_requested` is recorded (the status and the
 /// dates before and after) and the owner is emailed. The status change fires the routing
-/// notification, so every server's Host cache forgets the tenant and its next request is 403.
+/// notification, so every server reloads the tenant's routes and its next request is 403.
 pub async fn request_deletion(
     conn: &mut TenantConn,
     acting: &Acting<'_>,

@@ -696,6 +696,116 @@ async fn an_exhausted_pool_answers_unavailable_quickly() {
 // 3.-5. migrate-schemas
 // ---------------------------------------------------------------------------------------------
 
+/// Everything a tenant schema holds, as text with the schema's name replaced by `S`, sorted.
+async fn schema_description(env: &Env, schema: &str) -> Vec<String> {
+    const DESCRIBE: &str = "\
+        select kind || ' ' || replace(def, $1, 'S') from ( \
+          select 'relation' as kind, c.relname || ' ' || c.relkind::text as def \
+            from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 \
+          union all \
+          select 'column', c.relname || '.' || a.attname || ' ' \
+                 || format_type(a.atttypid, a.atttypmod) \
+                 || case when a.attnotnull then ' not null' else '' end \
+                 || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') \
+            from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+            join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped \
+            left join pg_attrdef d on d.adrelid = c.oid and d.adnum = a.attnum \
+           where n.nspname = $1 \
+          union all \
+          select 'index', pg_get_indexdef(i.indexrelid) \
+            from pg_index i join pg_class c on c.oid = i.indrelid \
+            join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 \
+          union all \
+          select 'constraint', c.relname || ' ' || co.conname || ' ' || pg_get_constraintdef(co.oid) \
+            from pg_constraint co join pg_class c on c.oid = co.conrelid \
+            join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 \
+          union all \
+          select 'trigger', pg_get_triggerdef(t.oid) \
+            from pg_trigger t join pg_class c on c.oid = t.tgrelid \
+            join pg_namespace n on n.oid = c.relnamespace \
+           where n.nspname = $1 and not t.tgisinternal \
+          union all \
+          select 'function', pg_get_functiondef(p.oid) \
+            from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = $1 \
+          union all \
+          select 'comment', c.relname || ' ' || d.objsubid || ' ' || d.description \
+            from pg_description d join pg_class c on c.oid = d.objoid \
+            join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 \
+        ) x order by 1";
+    let client = env.check.get().await.unwrap();
+    let mut description: Vec<String> = client
+        .query(DESCRIBE, &[&schema])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let history = format!(
+        "select 'history ' || version || ' ' || name || ' ' || checksum \
+           from {schema}.refinery_schema_history order by version"
+    );
+    for row in client.query(&history, &[]).await.unwrap() {
+        description.push(row.get(0));
+    }
+    description
+}
+
+/// A single server runs each tenant migration file in one round trip, Citus one statement at a
+/// time; both must leave the same schema and the same refinery history.
+#[tokio::test]
+async fn both_statement_paths_make_the_same_schema_and_history() {
+    use tenantry_public::migrate::{run_in_transaction, Statements};
+    use tenantry_tenant::migrate::tenant_runner;
+
+    let env = env().await;
+    // `PerFile` is the single-server path; on Citus every tenant schema takes `OneByOne` (and
+    // migrating outside `migrate_schema_in` lacks its Citus settings).
+    if one::<bool>(
+        &env,
+        "select exists (select 1 from pg_extension where extname = 'citus')",
+    )
+    .await
+    {
+        return;
+    }
+    let mut described = Vec::new();
+    for (schema, statements) in [
+        ("tenant_per_file", Statements::PerFile),
+        ("tenant_one_by_one", Statements::OneByOne),
+    ] {
+        let mut client = env.check.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        tx.batch_execute(&format!(
+            "create schema {schema}; set local search_path to {schema}"
+        ))
+        .await
+        .unwrap();
+        let report = run_in_transaction(&tx, &tenant_runner(), statements)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.applied_migrations().len(),
+            tenant_runner().get_migrations().len()
+        );
+        tx.commit().await.unwrap();
+        described.push(schema_description(&env, schema).await);
+    }
+    let (per_file, one_by_one) = (&described[0], &described[1]);
+    assert!(
+        per_file
+            .iter()
+            .any(|d| d == "column projects.id uuid not null"),
+        "{per_file:#?}"
+    );
+    assert!(
+        per_file
+            .iter()
+            .any(|d| d.starts_with(&format!("history {} ", tenant_head()))),
+        "{per_file:#?}"
+    );
+    assert_eq!(per_file, one_by_one);
+}
+
 #[tokio::test]
 async fn migrate_schemas_noop_check_and_resume() {
     let env = env().await;

@@ -188,9 +188,13 @@ pub async fn delete_organization(
         .settle(&cx, matches!(done, Err(DeletionError::WrongPassword)))
         .await;
     let done = done?;
-    // The status change notifies every server's routing listener; this server forgets its
-    // routes at once too, so the very next request here is refused without waiting for it.
-    cx.state.router.invalidate_all();
+    // The status change notifies every server's routing listener; this server reloads the
+    // company's routes at once too, so the very next request here is refused without waiting
+    // for it.
+    let company = cx.acting().company;
+    if let Err(e) = cx.state.router.reload(&[company]).await {
+        tracing::warn!(error = %e, "route of the deleted company not reloaded; its notification will");
+    }
     cx.state.mail.push([done.email]).await;
     Ok(HttpResponse::Accepted().json(DeletionView::from(done.deletion)))
 }

@@ -201,7 +201,9 @@ pub async fn register(
     let (done, verification) =
         provision_and_verify(&state.db, &settings.base_domain, new, &link).await?;
     // Other processes learn of the new company through the routing trigger; this one at once.
-    state.router.invalidate_all();
+    if let Err(e) = state.router.reload(&[done.company.id]).await {
+        tracing::warn!(error = %e, "route of the new company not reloaded; its notification will");
+    }
     state
         .mail
         .push(verification.into_iter().chain([done.welcome]))

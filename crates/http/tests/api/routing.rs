@@ -289,3 +289,146 @@ async fn operator_domain_changes_route_at_once_and_are_listed() {
         ]
     );
 }
+
+/// Another server on the same database: a restart, as far as routing knows.
+async fn spawn_beside(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    let second = build(&app.db_url, overrides)
+        .await
+        .expect("the second server builds");
+    let address = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until_stopped());
+    TestApp {
+        address,
+        metrics_address: None,
+        db_url: app.db_url.clone(),
+        db: app.db.clone(),
+        http: app.http.clone(),
+        jwt: tenantry_http::tokens::JwtKeys::new(
+            &secrecy::SecretString::from(JWT_SECRET),
+            "tenantry",
+            "tenantry-api",
+        ),
+    }
+}
+
+/// `n` active companies made in the database directly, as another server's sign-ups would be:
+/// each with an owner, an (empty) schema at head, and every other one a `domains` row (the rest
+/// are routed by their slug). Returns their hosts.
+async fn companies_made_elsewhere(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
+    let head = tenantry_tenant::tenant_head();
+    app.sql(&format!(
+        "begin;
+         insert into public.users (id, email, password_hash)
+              values (gen_random_uuid(), 'owner@{prefix}.test', 'not-a-hash');
+         insert into public.companies (id, name, slug, schema_name, plan, status, schema_version)
+              select gen_random_uuid(), '{prefix} ' || g, '{prefix}' || g, 'tenant_{prefix}' || g,
+                     'free', 'active', {head}
+                from generate_series(1, {n}) g;
+         insert into public.memberships (id, user_id, company_id, role)
+              select gen_random_uuid(), u.id, c.id, 'owner'
+                from public.companies c, public.users u
+               where c.slug like '{prefix}%' and u.email = 'owner@{prefix}.test';
+         insert into public.domains (domain, company_id, is_primary)
+              select c.slug || '.{BASE}', c.id, true from public.companies c
+               where c.slug like '{prefix}%' and right(c.slug, 1) in ('0', '2', '4', '6', '8');
+         do $$ declare s text; begin
+             for s in select schema_name from public.companies where slug like '{prefix}%' loop
+                 execute format('create schema %I', s);
+             end loop;
+         end $$;
+         commit;"
+    ))
+    .await;
+    (1..=n).map(|i| format!("{prefix}{i}.{BASE}")).collect()
+}
+
+/// The status of an anonymous `GET /api/v1/projects` on each host, all sent at once.
+async fn statuses_at_once(app: &TestApp, hosts: &[String]) -> Vec<u16> {
+    let requests = hosts.iter().map(|host| async move {
+        app.get(host, "/api/v1/projects", None)
+            .await
+            .status()
+            .as_u16()
+    });
+    futures_util::future::join_all(requests).await
+}
+
+/// A server started when many tenants exist routes every one of them at once, whatever its
+/// budget for looking hosts up: they were loaded at start-up, not met one by one (a budget of
+/// 1 lookup a second used to turn all but one of them into 503s). Unknown hosts still cost a
+/// lookup each, within that budget.
+#[tokio::test]
+async fn a_restarted_server_routes_every_tenant_at_once() {
+    let first = spawn_app_with(&[("ROUTING_MISSES_PER_SEC", "1")]).await;
+    let hosts = companies_made_elsewhere(&first, "many", 60).await;
+    let restarted = spawn_beside(&first, &[("ROUTING_MISSES_PER_SEC", "1")]).await;
+    // Anonymous: 401 means the host named an active tenant (404: nothing; 503: not looked up).
+    let statuses = statuses_at_once(&restarted, &hosts).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+
+    let unknown: Vec<String> = (0..5).map(|i| format!("nobody-{i}.{BASE}")).collect();
+    let statuses = statuses_at_once(&restarted, &unknown).await;
+    assert!(
+        statuses.iter().all(|s| [404, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&404),
+        "one lookup within the budget: {statuses:?}"
+    );
+    assert!(statuses.contains(&503), "the rest past it: {statuses:?}");
+    // Tenants are unaffected by the spent budget.
+    let statuses = statuses_at_once(&restarted, &hosts).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+}
+
+/// Changes another server (or an operator's SQL) makes reach this server's route table through
+/// their notifications, company by company: a new tenant is routed while its host is still
+/// remembered as unknown, a suspension is 403, a deleted company is 404.
+#[tokio::test]
+async fn changes_made_elsewhere_reach_the_route_table() {
+    let app = spawn_app().await;
+    let host = format!("fresh1.{BASE}");
+    // Remembered as unknown for 5 s: only the route table can answer otherwise before then.
+    problem(app.get(&host, "/api/v1/projects", None).await, 404).await;
+    let started = std::time::Instant::now();
+    companies_made_elsewhere(&app, "fresh", 1).await;
+    eventually("the new tenant is routed", || async {
+        app.get(&host, "/api/v1/projects", None).await.status() == 401
+    })
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "routed through its notification, not after the unknown host was forgotten"
+    );
+
+    app.sql("update public.companies set status = 'suspended' where slug = 'fresh1'")
+        .await;
+    eventually("the suspension is seen", || async {
+        app.get(&host, "/api/v1/projects", None).await.status() == 403
+    })
+    .await;
+    app.sql("delete from public.companies where slug = 'fresh1'")
+        .await;
+    eventually("the deletion is seen", || async {
+        app.get(&host, "/api/v1/projects", None).await.status() == 404
+    })
+    .await;
+}
+
+/// What no trigger sees (a schema dropped by hand) is seen at the next whole reload, every
+/// `ROUTING_CACHE_TTL_SECS`.
+#[tokio::test]
+async fn the_route_table_is_reloaded_whole_every_ttl() {
+    let app = spawn_app_with(&[("ROUTING_CACHE_TTL_SECS", "1")]).await;
+    let hosts = companies_made_elsewhere(&app, "timed", 1).await;
+    eventually("the tenant is routed", || async {
+        app.get(&hosts[0], "/api/v1/projects", None).await.status() == 401
+    })
+    .await;
+    app.sql("drop schema tenant_timed1").await;
+    eventually("the missing schema is seen", || async {
+        app.get(&hosts[0], "/api/v1/projects", None).await.status() == 503
+    })
+    .await;
+}
