@@ -176,23 +176,22 @@ const TOO_MANY_MISSES: &str = "too many lookups of unknown hosts; retry shortly"
 /// Companies with their plan's limit, whether their schema exists and their `domains` rows.
 /// Every company is loaded whatever its status: the caller of [`Router::resolve`] decides
 /// whether a tenant may be served, and answers a suspended one 403, not 404.
-const ROUTES_SQL: &str = "\
-    select c.id, c.slug, c.schema_name, c.plan, p.requests_per_hour, c.status, c.schema_version, \
-           n.oid is not null as schema_exists, \
-           array(select d.domain from public.domains d where d.company_id = c.id) as domains \
-      from public.companies c \
-      join public.plans p on p.code = c.plan \
-      left join pg_catalog.pg_namespace n on n.nspname = c.schema_name";
+macro_rules! routes_sql {
+    () => {
+        "select c.id, c.slug, c.schema_name, c.plan, p.requests_per_hour, c.status, \
+                c.schema_version, n.oid is not null as schema_exists, \
+                array(select d.domain from public.domains d where d.company_id = c.id) as domains \
+           from public.companies c \
+           join public.plans p on p.code = c.plan \
+           left join pg_catalog.pg_namespace n on n.nspname = c.schema_name"
+    };
+}
+
+/// Every company's routes.
+const ROUTES_SQL: &str = routes_sql!();
 
 /// [`ROUTES_SQL`] for some companies.
-const ROUTES_OF_SQL: &str = "\
-    select c.id, c.slug, c.schema_name, c.plan, p.requests_per_hour, c.status, c.schema_version, \
-           n.oid is not null as schema_exists, \
-           array(select d.domain from public.domains d where d.company_id = c.id) as domains \
-      from public.companies c \
-      join public.plans p on p.code = c.plan \
-      left join pg_catalog.pg_namespace n on n.nspname = c.schema_name \
-     where c.id = any($1)";
+const ROUTES_OF_SQL: &str = concat!(routes_sql!(), " where c.id = any($1)");
 
 /// One host, for hosts outside the table: its `domains` row first, else the company whose slug
 /// is its label.

@@ -579,6 +579,25 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Stores `after` in `tx`, audited as `action` by the system with the subscription before
+    /// and after.
+    async fn store_audited(
+        &self,
+        tx: &TenantTx<'_>,
+        action: Action,
+        before: &Subscription,
+        after: &Subscription,
+    ) -> Result<(), DbError> {
+        let after = subscriptions::store(&**tx.client(), after).await?;
+        crate::audit::record(
+            tx,
+            crate::audit::Actor::System,
+            self.origin,
+            Entry::changed(action, before, &after),
+        )
+        .await
+    }
+
     async fn end_period(&self, company: CompanyId, ends: &mut PeriodEnds) -> Result<(), DbError> {
         let now = self.now;
         let Some(schema) = self.schema(company).await? else {
@@ -659,14 +678,8 @@ impl Run<'_> {
             return Ok(());
         }
         after.settle_past_due(now);
-        let after = subscriptions::store(client, &after).await?;
-        crate::audit::record(
-            &tx,
-            crate::audit::Actor::System,
-            self.origin,
-            Entry::changed(Action::SubscriptionPeriodEnded, &before, &after),
-        )
-        .await?;
+        self.store_audited(&tx, Action::SubscriptionPeriodEnded, &before, &after)
+            .await?;
         self.commit_telling_owner(tx, company, what, ends).await
     }
 
@@ -696,14 +709,8 @@ impl Run<'_> {
         }
         let mut after = before.clone();
         after.past_due_locked_at = Some(self.now);
-        let after = subscriptions::store(client, &after).await?;
-        crate::audit::record(
-            &tx,
-            crate::audit::Actor::System,
-            self.origin,
-            Entry::changed(Action::SubscriptionPastDueLocked, &before, &after),
-        )
-        .await?;
+        self.store_audited(&tx, Action::SubscriptionPastDueLocked, &before, &after)
+            .await?;
         let what = format!(
             "A payment has been failing since {} and the {}-day grace period is over: the \
              organization is now read-only. Changes are refused (402 Payment Required); reading, \

@@ -282,18 +282,6 @@ impl rows::Exported for Task {
     const USER_COLUMN: &'static str = "assignee_id";
 }
 
-pub async fn get(db: &impl TenantDb, id: TaskId) -> Result<Option<Task>, DbError> {
-    db.client()
-        .query_opt(
-            &format!("select {COLUMNS} from tasks where id = $1"),
-            &[&id],
-        )
-        .await?
-        .as_ref()
-        .map(Task::try_from)
-        .transpose()
-}
-
 /// Refuses an assignee who is not an active member of `company` (read in the caller's
 /// transaction, the membership locked for share so a concurrent removal waits for this change and
 /// then unassigns it).
